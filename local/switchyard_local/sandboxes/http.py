@@ -1,0 +1,90 @@
+"""Small HTTP helpers shared by every vendor sandbox."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+WsgiApp = Callable[..., Any]
+RequestRecord = tuple[str, str, int]
+
+
+def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """Serialise ``payload`` as a JSON response."""
+    return Response(
+        json.dumps(payload, separators=(",", ":")),
+        status=status,
+        headers=dict(headers or {}),
+        mimetype="application/json",
+    )
+
+
+def read_json_object(request: Request) -> dict[str, Any] | None:
+    """Return the body as a JSON object, or None when it is missing, malformed or not an object."""
+    body = request.get_json(force=True, silent=True)
+    return body if isinstance(body, dict) else None
+
+
+class RequestLog(Sequence[RequestRecord]):
+    """Thread-safe, append-only list of ``(method, path, status)`` records."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[RequestRecord] = []
+
+    def append(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._items.append(record)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __getitem__(self, index):  # type: ignore[override]
+        with self._lock:
+            return self._items[index]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        # Iterate over a copy so concurrent appends cannot disturb the caller.
+        with self._lock:
+            return iter(list(self._items))
+
+    def __repr__(self) -> str:
+        return f"RequestLog({list(self)!r})"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Request handler that skips per-request access logging (test output stays readable)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def serve(wsgi_app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
+    """Serve ``wsgi_app`` from a daemon thread; return ``(base_url, stop_fn)``.
+
+    ``port=0`` picks a free port. ``stop_fn`` is idempotent.
+    """
+    server = make_server(host, port, wsgi_app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_port}", daemon=True)
+    thread.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if stopped.is_set():
+            return
+        stopped.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return f"http://{host}:{server.server_port}", stop

@@ -1,0 +1,1 @@
+"""Adapters to AWS services (botocore at the edge; errors translated into Switchyard's)."""

@@ -1,0 +1,102 @@
+"""Builds the services each Lambda runs, from its settings and the real adapters.
+
+The only module that knows which adapter serves which port; handlers call it once per cold start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from switchyard.aws import clients
+from switchyard.aws.secrets import SecretReader
+from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
+from switchyard.ingest import IngestService
+from switchyard.settings import IngestSettings, WorkerSettings
+from switchyard.signatures import StandardWebhookVerifier
+
+# longer than DLQ retention (14 d) + queue retention (4 d): redrives stay deduplicated
+IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
+
+
+def build_ingest(settings: IngestSettings) -> IngestService:
+    secrets = SecretReader(clients.client("secretsmanager"))
+
+    def verifier_for(source: str) -> StandardWebhookVerifier:
+        secret = secrets.get_json(settings.sources[source].secret_arn)
+        return StandardWebhookVerifier(secret.get("signing_secrets") or [])
+
+    return IngestService(
+        routes=settings.routes,
+        verifier_for=verifier_for,
+        publisher=SqsQueues(clients.client("sqs")),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+class WorkerApp(NamedTuple):
+    worker: Any  # FlowWorker
+    idempotency_config: Any  # register the Lambda context on it per invocation
+
+
+class ConnectionBoundTarget:
+    """Builds the target from its connection secret, and rebuilds it when the secret changes
+    (key rotation, a new base URL) without a redeploy."""
+
+    def __init__(self, secrets: SecretReader, secret_arn: str, factory: Any) -> None:
+        self._secrets = secrets
+        self._secret_arn = secret_arn
+        self._factory = factory
+        self._current: tuple[dict[str, Any], Any] | None = None
+
+    def deliver(self, event: Any) -> Any:
+        value = self._secrets.get_json(self._secret_arn)
+        if self._current is None or self._current[0] != value:
+            self._current = (value, self._factory(value))
+        return self._current[1].deliver(event)
+
+
+def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any = None) -> WorkerApp:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    from switchyard.catalog import load_catalog
+    from switchyard.connectors.streak import StreakClient, StreakConnection
+    from switchyard.entity_state import DynamoEntityState
+    from switchyard.mapping.streak_deals import load_deal_mapping
+    from switchyard.targets.streak_deals import StreakDealTarget
+    from switchyard.worker import FlowWorker
+
+    flow = load_catalog().flows[settings.flow]
+    mapping = load_deal_mapping(flow.mapping)  # once per cold start
+    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table)
+
+    def streak_target(secret: dict[str, Any]) -> StreakDealTarget:
+        return StreakDealTarget(mapping, StreakClient(StreakConnection.from_secret(secret)), state)
+
+    target = ConnectionBoundTarget(SecretReader(clients.client("secretsmanager")),
+                                   settings.connection_secret_arn, streak_target)
+
+    config = IdempotencyConfig(
+        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+        response_hook=lambda response, _record: {**response, "duplicate": True},
+    )
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table, key_attr="id", expiry_attr="expiration"
+    )
+    queues = SqsQueues(clients.client("sqs"))
+    worker = FlowWorker(
+        flow=flow,
+        target=target,
+        dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url),
+        delay=lambda receipt, seconds: queues.delay(settings.queue_url, receipt, seconds),
+        max_receive_count=settings.max_receive_count,
+        make_idempotent=idempotent_function(
+            data_keyword_argument="key", config=config, persistence_store=persistence
+        ),
+        metrics=metrics,
+        logger=logger,
+    )
+    return WorkerApp(worker=worker, idempotency_config=config)

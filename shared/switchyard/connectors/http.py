@@ -1,0 +1,71 @@
+"""What every connector shares: error classification of an HTTP exchange, and JSON-safe values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import httpx
+
+from switchyard.errors import PermanentError, RetryableError
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals become JSON numbers (integral ones as ints), recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    header = response.headers.get("retry-after")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(header).timestamp() - time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def send(client: httpx.Client, method: str, url: str, *, system: str, **kwargs: Any) -> httpx.Response:
+    """Send one request; raise RetryableError / PermanentError for anything but a 2xx answer."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{system} timed out on {method} {url}", reason="target_timeout") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{system} unreachable on {method} {url}", reason="target_unreachable") from exc
+    status = response.status_code
+    if status < 300:
+        return response
+    details = {"target_status": status, "target_response": _body(response)}
+    where = f"{system} answered {status} to {method} {url}"
+    if status == 429:
+        raise RetryableError(where, reason="rate_limited", retry_after=retry_after_seconds(response),
+                             **details)
+    if status >= 500 or status == 408:
+        raise RetryableError(where, reason="target_unavailable", retry_after=retry_after_seconds(response),
+                             **details)
+    if status in (401, 403):
+        raise PermanentError(where, reason="target_auth_failed", **details)
+    if status == 404:
+        raise PermanentError(where, reason="target_not_found", **details)
+    raise PermanentError(where, reason="target_rejected", **details)

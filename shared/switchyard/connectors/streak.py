@@ -1,0 +1,116 @@
+"""Streak CRM client (https://api.streak.com): the calls the deal flows need, nothing more.
+
+Auth is HTTP Basic with the API key as user name and an empty password. Box creation, contacts,
+organizations and tasks are v2 (JSON); box updates, field values, pipelines and search are v1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.errors import ConnectionConfigError, PermanentError
+
+
+class StreakConnection(BaseModel):
+    """The connection secret: ``{"base_url", "api_key", "team_key", "pipeline_key"}``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    base_url: str = "https://api.streak.com"
+    api_key: str = Field(min_length=1)
+    team_key: str = Field(min_length=1)
+    pipeline_key: str = Field(min_length=1)
+
+    @classmethod
+    def from_secret(cls, value: dict[str, Any]) -> StreakConnection:
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            missing = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+            raise ConnectionConfigError(f"Streak connection is incomplete: {missing}") from None
+
+
+class StreakClient:
+    def __init__(self, connection: StreakConnection, *, transport: httpx.BaseTransport | None = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+        self.connection = connection
+        self._http = httpx.Client(
+            base_url=connection.base_url.rstrip("/"),
+            auth=(connection.api_key, ""),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        response = send(self._http, method, path, system="Streak",
+                        json=jsonable(json) if json is not None else None, params=params)
+        body = response.json() if response.content else None
+        if isinstance(body, dict) and body.get("success") is False:  # Streak's error shape under a 2xx
+            raise PermanentError(f"Streak refused {method} {path}", reason="target_rejected",
+                                 target_status=response.status_code, target_response=body)
+        return body
+
+    # --- boxes ---------------------------------------------------------------------------------
+
+    def search_boxes(self, query: str, pipeline_key: str) -> list[dict[str, Any]]:
+        body = self._call("GET", "/api/v1/search", params={"query": query, "pipelineKey": pipeline_key})
+        return list((body or {}).get("results", {}).get("boxes", []))
+
+    def get_box(self, box_key: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/boxes/{box_key}")
+
+    def create_box(self, pipeline_key: str, *, name: str, stage_key: str,
+                   notes: str | None) -> dict[str, Any]:
+        payload = {"name": name, "stageKey": stage_key}
+        if notes:
+            payload["notes"] = notes
+        return self._call("POST", f"/api/v2/pipelines/{pipeline_key}/boxes", json=payload)
+
+    def update_box(self, box_key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/boxes/{box_key}", json=changes)
+
+    def set_field(self, box_key: str, field_key: str, value: Any) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/boxes/{box_key}/fields/{field_key}", json={"value": value})
+
+    # --- contacts and organizations ------------------------------------------------------------
+
+    def find_or_create_contact(self, team_key: str, email: str) -> dict[str, Any]:
+        # getIfExisting only allows the dedupe key in the body; names go in a second call
+        return self._call("POST", f"/api/v2/teams/{team_key}/contacts/",
+                          params={"getIfExisting": "true"}, json={"emailAddresses": [email]})
+
+    def update_contact(self, contact_key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/api/v2/contacts/{contact_key}", json=changes)
+
+    def find_or_create_organization(self, team_key: str, domain: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v2/teams/{team_key}/organizations",
+                          params={"getIfExisting": "true"}, json={"domains": [domain]})
+
+    def create_organization(self, team_key: str, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v2/teams/{team_key}/organizations", json={"name": name})
+
+    def update_organization(self, org_key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/api/v2/organizations/{org_key}", json=changes)
+
+    def search_organizations(self, query: str) -> list[dict[str, Any]]:
+        body = self._call("GET", "/api/v1/search", params={"query": query})
+        return list((body or {}).get("results", {}).get("organizations", []))
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    def list_tasks(self, box_key: str) -> list[dict[str, Any]]:
+        body = self._call("GET", f"/api/v2/boxes/{box_key}/tasks")
+        return list((body or {}).get("results", []))
+
+    def create_task(self, box_key: str, *, text: str, due_date_ms: int, assignee_email: str | None) -> Any:
+        payload: dict[str, Any] = {"text": text, "dueDate": due_date_ms}
+        if assignee_email:
+            payload["assignedToSharingEntries"] = [{"email": assignee_email}]
+        return self._call("POST", f"/api/v2/boxes/{box_key}/tasks", json=payload)

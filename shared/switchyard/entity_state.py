@@ -1,0 +1,94 @@
+"""Per-entity state that keeps events in order: the newest change applied, and filtered entities.
+
+Invariant 4: an older event never overwrites the effect of a newer one. A worker *claims* an
+entity with the event's change time before applying it; a claim older than what was applied
+fails (the event is stale and dropped). Re-claiming with the same event id succeeds, so a retry of
+a half-applied event goes through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+RETENTION_SECONDS = 90 * 24 * 3600
+
+
+class EntityState(Protocol):
+    def claim(self, entity: str, change_time: datetime, event_id: str) -> bool: ...
+    def mark_filtered(self, entity: str) -> None: ...
+    def is_filtered(self, entity: str) -> bool: ...
+
+
+class InMemoryEntityState:
+    """For unit tests and dry runs; same contract as the DynamoDB store (tests/contract)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, entity: str, change_time: datetime, event_id: str) -> bool:
+        with self._lock:
+            item = self._items.setdefault(entity, {})
+            current = item.get("change_time")
+            if current is not None and (current > change_time or
+                                        (current == change_time and item.get("event_id") != event_id)):
+                return False
+            item.update(change_time=change_time, event_id=event_id)
+            return True
+
+    def mark_filtered(self, entity: str) -> None:
+        with self._lock:
+            self._items.setdefault(entity, {})["filtered"] = True
+
+    def is_filtered(self, entity: str) -> bool:
+        return bool(self._items.get(entity, {}).get("filtered"))
+
+
+class DynamoEntityState:
+    """Items ``entity#<entity>`` in the idempotency table (same TTL attribute, ``expiration``)."""
+
+    def __init__(self, client: Any, table: str, *, clock: Any = time.time) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def _key(self, entity: str) -> dict[str, Any]:
+        return {"id": {"S": f"entity#{entity}"}}
+
+    def _expiration(self) -> dict[str, str]:
+        return {"N": str(int(self._clock()) + RETENTION_SECONDS)}
+
+    def claim(self, entity: str, change_time: datetime, event_id: str) -> bool:
+        stamp = change_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(entity),
+                UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x",
+                # fixed-width UTC stamps compare in time order
+                ConditionExpression=(
+                    "attribute_not_exists(change_time) OR change_time < :t "
+                    "OR (change_time = :t AND event_id = :e)"
+                ),
+                ExpressionAttributeValues={
+                    ":t": {"S": stamp}, ":e": {"S": event_id}, ":x": self._expiration()
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def mark_filtered(self, entity: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=self._key(entity),
+            UpdateExpression="SET filtered = :f, expiration = :x",
+            ExpressionAttributeValues={":f": {"BOOL": True}, ":x": self._expiration()},
+        )
+
+    def is_filtered(self, entity: str) -> bool:
+        item = self._client.get_item(TableName=self._table, Key=self._key(entity), ConsistentRead=True)
+        return bool(item.get("Item", {}).get("filtered", {}).get("BOOL"))

@@ -1,0 +1,124 @@
+"""Every Switchyard error, classified once.
+
+    SwitchyardError
+    ├── WebhookRejectedError            bad input at the webhook endpoint (4xx, nothing enqueued)
+    │   ├── UnknownSourceError          404
+    │   ├── PayloadTooLargeError        413
+    │   ├── SignatureError              401 (missing/bad signature, stale timestamp)
+    │   ├── MalformedBodyError          400 (not JSON)
+    │   └── SchemaError                 422 (names the offending fields)
+    ├── EnqueueError                    the event could not be queued durably (503, sender retries)
+    ├── MappingError                    a mapping document is invalid (fails at load, never per record)
+    ├── ConnectionConfigError           a connection secret is missing or incomplete (permanent)
+    └── DeliveryError                   delivering one event to its target failed
+        ├── RetryableError              timeouts, 5xx, 429: back off and retry (honour Retry-After)
+        ├── OutOfOrderError             the target lacks a predecessor (e.g. the order): retry later
+        └── PermanentError              4xx validation, missing required field: straight to the DLQ
+
+The worker decides retry vs dead-letter from the class alone; nothing matches on message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SwitchyardError(Exception):
+    """Base of every error Switchyard raises on purpose."""
+
+
+class WebhookRejectedError(SwitchyardError):
+    status_code = 400
+    code = "rejected"
+
+    def __init__(self, message: str, *, fields: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or []
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+
+class UnknownSourceError(WebhookRejectedError):
+    status_code = 404
+    code = "unknown_source"
+
+
+class PayloadTooLargeError(WebhookRejectedError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class SignatureError(WebhookRejectedError):
+    status_code = 401
+    code = "invalid_signature"
+
+
+class StaleTimestampError(SignatureError):
+    code = "stale_timestamp"
+
+
+class MalformedBodyError(WebhookRejectedError):
+    status_code = 400
+    code = "malformed_body"
+
+
+class SchemaError(WebhookRejectedError):
+    status_code = 422
+    code = "invalid_event"
+
+
+class EnqueueError(SwitchyardError):
+    """Queueing failed: the sender gets 503 and retries; idempotency absorbs partial fan-out."""
+
+
+class MappingError(SwitchyardError):
+    """A mapping document is invalid; raised when it is loaded."""
+
+
+class ConnectionConfigError(SwitchyardError):
+    """A connection's secret is missing or incomplete."""
+
+
+class DeliveryError(SwitchyardError):
+    """Delivering one event to its target failed.
+
+    ``reason`` is machine-readable (snake_case), ``target_status`` and ``target_response`` describe
+    what the target answered, when it answered.
+    """
+
+    error_class = "delivery"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        target_status: int | None = None,
+        target_response: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.target_status = target_status
+        self.target_response = target_response
+
+
+class RetryableError(DeliveryError):
+    error_class = "retryable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class OutOfOrderError(DeliveryError):
+    error_class = "out_of_order"
+
+
+class PermanentError(DeliveryError):
+    error_class = "permanent"

@@ -1,0 +1,1 @@
+"""Declarative mapping documents (YAML, one per flow), validated and compiled on load."""

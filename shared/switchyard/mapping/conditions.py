@@ -1,0 +1,75 @@
+"""Conditions of mapping documents: ``{any: [...]}``, ``{all: [...]}``, ``{not: ...}`` or a test
+
+    {path: Order.OrderTotal, gte: 100}      numbers compare as Decimal
+    {path: Customer.Company, present: true} non-empty value present (or absent, with false)
+    {path: Order.OrderStatusId, in: [10, 20]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from switchyard.errors import MappingError
+from switchyard.mapping.rules import compile_path
+
+Predicate = Callable[[Any], bool]
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _compare(op: Callable[[Decimal, Decimal], bool], expected: Any, where: str) -> Callable[[Any], bool]:
+    bound = _decimal(expected)
+    if bound is None:
+        raise MappingError(f"{where}: comparison needs a number, got {expected!r}")
+
+    def test(value: Any) -> bool:
+        number = _decimal(value) if value is not None else None
+        return number is not None and op(number, bound)
+
+    return test
+
+
+_OPERATORS: dict[str, Callable[[Any, str], Callable[[Any], bool]]] = {
+    "gte": lambda e, w: _compare(lambda a, b: a >= b, e, w),
+    "gt": lambda e, w: _compare(lambda a, b: a > b, e, w),
+    "lte": lambda e, w: _compare(lambda a, b: a <= b, e, w),
+    "lt": lambda e, w: _compare(lambda a, b: a < b, e, w),
+    "eq": lambda e, _w: lambda v: v == e or str(v) == str(e),
+    "ne": lambda e, _w: lambda v: not (v == e or str(v) == str(e)),
+    "in": lambda e, _w: (lambda allowed: lambda v: str(v) in allowed)({str(x) for x in e}),
+    "present": lambda e, _w: lambda v: (v is not None and str(v).strip() != "") == bool(e),
+}
+
+
+def compile_condition(spec: Any, where: str) -> Predicate:
+    if not isinstance(spec, Mapping):
+        raise MappingError(f"{where}: a condition is a mapping")
+    if "any" in spec or "all" in spec:
+        combinator = "any" if "any" in spec else "all"
+        if len(spec) != 1 or not isinstance(spec[combinator], list) or not spec[combinator]:
+            raise MappingError(f"{where}: '{combinator}' takes a non-empty list and nothing else")
+        parts = tuple(
+            compile_condition(s, f"{where}.{combinator}[{i}]") for i, s in enumerate(spec[combinator])
+        )
+        if combinator == "any":
+            return lambda data: any(p(data) for p in parts)
+        return lambda data: all(p(data) for p in parts)
+    if "not" in spec:
+        inner = compile_condition(spec["not"], f"{where}.not")
+        return lambda data: not inner(data)
+    if "path" not in spec:
+        raise MappingError(f"{where}: a test needs a path")
+    operators = set(spec) - {"path"}
+    if len(operators) != 1 or not operators <= _OPERATORS.keys():
+        raise MappingError(f"{where}: give exactly one operator of {sorted(_OPERATORS)}")
+    (name,) = operators
+    get = compile_path(spec["path"])
+    test = _OPERATORS[name](spec[name], where)
+    return lambda data: test(get(data))

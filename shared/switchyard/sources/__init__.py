@@ -1,0 +1,46 @@
+"""Typed webhook envelopes per source, and one parser that turns raw JSON into them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from pydantic import TypeAdapter, ValidationError
+
+from switchyard.errors import SchemaError
+from switchyard.sources.nopcommerce import NopCommerceEvent
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {"nopcommerce": TypeAdapter(NopCommerceEvent)}
+
+
+class ParsedEvent(NamedTuple):
+    type: str
+    timestamp: datetime
+    model: Any
+
+
+def supported_sources() -> frozenset[str]:
+    return frozenset(_ADAPTERS)
+
+
+def envelope_json_schema(source: str) -> dict[str, Any]:
+    return _ADAPTERS[source].json_schema()
+
+
+def _field_error(error: Any) -> dict[str, str]:
+    loc = list(error["loc"])
+    if error["type"].startswith("union_tag"):
+        loc = ["type"]
+    elif loc and isinstance(loc[0], str) and "." in loc[0]:
+        loc = loc[1:]  # pydantic puts the matched event type first; the client wants the field path
+    return {"field": ".".join(str(part) for part in loc) or "$", "message": error["msg"]}
+
+
+def parse_event(source: str, document: Any) -> ParsedEvent:
+    """Validate a decoded webhook body; SchemaError names every offending field."""
+    try:
+        event = _ADAPTERS[source].validate_python(document)
+    except ValidationError as exc:
+        fields = [_field_error(error) for error in exc.errors(include_url=False)]
+        raise SchemaError("the event does not match the source's schema", fields=fields) from None
+    return ParsedEvent(type=event.type, timestamp=event.timestamp, model=event)

@@ -1,0 +1,104 @@
+"""nopCommerce webhook events, in nopCommerce's own entity and field names.
+
+nopCommerce has no native webhooks; the documented source is a small plugin (docs/sources.md)
+that consumes ``OrderPlacedEvent`` / ``EntityUpdatedEvent<Order>`` and posts Standard Webhooks
+signed JSON: ``{"type": ..., "timestamp": ..., "data": {...}}``. Unknown extra fields are kept
+(nopCommerce entities carry many more than the mapping needs).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# nopCommerce enums (Nop.Core.Domain.*)
+OrderStatusId = Literal[10, 20, 30, 40]  # Pending, Processing, Complete, Cancelled
+PaymentStatusId = Literal[10, 20, 30, 35, 40, 50]  # Pending .. Voided
+ShippingStatusId = Literal[10, 20, 25, 30, 40]
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+
+
+class _NopEntity(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class NopAddress(_NopEntity):
+    FirstName: str | None = None
+    LastName: str | None = None
+    Email: str | None = None
+    Company: str | None = None
+    Address1: str | None = None
+    Address2: str | None = None
+    City: str | None = None
+    ZipPostalCode: str | None = None
+    PhoneNumber: str | None = None
+    CountryId: int | None = None
+    StateProvinceId: int | None = None
+
+
+class NopCustomer(_NopEntity):
+    Id: int
+    Email: Annotated[str, Field(min_length=3, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]  # trimmed by mappings
+    FirstName: str | None = None
+    LastName: str | None = None
+    Company: str | None = None
+
+
+class NopProduct(_NopEntity):
+    Id: int
+    Name: str
+    Sku: str | None = None
+
+
+class NopOrderItem(_NopEntity):
+    Id: int
+    ProductId: int
+    Quantity: Annotated[int, Field(ge=1)]
+    UnitPriceInclTax: Money
+    PriceInclTax: Money
+    Product: NopProduct | None = None
+
+
+class NopOrder(_NopEntity):
+    Id: int
+    OrderGuid: UUID
+    CustomOrderNumber: Annotated[str, Field(min_length=1)]
+    OrderStatusId: OrderStatusId
+    PaymentStatusId: PaymentStatusId
+    ShippingStatusId: ShippingStatusId
+    OrderTotal: Money
+    CustomerCurrencyCode: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    CreatedOnUtc: datetime
+
+
+class OrderPlacedData(_NopEntity):
+    Order: NopOrder
+    OrderItems: Annotated[list[NopOrderItem], Field(min_length=1)]
+    Customer: NopCustomer
+    BillingAddress: NopAddress
+    ShippingAddress: NopAddress | None = None
+
+
+class OrderStatusChangedData(_NopEntity):
+    Order: NopOrder
+    Customer: NopCustomer | None = None
+
+
+class OrderPlaced(BaseModel):
+    type: Literal["order.placed"]
+    timestamp: datetime
+    data: OrderPlacedData
+
+
+class OrderStatusChanged(BaseModel):
+    type: Literal["order.status_changed"]
+    timestamp: datetime
+    data: OrderStatusChangedData
+
+
+NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged, Field(discriminator="type")]

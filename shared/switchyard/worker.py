@@ -1,0 +1,197 @@
+"""Processing one queued event of one flow: deliver exactly once in effect, or dead-letter it
+with its reason. Nothing is dropped silently.
+
+    deliver ──ok──────────────────────────────> done (result recorded for duplicates)
+       │ RetryableError (5xx, 429, timeout)     retried in-process with backoff + jitter,
+       │                                        honouring Retry-After; then, like OutOfOrder:
+       │ OutOfOrderError / still retryable ──>  message made visible again later (RetryLater),
+       │                                        until the last receive: dead-lettered
+       │ PermanentError / bad config ───────>   dead-lettered at once, with the reason
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from switchyard.catalog import FlowConfig
+from switchyard.errors import (
+    ConnectionConfigError,
+    DeliveryError,
+    MappingError,
+    OutOfOrderError,
+    PermanentError,
+    RetryableError,
+)
+from switchyard.events import FlowEvent
+from switchyard.targets import DeliveryResult, Target
+
+MAX_RETRY_DELAY_SECONDS = 900  # SQS visibility changes beyond this wait too long for a flow
+RETRY_LATER_BASE_SECONDS = 30
+
+
+class RetryLater(Exception):
+    """The record failed for now; SQS delivers it again after ``delay_seconds``."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(f"{reason}; retry in {delay_seconds}s")
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    flow: str
+    event_id: str | None
+    error_class: str
+    reason: str
+    message: str
+    target_status: int | None
+    target_response: Any
+    attempts: int
+    failed_at: str
+    original: str  # the queue message, as received: redrive sends it back unchanged
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+
+class DeadLetters(Protocol):
+    def send(self, letter: DeadLetter) -> None: ...
+
+
+class Metrics(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+Idempotent = Callable[..., dict[str, Any]]  # (key=..., event=...) -> recorded result
+
+
+class FlowWorker:
+    def __init__(
+        self,
+        *,
+        flow: FlowConfig,
+        target: Target,
+        dead_letters: DeadLetters,
+        delay: Callable[[str, int], None],
+        max_receive_count: int,
+        make_idempotent: Callable[[Callable[..., dict[str, Any]]], Idempotent] | None = None,
+        metrics: Metrics | None = None,
+        logger: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.flow = flow
+        self._target = target
+        self._dead_letters = dead_letters
+        self._delay = delay
+        self._max_receive_count = max_receive_count
+        self._metrics = metrics
+        self._logger = logger
+        retry = flow.retry
+        self._retrying = Retrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=_wait_honouring_retry_after(retry.initial_backoff_seconds, retry.max_backoff_seconds),
+            retry=retry_if_exception(lambda exc: _retry_inline(exc, retry.max_backoff_seconds)),
+            sleep=sleep,
+            reraise=True,
+        )
+        deliver = self._deliver
+        self._deliver_once: Idempotent = make_idempotent(deliver) if make_idempotent else deliver
+
+    def _deliver(self, key: dict[str, str], event: FlowEvent) -> dict[str, Any]:
+        del key  # what the idempotency layer hashes
+        result: DeliveryResult = self._retrying(self._target.deliver, event)
+        return {"outcome": result.outcome, "detail": result.detail}
+
+    def handle(self, body: str, *, receive_count: int, receipt_handle: str) -> dict[str, Any] | None:
+        """Finish one record, or raise RetryLater so the batch reports it as failed."""
+        event: FlowEvent | None = None
+        try:
+            event = FlowEvent.from_message(body)
+            result = self._deliver_once(key=event.idempotency_key, event=event)
+        except (PermanentError, ConnectionConfigError, MappingError) as exc:
+            self._dead_letter(exc, event, body, receive_count)
+            return None
+        except Exception as exc:  # retryable, out of order, in progress elsewhere, or a bug
+            if receive_count >= self._max_receive_count:
+                self._dead_letter(exc, event, body, receive_count)
+                return None
+            delay = self._retry_delay(exc, receive_count)
+            reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
+            self._log("warning", "retry later", event, reason=reason, attempt=receive_count, delay=delay)
+            self._metric("DeliveryRetried")
+            self._delay(receipt_handle, delay)
+            raise RetryLater(reason, delay) from exc
+        outcome = result.get("outcome", "delivered")
+        self._log("info", "delivered", event, outcome=outcome, duplicate=bool(result.get("duplicate")))
+        self._metric("EventsDuplicate" if result.get("duplicate") else f"Events{outcome.capitalize()}")
+        return result
+
+    def _retry_delay(self, exc: Exception, receive_count: int) -> int:
+        if isinstance(exc, OutOfOrderError):
+            base = self.flow.retry.out_of_order_delay_seconds
+        elif isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return int(min(MAX_RETRY_DELAY_SECONDS, max(1, exc.retry_after)))
+        else:
+            base = RETRY_LATER_BASE_SECONDS
+        return int(min(MAX_RETRY_DELAY_SECONDS, base * 2 ** max(0, receive_count - 1)))
+
+    def _dead_letter(self, exc: Exception, event: FlowEvent | None, body: str, attempts: int) -> None:
+        is_delivery = isinstance(exc, DeliveryError)
+        letter = DeadLetter(
+            flow=self.flow.name,
+            event_id=event.event_id if event else None,
+            error_class=exc.error_class if is_delivery else ("permanent" if isinstance(
+                exc, ConnectionConfigError | MappingError) else "unexpected"),
+            reason=exc.reason if is_delivery else _snake(type(exc).__name__),
+            message=str(exc),
+            target_status=exc.target_status if is_delivery else None,
+            target_response=exc.target_response if is_delivery else None,
+            attempts=attempts,
+            failed_at=datetime.now(UTC).isoformat(),
+            original=body,
+        )
+        self._dead_letters.send(letter)
+        self._log("error", "dead-lettered", event, error_class=letter.error_class, reason=letter.reason,
+                  target_status=letter.target_status, attempt=attempts)
+        self._metric("EventsDeadLettered")
+
+    def _metric(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.add_metric(name=name, unit="Count", value=1)
+
+    def _log(self, level: str, message: str, event: FlowEvent | None, **fields: Any) -> None:
+        if self._logger is None:
+            return
+        context = {"flow": self.flow.name, **fields}
+        if event is not None:
+            context.update(event_id=event.event_id, event_type=event.type)
+        getattr(self._logger, level)(message, extra=context)
+
+
+def _retry_inline(exc: BaseException, max_wait: float) -> bool:
+    # a long Retry-After is better spent with the message back on the queue than in a Lambda
+    return isinstance(exc, RetryableError) and (exc.retry_after is None or exc.retry_after <= max_wait)
+
+
+def _wait_honouring_retry_after(initial: float, maximum: float) -> Callable[[Any], float]:
+    jittered = wait_random_exponential(multiplier=initial, max=maximum)
+
+    def wait(state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return min(exc.retry_after, maximum)
+        return jittered(state)
+
+    return wait
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
