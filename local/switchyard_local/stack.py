@@ -1,0 +1,387 @@
+"""The embedded local stack: what ``cdk deploy`` would create, on moto, with no AWS account.
+
+1. synthesize the CDK app (the same code path as ``cdk synth``, layer dependencies not bundled);
+2. deploy the untouched template through moto's CloudFormation (queues with redrive policies,
+   tables, secrets, functions with resolved environments, event source mappings);
+3. run the functions in-process, behind a front door emulating the HTTP API routes and pollers
+   emulating the SQS event source mappings, all read from the template;
+4. point every connection at a local vendor sandbox and give each source a signing secret.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from switchyard_local.front_door import FrontDoor, Route
+from switchyard_local.functions import InProcessFunction
+from switchyard_local.pollers import QueuePoller
+from switchyard_local.sandboxes.streak import StreakSandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+DEMO_SIGNING_SECRET = "whsec_c3dpdGNoeWFyZC1sb2NhbC1kZW1vLXNpZ25pbmcta2V5IQ=="
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@dataclass
+class FlowResources:
+    name: str
+    queue_url: str
+    dlq_url: str
+    poller: QueuePoller
+
+
+@dataclass
+class LocalStack:
+    stage: str = "dev"
+    streak: StreakSandbox = field(default_factory=StreakSandbox)
+    signing_secret: str = DEMO_SIGNING_SECRET
+    env_overrides: dict[str, str] = field(default_factory=dict)  # e.g. time-scaled retry delays
+    log_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.flows: dict[str, FlowResources] = {}
+        self.functions: dict[str, InProcessFunction] = {}
+        self.front_door: FrontDoor | None = None
+        self.sources: list[str] = []
+        self._mock: Any = None
+        self._workdir: Path | None = None
+        self._log_file: Any = None
+        self._servers: list[Any] = []
+        self._poll_thread: threading.Thread | None = None
+        self._stop_polling = threading.Event()
+        self._secret_arns: dict[str, str] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        os.environ.update(FAKE_CREDENTIALS)
+        from moto import mock_aws
+        from switchyard.aws import clients
+
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))  # infra/ is a folder of the checkout, not an installed package
+        from infra.synth import synthesize
+
+        self._workdir = Path(tempfile.mkdtemp(prefix="switchyard-local-"))
+        synth = synthesize(self.stage, bundle_dependencies=False, outdir=str(self._workdir / "cdk.out"))
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        clients.reset()  # no botocore client may outlive the switch to moto
+        if self.streak.base_url is None:
+            self.streak.serve()
+        stack_id = self._deploy(synth)
+        physical = self._physical_ids(stack_id)
+        self._log_file = open(self.log_path, "a") if self.log_path else io.StringIO()  # noqa: SIM115
+        self._build_functions(synth.template, physical)
+        self._build_routes(synth.template)
+        self._build_pollers(synth.template, physical)
+        self._configure_secrets(synth.template, physical)
+        return self
+
+    def stop(self) -> None:
+        self._stop_polling.set()
+        if self._poll_thread:
+            self._poll_thread.join(timeout=5)
+        for server in self._servers:
+            server()
+        self.streak.stop()
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        if self._log_file is not None and not isinstance(self._log_file, io.StringIO):
+            self._log_file.close()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- using it ------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve the front door over HTTP (for curl); returns its base URL."""
+        from switchyard_local.sandboxes.http import serve
+
+        assert self.front_door is not None
+        url, stop = serve(self.front_door, host=host, port=port)
+        self._servers.append(stop)
+        return url
+
+    def run_pollers_in_background(self, interval: float = 0.2) -> None:
+        def loop() -> None:
+            while not self._stop_polling.is_set():
+                if not self.poll_all():
+                    self._stop_polling.wait(interval)
+
+        self._poll_thread = threading.Thread(target=loop, name="sqs-pollers", daemon=True)
+        self._poll_thread.start()
+
+    def poll_all(self) -> int:
+        return sum(flow.poller.poll_once() for flow in self.flows.values())
+
+    def drain(self, timeout: float = 60.0, interval: float = 0.25) -> bool:
+        """Run the pollers until every flow queue is empty (including delayed retries)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.poll_all():
+                continue
+            if all(flow.poller.depth() == 0 for flow in self.flows.values()):
+                return True
+            time.sleep(interval)
+        return False
+
+    def dead_letters(self, flow: str) -> list[dict[str, Any]]:
+        """What sits in a flow's DLQ (read without consuming: visibility 0)."""
+        sqs = self.client("sqs")
+        letters, seen = [], set()
+        for _ in range(10):
+            messages = sqs.receive_message(QueueUrl=self.flows[flow].dlq_url, MaxNumberOfMessages=10,
+                                           VisibilityTimeout=0, MessageAttributeNames=["All"]).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            if not fresh:
+                break
+            for message in fresh:
+                seen.add(message["MessageId"])
+                try:
+                    letters.append(json.loads(message["Body"]))
+                except ValueError:
+                    letters.append({"raw": message["Body"]})
+        return letters
+
+    def webhook_url(self, base_url: str, source: str) -> str:
+        return f"{base_url.rstrip('/')}/webhooks/{source}"
+
+    # --- deployment ----------------------------------------------------------------------------
+
+    def _deploy(self, synth: Any) -> str:
+        cfn, s3, ssm = self.client("cloudformation"), self.client("s3"), self.client("ssm")
+        ssm.put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String", Overwrite=True)
+        for asset in (synth.assets_manifest or {}).get("files", {}).values():
+            source = synth.assembly_dir / asset["source"]["path"]
+            for destination in asset["destinations"].values():
+                bucket = _substitute(destination["bucketName"])
+                key = _substitute(destination["objectKey"])
+                _ensure_bucket(s3, bucket)
+                s3.put_object(Bucket=bucket, Key=key, Body=_zip(source) if source.is_dir() else source.read_bytes())
+        template_body = json.dumps(self._prepare_for_moto(synth.stack_name, synth.template))
+        bucket = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
+        _ensure_bucket(s3, bucket)
+        s3.put_object(Bucket=bucket, Key="local-stack/template.json", Body=template_body.encode())
+        response = cfn.create_stack(
+            StackName=synth.stack_name,
+            TemplateURL=f"https://{bucket}.s3.amazonaws.com/local-stack/template.json",
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        status = cfn.describe_stacks(StackName=response["StackId"])["Stacks"][0]["StackStatus"]
+        if status != "CREATE_COMPLETE":
+            raise RuntimeError(f"local deploy of {synth.stack_name} ended in {status}")
+        return response["StackId"]
+
+    def _prepare_for_moto(self, stack_name: str, template: dict[str, Any]) -> dict[str, Any]:
+        """The template as moto's CloudFormation can run it, changed in two documented ways only:
+        secrets (unsupported there) are created through the API and their ARNs put in place of
+        their references; monitoring and HTTP API resources (alarms, dashboards, topic policies,
+        ApiGatewayV2: emulated by the front door) are left out, with whatever refers to them."""
+        secrets = self.client("secretsmanager")
+        resources = dict(template["Resources"])
+        replacements: dict[str, str] = {}
+        for logical_id, resource in list(resources.items()):
+            if resource["Type"] == "AWS::SecretsManager::Secret":
+                props = resource.get("Properties", {})
+                created = secrets.create_secret(Name=f"{stack_name}-{logical_id}",
+                                                SecretString=props.get("SecretString", "{}"))
+                replacements[logical_id] = created["ARN"]
+                self._secret_arns[logical_id] = created["ARN"]
+                del resources[logical_id]
+        dropped = {lid for lid, r in resources.items() if r["Type"].startswith(_UNSUPPORTED_PREFIXES)}
+        while True:  # drop whatever depends on something dropped (outputs too)
+            more = {lid for lid, r in resources.items() if lid not in dropped and _refers_to(r, dropped)}
+            if not more:
+                break
+            dropped |= more
+        prepared = {**template, "Resources": {lid: r for lid, r in resources.items() if lid not in dropped}}
+        prepared["Outputs"] = {k: v for k, v in template.get("Outputs", {}).items() if not _refers_to(v, dropped)}
+        for lid in replacements:
+            for kept in prepared["Resources"].values():
+                if isinstance(kept.get("DependsOn"), list) and lid in kept["DependsOn"]:
+                    kept["DependsOn"] = [d for d in kept["DependsOn"] if d != lid]
+        return _replace_refs(prepared, replacements)
+
+    def _physical_ids(self, stack_id: str) -> dict[str, str]:
+        cfn = self.client("cloudformation")
+        resources = cfn.list_stack_resources(StackName=stack_id)["StackResourceSummaries"]
+        return {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+
+    def _build_functions(self, template: dict[str, Any], physical: dict[str, str]) -> None:
+        lam = self.client("lambda")
+        base_env = {**FAKE_CREDENTIALS}
+        for logical_id, resource in _resources(template, "AWS::Lambda::Function"):
+            code = (resource.get("Metadata") or {}).get("switchyard:code")
+            if not code:
+                continue  # CDK's own helper functions (e.g. log retention) have no local code
+            config = lam.get_function_configuration(FunctionName=physical[logical_id])
+            environment = dict(config.get("Environment", {}).get("Variables", {}))
+            environment.update(self.env_overrides)
+            self.functions[logical_id] = InProcessFunction(
+                logical_id=logical_id,
+                function_name=config["FunctionName"],
+                arn=config["FunctionArn"],
+                code_dir=ROOT / code,
+                handler=resource["Properties"]["Handler"],
+                environment=environment,
+                timeout_seconds=int(config.get("Timeout", 30)),
+                memory_mb=int(config.get("MemorySize", 128)),
+                base_environment=base_env,
+                log_stream=self._log_file,
+            )
+
+    def _build_routes(self, template: dict[str, Any]) -> None:
+        integrations = dict(_resources(template, "AWS::ApiGatewayV2::Integration"))
+        routes = []
+        for _logical_id, resource in _resources(template, "AWS::ApiGatewayV2::Route"):
+            method, path = resource["Properties"]["RouteKey"].split(" ", 1)
+            integration_id = _ref_in(resource["Properties"]["Target"])
+            uri = integrations[integration_id]["Properties"]["IntegrationUri"]
+            function_id = uri["Fn::GetAtt"][0]
+            routes.append(Route(method=method, path=path, function=self.functions[function_id]))
+        self.front_door = FrontDoor(routes)
+
+    def _build_pollers(self, template: dict[str, Any], physical: dict[str, str]) -> None:
+        lam, sqs = self.client("lambda"), self.client("sqs")
+        queues = dict(_resources(template, "AWS::SQS::Queue"))
+        for logical_id, resource in _resources(template, "AWS::Lambda::EventSourceMapping"):
+            props = resource["Properties"]
+            queue_id = props["EventSourceArn"]["Fn::GetAtt"][0]
+            function_id = props["FunctionName"]["Ref"]
+            queue_url = physical[queue_id]
+            queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+            # moto's mappings would invoke inside send_message; our pollers replace them
+            for mapping in lam.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]:
+                lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+            del logical_id
+            queue_meta = queues[queue_id].get("Metadata") or {}
+            flow = queue_meta.get("switchyard:flow", queue_id)
+            dlq_id = _ref_in(queues[queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+            self.flows[flow] = FlowResources(
+                name=flow,
+                queue_url=queue_url,
+                dlq_url=physical[dlq_id],
+                poller=QueuePoller(
+                    sqs=sqs, queue_url=queue_url, queue_arn=queue_arn, function=self.functions[function_id],
+                    batch_size=int(props.get("BatchSize", 10)),
+                    report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    region=REGION,
+                ),
+            )
+
+    def _configure_secrets(self, template: dict[str, Any], physical: dict[str, str]) -> None:
+        secrets = self.client("secretsmanager")
+        for logical_id, resource in _resources(template, "AWS::SecretsManager::Secret"):
+            kind, _, name = str((resource.get("Metadata") or {}).get("switchyard:secret", "")).partition(":")
+            if kind == "source":
+                self.sources.append(name)
+                value = {"signing_secrets": [self.signing_secret]}
+            elif kind == "connection" and name == "streak":
+                value = {"base_url": self.streak.base_url, "api_key": self.streak.api_key,
+                         "team_key": self.streak.team_key, "pipeline_key": self.streak.pipeline.key}
+            else:
+                continue
+            secret_id = self._secret_arns.get(logical_id) or physical[logical_id]
+            secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+
+_UNSUPPORTED_PREFIXES = ("AWS::CloudWatch::", "AWS::ApiGatewayV2::", "AWS::SNS::TopicPolicy")
+
+
+def _refers_to(node: Any, logical_ids: set[str]) -> bool:
+    if isinstance(node, dict):
+        if node.get("Ref") in logical_ids:
+            return True
+        get_att = node.get("Fn::GetAtt")
+        if isinstance(get_att, list) and get_att and get_att[0] in logical_ids:
+            return True
+        depends = node.get("DependsOn")
+        depends = depends if isinstance(depends, list) else [depends]
+        if logical_ids.intersection(d for d in depends if isinstance(d, str)):
+            return True
+        return any(_refers_to(v, logical_ids) for v in node.values())
+    if isinstance(node, list):
+        return any(_refers_to(v, logical_ids) for v in node)
+    return False
+
+
+def _replace_refs(node: Any, arns: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        if len(node) == 1 and node.get("Ref") in arns:
+            return arns[node["Ref"]]
+        return {k: _replace_refs(v, arns) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_refs(v, arns) for v in node]
+    return node
+
+
+def _resources(template: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(lid, r) for lid, r in template.get("Resources", {}).items() if r.get("Type") == kind]
+
+
+def _ref_in(value: Any) -> str:
+    """The logical id referenced by Ref / Fn::GetAtt / Fn::Join(["integrations/", Ref])."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+        if "Fn::Join" in value:
+            for part in value["Fn::Join"][1]:
+                if isinstance(part, dict):
+                    return _ref_in(part)
+    raise ValueError(f"no reference in {value!r}")
+
+
+def _substitute(text: str) -> str:
+    return (text.replace("${AWS::AccountId}", ACCOUNT).replace("${AWS::Region}", REGION)
+            .replace("${AWS::Partition}", "aws"))
+
+
+def _ensure_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+
+
+def _zip(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
