@@ -1,0 +1,56 @@
+# Switchyard. Every target installs what it needs (virtualenv, pinned packages, pinned CDK CLI).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
+
+.DEFAULT_GOAL := help
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke openapi clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.lock requirements/lambda.txt requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(STAMP) ## run the demo: signed webhooks end to end on the embedded local stack
+	$(PY) -m switchyard_local.demo
+
+dev: $(STAMP) ## keep the local stack running (prints the webhook URL and signing secret)
+	$(VENV)/bin/switchyard local up
+
+test: $(STAMP) node_modules/.installed ## run all tests (unit, integration, infra, end-to-end)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+test-fast: $(STAMP) ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+synth: $(STAMP) node_modules/.installed ## synthesize the CDK app (layer with dependencies) and cfn-lint it
+	npx cdk synth --quiet
+	$(VENV)/bin/cfn-lint cdk.out/Switchyard-*.template.json --non-zero-exit-code error
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## benchmarks (ratios measured in one run), report in bench/results/
+	$(PY) -m bench.run
+
+bench-smoke: $(STAMP) ## a tiny run of every benchmark (CI)
+	$(PY) -m bench.run --smoke
+
+openapi: $(STAMP) ## regenerate docs/openapi.json from the envelope models
+	$(PY) -m switchyard_local.openapi > docs/openapi.json
+
+clean: ## remove the virtualenv, node_modules and build output
+	rm -rf $(VENV) node_modules cdk.out .local-stack bench/results

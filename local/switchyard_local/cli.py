@@ -1,0 +1,176 @@
+"""``switchyard``: the operator's and developer's command line.
+
+    switchyard dry-run FLOW EVENT.json         what an event becomes, without calling anyone
+    switchyard dlq list FLOW [--stack NAME]    dead letters of a flow, with their reasons
+    switchyard dlq redrive FLOW [--stack NAME] send them back through the flow (idempotent)
+    switchyard send URL EVENT.json --secret S  post a Standard Webhooks signed event
+    switchyard local demo | local up           the embedded local stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from switchyard.catalog import load_catalog
+    from switchyard.errors import DeliveryError, SwitchyardError
+    from switchyard.mapping.streak_deals import load_deal_mapping
+
+    flow = load_catalog().flows.get(args.flow)
+    if flow is None:
+        print(f"unknown flow {args.flow!r}; flows: {', '.join(load_catalog().flows)}", file=sys.stderr)
+        return 2
+    event = json.loads(Path(args.event).read_text(), parse_float=Decimal)
+    mapping = load_deal_mapping(flow.mapping)
+    action = mapping.events.get(event.get("type"))
+    try:
+        if action == "upsert_deal":
+            plan: Any = mapping.plan_deal(event["data"])
+        elif action == "move_stage":
+            plan = mapping.plan_stage_change(event["data"])
+        else:
+            print(f"flow {args.flow} does not handle event type {event.get('type')!r}", file=sys.stderr)
+            return 2
+    except (DeliveryError, SwitchyardError) as exc:
+        reason = getattr(exc, "reason", "mapping_error")
+        print(json.dumps({"error": reason, "message": str(exc)}, indent=2))
+        return 1
+    print(json.dumps({"flow": args.flow, "action": action, "plan": dataclasses.asdict(plan)}, indent=2,
+                     ensure_ascii=False))
+    return 0
+
+
+def _stack_queues(args: argparse.Namespace) -> tuple[Any, str, str]:
+    import boto3
+
+    from switchyard_local.stackinfo import flow_queue_urls
+
+    session = boto3.session.Session(region_name=args.region)
+    cfn = session.client("cloudformation", endpoint_url=args.endpoint_url)
+    queue_url, dlq_url = flow_queue_urls(cfn, args.stack, args.flow)
+    return session.client("sqs", endpoint_url=args.endpoint_url), queue_url, dlq_url
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from switchyard_local.operations import list_dead_letters, redrive
+
+    sqs, queue_url, dlq_url = _stack_queues(args)
+    if args.action == "list":
+        letters = list_dead_letters(sqs, dlq_url)
+        print(json.dumps(letters, indent=2, default=str))
+        print(f"{len(letters)} dead letter(s) in {args.flow}", file=sys.stderr)
+    else:
+        moved = redrive(sqs, dlq_url, queue_url, limit=args.limit)
+        print(f"redrove {moved} message(s) from {args.flow}'s DLQ", file=sys.stderr)
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    import httpx
+
+    from switchyard_local.webhooks import signed_headers
+
+    body = Path(args.event).read_bytes()
+    headers = signed_headers(args.secret, body, event_id=args.event_id)
+    response = httpx.post(args.url, content=body, headers=headers, timeout=30)
+    print(response.status_code, response.text)
+    return 0 if response.status_code < 300 else 1
+
+
+def _local(args: argparse.Namespace) -> int:
+    if args.action == "demo":
+        from switchyard_local.demo import main as demo
+
+        return demo()
+    return _local_up(args)
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from switchyard_local.stack import LocalStack
+    from switchyard_local.webhooks import SAMPLES
+
+    log = Path(".local-stack") / "functions.log"
+    log.parent.mkdir(exist_ok=True)
+    with LocalStack(log_path=log) as stack:
+        url = stack.serve(port=args.port)
+        stack.run_pollers_in_background()
+        webhook = stack.webhook_url(url, "nopcommerce")
+        sample = SAMPLES / "nop_order_b2b.json"
+        print(f"""Switchyard local stack is running (Ctrl-C to stop).
+  webhook URL      {webhook}
+  signing secret   {stack.signing_secret}
+  Streak sandbox   {stack.streak.base_url}/_sandbox/state   (what Streak holds)
+  function logs    {log}
+
+Send a signed webhook:
+  .venv/bin/switchyard send {webhook} {sample} --secret {stack.signing_secret}
+or with curl (docs/local-stack.md explains the signature):
+  {curl_example(webhook, stack.signing_secret, sample)}
+""", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping")
+    return 0
+
+
+def curl_example(url: str, secret: str, sample: Path) -> str:
+    key = secret.removeprefix("whsec_")
+    return (
+        f"id=msg_$(date +%s%N); ts=$(date +%s); body=$(cat {sample}); "
+        f"sig=$(printf '%s.%s.%s' \"$id\" \"$ts\" \"$body\" | openssl dgst -sha256 -binary "
+        f"-mac HMAC -macopt hexkey:$(echo {key} | base64 -d | xxd -p -c 256) | base64); "
+        f"curl -sS -X POST {url} -H \"webhook-id: $id\" -H \"webhook-timestamp: $ts\" "
+        f"-H \"webhook-signature: v1,$sig\" -H 'content-type: application/json' --data-binary \"$body\""
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dry = commands.add_parser("dry-run", help="show what an event becomes, calling nobody")
+    dry.add_argument("flow")
+    dry.add_argument("event", help="a webhook body (JSON file)")
+    dry.set_defaults(run=_dry_run)
+
+    dlq = commands.add_parser("dlq", help="inspect or redrive a flow's dead-letter queue")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("flow")
+    dlq.add_argument("--stack", default="Switchyard-dev")
+    dlq.add_argument("--region", default=None)
+    dlq.add_argument("--endpoint-url", default=None)
+    dlq.add_argument("--limit", type=int, default=None)
+    dlq.set_defaults(run=_dlq)
+
+    send = commands.add_parser("send", help="post a signed webhook")
+    send.add_argument("url")
+    send.add_argument("event")
+    send.add_argument("--secret", required=True)
+    send.add_argument("--event-id", default=None, help="reuse to simulate a duplicate delivery")
+    send.set_defaults(run=_send)
+
+    local = commands.add_parser("local", help="the embedded local stack")
+    local.add_argument("action", choices=["demo", "up"])
+    local.add_argument("--port", type=int, default=8080)
+    local.set_defaults(run=_local)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
