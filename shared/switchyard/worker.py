@@ -12,6 +12,7 @@ with its reason. Nothing is dropped silently.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -138,7 +139,8 @@ class FlowWorker:
         if isinstance(exc, OutOfOrderError):
             base = self.flow.retry.out_of_order_delay_seconds
         elif isinstance(exc, RetryableError) and exc.retry_after is not None:
-            return int(min(MAX_RETRY_DELAY_SECONDS, max(1, exc.retry_after)))
+            # rounded up: coming back before Retry-After has passed would not honour it
+            return math.ceil(min(MAX_RETRY_DELAY_SECONDS, max(1, exc.retry_after)))
         else:
             base = RETRY_LATER_BASE_SECONDS
         return int(min(MAX_RETRY_DELAY_SECONDS, base * 2 ** max(0, receive_count - 1)))

@@ -70,6 +70,10 @@ def compile_condition(spec: Any, where: str) -> Predicate:
     if len(operators) != 1 or not operators <= _OPERATORS.keys():
         raise MappingError(f"{where}: give exactly one operator of {sorted(_OPERATORS)}")
     (name,) = operators
+    if not isinstance(spec["path"], str) or not spec["path"]:
+        raise MappingError(f"{where}: 'path' must be a non-empty string, got {spec['path']!r}")
+    if name == "in" and not isinstance(spec["in"], list):
+        raise MappingError(f"{where}: 'in' takes a list, got {spec['in']!r}")
     get = compile_path(spec["path"])
     test = _OPERATORS[name](spec[name], where)
     return lambda data: test(get(data))

@@ -127,14 +127,20 @@ def _compile_transform(spec: Any, lookups: Lookups, where: str) -> Callable[[Any
 
         return lookup
     if name == "add_days":
-        days = timedelta(days=float(arg))
+        days = timedelta(days=_numeric_argument(arg, float, name, where))
         return lambda v: _as_datetime(v) + days
     if name == "truncate":
-        length = int(arg)
+        length = _numeric_argument(arg, int, name, where)
         return lambda v: str(v)[:length]
     if name == "prefix":
         return lambda v: f"{arg}{v}"
     raise MappingError(f"{where}: unknown transform {name!r}")
+
+
+def _numeric_argument(arg: Any, kind: type, name: str, where: str) -> Any:
+    if isinstance(arg, bool) or not isinstance(arg, int | float):
+        raise MappingError(f"{where}: transform {name!r} takes a number, got {arg!r}")
+    return kind(arg)
 
 
 def _compile_each(items: Getter, item: Getter, separator: str) -> Getter:
@@ -161,6 +167,11 @@ def compile_rule(rule: Any, lookups: Lookups, where: str) -> Getter:
     if unknown:
         raise MappingError(f"{where}: unknown keys {sorted(unknown)}")
     (kind,) = kinds
+    for key in ("path", "each", "template", "item"):
+        if key in rule and not (isinstance(rule[key], str) and rule[key]):
+            raise MappingError(f"{where}: '{key}' must be a non-empty string, got {rule[key]!r}")
+    if not isinstance(rule.get("transforms", []), list):
+        raise MappingError(f"{where}: 'transforms' must be a list")
     if kind == "path":
         source = compile_path(rule["path"])
     elif kind == "const":

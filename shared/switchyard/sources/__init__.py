@@ -23,8 +23,8 @@ def supported_sources() -> frozenset[str]:
     return frozenset(_ADAPTERS)
 
 
-def envelope_json_schema(source: str) -> dict[str, Any]:
-    return _ADAPTERS[source].json_schema()
+def envelope_json_schema(source: str, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    return _ADAPTERS[source].json_schema(ref_template=ref_template)
 
 
 def _field_error(error: Any) -> dict[str, str]:

@@ -1,0 +1,79 @@
+"""Prints the OpenAPI 3.1 document of the webhook endpoints, generated from the envelope models
+(``make openapi`` writes docs/openapi.json; a test keeps the committed file current)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from switchyard.sources import envelope_json_schema, supported_sources
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "examples": ["invalid_signature", "invalid_event"]},
+        "message": {"type": "string"},
+        "fields": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string", "examples": ["data.Order.OrderTotal"]},
+            "message": {"type": "string"}}}},
+    },
+}
+SIGNATURE_HEADERS = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Unique per event, stable across retries: the event id and idempotency key."},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "integer"},
+     "description": "Unix seconds of this attempt; rejected outside ±5 minutes."},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Space-separated `v1,<base64 HMAC-SHA256 of id.timestamp.body>`; any current secret."},
+]
+
+
+def _error(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR}
+    paths: dict[str, Any] = {}
+    for source in sorted(supported_sources()):
+        schema = envelope_json_schema(source, ref_template="#/components/schemas/{model}")
+        name = f"{source.capitalize()}Event"
+        for def_name, definition in schema.pop("$defs", {}).items():
+            schemas[def_name] = definition
+        schemas[name] = schema
+        paths[f"/webhooks/{source}"] = {"post": {
+            "summary": f"Receive a {source} event",
+            "operationId": f"receive_{source}",
+            "parameters": SIGNATURE_HEADERS,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{name}"}}}},
+            "responses": {
+                "202": {"description": "Durably queued on every subscribed flow", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "event_id": {"type": "string"}, "type": {"type": "string"},
+                        "flows": {"type": "array", "items": {"type": "string"}}}}}}},
+                "400": _error("Body is not JSON"),
+                "401": _error("Missing or bad signature, or stale timestamp"),
+                "404": _error("Unknown source"),
+                "413": _error("Body too large"),
+                "422": _error("Body does not match the event schema (fields named)"),
+                "503": _error("Could not queue the event; retry with backoff"),
+            },
+        }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchyard webhooks", "version": "1",
+                 "description": "Inbound webhooks. Signed with Standard Webhooks; 202 only once queued."},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def main() -> None:
+    print(json.dumps(document(), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
