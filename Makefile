@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
 
 .DEFAULT_GOAL := help
-.PHONY: help demo dev test test-fast synth lint bench bench-smoke openapi clean
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke generate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,7 +49,8 @@ bench: $(STAMP) ## benchmarks (ratios measured in one run), report in bench/resu
 bench-smoke: $(STAMP) ## a tiny run of every benchmark (CI)
 	$(PY) -m bench.run --smoke
 
-openapi: $(STAMP) ## regenerate docs/openapi.json from the envelope models
+generate: $(STAMP) ## regenerate, from the envelope models, the ingest validators and docs/openapi.json
+	$(PY) -m switchyard_local.codegen
 	$(PY) -m switchyard_local.openapi > docs/openapi.json
 
 clean: ## remove the virtualenv, node_modules and build output

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from switchyard.envelopes import validate_envelope
 from switchyard.errors import (
     EnqueueError,
     MalformedBodyError,
     PayloadTooLargeError,
     UnknownSourceError,
 )
-from switchyard.sources import ParsedEvent, parse_event
 
 
 class Verifier(Protocol):
@@ -46,7 +46,7 @@ class Accepted:
         return {"event_id": self.event_id, "type": self.event_type, "flows": list(self.flows)}
 
 
-def queue_message(request: WebhookRequest, event_id: str, event: ParsedEvent, document: Any,
+def queue_message(request: WebhookRequest, event_id: str, event_type: str, document: Any,
                   flow: str, received_at: datetime) -> str:
     """The message every flow worker receives: the verified event plus where it came from."""
     return json.dumps(
@@ -54,8 +54,8 @@ def queue_message(request: WebhookRequest, event_id: str, event: ParsedEvent, do
             "flow": flow,
             "event_id": event_id,
             "source": request.source,
-            "type": event.type,
-            "timestamp": event.timestamp.isoformat(),
+            "type": event_type,
+            "timestamp": document["timestamp"],
             "received_at": received_at.isoformat(),
             "data": document["data"],
         },
@@ -87,18 +87,18 @@ class IngestService:
             raise PayloadTooLargeError(f"body exceeds {self._max_body_bytes} bytes")
         event_id = self._verifier_for(request.source).verify(request.body, request.headers)
         document = _decode_json(request.body)
-        event = parse_event(request.source, document)
+        event_type = validate_envelope(request.source, document)
 
-        flows = source_routes.get(event.type, {})
+        flows = source_routes.get(event_type, {})
         received_at = self._clock()
-        attributes = {"event_id": event_id, "event_type": event.type, "source": request.source}
+        attributes = {"event_id": event_id, "event_type": event_type, "source": request.source}
         for flow, queue_url in flows.items():
-            body = queue_message(request, event_id, event, document, flow, received_at)
+            body = queue_message(request, event_id, event_type, document, flow, received_at)
             try:
                 self._publisher.publish(queue_url, body, attributes)
             except Exception as exc:  # any failure to queue durably: the sender must retry
                 raise EnqueueError(f"could not queue event {event_id} for flow {flow}") from exc
-        return Accepted(event_id=event_id, event_type=event.type, flows=tuple(flows))
+        return Accepted(event_id=event_id, event_type=event_type, flows=tuple(flows))
 
 
 def _decode_json(body: bytes) -> Any:

@@ -1,61 +1,119 @@
 """Typed settings of each Lambda, read once per cold start from its environment.
 
 The CDK app writes exactly these variables (an infrastructure test checks it), and the handlers
-build these models through a cached getter. The rest of the library receives them as arguments.
-Aliases are the environment variable names.
+build these objects through a cached getter. The rest of the library receives them as arguments.
+Plain dataclasses rather than pydantic models: importing pydantic alone costs the ingest Lambda
+~60 ms of cold start (bench/), and these few fields are simple to check by hand.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+class SettingsError(ValueError):
+    """A function's environment is missing or has a malformed variable."""
 
 
-class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+def _env(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name)
+    if not value:
+        raise SettingsError(f"environment variable {name} is not set")
+    return value
 
-    stage: str = Field(alias="SWITCHYARD_STAGE")
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> _Settings:
-        return cls.model_validate(dict(environ))
+def _json_object(environ: Mapping[str, str], name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_env(environ, name))
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{name} must be a JSON object")
+    return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str) -> int:
+    try:
+        value = int(_env(environ, name))
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be positive")
+    return value
+
+
+class _Settings:
+    ENV: ClassVar[dict[str, str]]  # field -> environment variable
 
     @classmethod
     def env_names(cls) -> set[str]:
-        return {f.alias for f in cls.model_fields.values() if f.alias}
+        return set(cls.ENV.values())
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-class SourceSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class SourceSettings:
     secret_arn: str
     signature: str = "standard-webhooks"
 
 
+@dataclass(frozen=True)
 class IngestSettings(_Settings):
     """``functions/ingest``: webhook verification and fan-out to flow queues."""
 
-    # source -> where its signing secrets live
-    sources: dict[str, SourceSettings] = Field(alias="SWITCHYARD_SOURCES")
-    # source -> event type -> flow name -> queue URL
-    routes: dict[str, dict[str, dict[str, str]]] = Field(alias="SWITCHYARD_ROUTES")
-    max_body_bytes: int = Field(alias="SWITCHYARD_MAX_BODY_BYTES", ge=1024)
+    stage: str
+    sources: dict[str, SourceSettings]  # source -> where its signing secrets live
+    routes: dict[str, dict[str, dict[str, str]]]  # source -> event type -> flow -> queue URL
+    max_body_bytes: int
 
-    _parse_json = field_validator("sources", "routes", mode="before")(_json)
+    ENV: ClassVar[dict[str, str]] = {
+        "stage": "SWITCHYARD_STAGE",
+        "sources": "SWITCHYARD_SOURCES",
+        "routes": "SWITCHYARD_ROUTES",
+        "max_body_bytes": "SWITCHYARD_MAX_BODY_BYTES",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
+        raw_sources = _json_object(environ, "SWITCHYARD_SOURCES")
+        try:
+            sources = {name: SourceSettings(**value) for name, value in raw_sources.items()}
+        except TypeError as exc:
+            raise SettingsError(f"SWITCHYARD_SOURCES: {exc}") from None
+        return cls(
+            stage=_env(environ, "SWITCHYARD_STAGE"),
+            sources=sources,
+            routes=_json_object(environ, "SWITCHYARD_ROUTES"),
+            max_body_bytes=_positive_int(environ, "SWITCHYARD_MAX_BODY_BYTES"),
+        )
 
 
+@dataclass(frozen=True)
 class WorkerSettings(_Settings):
     """``functions/flow_worker``: one deployed instance per flow."""
 
-    flow: str = Field(alias="SWITCHYARD_FLOW")
-    idempotency_table: str = Field(alias="SWITCHYARD_IDEMPOTENCY_TABLE")
-    connection_secret_arn: str = Field(alias="SWITCHYARD_CONNECTION_SECRET_ARN")
-    queue_url: str = Field(alias="SWITCHYARD_QUEUE_URL")
-    dlq_url: str = Field(alias="SWITCHYARD_DLQ_URL")
-    max_receive_count: int = Field(alias="SWITCHYARD_MAX_RECEIVE_COUNT", ge=1)
+    stage: str
+    flow: str
+    idempotency_table: str
+    connection_secret_arn: str
+    queue_url: str
+    dlq_url: str
+    max_receive_count: int
+
+    ENV: ClassVar[dict[str, str]] = {
+        "stage": "SWITCHYARD_STAGE",
+        "flow": "SWITCHYARD_FLOW",
+        "idempotency_table": "SWITCHYARD_IDEMPOTENCY_TABLE",
+        "connection_secret_arn": "SWITCHYARD_CONNECTION_SECRET_ARN",
+        "queue_url": "SWITCHYARD_QUEUE_URL",
+        "dlq_url": "SWITCHYARD_DLQ_URL",
+        "max_receive_count": "SWITCHYARD_MAX_RECEIVE_COUNT",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        values: dict[str, Any] = {f.name: _env(environ, cls.ENV[f.name]) for f in fields(cls)}
+        values["max_receive_count"] = _positive_int(environ, "SWITCHYARD_MAX_RECEIVE_COUNT")
+        return cls(**values)

@@ -110,7 +110,7 @@ def test_webhook_invalid_event_names_the_field(stack, http):
     event["data"]["Order"]["OrderTotal"] = "lots"
     status, answer = send(stack, http, json.dumps(event).encode())
     assert status == 422
-    assert {"field": "data.Order.OrderTotal", "message": "Input should be a valid decimal"} in answer["fields"]
+    assert answer["fields"][0]["field"] == "data.Order.OrderTotal"
 
 
 def test_worker_two_streak_503s_then_success_delivers_once(stack, http):

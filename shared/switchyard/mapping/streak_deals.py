@@ -164,7 +164,7 @@ class DealMapping:
         fields = {}
         for key, get in self._fields:
             value = get(data)
-            if value is not None:
+            if value is not None and value != "":
                 fields[key] = value
         return DealPlan(
             order_key=str(self._order_key(data)),

@@ -1,4 +1,8 @@
-"""Typed webhook envelopes per source, and one parser that turns raw JSON into them."""
+"""Typed webhook envelopes per source (pydantic models: the one definition of each event).
+
+``parse_event`` validates into those models. The ingest Lambda uses ``switchyard.envelopes``
+instead: validators generated from these models, without pydantic's cold-start cost.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from switchyard.errors import SchemaError
-from switchyard.sources.nopcommerce import NopCommerceEvent
+from switchyard.sources.nopcommerce import NopCommerceEvent, OrderPlaced, OrderStatusChanged
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {"nopcommerce": TypeAdapter(NopCommerceEvent)}
+# source -> event type -> model: what `make generate` compiles into switchyard.validators
+EVENT_MODELS: dict[str, dict[str, type]] = {
+    "nopcommerce": {"order.placed": OrderPlaced, "order.status_changed": OrderStatusChanged},
+}
 
 
 class ParsedEvent(NamedTuple):

@@ -13,14 +13,20 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 # nopCommerce enums (Nop.Core.Domain.*)
 OrderStatusId = Literal[10, 20, 30, 40]  # Pending, Processing, Complete, Cancelled
 PaymentStatusId = Literal[10, 20, 30, 35, 40, 50]  # Pending .. Voided
 ShippingStatusId = Literal[10, 20, 25, 30, 40]
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+# Decimal accepts numbers and numeric strings; the schema says so exactly (ingest validates with it)
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=4),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^\s*\+?\d{1,14}(\.\d{1,4})?\s*$"}]}),
+]
 
 
 class _NopEntity(BaseModel):

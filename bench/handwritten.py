@@ -1,0 +1,68 @@
+"""The nopcommerce-to-streak mapping written by hand in Python: the baseline the declarative
+mapping is measured against. It must produce exactly the same plan (the benchmark checks)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from switchyard.mapping.streak_deals import ContactPlan, DealPlan, OrganizationPlan, TaskPlan
+
+STAGES = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
+PAYMENT = {10: "9001", 20: "9002", 30: "9003", 35: "9004", 40: "9005", 50: "9006"}
+PUBLIC = {"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "yahoo.com", "icloud.com", "proton.me"}
+
+
+def _ms(value: str, days: int = 0) -> int:
+    moment = datetime.fromisoformat(value)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int((moment + timedelta(days=days)).timestamp() * 1000)
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _blank_to_none(value: Any) -> Any:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def plan_deal(data: dict[str, Any]) -> DealPlan:
+    order, customer = data["Order"], data["Customer"]
+    number = order["CustomOrderNumber"]
+    company = customer.get("Company")
+    has_company = company is not None and str(company).strip() != ""
+    email = customer["Email"].strip().lower()
+    first, last = customer.get("FirstName"), customer.get("LastName")
+    name = f"Order {number} · {first or ''} {last or ''} {company or ''}"
+    organization = None
+    if has_company:
+        domain = email.rpartition("@")[2] or None
+        organization = OrganizationPlan(name=company.strip(), domain=None if domain in PUBLIC else domain)
+    items = "; ".join(
+        " ".join(f"{i['Quantity']} x {i['Product']['Name']} [{i['Product']['Sku']}]".split())
+        for i in data["OrderItems"]
+    )
+    return DealPlan(
+        order_key=number,
+        create=Decimal(str(order["OrderTotal"])) >= 100 or has_company,
+        box_name=" ".join(name.split()),
+        stage_key=STAGES[order["OrderStatusId"]],
+        notes=f"nopCommerce order {order['Id']} ({order['OrderGuid']})",
+        fields={
+            "1001": number,
+            "1002": _number(order["OrderTotal"]),
+            "1003": _ms(order["CreatedOnUtc"]),
+            "1004": PAYMENT[order["PaymentStatusId"]],
+            "1005": items[:2000],
+            "1006": order["CustomerCurrencyCode"],
+        },
+        contact=ContactPlan(email=email, given_name=_blank_to_none(first), family_name=_blank_to_none(last)),
+        organization=organization,
+        task=TaskPlan(text=f"Follow up on order {number}", due_date_ms=_ms(order["CreatedOnUtc"], days=3),
+                      assignee_email="sales-rep@example.com"),
+    )

@@ -1,0 +1,1 @@
+"""GENERATED: ingest validators, one module per event type."""
