@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError
 from switchyard.mapping.conditions import Predicate, compile_condition
-from switchyard.mapping.rules import Getter, compile_rule
+from switchyard.mapping.rules import compile_rules
 
 Rule = dict[str, Any]
 
@@ -123,88 +123,100 @@ class StageChangePlan:
 
 
 class DealMapping:
-    """A validated, compiled deal mapping; built once per cold start."""
+    """A validated, compiled deal mapping; built once per cold start.
+
+    Rules are compiled in groups (``compile_rules``): the deal's rules in one, the organization's
+    (evaluated only when its condition holds) in another, the stage change's in a third.
+    """
 
     def __init__(self, doc: DealMappingDoc) -> None:
         self.doc = doc
-        lk = doc.lookups
-
-        def rule(spec: Rule | None, where: str, *, required: bool = False) -> Getter | None:
-            if spec is None:
-                return None
-            return compile_rule({**spec, "required": spec.get("required", required)}, lk, where)
-
         self.events = dict(doc.events)
         self.order_key_field = doc.order_key_field
-        self._order_key = rule(doc.order_key, "order_key", required=True)
-        self._create_when: Predicate | None = (
-            compile_condition(doc.create_when, "create_when") if doc.create_when else None
-        )
-        self._email = rule(doc.contact.email, "contact.email", required=True)
-        self._given = rule(doc.contact.given_name, "contact.given_name")
-        self._family = rule(doc.contact.family_name, "contact.family_name")
-        org = doc.organization
-        self._org_when = compile_condition(org.when, "organization.when") if org and org.when else None
-        self._org_name = rule(org.name, "organization.name", required=True) if org else None
-        self._org_domain = rule(org.domain, "organization.domain") if org else None
-        self._public_domains = frozenset(d.lower() for d in org.public_domains) if org else frozenset()
-        self._box_name = rule(doc.box.name, "box.name", required=True)
-        self._stage = rule(doc.box.stage, "box.stage", required=True)
-        self._notes = rule(doc.box.notes, "box.notes")
-        self._fields = tuple((key, rule(spec, f"box.fields.{key}")) for key, spec in doc.box.fields.items())
-        task = doc.task
-        self._task_text = rule(task.text, "task.text", required=True) if task else None
-        self._task_due = rule(task.due, "task.due", required=True) if task else None
-        self._task_assignee = rule(task.assignee, "task.assignee") if task else None
-        self._moved_stage = rule(doc.stage_change.stage, "stage_change.stage", required=True)
         if self.order_key_field not in doc.box.fields:
             raise MappingError("order_key_field must be one of box.fields (it stores the order key)")
 
+        def required(spec: Rule) -> Rule:
+            return {**spec, "required": spec.get("required", True)}
+
+        deal: list[tuple[str, Rule]] = [
+            ("order_key", required(doc.order_key)),
+            ("box.name", required(doc.box.name)),
+            ("box.stage", required(doc.box.stage)),
+            ("contact.email", required(doc.contact.email)),
+        ]
+        optional = {"box.notes": doc.box.notes, "contact.given_name": doc.contact.given_name,
+                    "contact.family_name": doc.contact.family_name}
+        if doc.task:
+            deal += [("task.text", required(doc.task.text)), ("task.due", required(doc.task.due))]
+            optional["task.assignee"] = doc.task.assignee
+        deal += [(where, spec) for where, spec in optional.items() if spec is not None]
+        self._field_keys = tuple(doc.box.fields)
+        deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
+        at = {where: index for index, (where, _spec) in enumerate(deal)}
+        self._deal = compile_rules(deal, doc.lookups)
+        self._fields_at = len(deal) - len(self._field_keys)
+        # positions in the values tuple (-1: not in this document)
+        self._i_notes, self._i_given, self._i_family, self._i_text, self._i_due, self._i_assignee = (
+            at.get(name, -1) for name in ("box.notes", "contact.given_name", "contact.family_name",
+                                          "task.text", "task.due", "task.assignee"))
+
+        org = doc.organization
+        self._org = compile_rules(
+            [("organization.name", required(org.name))]
+            + ([("organization.domain", org.domain)] if org.domain else []),
+            doc.lookups,
+        ) if org else None
+        self._org_when = compile_condition(org.when, "organization.when") if org and org.when else None
+        self._public_domains = frozenset(d.lower() for d in org.public_domains) if org else frozenset()
+        self._create_when: Predicate | None = (
+            compile_condition(doc.create_when, "create_when") if doc.create_when else None
+        )
+        self._stage_change = compile_rules(
+            [("order_key", required(doc.order_key)), ("stage_change.stage", required(doc.stage_change.stage))],
+            doc.lookups,
+        )
+
     def plan_deal(self, data: Mapping[str, Any]) -> DealPlan:
+        values = self._deal(data)
+
+        def at(index: int) -> Any:
+            return values[index] if index >= 0 else None
+
         fields = {}
-        for key, get in self._fields:
-            value = get(data)
-            if value is not None and value != "":
-                fields[key] = value
+        for key, field_value in zip(self._field_keys, values[self._fields_at:], strict=True):
+            if field_value is not None and field_value != "":
+                fields[key] = field_value
+        task = None
+        if self._i_text >= 0:
+            due = values[self._i_due]
+            task = TaskPlan(text=values[self._i_text],
+                            due_date_ms=due if isinstance(due, int) else int(due.timestamp() * 1000),
+                            assignee_email=at(self._i_assignee))
         return DealPlan(
-            order_key=str(self._order_key(data)),
+            order_key=str(values[0]),
             create=self._create_when is None or self._create_when(data),
-            box_name=self._box_name(data),
-            stage_key=str(self._stage(data)),
-            notes=self._notes(data) if self._notes else None,
+            box_name=values[1],
+            stage_key=str(values[2]),
+            notes=at(self._i_notes),
             fields=fields,
-            contact=self._plan_contact(data),
+            contact=ContactPlan(email=values[3], given_name=at(self._i_given), family_name=at(self._i_family)),
             organization=self._plan_organization(data),
-            task=self._plan_task(data),
+            task=task,
         )
 
     def plan_stage_change(self, data: Mapping[str, Any]) -> StageChangePlan:
-        return StageChangePlan(order_key=str(self._order_key(data)), stage_key=str(self._moved_stage(data)))
-
-    def _plan_contact(self, data: Mapping[str, Any]) -> ContactPlan:
-        return ContactPlan(
-            email=self._email(data),
-            given_name=self._given(data) if self._given else None,
-            family_name=self._family(data) if self._family else None,
-        )
+        order_key, stage = self._stage_change(data)
+        return StageChangePlan(order_key=str(order_key), stage_key=str(stage))
 
     def _plan_organization(self, data: Mapping[str, Any]) -> OrganizationPlan | None:
-        if self._org_name is None or (self._org_when is not None and not self._org_when(data)):
+        if self._org is None or (self._org_when is not None and not self._org_when(data)):
             return None
-        domain = self._org_domain(data) if self._org_domain else None
+        name, *rest = self._org(data)
+        domain = rest[0] if rest else None
         if domain and domain.lower() in self._public_domains:
             domain = None
-        return OrganizationPlan(name=self._org_name(data), domain=domain)
-
-    def _plan_task(self, data: Mapping[str, Any]) -> TaskPlan | None:
-        if self._task_text is None or self._task_due is None:
-            return None
-        due = self._task_due(data)
-        return TaskPlan(
-            text=self._task_text(data),
-            due_date_ms=due if isinstance(due, int) else int(due.timestamp() * 1000),
-            assignee_email=self._task_assignee(data) if self._task_assignee else None,
-        )
+        return OrganizationPlan(name=name, domain=domain)
 
 
 def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:
