@@ -1,0 +1,153 @@
+"""One flow: its queue, its dead-letter queue, its worker function and its alarms.
+
+Instantiated once per flow in the catalog, so adding a flow is a catalog entry, not new plumbing.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from switchyard.catalog import FlowConfig
+
+from infra.constructs.alarms import Runbook, runbook_alarm
+from infra.functions import FunctionFactory
+from infra.metadata import annotate
+from infra.paths import WORKER_CODE
+
+# AWS's guidance for SQS event sources: visibility timeout at least six times the function timeout,
+# so a message is not redelivered while a (retried) batch is still being processed.
+VISIBILITY_TIMEOUT_FACTOR = 6
+QUEUE_RETENTION = Duration.days(4)
+# Longer than the queue's: SQS keeps a message's original enqueue time when it moves to the DLQ.
+DLQ_RETENTION = Duration.days(14)
+# SQS allows 1 MiB; the ingest accepts 256 KiB bodies and wraps them with headers and metadata,
+# and the worker adds a failure reason when it dead-letters a message.
+MAX_MESSAGE_BYTES = 1_048_576
+OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
+
+
+class FlowPipeline(Construct):
+    """``queue`` -> ``worker`` (SQS batches, partial failures), ``dead_letter_queue`` for the rest."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        flow: FlowConfig,
+        functions: FunctionFactory,
+        connection_secret: secretsmanager.ISecret,
+        idempotency_table: dynamodb.ITable,
+        alarm_action: cloudwatch.IAlarmAction,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.flow = flow
+        sizing = flow.worker
+
+        # Both queues: SQS-managed encryption, TLS-only queue policy, room for large events.
+        encrypted = {
+            "encryption": sqs.QueueEncryption.SQS_MANAGED,
+            "enforce_ssl": True,
+            "max_message_size_bytes": MAX_MESSAGE_BYTES,
+            "removal_policy": removal_policy,
+        }
+        self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", retention_period=DLQ_RETENTION, **encrypted)
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            retention_period=QUEUE_RETENTION,
+            visibility_timeout=Duration.seconds(VISIBILITY_TIMEOUT_FACTOR * sizing.timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=sizing.max_receive_count
+            ),
+            **encrypted,
+        )
+        self.worker = functions.create(
+            self,
+            "Worker",
+            code=WORKER_CODE,
+            service=flow.name,
+            description=f"Switchyard flow {flow.name}: {flow.source} -> {flow.target}",
+            timeout=Duration.seconds(sizing.timeout_seconds),
+            memory_mb=sizing.memory_mb,
+            environment={
+                "SWITCHYARD_FLOW": flow.name,
+                "SWITCHYARD_IDEMPOTENCY_TABLE": idempotency_table.table_name,
+                "SWITCHYARD_CONNECTION_SECRET_ARN": connection_secret.secret_arn,
+                "SWITCHYARD_QUEUE_URL": self.queue.queue_url,
+                "SWITCHYARD_DLQ_URL": self.dead_letter_queue.queue_url,
+                "SWITCHYARD_MAX_RECEIVE_COUNT": str(sizing.max_receive_count),
+            },
+        )
+        self.worker.add_event_source(
+            event_sources.SqsEventSource(self.queue, batch_size=sizing.batch_size, report_batch_item_failures=True)
+        )
+        # The event source grants consuming the queue, sqs:ChangeMessageVisibility included (the worker
+        # uses it to delay out-of-order events); tests/infra checks the worker's actions.
+
+        # The worker dead-letters permanent failures itself, with a machine-readable reason.
+        self.dead_letter_queue.grant_send_messages(self.worker)
+        connection_secret.grant_read(self.worker)
+        idempotency_table.grant_read_write_data(self.worker)
+
+        annotate(self.worker, role="worker", flow=flow.name)
+        annotate(self.queue, role="queue", flow=flow.name)
+        annotate(self.dead_letter_queue, role="dlq", flow=flow.name)
+        self.alarms = self._alarms(alarm_action)
+
+    def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
+        name = self.flow.name
+        gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        return [
+            runbook_alarm(
+                self,
+                "DeadLetterQueueNotEmptyAlarm",
+                metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=1,
+                comparison=gte,
+                summary=f"Flow {name}: events wait in the dead-letter queue (they reached no target).",
+                runbook=Runbook.DLQ_NOT_EMPTY,
+                action=action,
+            ),
+            runbook_alarm(
+                self,
+                "OldestMessageAgeAlarm",
+                metric=self.queue.metric_approximate_age_of_oldest_message(
+                    period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=OLDEST_MESSAGE_AGE_ALARM.to_seconds(),
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                summary=f"Flow {name}: the oldest queued event waits more than "
+                f"{OLDEST_MESSAGE_AGE_ALARM.to_minutes():.0f} minutes (worker stuck, failing or too slow).",
+                runbook=Runbook.QUEUE_MESSAGE_AGE,
+                action=action,
+            ),
+            runbook_alarm(
+                self,
+                "WorkerErrorsAlarm",
+                metric=self.worker.metric_errors(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
+                threshold=1,
+                comparison=gte,
+                summary=f"Flow {name}: the worker function failed (unhandled error or timeout).",
+                runbook=Runbook.WORKER_ERRORS,
+                action=action,
+            ),
+            runbook_alarm(
+                self,
+                "WorkerThrottlesAlarm",
+                metric=self.worker.metric_throttles(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
+                threshold=1,
+                comparison=gte,
+                summary=f"Flow {name}: the worker function was throttled (account concurrency exhausted).",
+                runbook=Runbook.WORKER_THROTTLES,
+                action=action,
+            ),
+        ]

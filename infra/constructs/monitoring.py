@@ -1,0 +1,160 @@
+"""Alarm topic, ingest alarms and the stage's dashboard.
+
+The topic is encrypted with a customer-managed KMS key because CloudWatch alarms cannot publish to a
+topic encrypted with the AWS-managed ``alias/aws/sns`` key (its key policy cannot admit CloudWatch).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.constructs.alarms import Runbook, runbook_alarm
+from infra.constructs.flow import FlowPipeline
+from infra.constructs.ingress import INGEST_SERVICE, WebhookIngress
+from infra.functions import METRICS_NAMESPACE
+from infra.settings import StageSettings
+
+# Emitted by the ingest function (Powertools Metrics, default "service" dimension) per rejected webhook.
+SIGNATURE_REJECTED_METRIC = "SignatureRejected"
+SIGNATURE_REJECTED_THRESHOLD = 20
+ALARM_PERIOD = Duration.minutes(5)
+_WIDGET_WIDTH = 8
+
+
+class Monitoring(Construct):
+    """``topic`` receives every alarm; :meth:`watch_ingress` / :meth:`watch_flow` fill the dashboard."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageSettings) -> None:
+        super().__init__(scope, construct_id)
+        account = Stack.of(self).account
+        cloudwatch_principal = iam.ServicePrincipal(
+            "cloudwatch.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
+        )
+        self.key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description=f"Switchyard {stage.name}: encrypts the alarm topic",
+            enable_key_rotation=True,
+            removal_policy=stage.stateful_removal_policy,
+        )
+        self.key.grant(cloudwatch_principal, "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name=f"Switchyard {stage.name} alarms",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        self.topic.grant_publish(cloudwatch_principal)
+        if stage.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(stage.alarm_email))
+        self.alarm_action = cloudwatch_actions.SnsAction(self.topic)
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(6))
+
+    def watch_ingress(self, ingress: WebhookIngress) -> list[cloudwatch.Alarm]:
+        """Ingest alarms (API 5xx, signature-failure spike) and the dashboard's first row."""
+
+        def api_metric(name: str, statistic: str = cloudwatch.Stats.SUM) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=name,
+                dimensions_map={"ApiId": ingress.api.api_id, "Stage": ingress.http_stage.stage_name},
+                statistic=statistic,
+                period=ALARM_PERIOD,
+            )
+
+        server_errors = api_metric("5xx")
+        rejected = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=SIGNATURE_REJECTED_METRIC,
+            dimensions_map={"service": INGEST_SERVICE},
+            statistic=cloudwatch.Stats.SUM,
+            period=ALARM_PERIOD,
+        )
+        gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        alarms = [
+            runbook_alarm(
+                self,
+                "Ingest5xxAlarm",
+                metric=server_errors,
+                threshold=1,
+                comparison=gte,
+                summary="Webhook API answered 5xx: events may have been refused (senders will retry).",
+                runbook=Runbook.INGEST_5XX,
+                action=self.alarm_action,
+            ),
+            runbook_alarm(
+                self,
+                "SignatureRejectedAlarm",
+                metric=rejected,
+                threshold=SIGNATURE_REJECTED_THRESHOLD,
+                comparison=gte,
+                summary=f"At least {SIGNATURE_REJECTED_THRESHOLD} webhooks in 5 minutes failed signature "
+                "or timestamp checks (secret not set or rotated, clock skew, or probing).",
+                runbook=Runbook.SIGNATURE_REJECTED,
+                action=self.alarm_action,
+            ),
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="## Ingest (`POST /webhooks/{source}`)", width=24, height=1),
+            cloudwatch.GraphWidget(
+                title="Webhook API requests",
+                left=[api_metric("Count"), api_metric("4xx"), server_errors],
+                width=_WIDGET_WIDTH,
+            ),
+            cloudwatch.GraphWidget(
+                title="Webhook API latency (p99, ms)",
+                left=[api_metric("Latency", "p99"), api_metric("IntegrationLatency", "p99")],
+                width=_WIDGET_WIDTH,
+            ),
+            cloudwatch.GraphWidget(
+                title="Ingest function and rejected signatures",
+                left=[
+                    ingress.function.metric_errors(period=ALARM_PERIOD),
+                    ingress.function.metric_throttles(period=ALARM_PERIOD),
+                    rejected,
+                ],
+                width=_WIDGET_WIDTH,
+            ),
+        )
+        return alarms
+
+    def watch_flow(self, pipeline: FlowPipeline) -> None:
+        """One dashboard row per flow: queue and DLQ depth, oldest message age, worker health."""
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown=f"## Flow `{pipeline.flow.name}`", width=24, height=1),
+            cloudwatch.GraphWidget(
+                title="Queue depth and dead-letter queue depth",
+                left=[
+                    pipeline.queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM, label="queue"
+                    ),
+                    pipeline.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM, label="DLQ"
+                    ),
+                ],
+                right=[
+                    pipeline.queue.metric_approximate_age_of_oldest_message(
+                        period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM, label="oldest (s)"
+                    )
+                ],
+                width=_WIDGET_WIDTH,
+            ),
+            cloudwatch.GraphWidget(
+                title="Worker invocations, errors, throttles",
+                left=[
+                    pipeline.worker.metric_invocations(period=ALARM_PERIOD),
+                    pipeline.worker.metric_errors(period=ALARM_PERIOD),
+                    pipeline.worker.metric_throttles(period=ALARM_PERIOD),
+                ],
+                width=_WIDGET_WIDTH,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=pipeline.alarms, width=_WIDGET_WIDTH),
+        )

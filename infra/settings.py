@@ -1,0 +1,149 @@
+"""Typed, validated settings of one deployment stage, built from CDK context (``cdk.json``).
+
+``cdk.json`` holds ``switchyard:stages`` (one object per stage) and ``switchyard:bundle_dependencies``.
+A typo or an out-of-range value fails synth with the stage and field named, not a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from switchyard.catalog import Catalog, FlowConfig
+
+STAGES_CONTEXT = "switchyard:stages"
+BUNDLE_DEPENDENCIES_CONTEXT = "switchyard:bundle_dependencies"
+
+# CloudWatch Logs accepts only these retention periods.
+_RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+# Powertools log level name -> Lambda advanced logging control (kept equal so neither filters the other).
+_LAMBDA_LOG_LEVEL = {
+    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
+    "INFO": lambda_.ApplicationLogLevel.INFO,
+    "WARNING": lambda_.ApplicationLogLevel.WARN,
+    "ERROR": lambda_.ApplicationLogLevel.ERROR,
+}
+
+
+class SettingsError(ValueError):
+    """The CDK context does not describe valid stages."""
+
+
+class StageSettings(BaseModel):
+    """One stage (``dev``, ``qa``, ``prod``) as declared under ``switchyard:stages`` in ``cdk.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{0,15}$")
+    # Alarm notifications by email (optional: the SNS topic is an output either way).
+    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    log_retention_days: int = 30
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Flow names from the catalog, or "all".
+    enabled_flows: Literal["all"] | tuple[str, ...] = "all"
+    # What happens to stateful resources (table, queues, secrets, log groups, key) on stack deletion.
+    removal_policy: Literal["destroy", "retain"] = "retain"
+    ingest_memory_mb: int = Field(256, ge=128, le=10240)
+    # HTTP API integrations time out after 30 s; the ingest function must answer before that.
+    ingest_timeout_seconds: int = Field(10, ge=3, le=29)
+    api_throttle_rate_limit: float = Field(50, gt=0)
+    api_throttle_burst_limit: int = Field(100, ge=1)
+    termination_protection: bool = False
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in _RETENTION:
+            raise ValueError(f"CloudWatch Logs accepts only {sorted(_RETENTION)} days")
+        return value
+
+    @field_validator("enabled_flows", mode="before")
+    @classmethod
+    def _list_of_flows(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @property
+    def stack_name(self) -> str:
+        return f"Switchyard-{self.name}"
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _RETENTION[self.log_retention_days]
+
+    @property
+    def lambda_log_level(self) -> lambda_.ApplicationLogLevel:
+        return _LAMBDA_LOG_LEVEL[self.log_level]
+
+    @property
+    def stateful_removal_policy(self) -> RemovalPolicy:
+        return RemovalPolicy.DESTROY if self.removal_policy == "destroy" else RemovalPolicy.RETAIN
+
+    def flows(self, catalog: Catalog) -> list[FlowConfig]:
+        """The catalog's flows enabled in this stage, in declaration order."""
+        if self.enabled_flows == "all":
+            return list(catalog.flows.values())
+        unknown = set(self.enabled_flows) - set(catalog.flows)
+        if unknown:
+            raise SettingsError(
+                f"stage {self.name!r}: enabled_flows names unknown flows {sorted(unknown)}; "
+                f"the catalog has {sorted(catalog.flows)}"
+            )
+        return [flow for name, flow in catalog.flows.items() if name in self.enabled_flows]
+
+
+def stages_from_context(raw: Any) -> dict[str, StageSettings]:
+    """Parse the ``switchyard:stages`` context value (an object, or its JSON text from ``-c``)."""
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    if not isinstance(raw, Mapping) or not raw:
+        raise SettingsError(f"context {STAGES_CONTEXT!r} must be an object of stage name -> settings")
+    stages = {}
+    for name, values in raw.items():
+        try:
+            stages[name] = StageSettings.model_validate({**values, "name": name})
+        except ValidationError as exc:
+            raise SettingsError(f"{STAGES_CONTEXT}.{name}: {exc}") from exc
+    return stages
+
+
+def flag_from_context(raw: Any, *, default: bool) -> bool:
+    """A boolean context value; ``-c key=false`` arrives as the string ``"false"``."""
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"true", "1", "yes"}:
+        return True
+    if text in {"false", "0", "no"}:
+        return False
+    raise SettingsError(f"expected a boolean context value, got {raw!r}")

@@ -1,0 +1,106 @@
+"""One deployable Switchyard stack per stage, built from the catalog and the stage's settings."""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+from switchyard.catalog import Catalog
+
+from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.functions import FunctionFactory
+from infra.layer import SharedLayer
+from infra.metadata import annotate
+from infra.settings import StageSettings
+
+
+def _pascal(name: str) -> str:
+    """``nopcommerce-to-streak`` -> ``NopcommerceToStreak`` (CloudFormation output ids)."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+class SwitchyardStack(Stack):
+    """Ingress, one pipeline per enabled flow, idempotency table, secrets, monitoring."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageSettings,
+        catalog: Catalog,
+        bundle_dependencies: bool,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"Switchyard integration bundle ({stage.name})",
+            termination_protection=stage.termination_protection,
+            tags={"project": "switchyard", "stage": stage.name},
+        )
+        removal_policy = stage.stateful_removal_policy
+
+        # Stateful resources keep these construct ids: renaming one replaces the resource.
+        self.idempotency_table = dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=removal_policy,
+        )
+        annotate(self.idempotency_table, role="idempotency-table")
+        self.secrets = IntegrationSecrets(self, "Secrets", catalog=catalog, removal_policy=removal_policy)
+        self.monitoring = Monitoring(self, "Monitoring", stage=stage)
+
+        functions = FunctionFactory(
+            stage=stage, layer=SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies).layer
+        )
+        self.flows = {
+            flow.name: FlowPipeline(
+                self,
+                f"Flow-{flow.name}",
+                flow=flow,
+                functions=functions,
+                connection_secret=self.secrets.connections[flow.connection],
+                idempotency_table=self.idempotency_table,
+                alarm_action=self.monitoring.alarm_action,
+                removal_policy=removal_policy,
+            )
+            for flow in stage.flows(catalog)
+        }
+        self.ingress = WebhookIngress(
+            self,
+            "Ingress",
+            stage=stage,
+            catalog=catalog,
+            functions=functions,
+            source_secrets=self.secrets.sources,
+            flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
+        )
+        self.monitoring.watch_ingress(self.ingress)
+        for pipeline in self.flows.values():
+            self.monitoring.watch_flow(pipeline)
+        self._outputs()
+
+    def _outputs(self) -> None:
+        def output(output_id: str, value: str, description: str) -> None:
+            CfnOutput(self, output_id, value=value, description=description)
+
+        output("ApiUrl", self.ingress.url, "Webhook HTTP API base URL")
+        for source, secret in self.secrets.sources.items():
+            output(f"WebhookUrl{_pascal(source)}", self.ingress.webhook_url(source), f"POST {source} webhooks here")
+            output(f"SigningSecretArn{_pascal(source)}", secret.secret_arn, f"{source} webhook signing secrets")
+        for name, secret in self.secrets.connections.items():
+            output(f"ConnectionSecretArn{_pascal(name)}", secret.secret_arn, f"Connection {name} (base URL, keys)")
+        for name, pipeline in self.flows.items():
+            output(f"QueueUrl{_pascal(name)}", pipeline.queue.queue_url, f"Flow {name} queue")
+            output(f"DeadLetterQueueUrl{_pascal(name)}", pipeline.dead_letter_queue.queue_url, f"Flow {name} DLQ")
+        output("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic every Switchyard alarm notifies")
+        output("IdempotencyTableName", self.idempotency_table.table_name, "Worker idempotency records")
