@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,9 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         os.environ.update(FAKE_CREDENTIALS)
+        # moto names each resource type its CloudFormation skips; _prepare_for_moto documents why
+        warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+        logging.getLogger("moto").setLevel(logging.ERROR)
         from moto import mock_aws
         from switchyard.aws import clients
 
