@@ -90,7 +90,8 @@ def bench_mapping(orders: int, rounds: int) -> dict:
     declarative, handwritten = best(mapping.plan_deal), best(by_hand)
     ratio = declarative / handwritten
     return {"name": "mapping time per order, declarative / hand-written", "orders": orders, "rounds": rounds,
-            "declarative_orders_per_s": round(orders / declarative), "handwritten_orders_per_s": round(orders / handwritten),
+            "declarative_orders_per_s": round(orders / declarative),
+            "handwritten_orders_per_s": round(orders / handwritten),
             "ratio": round(ratio, 3), "target": 1.5, "met": ratio <= 1.5}
 
 

@@ -30,7 +30,7 @@ def generated() -> dict[str, str]:
     for source, models in sorted(EVENT_MODELS.items()):
         for event_type, model in sorted(models.items()):
             schema = TypeAdapter(model).json_schema()
-            code = fastjsonschema.compile_to_code(schema, formats=FORMATS)
+            code = fastjsonschema.compile_to_code(schema, formats=FORMATS, use_default=False)  # never alter the event
             files[f"{module_name(source, event_type)}.py"] = HEADER.format(model=model.__name__) + code
     return files
 

@@ -11,6 +11,18 @@ from typing import Any
 from switchyard.errors import PermanentError
 
 
+def flow_message(*, flow: str, event_id: str, source: str, event_type: str, timestamp: str,
+                 received_at: str, body: str) -> str:
+    """The queue message of one event for one flow (written by ingest, read by ``FlowEvent``).
+
+    ``body`` is the webhook body exactly as signed, so nothing is lost to re-serialisation (money
+    with 18 digits stays exact: the worker parses numbers as Decimal).
+    """
+    return json.dumps({"flow": flow, "event_id": event_id, "source": source, "type": event_type,
+                       "timestamp": timestamp, "received_at": received_at, "body": body},
+                      separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class FlowEvent:
     flow: str
@@ -23,14 +35,15 @@ class FlowEvent:
     @classmethod
     def from_message(cls, body: str) -> FlowEvent:
         try:
-            raw = json.loads(body, parse_float=Decimal)  # money stays exact
+            raw = json.loads(body)
+            event = json.loads(raw["body"], parse_float=Decimal)  # money stays exact
             return cls(
                 flow=raw["flow"],
                 event_id=raw["event_id"],
                 source=raw["source"],
                 type=raw["type"],
                 timestamp=datetime.fromisoformat(raw["timestamp"]),
-                data=raw["data"],
+                data=event["data"],
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentError(

@@ -19,6 +19,7 @@ from switchyard.errors import (
     PayloadTooLargeError,
     UnknownSourceError,
 )
+from switchyard.events import flow_message
 
 
 class Verifier(Protocol):
@@ -44,23 +45,6 @@ class Accepted:
 
     def body(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "type": self.event_type, "flows": list(self.flows)}
-
-
-def queue_message(request: WebhookRequest, event_id: str, event_type: str, document: Any,
-                  flow: str, received_at: datetime) -> str:
-    """The message every flow worker receives: the verified event plus where it came from."""
-    return json.dumps(
-        {
-            "flow": flow,
-            "event_id": event_id,
-            "source": request.source,
-            "type": event_type,
-            "timestamp": document["timestamp"],
-            "received_at": received_at.isoformat(),
-            "data": document["data"],
-        },
-        separators=(",", ":"),
-    )
 
 
 class IngestService:
@@ -93,7 +77,9 @@ class IngestService:
         received_at = self._clock()
         attributes = {"event_id": event_id, "event_type": event_type, "source": request.source}
         for flow, queue_url in flows.items():
-            body = queue_message(request, event_id, event_type, document, flow, received_at)
+            body = flow_message(flow=flow, event_id=event_id, source=request.source, event_type=event_type,
+                                timestamp=document["timestamp"], received_at=received_at.isoformat(),
+                                body=request.body.decode("utf-8"))
             try:
                 self._publisher.publish(queue_url, body, attributes)
             except Exception as exc:  # any failure to queue durably: the sender must retry

@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
-from switchyard.errors import ConnectionConfigError, PermanentError
+from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 
 
 class StreakConnection(BaseModel):
@@ -51,7 +51,12 @@ class StreakClient:
     def _call(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
         response = send(self._http, method, path, system="Streak",
                         json=jsonable(json) if json is not None else None, params=params)
-        body = response.json() if response.content else None
+        try:
+            body = response.json() if response.content else None
+        except ValueError:  # a 2xx that is not JSON (a proxy's page?): the write may have happened
+            raise RetryableError(f"Streak answered {method} {path} with a body that is not JSON",
+                                 reason="target_bad_response", target_status=response.status_code,
+                                 target_response=response.text[:2000]) from None
         if isinstance(body, dict) and body.get("success") is False:  # Streak's error shape under a 2xx
             raise PermanentError(f"Streak refused {method} {path}", reason="target_rejected",
                                  target_status=response.status_code, target_response=body)

@@ -62,14 +62,14 @@ def compile_path(path: str) -> Getter:
     return get
 
 
-def _compile_template(template: str) -> Getter:
+def _compile_template(template: str, where: str = "template") -> Getter:
     getters: list[Getter] = []
     skeleton: list[str] = []
     for literal, field, _spec, _conv in Formatter().parse(template):
         skeleton.append(literal.replace("{", "{{").replace("}", "}}"))
         if field is not None:
             if not field:
-                raise MappingError(f"empty placeholder in template {template!r}")
+                raise MappingError(f"{where}: empty placeholder in template {template!r}")
             getters.append(compile_path(field))
             skeleton.append("{}")
     pattern = "".join(skeleton)
@@ -199,11 +199,11 @@ def compile_rule(rule: Any, lookups: Lookups, where: str) -> Getter:
         def source(_data: Any) -> Any:
             return constant
     elif kind == "template":
-        source = _compile_template(rule["template"])
+        source = _compile_template(rule["template"], where)
     else:
         if "item" not in rule:
             raise MappingError(f"{where}: 'each' needs an 'item' template")
-        source = _compile_each(compile_path(rule["each"]), _compile_template(rule["item"]),
+        source = _compile_each(compile_path(rule["each"]), _compile_template(rule["item"], where),
                                str(rule.get("join", "; ")))
 
     chain = tuple(_compile_transform(t, lookups, where) for t in rule.get("transforms", ()))

@@ -96,7 +96,6 @@ def validate____defs_orderplaceddata(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__ShippingAddress_any_of_count1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".ShippingAddress cannot be validated by any definition", value=data__ShippingAddress, name="" + (name_prefix or "data") + ".ShippingAddress", definition={'anyOf': [{'additionalProperties': True, 'properties': {'FirstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'LastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'Email': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Email'}, 'Company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}, 'Address1': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Address1'}, 'Address2': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Address2'}, 'City': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'City'}, 'ZipPostalCode': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Zippostalcode'}, 'PhoneNumber': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phonenumber'}, 'CountryId': {'anyOf': [{'type': 'integer'}, {'type': 'null'}], 'default': None, 'title': 'Countryid'}, 'StateProvinceId': {'anyOf': [{'type': 'integer'}, {'type': 'null'}], 'default': None, 'title': 'Stateprovinceid'}}, 'title': 'NopAddress', 'type': 'object'}, {'type': 'null'}], 'default': None}, rule='anyOf')
-        else: data["ShippingAddress"] = None
     return data
 
 def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
@@ -123,7 +122,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__FirstName_any_of_count2:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".FirstName cannot be validated by any definition", value=data__FirstName, name="" + (name_prefix or "data") + ".FirstName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, rule='anyOf')
-        else: data["FirstName"] = None
         if "LastName" in data_keys:
             data_keys.remove("LastName")
             data__LastName = data["LastName"]
@@ -142,7 +140,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__LastName_any_of_count3:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".LastName cannot be validated by any definition", value=data__LastName, name="" + (name_prefix or "data") + ".LastName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, rule='anyOf')
-        else: data["LastName"] = None
         if "Email" in data_keys:
             data_keys.remove("Email")
             data__Email = data["Email"]
@@ -161,7 +158,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Email_any_of_count4:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Email cannot be validated by any definition", value=data__Email, name="" + (name_prefix or "data") + ".Email", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Email'}, rule='anyOf')
-        else: data["Email"] = None
         if "Company" in data_keys:
             data_keys.remove("Company")
             data__Company = data["Company"]
@@ -180,7 +176,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Company_any_of_count5:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Company cannot be validated by any definition", value=data__Company, name="" + (name_prefix or "data") + ".Company", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}, rule='anyOf')
-        else: data["Company"] = None
         if "Address1" in data_keys:
             data_keys.remove("Address1")
             data__Address1 = data["Address1"]
@@ -199,7 +194,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Address1_any_of_count6:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Address1 cannot be validated by any definition", value=data__Address1, name="" + (name_prefix or "data") + ".Address1", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Address1'}, rule='anyOf')
-        else: data["Address1"] = None
         if "Address2" in data_keys:
             data_keys.remove("Address2")
             data__Address2 = data["Address2"]
@@ -218,7 +212,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Address2_any_of_count7:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Address2 cannot be validated by any definition", value=data__Address2, name="" + (name_prefix or "data") + ".Address2", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Address2'}, rule='anyOf')
-        else: data["Address2"] = None
         if "City" in data_keys:
             data_keys.remove("City")
             data__City = data["City"]
@@ -237,7 +230,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__City_any_of_count8:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".City cannot be validated by any definition", value=data__City, name="" + (name_prefix or "data") + ".City", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'City'}, rule='anyOf')
-        else: data["City"] = None
         if "ZipPostalCode" in data_keys:
             data_keys.remove("ZipPostalCode")
             data__ZipPostalCode = data["ZipPostalCode"]
@@ -256,7 +248,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__ZipPostalCode_any_of_count9:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".ZipPostalCode cannot be validated by any definition", value=data__ZipPostalCode, name="" + (name_prefix or "data") + ".ZipPostalCode", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Zippostalcode'}, rule='anyOf')
-        else: data["ZipPostalCode"] = None
         if "PhoneNumber" in data_keys:
             data_keys.remove("PhoneNumber")
             data__PhoneNumber = data["PhoneNumber"]
@@ -275,7 +266,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__PhoneNumber_any_of_count10:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".PhoneNumber cannot be validated by any definition", value=data__PhoneNumber, name="" + (name_prefix or "data") + ".PhoneNumber", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phonenumber'}, rule='anyOf')
-        else: data["PhoneNumber"] = None
         if "CountryId" in data_keys:
             data_keys.remove("CountryId")
             data__CountryId = data["CountryId"]
@@ -294,7 +284,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__CountryId_any_of_count11:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".CountryId cannot be validated by any definition", value=data__CountryId, name="" + (name_prefix or "data") + ".CountryId", definition={'anyOf': [{'type': 'integer'}, {'type': 'null'}], 'default': None, 'title': 'Countryid'}, rule='anyOf')
-        else: data["CountryId"] = None
         if "StateProvinceId" in data_keys:
             data_keys.remove("StateProvinceId")
             data__StateProvinceId = data["StateProvinceId"]
@@ -313,7 +302,6 @@ def validate____defs_nopaddress(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__StateProvinceId_any_of_count12:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".StateProvinceId cannot be validated by any definition", value=data__StateProvinceId, name="" + (name_prefix or "data") + ".StateProvinceId", definition={'anyOf': [{'type': 'integer'}, {'type': 'null'}], 'default': None, 'title': 'Stateprovinceid'}, rule='anyOf')
-        else: data["StateProvinceId"] = None
     return data
 
 def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
@@ -359,7 +347,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__FirstName_any_of_count13:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".FirstName cannot be validated by any definition", value=data__FirstName, name="" + (name_prefix or "data") + ".FirstName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, rule='anyOf')
-        else: data["FirstName"] = None
         if "LastName" in data_keys:
             data_keys.remove("LastName")
             data__LastName = data["LastName"]
@@ -378,7 +365,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__LastName_any_of_count14:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".LastName cannot be validated by any definition", value=data__LastName, name="" + (name_prefix or "data") + ".LastName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, rule='anyOf')
-        else: data["LastName"] = None
         if "Company" in data_keys:
             data_keys.remove("Company")
             data__Company = data["Company"]
@@ -397,7 +383,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Company_any_of_count15:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Company cannot be validated by any definition", value=data__Company, name="" + (name_prefix or "data") + ".Company", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}, rule='anyOf')
-        else: data["Company"] = None
     return data
 
 def validate____defs_noporderitem(data, custom_formats={}, name_prefix=None):
@@ -492,7 +477,6 @@ def validate____defs_noporderitem(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Product_any_of_count18:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Product cannot be validated by any definition", value=data__Product, name="" + (name_prefix or "data") + ".Product", definition={'anyOf': [{'additionalProperties': True, 'properties': {'Id': {'title': 'Id', 'type': 'integer'}, 'Name': {'title': 'Name', 'type': 'string'}, 'Sku': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Sku'}}, 'required': ['Id', 'Name'], 'title': 'NopProduct', 'type': 'object'}, {'type': 'null'}], 'default': None}, rule='anyOf')
-        else: data["Product"] = None
     return data
 
 def validate____defs_nopproduct(data, custom_formats={}, name_prefix=None):
@@ -532,7 +516,6 @@ def validate____defs_nopproduct(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Sku_any_of_count19:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Sku cannot be validated by any definition", value=data__Sku, name="" + (name_prefix or "data") + ".Sku", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Sku'}, rule='anyOf')
-        else: data["Sku"] = None
     return data
 
 def validate____defs_noporder(data, custom_formats={}, name_prefix=None):

@@ -76,7 +76,6 @@ def validate____defs_orderstatuschangeddata(data, custom_formats={}, name_prefix
                 except JsonSchemaValueException: pass
             if not data__Customer_any_of_count1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Customer cannot be validated by any definition", value=data__Customer, name="" + (name_prefix or "data") + ".Customer", definition={'anyOf': [{'additionalProperties': True, 'properties': {'Id': {'title': 'Id', 'type': 'integer'}, 'Email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'FirstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'LastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'Company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['Id', 'Email'], 'title': 'NopCustomer', 'type': 'object'}, {'type': 'null'}], 'default': None}, rule='anyOf')
-        else: data["Customer"] = None
     return data
 
 def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
@@ -122,7 +121,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__FirstName_any_of_count2:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".FirstName cannot be validated by any definition", value=data__FirstName, name="" + (name_prefix or "data") + ".FirstName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, rule='anyOf')
-        else: data["FirstName"] = None
         if "LastName" in data_keys:
             data_keys.remove("LastName")
             data__LastName = data["LastName"]
@@ -141,7 +139,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__LastName_any_of_count3:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".LastName cannot be validated by any definition", value=data__LastName, name="" + (name_prefix or "data") + ".LastName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, rule='anyOf')
-        else: data["LastName"] = None
         if "Company" in data_keys:
             data_keys.remove("Company")
             data__Company = data["Company"]
@@ -160,7 +157,6 @@ def validate____defs_nopcustomer(data, custom_formats={}, name_prefix=None):
                 except JsonSchemaValueException: pass
             if not data__Company_any_of_count4:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".Company cannot be validated by any definition", value=data__Company, name="" + (name_prefix or "data") + ".Company", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}, rule='anyOf')
-        else: data["Company"] = None
     return data
 
 def validate____defs_noporder(data, custom_formats={}, name_prefix=None):

@@ -1,0 +1,146 @@
+"""One contract for EntityState, run against the in-memory fake and the DynamoDB store (on moto).
+
+Keeps the fake honest: every worker/target test that uses InMemoryEntityState relies on it behaving
+like DynamoEntityState does in AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState, InMemoryEntityState
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+ENTITY = "nopcommerce-to-streak#1042"
+TABLE = "idempotency"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def dynamo_client(aws_env) -> Iterator[object]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+        yield client
+
+
+@pytest.fixture(params=["in_memory", "dynamodb"])
+def state(request: pytest.FixtureRequest) -> EntityState:
+    if request.param == "in_memory":
+        return InMemoryEntityState()
+    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, clock=lambda: 1_795_000_000)
+
+
+def test_claim_first_event_accepted(state: EntityState) -> None:
+    assert state.claim(ENTITY, T0, "evt_1") is True
+
+
+def test_claim_newer_event_accepted(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+
+    assert state.claim(ENTITY, T0 + timedelta(microseconds=1), "evt_2") is True
+    assert state.claim(ENTITY, T0 + timedelta(hours=1), "evt_3") is True
+
+
+def test_claim_older_event_rejected(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_new")
+
+    assert state.claim(ENTITY, T0 - timedelta(seconds=1), "evt_old") is False
+
+
+def test_claim_rejected_older_event_leaves_newer_in_place(state: EntityState) -> None:
+    # Given a newer event applied and an older one rejected
+    state.claim(ENTITY, T0, "evt_new")
+    state.claim(ENTITY, T0 - timedelta(hours=1), "evt_old")
+
+    # Then an event between the two is still older than what was applied
+    assert state.claim(ENTITY, T0 - timedelta(minutes=30), "evt_mid") is False
+    assert state.claim(ENTITY, T0, "evt_new") is True
+
+
+def test_claim_same_event_again_accepted(state: EntityState) -> None:
+    # a retry of a half-applied event must go through
+    state.claim(ENTITY, T0, "evt_1")
+
+    assert state.claim(ENTITY, T0, "evt_1") is True
+
+
+def test_claim_same_time_different_event_rejected(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+
+    assert state.claim(ENTITY, T0, "evt_2") is False
+
+
+def test_claim_same_event_older_time_rejected(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+    state.claim(ENTITY, T0 + timedelta(minutes=1), "evt_2")
+
+    assert state.claim(ENTITY, T0, "evt_1") is False
+
+
+def test_claim_entities_independent(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+
+    assert state.claim("nopcommerce-to-streak#1043", T0 - timedelta(days=1), "evt_2") is True
+
+
+def test_claim_timezones_normalised(state: EntityState) -> None:
+    # Given an event at 09:00Z applied
+    state.claim(ENTITY, datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "evt_utc")
+
+    # Then 10:00+02:00 (08:00Z) is older, though its wall-clock reading is later
+    plus_two = timezone(timedelta(hours=2))
+    assert state.claim(ENTITY, datetime(2026, 11, 20, 10, 0, tzinfo=plus_two), "evt_plus2") is False
+    # and 11:30+02:00 (09:30Z) is newer
+    assert state.claim(ENTITY, datetime(2026, 11, 20, 11, 30, tzinfo=plus_two), "evt_later") is True
+
+
+def test_claim_same_instant_in_other_zone_is_same_time(state: EntityState) -> None:
+    state.claim(ENTITY, datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "evt_1")
+    minus_five = timezone(timedelta(hours=-5))
+
+    assert state.claim(ENTITY, datetime(2026, 11, 20, 4, 0, tzinfo=minus_five), "evt_1") is True
+    assert state.claim(ENTITY, datetime(2026, 11, 20, 4, 0, tzinfo=minus_five), "evt_2") is False
+
+
+def test_is_filtered_unknown_entity_false(state: EntityState) -> None:
+    assert state.is_filtered(ENTITY) is False
+
+
+def test_mark_filtered_then_is_filtered(state: EntityState) -> None:
+    state.mark_filtered(ENTITY)
+
+    assert state.is_filtered(ENTITY) is True
+    assert state.is_filtered("nopcommerce-to-streak#1043") is False
+
+
+def test_mark_filtered_keeps_claims_working(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+    state.mark_filtered(ENTITY)
+
+    assert state.is_filtered(ENTITY) is True
+    assert state.claim(ENTITY, T0 - timedelta(seconds=1), "evt_0") is False
+    assert state.claim(ENTITY, T0 + timedelta(seconds=1), "evt_2") is True
+    assert state.is_filtered(ENTITY) is True
+
+
+def test_dynamo_entity_state_items_share_idempotency_table_with_ttl(dynamo_client) -> None:
+    state = DynamoEntityState(dynamo_client, TABLE, clock=lambda: 1_795_000_000)
+
+    state.claim(ENTITY, T0, "evt_1")
+
+    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": f"entity#{ENTITY}"}})["Item"]
+    assert item["expiration"] == {"N": str(1_795_000_000 + RETENTION_SECONDS)}
+    assert item["change_time"] == {"S": "2026-11-20T09:00:00.000000Z"}

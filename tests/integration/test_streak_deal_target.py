@@ -1,0 +1,424 @@
+"""StreakDealTarget against the Streak sandbox (in-process over WSGITransport, InMemoryEntityState)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from switchyard.catalog import mapping_path
+from switchyard.connectors.streak import StreakClient, StreakConnection
+from switchyard.entity_state import InMemoryEntityState
+from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
+from switchyard.events import FlowEvent
+from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
+from switchyard.targets.streak_deals import StreakDealTarget
+from switchyard_local.sandboxes.streak import StreakSandbox
+
+MakeEvent = Callable[..., FlowEvent]
+WRITES_OF_B2B_ORDER = 13  # POSTs of a clean first delivery of nop_order_b2b (see the first test)
+
+
+@pytest.fixture
+def state() -> InMemoryEntityState:
+    return InMemoryEntityState()
+
+
+@pytest.fixture
+def mapping() -> DealMapping:
+    return load_deal_mapping("nopcommerce-to-streak.yaml")
+
+
+@pytest.fixture
+def target(mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState) -> StreakDealTarget:
+    return StreakDealTarget(mapping, streak_client, state)
+
+
+def raw_boxes(client: StreakClient) -> list[dict[str, Any]]:
+    return client._call("GET", "/api/v1/pipelines/pl_orders/boxes")
+
+
+def counts(sandbox: StreakSandbox) -> dict[str, int]:
+    snap = sandbox.snapshot()
+    return {"boxes": len(snap["boxes"]), "contacts": len(snap["contacts"]),
+            "organizations": len(snap["organizations"]),
+            "tasks": sum(len(box["tasks"]) for box in snap["boxes"])}
+
+
+def posts(requests: Iterable[tuple[str, str, int]]) -> list[str]:
+    return [path for method, path, _ in requests if method == "POST"]
+
+
+def without_timestamps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_timestamps(v) for k, v in value.items() if not k.endswith("Timestamp")}
+    if isinstance(value, list):
+        return [without_timestamps(v) for v in value]
+    return value
+
+
+# --- order placed ------------------------------------------------------------------------------------
+
+
+def test_deliver_b2b_order_creates_box_contact_org_and_task(
+    target: StreakDealTarget, make_event: MakeEvent, sandbox: StreakSandbox, streak_client: StreakClient
+) -> None:
+    result = target.deliver(make_event("nop_order_b2b"))
+
+    assert result.outcome == "created"
+    (box,) = raw_boxes(streak_client)
+    assert result.detail == {"box_key": box["key"], "order_key": "1042"}
+    assert box["stageKey"] == "5001"
+    assert box["name"] == "Order 1042 · Jane Doe Acme Corp"
+    assert box["notes"] == "nopCommerce order 1042 (6f1c2b7e-3a7d-4c4e-9a55-0b9e2f1d7a10)"
+    assert box["fields"] == {
+        "1001": "1042",
+        "1002": 1299,
+        "1003": 1_795_166_100_000,
+        "1004": "9003",
+        "1005": "2 x Standing desk [DESK-STD-01]; 4 x Monitor arm [ARM-MON-02]",
+        "1006": "USD",
+    }
+    snap = sandbox.snapshot()
+    (contact,) = snap["contacts"]
+    assert contact["emailAddresses"] == ["jane.doe@acme-corp.example"]
+    assert (contact["givenName"], contact["familyName"]) == ("Jane", "Doe")
+    (org,) = snap["organizations"]
+    assert (org["name"], org["domains"]) == ("Acme Corp", ["acme-corp.example"])
+    assert box["contacts"] == [{"key": contact["key"]}]
+    assert box["organizations"] == [{"key": org["key"]}]
+    (task,) = snap["boxes"][0]["tasks"]
+    assert task == {"text": "Follow up on order 1042", "dueDate": 1_795_425_300_000,
+                    "assignee": "sales-rep@example.com"}
+    assert len(posts(sandbox.requests)) == WRITES_OF_B2B_ORDER
+
+
+def test_deliver_same_event_twice_creates_nothing_new(
+    target: StreakDealTarget, make_event: MakeEvent, sandbox: StreakSandbox
+) -> None:
+    # Given the order delivered once
+    event = make_event("nop_order_b2b")
+    target.deliver(event)
+    before, first_requests = counts(sandbox), len(sandbox.requests)
+
+    # When the same event is delivered again
+    result = target.deliver(event)
+
+    # Then nothing is created or written: only the find-or-create lookups are POSTs
+    assert result.outcome == "updated"
+    assert counts(sandbox) == before == {"boxes": 1, "contacts": 1, "organizations": 1, "tasks": 1}
+    assert posts(sandbox.requests[first_requests:]) == [
+        "/api/v2/teams/team_1/contacts/", "/api/v2/teams/team_1/organizations"
+    ]
+
+
+class Sabotage:
+    """WSGI middleware failing the n-th POST, either before the sandbox acts (its own ``fail_next``)
+    or after it acted with the answer lost on the way back (a 504, as a dropped connection)."""
+
+    def __init__(self, sandbox: StreakSandbox, nth_post: int, *, after_work: bool) -> None:
+        self.sandbox, self.nth, self.after_work, self.seen = sandbox, nth_post, after_work, 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["REQUEST_METHOD"] == "POST":
+            self.seen += 1
+            if self.seen == self.nth:
+                if not self.after_work:
+                    self.sandbox.faults.fail_next(1, status=503)
+                    return self.sandbox.wsgi_app(environ, start_response)
+                b"".join(self.sandbox.wsgi_app(environ, lambda *args, **kwargs: None))
+                start_response("504 Gateway Timeout", [("Content-Type", "text/plain")])
+                return [b"upstream timed out"]
+        return self.sandbox.wsgi_app(environ, start_response)
+
+
+@pytest.mark.parametrize("after_work", [False, True], ids=["failed-before", "answer-lost"])
+@pytest.mark.parametrize("nth_post", range(1, WRITES_OF_B2B_ORDER + 1))
+def test_deliver_retry_after_half_done_attempt_creates_everything_once(
+    mapping: DealMapping, make_event: MakeEvent, streak_connection: StreakConnection,
+    nth_post: int, after_work: bool,
+) -> None:
+    # Given a clean run's end state, for comparison
+    clean = StreakSandbox()
+    clean_client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=clean.wsgi_app))
+    StreakDealTarget(mapping, clean_client, InMemoryEntityState()).deliver(make_event("nop_order_b2b"))
+
+    # And a first attempt that fails at its n-th write
+    sandbox = StreakSandbox()
+    client = StreakClient(streak_connection,
+                          transport=httpx.WSGITransport(app=Sabotage(sandbox, nth_post, after_work=after_work)))
+    target = StreakDealTarget(mapping, client, InMemoryEntityState())
+    event = make_event("nop_order_b2b")
+    with pytest.raises(RetryableError):
+        target.deliver(event)
+
+    # When the event is retried
+    target.deliver(event)
+
+    # Then the target holds exactly what a clean run leaves: one box, one contact, one org, one task
+    assert counts(sandbox) == {"boxes": 1, "contacts": 1, "organizations": 1, "tasks": 1}
+    assert without_timestamps(sandbox.snapshot()) == without_timestamps(clean.snapshot())
+
+
+def test_deliver_consumer_order_with_public_email_domain_links_no_organization(
+    target: StreakDealTarget, make_event: MakeEvent, sandbox: StreakSandbox, streak_client: StreakClient
+) -> None:
+    target.deliver(make_event("nop_order_consumer"))
+
+    snap = sandbox.snapshot()
+    assert snap["organizations"] == []
+    (box,) = raw_boxes(streak_client)
+    assert box["organizations"] == []
+    assert box["stageKey"] == "5002"  # placed as Processing
+    assert snap["contacts"][0]["emailAddresses"] == ["sam.lee@gmail.com"]
+    assert box["fields"]["1002"] == 240.5
+
+
+def test_deliver_company_with_public_email_domain_finds_organization_by_name(
+    target: StreakDealTarget, make_event: MakeEvent, sample, sandbox: StreakSandbox
+) -> None:
+    # Given a company buyer who uses a gmail address, twice
+    data = sample("nop_order_consumer")["data"]
+    data["Customer"]["Company"] = "Lee Design"
+    target.deliver(make_event("nop_order_consumer", data=data))
+    target.deliver(make_event("nop_order_consumer", event_id="msg_again", data=data))
+
+    # Then the organization is found by name (gmail.com is nobody's domain), once
+    (org,) = sandbox.snapshot()["organizations"]
+    assert org["name"] == "Lee Design"
+    assert "domains" not in org or org["domains"] == []
+
+
+def test_deliver_small_order_without_company_filtered(
+    target: StreakDealTarget, make_event: MakeEvent, sandbox: StreakSandbox, state: InMemoryEntityState
+) -> None:
+    result = target.deliver(make_event("nop_order_small"))
+
+    assert result.outcome == "filtered"
+    assert counts(sandbox) == {"boxes": 0, "contacts": 0, "organizations": 0, "tasks": 0}
+    assert posts(sandbox.requests) == []
+    assert state.is_filtered("nopcommerce-to-streak#1044")
+
+
+def test_deliver_links_are_merged_not_replaced(
+    target: StreakDealTarget, make_event: MakeEvent, streak_client: StreakClient
+) -> None:
+    # Given a box for the order that a salesperson already linked to another contact
+    box = streak_client.create_box("pl_orders", name="Order 1042 (manual)", stage_key="5001", notes=None)
+    streak_client.set_field(box["key"], "1001", "1042")
+    colleague = streak_client.find_or_create_contact("team_1", "buyer@acme-corp.example")
+    streak_client.update_box(box["key"], {"contacts": [{"key": colleague["key"]}]})
+
+    # When the order is delivered
+    result = target.deliver(make_event("nop_order_b2b"))
+
+    # Then the order's contact is added next to the existing one
+    assert result.outcome == "updated"
+    (stored,) = raw_boxes(streak_client)
+    assert stored["key"] == box["key"]
+    assert len(stored["contacts"]) == 2
+    assert stored["contacts"][0] == {"key": colleague["key"]}
+    assert len(stored["organizations"]) == 1
+
+
+def test_deliver_redelivery_does_not_drop_links_added_meanwhile(
+    target: StreakDealTarget, make_event: MakeEvent, streak_client: StreakClient
+) -> None:
+    target.deliver(make_event("nop_order_b2b"))
+    (box,) = raw_boxes(streak_client)
+    colleague = streak_client.find_or_create_contact("team_1", "buyer@acme-corp.example")
+    streak_client.update_box(box["key"], {"contacts": [*box["contacts"], {"key": colleague["key"]}]})
+
+    target.deliver(make_event("nop_order_b2b", event_id="msg_redelivered"))
+
+    (stored,) = raw_boxes(streak_client)
+    assert len(stored["contacts"]) == 2
+
+
+# --- status changed ----------------------------------------------------------------------------------
+
+
+def test_deliver_status_change_moves_stage(
+    target: StreakDealTarget, make_event: MakeEvent, streak_client: StreakClient
+) -> None:
+    target.deliver(make_event("nop_order_b2b"))
+
+    result = target.deliver(make_event("nop_status_processing"))
+
+    (box,) = raw_boxes(streak_client)
+    assert result.outcome == "moved"
+    assert result.detail == {"box_key": box["key"], "stage_key": "5002"}
+    assert box["stageKey"] == "5002"
+
+
+def test_deliver_status_change_to_current_stage_unchanged(
+    target: StreakDealTarget, make_event: MakeEvent, sample, sandbox: StreakSandbox
+) -> None:
+    target.deliver(make_event("nop_order_b2b"))
+    data = sample("nop_status_processing")["data"]
+    data["Order"]["OrderStatusId"] = 10  # still Pending
+    writes = len(posts(sandbox.requests))
+
+    result = target.deliver(make_event("nop_status_processing", data=data))
+
+    assert result.outcome == "unchanged"
+    assert len(posts(sandbox.requests)) == writes
+
+
+def test_deliver_status_change_for_unknown_order_raises_out_of_order(
+    target: StreakDealTarget, make_event: MakeEvent
+) -> None:
+    with pytest.raises(OutOfOrderError) as raised:
+        target.deliver(make_event("nop_status_processing"))
+
+    assert raised.value.reason == "box_not_found"
+
+
+def test_deliver_status_change_before_order_then_order_then_retry_moves(
+    target: StreakDealTarget, make_event: MakeEvent, streak_client: StreakClient
+) -> None:
+    # Given a status change that arrives before its order
+    status = make_event("nop_status_processing")
+    with pytest.raises(OutOfOrderError):
+        target.deliver(status)
+
+    # When the order arrives and the status change is retried
+    target.deliver(make_event("nop_order_b2b"))
+    result = target.deliver(status)
+
+    # Then the stage follows the newer event
+    assert result.outcome == "moved"
+    assert raw_boxes(streak_client)[0]["stageKey"] == "5002"
+
+
+def test_deliver_status_change_for_filtered_order_filtered(
+    target: StreakDealTarget, make_event: MakeEvent, sample, sandbox: StreakSandbox
+) -> None:
+    target.deliver(make_event("nop_order_small"))
+    data = sample("nop_status_processing")["data"]
+    data["Order"]["CustomOrderNumber"] = "1044"
+
+    result = target.deliver(make_event("nop_status_processing", data=data))
+
+    assert result.outcome == "filtered"
+    assert counts(sandbox)["boxes"] == 0
+
+
+def test_deliver_stale_status_change_dropped_and_stage_kept(
+    target: StreakDealTarget, make_event: MakeEvent, sample, streak_client: StreakClient
+) -> None:
+    # Given the order, then "Complete" at 13:00
+    target.deliver(make_event("nop_order_b2b"))
+    complete = sample("nop_status_processing")["data"]
+    complete["Order"]["OrderStatusId"] = 30
+    target.deliver(make_event("nop_status_processing", event_id="msg_complete", data=complete,
+                              timestamp="2026-11-20T13:00:00Z"))
+
+    # When the older "Processing" change (12:00) arrives late
+    result = target.deliver(make_event("nop_status_processing", event_id="msg_processing"))
+
+    # Then it is stale and the stage stays Complete
+    assert result.outcome == "stale"
+    assert raw_boxes(streak_client)[0]["stageKey"] == "5003"
+
+
+def test_deliver_status_change_retried_after_failed_move_still_moves(
+    target: StreakDealTarget, mapping: DealMapping, make_event: MakeEvent, sandbox: StreakSandbox,
+    streak_client: StreakClient, streak_connection: StreakConnection, state: InMemoryEntityState,
+) -> None:
+    # Given the order, and a status change whose stage move (its first POST) fails after it claimed
+    target.deliver(make_event("nop_order_b2b"))
+    status = make_event("nop_status_processing")
+    flaky = StreakClient(streak_connection,
+                         transport=httpx.WSGITransport(app=Sabotage(sandbox, 1, after_work=False)))
+    with pytest.raises(RetryableError):
+        StreakDealTarget(mapping, flaky, state).deliver(status)
+    assert raw_boxes(streak_client)[0]["stageKey"] == "5001"
+
+    # When it is retried (same event id: its own claim does not block it)
+    result = target.deliver(status)
+
+    # Then the stage moves
+    assert result.outcome == "moved"
+    assert raw_boxes(streak_client)[0]["stageKey"] == "5002"
+
+
+# --- Streak rejects the request -----------------------------------------------------------------------
+
+
+def mapping_with(change: Callable[[dict[str, Any]], None]) -> DealMapping:
+    document = yaml.safe_load(mapping_path("nopcommerce-to-streak.yaml").read_text())
+    change(document)
+    return parse_deal_mapping(yaml.safe_dump(document, allow_unicode=True), name="changed.yaml")
+
+
+def test_deliver_bad_dropdown_key_raises_permanent_with_streak_400(
+    make_event: MakeEvent, streak_client: StreakClient, state: InMemoryEntityState
+) -> None:
+    # Given a mapping whose payment-status lookup names a dropdown item the pipeline does not have
+    mapping = mapping_with(lambda d: d["lookups"]["payment_status_item"].__setitem__(30, "Paid"))
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    with pytest.raises(PermanentError) as raised:
+        target.deliver(make_event("nop_order_b2b"))
+
+    assert raised.value.target_status == 400
+    assert raised.value.reason == "target_rejected"
+    assert raised.value.target_response["success"] is False
+    assert "1004" in raised.value.target_response["error"]
+    assert "DROPDOWN" in raised.value.target_response["error"]
+
+
+def test_deliver_unknown_stage_raises_permanent_with_streak_400(
+    make_event: MakeEvent, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox
+) -> None:
+    mapping = mapping_with(lambda d: d["lookups"]["stage_by_order_status"].__setitem__(10, "5999"))
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    with pytest.raises(PermanentError) as raised:
+        target.deliver(make_event("nop_order_b2b"))
+
+    assert raised.value.target_status == 400
+    assert raised.value.target_response == {"success": False, "error": "Invalid stage key"}
+    assert counts(sandbox)["boxes"] == 0
+
+
+def test_deliver_wrong_api_key_raises_target_auth_failed(
+    mapping: DealMapping, make_event: MakeEvent, sandbox: StreakSandbox, state: InMemoryEntityState
+) -> None:
+    connection = StreakConnection(base_url="http://streak.test", api_key="wrong", team_key="team_1",
+                                  pipeline_key="pl_orders")
+    client = StreakClient(connection, transport=httpx.WSGITransport(app=sandbox.wsgi_app))
+
+    with pytest.raises(PermanentError) as raised:
+        StreakDealTarget(mapping, client, state).deliver(make_event("nop_order_b2b"))
+
+    assert (raised.value.reason, raised.value.target_status) == ("target_auth_failed", 401)
+
+
+def test_deliver_unmapped_status_raises_permanent_unmapped_value(
+    target: StreakDealTarget, make_event: MakeEvent, sample, sandbox: StreakSandbox
+) -> None:
+    data = sample("nop_order_b2b")["data"]
+    data["Order"]["PaymentStatusId"] = 60  # a status nobody mapped
+
+    with pytest.raises(PermanentError) as raised:
+        target.deliver(make_event("nop_order_b2b", data=data))
+
+    assert raised.value.reason == "unmapped_value"
+    assert len(sandbox.requests) == 0  # planned before any call
+
+
+def test_deliver_unsupported_event_type_raises_permanent(
+    target: StreakDealTarget, make_event: MakeEvent
+) -> None:
+    event = make_event("nop_order_b2b")
+    other = FlowEvent(flow=event.flow, event_id=event.event_id, source=event.source, type="order.deleted",
+                      timestamp=event.timestamp, data=event.data)
+
+    with pytest.raises(PermanentError) as raised:
+        target.deliver(other)
+
+    assert raised.value.reason == "unsupported_event"
