@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from openapi_spec_validator import validate
-
 from switchyard_local import codegen, openapi
 
 ROOT = Path(__file__).resolve().parents[2]
