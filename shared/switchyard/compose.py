@@ -21,9 +21,14 @@ IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
 def build_ingest(settings: IngestSettings) -> IngestService:
     secrets = SecretReader(clients.client("secretsmanager"))
 
+    verifiers: dict[str, tuple[tuple[str, ...], StandardWebhookVerifier]] = {}
+
     def verifier_for(source: str) -> StandardWebhookVerifier:
-        secret = secrets.get_json(settings.sources[source].secret_arn)
-        return StandardWebhookVerifier(secret.get("signing_secrets") or [])
+        current = tuple(secrets.get_json(settings.sources[source].secret_arn).get("signing_secrets") or ())
+        cached = verifiers.get(source)
+        if cached is None or cached[0] != current:  # first use, or the secret was rotated
+            cached = verifiers[source] = (current, StandardWebhookVerifier(current))
+        return cached[1]
 
     return IngestService(
         routes=settings.routes,
