@@ -31,9 +31,10 @@ def lambda_handler(event: dict, context) -> dict:
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     source = (event.get("pathParameters") or {}).get("source", "")
+    query = event.get("queryStringParameters") or {}
     logger.append_keys(source=source, event_id=headers.get("webhook-id"))
     try:
-        accepted = service().accept(WebhookRequest(source=source, headers=headers, body=raw))
+        accepted = service().accept(WebhookRequest(source=source, headers=headers, body=raw, query=query))
     except WebhookRejectedError as exc:
         logger.warning("webhook rejected", extra={"status": exc.status_code, "error": exc.code})
         metrics.add_metric(name="SignatureRejected" if isinstance(exc, SignatureError) else "WebhookRejected",
@@ -42,6 +43,7 @@ def lambda_handler(event: dict, context) -> dict:
     except EnqueueError:
         logger.exception("webhook not queued")
         return _respond(503, {"error": "unavailable", "message": "try again later"})
-    logger.info("webhook accepted", extra={"type": accepted.event_type, "flows": list(accepted.flows)})
+    logger.info("webhook accepted", extra={"type": accepted.event_type, "flows": list(accepted.flows),
+                                           "event_ids": list(accepted.event_ids)})
     metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
     return _respond(202, accepted.body())

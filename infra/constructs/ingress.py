@@ -92,7 +92,8 @@ class WebhookIngress(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         sources = {
-            name: {"secret_arn": source_secrets[name].secret_arn, "signature": config.signature}
+            name: {"secret_arn": source_secrets[name].secret_arn, "signature": config.signature,
+                   "format": config.format}
             for name, config in catalog.sources.items()
         }
         routes = routes_for(catalog, {name: queue.queue_url for name, queue in flow_queues.items()})

@@ -19,11 +19,16 @@ from switchyard.catalog import Catalog
 from infra.metadata import annotate
 from infra.nag import acknowledge
 
-# Empty list: every webhook from the source is rejected (401) until a signing secret is put.
-SOURCE_SECRET_PLACEHOLDER: dict[str, Any] = {"signing_secrets": []}
+# Empty lists: every webhook from the source is rejected (401) until a secret is put.
+SOURCE_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
+    "standard-webhooks": {"signing_secrets": []},
+    "shared-token": {"tokens": []},
+}
 # Per target system; ``base_url`` can point a connection at any HTTP server (a sandbox, a proxy).
 CONNECTION_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
     "streak": {"base_url": "https://api.streak.com", "api_key": "", "team_key": "", "pipeline_key": ""},
+    # API key, or OAuth2 client credentials (token_url defaults to <base_url>/oauth/token)
+    "clarity": {"base_url": "", "api_key": "", "client_id": "", "client_secret": "", "token_url": ""},
 }
 
 
@@ -38,7 +43,7 @@ class IntegrationSecrets(Construct):
                 f"Source-{name}",
                 tag=f"source:{name}",
                 description=f"Switchyard: {name} webhook signing secrets ({source.signature})",
-                placeholder=SOURCE_SECRET_PLACEHOLDER,
+                placeholder=SOURCE_SECRET_PLACEHOLDERS[source.signature],
             )
             for name, source in catalog.sources.items()
         }

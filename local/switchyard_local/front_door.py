@@ -75,6 +75,7 @@ def _payload_v2(request: Request, route: Route, params: dict[str, str], body: by
         "routeKey": route.route_key,
         "rawPath": request.path,
         "rawQueryString": request.query_string.decode(),
+        **({"queryStringParameters": {k: ",".join(v) for k, v in request.args.lists()}} if request.args else {}),
         "headers": headers,
         "requestContext": {
             "http": {"method": request.method, "path": request.path, "protocol": "HTTP/1.1",

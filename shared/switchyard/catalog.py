@@ -23,12 +23,15 @@ class _Strict(BaseModel):
 
 class SourceConfig(_Strict):
     description: str = ""
-    signature: Literal["standard-webhooks"]
+    # standard-webhooks: HMAC over id.timestamp.body; shared-token: a token the sender echoes back
+    signature: Literal["standard-webhooks", "shared-token"]
+    # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak)
+    format: Literal["envelope", "object-array"] = "envelope"
     events: tuple[str, ...]
 
 
 class ConnectionConfig(_Strict):
-    system: Literal["streak"]
+    system: Literal["streak", "clarity"]
     description: str = ""
 
 
@@ -51,7 +54,7 @@ class FlowConfig(_Strict):
     description: str = ""
     source: str
     events: tuple[str, ...]
-    target: Literal["streak"]
+    target: Literal["streak", "clarity"]
     connection: str
     mapping: str
     runs_as: Literal["worker"] = "worker"

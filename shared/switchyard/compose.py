@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 from switchyard.aws import clients
 from switchyard.aws.secrets import SecretReader
 from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
-from switchyard.ingest import IngestService
+from switchyard.ingest import Authenticator, IngestService
 from switchyard.settings import IngestSettings, WorkerSettings
-from switchyard.signatures import StandardWebhookVerifier
+from switchyard.signatures import SharedTokenAuthenticator, StandardWebhookAuthenticator
 
 # longer than DLQ retention (14 d) + queue retention (4 d): redrives stay deduplicated
 IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
@@ -21,20 +21,25 @@ IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
 def build_ingest(settings: IngestSettings) -> IngestService:
     secrets = SecretReader(clients.client("secretsmanager"))
 
-    verifiers: dict[str, tuple[tuple[str, ...], StandardWebhookVerifier]] = {}
+    authenticators: dict[str, tuple[tuple[str, ...], Authenticator]] = {}
 
-    def verifier_for(source: str) -> StandardWebhookVerifier:
-        current = tuple(secrets.get_json(settings.sources[source].secret_arn).get("signing_secrets") or ())
-        cached = verifiers.get(source)
+    def authenticator_for(source: str) -> Authenticator:
+        config = settings.sources[source]
+        shared_token = config.signature == "shared-token"
+        secret = secrets.get_json(config.secret_arn)
+        current = tuple(secret.get("tokens" if shared_token else "signing_secrets") or ())
+        cached = authenticators.get(source)
         if cached is None or cached[0] != current:  # first use, or the secret was rotated
-            cached = verifiers[source] = (current, StandardWebhookVerifier(current))
+            built = SharedTokenAuthenticator(current) if shared_token else StandardWebhookAuthenticator(current)
+            cached = authenticators[source] = (current, built)
         return cached[1]
 
     return IngestService(
         routes=settings.routes,
-        verifier_for=verifier_for,
+        authenticator_for=authenticator_for,
         publisher=SqsQueues(clients.client("sqs")),
         max_body_bytes=settings.max_body_bytes,
+        formats={name: source.format for name, source in settings.sources.items()},
     )
 
 
@@ -68,21 +73,19 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     )
 
     from switchyard.catalog import load_catalog
-    from switchyard.connectors.streak import StreakClient, StreakConnection
+    from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
-    from switchyard.mapping.streak_deals import load_deal_mapping
-    from switchyard.targets.streak_deals import StreakDealTarget
     from switchyard.worker import FlowWorker
 
     flow = load_catalog().flows[settings.flow]
-    mapping = load_deal_mapping(flow.mapping)  # once per cold start
-    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table)
-
-    def streak_target(secret: dict[str, Any]) -> StreakDealTarget:
-        return StreakDealTarget(mapping, StreakClient(StreakConnection.from_secret(secret)), state)
-
-    target = ConnectionBoundTarget(SecretReader(clients.client("secretsmanager")),
-                                   settings.connection_secret_arn, streak_target)
+    dynamodb = clients.client("dynamodb")
+    state = DynamoEntityState(dynamodb, settings.idempotency_table)
+    echoes = DynamoEchoLedger(dynamodb, settings.idempotency_table)
+    target = EchoSuppressingTarget(
+        ConnectionBoundTarget(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arn,
+                              _target_factory(flow.target, flow.mapping, state, echoes)),
+        echoes,
+    )
 
     config = IdempotencyConfig(
         expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
@@ -105,3 +108,24 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         logger=logger,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
+
+
+def _target_factory(system: str, mapping_file: str, state: Any, echoes: Any) -> Any:
+    """connection secret -> the flow's target; the mapping is loaded once, here (cold start)."""
+    if system == "streak":
+        from switchyard.connectors.streak import StreakClient, StreakConnection
+        from switchyard.mapping.streak_deals import load_deal_mapping
+        from switchyard.targets.streak_deals import StreakDealTarget
+
+        deals = load_deal_mapping(mapping_file)
+        return lambda secret: StreakDealTarget(deals, StreakClient(StreakConnection.from_secret(secret)), state,
+                                               echoes)
+    if system == "clarity":
+        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
+        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
+        from switchyard.targets.clarity import ClarityTarget
+
+        sync = load_clarity_sync_mapping(mapping_file)
+        return lambda secret: ClarityTarget(sync, ClarityClient(ClarityConnection.from_secret(secret)), state,
+                                            echoes)
+    raise ValueError(f"no target for system {system!r}")

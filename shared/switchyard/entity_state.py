@@ -20,6 +20,9 @@ class EntityState(Protocol):
     def claim(self, entity: str, change_time: datetime, event_id: str) -> bool: ...
     def mark_filtered(self, entity: str) -> None: ...
     def is_filtered(self, entity: str) -> bool: ...
+    # cross-references between systems' keys (e.g. a Clarity customer's Streak contact)
+    def link(self, namespace: str, key: str, other: str) -> None: ...
+    def linked(self, namespace: str, key: str) -> str | None: ...
 
 
 class InMemoryEntityState:
@@ -45,6 +48,13 @@ class InMemoryEntityState:
 
     def is_filtered(self, entity: str) -> bool:
         return bool(self._items.get(entity, {}).get("filtered"))
+
+    def link(self, namespace: str, key: str, other: str) -> None:
+        with self._lock:
+            self._items[f"xref#{namespace}#{key}"] = {"other": other}
+
+    def linked(self, namespace: str, key: str) -> str | None:
+        return self._items.get(f"xref#{namespace}#{key}", {}).get("other")
 
 
 class DynamoEntityState:
@@ -92,3 +102,12 @@ class DynamoEntityState:
     def is_filtered(self, entity: str) -> bool:
         item = self._client.get_item(TableName=self._table, Key=self._key(entity), ConsistentRead=True)
         return bool(item.get("Item", {}).get("filtered", {}).get("BOOL"))
+
+    def link(self, namespace: str, key: str, other: str) -> None:
+        self._client.put_item(TableName=self._table, Item={
+            "id": {"S": f"xref#{namespace}#{key}"}, "other": {"S": other}, "expiration": self._expiration()})
+
+    def linked(self, namespace: str, key: str) -> str | None:
+        item = self._client.get_item(TableName=self._table, Key={"id": {"S": f"xref#{namespace}#{key}"}},
+                                     ConsistentRead=True)
+        return item.get("Item", {}).get("other", {}).get("S")

@@ -10,17 +10,12 @@ from typing import Any
 from fastjsonschema import JsonSchemaValueException
 
 from switchyard.errors import SchemaError
-from switchyard.validators import (
-    nopcommerce_order_placed,
-    nopcommerce_order_status_changed,
-)
+from switchyard.validators import VALIDATORS as _GENERATED
 
-VALIDATORS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "nopcommerce": {
-        "order.placed": nopcommerce_order_placed.validate,
-        "order.status_changed": nopcommerce_order_status_changed.validate,
-    },
-}
+# source -> event type -> validator
+VALIDATORS: dict[str, dict[str, Callable[[Any], Any]]] = {}
+for (_source, _event_type), _validate in _GENERATED.items():
+    VALIDATORS.setdefault(_source, {})[_event_type] = _validate
 
 
 def validate_envelope(source: str, document: Any) -> str:

@@ -1,14 +1,19 @@
-"""Accepting a webhook: size, signature, schema, routing, then durable enqueue on every flow.
+"""Accepting a webhook: size, authenticity, schema, routing, then durable enqueue on every flow.
 
-The answer is ``Accepted`` only once the event sits on every subscribed flow's queue; anything
-wrong with the input raises a ``WebhookRejectedError`` (4xx, nothing enqueued).
+The answer is ``Accepted`` only once every event of the delivery sits on every subscribed flow's
+queue; anything wrong with the input raises a ``WebhookRejectedError`` (4xx, nothing enqueued).
+
+Two delivery formats (``catalog.SourceConfig.format``):
+- ``envelope``: one signed event ``{"type", "timestamp", "data"}``; the event id is ``webhook-id``.
+- ``object-array``: Streak's bare objects in an array, the event type in the URL (``?event=``);
+  one event per object, its id derived from the object's key and change time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -17,17 +22,11 @@ from switchyard.errors import (
     EnqueueError,
     MalformedBodyError,
     PayloadTooLargeError,
+    SchemaError,
     UnknownSourceError,
 )
 from switchyard.events import flow_message
-
-
-class Verifier(Protocol):
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> str: ...
-
-
-class QueuePublisher(Protocol):
-    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None: ...
+from switchyard.streak_webhooks import change_time, delivery_event_id
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,40 @@ class WebhookRequest:
     source: str
     headers: Mapping[str, str]  # names lower-cased
     body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+class Authenticator(Protocol):
+    def authenticate(self, request: WebhookRequest) -> str | None:
+        """The delivery's event id when the scheme carries one; raises SignatureError otherwise."""
+
+
+class QueuePublisher(Protocol):
+    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None: ...
 
 
 @dataclass(frozen=True)
 class Accepted:
-    event_id: str
+    event_ids: tuple[str, ...]
     event_type: str
     flows: tuple[str, ...]
 
+    @property
+    def event_id(self) -> str:
+        return self.event_ids[0]
+
     def body(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "type": self.event_type, "flows": list(self.flows)}
+        body: dict[str, Any] = {"event_id": self.event_id, "type": self.event_type, "flows": list(self.flows)}
+        if len(self.event_ids) > 1:
+            body["event_ids"] = list(self.event_ids)
+        return body
+
+
+@dataclass(frozen=True)
+class _Event:
+    event_id: str
+    timestamp: str
+    body: str  # the queued event: as signed (envelope) or rebuilt from one object (object-array)
 
 
 class IngestService:
@@ -52,15 +75,17 @@ class IngestService:
         self,
         *,
         routes: Mapping[str, Mapping[str, Mapping[str, str]]],
-        verifier_for: Callable[[str], Verifier],
+        authenticator_for: Callable[[str], Authenticator],
         publisher: QueuePublisher,
         max_body_bytes: int,
+        formats: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._routes = routes
-        self._verifier_for = verifier_for
+        self._authenticator_for = authenticator_for
         self._publisher = publisher
         self._max_body_bytes = max_body_bytes
+        self._formats = formats or {}
         self._clock = clock
 
     def accept(self, request: WebhookRequest) -> Accepted:
@@ -69,22 +94,48 @@ class IngestService:
             raise UnknownSourceError(f"no webhook source named {request.source!r}")
         if len(request.body) > self._max_body_bytes:
             raise PayloadTooLargeError(f"body exceeds {self._max_body_bytes} bytes")
-        event_id = self._verifier_for(request.source).verify(request.body, request.headers)
+        delivery_id = self._authenticator_for(request.source).authenticate(request)
         document = _decode_json(request.body)
-        event_type = validate_envelope(request.source, document)
+        if self._formats.get(request.source, "envelope") == "object-array":
+            event_type, events = _split_object_array(request, document)
+        else:
+            event_type = validate_envelope(request.source, document)
+            events = [_Event(delivery_id or "", document["timestamp"], request.body.decode("utf-8"))]
 
         flows = source_routes.get(event_type, {})
-        received_at = self._clock()
-        attributes = {"event_id": event_id, "event_type": event_type, "source": request.source}
-        for flow, queue_url in flows.items():
-            body = flow_message(flow=flow, event_id=event_id, source=request.source, event_type=event_type,
-                                timestamp=document["timestamp"], received_at=received_at.isoformat(),
-                                body=request.body.decode("utf-8"))
-            try:
-                self._publisher.publish(queue_url, body, attributes)
-            except Exception as exc:  # any failure to queue durably: the sender must retry
-                raise EnqueueError(f"could not queue event {event_id} for flow {flow}") from exc
-        return Accepted(event_id=event_id, event_type=event_type, flows=tuple(flows))
+        received_at = self._clock().isoformat()
+        for event in events:
+            attributes = {"event_id": event.event_id, "event_type": event_type, "source": request.source}
+            for flow, queue_url in flows.items():
+                message = flow_message(flow=flow, event_id=event.event_id, source=request.source,
+                                       event_type=event_type, timestamp=event.timestamp,
+                                       received_at=received_at, body=event.body)
+                try:
+                    self._publisher.publish(queue_url, message, attributes)
+                except Exception as exc:  # any failure to queue durably: the sender must retry
+                    raise EnqueueError(f"could not queue event {event.event_id} for flow {flow}") from exc
+        return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows))
+
+
+def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, list[_Event]]:
+    event_type = request.query.get("event", "")
+    if not isinstance(document, list) or not document:
+        raise SchemaError("the body must be a non-empty JSON array of objects",
+                          fields=[{"field": "$", "message": "expected a non-empty array"}])
+    events = []
+    for index, item in enumerate(document):
+        envelope = {"type": event_type, "timestamp": change_time(item) if isinstance(item, dict) else "",
+                    "data": item}
+        try:
+            validate_envelope(request.source, envelope)
+        except SchemaError as exc:
+            for problem in exc.fields:  # name the field as the sender wrote it
+                problem["field"] = ("event" if problem["field"] == "type" else
+                                    problem["field"].replace("data", f"[{index}]", 1))
+            raise
+        events.append(_Event(delivery_event_id(event_type, item), envelope["timestamp"],
+                             json.dumps(envelope, separators=(",", ":"))))
+    return event_type, events
 
 
 def _decode_json(body: bytes) -> Any:

@@ -56,7 +56,8 @@ class _Settings:
 @dataclass(frozen=True)
 class SourceSettings:
     secret_arn: str
-    signature: str = "standard-webhooks"
+    signature: str = "standard-webhooks"  # or shared-token
+    format: str = "envelope"  # or object-array
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,39 @@ def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> dict[str, s
     """Headers a Standard Webhooks sender would send (used by the demo, tests and the CLI)."""
     signature = Webhook(secret).sign(event_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
     return {"webhook-id": event_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+class StandardWebhookAuthenticator:
+    """Standard Webhooks for a webhook request (ingest's ``Authenticator``)."""
+
+    def __init__(self, secrets: Sequence[str], **kwargs: object) -> None:
+        self._verifier = StandardWebhookVerifier(secrets, **kwargs)  # type: ignore[arg-type]
+
+    def authenticate(self, request: object) -> str:
+        return self._verifier.verify(request.body, request.headers)  # type: ignore[attr-defined]
+
+
+TOKEN_HEADER = "x-streak-webhook-token"
+
+
+class SharedTokenAuthenticator:
+    """Senders that do not sign bodies (Streak) echo a token registered with them, in a header
+    (``X-Streak-Webhook-Token``) or in the URL (``?token=``). Compared in constant time; several
+    tokens may be valid at once during a rotation."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self._tokens = [token.encode() for token in tokens if token]
+
+    def authenticate(self, request: object) -> None:
+        presented = (request.headers.get(TOKEN_HEADER) or request.query.get("token") or "")  # type: ignore[attr-defined]
+        if not presented:
+            raise SignatureError(f"missing {TOKEN_HEADER} header or token parameter")
+        if not self._tokens:
+            raise SignatureError("no token is configured for this source")
+        candidate = presented.encode()
+        matched = False
+        for token in self._tokens:  # no early exit: the time taken does not tell which token was near
+            matched |= hmac.compare_digest(candidate, token)
+        if not matched:
+            raise SignatureError("the token does not match")
+        return None

@@ -37,7 +37,8 @@ def test_ingest_environment_parses_as_ingest_settings(ingest, dev):
 def test_ingest_sources_env_names_each_source_secret(ingest, dev, catalog):
     sources = json.loads(dev.render(ingest.properties["Environment"]["Variables"]["SWITCHYARD_SOURCES"]))
     assert sources == {
-        name: {"secret_arn": dev.one(secret=f"source:{name}").ref, "signature": source.signature}
+        name: {"secret_arn": dev.one(secret=f"source:{name}").ref, "signature": source.signature,
+               "format": source.format}
         for name, source in catalog.sources.items()
     }
 

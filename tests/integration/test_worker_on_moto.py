@@ -154,7 +154,7 @@ class _Trusting:
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
 
-    def verify(self, body: bytes, headers: Any) -> str:
+    def authenticate(self, request: Any) -> str:
         return self.event_id
 
 
@@ -168,7 +168,7 @@ def queue_body(sample: Callable[..., dict[str, Any]]) -> Callable[..., str]:
             document["data"] = data
         capture = _Capture()
         service = IngestService(routes={"nopcommerce": {document["type"]: {FLOW: "queue"}}},
-                                verifier_for=lambda _source: _Trusting(event_id), publisher=capture,
+                                authenticator_for=lambda _source: _Trusting(event_id), publisher=capture,
                                 max_body_bytes=1 << 20)
         service.accept(WebhookRequest("nopcommerce", {}, json.dumps(document).encode()))
         (body,) = capture.bodies

@@ -19,7 +19,7 @@ from switchyard.errors import (
 )
 from switchyard.events import FlowEvent
 from switchyard.ingest import Accepted, IngestService, WebhookRequest
-from switchyard.signatures import StandardWebhookVerifier, sign
+from switchyard.signatures import StandardWebhookAuthenticator, sign
 
 NOW = 1_795_166_100
 RECEIVED_AT = datetime(2026, 11, 20, 9, 15, 3, tzinfo=UTC)
@@ -52,8 +52,8 @@ def publisher() -> FakePublisher:
 @pytest.fixture
 def service_for(signing_secret: str) -> Callable[..., IngestService]:
     def build(publisher: Any, *, routes: Mapping[str, Any] = ROUTES, max_body_bytes: int = 256 * 1024):
-        verifier = StandardWebhookVerifier([signing_secret], clock=lambda: NOW)
-        return IngestService(routes=routes, verifier_for=lambda _source: verifier, publisher=publisher,
+        authenticator = StandardWebhookAuthenticator([signing_secret], clock=lambda: NOW)
+        return IngestService(routes=routes, authenticator_for=lambda _source: authenticator, publisher=publisher,
                              max_body_bytes=max_body_bytes, clock=lambda: RECEIVED_AT)
 
     return build
@@ -77,7 +77,7 @@ def test_accept_valid_event_publishes_to_every_subscribed_flow(
     accepted = service_for(publisher).accept(signed(body, event_id="msg_b2b"))
 
     # Then the answer carries the event id and both flows, and both queues hold the message
-    assert accepted == Accepted(event_id="msg_b2b", event_type="order.placed",
+    assert accepted == Accepted(event_ids=("msg_b2b",), event_type="order.placed",
                                 flows=("nopcommerce-to-streak", "nopcommerce-to-other"))
     assert accepted.body() == {"event_id": "msg_b2b", "type": "order.placed",
                                "flows": ["nopcommerce-to-streak", "nopcommerce-to-other"]}

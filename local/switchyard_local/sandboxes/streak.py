@@ -8,20 +8,27 @@ Usage::
         sandbox.snapshot()
 
 or in-process: ``httpx.Client(transport=httpx.WSGITransport(app=sandbox.wsgi_app), ...)``.
+
+Outbound webhooks: register through the API (``POST /api/v2/webhooks?pipelineKey=...``), change data
+through the API or as a Streak user would (``sandbox.move_box``/``sandbox.edit_contact`` or the
+``/_sandbox/boxes/{key}/stage`` and ``/_sandbox/contacts/{key}`` admin routes), then
+``sandbox.wait_for_webhooks()`` and inspect ``sandbox.webhook_deliveries``.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -37,6 +44,35 @@ INVALID_PATH = "Invalid API path specified"
 # Anything below this is far more plausibly epoch seconds (1973 in ms, year 5138 in seconds).
 MIN_EPOCH_MS = 100_000_000_000
 DUPLICATE_EMAIL_ERROR_CODE = 801
+
+WebhookScope = Literal["pipeline", "team"]
+PIPELINE_WEBHOOK_EVENTS = frozenset(
+    {
+        "BOX_CREATE",
+        "BOX_DELETE",
+        "STAGE_CREATE",
+        "BOX_NEW_EMAIL_ADDRESS",
+        "BOX_EDIT",
+        "BOX_CHANGE_STAGE",
+        "BOX_CHANGE_PIPELINE",
+        "COMMENT_CREATE",
+        "MEETING_CREATE",
+        "MEETING_UPDATE",
+        "TASK_CREATE",
+        "TASK_COMPLETE",
+        "TASK_DUE",
+    }
+)
+TEAM_WEBHOOK_EVENTS = frozenset(
+    {"CONTACT_CREATE", "CONTACT_UPDATE", "CONTACT_DELETE", "ORG_CREATE", "ORG_UPDATE", "ORG_DELETE"}
+)
+WEBHOOK_EVENTS: dict[WebhookScope, frozenset[str]] = {
+    "pipeline": PIPELINE_WEBHOOK_EVENTS,
+    "team": TEAM_WEBHOOK_EVENTS,
+}
+WEBHOOK_SCOPE_PARAMS: dict[WebhookScope, str] = {"pipeline": "pipelineKey", "team": "teamKey"}
+WEBHOOK_TOKEN_HEADER = "X-Streak-Webhook-Token"
+DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
 
 
 # --------------------------------------------------------------------------- pipeline definition
@@ -279,6 +315,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _same(left: Any, right: Any) -> bool:
+    """JSON equality: ``True`` differs from ``1`` and dict key order does not matter."""
+    return json.dumps(left, sort_keys=True) == json.dumps(right, sort_keys=True)
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
 # --------------------------------------------------------------------------- routing
 
 # One table for API and admin routes; the endpoint name selects the ``_ep_<name>`` method.
@@ -309,10 +358,16 @@ _ROUTES = Map(
         Rule("/api/v2/boxes/<box_key>/tasks", endpoint="create_task", methods=["POST"]),
         Rule("/api/v2/boxes/<box_key>/comments", endpoint="list_comments", methods=["GET"]),
         Rule("/api/v2/boxes/<box_key>/comments", endpoint="create_comment", methods=["POST"]),
+        Rule("/api/v2/webhooks", endpoint="create_webhook", methods=["POST"]),
+        Rule("/api/v2/webhooks", endpoint="list_webhooks", methods=["GET"]),
+        Rule("/api/v2/webhooks/<webhook_key>", endpoint="delete_webhook", methods=["DELETE"]),
         Rule("/_sandbox/state", endpoint="admin_state", methods=["GET"]),
         Rule("/_sandbox/reset", endpoint="admin_reset", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_set_faults", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_clear_faults", methods=["DELETE"]),
+        Rule("/_sandbox/boxes/<box_key>/stage", endpoint="admin_move_box", methods=["POST"]),
+        Rule("/_sandbox/contacts/<contact_key>", endpoint="admin_edit_contact", methods=["POST"]),
+        Rule("/_sandbox/webhooks/deliveries", endpoint="admin_webhook_deliveries", methods=["GET"]),
     ],
     strict_slashes=False,
 )
@@ -345,6 +400,242 @@ class _State:
         return f"{prefix}_{next(self.counters[prefix])}"
 
 
+# --------------------------------------------------------------------------- outbound webhooks
+
+
+@dataclass
+class _Outgoing:
+    """One webhook delivery: the body is serialised when the event fires, so every retry sends the same bytes."""
+
+    webhook_key: str
+    event: str
+    target_url: str
+    token: str | None
+    object_key: str | None
+    body: bytes
+    generation: int
+    attempts: int = 0
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Worker:
+    thread: threading.Thread
+    stop: threading.Event
+
+
+class WebhookDispatcher:
+    """Registered webhooks plus an outbox that one background thread delivers in order.
+
+    A ``200`` answer completes a delivery, ``410 Gone`` deletes the webhook, anything else (or a
+    connection error) is retried after each of ``retry_delays`` and then recorded as failed.
+    Lock order: callers may hold the sandbox lock when calling in; the worker never takes it.
+    """
+
+    def __init__(
+        self,
+        retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
+        timeout: float = 5.0,
+    ) -> None:
+        if any(delay < 0 for delay in retry_delays):
+            raise ValueError(f"webhook retry delays must not be negative, got {tuple(retry_delays)!r}")
+        self.retry_delays = tuple(retry_delays)
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._hooks: dict[str, dict[str, Any]] = {}
+        self._counter = itertools.count(1)
+        self._outbox: deque[_Outgoing] = deque()
+        self._in_flight = False
+        self._deliveries: list[dict[str, Any]] = []
+        self._generation = 0  # bumped by reset(): in-flight deliveries of an older generation are dropped
+        self._worker: _Worker | None = None
+
+    # ----------------------------------------------------------------- registrations
+
+    def register(
+        self, scope: WebhookScope, scope_key: str, event: str, target_url: str, token: str | None
+    ) -> dict[str, Any]:
+        with self._cond:
+            key = f"webhook_{next(self._counter)}"
+            self._hooks[key] = {
+                "key": key,
+                "event": event,
+                "targetUrl": target_url,
+                WEBHOOK_SCOPE_PARAMS[scope]: scope_key,
+                "creationTimestamp": _now_ms(),
+                "_scope": (scope, scope_key),
+                "_token": token,
+            }
+            return _public_hook(self._hooks[key])
+
+    def list(self, scope: WebhookScope, scope_key: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [_public_hook(hook) for hook in self._hooks.values() if hook["_scope"] == (scope, scope_key)]
+
+    def delete(self, webhook_key: str) -> bool:
+        with self._cond:
+            found = self._hooks.pop(webhook_key, None) is not None
+            self._cond.notify_all()  # wakes a delivery backing off for this webhook
+            return found
+
+    # ----------------------------------------------------------------- events and delivery
+
+    def publish(self, scope: WebhookScope, scope_key: str, event: str, obj: dict[str, Any]) -> int:
+        """Queue ``[obj]`` for every webhook registered for ``event`` in this scope; return how many."""
+        with self._cond:
+            hooks = [h for h in self._hooks.values() if h["event"] == event and h["_scope"] == (scope, scope_key)]
+            if not hooks:
+                return 0
+            body = json.dumps([obj], separators=(",", ":")).encode()
+            for hook in hooks:
+                self._outbox.append(
+                    _Outgoing(
+                        webhook_key=hook["key"],
+                        event=event,
+                        target_url=hook["targetUrl"],
+                        token=hook["_token"],
+                        object_key=obj.get("key"),
+                        body=body,
+                        generation=self._generation,
+                    )
+                )
+            self._ensure_worker()
+            self._cond.notify_all()
+            return len(hooks)
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        """Block until the outbox is empty and nothing is in flight; False when ``timeout`` ran out first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._outbox and not self._in_flight, timeout=timeout)
+
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return copy.deepcopy(self._deliveries)
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._outbox) + int(self._in_flight)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def resume(self) -> None:
+        """Restart the worker if deliveries are waiting (after ``stop``)."""
+        with self._cond:
+            if self._outbox:
+                self._ensure_worker()
+
+    def reset(self) -> None:
+        """Forget webhooks, queued deliveries and the delivery record; drop a delivery in flight."""
+        with self._cond:
+            self._hooks.clear()
+            self._outbox.clear()
+            self._deliveries.clear()
+            self._counter = itertools.count(1)
+            self._generation += 1
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Stop the worker thread. Queued deliveries stay queued until the next event or ``resume``."""
+        with self._cond:
+            worker, self._worker = self._worker, None
+            if worker is None:
+                return
+            worker.stop.set()
+            self._cond.notify_all()
+        # A request in progress cannot be interrupted; the thread is a daemon if it outlives this.
+        worker.thread.join(timeout=self.timeout + 1)
+
+    def _ensure_worker(self) -> None:  # caller holds self._cond
+        if self._worker is None or not self._worker.thread.is_alive():
+            stop = threading.Event()
+            thread = threading.Thread(target=self._run, args=(stop,), name="streak-webhooks", daemon=True)
+            self._worker = _Worker(thread, stop)
+            thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: stop.is_set() or bool(self._outbox))
+                    if stop.is_set():
+                        return
+                    item = self._outbox.popleft()
+                    self._in_flight = True
+                try:
+                    self._deliver(client, item, stop)
+                finally:
+                    with self._cond:
+                        self._in_flight = False
+                        self._cond.notify_all()
+
+    def _deliver(self, client: httpx.Client, item: _Outgoing, stop: threading.Event) -> None:
+        while True:
+            with self._cond:
+                if not self._is_live(item):
+                    self._record(item, "cancelled")  # webhook deleted (or sandbox reset) meanwhile
+                    return
+            self._attempt(client, item)
+            if item.status_code == 200:
+                self._record(item, "delivered")
+                return
+            if item.status_code == 410:
+                with self._cond:
+                    if item.generation == self._generation:
+                        self._hooks.pop(item.webhook_key, None)
+                self._record(item, "webhook_deleted")
+                return
+            if item.attempts > len(self.retry_delays):
+                self._record(item, "failed")
+                return
+            with self._cond:
+                delay = self.retry_delays[item.attempts - 1]
+                self._cond.wait_for(lambda: stop.is_set() or not self._is_live(item), timeout=delay)
+                if stop.is_set():
+                    if self._is_live(item):
+                        self._outbox.appendleft(item)  # resumed (with its attempt count) after a restart
+                    return
+
+    def _attempt(self, client: httpx.Client, item: _Outgoing) -> None:
+        headers = {"Content-Type": "application/json"}
+        if item.token:
+            headers[WEBHOOK_TOKEN_HEADER] = item.token
+        item.attempts += 1
+        try:
+            response = client.post(item.target_url, content=item.body, headers=headers)
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            item.status_code, item.error = None, f"{type(error).__name__}: {error}"
+        else:
+            item.status_code, item.error = response.status_code, None
+
+    def _is_live(self, item: _Outgoing) -> bool:  # caller holds self._cond
+        return item.generation == self._generation and item.webhook_key in self._hooks
+
+    def _record(self, item: _Outgoing, outcome: str) -> None:
+        with self._cond:
+            if item.generation != self._generation or item.attempts == 0:
+                return  # reset since, or dropped before any attempt: nothing was delivered
+            self._deliveries.append(
+                {
+                    "webhook_key": item.webhook_key,
+                    "event": item.event,
+                    "target_url": item.target_url,
+                    "object_key": item.object_key,
+                    "status_code": item.status_code,
+                    "error": item.error,
+                    "attempts": item.attempts,
+                    "outcome": outcome,
+                }
+            )
+
+
+def _public_hook(hook: dict[str, Any]) -> dict[str, Any]:
+    """The API view of a webhook: internal fields (scope tuple, token) are not echoed."""
+    return {name: value for name, value in hook.items() if not name.startswith("_")}
+
+
 # --------------------------------------------------------------------------- the sandbox
 
 
@@ -357,6 +648,8 @@ class StreakSandbox:
         team_key: str = "team_1",
         pipeline: PipelineSpec = DEMO_PIPELINE,
         user_email: str = "sales-rep@example.com",
+        webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self.api_key = api_key
         self.team_key = team_key
@@ -370,6 +663,7 @@ class StreakSandbox:
         self._state = _State()
         self._created_ms = _now_ms()
         self._stop: Callable[[], None] | None = None
+        self._webhooks = WebhookDispatcher(retry_delays=webhook_retry_delays, timeout=webhook_timeout)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -378,12 +672,15 @@ class StreakSandbox:
         if self._stop is not None:
             raise RuntimeError(f"sandbox already serving at {self.base_url}")
         self.base_url, self._stop = http.serve(self.wsgi_app, host, port)
+        self._webhooks.resume()
         return self.base_url
 
     def stop(self) -> None:
+        """Stop serving and stop the webhook delivery thread (queued deliveries stay queued)."""
         if self._stop is not None:
             self._stop()
         self._stop, self.base_url = None, None
+        self._webhooks.stop()
 
     def __enter__(self) -> StreakSandbox:
         if self._stop is None:
@@ -396,11 +693,39 @@ class StreakSandbox:
     # ----------------------------------------------------------------- inspection
 
     def reset(self) -> None:
-        """Forget all data, recorded requests and faults."""
+        """Forget all data, recorded requests, faults, webhooks, queued and recorded webhook deliveries."""
         with self._lock:
             self._state = _State()
+            self._webhooks.reset()
         self.requests.clear()
         self.faults.clear()
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued webhook delivery finished (retries included); False on timeout."""
+        return self._webhooks.wait(timeout)
+
+    @property
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Finished deliveries in order: webhook_key, event, target_url, object_key, status_code, error,
+        attempts and outcome (``delivered``, ``failed``, ``webhook_deleted`` after a 410, ``cancelled``)."""
+        return self._webhooks.deliveries
+
+    # ----------------------------------------------------------------- a Streak user's actions (UI)
+
+    def move_box(self, box_key: str, stage_key: str) -> dict[str, Any]:
+        """A rep drags the box to another stage: same state change and webhooks as the API update.
+
+        Raises ``StreakError`` (404 unknown box, 400 invalid stage key).
+        """
+        with self._lock:
+            box = self._box(box_key)
+            return self._apply_box_changes(box, {"stageKey": self._check_stage(stage_key)})
+
+    def edit_contact(self, contact_key: str, /, **changes: Any) -> dict[str, Any]:
+        """A rep edits the contact: same validation, state change and webhooks as the API update."""
+        with self._lock:
+            contact = self._contact(contact_key)
+            return self._apply_changes(contact, self._contact_properties(changes), "CONTACT_UPDATE")
 
     def snapshot(self) -> dict[str, Any]:
         """Human-oriented view of the state: names instead of keys where that helps assertions."""
@@ -533,8 +858,16 @@ class StreakSandbox:
         return [{"key": key} for key in keys]
 
     def _touch(self, entity: dict[str, Any]) -> dict[str, Any]:
-        entity["lastUpdatedTimestamp"] = _now_ms()
+        # Strictly increasing, even for several updates within one millisecond.
+        entity["lastUpdatedTimestamp"] = max(_now_ms(), entity.get("lastUpdatedTimestamp", 0) + 1)
         return copy.deepcopy(entity)
+
+    def _fire(self, event: str, obj: dict[str, Any]) -> None:
+        """Queue webhook deliveries of ``[obj]`` for ``event`` (pipeline or team scope by event name)."""
+        if event in PIPELINE_WEBHOOK_EVENTS:
+            self._webhooks.publish("pipeline", self.pipeline.key, event, obj)
+        else:
+            self._webhooks.publish("team", self.team_key, event, obj)
 
     def _insert(self, table: dict[str, Any], key: str, entity: dict[str, Any]) -> dict[str, Any]:
         now = _now_ms()
@@ -584,7 +917,9 @@ class StreakSandbox:
             raise _missing()
         stage_key = self._check_stage(call.body.get("stageKey", pipeline.stages[0].key))
         key = self._state.new_key("box")
-        return self._insert(self._state.boxes, key, self._new_box(key, name, notes, stage_key))
+        box = self._insert(self._state.boxes, key, self._new_box(key, name, notes, stage_key))
+        self._fire("BOX_CREATE", box)
+        return box
 
     def _new_box(self, key: str, name: str, notes: str, stage_key: str) -> dict[str, Any]:
         return {
@@ -604,10 +939,20 @@ class StreakSandbox:
     def _ep_update_box(self, call: _Call, box_key: str) -> dict[str, Any]:
         box = self._box(box_key)
         changes = self._box_changes(call.body)  # validate everything before changing anything
+        return self._apply_box_changes(box, changes)
+
+    def _apply_box_changes(self, box: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply validated changes; fire BOX_CHANGE_STAGE / BOX_EDIT for what actually changed."""
         if "fields" in changes:
             changes["fields"] = {**box["fields"], **changes["fields"]}
+        changed = {name for name, value in changes.items() if not _same(box[name], value)}
         box.update(changes)
-        return self._touch(box)
+        updated = self._touch(box)
+        if "stageKey" in changed:
+            self._fire("BOX_CHANGE_STAGE", updated)
+        if changed - {"stageKey"}:
+            self._fire("BOX_EDIT", updated)
+        return updated
 
     def _box_changes(self, body: dict[str, Any]) -> dict[str, Any]:
         changes: dict[str, Any] = {}
@@ -641,8 +986,11 @@ class StreakSandbox:
             raise _missing()
         value = call.body["value"]
         validate_field_value(self._field_spec(field_key), value)
+        changed = field_key not in box["fields"] or not _same(box["fields"][field_key], value)
         box["fields"][field_key] = value
-        self._touch(box)
+        updated = self._touch(box)
+        if changed:
+            self._fire("BOX_EDIT", updated)
         return {"key": field_key, "value": copy.deepcopy(value)}
 
     # ----------------------------------------------------------------- search
@@ -687,9 +1035,11 @@ class StreakSandbox:
             existing = self._find_contact(props["emailAddresses"])
             if existing is not None:
                 return copy.deepcopy(existing)
-        return self._insert(
+        contact = self._insert(
             self._state.contacts, self._state.new_key("contact"), {"teamKey": self.team_key, **props}
         )
+        self._fire("CONTACT_CREATE", contact)
+        return contact
 
     @staticmethod
     def _contact_properties(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -711,12 +1061,21 @@ class StreakSandbox:
 
     def _ep_update_contact(self, call: _Call, contact_key: str) -> dict[str, Any]:
         contact = self._contact(contact_key)
-        contact.update(self._contact_properties(call.body))
-        return self._touch(contact)
+        return self._apply_changes(contact, self._contact_properties(call.body), "CONTACT_UPDATE")
+
+    def _apply_changes(self, entity: dict[str, Any], props: dict[str, Any], event: str) -> dict[str, Any]:
+        """Merge validated properties into a contact/organization; fire ``event`` only if one changed."""
+        changed = any(name not in entity or not _same(entity[name], value) for name, value in props.items())
+        entity.update(props)
+        updated = self._touch(entity)
+        if changed:
+            self._fire(event, updated)
+        return updated
 
     def _ep_delete_contact(self, call: _Call, contact_key: str) -> dict[str, Any]:
-        self._contact(contact_key)
+        contact = self._contact(contact_key)
         del self._state.contacts[contact_key]
+        self._fire("CONTACT_DELETE", contact)
         for box in self._state.boxes.values():
             box["contacts"] = [ref for ref in box["contacts"] if ref["key"] != contact_key]
         return {"success": True}
@@ -735,9 +1094,11 @@ class StreakSandbox:
             existing = self._find_organization(props["domains"])
             if existing is not None:
                 return copy.deepcopy(existing)
-        return self._insert(
+        org = self._insert(
             self._state.organizations, self._state.new_key("org"), {"teamKey": self.team_key, **props}
         )
+        self._fire("ORG_CREATE", org)
+        return org
 
     @staticmethod
     def _organization_properties(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -758,8 +1119,7 @@ class StreakSandbox:
 
     def _ep_update_organization(self, call: _Call, org_key: str) -> dict[str, Any]:
         org = self._organization(org_key)
-        org.update(self._organization_properties(call.body))
-        return self._touch(org)
+        return self._apply_changes(org, self._organization_properties(call.body), "ORG_UPDATE")
 
     # ----------------------------------------------------------------- tasks and comments
 
@@ -772,6 +1132,7 @@ class StreakSandbox:
         task = {"key": self._state.new_key("task"), "boxKey": box_key, **self._task_properties(call.body)}
         task.update(status="NOT_DONE", creationTimestamp=_now_ms())
         self._state.tasks[box_key].append(task)
+        self._fire("TASK_CREATE", task)
         return copy.deepcopy(task)
 
     @staticmethod
@@ -810,7 +1171,44 @@ class StreakSandbox:
             "timestamp": _now_ms(),
         }
         self._state.comments[box_key].append(comment)
+        self._fire("COMMENT_CREATE", comment)
         return copy.deepcopy(comment)
+
+    # ----------------------------------------------------------------- webhooks
+
+    def _ep_create_webhook(self, call: _Call) -> dict[str, Any]:
+        scope, scope_key = self._webhook_scope(call.query)
+        event, target_url, token = (call.body.get(name) for name in ("event", "targetUrl", "token"))
+        if not isinstance(event, str) or not event or not isinstance(target_url, str) or not target_url.strip():
+            raise _missing()
+        if event not in WEBHOOK_EVENTS[scope]:
+            raise StreakError(400, "Invalid event")
+        if not _is_http_url(target_url):
+            raise StreakError(400, "Invalid targetUrl")
+        if token is not None and not isinstance(token, str):
+            raise StreakError(400, "Invalid token")
+        return self._webhooks.register(scope, scope_key, event, target_url, token or None)
+
+    def _ep_list_webhooks(self, call: _Call) -> dict[str, Any]:
+        return {"results": self._webhooks.list(*self._webhook_scope(call.query))}
+
+    def _ep_delete_webhook(self, call: _Call, webhook_key: str) -> dict[str, Any]:
+        if not self._webhooks.delete(webhook_key):
+            raise StreakError(404, "Webhook not found")
+        return {"success": True}
+
+    def _webhook_scope(self, query: MultiDict[str, str]) -> tuple[WebhookScope, str]:
+        pipeline_key, team_key = query.get("pipelineKey"), query.get("teamKey")
+        if pipeline_key and team_key:
+            raise StreakError(400, "Specify either pipelineKey or teamKey, not both")
+        if pipeline_key:
+            if pipeline_key != self.pipeline.key:
+                raise StreakError(400, "Invalid pipeline key")
+            return "pipeline", pipeline_key
+        if team_key:
+            self._check_team(team_key)
+            return "team", team_key
+        raise _missing()
 
     # ----------------------------------------------------------------- admin (no auth, no faults)
 
@@ -831,6 +1229,17 @@ class StreakSandbox:
     def _ep_admin_clear_faults(self, call: _Call) -> dict[str, Any]:
         self.faults.clear()
         return {"success": True}
+
+    def _ep_admin_move_box(self, call: _Call, box_key: str) -> dict[str, Any]:
+        if "stageKey" not in call.body:
+            raise _missing()
+        return self.move_box(box_key, call.body["stageKey"])
+
+    def _ep_admin_edit_contact(self, call: _Call, contact_key: str) -> dict[str, Any]:
+        return self.edit_contact(contact_key, **call.body)
+
+    def _ep_admin_webhook_deliveries(self, call: _Call) -> dict[str, Any]:
+        return {"deliveries": self.webhook_deliveries, "pending": self._webhooks.pending}
 
 
 # --------------------------------------------------------------------------- presentation helpers

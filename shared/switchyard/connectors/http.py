@@ -53,6 +53,10 @@ def send(client: httpx.Client, method: str, url: str, *, system: str, **kwargs: 
         raise RetryableError(f"{system} timed out on {method} {url}", reason="target_timeout") from exc
     except httpx.TransportError as exc:
         raise RetryableError(f"{system} unreachable on {method} {url}", reason="target_unreachable") from exc
+    except httpx.HTTPError as exc:  # an auth flow failed (e.g. httpx-auth could not get a token)
+        if "timeout" in type(exc).__name__.lower() or "Timeout" in type(exc).__name__:
+            raise RetryableError(f"{system}: token request timed out", reason="target_timeout") from exc
+        raise PermanentError(f"{system}: could not authenticate: {exc}", reason="target_auth_failed") from exc
     status = response.status_code
     if status < 300:
         return response

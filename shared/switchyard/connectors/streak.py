@@ -91,6 +91,9 @@ class StreakClient:
         return self._call("POST", f"/api/v2/teams/{team_key}/contacts/",
                           params={"getIfExisting": "true"}, json={"emailAddresses": [email]})
 
+    def get_contact(self, contact_key: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v2/contacts/{contact_key}")
+
     def update_contact(self, contact_key: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/api/v2/contacts/{contact_key}", json=changes)
 
@@ -107,6 +110,15 @@ class StreakClient:
     def search_organizations(self, query: str) -> list[dict[str, Any]]:
         body = self._call("GET", "/api/v1/search", params={"query": query})
         return list((body or {}).get("results", {}).get("organizations", []))
+
+    # --- comments (the box's activity feed) --------------------------------------------------------
+
+    def list_comments(self, box_key: str) -> list[dict[str, Any]]:
+        body = self._call("GET", f"/api/v2/boxes/{box_key}/comments")
+        return list((body or {}).get("results", []))
+
+    def create_comment(self, box_key: str, message: str) -> Any:
+        return self._call("POST", f"/api/v2/boxes/{box_key}/comments", json={"message": message})
 
     # --- tasks ---------------------------------------------------------------------------------
 

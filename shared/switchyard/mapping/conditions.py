@@ -3,10 +3,12 @@
     {path: Order.OrderTotal, gte: 100}      numbers compare as Decimal
     {path: Customer.Company, present: true} non-empty value present (or absent, with false)
     {path: Order.OrderStatusId, in: [10, 20]}
+    {path: fields.1001, matches: "^CL-"}    a regular expression searched in the value as text
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -45,7 +47,16 @@ _OPERATORS: dict[str, Callable[[Any, str], Callable[[Any], bool]]] = {
     "ne": lambda e, _w: lambda v: not (v == e or str(v) == str(e)),
     "in": lambda e, _w: (lambda allowed: lambda v: str(v) in allowed)({str(x) for x in e}),
     "present": lambda e, _w: lambda v: (v is not None and str(v).strip() != "") == bool(e),
+    "matches": lambda e, w: _matcher(e, w),
 }
+
+
+def _matcher(expression: Any, where: str) -> Callable[[Any], bool]:
+    try:
+        pattern = re.compile(str(expression))
+    except re.error as exc:
+        raise MappingError(f"{where}: 'matches' needs a regular expression: {exc}") from None
+    return lambda v: v is not None and pattern.search(str(v)) is not None
 
 
 def compile_condition(spec: Any, where: str) -> Predicate:
@@ -99,6 +110,9 @@ def _expression(spec: Mapping[str, Any], namespace: dict[str, Any], reads: list[
     if name == "in":
         namespace[f"E{n}"] = frozenset(str(x) for x in expected)
         return f"(str({var}) in E{n})"
+    if name == "matches":
+        namespace[f"E{n}"] = re.compile(str(expected))
+        return f"({var} is not None and E{n}.search(str({var})) is not None)"
     namespace[f"E{n}"] = bool(expected)  # present
     return f"(({var} is not None and str({var}).strip() != '') == E{n})"
 

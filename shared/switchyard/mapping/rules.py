@@ -115,6 +115,7 @@ _SIMPLE_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "date": lambda v: _as_datetime(v).date().isoformat(),
     "email_domain": _email_domain,
     "empty_to_null": lambda v: v if str(v).strip() else None,
+    "first": lambda v: (v[0] if v else None) if isinstance(v, list | tuple) else v,  # e.g. emailAddresses
 }
 
 

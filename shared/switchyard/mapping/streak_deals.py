@@ -33,6 +33,18 @@ class ContactDoc(_Doc):
     email: Rule
     given_name: Rule | None = None
     family_name: Rule | None = None
+    phone: Rule | None = None
+    customer_key: Rule | None = None  # the source's customer id: linked to the Streak contact
+
+
+class ContactUpdateDoc(_Doc):
+    """``update_contact``: a source customer's change applied to its linked Streak contact."""
+
+    customer_key: Rule
+    email: Rule | None = None
+    phone: Rule | None = None
+    given_name: Rule | None = None
+    family_name: Rule | None = None
 
 
 class OrganizationDoc(_Doc):
@@ -47,6 +59,7 @@ class BoxDoc(_Doc):
     name: Rule
     stage: Rule
     notes: Rule | None = None
+    comment: Rule | None = None  # posted once on the box (Streak's activity feed)
     fields: dict[str, Rule] = Field(default_factory=dict)  # Streak field key -> rule
 
 
@@ -60,11 +73,17 @@ class StageChangeDoc(_Doc):
     stage: Rule
 
 
+MasterField = Literal["email", "phone", "name", "status"]
+
+
 class DealMappingDoc(_Doc):
     flow: str
     target: Literal["streak"]
     description: str = ""
-    events: dict[str, Literal["upsert_deal", "move_stage"]]
+    source: str = ""  # the source system's name, for master-data rules
+    # which system wins per field: the source's name, "streak", or "both" (the latest change wins)
+    master: dict[MasterField, str] = Field(default_factory=dict)
+    events: dict[str, Literal["upsert_deal", "move_stage", "update_contact"]]
     lookups: dict[str, dict[str | int, Any]] = Field(default_factory=dict)
     order_key: Rule
     order_key_field: str  # the TEXT_INPUT field holding order_key, searched to find the box again
@@ -75,6 +94,7 @@ class DealMappingDoc(_Doc):
     box: BoxDoc
     task: TaskDoc | None = None
     stage_change: StageChangeDoc
+    contact_update: ContactUpdateDoc | None = None
 
 
 # --- plans ------------------------------------------------------------------------------------
@@ -83,6 +103,17 @@ class DealMappingDoc(_Doc):
 @dataclass(frozen=True, slots=True)
 class ContactPlan:
     email: str
+    given_name: str | None
+    family_name: str | None
+    phone: str | None = None
+    customer_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUpdatePlan:
+    customer_key: str
+    email: str | None
+    phone: str | None
     given_name: str | None
     family_name: str | None
 
@@ -111,6 +142,7 @@ class DealPlan:
     contact: ContactPlan | None = None
     organization: OrganizationPlan | None = None
     task: TaskPlan | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +178,8 @@ class DealMapping:
             ("contact.email", required(doc.contact.email)),
         ]
         optional = {"box.notes": doc.box.notes, "contact.given_name": doc.contact.given_name,
-                    "contact.family_name": doc.contact.family_name}
+                    "contact.family_name": doc.contact.family_name, "contact.phone": doc.contact.phone,
+                    "contact.customer_key": doc.contact.customer_key, "box.comment": doc.box.comment}
         if doc.task:
             deal += [("task.text", required(doc.task.text)), ("task.due", required(doc.task.due))]
             optional["task.assignee"] = doc.task.assignee
@@ -157,9 +190,25 @@ class DealMapping:
         self._deal = compile_rules(deal, doc.lookups)
         self._fields_at = len(deal) - len(self._field_keys)
         # positions in the values tuple (-1: not in this document)
-        self._i_notes, self._i_given, self._i_family, self._i_text, self._i_due, self._i_assignee = (
-            at.get(name, -1) for name in ("box.notes", "contact.given_name", "contact.family_name",
-                                          "task.text", "task.due", "task.assignee"))
+        (self._i_notes, self._i_given, self._i_family, self._i_text, self._i_due, self._i_assignee,
+         self._i_phone, self._i_customer, self._i_comment) = (
+            at.get(name, -1) for name in ("box.notes", "contact.given_name", "contact.family_name", "task.text",
+                                          "task.due", "task.assignee", "contact.phone", "contact.customer_key",
+                                          "box.comment"))
+        self.source = doc.source
+        self._master = dict(doc.master)
+        update = doc.contact_update
+        self._contact_update = compile_rules(
+            [("contact_update.customer_key", required(update.customer_key))]
+            + [(f"contact_update.{name}", getattr(update, name) or {"const": None})
+               for name in ("email", "phone", "given_name", "family_name")],
+            doc.lookups,
+        ) if update else None
+        if "update_contact" in self.events.values() and update is None:
+            raise MappingError("events use update_contact but the document has no contact_update section")
+        unknown_masters = {v for v in self._master.values()} - {doc.source, "streak", "both"}
+        if unknown_masters:
+            raise MappingError(f"master: values must be {doc.source!r}, 'streak' or 'both', got {unknown_masters}")
 
         org = doc.organization
         self._org = compile_rules(
@@ -200,10 +249,24 @@ class DealMapping:
             stage_key=str(values[2]),
             notes=at(self._i_notes),
             fields=fields,
-            contact=ContactPlan(email=values[3], given_name=at(self._i_given), family_name=at(self._i_family)),
+            contact=ContactPlan(email=values[3], given_name=at(self._i_given), family_name=at(self._i_family),
+                                phone=at(self._i_phone),
+                                customer_key=None if (key := at(self._i_customer)) is None else str(key)),
             organization=self._plan_organization(data),
             task=task,
+            comment=at(self._i_comment),
         )
+
+    def source_may_write(self, field: str) -> bool:
+        """Master-data rule: may this flow's source overwrite ``field`` (email, phone, name, status)?"""
+        return self._master.get(field, "both") in (self.source, "both")  # type: ignore[call-overload]
+
+    def plan_contact_update(self, data: Mapping[str, Any]) -> ContactUpdatePlan:
+        if self._contact_update is None:
+            raise MappingError("this mapping has no contact_update section")
+        key, email, phone, given, family = self._contact_update(data)
+        return ContactUpdatePlan(customer_key=str(key), email=email, phone=phone, given_name=given,
+                                 family_name=family)
 
     def plan_stage_change(self, data: Mapping[str, Any]) -> StageChangePlan:
         order_key, stage = self._stage_change(data)

@@ -12,12 +12,19 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from switchyard.errors import SchemaError
-from switchyard.sources.nopcommerce import NopCommerceEvent, OrderPlaced, OrderStatusChanged
+from switchyard.sources import clarity, nopcommerce, streak
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {"nopcommerce": TypeAdapter(NopCommerceEvent)}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "nopcommerce": TypeAdapter(nopcommerce.NopCommerceEvent),
+    "clarity": TypeAdapter(clarity.ClarityEvent),
+    "streak": TypeAdapter(streak.StreakEvent),
+}
 # source -> event type -> model: what `make generate` compiles into switchyard.validators
 EVENT_MODELS: dict[str, dict[str, type]] = {
-    "nopcommerce": {"order.placed": OrderPlaced, "order.status_changed": OrderStatusChanged},
+    "nopcommerce": {"order.placed": nopcommerce.OrderPlaced, "order.status_changed": nopcommerce.OrderStatusChanged},
+    "clarity": {"order.created": clarity.OrderCreated, "order.status_changed": clarity.OrderStatusChanged,
+                "customer.updated": clarity.CustomerUpdated},
+    "streak": {"BOX_CHANGE_STAGE": streak.BoxChangeStage, "CONTACT_UPDATE": streak.ContactUpdate},
 }
 
 

@@ -10,20 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 from switchyard.connectors.streak import StreakClient
+from switchyard.echoes import EchoLedger
 from switchyard.entity_state import EntityState
 from switchyard.errors import OutOfOrderError, PermanentError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import ContactPlan, DealMapping, DealPlan, OrganizationPlan
 from switchyard.targets import DeliveryResult
 
+
+class _NoEchoes:
+    """For one-way flows: nothing comes back, nothing to record."""
+
+    def record(self, *_args: Any) -> None:
+        return None
+
+    def consume(self, *_args: Any) -> bool:
+        return False
+
 SEARCH_HITS_CHECKED = 10
 
 
 class StreakDealTarget:
-    def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState) -> None:
+    def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
+                 echoes: EchoLedger | None = None) -> None:
         self._mapping = mapping
         self._client = client
         self._state = state
+        self._echoes: EchoLedger = echoes or _NoEchoes()
         self._pipeline = client.connection.pipeline_key
         self._team = client.connection.team_key
 
@@ -33,6 +46,8 @@ class StreakDealTarget:
             return self._upsert_deal(event)
         if action == "move_stage":
             return self._move_stage(event)
+        if action == "update_contact":
+            return self._update_contact(event)
         raise PermanentError(f"flow {event.flow} does not handle {event.type}", reason="unsupported_event")
 
     # --- order placed --------------------------------------------------------------------------
@@ -44,7 +59,7 @@ class StreakDealTarget:
             self._state.mark_filtered(entity)
             return DeliveryResult("filtered", {"order_key": plan.order_key})
 
-        contact = self._ensure_contact(plan.contact) if plan.contact else None
+        contact = self._ensure_contact(plan.contact, event.source) if plan.contact else None
         organization = self._ensure_organization(plan.organization) if plan.organization else None
         box = self._find_box(plan.order_key, fallback_name=plan.box_name)
         created = box is None
@@ -57,6 +72,8 @@ class StreakDealTarget:
         if plan.task and not any(t.get("text") == plan.task.text for t in self._client.list_tasks(box_key)):
             self._client.create_task(box_key, text=plan.task.text, due_date_ms=plan.task.due_date_ms,
                                      assignee_email=plan.task.assignee_email)
+        if plan.comment and not any(c.get("message") == plan.comment for c in self._client.list_comments(box_key)):
+            self._client.create_comment(box_key, plan.comment)
         # Record this change time; a newer status change may already own the stage (then keep it).
         self._state.claim(entity, event.timestamp, event.event_id)
         return DeliveryResult("created" if created else "updated", {"box_key": box_key,
@@ -81,14 +98,22 @@ class StreakDealTarget:
         if changes:
             self._client.update_box(box["key"], changes)
 
-    def _ensure_contact(self, plan: ContactPlan) -> dict[str, Any]:
+    def _ensure_contact(self, plan: ContactPlan, source: str) -> dict[str, Any]:
         contact = self._client.find_or_create_contact(self._team, plan.email)
-        changes = {}
+        changes: dict[str, Any] = {}
         if plan.given_name and not contact.get("givenName"):
             changes["givenName"] = plan.given_name
         if plan.family_name and not contact.get("familyName"):
             changes["familyName"] = plan.family_name
-        return self._client.update_contact(contact["key"], changes) if changes else contact
+        if plan.phone and not contact.get("phoneNumbers"):
+            changes["phoneNumbers"] = [plan.phone]
+        if changes:
+            contact = self._client.update_contact(contact["key"], changes)
+            self._echoes.record("streak", "contact", contact["key"], contact)
+        if plan.customer_key:  # so later changes on either side find their counterpart
+            self._state.link(f"{source}:customer>streak:contact", plan.customer_key, contact["key"])
+            self._state.link(f"streak:contact>{source}:customer", contact["key"], plan.customer_key)
+        return contact
 
     def _ensure_organization(self, plan: OrganizationPlan) -> dict[str, Any]:
         if plan.domain:
@@ -123,9 +148,38 @@ class StreakDealTarget:
             if self._state.is_filtered(entity):
                 return DeliveryResult("filtered", {"order_key": plan.order_key})
             raise OutOfOrderError(f"no box for order {plan.order_key} yet", reason="box_not_found")
+        if not self._mapping.source_may_write("status"):
+            return DeliveryResult("not_master", {"field": "status", "box_key": box["key"]})
         if not self._state.claim(entity, event.timestamp, event.event_id):
             return DeliveryResult("stale", {"order_key": plan.order_key, "box_key": box["key"]})
         if box.get("stageKey") == plan.stage_key:
             return DeliveryResult("unchanged", {"box_key": box["key"], "stage_key": plan.stage_key})
-        self._client.update_box(box["key"], {"stageKey": plan.stage_key})
+        moved = self._client.update_box(box["key"], {"stageKey": plan.stage_key})
+        self._echoes.record("streak", "box", box["key"], moved)
         return DeliveryResult("moved", {"box_key": box["key"], "stage_key": plan.stage_key})
+
+    # --- customer updated ----------------------------------------------------------------------
+
+    def _update_contact(self, event: FlowEvent) -> DeliveryResult:
+        plan = self._mapping.plan_contact_update(event.data)
+        contact_key = self._state.linked(f"{event.source}:customer>streak:contact", plan.customer_key)
+        if contact_key is None:  # a customer with no deal yet: nothing in Streak to update
+            return DeliveryResult("unlinked", {"customer_key": plan.customer_key})
+        if not self._state.claim(f"{event.flow}#contact#{contact_key}", event.timestamp, event.event_id):
+            return DeliveryResult("stale", {"contact_key": contact_key})
+        contact = self._client.get_contact(contact_key)
+        changes: dict[str, Any] = {}
+        may = self._mapping.source_may_write
+        for master_field, attribute, value in (("email", "emailAddresses", plan.email),
+                                               ("phone", "phoneNumbers", plan.phone)):
+            current = list(contact.get(attribute) or [])
+            if value and may(master_field) and (current[:1] != [value]):
+                changes[attribute] = [value, *(v for v in current[1:] if v != value)]  # replaces the primary
+        for attribute, value in (("givenName", plan.given_name), ("familyName", plan.family_name)):
+            if value and may("name") and contact.get(attribute) != value:
+                changes[attribute] = value
+        if not changes:
+            return DeliveryResult("unchanged", {"contact_key": contact_key})
+        updated = self._client.update_contact(contact_key, changes)
+        self._echoes.record("streak", "contact", contact_key, updated)
+        return DeliveryResult("updated", {"contact_key": contact_key, "fields": sorted(changes)})

@@ -1,0 +1,102 @@
+"""Clarity eCommerce client: the write-back calls of docs/clarity-contract.md.
+
+Auth is an API key (``X-Api-Key``) or OAuth2 client credentials; tokens are fetched, cached and
+renewed before expiry by httpx-auth. A 401 with OAuth2 means the token was revoked early: the
+cached token is dropped and the call retried once with a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import httpx_auth
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+
+
+class ClarityConnection(BaseModel):
+    """The connection secret: ``{"base_url", "api_key"}`` or ``{"base_url", "client_id",
+    "client_secret", "token_url"?}`` (token_url defaults to ``<base_url>/oauth/token``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    base_url: str
+    api_key: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    token_url: str = ""
+
+    @model_validator(mode="after")
+    def _one_auth_scheme(self) -> ClarityConnection:
+        if not self.base_url:
+            raise ValueError("base_url is required")
+        if not self.api_key and not (self.client_id and self.client_secret):
+            raise ValueError("give api_key, or client_id and client_secret")
+        return self
+
+    @classmethod
+    def from_secret(cls, value: dict[str, Any]) -> ClarityConnection:
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise ConnectionConfigError(f"Clarity connection is incomplete: {exc.errors()[0]['msg']}") from None
+
+
+class ClarityClient:
+    def __init__(self, connection: ClarityConnection, *, transport: httpx.BaseTransport | None = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+        self.connection = connection
+        base_url = connection.base_url.rstrip("/")
+        headers = {"Accept": "application/json"}
+        auth: httpx.Auth | None = None
+        if connection.api_key:
+            headers["X-Api-Key"] = connection.api_key
+        else:
+            auth = httpx_auth.OAuth2ClientCredentials(
+                connection.token_url or f"{base_url}/oauth/token",
+                client_id=connection.client_id,
+                client_secret=connection.client_secret,
+                client=httpx.Client(transport=transport, timeout=timeout),
+            )
+        self._oauth = auth is not None
+        self._http = httpx.Client(base_url=base_url, headers=headers, auth=auth, timeout=timeout,
+                                  transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None) -> Any:
+        for attempt in (1, 2):
+            try:
+                response = send(self._http, method, path, system="Clarity",
+                                json=jsonable(json) if json is not None else None, headers=headers)
+            except PermanentError as exc:
+                if exc.target_status == 401 and self._oauth and attempt == 1:
+                    httpx_auth.OAuth2.token_cache.clear()  # revoked before expiry: get a new token
+                    continue
+                if exc.target_status == 412:  # someone changed it since we read it: read again, retry
+                    raise RetryableError(str(exc), reason="stale_version", target_status=412,
+                                         target_response=exc.target_response) from exc
+                raise
+            try:
+                return response.json() if response.content else None
+            except ValueError:
+                raise RetryableError(f"Clarity answered {method} {path} with a body that is not JSON",
+                                     reason="target_bad_response", target_status=response.status_code) from None
+        raise AssertionError("unreachable")
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/orders/{order_id}")
+
+    def update_order_status(self, order_id: str, status: str, *, note: str | None = None) -> dict[str, Any]:
+        body = {"status": status, **({"note": note} if note else {})}
+        return self._call("PATCH", f"/api/v1/orders/{order_id}/status", json=body)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/customers/{customer_id}")
+
+    def update_customer(self, customer_id: str, changes: dict[str, Any], *, version: int | None = None) -> Any:
+        headers = {"If-Match": str(version)} if version is not None else None
+        return self._call("PATCH", f"/api/v1/customers/{customer_id}", json=changes, headers=headers)

@@ -1,0 +1,111 @@
+"""No echo loops in two-way sync (invariant 3).
+
+When Switchyard writes into a system that also sends events back (Streak ⇄ Clarity), the write
+comes back as an inbound event. Every write is recorded as an *echo*: the written system, the
+entity, its key and a fingerprint of the synced attributes as that system now holds them, kept
+for a short time. An inbound event whose entity and fingerprint match a recorded echo is Switchyard's
+own change coming back: it is consumed (once) and not written anywhere. A person's later change to
+the same entity has another fingerprint (or comes after the echo was consumed) and flows normally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+ECHO_TTL_SECONDS = 10 * 60
+
+# (system, entity) -> the attributes a sync writes, in the system's own names
+SYNCED_ATTRIBUTES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("streak", "box"): ("stageKey",),
+    ("streak", "contact"): ("givenName", "familyName", "emailAddresses", "phoneNumbers"),
+    ("clarity", "order"): ("status",),
+    ("clarity", "customer"): ("firstName", "lastName", "email", "phone"),
+}
+# (source, event type) -> (entity, attribute holding its key): inbound events that can be echoes
+ECHO_SUBJECTS: dict[tuple[str, str], tuple[str, str]] = {
+    ("streak", "BOX_CHANGE_STAGE"): ("box", "key"),
+    ("streak", "CONTACT_UPDATE"): ("contact", "key"),
+    ("clarity", "order.status_changed"): ("order", "orderId"),
+    ("clarity", "customer.updated"): ("customer", "customerId"),
+}
+
+
+def fingerprint(system: str, entity: str, state: Mapping[str, Any]) -> str:
+    attributes = SYNCED_ATTRIBUTES[(system, entity)]
+    canonical = json.dumps({name: state.get(name) for name in attributes}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+class EchoLedger(Protocol):
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None: ...
+    def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool: ...
+
+
+class InMemoryEchoLedger:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._items: dict[tuple[str, str, str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._items[(system, entity, key, fingerprint(system, entity, state))] = self._clock() + ECHO_TTL_SECONDS
+
+    def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool:
+        with self._lock:
+            expires = self._items.pop((system, entity, key, fingerprint(system, entity, state)), None)
+            return expires is not None and expires > self._clock()
+
+
+class DynamoEchoLedger:
+    """Items ``echo#<system>#<entity>#<key>#<fingerprint>`` in the idempotency table."""
+
+    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def _key(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> dict[str, Any]:
+        return {"id": {"S": f"echo#{system}#{entity}#{key}#{fingerprint(system, entity, state)}"}}
+
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None:
+        self._client.put_item(TableName=self._table, Item={
+            **self._key(system, entity, key, state),
+            "expiration": {"N": str(int(self._clock()) + ECHO_TTL_SECONDS)},
+        })
+
+    def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool:
+        try:  # one atomic delete: two deliveries of the echo cannot both consume it
+            self._client.delete_item(
+                TableName=self._table, Key=self._key(system, entity, key, state),
+                ConditionExpression="attribute_exists(id) AND expiration > :now",  # TTL deletion lags
+                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+class EchoSuppressingTarget:
+    """Wraps a flow's target: an inbound event that is Switchyard's own write coming back is
+    consumed and reported as ``echo`` instead of being written anywhere."""
+
+    def __init__(self, target: Any, ledger: EchoLedger) -> None:
+        self._target = target
+        self._ledger = ledger
+
+    def deliver(self, event: Any) -> Any:
+        from switchyard.targets import DeliveryResult
+
+        subject = ECHO_SUBJECTS.get((event.source, event.type))
+        if subject is not None:
+            entity, key_attribute = subject
+            key = str(event.data.get(key_attribute, ""))
+            if key and self._ledger.consume(event.source, entity, key, event.data):
+                return DeliveryResult("echo", {"entity": entity, "key": key})
+        return self._target.deliver(event)
