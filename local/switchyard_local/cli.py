@@ -22,29 +22,29 @@ from typing import Any
 def _dry_run(args: argparse.Namespace) -> int:
     from switchyard.catalog import load_catalog
     from switchyard.errors import DeliveryError, SwitchyardError
-    from switchyard.mapping.streak_deals import load_deal_mapping
+    from switchyard.mapping import dry_run
 
-    flow = load_catalog().flows.get(args.flow)
+    catalog = load_catalog()
+    flow = catalog.flows.get(args.flow)
     if flow is None:
-        print(f"unknown flow {args.flow!r}; flows: {', '.join(load_catalog().flows)}", file=sys.stderr)
+        print(f"unknown flow {args.flow!r}; flows: {', '.join(catalog.flows)}", file=sys.stderr)
         return 2
-    event = json.loads(Path(args.event).read_text(), parse_float=Decimal)
-    mapping = load_deal_mapping(flow.mapping)
-    action = mapping.events.get(event.get("type"))
-    try:
-        if action == "upsert_deal":
-            plan: Any = mapping.plan_deal(event["data"])
-        elif action == "move_stage":
-            plan = mapping.plan_stage_change(event["data"])
-        else:
-            print(f"flow {args.flow} does not handle event type {event.get('type')!r}", file=sys.stderr)
+    document = json.loads(Path(args.event).read_text(), parse_float=Decimal)
+    if isinstance(document, list):  # a Streak delivery: bare objects, the event type from its URL
+        if not args.event_type:
+            print("this file is a delivery of bare objects: give --event-type", file=sys.stderr)
             return 2
+        event_type, data = args.event_type, document[0]
+    else:
+        event_type, data = document.get("type"), document.get("data")
+    try:
+        action, plan = dry_run(flow.target, flow.mapping, event_type, data)
     except (DeliveryError, SwitchyardError) as exc:
-        reason = getattr(exc, "reason", "mapping_error")
-        print(json.dumps({"error": reason, "message": str(exc)}, indent=2))
+        print(json.dumps({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)}, indent=2))
         return 1
-    print(json.dumps({"flow": args.flow, "action": action, "plan": dataclasses.asdict(plan)}, indent=2,
-                     ensure_ascii=False))
+    shown = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
+    print(json.dumps({"flow": args.flow, "action": action, "plan": shown}, indent=2, ensure_ascii=False,
+                     default=str))
     return 0
 
 
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     dry = commands.add_parser("dry-run", help="show what an event becomes, calling nobody")
     dry.add_argument("flow")
     dry.add_argument("event", help="a webhook body (JSON file)")
+    dry.add_argument("--event-type", default=None, help="for deliveries of bare objects (Streak)")
     dry.set_defaults(run=_dry_run)
 
     dlq = commands.add_parser("dlq", help="inspect or redrive a flow's dead-letter queue")

@@ -1,7 +1,8 @@
-"""Golden files: what every sample webhook becomes under the nopcommerce-to-streak mapping (dry run).
+"""Golden files: what every sample webhook becomes under each flow's mapping (dry run).
 
-Regenerate after an intended mapping change with ``UPDATE_GOLDEN=1 pytest tests/unit/test_mapping_golden.py``
-and review the diff like code.
+Every flow is run on every sample of its source (``nop_*`` nopCommerce, ``clarity_*`` Clarity,
+``streak_<event>`` Streak deliveries). Regenerate after an intended mapping change with
+``UPDATE_GOLDEN=1 pytest tests/unit/test_mapping_golden.py`` and review the diff like code.
 """
 
 from __future__ import annotations
@@ -10,55 +11,67 @@ import dataclasses
 import json
 import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping
+from switchyard.catalog import load_catalog
+from switchyard.errors import DeliveryError
+from switchyard.mapping import dry_run
 
 from tests.conftest import REPO_ROOT, SAMPLES_DIR, sample_names
 
 FLOW = "nopcommerce-to-streak"
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden" / FLOW
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_"}
 
 
-def dry_run(mapping: DealMapping, sample_path: Path) -> str:
-    document = json.loads(sample_path.read_text(), parse_float=Decimal)
-    action = mapping.events[document["type"]]
-    plan: Any = (mapping.plan_deal(document["data"]) if action == "upsert_deal"
-                 else mapping.plan_stage_change(document["data"]))
-    return json.dumps(dataclasses.asdict(plan), sort_keys=True, indent=2) + "\n"
+def cases() -> list[tuple[str, str]]:
+    catalog = load_catalog()
+    return [(flow, name) for flow, config in catalog.flows.items() for name in sample_names()
+            if name.startswith(PREFIX[config.source])]
 
 
-@pytest.fixture(scope="module")
-def mapping() -> DealMapping:
-    return load_deal_mapping(f"{FLOW}.yaml")
+def plan_text(flow: str, name: str) -> str:
+    config = load_catalog().flows[flow]
+    document = json.loads((SAMPLES_DIR / f"{name}.json").read_text(), parse_float=Decimal)
+    if isinstance(document, list):  # a Streak delivery: the event type is in its file name
+        event_type, data = name.removeprefix("streak_").upper(), document[0]
+    else:
+        event_type, data = document["type"], document["data"]
+    try:
+        action, plan = dry_run(config.target, config.mapping, event_type, data)
+    except DeliveryError as exc:
+        return json.dumps({"error": exc.reason}, indent=2) + "\n"
+    shown = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
+    return json.dumps({"action": action, "plan": shown}, sort_keys=True, indent=2, default=str) + "\n"
 
 
-def test_golden_every_sample_has_a_golden_file() -> None:
+def test_golden_every_case_has_a_golden_file_and_no_stale_ones() -> None:
     if UPDATE:
         pytest.skip("regenerating")
-    assert sorted(p.stem for p in GOLDEN_DIR.glob("*.json")) == sample_names()
+    expected = {f"{flow}/{name}.json" for flow, name in cases()}
+    actual = {p.relative_to(REPO_ROOT / "tests" / "golden").as_posix()
+              for p in (REPO_ROOT / "tests" / "golden").rglob("*.json")}
+    assert actual == expected
 
 
-@pytest.mark.parametrize("name", sample_names())
-def test_golden_dry_run_plan_matches_golden_file(mapping: DealMapping, name: str) -> None:
-    actual = dry_run(mapping, SAMPLES_DIR / f"{name}.json")
-    golden = GOLDEN_DIR / f"{name}.json"
-
+@pytest.mark.parametrize(("flow", "name"), cases(), ids=lambda v: v)
+def test_golden_dry_run_plan_matches_golden_file(flow: str, name: str) -> None:
+    actual = plan_text(flow, name)
+    golden_file = REPO_ROOT / "tests" / "golden" / flow / f"{name}.json"
     if UPDATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(actual)
-    assert golden.is_file(), f"no golden file {golden}; run with UPDATE_GOLDEN=1"
-    assert actual == golden.read_text()
+        golden_file.parent.mkdir(parents=True, exist_ok=True)
+        golden_file.write_text(actual)
+    assert golden_file.is_file(), f"no golden file {golden_file}; run with UPDATE_GOLDEN=1"
+    assert actual == golden_file.read_text()
 
 
 # Spot checks of what the golden files must say (so a wrong regeneration cannot slip through).
 
 
-def golden(name: str) -> dict[str, Any]:
-    return json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+def golden(name: str, flow: str = FLOW) -> dict[str, Any]:
+    return json.loads((REPO_ROOT / "tests" / "golden" / flow / f"{name}.json").read_text())["plan"]
 
 
 def test_golden_b2b_order_streak_formats() -> None:
@@ -91,3 +104,26 @@ def test_golden_consumer_order_has_no_organization() -> None:
 
 def test_golden_status_change_moves_to_processing() -> None:
     assert golden("nop_status_processing") == {"order_key": "1042", "stage_key": "5002"}
+
+
+def test_golden_clarity_order_becomes_a_deal_with_payment_comment_without_card_digits() -> None:
+    plan = golden("clarity_order_b2b", "clarity-to-streak")
+
+    assert plan["stage_key"] == "5001" and plan["fields"]["1001"] == "CL-10001"
+    assert plan["fields"]["1002"] == 1299 and plan["fields"]["1003"] == 1_795_269_900_000
+    assert plan["contact"]["email"] == "jane.doe@acme-corp.example"  # " Jane.Doe@Acme-Corp.example "
+    assert plan["contact"]["customer_key"] == "C-501"
+    assert plan["comment"] == "Payment: card, paid" and "4242" not in json.dumps(plan)
+
+
+def test_golden_streak_box_moved_maps_back_to_a_clarity_status() -> None:
+    plan = golden("streak_box_change_stage", "streak-to-clarity")
+
+    assert plan == {"applies": True, "order_id": "CL-10001", "status": "delivered",
+                    "note": "Box moved in Streak (Clarity CL-10001 · Jane Doe Acme Corp)"}
+
+
+def test_golden_streak_contact_edit_writes_back_only_fields_streak_may_own() -> None:
+    plan = golden("streak_contact_update", "streak-to-clarity")
+
+    assert plan == {"firstName": "Janet", "lastName": "Doe"}  # email and phone: Clarity is master
