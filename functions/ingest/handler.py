@@ -46,4 +46,4 @@ def lambda_handler(event: dict, context) -> dict:
     logger.info("webhook accepted", extra={"type": accepted.event_type, "flows": list(accepted.flows),
                                            "event_ids": list(accepted.event_ids)})
     metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
-    return _respond(202, accepted.body())
+    return _respond(accepted.status, accepted.body())

@@ -93,7 +93,7 @@ class WebhookIngress(Construct):
         stack = Stack.of(self)
         sources = {
             name: {"secret_arn": source_secrets[name].secret_arn, "signature": config.signature,
-                   "format": config.format}
+                   "format": config.format, "ack_status": config.ack_status}
             for name, config in catalog.sources.items()
         }
         routes = routes_for(catalog, {name: queue.queue_url for name, queue in flow_queues.items()})

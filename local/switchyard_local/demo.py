@@ -1,4 +1,4 @@
-"""``make demo``: signed nopCommerce webhooks through the local stack into the Streak sandbox.
+"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
@@ -77,12 +78,14 @@ class Demo:
         self.say("\n5. What sits in the dead-letter queue")
         self.show_dead_letters()
 
+        ClarityPairDemo(self).run()
+
         self.say("")
         if self.problems:
             self.say(f"Demo FAILED: {len(self.problems)} expectation(s) not met: {self.problems}")
             return 1
-        self.say("Demo passed: every webhook reached Streak exactly once in effect, or sits in the DLQ "
-                 "with its reason.")
+        self.say("Demo passed: every event reached its target exactly once in effect, or sits in the DLQ "
+                 "with its reason; no echo was written back.")
         return 0
 
     def drain(self) -> None:
@@ -111,6 +114,7 @@ class Demo:
         self.say(f"  contacts: {[c['emailAddresses'] for c in snapshot['contacts']]}")
         by_order = {b["fields"].get("Order number"): b for b in boxes}
         self.expect(len(boxes) == 2, "two boxes: 1042 and 1043 (1044 filtered, 1045 rejected, no duplicates)")
+        self.expect(len(snapshot["contacts"]) == 2, "two contacts (e-mails normalised)")
         self.expect(by_order.get("1042", {}).get("stage") == "Processing",
                     "1042 moved to Processing once its box existed")
         self.expect(by_order.get("1043", {}).get("stage") == "Processing", "1043 delivered after two 503s")
@@ -124,6 +128,86 @@ class Demo:
                      f"attempts {letter.get('attempts')})")
         self.expect(len(letters) == 1 and letters[0].get("reason") == "target_rejected",
                     "order 1045 in the DLQ with reason target_rejected")
+
+
+class ClarityPairDemo:
+    """Clarity eCommerce ⇄ Streak: orders become deals, stages flow back, and no echo loops."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.clarity = demo.stack.clarity
+        self.streak = demo.stack.streak
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n6. Clarity eCommerce ⇄ Streak (Clarity's webhooks, signed; Streak's, with a shared token)")
+        say("  → two shoppers complete purchases in Clarity")
+        b2b = self.clarity.place_order(DEMO_ORDERS[0])
+        consumer = self.clarity.place_order(DEMO_ORDERS[1])
+        self.drain()
+        boxes = self.boxes()
+        expect(boxes.get(b2b["orderId"], {}).get("stage") == "Processing",
+               f"{b2b['orderId']} is a deal in Processing, with contact, task and payment note")
+        box = boxes.get(b2b["orderId"], {})
+        expect(box.get("comments") == ["Payment: card, paid"] and len(box.get("tasks", [])) == 1,
+               "payment logged as a box comment without card digits; one follow-up task")
+        expect(boxes.get(consumer["orderId"], {}).get("stage") == "New Order", f"{consumer['orderId']} in New Order")
+
+        say(f"  → an admin marks {consumer['orderId']} shipped in Clarity")
+        self.clarity.set_order_status(consumer["orderId"], "shipped")
+        self.drain()
+        expect(self.boxes()[consumer["orderId"]]["stage"] == "Processing", "its box follows to Processing")
+        expect(self.api_status_changes(consumer["orderId"]) == [],
+               "Streak's webhook for that move is recognised as Switchyard's own: nothing written back")
+
+        say(f"  → a sales rep drags {b2b['orderId']}'s box to Complete in Streak")
+        self.streak.move_box(box["key"], "5003")
+        self.drain()
+        expect(self.clarity.get_order(b2b["orderId"])["status"] == "delivered",
+               "Clarity learns it: the order is now delivered")
+        expect(self.api_status_changes(b2b["orderId"]) == ["delivered"], "written once, by Switchyard")
+        expect(self.boxes()[b2b["orderId"]]["stage"] == "Complete",
+               "Clarity's webhook for that change is recognised as an echo: the box is left alone")
+
+        contact_key = self.contact_key("jane.doe@acme-corp.example")
+        say("  → the rep edits the contact in Streak: first name Janet, a new phone number")
+        self.streak.edit_contact(contact_key, givenName="Janet", phoneNumbers=["+1 555 0123"])
+        self.drain()
+        customer = self.clarity.get_customer(b2b["customerId"])
+        expect(customer["firstName"] == "Janet", "the name reaches Clarity (master: both)")
+        expect(customer.get("phone") != "+1 555 0123", "the phone does not (master: Clarity)")
+
+        say("  → the customer changes their e-mail in Clarity")
+        self.clarity.update_customer(b2b["customerId"], email="jane@acme-corp.example")
+        self.drain()
+        contact = next(c for c in self.streak.snapshot()["contacts"] if c["key"] == contact_key)
+        expect(contact["emailAddresses"][0] == "jane@acme-corp.example", "the Streak contact follows")
+
+        say("\n7. What each flow did (from the workers' logs)")
+        for flow in ("clarity-to-streak", "streak-to-clarity"):
+            counts: dict[str, int] = {}
+            for outcome in self.stack.outcomes(flow):
+                counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
+            say(f"  {flow}: {json.dumps(counts, sort_keys=True)}")
+        echoes = [o for o in self.stack.outcomes() if o["outcome"] == "echo"]
+        expect(len(echoes) >= 3, f"{len(echoes)} echoes suppressed, none written back")
+        letters = self.stack.dead_letters("clarity-to-streak") + self.stack.dead_letters("streak-to-clarity")
+        expect(letters == [], "nothing in the pair's dead-letter queues")
+
+    def drain(self) -> None:
+        started = time.monotonic()
+        self.demo.expect(self.stack.drain(timeout=90), f"settled after {time.monotonic() - started:.1f}s")
+
+    def boxes(self) -> dict[str, dict[str, Any]]:
+        return {b["fields"].get("Order number"): b for b in self.streak.snapshot()["boxes"]}
+
+    def api_status_changes(self, order_id: str) -> list[str]:
+        history = self.clarity.get_order(order_id).get("statusHistory", [])
+        return [entry["status"] for entry in history if entry.get("by") == "api"]
+
+    def contact_key(self, email: str) -> str:
+        return next(c["key"] for c in self.streak.snapshot()["contacts"] if email in c["emailAddresses"])
 
 
 def main(argv: list[str] | None = None) -> int:

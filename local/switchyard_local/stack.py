@@ -28,12 +28,16 @@ from typing import Any
 from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
 from switchyard_local.pollers import QueuePoller
+from switchyard_local.sandboxes.clarity import ClaritySandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 DEMO_SIGNING_SECRET = "whsec_c3dpdGNoeWFyZC1sb2NhbC1kZW1vLXNpZ25pbmcta2V5IQ=="
+DEMO_STREAK_TOKEN = "streak-local-webhook-token"
+# the Streak events Switchyard subscribes to, and the scope Streak registers them on
+STREAK_SUBSCRIPTIONS = {"BOX_CHANGE_STAGE": "pipelineKey", "CONTACT_UPDATE": "teamKey"}
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -41,6 +45,47 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
+
+
+class FunctionLogs(io.TextIOBase):
+    """Where the in-process functions write their (Powertools JSON) logs: kept in memory, so the
+    demo and tests can read outcomes, and appended to a file when one is given."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file = open(path, "a") if path else None  # noqa: SIM115 (closed by close())
+        self._lines: list[str] = []
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self._file:
+                self._file.write(text)
+            self._partial += text
+            *complete, self._partial = self._partial.split("\n")
+            self._lines.extend(line for line in complete if line.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._file:
+            self._file.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            lines = list(self._lines)
+        parsed = []
+        for line in lines:
+            try:
+                parsed.append(json.loads(line))
+            except ValueError:
+                continue
+        return parsed
 
 
 @dataclass
@@ -55,18 +100,23 @@ class FlowResources:
 class LocalStack:
     stage: str = "dev"
     streak: StreakSandbox = field(default_factory=StreakSandbox)
+    clarity: ClaritySandbox | None = None  # built with the signing secret below
     signing_secret: str = DEMO_SIGNING_SECRET
+    streak_token: str = DEMO_STREAK_TOKEN
     env_overrides: dict[str, str] = field(default_factory=dict)  # e.g. time-scaled retry delays
     log_path: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.clarity is None:
+            self.clarity = ClaritySandbox(webhook_secret=self.signing_secret)
+        self.base_url: str | None = None
         self.flows: dict[str, FlowResources] = {}
         self.functions: dict[str, InProcessFunction] = {}
         self.front_door: FrontDoor | None = None
         self.sources: list[str] = []
         self._mock: Any = None
         self._workdir: Path | None = None
-        self._log_file: Any = None
+        self.logs: FunctionLogs | None = None
         self._servers: list[Any] = []
         self._poll_thread: threading.Thread | None = None
         self._stop_polling = threading.Event()
@@ -91,15 +141,19 @@ class LocalStack:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         clients.reset()  # no botocore client may outlive the switch to moto
-        if self.streak.base_url is None:
-            self.streak.serve()
+        for sandbox in (self.streak, self.clarity):
+            if sandbox.base_url is None:
+                sandbox.serve()
         stack_id = self._deploy(synth)
         physical = self._physical_ids(stack_id)
-        self._log_file = open(self.log_path, "a") if self.log_path else io.StringIO()  # noqa: SIM115
+        self.logs = FunctionLogs(self.log_path)
         self._build_functions(synth.template, physical)
         self._build_routes(synth.template)
         self._build_pollers(synth.template, physical)
         self._configure_secrets(synth.template, physical)
+        # the sandboxes post their webhooks to the front door, as the real systems would
+        self.base_url = self.serve()
+        self._subscribe_to_vendor_webhooks()
         return self
 
     def stop(self) -> None:
@@ -109,11 +163,12 @@ class LocalStack:
         for server in self._servers:
             server()
         self.streak.stop()
+        self.clarity.stop()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
-        if self._log_file is not None and not isinstance(self._log_file, io.StringIO):
-            self._log_file.close()
+        if self.logs is not None:
+            self.logs.close()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -152,15 +207,35 @@ class LocalStack:
         return sum(flow.poller.poll_once() for flow in self.flows.values())
 
     def drain(self, timeout: float = 60.0, interval: float = 0.25) -> bool:
-        """Run the pollers until every flow queue is empty (including delayed retries)."""
+        """Run the pollers until every flow queue is empty (including delayed retries) and the
+        sandboxes have no webhook left to send (their webhooks start new events)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.poll_all():
                 continue
-            if all(flow.poller.depth() == 0 for flow in self.flows.values()):
+            if not self._sandboxes_quiet():
+                continue
+            if all(flow.poller.depth() == 0 for flow in self.flows.values()) and self._sandboxes_quiet():
                 return True
             time.sleep(interval)
         return False
+
+    def _sandboxes_quiet(self) -> bool:
+        return self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
+
+    def _subscribe_to_vendor_webhooks(self) -> None:
+        """What an operator does once per account: register Switchyard's URLs with Streak and
+        Clarity (Streak: one URL per event type, with the shared token)."""
+        assert self.base_url is not None
+        self.clarity.webhook_url = self.webhook_url(self.base_url, "clarity")
+        import httpx
+
+        with httpx.Client(base_url=self.streak.base_url, auth=(self.streak.api_key, "")) as streak:
+            for event, scope in STREAK_SUBSCRIPTIONS.items():
+                key = self.streak.pipeline.key if scope == "pipelineKey" else self.streak.team_key
+                target = f"{self.webhook_url(self.base_url, 'streak')}?event={event}"
+                streak.post("/api/v2/webhooks", params={scope: key},
+                            json={"event": event, "targetUrl": target, "token": self.streak_token}).raise_for_status()
 
     def dead_letters(self, flow: str) -> list[dict[str, Any]]:
         """What sits in a flow's DLQ (read without consuming: visibility 0)."""
@@ -179,6 +254,22 @@ class LocalStack:
                 except ValueError:
                     letters.append({"raw": message["Body"]})
         return letters
+
+    def outcomes(self, flow: str | None = None) -> list[dict[str, Any]]:
+        """What each flow did with each event, from the workers' logs: ``{"flow", "event_type",
+        "event_id", "outcome"}`` (created, moved, echo, stale, filtered, ..., dead_lettered)."""
+        found = []
+        for record in (self.logs.records() if self.logs else []):
+            if record.get("message") not in ("delivered", "dead-lettered"):
+                continue
+            if flow is not None and record.get("flow") != flow:
+                continue
+            outcome = record.get("outcome", "dead_lettered")
+            if record.get("duplicate"):
+                outcome = "duplicate"
+            found.append({"flow": record.get("flow"), "event_type": record.get("event_type"),
+                          "event_id": record.get("event_id"), "outcome": outcome})
+        return found
 
     def webhook_url(self, base_url: str, source: str) -> str:
         return f"{base_url.rstrip('/')}/webhooks/{source}"
@@ -264,7 +355,7 @@ class LocalStack:
                 timeout_seconds=int(config.get("Timeout", 30)),
                 memory_mb=int(config.get("MemorySize", 128)),
                 base_environment=base_env,
-                log_stream=self._log_file,
+                log_stream=self.logs,
             )
 
     def _build_routes(self, template: dict[str, Any]) -> None:
@@ -313,10 +404,14 @@ class LocalStack:
             kind, _, name = str((resource.get("Metadata") or {}).get("switchyard:secret", "")).partition(":")
             if kind == "source":
                 self.sources.append(name)
-                value = {"signing_secrets": [self.signing_secret]}
+                value = ({"tokens": [self.streak_token]} if name == "streak"
+                         else {"signing_secrets": [self.signing_secret]})
             elif kind == "connection" and name == "streak":
                 value = {"base_url": self.streak.base_url, "api_key": self.streak.api_key,
                          "team_key": self.streak.team_key, "pipeline_key": self.streak.pipeline.key}
+            elif kind == "connection" and name == "clarity":  # OAuth2 client credentials, as in production
+                value = {"base_url": self.clarity.base_url, "client_id": self.clarity.client_id,
+                         "client_secret": self.clarity.client_secret}
             else:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]

@@ -27,6 +27,8 @@ class SourceConfig(_Strict):
     signature: Literal["standard-webhooks", "shared-token"]
     # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak)
     format: Literal["envelope", "object-array"] = "envelope"
+    # what a queued delivery is answered with: 202, unless the sender counts only 200 (Streak retries a 202)
+    ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
 
 

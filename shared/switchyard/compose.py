@@ -40,6 +40,7 @@ def build_ingest(settings: IngestSettings) -> IngestService:
         publisher=SqsQueues(clients.client("sqs")),
         max_body_bytes=settings.max_body_bytes,
         formats={name: source.format for name, source in settings.sources.items()},
+        ack_statuses={name: source.ack_status for name, source in settings.sources.items()},
     )
 
 

@@ -51,6 +51,7 @@ class Accepted:
     event_ids: tuple[str, ...]
     event_type: str
     flows: tuple[str, ...]
+    status: int = 202  # the HTTP status the source expects for "queued"
 
     @property
     def event_id(self) -> str:
@@ -79,6 +80,7 @@ class IngestService:
         publisher: QueuePublisher,
         max_body_bytes: int,
         formats: Mapping[str, str] | None = None,
+        ack_statuses: Mapping[str, int] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._routes = routes
@@ -86,6 +88,7 @@ class IngestService:
         self._publisher = publisher
         self._max_body_bytes = max_body_bytes
         self._formats = formats or {}
+        self._ack_statuses = ack_statuses or {}
         self._clock = clock
 
     def accept(self, request: WebhookRequest) -> Accepted:
@@ -114,7 +117,8 @@ class IngestService:
                     self._publisher.publish(queue_url, message, attributes)
                 except Exception as exc:  # any failure to queue durably: the sender must retry
                     raise EnqueueError(f"could not queue event {event.event_id} for flow {flow}") from exc
-        return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows))
+        return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows),
+                        status=self._ack_statuses.get(request.source, 202))
 
 
 def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, list[_Event]]:

@@ -58,6 +58,7 @@ class SourceSettings:
     secret_arn: str
     signature: str = "standard-webhooks"  # or shared-token
     format: str = "envelope"  # or object-array
+    ack_status: int = 202
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def test_ingest_sources_env_names_each_source_secret(ingest, dev, catalog):
     sources = json.loads(dev.render(ingest.properties["Environment"]["Variables"]["SWITCHYARD_SOURCES"]))
     assert sources == {
         name: {"secret_arn": dev.one(secret=f"source:{name}").ref, "signature": source.signature,
-               "format": source.format}
+               "format": source.format, "ack_status": source.ack_status}
         for name, source in catalog.sources.items()
     }
 

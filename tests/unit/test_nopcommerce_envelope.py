@@ -37,14 +37,14 @@ def fields_of(error: SchemaError) -> dict[str, str]:
     return {f["field"].replace("[", ".").replace("]", ""): f["message"] for f in error.fields}
 
 
-@pytest.mark.parametrize("name", sample_names())
+@pytest.mark.parametrize("name", [n for n in sample_names() if n.startswith("nop_")])
 def test_validate_envelope_sample_accepted_with_its_type(sample: Sample, name: str) -> None:
     document = sample(name)
 
     assert validate_envelope("nopcommerce", document) == document["type"]
 
 
-@pytest.mark.parametrize("name", sample_names())
+@pytest.mark.parametrize("name", [n for n in sample_names() if n.startswith("nop_")])
 def test_parse_event_sample_parses_into_typed_model(sample: Sample, name: str) -> None:
     document = sample(name)
 
