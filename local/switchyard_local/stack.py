@@ -153,7 +153,7 @@ class LocalStack:
         self._configure_secrets(synth.template, physical)
         # the sandboxes post their webhooks to the front door, as the real systems would
         self.base_url = self.serve()
-        self._subscribe_to_vendor_webhooks()
+        self.subscribe_to_vendor_webhooks()
         return self
 
     def stop(self) -> None:
@@ -223,7 +223,7 @@ class LocalStack:
     def _sandboxes_quiet(self) -> bool:
         return self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
 
-    def _subscribe_to_vendor_webhooks(self) -> None:
+    def subscribe_to_vendor_webhooks(self) -> None:
         """What an operator does once per account: register Switchyard's URLs with Streak and
         Clarity (Streak: one URL per event type, with the shared token)."""
         assert self.base_url is not None
