@@ -99,21 +99,26 @@ def _local_up(args: argparse.Namespace) -> int:
 
     log = Path(".local-stack") / "functions.log"
     log.parent.mkdir(exist_ok=True)
-    with LocalStack(log_path=log) as stack:
-        url = stack.serve(port=args.port)
+    with LocalStack(log_path=log, port=args.port) as stack:
         stack.run_pollers_in_background()
+        url = stack.base_url
         webhook = stack.webhook_url(url, "nopcommerce")
         sample = SAMPLES / "nop_order_b2b.json"
         print(f"""Switchyard local stack is running (Ctrl-C to stop).
-  webhook URL      {webhook}
-  signing secret   {stack.signing_secret}
+  webhook URLs     {webhook}
+                   {stack.webhook_url(url, "clarity")}   (the Clarity sandbox posts here)
+                   {stack.webhook_url(url, "streak")}?event=...   (the Streak sandbox posts here)
+  signing secret   {stack.signing_secret}   (nopcommerce and clarity)
+  Streak token     {stack.streak_token}
   Streak sandbox   {stack.streak.base_url}/_sandbox/state   (what Streak holds)
+  Clarity sandbox  {stack.clarity.base_url}/_sandbox/state   (orders, customers, webhooks sent)
   function logs    {log}
 
 Send a signed webhook:
   .venv/bin/switchyard send {webhook} {sample} --secret {stack.signing_secret}
 or with curl (docs/local-stack.md explains the signature):
   {curl_example(webhook, stack.signing_secret, sample)}
+Act in the sandboxes as their users would (docs/local-stack.md): place an order in Clarity, drag a box in Streak.
 """, flush=True)
         try:
             while True:

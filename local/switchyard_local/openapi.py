@@ -34,7 +34,29 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+TOKEN_PARAMETERS = [
+    {"name": "event", "in": "query", "required": True,
+     "schema": {"type": "string", "enum": ["BOX_CHANGE_STAGE", "CONTACT_UPDATE"]},
+     "description": "The event type: Streak posts bare objects, so each event type has its own URL."},
+    {"name": "X-Streak-Webhook-Token", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "The token registered with the webhook (or give it as the `token` query parameter)."},
+    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+]
+
+
+def _accepted(status: str) -> dict[str, Any]:
+    return {status: {"description": "Durably queued on every subscribed flow", "content": {"application/json": {
+        "schema": {"type": "object", "properties": {
+            "event_id": {"type": "string"}, "type": {"type": "string"},
+            "event_ids": {"type": "array", "items": {"type": "string"},
+                          "description": "when the delivery held several objects"},
+            "flows": {"type": "array", "items": {"type": "string"}}}}}}}}
+
+
 def document() -> dict[str, Any]:
+    from switchyard.catalog import load_catalog
+
+    sources = load_catalog().sources
     schemas: dict[str, Any] = {"Error": ERROR}
     paths: dict[str, Any] = {}
     for source in sorted(supported_sources()):
@@ -43,19 +65,22 @@ def document() -> dict[str, Any]:
         for def_name, definition in schema.pop("$defs", {}).items():
             schemas[def_name] = definition
         schemas[name] = schema
+        config = sources[source]
+        if config.format == "object-array":  # Streak: an array of the bare changed objects
+            body_schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"oneOf": [
+                {"$ref": "#/components/schemas/StreakBox"}, {"$ref": "#/components/schemas/StreakContact"}]}}
+            parameters = TOKEN_PARAMETERS
+        else:
+            body_schema, parameters = {"$ref": f"#/components/schemas/{name}"}, SIGNATURE_HEADERS
         paths[f"/webhooks/{source}"] = {"post": {
-            "summary": f"Receive a {source} event",
+            "summary": f"Receive {source} events ({config.description})",
             "operationId": f"receive_{source}",
-            "parameters": SIGNATURE_HEADERS,
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{name}"}}}},
+            "parameters": parameters,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
             "responses": {
-                "202": {"description": "Durably queued on every subscribed flow", "content": {"application/json": {
-                    "schema": {"type": "object", "properties": {
-                        "event_id": {"type": "string"}, "type": {"type": "string"},
-                        "flows": {"type": "array", "items": {"type": "string"}}}}}}},
+                **_accepted(str(config.ack_status)),
                 "400": _error("Body is not JSON"),
-                "401": _error("Missing or bad signature, or stale timestamp"),
+                "401": _error("Missing or bad signature or token, or stale timestamp"),
                 "404": _error("Unknown source"),
                 "413": _error("Body too large"),
                 "422": _error("Body does not match the event schema (fields named)"),

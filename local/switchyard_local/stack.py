@@ -105,6 +105,7 @@ class LocalStack:
     streak_token: str = DEMO_STREAK_TOKEN
     env_overrides: dict[str, str] = field(default_factory=dict)  # e.g. time-scaled retry delays
     log_path: Path | None = None
+    port: int = 0  # of the front door on 127.0.0.1 (0: any free port)
 
     def __post_init__(self) -> None:
         if self.clarity is None:
@@ -152,7 +153,7 @@ class LocalStack:
         self._build_pollers(synth.template, physical)
         self._configure_secrets(synth.template, physical)
         # the sandboxes post their webhooks to the front door, as the real systems would
-        self.base_url = self.serve()
+        self.base_url = self.serve(port=self.port)
         self.subscribe_to_vendor_webhooks()
         return self
 
