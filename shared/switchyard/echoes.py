@@ -1,9 +1,9 @@
 """No echo loops in two-way sync (invariant 3).
 
 When Switchyard writes into a system that also sends events back (Streak ⇄ Clarity), the write
-comes back as an inbound event. Every write is recorded as an *echo*: the written system, the
-entity, its key and a fingerprint of the synced attributes as that system now holds them, kept
-for a short time. An inbound event whose entity and fingerprint match a recorded echo is Switchyard's
+comes back as an inbound event. Every write is recorded as an *echo*, just before it is made: the
+written system, the entity, its key and a fingerprint of the synced attributes as that system will
+hold them, kept for a short time. An inbound event whose entity and fingerprint match a recorded echo is Switchyard's
 own change coming back: it is consumed (once) and not written anywhere. A person's later change to
 the same entity has another fingerprint (or comes after the echo was consumed) and flows normally.
 """
@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+from switchyard.targets import DeliveryResult
 
 ECHO_TTL_SECONDS = 10 * 60
 
@@ -100,8 +102,6 @@ class EchoSuppressingTarget:
         self._ledger = ledger
 
     def deliver(self, event: Any) -> Any:
-        from switchyard.targets import DeliveryResult
-
         subject = ECHO_SUBJECTS.get((event.source, event.type))
         if subject is not None:
             entity, key_attribute = subject

@@ -128,14 +128,20 @@ def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, li
                           fields=[{"field": "$", "message": "expected a non-empty array"}])
     events = []
     for index, item in enumerate(document):
-        envelope = {"type": event_type, "timestamp": change_time(item) if isinstance(item, dict) else "",
-                    "data": item}
+        if not isinstance(item, dict):
+            raise SchemaError("the event does not match the source's schema",
+                              fields=[{"field": f"[{index}]", "message": "expected an object"}])
+        envelope = {"type": event_type, "timestamp": change_time(item), "data": item}
         try:
             validate_envelope(request.source, envelope)
         except SchemaError as exc:
             for problem in exc.fields:  # name the field as the sender wrote it
-                problem["field"] = ("event" if problem["field"] == "type" else
-                                    problem["field"].replace("data", f"[{index}]", 1))
+                if problem["field"] == "timestamp":  # derived from the object's change time
+                    problem.update(field=f"[{index}].lastUpdatedTimestamp",
+                                   message="must be the change time in epoch milliseconds")
+                else:
+                    problem["field"] = ("event" if problem["field"] == "type" else
+                                        problem["field"].replace("data", f"[{index}]", 1))
             raise
         events.append(_Event(delivery_event_id(event_type, item), envelope["timestamp"],
                              json.dumps(envelope, separators=(",", ":"))))

@@ -13,7 +13,7 @@ import httpx
 import httpx_auth
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, retry_after_seconds, send
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 
 
@@ -44,6 +44,18 @@ class ClarityConnection(BaseModel):
             raise ConnectionConfigError(f"Clarity connection is incomplete: {exc.errors()[0]['msg']}") from None
 
 
+def _raise_transient_token_answer(response: httpx.Response) -> None:
+    """httpx-auth reports every failed token request as one auth error; a 5xx, 408 or 429 from the
+    token endpoint is transient, so it is classified as retryable here instead."""
+    status = response.status_code
+    if status in (408, 429) or status >= 500:
+        response.read()
+        raise RetryableError(f"Clarity answered {status} to the token request",
+                             reason="rate_limited" if status == 429 else "target_unavailable",
+                             retry_after=retry_after_seconds(response), target_status=status,
+                             target_response=response.text[:2000])
+
+
 class ClarityClient:
     def __init__(self, connection: ClarityConnection, *, transport: httpx.BaseTransport | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
@@ -58,7 +70,8 @@ class ClarityClient:
                 connection.token_url or f"{base_url}/oauth/token",
                 client_id=connection.client_id,
                 client_secret=connection.client_secret,
-                client=httpx.Client(transport=transport, timeout=timeout),
+                client=httpx.Client(transport=transport, timeout=timeout,
+                                    event_hooks={"response": [_raise_transient_token_answer]}),
             )
         self._oauth = auth is not None
         self._http = httpx.Client(base_url=base_url, headers=headers, auth=auth, timeout=timeout,

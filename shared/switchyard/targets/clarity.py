@@ -48,8 +48,9 @@ class ClarityTarget:
         order = self._client.get_order(plan.order_id)
         if order.get("status") == plan.status:
             return DeliveryResult("unchanged", {"order_id": plan.order_id, "status": plan.status})
-        updated = self._client.update_order_status(plan.order_id, plan.status, note=plan.note)
-        self._echoes.record("clarity", "order", plan.order_id, updated)
+        # recorded before writing: Clarity's webhook for the change may be processed before we return
+        self._echoes.record("clarity", "order", plan.order_id, {**order, "status": plan.status})
+        self._client.update_order_status(plan.order_id, plan.status, note=plan.note)
         return DeliveryResult("updated", {"order_id": plan.order_id, "status": plan.status})
 
     def _update_customer(self, event: FlowEvent) -> DeliveryResult:
@@ -64,8 +65,8 @@ class ClarityTarget:
         changes = {k: v for k, v in wanted.items() if customer.get(k) != v}
         if not changes:
             return DeliveryResult("unchanged", {"customer_id": customer_id})
-        updated = self._client.update_customer(customer_id, changes, version=customer.get("version"))
-        self._echoes.record("clarity", "customer", customer_id, updated)
+        self._echoes.record("clarity", "customer", customer_id, {**customer, **changes})  # before writing
+        self._client.update_customer(customer_id, changes, version=customer.get("version"))
         return DeliveryResult("updated", {"customer_id": customer_id, "fields": sorted(changes)})
 
 

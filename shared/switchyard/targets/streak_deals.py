@@ -108,8 +108,9 @@ class StreakDealTarget:
         if plan.phone and not contact.get("phoneNumbers"):
             changes["phoneNumbers"] = [plan.phone]
         if changes:
+            # recorded before writing: Streak's webhook for the change may be processed before we return
+            self._echoes.record("streak", "contact", contact["key"], {**contact, **changes})
             contact = self._client.update_contact(contact["key"], changes)
-            self._echoes.record("streak", "contact", contact["key"], contact)
         if plan.customer_key:  # so later changes on either side find their counterpart
             self._state.link(f"{source}:customer>streak:contact", plan.customer_key, contact["key"])
             self._state.link(f"streak:contact>{source}:customer", contact["key"], plan.customer_key)
@@ -154,8 +155,8 @@ class StreakDealTarget:
             return DeliveryResult("stale", {"order_key": plan.order_key, "box_key": box["key"]})
         if box.get("stageKey") == plan.stage_key:
             return DeliveryResult("unchanged", {"box_key": box["key"], "stage_key": plan.stage_key})
-        moved = self._client.update_box(box["key"], {"stageKey": plan.stage_key})
-        self._echoes.record("streak", "box", box["key"], moved)
+        self._echoes.record("streak", "box", box["key"], {**box, "stageKey": plan.stage_key})  # before writing
+        self._client.update_box(box["key"], {"stageKey": plan.stage_key})
         return DeliveryResult("moved", {"box_key": box["key"], "stage_key": plan.stage_key})
 
     # --- customer updated ----------------------------------------------------------------------
@@ -180,6 +181,6 @@ class StreakDealTarget:
                 changes[attribute] = value
         if not changes:
             return DeliveryResult("unchanged", {"contact_key": contact_key})
-        updated = self._client.update_contact(contact_key, changes)
-        self._echoes.record("streak", "contact", contact_key, updated)
+        self._echoes.record("streak", "contact", contact_key, {**contact, **changes})  # before writing
+        self._client.update_contact(contact_key, changes)
         return DeliveryResult("updated", {"contact_key": contact_key, "fields": sorted(changes)})
