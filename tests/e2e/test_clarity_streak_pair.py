@@ -206,3 +206,11 @@ def test_clarity_unavailable_twice_then_the_rep_move_is_delivered_once(settled):
     assert settled.drain(timeout=30)
     assert api_changes(settled, order["orderId"]) == ["delivered"]
     assert sum(1 for _m, _p, code in settled.clarity.requests if code == 503) == 2
+
+
+def test_clarity_order_streak_refuses_with_400_lands_in_dlq_with_reason(settled):
+    settled.streak.faults.fail_next(1, status=400)  # Streak refuses a field value
+    order = new_order(settled)
+    letters = [d for d in settled.dead_letters("clarity-to-streak") if d.get("reason") == "target_rejected"]
+    assert letters and letters[-1]["target_status"] == 400 and letters[-1]["error_class"] == "permanent"
+    assert not [b for b in settled.streak.snapshot()["boxes"] if b["fields"].get("Order number") == order["orderId"]]
