@@ -131,7 +131,7 @@ def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, li
         if not isinstance(item, dict):
             raise SchemaError("the event does not match the source's schema",
                               fields=[{"field": f"[{index}]", "message": "expected an object"}])
-        envelope = {"type": event_type, "timestamp": change_time(item), "data": item}
+        envelope: dict[str, Any] = {"type": event_type, "timestamp": change_time(item), "data": item}
         try:
             validate_envelope(request.source, envelope)
         except SchemaError as exc:

@@ -1,0 +1,373 @@
+"""ClarityTarget (streak-to-clarity) against the Clarity sandbox: Streak box moves set the order's
+status, contact edits update the linked customer under the master-data rules, every write is
+recorded as an echo, and Clarity's webhook for that write is then recognised and not carried back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from switchyard.connectors.clarity import ClarityClient
+from switchyard.echoes import EchoSuppressingTarget, InMemoryEchoLedger
+from switchyard.entity_state import InMemoryEntityState
+from switchyard.errors import PermanentError, RetryableError
+from switchyard.events import FlowEvent
+from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
+from switchyard.targets import DeliveryResult
+from switchyard.targets.clarity import ClarityTarget, contact_link
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
+
+CONTACT_LINK = "streak:contact>clarity:customer"  # written by the forward flow's StreakDealTarget
+T1 = 1_795_860_000_000  # epoch ms
+StreakEvents = Callable[..., list[FlowEvent]]
+
+
+class RecordingTarget:
+    """Stands in for the forward flow's target (clarity-to-streak): what would reach Streak."""
+
+    def __init__(self) -> None:
+        self.received: list[FlowEvent] = []
+
+    def deliver(self, event: FlowEvent) -> DeliveryResult:
+        self.received.append(event)
+        return DeliveryResult("moved")
+
+
+@pytest.fixture
+def state() -> InMemoryEntityState:
+    return InMemoryEntityState()
+
+
+@pytest.fixture
+def echoes() -> InMemoryEchoLedger:
+    return InMemoryEchoLedger()
+
+
+@pytest.fixture
+def target(clarity_client: ClarityClient, state: InMemoryEntityState, echoes: InMemoryEchoLedger) -> ClarityTarget:
+    return ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, state, echoes)
+
+
+@pytest.fixture
+def forward() -> RecordingTarget:
+    return RecordingTarget()
+
+
+@pytest.fixture
+def forward_guarded(forward: RecordingTarget, echoes: InMemoryEchoLedger) -> EchoSuppressingTarget:
+    """The forward flow as deployed: its target behind the echo check, sharing the ledger."""
+    return EchoSuppressingTarget(forward, echoes)
+
+
+@pytest.fixture
+def order_id(clarity_sandbox: ClaritySandbox) -> str:
+    order = clarity_sandbox.place_order(DEMO_ORDERS[0])
+    assert (order["orderId"], order["status"], order["customerId"]) == ("CL-10001", "processing", "C-501")
+    return order["orderId"]
+
+
+@pytest.fixture
+def box_event(sample: Callable[..., Any], streak_events: StreakEvents) -> Callable[..., FlowEvent]:
+    def build(stage: str, *, at: int = T1, **changes: Any) -> FlowEvent:
+        (box,) = sample("streak_box_change_stage")
+        box.update(stageKey=stage, lastUpdatedTimestamp=at, **changes)
+        (event,) = streak_events("BOX_CHANGE_STAGE", [box])
+        return event
+
+    return build
+
+
+@pytest.fixture
+def contact_event(sample: Callable[..., Any], streak_events: StreakEvents) -> Callable[..., FlowEvent]:
+    def build(*, at: int = T1, **changes: Any) -> FlowEvent:
+        (contact,) = sample("streak_contact_update")  # Janet Doe, janet@private.example, +1 555 0123
+        contact.update(lastUpdatedTimestamp=at, **changes)
+        (event,) = streak_events("CONTACT_UPDATE", [contact])
+        return event
+
+    return build
+
+
+def writes(transport: Any) -> list[httpx.Request]:
+    return [r for r in transport.sent if r.method == "PATCH"]
+
+
+# --- box moved → order status -------------------------------------------------------------------------
+
+
+def test_deliver_box_moved_status_set_once_and_echo_recorded(
+    target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_transport,
+    clarity_emitted, forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+) -> None:
+    # When a rep moves the order's box to "Complete"
+    result = target.deliver(box_event("5003"))
+
+    # Then the Clarity order is delivered, by one write with the mapping's note
+    assert result == DeliveryResult("updated", {"order_id": order_id, "status": "delivered"})
+    order = clarity_sandbox.get_order(order_id)
+    assert order["status"] == "delivered"
+    assert order["statusHistory"][-1]["by"] == "api"
+    assert order["statusHistory"][-1]["note"] == "Box moved in Streak (Clarity CL-10001 · Jane Doe Acme Corp)"
+    assert [json.loads(r.content) for r in writes(clarity_transport)] == [
+        {"status": "delivered", "note": "Box moved in Streak (Clarity CL-10001 · Jane Doe Acme Corp)"}]
+
+    # And Clarity's webhook for that write comes back to the forward flow, which consumes it as the echo
+    echo = clarity_emitted()[-1]
+    assert (echo.type, echo.data["status"], echo.data["previousStatus"]) == (
+        "order.status_changed", "delivered", "processing")
+    assert forward_guarded.deliver(echo) == DeliveryResult("echo", {"entity": "order", "key": order_id})
+    assert forward.received == []
+
+
+def test_deliver_box_moved_echo_consumed_once(
+    target: ClarityTarget, box_event, order_id: str, clarity_emitted, forward_guarded: EchoSuppressingTarget,
+    forward: RecordingTarget,
+) -> None:
+    target.deliver(box_event("5003"))
+    echo = clarity_emitted()[-1]
+    forward_guarded.deliver(echo)
+
+    # a second identical status event (e.g. an admin re-sets it later) is not Switchyard's echo
+    forward_guarded.deliver(echo)
+
+    assert forward.received == [echo]
+
+
+def test_deliver_box_moved_by_admin_in_clarity_not_suppressed(
+    target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_emitted,
+    forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+) -> None:
+    # Given Switchyard wrote "delivered"; then an admin refunds the order in Clarity's back office
+    target.deliver(box_event("5003"))
+    clarity_sandbox.set_order_status(order_id, "refunded")
+
+    for event in clarity_emitted()[-2:]:
+        forward_guarded.deliver(event)
+
+    # Then only the admin's change goes on to Streak
+    assert [e.data["status"] for e in forward.received] == ["refunded"]
+
+
+def test_deliver_box_redelivered_unchanged_written_once(
+    target: ClarityTarget, box_event, order_id: str, clarity_transport,
+) -> None:
+    event = box_event("5003")
+    target.deliver(event)
+
+    again = target.deliver(event)
+
+    assert again == DeliveryResult("unchanged", {"order_id": order_id, "status": "delivered"})
+    assert len(writes(clarity_transport)) == 1
+
+
+def test_deliver_box_same_stage_as_order_unchanged_no_echo(
+    target: ClarityTarget, box_event, order_id: str, clarity_transport, clarity_emitted, echoes: InMemoryEchoLedger,
+) -> None:
+    result = target.deliver(box_event("5002"))  # Processing: the order already is processing
+
+    assert result.outcome == "unchanged"
+    assert writes(clarity_transport) == []
+    assert [e.type for e in clarity_emitted()] == ["order.created"]  # no webhook for a no-op
+    assert echoes.consume("clarity", "order", order_id, {"status": "processing"}) is False
+
+
+def test_deliver_older_box_event_after_newer_stale(
+    target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_transport,
+) -> None:
+    target.deliver(box_event("5003", at=T1 + 60_000))
+
+    result = target.deliver(box_event("5001", at=T1))
+
+    assert result == DeliveryResult("stale", {"order_id": order_id})
+    assert clarity_sandbox.get_order(order_id)["status"] == "delivered"
+    assert len(writes(clarity_transport)) == 1
+
+
+def test_deliver_invalid_transition_permanent_error(
+    target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox,
+) -> None:
+    clarity_sandbox.set_order_status(order_id, "delivered")
+
+    with pytest.raises(PermanentError) as caught:
+        target.deliver(box_event("5001"))  # delivered → pending is forbidden
+
+    assert (caught.value.reason, caught.value.target_status) == ("target_rejected", 409)
+    assert caught.value.target_response["error"] == "invalid_transition"
+    assert clarity_sandbox.get_order(order_id)["status"] == "delivered"
+
+
+def test_deliver_non_clarity_box_filtered_nothing_sent(
+    target: ClarityTarget, box_event, order_id: str, clarity_transport,
+) -> None:
+    result = target.deliver(box_event("5003", fields={"1001": "1042"}, key="box_nop"))
+
+    assert result == DeliveryResult("filtered", {"key": "box_nop"})
+    assert clarity_transport.sent == []
+
+
+def test_deliver_box_of_unknown_order_permanent_not_found(target: ClarityTarget, box_event) -> None:
+    with pytest.raises(PermanentError) as caught:
+        target.deliver(box_event("5003", fields={"1001": "CL-99999"}))
+
+    assert caught.value.reason == "target_not_found"
+
+
+def test_deliver_box_in_unmapped_stage_permanent_unmapped_value(
+    target: ClarityTarget, box_event, order_id: str, clarity_transport,
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        target.deliver(box_event("5999"))
+
+    assert caught.value.reason == "unmapped_value"
+    assert clarity_transport.sent == []
+
+
+def test_deliver_clarity_unavailable_retryable_then_retry_succeeds(
+    target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_transport,
+) -> None:
+    # Given Clarity answers the next request with 503
+    clarity_sandbox.faults.fail_next(1, 503, retry_after=3)
+    event = box_event("5003")
+
+    # When the worker delivers, the error is retryable (with Retry-After) and nothing was written
+    with pytest.raises(RetryableError) as caught:
+        target.deliver(event)
+    assert (caught.value.reason, caught.value.retry_after) == ("target_unavailable", 3.0)
+    assert clarity_sandbox.get_order(order_id)["status"] == "processing"
+
+    # Then the caller's retry of the same event is applied (its own claim does not make it stale)
+    assert target.deliver(event).outcome == "updated"
+    assert clarity_sandbox.get_order(order_id)["status"] == "delivered"
+    assert [(r.method, r.url.path) for r in writes(clarity_transport)] == [
+        ("PATCH", f"/api/v1/orders/{order_id}/status")]
+
+
+def test_deliver_unsupported_event_permanent_error(target: ClarityTarget, flow_event) -> None:
+    event = flow_event("streak-to-clarity", "streak", {"type": "BOX_CREATE", "timestamp": "2026-11-22T08:00:00Z",
+                                                        "data": {"key": "box_1"}})
+
+    with pytest.raises(PermanentError) as caught:
+        target.deliver(event)
+
+    assert caught.value.reason == "unsupported_event"
+
+
+# --- contact edited → customer ------------------------------------------------------------------------
+
+
+def test_contact_link_namespace_matches_forward_flow() -> None:
+    assert contact_link("streak") == CONTACT_LINK
+
+
+def test_deliver_contact_without_link_unlinked(
+    target: ClarityTarget, contact_event, order_id: str, clarity_transport,
+) -> None:
+    result = target.deliver(contact_event())
+
+    assert result == DeliveryResult("unlinked", {"contact_key": "contact_1"})
+    assert clarity_transport.sent == []
+
+
+def test_deliver_contact_linked_only_name_fields_patched_with_if_match(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState,
+    clarity_sandbox: ClaritySandbox, clarity_transport, clarity_emitted,
+    forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+) -> None:
+    # Given the contact is linked to customer C-501 (Jane Doe, version 1)
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+
+    # When a rep edits the contact: given name, e-mail and phone (the sample)
+    result = target.deliver(contact_event())
+
+    # Then only the name is written (e-mail and phone belong to Clarity), conditionally on the version read
+    assert result == DeliveryResult("updated", {"customer_id": "C-501", "fields": ["firstName"]})
+    (patch,) = writes(clarity_transport)
+    assert patch.url.path == "/api/v1/customers/C-501"
+    assert json.loads(patch.content) == {"firstName": "Janet"}
+    assert patch.headers["If-Match"] == "1"
+    customer = clarity_sandbox.get_customer("C-501")
+    assert (customer["firstName"], customer["email"], customer["phone"]) == (
+        "Janet", " Jane.Doe@Acme-Corp.example ", "+1 217 555 0100")
+
+    # And Clarity's customer.updated for this write is consumed as the echo
+    echo = clarity_emitted()[-1]
+    assert (echo.type, echo.data["firstName"]) == ("customer.updated", "Janet")
+    assert forward_guarded.deliver(echo).outcome == "echo"
+    assert forward.received == []
+
+
+def test_deliver_contact_names_already_equal_unchanged(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState, clarity_transport,
+) -> None:
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+
+    result = target.deliver(contact_event(givenName="Jane", familyName="Doe"))
+
+    assert result == DeliveryResult("unchanged", {"customer_id": "C-501"})
+    assert writes(clarity_transport) == []
+
+
+def test_deliver_contact_email_and_phone_only_changed_unchanged(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState, clarity_transport,
+) -> None:
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+
+    result = target.deliver(contact_event(givenName="Jane", familyName="Doe",
+                                          emailAddresses=["rep-typed@example.com"], phoneNumbers=["+44 1"]))
+
+    assert result.outcome == "unchanged"
+    assert writes(clarity_transport) == []
+
+
+def test_deliver_contact_blank_name_not_written(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState, clarity_sandbox: ClaritySandbox,
+) -> None:
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+
+    result = target.deliver(contact_event(givenName="  ", familyName="Doe-Smith"))
+
+    assert result.detail["fields"] == ["lastName"]
+    assert clarity_sandbox.get_customer("C-501")["firstName"] == "Jane"
+
+
+def test_deliver_older_contact_edit_after_newer_stale(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState, clarity_sandbox: ClaritySandbox,
+) -> None:
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+    target.deliver(contact_event(at=T1 + 1, givenName="Janet"))
+
+    result = target.deliver(contact_event(at=T1, givenName="Janine"))
+
+    assert result == DeliveryResult("stale", {"customer_id": "C-501"})
+    assert clarity_sandbox.get_customer("C-501")["firstName"] == "Janet"
+
+
+def test_deliver_contact_customer_changed_meanwhile_retryable_stale_version_then_applied(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState,
+    clarity_sandbox: ClaritySandbox, clarity_transport,
+) -> None:
+    # Given the shopper edits their profile between Switchyard's read and its write
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+    raced = []
+
+    def shopper_edits_first(request: httpx.Request) -> None:
+        if request.method == "PATCH" and not raced:
+            raced.append(request)
+            clarity_sandbox.update_customer("C-501", phone="+1 217 555 0199")
+
+    clarity_transport.before = shopper_edits_first
+    event = contact_event()
+
+    # When the write is sent with the version read, Clarity refuses it as stale
+    with pytest.raises(RetryableError) as caught:
+        target.deliver(event)
+    assert (caught.value.reason, caught.value.target_status) == ("stale_version", 412)
+
+    # Then the retry reads again and writes on top of the shopper's change
+    assert target.deliver(event).outcome == "updated"
+    customer = clarity_sandbox.get_customer("C-501")
+    assert (customer["firstName"], customer["phone"], customer["version"]) == ("Janet", "+1 217 555 0199", 3)
+    assert [r.headers["If-Match"] for r in writes(clarity_transport)] == ["1", "2"]
