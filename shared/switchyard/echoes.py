@@ -14,7 +14,8 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from switchyard.targets import DeliveryResult
@@ -91,6 +92,20 @@ class DynamoEchoLedger:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+
+@contextmanager
+def recorded_echo(ledger: EchoLedger, system: str, entity: str, key: str,
+                  expected: Mapping[str, Any]) -> Iterator[None]:
+    """Record the echo of a write about to be made, and discard it if the write fails: the other
+    system's webhook may overtake the write's answer, but a failed write must not leave a record that
+    would swallow a person's identical change later."""
+    ledger.record(system, entity, key, expected)
+    try:
+        yield
+    except BaseException:
+        ledger.consume(system, entity, key, expected)
+        raise
 
 
 class EchoSuppressingTarget:

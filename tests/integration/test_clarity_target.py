@@ -371,3 +371,44 @@ def test_deliver_contact_customer_changed_meanwhile_retryable_stale_version_then
     customer = clarity_sandbox.get_customer("C-501")
     assert (customer["firstName"], customer["phone"], customer["version"]) == ("Janet", "+1 217 555 0199", 3)
     assert [r.headers["If-Match"] for r in writes(clarity_transport)] == ["1", "2"]
+
+
+# --- two-way safety: older values never undo newer ones; failed writes leave no echo ------------------------
+
+
+def test_deliver_contact_edit_carries_only_fields_changed_in_streak_not_older_ones(
+    target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState, clarity_sandbox: ClaritySandbox,
+) -> None:
+    # Given Streak's contact was synced once (Janet Doe) ...
+    state.link(CONTACT_LINK, "contact_1", "C-501")
+    target.deliver(contact_event(at=T1))
+    # ... and the shopper then renamed themselves in Clarity (Streak still says "Doe")
+    clarity_sandbox.update_customer("C-501", lastName="Doe-Smith")
+
+    # When a rep edits only the first name in Streak
+    result = target.deliver(contact_event(at=T1 + 10, givenName="Jay"))
+
+    # Then only the first name goes across: Streak's older last name does not undo Clarity's newer one
+    assert result.outcome == "updated" and result.detail["fields"] == ["firstName"]
+    customer = clarity_sandbox.get_customer("C-501")
+    assert (customer["firstName"], customer["lastName"]) == ("Jay", "Doe-Smith")
+
+
+def test_deliver_failed_status_write_leaves_no_echo_to_swallow_a_later_identical_change(
+    target: ClarityTarget, box_event, order_id: str, echoes: InMemoryEchoLedger, clarity_sandbox: ClaritySandbox,
+    clarity_transport,
+) -> None:
+    # Given Switchyard's write of "delivered" itself fails (the read before it succeeds)
+    def write_fails(request: httpx.Request) -> None:
+        if request.method == "PATCH":
+            clarity_sandbox.faults.fail_next(1, status=503)
+
+    clarity_transport.before = write_fails
+    with pytest.raises(RetryableError):
+        target.deliver(box_event("5003"))
+    assert [r.method for r in clarity_transport.sent][-1] == "PATCH"
+    # When an admin then sets "delivered" in Clarity themselves
+    clarity_transport.before = None
+    order = clarity_sandbox.set_order_status(order_id, "delivered")
+    # Then Clarity's webhook for it is not mistaken for Switchyard's echo
+    assert echoes.consume("clarity", "order", order_id, order) is False

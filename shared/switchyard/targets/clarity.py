@@ -8,8 +8,8 @@ what was applied for the same object is dropped.
 from __future__ import annotations
 
 from switchyard.connectors.clarity import ClarityClient
-from switchyard.echoes import EchoLedger
-from switchyard.entity_state import EntityState
+from switchyard.echoes import EchoLedger, recorded_echo
+from switchyard.entity_state import EntityState, changed_fields
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
 from switchyard.mapping.clarity_sync import ClaritySyncMapping
@@ -49,8 +49,9 @@ class ClarityTarget:
         if order.get("status") == plan.status:
             return DeliveryResult("unchanged", {"order_id": plan.order_id, "status": plan.status})
         # recorded before writing: Clarity's webhook for the change may be processed before we return
-        self._echoes.record("clarity", "order", plan.order_id, {**order, "status": plan.status})
-        self._client.update_order_status(plan.order_id, plan.status, note=plan.note)
+        expected = {**order, "status": plan.status}
+        with recorded_echo(self._echoes, "clarity", "order", plan.order_id, expected):
+            self._client.update_order_status(plan.order_id, plan.status, note=plan.note)
         return DeliveryResult("updated", {"order_id": plan.order_id, "status": plan.status})
 
     def _update_customer(self, event: FlowEvent) -> DeliveryResult:
@@ -60,13 +61,20 @@ class ClarityTarget:
             return DeliveryResult("unlinked", {"contact_key": contact_key})
         if not self._state.claim(f"{event.flow}#contact#{contact_key}", event.timestamp, event.event_id):
             return DeliveryResult("stale", {"customer_id": customer_id})
-        wanted = {k: v for k, v in self._mapping.plan_customer(event.data).items() if v is not None}
+        # only what changed in Streak since its last event: an older value in Streak must not undo a
+        # newer one made in Clarity meanwhile
+        namespace = f"{event.source}:contact"
+        seen = self._mapping.plan_customer(event.data)
+        changed = changed_fields(self._state.last_synced(namespace, contact_key), seen)
+        wanted = {k: v for k, v in changed.items() if v is not None}
         customer = self._client.get_customer(customer_id)
         changes = {k: v for k, v in wanted.items() if customer.get(k) != v}
         if not changes:
+            self._state.remember_synced(namespace, contact_key, seen)
             return DeliveryResult("unchanged", {"customer_id": customer_id})
-        self._echoes.record("clarity", "customer", customer_id, {**customer, **changes})  # before writing
-        self._client.update_customer(customer_id, changes, version=customer.get("version"))
+        with recorded_echo(self._echoes, "clarity", "customer", customer_id, {**customer, **changes}):
+            self._client.update_customer(customer_id, changes, version=customer.get("version"))
+        self._state.remember_synced(namespace, contact_key, seen)  # only once written: a retry sees it all again
         return DeliveryResult("updated", {"customer_id": customer_id, "fields": sorted(changes)})
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from switchyard.connectors.streak import StreakClient
-from switchyard.echoes import EchoLedger
-from switchyard.entity_state import EntityState
+from switchyard.echoes import EchoLedger, recorded_echo
+from switchyard.entity_state import EntityState, changed_fields
 from switchyard.errors import OutOfOrderError, PermanentError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import ContactPlan, DealMapping, DealPlan, OrganizationPlan
@@ -108,9 +108,8 @@ class StreakDealTarget:
         if plan.phone and not contact.get("phoneNumbers"):
             changes["phoneNumbers"] = [plan.phone]
         if changes:
-            # recorded before writing: Streak's webhook for the change may be processed before we return
-            self._echoes.record("streak", "contact", contact["key"], {**contact, **changes})
-            contact = self._client.update_contact(contact["key"], changes)
+            with recorded_echo(self._echoes, "streak", "contact", contact["key"], {**contact, **changes}):
+                contact = self._client.update_contact(contact["key"], changes)
         if plan.customer_key:  # so later changes on either side find their counterpart
             self._state.link(f"{source}:customer>streak:contact", plan.customer_key, contact["key"])
             self._state.link(f"streak:contact>{source}:customer", contact["key"], plan.customer_key)
@@ -155,8 +154,8 @@ class StreakDealTarget:
             return DeliveryResult("stale", {"order_key": plan.order_key, "box_key": box["key"]})
         if box.get("stageKey") == plan.stage_key:
             return DeliveryResult("unchanged", {"box_key": box["key"], "stage_key": plan.stage_key})
-        self._echoes.record("streak", "box", box["key"], {**box, "stageKey": plan.stage_key})  # before writing
-        self._client.update_box(box["key"], {"stageKey": plan.stage_key})
+        with recorded_echo(self._echoes, "streak", "box", box["key"], {**box, "stageKey": plan.stage_key}):
+            self._client.update_box(box["key"], {"stageKey": plan.stage_key})
         return DeliveryResult("moved", {"box_key": box["key"], "stage_key": plan.stage_key})
 
     # --- customer updated ----------------------------------------------------------------------
@@ -168,19 +167,27 @@ class StreakDealTarget:
             return DeliveryResult("unlinked", {"customer_key": plan.customer_key})
         if not self._state.claim(f"{event.flow}#contact#{contact_key}", event.timestamp, event.event_id):
             return DeliveryResult("stale", {"contact_key": contact_key})
+        # only what changed at the source since its last event: an older value there must not undo a
+        # newer one made in Streak meanwhile
+        namespace = f"{event.source}:customer"
+        seen = {"email": plan.email, "phone": plan.phone, "given_name": plan.given_name,
+                "family_name": plan.family_name}
+        changed = changed_fields(self._state.last_synced(namespace, plan.customer_key), seen)
         contact = self._client.get_contact(contact_key)
         changes: dict[str, Any] = {}
         may = self._mapping.source_may_write
-        for master_field, attribute, value in (("email", "emailAddresses", plan.email),
-                                               ("phone", "phoneNumbers", plan.phone)):
-            current = list(contact.get(attribute) or [])
+        for master_field, attribute, name in (("email", "emailAddresses", "email"), ("phone", "phoneNumbers", "phone")):
+            value, current = changed.get(name), list(contact.get(attribute) or [])
             if value and may(master_field) and (current[:1] != [value]):
                 changes[attribute] = [value, *(v for v in current[1:] if v != value)]  # replaces the primary
-        for attribute, value in (("givenName", plan.given_name), ("familyName", plan.family_name)):
+        for attribute, name in (("givenName", "given_name"), ("familyName", "family_name")):
+            value = changed.get(name)
             if value and may("name") and contact.get(attribute) != value:
                 changes[attribute] = value
         if not changes:
+            self._state.remember_synced(namespace, plan.customer_key, seen)
             return DeliveryResult("unchanged", {"contact_key": contact_key})
-        self._echoes.record("streak", "contact", contact_key, {**contact, **changes})  # before writing
-        self._client.update_contact(contact_key, changes)
+        with recorded_echo(self._echoes, "streak", "contact", contact_key, {**contact, **changes}):
+            self._client.update_contact(contact_key, changes)
+        self._state.remember_synced(namespace, plan.customer_key, seen)  # only once written
         return DeliveryResult("updated", {"contact_key": contact_key, "fields": sorted(changes)})
