@@ -43,4 +43,4 @@ def validate_envelope(source: str, document: Any) -> str:
             message = "Field required"
         raise SchemaError("the event does not match the source's schema",
                           fields=[{"field": field, "message": message}]) from None
-    return event_type
+    return str(event_type)

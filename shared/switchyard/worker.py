@@ -146,16 +146,16 @@ class FlowWorker:
         return int(min(MAX_RETRY_DELAY_SECONDS, base * 2 ** max(0, receive_count - 1)))
 
     def _dead_letter(self, exc: Exception, event: FlowEvent | None, body: str, attempts: int) -> None:
-        is_delivery = isinstance(exc, DeliveryError)
+        delivery = exc if isinstance(exc, DeliveryError) else None
         letter = DeadLetter(
             flow=self.flow.name,
             event_id=event.event_id if event else None,
-            error_class=exc.error_class if is_delivery else ("permanent" if isinstance(
+            error_class=delivery.error_class if delivery else ("permanent" if isinstance(
                 exc, ConnectionConfigError | MappingError) else "unexpected"),
-            reason=exc.reason if is_delivery else _snake(type(exc).__name__),
+            reason=delivery.reason if delivery else _snake(type(exc).__name__),
             message=str(exc),
-            target_status=exc.target_status if is_delivery else None,
-            target_response=exc.target_response if is_delivery else None,
+            target_status=delivery.target_status if delivery else None,
+            target_response=delivery.target_response if delivery else None,
             attempts=attempts,
             failed_at=datetime.now(UTC).isoformat(),
             original=body,

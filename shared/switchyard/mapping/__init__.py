@@ -9,6 +9,8 @@ from switchyard.errors import MappingError
 
 def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
     """What an event becomes under a flow's mapping, calling nobody: (action, plan)."""
+    action: str | None
+    plans: dict[str, Any]
     if target == "streak":
         from switchyard.mapping.streak_deals import load_deal_mapping
 

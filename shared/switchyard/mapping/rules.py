@@ -119,7 +119,7 @@ _SIMPLE_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-Lookups = Mapping[str, Mapping[str, Any]]
+Lookups = Mapping[str, Mapping[Any, Any]]
 _RULE_KEYS = {"path", "template", "const", "each", "item", "join", "transforms", "required", "default"}
 
 

@@ -39,7 +39,7 @@ class ClarityTarget:
 
     def _update_order_status(self, event: FlowEvent) -> DeliveryResult:
         plan = self._mapping.plan_order_status(event.data)
-        if not plan.applies:
+        if not plan.applies or plan.order_id is None or plan.status is None:
             return DeliveryResult("filtered", {"key": event.data.get("key")})
         if not self._mapping.source_may_write("status"):
             return DeliveryResult("not_master", {"field": "status", "order_id": plan.order_id})
