@@ -8,15 +8,14 @@ before it expires.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from moto import mock_aws
 from switchyard.echoes import ECHO_TTL_SECONDS, DynamoEchoLedger, EchoLedger, InMemoryEchoLedger, fingerprint
 
-TABLE = "idempotency"
+from tests.contract.conftest import TABLE
+
 T0 = 1_795_000_000
 SHIPPED = {"orderId": "CL-10001", "status": "shipped", "version": 2}
 CONTACT = {"key": "contact_1", "givenName": "Jane", "familyName": "Doe",
@@ -29,23 +28,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def dynamo_client(aws_env) -> Iterator[object]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                            BillingMode="PAY_PER_REQUEST")
-        yield client
 
 
 @pytest.fixture

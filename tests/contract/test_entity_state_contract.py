@@ -6,34 +6,15 @@ like DynamoEntityState does in AWS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import boto3
 import pytest
-from moto import mock_aws
 from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState, InMemoryEntityState
+
+from tests.contract.conftest import TABLE
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ENTITY = "nopcommerce-to-streak#1042"
-TABLE = "idempotency"
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def dynamo_client(aws_env) -> Iterator[object]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                            BillingMode="PAY_PER_REQUEST")
-        yield client
 
 
 @pytest.fixture(params=["in_memory", "dynamodb"])

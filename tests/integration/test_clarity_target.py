@@ -37,16 +37,6 @@ class RecordingTarget:
 
 
 @pytest.fixture
-def state() -> InMemoryEntityState:
-    return InMemoryEntityState()
-
-
-@pytest.fixture
-def echoes() -> InMemoryEchoLedger:
-    return InMemoryEchoLedger()
-
-
-@pytest.fixture
 def target(clarity_client: ClarityClient, state: InMemoryEntityState, echoes: InMemoryEchoLedger) -> ClarityTarget:
     return ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, state, echoes)
 

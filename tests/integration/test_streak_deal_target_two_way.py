@@ -41,16 +41,6 @@ class RecordingTarget:
 
 
 @pytest.fixture
-def state() -> InMemoryEntityState:
-    return InMemoryEntityState()
-
-
-@pytest.fixture
-def echoes() -> InMemoryEchoLedger:
-    return InMemoryEchoLedger()
-
-
-@pytest.fixture
 def mapping() -> DealMapping:
     return load_deal_mapping("clarity-to-streak.yaml")
 

@@ -78,7 +78,6 @@ FIRST_CUSTOMER_NUMBER = 501
 FIRST_ORDER_NUMBER = 10001
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 
-ADMIN_PREFIX = "/_sandbox/"
 API_PREFIX = "/api/"
 TOKEN_PATH = "/oauth/token"
 
@@ -515,7 +514,7 @@ def _json_body(request: Request) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the sandbox
 
 
-class ClaritySandbox:
+class ClaritySandbox(http.SandboxApp):
     """In-memory Clarity eCommerce: a WSGI app (``wsgi_app``) that can also serve itself on a local port."""
 
     def __init__(
@@ -661,13 +660,6 @@ class ClaritySandbox:
             return copy.deepcopy(self._customer(customer_id))
 
     # ----------------------------------------------------------------- WSGI plumbing
-
-    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        response = self._handle(request)
-        if not request.path.startswith(ADMIN_PREFIX):
-            self.requests.append((request.method, request.path, response.status_code))
-        return response(environ, start_response)
 
     def _handle(self, request: Request) -> Response:
         path = request.path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -88,3 +88,23 @@ def serve(wsgi_app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> tuple[st
         thread.join(timeout=5)
 
     return f"http://{host}:{server.server_port}", stop
+
+
+ADMIN_PREFIX = "/_sandbox/"
+
+
+class SandboxApp:
+    """A vendor sandbox's WSGI entry: answer, and log every vendor-API request (method, path,
+    status) so tests can count calls; the ``/_sandbox/`` admin endpoints are not logged."""
+
+    requests: RequestLog
+
+    def _handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self._handle(request)
+        if not request.path.startswith(ADMIN_PREFIX):
+            self.requests.append((request.method, request.path, response.status_code))
+        return response(environ, start_response)

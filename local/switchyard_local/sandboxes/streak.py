@@ -371,7 +371,6 @@ _ROUTES = Map(
     ],
     strict_slashes=False,
 )
-ADMIN_PREFIX = "/_sandbox/"
 
 
 @dataclass(frozen=True)
@@ -639,7 +638,7 @@ def _public_hook(hook: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the sandbox
 
 
-class StreakSandbox:
+class StreakSandbox(http.SandboxApp):
     """In-memory Streak CRM: a WSGI app (``wsgi_app``) that can also serve itself on a local port."""
 
     def __init__(
@@ -760,15 +759,8 @@ class StreakSandbox:
 
     # ----------------------------------------------------------------- WSGI plumbing
 
-    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = Request(environ)
-        response = self._handle(request)
-        if not request.path.startswith(ADMIN_PREFIX):
-            self.requests.append((request.method, request.path, response.status_code))
-        return response(environ, start_response)
-
     def _handle(self, request: Request) -> Response:
-        is_admin = request.path.startswith(ADMIN_PREFIX)
+        is_admin = request.path.startswith(http.ADMIN_PREFIX)
         if not is_admin:
             fault = self.faults.apply(request)
             if fault is not None:
