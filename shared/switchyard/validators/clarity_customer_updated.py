@@ -15,12 +15,12 @@ NoneType = type(None)
 
 def validate(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (dict)):
-        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'$defs': {'ClarityCustomer': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'properties': {'type': {'const': 'customer.updated', 'title': 'Type', 'type': 'string'}, 'timestamp': {'format': 'date-time', 'title': 'Timestamp', 'type': 'string'}, 'data': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'required': ['type', 'timestamp', 'data'], 'title': 'CustomerUpdated', 'type': 'object'}, rule='type')
+        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'$defs': {'ClarityCustomer': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'properties': {'type': {'const': 'customer.updated', 'title': 'Type', 'type': 'string'}, 'timestamp': {'format': 'date-time', 'title': 'Timestamp', 'type': 'string'}, 'data': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'required': ['type', 'timestamp', 'data'], 'title': 'CustomerUpdated', 'type': 'object'}, rule='type')
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['type', 'timestamp', 'data']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'$defs': {'ClarityCustomer': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'properties': {'type': {'const': 'customer.updated', 'title': 'Type', 'type': 'string'}, 'timestamp': {'format': 'date-time', 'title': 'Timestamp', 'type': 'string'}, 'data': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'required': ['type', 'timestamp', 'data'], 'title': 'CustomerUpdated', 'type': 'object'}, rule='required')
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'$defs': {'ClarityCustomer': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'properties': {'type': {'const': 'customer.updated', 'title': 'Type', 'type': 'string'}, 'timestamp': {'format': 'date-time', 'title': 'Timestamp', 'type': 'string'}, 'data': {'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}}, 'required': ['type', 'timestamp', 'data'], 'title': 'CustomerUpdated', 'type': 'object'}, rule='required')
         data_keys = set(data.keys())
         if "type" in data_keys:
             data_keys.remove("type")
@@ -45,12 +45,12 @@ def validate(data, custom_formats={}, name_prefix=None):
 
 def validate____defs_claritycustomer(data, custom_formats={}, name_prefix=None):
     if not isinstance(data, (dict)):
-        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}, rule='type')
+        raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object", value=data, name="" + (name_prefix or "data") + "", definition={'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}, rule='type')
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
         data__missing_keys = set(['customerId', 'email']) - data.keys()
         if data__missing_keys:
-            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, 'lastName': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, 'company': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}, rule='required')
+            raise JsonSchemaValueException("" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"), value=data, name="" + (name_prefix or "data") + "", definition={'additionalProperties': True, 'properties': {'customerId': {'minLength': 1, 'title': 'Customerid', 'type': 'string'}, 'firstName': {'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, 'lastName': {'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, 'email': {'minLength': 3, 'pattern': '^\\s*[^@\\s]+@[^@\\s]+\\s*$', 'title': 'Email', 'type': 'string'}, 'phone': {'default': None, 'title': 'Phone', 'type': ['string', 'null']}, 'company': {'default': None, 'title': 'Company', 'type': ['string', 'null']}}, 'required': ['customerId', 'email'], 'title': 'ClarityCustomer', 'type': 'object'}, rule='required')
         data_keys = set(data.keys())
         if "customerId" in data_keys:
             data_keys.remove("customerId")
@@ -64,39 +64,13 @@ def validate____defs_claritycustomer(data, custom_formats={}, name_prefix=None):
         if "firstName" in data_keys:
             data_keys.remove("firstName")
             data__firstName = data["firstName"]
-            data__firstName_any_of_count1 = 0
-            if not data__firstName_any_of_count1:
-                try:
-                    if not isinstance(data__firstName, (str)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".firstName must be string", value=data__firstName, name="" + (name_prefix or "data") + ".firstName", definition={'type': 'string'}, rule='type')
-                    data__firstName_any_of_count1 += 1
-                except JsonSchemaValueException: pass
-            if not data__firstName_any_of_count1:
-                try:
-                    if not isinstance(data__firstName, (NoneType)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".firstName must be null", value=data__firstName, name="" + (name_prefix or "data") + ".firstName", definition={'type': 'null'}, rule='type')
-                    data__firstName_any_of_count1 += 1
-                except JsonSchemaValueException: pass
-            if not data__firstName_any_of_count1:
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".firstName cannot be validated by any definition", value=data__firstName, name="" + (name_prefix or "data") + ".firstName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Firstname'}, rule='anyOf')
+            if not isinstance(data__firstName, (str, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".firstName must be string or null", value=data__firstName, name="" + (name_prefix or "data") + ".firstName", definition={'default': None, 'title': 'Firstname', 'type': ['string', 'null']}, rule='type')
         if "lastName" in data_keys:
             data_keys.remove("lastName")
             data__lastName = data["lastName"]
-            data__lastName_any_of_count2 = 0
-            if not data__lastName_any_of_count2:
-                try:
-                    if not isinstance(data__lastName, (str)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".lastName must be string", value=data__lastName, name="" + (name_prefix or "data") + ".lastName", definition={'type': 'string'}, rule='type')
-                    data__lastName_any_of_count2 += 1
-                except JsonSchemaValueException: pass
-            if not data__lastName_any_of_count2:
-                try:
-                    if not isinstance(data__lastName, (NoneType)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".lastName must be null", value=data__lastName, name="" + (name_prefix or "data") + ".lastName", definition={'type': 'null'}, rule='type')
-                    data__lastName_any_of_count2 += 1
-                except JsonSchemaValueException: pass
-            if not data__lastName_any_of_count2:
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".lastName cannot be validated by any definition", value=data__lastName, name="" + (name_prefix or "data") + ".lastName", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Lastname'}, rule='anyOf')
+            if not isinstance(data__lastName, (str, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".lastName must be string or null", value=data__lastName, name="" + (name_prefix or "data") + ".lastName", definition={'default': None, 'title': 'Lastname', 'type': ['string', 'null']}, rule='type')
         if "email" in data_keys:
             data_keys.remove("email")
             data__email = data["email"]
@@ -111,37 +85,11 @@ def validate____defs_claritycustomer(data, custom_formats={}, name_prefix=None):
         if "phone" in data_keys:
             data_keys.remove("phone")
             data__phone = data["phone"]
-            data__phone_any_of_count3 = 0
-            if not data__phone_any_of_count3:
-                try:
-                    if not isinstance(data__phone, (str)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".phone must be string", value=data__phone, name="" + (name_prefix or "data") + ".phone", definition={'type': 'string'}, rule='type')
-                    data__phone_any_of_count3 += 1
-                except JsonSchemaValueException: pass
-            if not data__phone_any_of_count3:
-                try:
-                    if not isinstance(data__phone, (NoneType)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".phone must be null", value=data__phone, name="" + (name_prefix or "data") + ".phone", definition={'type': 'null'}, rule='type')
-                    data__phone_any_of_count3 += 1
-                except JsonSchemaValueException: pass
-            if not data__phone_any_of_count3:
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".phone cannot be validated by any definition", value=data__phone, name="" + (name_prefix or "data") + ".phone", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Phone'}, rule='anyOf')
+            if not isinstance(data__phone, (str, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".phone must be string or null", value=data__phone, name="" + (name_prefix or "data") + ".phone", definition={'default': None, 'title': 'Phone', 'type': ['string', 'null']}, rule='type')
         if "company" in data_keys:
             data_keys.remove("company")
             data__company = data["company"]
-            data__company_any_of_count4 = 0
-            if not data__company_any_of_count4:
-                try:
-                    if not isinstance(data__company, (str)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".company must be string", value=data__company, name="" + (name_prefix or "data") + ".company", definition={'type': 'string'}, rule='type')
-                    data__company_any_of_count4 += 1
-                except JsonSchemaValueException: pass
-            if not data__company_any_of_count4:
-                try:
-                    if not isinstance(data__company, (NoneType)):
-                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".company must be null", value=data__company, name="" + (name_prefix or "data") + ".company", definition={'type': 'null'}, rule='type')
-                    data__company_any_of_count4 += 1
-                except JsonSchemaValueException: pass
-            if not data__company_any_of_count4:
-                raise JsonSchemaValueException("" + (name_prefix or "data") + ".company cannot be validated by any definition", value=data__company, name="" + (name_prefix or "data") + ".company", definition={'anyOf': [{'type': 'string'}, {'type': 'null'}], 'default': None, 'title': 'Company'}, rule='anyOf')
+            if not isinstance(data__company, (str, NoneType)):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".company must be string or null", value=data__company, name="" + (name_prefix or "data") + ".company", definition={'default': None, 'title': 'Company', 'type': ['string', 'null']}, rule='type')
     return data
