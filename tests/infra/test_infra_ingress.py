@@ -125,3 +125,11 @@ def test_outputs_alarm_topic_queue_dlq_and_secret_arns(dev, catalog):
     expected |= {dev.one(secret=f"source:{name}").ref for name in catalog.sources}
     expected |= {dev.one(secret=f"connection:{name}").ref for name in catalog.connections}
     assert expected <= values
+
+
+def test_api_access_log_records_no_query_string_headers_or_body(dev, api):
+    # a Streak token may travel as ?token=...; signatures travel in headers
+    (stage,) = dev.of_type("AWS::ApiGatewayV2::Stage")
+    fields = json.loads(stage.properties["AccessLogSettings"]["Format"]).values()
+    assert not [f for f in fields if any(word in f for word in ("requestUri", "querystring", "header", "body"))]
+    assert "$context.path" in fields  # the path alone, without its query string
