@@ -4,18 +4,17 @@ on the ingest Lambda's cold-start path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastjsonschema import JsonSchemaValueException
 
 from switchyard.errors import SchemaError
-from switchyard.validators import VALIDATORS as _GENERATED
+from switchyard.validators import MODULES, validator
 
-# source -> event type -> validator
-VALIDATORS: dict[str, dict[str, Callable[[Any], Any]]] = {}
-for (_source, _event_type), _validate in _GENERATED.items():
-    VALIDATORS.setdefault(_source, {})[_event_type] = _validate
+# source -> the event types it may send (their validators load on first use)
+EVENT_TYPES: dict[str, frozenset[str]] = {
+    source: frozenset(e for s, e in MODULES if s == source) for source, _ in MODULES
+}
 
 
 def validate_envelope(source: str, document: Any) -> str:
@@ -25,11 +24,10 @@ def validate_envelope(source: str, document: Any) -> str:
     """
     if not isinstance(document, dict):
         raise SchemaError("the body must be a JSON object", fields=[{"field": "$", "message": "not an object"}])
-    validators = VALIDATORS[source]
     event_type = document.get("type")
-    validate = validators.get(event_type) if isinstance(event_type, str) else None
+    validate = validator(source, event_type) if isinstance(event_type, str) else None
     if validate is None:
-        expected = ", ".join(sorted(validators))
+        expected = ", ".join(sorted(EVENT_TYPES.get(source, ())))
         raise SchemaError("unknown event type", fields=[
             {"field": "type", "message": f"got {event_type!r}, expected one of: {expected}"}])
     try:

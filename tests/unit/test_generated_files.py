@@ -19,10 +19,12 @@ def test_ingest_validators_committed_equal_generated():
 
 
 def test_ingest_validators_cover_every_modelled_event():
-    from switchyard.envelopes import VALIDATORS
+    from switchyard.envelopes import EVENT_TYPES
     from switchyard.sources import EVENT_MODELS
+    from switchyard.validators import validator
 
-    assert {s: set(m) for s, m in VALIDATORS.items()} == {s: set(m) for s, m in EVENT_MODELS.items()}
+    assert {s: set(t) for s, t in EVENT_TYPES.items()} == {s: set(m) for s, m in EVENT_MODELS.items()}
+    assert all(validator(s, t) for s, types in EVENT_TYPES.items() for t in types)
 
 
 def test_openapi_document_committed_equals_generated_and_is_valid():
