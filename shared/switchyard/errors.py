@@ -12,6 +12,7 @@
     ├── ConnectionConfigError           a connection secret is missing or incomplete (permanent)
     └── DeliveryError                   delivering one event to its target failed
         ├── RetryableError              timeouts, 5xx, 429: back off and retry (honour Retry-After)
+        │   └── RateLimitedError        (switchyard.rate_limit) our own limiter says wait: retry later
         ├── OutOfOrderError             the target lacks a predecessor (e.g. the order): retry later
         └── PermanentError              4xx validation, missing required field: straight to the DLQ
 
