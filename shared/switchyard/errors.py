@@ -15,6 +15,7 @@
         │   └── RateLimitedError        (switchyard.rate_limit) our own limiter says wait: retry later
         ├── OutOfOrderError             the target lacks a predecessor (e.g. the order): retry later
         └── PermanentError              4xx validation, missing required field: straight to the DLQ
+            └── DuplicateNameError      a name the target keeps unique is taken (QuickBooks 6240)
 
 The worker decides retry vs dead-letter from the class alone; nothing matches on message text.
 """
@@ -123,3 +124,12 @@ class OutOfOrderError(DeliveryError):
 
 class PermanentError(DeliveryError):
     error_class = "permanent"
+
+
+class DuplicateNameError(PermanentError):
+    """QuickBooks 6240: the name is taken (DisplayName is unique across customers, vendors and
+    employees). ``name`` is the name that collided, so the caller can find that entity and link to it."""
+
+    def __init__(self, message: str, *, name: str | None, **kwargs: Any) -> None:
+        super().__init__(message, reason="duplicate_name", **kwargs)
+        self.name = name
