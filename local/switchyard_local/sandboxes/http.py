@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -94,10 +94,33 @@ ADMIN_PREFIX = "/_sandbox/"
 
 
 class SandboxApp:
-    """A vendor sandbox's WSGI entry: answer, and log every vendor-API request (method, path,
-    status) so tests can count calls; the ``/_sandbox/`` admin endpoints are not logged."""
+    """What every vendor sandbox shares: the WSGI entry, which answers and logs every vendor-API
+    request (method, path, status) so tests can count calls (the ``/_sandbox/`` admin endpoints are
+    not logged), and the lifecycle: serve on loopback, stop, or use as a context manager."""
 
     requests: RequestLog
+    base_url: str | None = None
+    _stop: Callable[[], None] | None = None
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start a threaded HTTP server in the background and return its base URL."""
+        if self._stop is not None:
+            raise RuntimeError(f"sandbox already serving at {self.base_url}")
+        self.base_url, self._stop = serve(self.wsgi_app, host, port)
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+        self._stop, self.base_url = None, None
+
+    def __enter__(self) -> Self:
+        if self._stop is None:
+            self.serve()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def _handle(self, request: Request) -> Response:
         raise NotImplementedError

@@ -570,28 +570,6 @@ class NopCommerceSandbox(http.SandboxApp):
         self._state = self._fresh_state()
         self._stop: Callable[[], None] | None = None
 
-    # ----------------------------------------------------------------- lifecycle
-
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start a threaded HTTP server in the background and return its base URL."""
-        if self._stop is not None:
-            raise RuntimeError(f"sandbox already serving at {self.base_url}")
-        self.base_url, self._stop = http.serve(self.wsgi_app, host, port)
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop()
-        self._stop, self.base_url = None, None
-
-    def __enter__(self) -> NopCommerceSandbox:
-        if self._stop is None:
-            self.serve()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # ----------------------------------------------------------------- state and inspection
 
     def _fresh_state(self) -> _State:

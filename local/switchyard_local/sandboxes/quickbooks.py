@@ -945,28 +945,6 @@ class QuickBooksSandbox(http.SandboxApp):
         self._hidden: set[tuple[str, str]] = set()  # created earlier in the running batch: invisible to it
         self._stop: Callable[[], None] | None = None
 
-    # ----------------------------------------------------------------- lifecycle
-
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start a threaded HTTP server in the background and return its base URL."""
-        if self._stop is not None:
-            raise RuntimeError(f"sandbox already serving at {self.base_url}")
-        self.base_url, self._stop = http.serve(self.wsgi_app, host, port)
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop()
-        self._stop, self.base_url = None, None
-
-    def __enter__(self) -> QuickBooksSandbox:
-        if self._stop is None:
-            self.serve()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # ----------------------------------------------------------------- webhooks
 
     @property

@@ -667,27 +667,14 @@ class StreakSandbox(http.SandboxApp):
     # ----------------------------------------------------------------- lifecycle
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start a threaded HTTP server in the background and return its base URL."""
-        if self._stop is not None:
-            raise RuntimeError(f"sandbox already serving at {self.base_url}")
-        self.base_url, self._stop = http.serve(self.wsgi_app, host, port)
+        base_url = super().serve(host, port)
         self._webhooks.resume()
-        return self.base_url
+        return base_url
 
     def stop(self) -> None:
         """Stop serving and stop the webhook delivery thread (queued deliveries stay queued)."""
-        if self._stop is not None:
-            self._stop()
-        self._stop, self.base_url = None, None
+        super().stop()
         self._webhooks.stop()
-
-    def __enter__(self) -> StreakSandbox:
-        if self._stop is None:
-            self.serve()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- inspection
 
