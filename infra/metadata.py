@@ -5,9 +5,9 @@ resources by hand:
 
 - ``switchyard:code``: a Lambda function's code folder, relative to the repository root
   (``functions/ingest``, ``functions/flow_worker``).
-- ``switchyard:role``: ``ingest`` | ``worker`` | ``queue`` | ``dlq`` | ``idempotency-table`` |
-  ``shared-layer``.
-- ``switchyard:flow``: the flow name on a flow's worker, queue and DLQ.
+- ``switchyard:role``: ``ingest`` | ``worker`` | ``steps`` | ``state-machine`` | ``queue`` | ``dlq`` |
+  ``idempotency-table`` | ``shared-layer``.
+- ``switchyard:flow``: the flow name on a flow's worker, queue, DLQ, step function and state machine.
 - ``switchyard:secret``: ``source:<name>`` or ``connection:<name>`` on each secret.
 """
 
@@ -23,7 +23,7 @@ ROLE = "switchyard:role"
 FLOW = "switchyard:flow"
 SECRET = "switchyard:secret"
 
-Role = Literal["ingest", "worker", "queue", "dlq", "idempotency-table", "shared-layer"]
+Role = Literal["ingest", "worker", "steps", "state-machine", "queue", "dlq", "idempotency-table", "shared-layer"]
 
 
 def annotate(

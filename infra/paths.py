@@ -12,3 +12,4 @@ LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements" / "lambda.txt"
 # Lambda code folders, relative to the repository root (also written into template metadata).
 INGEST_CODE = "functions/ingest"
 WORKER_CODE = "functions/flow_worker"
+STEPS_CODE = "functions/flow_steps"

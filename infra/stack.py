@@ -10,6 +10,7 @@ from constructs import Construct
 from switchyard.catalog import Catalog
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.constructs.state_machine import OrderToCashStateMachine
 from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
 from infra.metadata import annotate
@@ -62,19 +63,37 @@ class SwitchyardStack(Stack):
         functions = FunctionFactory(
             stage=stage, layer=SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies).layer
         )
-        self.flows = {
-            flow.name: FlowPipeline(
+        # QuickBooks rotates its refresh token on every refresh: whoever calls it saves the new one
+        writable = frozenset(name for name, c in catalog.connections.items() if c.system == "quickbooks")
+        self.flows: dict[str, FlowPipeline] = {}
+        self.state_machines: dict[str, OrderToCashStateMachine] = {}
+        for flow in stage.flows(catalog):
+            connection_secrets = {name: self.secrets.connections[name] for name in flow.connections}
+            pipeline = self.flows[flow.name] = FlowPipeline(
                 self,
                 f"Flow-{flow.name}",
                 flow=flow,
                 functions=functions,
-                connection_secret=self.secrets.connections[flow.connection],
+                connection_secrets=connection_secrets,
+                writable_connections=writable,
                 idempotency_table=self.idempotency_table,
                 alarm_action=self.monitoring.alarm_action,
                 removal_policy=removal_policy,
             )
-            for flow in stage.flows(catalog)
-        }
+            if flow.runs_as == "state-machine":
+                self.state_machines[flow.name] = OrderToCashStateMachine(
+                    pipeline,
+                    "OrderToCash",
+                    flow=flow,
+                    pipeline=pipeline,
+                    functions=functions,
+                    connection_secrets=connection_secrets,
+                    writable_connections=writable,
+                    idempotency_table=self.idempotency_table,
+                    alarm_action=self.monitoring.alarm_action,
+                    log_retention=stage.log_retention,
+                    removal_policy=removal_policy,
+                )
         self.ingress = WebhookIngress(
             self,
             "Ingress",
@@ -102,5 +121,8 @@ class SwitchyardStack(Stack):
         for name, pipeline in self.flows.items():
             output(f"QueueUrl{_pascal(name)}", pipeline.queue.queue_url, f"Flow {name} queue")
             output(f"DeadLetterQueueUrl{_pascal(name)}", pipeline.dead_letter_queue.queue_url, f"Flow {name} DLQ")
+        for name, machine in self.state_machines.items():
+            output(f"StateMachineArn{_pascal(name)}", machine.state_machine.state_machine_arn,
+                   f"Flow {name} state machine")
         output("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic every Switchyard alarm notifies")
         output("IdempotencyTableName", self.idempotency_table.table_name, "Worker idempotency records")

@@ -21,6 +21,7 @@ class Runbook(StrEnum):
     WORKER_THROTTLES = "worker-throttles"
     INGEST_5XX = "ingest-5xx"
     SIGNATURE_REJECTED = "signature-rejected-spike"
+    EXECUTIONS_FAILED = "state-machine-executions-failed"
 
     @property
     def reference(self) -> str:

@@ -5,9 +5,10 @@ Instantiated once per flow in the catalog, so adding a flow is a catalog entry, 
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
@@ -31,6 +32,21 @@ MAX_MESSAGE_BYTES = 1_048_576
 OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
 
 
+def connection_secret_arns(secrets: dict[str, secretsmanager.ISecret]) -> str:
+    """``SWITCHYARD_CONNECTION_SECRET_ARNS``: ``{"<connection>": "<secret ARN>"}`` (tokens resolved at deploy)."""
+    return Stack.of(next(iter(secrets.values()))).to_json_string(
+        {name: secret.secret_arn for name, secret in secrets.items()})
+
+
+def grant_connections(function: lambda_.IFunction, flow: FlowConfig, secrets: dict[str, secretsmanager.ISecret], *,
+                      writers: frozenset[str]) -> None:
+    """Read every connection of the flow; write those whose tokens rotate (QuickBooks: the refresh token)."""
+    for name in flow.connections:
+        secrets[name].grant_read(function)
+        if name in writers:
+            secrets[name].grant_write(function)
+
+
 class FlowPipeline(Construct):
     """``queue`` -> ``worker`` (SQS batches, partial failures), ``dead_letter_queue`` for the rest."""
 
@@ -41,7 +57,8 @@ class FlowPipeline(Construct):
         *,
         flow: FlowConfig,
         functions: FunctionFactory,
-        connection_secret: secretsmanager.ISecret,
+        connection_secrets: dict[str, secretsmanager.ISecret],
+        writable_connections: frozenset[str] = frozenset(),
         idempotency_table: dynamodb.ITable,
         alarm_action: cloudwatch.IAlarmAction,
         removal_policy: RemovalPolicy,
@@ -79,7 +96,8 @@ class FlowPipeline(Construct):
             environment={
                 "SWITCHYARD_FLOW": flow.name,
                 "SWITCHYARD_IDEMPOTENCY_TABLE": idempotency_table.table_name,
-                "SWITCHYARD_CONNECTION_SECRET_ARN": connection_secret.secret_arn,
+                "SWITCHYARD_CONNECTION_SECRET_ARN": connection_secrets[flow.connection].secret_arn,
+                "SWITCHYARD_CONNECTION_SECRET_ARNS": connection_secret_arns(connection_secrets),
                 "SWITCHYARD_QUEUE_URL": self.queue.queue_url,
                 "SWITCHYARD_DLQ_URL": self.dead_letter_queue.queue_url,
                 "SWITCHYARD_MAX_RECEIVE_COUNT": str(sizing.max_receive_count),
@@ -93,7 +111,8 @@ class FlowPipeline(Construct):
 
         # The worker dead-letters permanent failures itself, with a machine-readable reason.
         self.dead_letter_queue.grant_send_messages(self.worker)
-        connection_secret.grant_read(self.worker)
+        if flow.runs_as == "worker":  # a state-machine flow's worker only starts executions
+            grant_connections(self.worker, flow, connection_secrets, writers=writable_connections)
         idempotency_table.grant_read_write_data(self.worker)
 
         annotate(self.worker, role="worker", flow=flow.name)

@@ -23,12 +23,19 @@ from infra.nag import acknowledge
 SOURCE_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
     "standard-webhooks": {"signing_secrets": []},
     "shared-token": {"tokens": []},
+    "intuit-signature": {"verifier_tokens": []},
 }
 # Per target system; ``base_url`` can point a connection at any HTTP server (a sandbox, a proxy).
 CONNECTION_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
     "streak": {"base_url": "https://api.streak.com", "api_key": "", "team_key": "", "pipeline_key": ""},
     # API key, or OAuth2 client credentials (token_url defaults to <base_url>/oauth/token)
     "clarity": {"base_url": "", "api_key": "", "client_id": "", "client_secret": "", "token_url": ""},
+    # OAuth2 authorization code: the operator connects the company once and puts its first refresh token;
+    # Switchyard then keeps the rotated one here (switchyard.tokens)
+    "quickbooks": {"base_url": "https://quickbooks.api.intuit.com", "client_id": "", "client_secret": "",
+                   "realm_id": "", "refresh_token": ""},
+    # the Web API backend plugin's login (a customer in a role with "Access Web API backend")
+    "nopcommerce": {"base_url": "", "email": "", "password": ""},
 }
 
 

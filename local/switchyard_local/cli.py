@@ -38,7 +38,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     else:
         event_type, data = document.get("type"), document.get("data")
     try:
-        action, plan = dry_run(flow.target, flow.mapping, event_type, data)
+        action, plan = dry_run(flow.target, flow.mapping_document, event_type, data)
     except (DeliveryError, SwitchyardError) as exc:
         print(json.dumps({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)}, indent=2))
         return 1

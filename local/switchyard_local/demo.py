@@ -79,6 +79,7 @@ class Demo:
         self.show_dead_letters()
 
         ClarityPairDemo(self).run()
+        QuickBooksPairDemo(self).run()
 
         self.say("")
         if self.problems:
@@ -95,8 +96,8 @@ class Demo:
 
     def send_rejected_order(self) -> None:
         order = json.loads(sample("nop_order_consumer"))
-        order["data"]["Order"].update(Id=1045, CustomOrderNumber="1045",
-                                      OrderGuid="5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45")
+        order["data"]["Order"].update(Id=1045, CustomOrderNumber="1045", OrderGuid=GUID_1045)
+        self.stack.seed_shop_order(order["data"])  # the shop has it: the QuickBooks flow writes back to it
         # nothing else is in flight, so the sandbox's next answer is this order's
         self.stack.streak.faults.fail_next(1, status=400)
         self.say("     (the Streak sandbox will refuse the next call with 400)")
@@ -208,6 +209,109 @@ class ClarityPairDemo:
 
     def contact_key(self, email: str) -> str:
         return next(c["key"] for c in self.streak.snapshot()["contacts"] if email in c["emailAddresses"])
+
+
+QBO_FLOW = "nopcommerce-to-quickbooks"
+STOCK_FLOW = "quickbooks-to-nopcommerce"
+
+
+class QuickBooksPairDemo:
+    """nopCommerce ⇄ QuickBooks Online: the order-to-cash state machine, and stock levels back to the shop.
+
+    Act 1's nopCommerce orders went to this flow too: 1042 and 1044 were paid (SalesReceipts), 1043
+    (in EUR) and 1045 were not (Invoices)."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.qbo = demo.stack.quickbooks
+        self.shop = demo.stack.nopcommerce
+        self.realm = demo.stack.qbo_realm
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n8. nopCommerce ⇄ QuickBooks Online (order-to-cash in Step Functions, inside 500/min and 10/s)")
+        say("  act 1's orders each ran through the state machine:")
+        for execution in self.stack.executions(QBO_FLOW):
+            say(f"    {execution['name'][len(QBO_FLOW) + 1:]:<52} {execution['status']}")
+        receipts, invoices = self.documents("SalesReceipt"), self.documents("Invoice")
+        expect(set(receipts) == {"1042", "1044"}, "paid orders 1042 and 1044 became SalesReceipts")
+        expect(set(invoices) == {"1043", "1045"}, "unpaid orders 1043 and 1045 became Invoices")
+        euro = invoices.get("1043", {})
+        expect(euro.get("CurrencyRef", {}).get("value") == "EUR" and "rate" in euro.get("PrivateNote", "").lower(),
+               "1043 is in EUR, converted with the order's CurrencyRate, the rate recorded")
+        notes = [n["note"] for n in self.shop.notes(1042)]
+        expect(any(n.startswith("Sent to QuickBooks: SalesReceipt 1042") for n in notes),
+               f"nopCommerce learns it: {notes[-1] if notes else 'no note'!r}")
+        customers = self.qbo.snapshot()["realms"][self.realm]["customers"]
+        expect(len(customers) == len({c["DisplayName"] for c in customers}) == 3,
+               "three customers (1043 and 1045 are one shopper; each DisplayName once)")
+
+        say("  → order 1043 is paid (order.paid)")
+        paid = json.loads(sample("nop_order_consumer"))
+        paid["type"] = "order.paid"
+        paid["data"] = {"Order": {**paid["data"]["Order"], "PaymentStatusId": 30}, "Customer": paid["data"]["Customer"]}
+        self.demo.send("order 1043 paid", json.dumps(paid).encode(), expect=202)
+        say("  → order 1047 is placed unpaid, then cancelled (order.status_changed → Cancelled)")
+        unpaid = self.small_order(1047, GUID_1047, PaymentStatusId=10)
+        self.stack.seed_shop_order(unpaid["data"])
+        self.demo.send("order 1047 placed (payment pending)", json.dumps(unpaid).encode(), expect=202)
+        self.demo.drain()
+        expect(self.documents("Invoice").get("1047", {}).get("status") == "Open", "1047 is an open Invoice")
+        self.demo.send("order 1047 cancelled", self.changed_order(1047, "1047", GUID_1047, OrderStatusId=40),
+                       expect=202)
+        say("  → an order for a product QuickBooks does not know")
+        unmapped = self.small_order(1046, GUID_1046)
+        unmapped["data"]["OrderItems"][0]["Product"]["Sku"] = "GIFT-CARD-99"
+        self.stack.seed_shop_order(unmapped["data"])
+        self.demo.send("order 1046 placed (SKU GIFT-CARD-99)", json.dumps(unmapped).encode(), expect=202)
+        say("  → an accountant counts the chairs in QuickBooks: 3 left (Item webhook, intuit-signature)")
+        chair = next(i for i in self.qbo.snapshot()["realms"][self.realm]["items"] if i.get("Sku") == "CHAIR-ERG-07")
+        self.qbo.set_item_quantity(self.realm, chair["Id"], 3)
+        self.demo.drain()
+
+        invoice = self.documents("Invoice").get("1043", {})
+        payments = self.qbo.snapshot()["realms"][self.realm]["payments"]
+        linked = [p for p in payments if any(link.get("TxnId") == invoice.get("Id")
+                                             for line in p.get("Line", []) for link in line.get("LinkedTxn", []))]
+        expect(len(linked) == 1 and invoice.get("Balance") == 0, "a Payment linked to invoice 1043; balance 0")
+        voided = self.documents("Invoice").get("1047", {})
+        expect(voided.get("status") == "Voided", "invoice 1047 voided (compensation)")
+        notes = [n["note"] for n in self.shop.notes(1047)]
+        expect(bool(notes) and notes[-1].startswith("Voided in QuickBooks"), f"nopCommerce note: {notes[-1:]}")
+        stock = self.shop.product_by_sku("CHAIR-ERG-07")["stock_quantity"]
+        expect(stock == 3, f"nopCommerce stock for CHAIR-ERG-07 is {stock} (QuickBooks: 3)")
+        letters = self.stack.dead_letters(QBO_FLOW)
+        for letter in letters:
+            say(f"  DLQ {letter.get('flow')}: {letter.get('reason')}: {letter.get('message')}")
+        expect([letter.get("reason") for letter in letters] == ["unmapped_product"]
+               and "unmapped product GIFT-CARD-99" in letters[0].get("message", ""),
+               "order 1046 in the DLQ: \"unmapped product GIFT-CARD-99\", no document created")
+        expect("1046" not in self.documents("Invoice") and "1046" not in self.documents("SalesReceipt"),
+               "no partial document for 1046")
+        used = self.qbo.requests_per_realm(self.realm)
+        say(f"  QuickBooks API calls for realm {self.realm}: {json.dumps(used)}")
+        expect(self.stack.dead_letters(STOCK_FLOW) == [], "nothing in the stock flow's DLQ")
+
+    def documents(self, entity: str) -> dict[str, dict[str, Any]]:
+        key = {"SalesReceipt": "salesReceipts", "Invoice": "invoices"}[entity]
+        return {d.get("DocNumber"): d for d in self.qbo.snapshot()["realms"][self.realm][key]}
+
+    def changed_order(self, order_id: int, number: str, guid: str, **changes: Any) -> bytes:
+        event = json.loads(sample("nop_status_processing"))
+        event["data"]["Order"].update(Id=order_id, CustomOrderNumber=number, OrderGuid=guid, **changes)
+        return json.dumps(event).encode()
+
+    def small_order(self, order_id: int, guid: str, **changes: Any) -> dict[str, Any]:
+        """A variant of act 1's small order (which the Streak flow filters, so it only concerns QuickBooks)."""
+        event = json.loads(sample("nop_order_small"))
+        event["data"]["Order"].update(Id=order_id, CustomOrderNumber=str(order_id), OrderGuid=guid, **changes)
+        return event
+
+
+GUID_1045 = "5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45"
+GUID_1046 = "0c9d3b9e-4f55-4a43-9e0b-3f0a6e2d1c46"
+GUID_1047 = "7a2e4c1d-8b3f-4e6a-9c5d-1f0e2d3c4b47"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,12 +44,54 @@ TOKEN_PARAMETERS = [
 ]
 
 
+INTUIT_PARAMETERS = [
+    {"name": "intuit-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "base64 HMAC-SHA256 of the raw body, keyed with the app's verifier token (any current one)."},
+]
+# QuickBooks posts its own notification shapes, not the envelope: legacy or CloudEvents (API-NOTES 3.6)
+QBO_NOTIFICATION_SCHEMAS: dict[str, Any] = {
+    "QuickBooksEntityChange": {"type": "object", "required": ["name", "id", "operation", "lastUpdated"],
+                               "properties": {
+        "name": {"type": "string", "examples": ["Item"]},
+        "id": {"type": "string"},
+        "operation": {"type": "string", "examples": ["Create", "Update", "Delete", "Merge", "Void", "Emailed"]},
+        "lastUpdated": {"type": "string", "format": "date-time"},
+        "deletedId": {"type": "string", "description": "merges: the id merged away"}}},
+    "QuickBooksLegacyNotification": {"type": "object", "required": ["eventNotifications"], "properties": {
+        "eventNotifications": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["realmId", "dataChangeEvent"], "properties": {
+                "realmId": {"type": "string", "pattern": "^[0-9]+$"},
+                "dataChangeEvent": {"type": "object", "required": ["entities"], "properties": {
+                    "entities": {"type": "array",
+                                 "items": {"$ref": "#/components/schemas/QuickBooksEntityChange"}}}}}}}}},
+    "QuickBooksCloudEvent": {"type": "object", "required": [
+        "specversion", "id", "type", "time", "intuitentityid", "intuitaccountid"], "properties": {
+        "specversion": {"type": "string", "examples": ["1.0"]},
+        "id": {"type": "string", "description": "the event id and idempotency key"},
+        "source": {"type": "string"},
+        "type": {"type": "string", "pattern": "^qbo\\.[A-Za-z][A-Za-z0-9]*\\.[a-z]+\\.v1$",
+                 "examples": ["qbo.item.updated.v1"]},
+        "datacontenttype": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "intuitentityid": {"type": "string"},
+        "intuitaccountid": {"type": "string", "pattern": "^[0-9]+$", "description": "the realm id"},
+        "data": {"type": "object"}}},
+}
+QBO_NOTIFICATION_BODY = {"oneOf": [
+    {"$ref": "#/components/schemas/QuickBooksLegacyNotification"},
+    {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/QuickBooksCloudEvent"}}]}
+
+
 def _accepted(status: str) -> dict[str, Any]:
     return {status: {"description": "Durably queued on every subscribed flow", "content": {"application/json": {
         "schema": {"type": "object", "properties": {
             "event_id": {"type": "string"}, "type": {"type": "string"},
             "event_ids": {"type": "array", "items": {"type": "string"},
                           "description": "when the delivery held several objects"},
+            "event_types": {"type": "array", "items": {"type": "string"},
+                            "description": "the type of each of event_ids, when they differ (QuickBooks)"},
+            "ignored": {"type": "integer", "description": "QuickBooks: changes of entities no flow routes, "
+                                                          "acknowledged and not queued"},
             "flows": {"type": "array", "items": {"type": "string"}}}}}}}}
 
 
@@ -65,11 +107,16 @@ def document() -> dict[str, Any]:
         for def_name, definition in schema.pop("$defs", {}).items():
             schemas[def_name] = definition
         schemas[name] = schema
-        config = sources[source]
+        config = sources.get(source)
+        if config is None:  # modelled, but no endpoint until the catalog declares the source
+            continue
         if config.format == "object-array":  # Streak: an array of the bare changed objects
             body_schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"oneOf": [
                 {"$ref": "#/components/schemas/StreakBox"}, {"$ref": "#/components/schemas/StreakContact"}]}}
             parameters = TOKEN_PARAMETERS
+        elif config.format == "intuit":  # QuickBooks: its own notification, split into the events above
+            schemas.update(QBO_NOTIFICATION_SCHEMAS)
+            body_schema, parameters = QBO_NOTIFICATION_BODY, INTUIT_PARAMETERS
         else:
             body_schema, parameters = {"$ref": f"#/components/schemas/{name}"}, SIGNATURE_HEADERS
         paths[f"/webhooks/{source}"] = {"post": {

@@ -29,13 +29,26 @@ from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.sandboxes.clarity import ClaritySandbox
+from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
+from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
+from switchyard_local.stepfunctions import InProcessLambdas, register_state_machines
 
 ROOT = Path(__file__).resolve().parents[2]
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 DEMO_SIGNING_SECRET = "whsec_c3dpdGNoeWFyZC1sb2NhbC1kZW1vLXNpZ25pbmcta2V5IQ=="
 DEMO_STREAK_TOKEN = "streak-local-webhook-token"
+DEMO_QBO_REALM = "9341453"
+# what the demo shop sells, in the QuickBooks company too (SKU, name, unit price, quantity on hand)
+DEMO_QBO_ITEMS = (
+    ("DESK-STD-01", "Standing desk", 499.0, 40),
+    ("ARM-MON-02", "Dual monitor arm", 89.0, 120),
+    ("CHAIR-ERG-07", "Ergonomic chair", 329.0, 25),
+    ("CBL-ORG-01", "Cable organiser", 12.5, 500),
+)
+DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"),)
 # the Streak events Switchyard subscribes to, and the scope Streak registers them on
 STREAK_SUBSCRIPTIONS = {"BOX_CHANGE_STAGE": "pipelineKey", "CONTACT_UPDATE": "teamKey"}
 FAKE_CREDENTIALS = {
@@ -101,6 +114,9 @@ class LocalStack:
     stage: str = "dev"
     streak: StreakSandbox = field(default_factory=StreakSandbox)
     clarity: ClaritySandbox | None = None  # built with the signing secret below
+    quickbooks: QuickBooksSandbox = field(default_factory=QuickBooksSandbox)
+    nopcommerce: NopCommerceSandbox = field(default_factory=NopCommerceSandbox)
+    qbo_realm: str = DEMO_QBO_REALM
     signing_secret: str = DEMO_SIGNING_SECRET
     streak_token: str = DEMO_STREAK_TOKEN
     env_overrides: dict[str, str] = field(default_factory=dict)  # e.g. time-scaled retry delays
@@ -122,6 +138,8 @@ class LocalStack:
         self._poll_thread: threading.Thread | None = None
         self._stop_polling = threading.Event()
         self._secret_arns: dict[str, str] = {}
+        self._lambdas: InProcessLambdas | None = None
+        self.state_machines: dict[str, str] = {}  # flow -> state machine ARN
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -130,6 +148,8 @@ class LocalStack:
         # moto names each resource type its CloudFormation skips; _prepare_for_moto documents why
         warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
         logging.getLogger("moto").setLevel(logging.ERROR)
+        # moto's Step Functions engine logs every Fail state it reaches as an error; the DLQ has the reason
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         from moto import mock_aws
         from switchyard.aws import clients
 
@@ -142,13 +162,18 @@ class LocalStack:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         clients.reset()  # no botocore client may outlive the switch to moto
-        for sandbox in (self.streak, self.clarity):
+        for sandbox in self._sandboxes():
             if sandbox.base_url is None:
                 sandbox.serve()
+        self._seed_quickbooks()
         stack_id = self._deploy(synth)
         physical = self._physical_ids(stack_id)
         self.logs = FunctionLogs(self.log_path)
         self._build_functions(synth.template, physical)
+        # Step Functions tasks invoke the same in-process functions the pollers and the front door use
+        self._lambdas = InProcessLambdas({fn.function_name: fn for fn in self.functions.values()}).start()
+        self.state_machines = register_state_machines(self.client("stepfunctions"), synth.template, physical, ACCOUNT,
+                                                      REGION)
         self._build_routes(synth.template)
         self._build_pollers(synth.template, physical)
         self._configure_secrets(synth.template, physical)
@@ -163,8 +188,11 @@ class LocalStack:
             self._poll_thread.join(timeout=5)
         for server in self._servers:
             server()
-        self.streak.stop()
-        self.clarity.stop()
+        for sandbox in self._sandboxes():
+            sandbox.stop()
+        if self._lambdas is not None:
+            self._lambdas.stop()
+            self._lambdas = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -221,14 +249,56 @@ class LocalStack:
             time.sleep(interval)
         return False
 
+    def _sandboxes(self) -> list[Any]:
+        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce]
+
     def _sandboxes_quiet(self) -> bool:
-        return self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
+        return (self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
+                and self.quickbooks.wait_for_webhooks(timeout=0.5) and self.running_executions() == 0)
+
+    def running_executions(self) -> int:
+        sfn = self.client("stepfunctions")
+        return sum(len(sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"])
+                   for arn in self.state_machines.values())
+
+    def executions(self, flow: str) -> list[dict[str, Any]]:
+        """A state-machine flow's executions: ``{"name", "status", "output"|None}``, oldest first."""
+        sfn = self.client("stepfunctions")
+        found = []
+        for summary in sfn.list_executions(stateMachineArn=self.state_machines[flow])["executions"]:
+            described = sfn.describe_execution(executionArn=summary["executionArn"])
+            output = described.get("output")
+            found.append({"name": summary["name"], "status": described["status"],
+                          "output": json.loads(output) if output else None, "started": summary["startDate"]})
+        return sorted(found, key=lambda e: e["started"])
+
+    def _seed_quickbooks(self) -> None:
+        """The demo company: connected (OAuth consent done) and selling what the demo shop sells."""
+        self._qbo_tokens = self.quickbooks.connect_realm(self.qbo_realm)
+        for sku, name, price, quantity in DEMO_QBO_ITEMS:
+            self.quickbooks.seed_item(self.qbo_realm, name, sku, qty_on_hand=quantity, unit_price=price)
+        for sku, name in DEMO_QBO_SERVICES:
+            self.quickbooks.seed_item(self.qbo_realm, name, sku, qty_on_hand=0, unit_price=0, type="Service")
+        for sku, name, price, quantity in DEMO_QBO_ITEMS:
+            self.nopcommerce.seed_product(name, sku, quantity, price=price)
+        for path in sorted(SAMPLES_DIR.glob("nop_order_*.json")):  # the shop's orders behind the sample webhooks
+            self.seed_shop_order(json.loads(path.read_text())["data"])
+
+    def seed_shop_order(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Put the order a nopCommerce webhook describes into the shop, as it exists there before the
+        webhook is sent (the order-to-cash write-back reads and updates it through the Web API)."""
+        order = data["Order"]
+        fields = {key: order[key] for key in ("Id", "OrderGuid", "CustomOrderNumber", "OrderStatusId",
+                                               "PaymentStatusId", "ShippingStatusId", "OrderTotal",
+                                               "CustomerCurrencyCode", "CurrencyRate") if key in order}
+        return self.nopcommerce.seed_order(fields)
 
     def subscribe_to_vendor_webhooks(self) -> None:
         """What an operator does once per account: register Switchyard's URLs with Streak and
         Clarity (Streak: one URL per event type, with the shared token)."""
         assert self.base_url is not None
         self.clarity.webhook_url = self.webhook_url(self.base_url, "clarity")
+        self.quickbooks.webhook_url = self.webhook_url(self.base_url, "quickbooks")
         import httpx
 
         with httpx.Client(base_url=self.streak.base_url, auth=(self.streak.api_key, "")) as streak:
@@ -406,6 +476,7 @@ class LocalStack:
             if kind == "source":
                 self.sources.append(name)
                 value = ({"tokens": [self.streak_token]} if name == "streak"
+                         else {"verifier_tokens": [self.quickbooks.verifier_token]} if name == "quickbooks"
                          else {"signing_secrets": [self.signing_secret]})
             elif kind == "connection" and name == "streak":
                 value = {"base_url": self.streak.base_url, "api_key": self.streak.api_key,
@@ -413,6 +484,13 @@ class LocalStack:
             elif kind == "connection" and name == "clarity":  # OAuth2 client credentials, as in production
                 value = {"base_url": self.clarity.base_url, "client_id": self.clarity.client_id,
                          "client_secret": self.clarity.client_secret}
+            elif kind == "connection" and name == "quickbooks":  # the first refresh token of the consent flow
+                value = {"base_url": self.quickbooks.base_url, "token_url": f"{self.quickbooks.base_url}{TOKEN_PATH}",
+                         "client_id": self.quickbooks.client_id, "client_secret": self.quickbooks.client_secret,
+                         "realm_id": self.qbo_realm, "refresh_token": self._qbo_tokens["refresh_token"]}
+            elif kind == "connection" and name == "nopcommerce":
+                value = {"base_url": self.nopcommerce.base_url, "email": self.nopcommerce.api_email,
+                         "password": self.nopcommerce.api_password}
             else:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]

@@ -23,17 +23,22 @@ class _Strict(BaseModel):
 
 class SourceConfig(_Strict):
     description: str = ""
-    # standard-webhooks: HMAC over id.timestamp.body; shared-token: a token the sender echoes back
-    signature: Literal["standard-webhooks", "shared-token"]
-    # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak)
-    format: Literal["envelope", "object-array"] = "envelope"
+    # standard-webhooks: HMAC over id.timestamp.body; shared-token: a token the sender echoes back;
+    # intuit-signature: base64 HMAC-SHA256 of the raw body with the app's verifier token (QuickBooks)
+    signature: Literal["standard-webhooks", "shared-token", "intuit-signature"]
+    # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak);
+    # intuit: QuickBooks notifications (legacy eventNotifications or a CloudEvents array), one event per entity
+    format: Literal["envelope", "object-array", "intuit"] = "envelope"
     # what a queued delivery is answered with: 202, unless the sender counts only 200 (Streak retries a 202)
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
 
 
+System = Literal["streak", "clarity", "quickbooks", "nopcommerce"]
+
+
 class ConnectionConfig(_Strict):
-    system: Literal["streak", "clarity"]
+    system: System
     description: str = ""
 
 
@@ -51,17 +56,69 @@ class RetryConfig(_Strict):
     out_of_order_delay_seconds: int = Field(5, ge=0, le=43200)
 
 
+class StateMachineRetry(_Strict):
+    """Step Functions ``Retry`` of one error class: ``interval * backoff_rate**n``, full jitter."""
+
+    interval_seconds: int = Field(ge=1, le=3600)
+    max_attempts: int = Field(ge=0, le=99)
+    backoff_rate: float = Field(2.0, ge=1.0, le=10.0)
+    max_delay_seconds: int = Field(300, ge=1, le=31_622_400)
+    jitter: bool = True  # full jitter spreads retries; off where the wait itself is the point (a 429's 60 s)
+
+
+class StateMachineConfig(_Strict):
+    """A flow that runs as a Standard state machine (multi-step, e.g. order-to-cash)."""
+
+    definition: Literal["order-to-cash"]
+    timeout_minutes: int = Field(240, ge=1, le=525_600)
+    step_timeout_seconds: int = Field(60, ge=3, le=900)
+    step_memory_mb: int = Field(256, ge=128, le=10240)
+    # 5xx, timeouts, a stale SyncToken
+    retry: StateMachineRetry = StateMachineRetry(interval_seconds=2, max_attempts=5, backoff_rate=2.0)
+    # the target said 429 (QuickBooks asks for 60 s): wait, apart from the retry budget
+    throttled: StateMachineRetry = StateMachineRetry(interval_seconds=60, max_attempts=30, backoff_rate=1.0,
+                                                     max_delay_seconds=300, jitter=False)
+    # our shared rate limiter had no permit within a few seconds: come back soon, apart from the retry budget
+    rate_limited: StateMachineRetry = StateMachineRetry(interval_seconds=5, max_attempts=60, backoff_rate=1.2,
+                                                        max_delay_seconds=30)
+    # a predecessor is missing (order.paid before the invoice exists)
+    out_of_order: StateMachineRetry = StateMachineRetry(interval_seconds=10, max_attempts=8, backoff_rate=2.0,
+                                                        max_delay_seconds=600)
+
+
 class FlowConfig(_Strict):
     name: str = ""
     description: str = ""
     source: str
     events: tuple[str, ...]
-    target: Literal["streak", "clarity"]
+    target: System
     connection: str
-    mapping: str
-    runs_as: Literal["worker"] = "worker"
+    # connections the flow reads besides its target's (e.g. QuickBooks items for nopCommerce stock)
+    uses: tuple[str, ...] = ()
+    # the mapping document in config/mappings/; none for a flow whose semantics are fixed (stock levels)
+    mapping: str | None = None
+    # worker: the queue's Lambda delivers; state-machine: the queue's Lambda starts one execution per event
+    runs_as: Literal["worker", "state-machine"] = "worker"
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
+    state_machine: StateMachineConfig | None = None
+
+    @model_validator(mode="after")
+    def _state_machine_when_needed(self) -> FlowConfig:
+        if (self.runs_as == "state-machine") != (self.state_machine is not None):
+            raise ValueError(f"flow {self.name!r}: state_machine settings go with runs_as: state-machine, only")
+        return self
+
+    @property
+    def connections(self) -> tuple[str, ...]:
+        """Every connection the flow's functions read: its target's first."""
+        return (self.connection, *self.uses)
+
+    @property
+    def mapping_document(self) -> str:
+        if self.mapping is None:
+            raise ValueError(f"flow {self.name!r} has no mapping document")
+        return self.mapping
 
 
 class Catalog(_Strict):
@@ -86,11 +143,12 @@ class Catalog(_Strict):
             unknown = set(flow.events) - set(source.events)
             if unknown:
                 raise ValueError(f"flow {name!r}: source {flow.source!r} has no events {sorted(unknown)}")
-            if flow.connection not in self.connections:
-                raise ValueError(f"flow {name!r}: unknown connection {flow.connection!r}")
+            for connection in flow.connections:
+                if connection not in self.connections:
+                    raise ValueError(f"flow {name!r}: unknown connection {connection!r}")
             if self.connections[flow.connection].system != flow.target:
                 raise ValueError(f"flow {name!r}: connection {flow.connection!r} is not a {flow.target}")
-            if not mapping_path(flow.mapping).is_file():
+            if flow.mapping is not None and not mapping_path(flow.mapping).is_file():
                 raise ValueError(f"flow {name!r}: mapping document {flow.mapping!r} not found")
         return self
 

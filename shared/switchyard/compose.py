@@ -11,8 +11,12 @@ from switchyard.aws import clients
 from switchyard.aws.secrets import SecretReader
 from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
 from switchyard.ingest import Authenticator, IngestService
-from switchyard.settings import IngestSettings, WorkerSettings
-from switchyard.signatures import SharedTokenAuthenticator, StandardWebhookAuthenticator
+from switchyard.settings import IngestSettings, StepSettings, WorkerSettings
+from switchyard.signatures import (
+    IntuitSignatureAuthenticator,
+    SharedTokenAuthenticator,
+    StandardWebhookAuthenticator,
+)
 
 # longer than DLQ retention (14 d) + queue retention (4 d): redrives stay deduplicated
 IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
@@ -22,16 +26,21 @@ def build_ingest(settings: IngestSettings) -> IngestService:
     secrets = SecretReader(clients.client("secretsmanager"))
 
     authenticators: dict[str, tuple[tuple[str, ...], Authenticator]] = {}
+    # signature scheme -> the secret's key holding the current values, and the authenticator they build
+    schemes: dict[str, tuple[str, Any]] = {
+        "standard-webhooks": ("signing_secrets", StandardWebhookAuthenticator),
+        "shared-token": ("tokens", SharedTokenAuthenticator),
+        "intuit-signature": ("verifier_tokens", IntuitSignatureAuthenticator),
+    }
 
     def authenticator_for(source: str) -> Authenticator:
         config = settings.sources[source]
-        shared_token = config.signature == "shared-token"
+        key, build = schemes.get(config.signature, schemes["standard-webhooks"])
         secret = secrets.get_json(config.secret_arn)
-        current = tuple(secret.get("tokens" if shared_token else "signing_secrets") or ())
+        current = tuple(secret.get(key) or ())
         cached = authenticators.get(source)
         if cached is None or cached[0] != current:  # first use, or the secret was rotated
-            built = SharedTokenAuthenticator(current) if shared_token else StandardWebhookAuthenticator(current)
-            cached = authenticators[source] = (current, built)
+            cached = authenticators[source] = (current, build(current))
         return cached[1]
 
     return IngestService(
@@ -49,21 +58,34 @@ class WorkerApp(NamedTuple):
     idempotency_config: Any  # register the Lambda context on it per invocation
 
 
-class ConnectionBoundTarget:
-    """Builds the target from its connection secret, and rebuilds it when the secret changes
-    (key rotation, a new base URL) without a redeploy."""
+# What the QuickBooks token store writes into a connection secret: rotating tokens are no reason to rebuild.
+_VOLATILE_SECRET_KEYS = frozenset({"access_token", "access_token_expires_at", "refresh_token",
+                                   "refresh_token_expires_at", "tokens_refreshed_at"})
 
-    def __init__(self, secrets: SecretReader, secret_arn: str, factory: Any) -> None:
+
+class ConnectionBound:
+    """Builds an object (a target, the order-to-cash steps) from its connection secrets, and rebuilds it
+    when a secret changes (key rotation, a new base URL) without a redeploy. ``factory`` receives
+    ``{connection name: secret value}``."""
+
+    def __init__(self, secrets: SecretReader, secret_arns: dict[str, str], factory: Any) -> None:
         self._secrets = secrets
-        self._secret_arn = secret_arn
+        self._secret_arns = secret_arns
         self._factory = factory
         self._current: tuple[dict[str, Any], Any] | None = None
 
+    def get(self) -> Any:
+        values = {name: self._secrets.get_json(arn) for name, arn in self._secret_arns.items()}
+        stable = {name: {k: v for k, v in value.items() if k not in _VOLATILE_SECRET_KEYS}
+                  for name, value in values.items()}
+        if self._current is None or self._current[0] != stable:
+            self._current = (stable, self._factory(values))
+        return self._current[1]
+
+
+class ConnectionBoundTarget(ConnectionBound):
     def deliver(self, event: Any) -> Any:
-        value = self._secrets.get_json(self._secret_arn)
-        if self._current is None or self._current[0] != value:
-            self._current = (value, self._factory(value))
-        return self._current[1].deliver(event)
+        return self.get().deliver(event)
 
 
 def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any = None) -> WorkerApp:
@@ -78,15 +100,24 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     from switchyard.entity_state import DynamoEntityState
     from switchyard.worker import FlowWorker
 
-    flow = load_catalog().flows[settings.flow]
+    catalog = load_catalog()
+    flow = catalog.flows[settings.flow]
     dynamodb = clients.client("dynamodb")
     state = DynamoEntityState(dynamodb, settings.idempotency_table)
     echoes = DynamoEchoLedger(dynamodb, settings.idempotency_table)
-    target = EchoSuppressingTarget(
-        ConnectionBoundTarget(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arn,
-                              _target_factory(flow.target, flow.mapping, state, echoes)),
-        echoes,
-    )
+    target: Any
+    if flow.runs_as == "state-machine":
+        from switchyard.state_machines import ExecutionStarter
+
+        if not settings.state_machine_arn:
+            raise ValueError(f"flow {flow.name} runs as a state machine: SWITCHYARD_STATE_MACHINE_ARN is not set")
+        target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn)
+    else:
+        bound = ConnectionBoundTarget(
+            SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns,
+            _target_factory(flow, catalog, settings, state, echoes))
+        # only two-way pairs write what they will hear about again; the others have no echo to suppress
+        target = EchoSuppressingTarget(bound, echoes) if flow.target in ("streak", "clarity") else bound
 
     config = IdempotencyConfig(
         expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
@@ -111,22 +142,100 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     return WorkerApp(worker=worker, idempotency_config=config)
 
 
-def _target_factory(system: str, mapping_file: str, state: Any, echoes: Any) -> Any:
-    """connection secret -> the flow's target; the mapping is loaded once, here (cold start)."""
-    if system == "streak":
+def _systems(flow: Any, catalog: Any) -> dict[str, str]:
+    """system -> connection name, for every connection the flow uses."""
+    return {catalog.connections[name].system: name for name in flow.connections}
+
+
+def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, table: str,
+                       time_scale: float = 1.0) -> Any:
+    """A QuickBooks client whose tokens live in the connection secret (one refresher per realm) and whose
+    requests take permits from the realm's limiter shared by every function (DynamoDB)."""
+    from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
+    from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter
+    from switchyard.tokens import SecretsManagerTokenStore
+
+    dynamodb = clients.client("dynamodb")
+    tokens = SecretsManagerTokenStore(clients.client("secretsmanager"), dynamodb, table, secret_arn)
+    limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale)
+    # a short wait per request: a step that cannot get permits soon is retried later by the state machine
+    return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
+                            rate_limit_wait=5.0)
+
+
+def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
+    """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
+    connection = flow.connection
+    if flow.target == "streak":
         from switchyard.connectors.streak import StreakClient, StreakConnection
         from switchyard.mapping.streak_deals import load_deal_mapping
         from switchyard.targets.streak_deals import StreakDealTarget
 
-        deals = load_deal_mapping(mapping_file)
-        return lambda secret: StreakDealTarget(deals, StreakClient(StreakConnection.from_secret(secret)), state,
-                                               echoes)
-    if system == "clarity":
+        deals = load_deal_mapping(flow.mapping_document)
+        return lambda secrets: StreakDealTarget(deals, StreakClient(StreakConnection.from_secret(secrets[connection])),
+                                                state, echoes)
+    if flow.target == "clarity":
         from switchyard.connectors.clarity import ClarityClient, ClarityConnection
         from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
         from switchyard.targets.clarity import ClarityTarget
 
-        sync = load_clarity_sync_mapping(mapping_file)
-        return lambda secret: ClarityTarget(sync, ClarityClient(ClarityConnection.from_secret(secret)), state,
-                                            echoes)
-    raise ValueError(f"no target for system {system!r}")
+        sync = load_clarity_sync_mapping(flow.mapping_document)
+        return lambda secrets: ClarityTarget(sync, ClarityClient(ClarityConnection.from_secret(secrets[connection])),
+                                             state, echoes)
+    if flow.target == "nopcommerce":
+        from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
+        from switchyard.targets.nopcommerce_stock import NopCommerceStockTarget
+
+        quickbooks = _systems(flow, catalog).get("quickbooks")
+        if quickbooks is None:
+            raise ValueError(f"flow {flow.name}: nopCommerce stock needs a quickbooks connection under uses")
+
+        def build(secrets: dict[str, Any]) -> Any:
+            qbo = _quickbooks_client(secrets[quickbooks], secret_arn=settings.connection_secret_arns[quickbooks],
+                                     table=settings.idempotency_table)
+            shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
+            return NopCommerceStockTarget(qbo, shop, state)
+
+        return build
+    raise ValueError(f"no target for system {flow.target!r}")
+
+
+class StepApp(NamedTuple):
+    """The step Lambda of a state-machine flow: ``handle({"step", "state"})``."""
+
+    flow: str
+    steps: Any  # ConnectionBound -> OrderToCash
+    dead_letters: Any
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        from switchyard.state_machines import record_failure, run_step
+
+        step, state = event["step"], event["state"]
+        if step == "record_failure":
+            return record_failure(self.flow, state, self.dead_letters)
+        return run_step(lambda: self.steps.get().run(step, state))
+
+
+def build_steps(settings: StepSettings) -> StepApp:
+    from switchyard.catalog import load_catalog
+    from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
+    from switchyard.entity_state import DynamoEntityState
+    from switchyard.mapping.quickbooks_orders import load_order_mapping
+    from switchyard.order_to_cash import OrderToCash
+
+    catalog = load_catalog()
+    flow = catalog.flows[settings.flow]
+    systems = _systems(flow, catalog)
+    mapping = load_order_mapping(flow.mapping_document)
+    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table)
+
+    def build(secrets: dict[str, Any]) -> Any:
+        qbo = _quickbooks_client(secrets[systems["quickbooks"]],
+                                 secret_arn=settings.connection_secret_arns[systems["quickbooks"]],
+                                 table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
+        shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[systems["nopcommerce"]]))
+        return OrderToCash(mapping, qbo, shop, flow=flow.name, state=state)
+
+    steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
+    return StepApp(flow=flow.name, steps=steps,
+                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,7 @@ class FlowEvent:
     type: str
     timestamp: datetime  # the source's change time: orders events per entity
     data: dict[str, Any]
+    message: str = field(default="", repr=False, compare=False)  # the queue message it was read from
 
     @classmethod
     def from_message(cls, body: str) -> FlowEvent:
@@ -44,6 +45,7 @@ class FlowEvent:
                 type=raw["type"],
                 timestamp=datetime.fromisoformat(raw["timestamp"]),
                 data=event["data"],
+                message=body,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentError(

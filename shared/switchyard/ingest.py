@@ -3,10 +3,12 @@
 The answer is ``Accepted`` only once every event of the delivery sits on every subscribed flow's
 queue; anything wrong with the input raises a ``WebhookRejectedError`` (4xx, nothing enqueued).
 
-Two delivery formats (``catalog.SourceConfig.format``):
+Three delivery formats (``catalog.SourceConfig.format``):
 - ``envelope``: one signed event ``{"type", "timestamp", "data"}``; the event id is ``webhook-id``.
 - ``object-array``: Streak's bare objects in an array, the event type in the URL (``?event=``);
   one event per object, its id derived from the object's key and change time.
+- ``intuit``: a QuickBooks Online notification (``switchyard.quickbooks_webhooks``), one event per
+  changed entity, of mixed types; changes of entities no flow routes are acknowledged, not queued.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from switchyard.errors import (
     UnknownSourceError,
 )
 from switchyard.events import flow_message
+from switchyard.quickbooks_webhooks import parse_notification
 from switchyard.streak_webhooks import change_time, delivery_event_id
 
 
@@ -48,19 +51,29 @@ class QueuePublisher(Protocol):
 
 @dataclass(frozen=True)
 class Accepted:
-    event_ids: tuple[str, ...]
-    event_type: str
-    flows: tuple[str, ...]
+    event_ids: tuple[str, ...]  # empty only when a QuickBooks delivery held no routed change
+    event_type: str  # of the first event ("" when there is none)
+    flows: tuple[str, ...]  # every flow that got at least one event, in routing order
     status: int = 202  # the HTTP status the source expects for "queued"
+    # the type of each of event_ids, when a delivery may mix types (QuickBooks); empty: all are event_type
+    event_types: tuple[str, ...] = ()
+    # changes acknowledged but not queued, as no flow routes their type (QuickBooks); None: not applicable
+    ignored: int | None = None
 
     @property
     def event_id(self) -> str:
-        return self.event_ids[0]
+        return self.event_ids[0] if self.event_ids else ""
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"event_id": self.event_id, "type": self.event_type, "flows": list(self.flows)}
+        if not self.event_ids:
+            body = {"event_ids": [], "flows": list(self.flows)}
         if len(self.event_ids) > 1:
             body["event_ids"] = list(self.event_ids)
+            if len(set(self.event_types)) > 1:
+                body["event_types"] = list(self.event_types)
+        if self.ignored is not None:
+            body["ignored"] = self.ignored
         return body
 
 
@@ -68,7 +81,8 @@ class Accepted:
 class _Event:
     event_id: str
     timestamp: str
-    body: str  # the queued event: as signed (envelope) or rebuilt from one object (object-array)
+    body: str  # the queued event: as signed (envelope) or rebuilt from one object or change
+    event_type: str
 
 
 class IngestService:
@@ -99,26 +113,35 @@ class IngestService:
             raise PayloadTooLargeError(f"body exceeds {self._max_body_bytes} bytes")
         delivery_id = self._authenticator_for(request.source).authenticate(request)
         document = _decode_json(request.body)
-        if self._formats.get(request.source, "envelope") == "object-array":
+        delivery_format = self._formats.get(request.source, "envelope")
+        ignored: int | None = None
+        if delivery_format == "object-array":
             event_type, events = _split_object_array(request, document)
+        elif delivery_format == "intuit":
+            events, ignored = _split_intuit(request.source, document, source_routes)
+            event_type = events[0].event_type if events else ""
         else:
             event_type = validate_envelope(request.source, document)
-            events = [_Event(delivery_id or "", document["timestamp"], request.body.decode("utf-8"))]
+            events = [_Event(delivery_id or "", document["timestamp"], request.body.decode("utf-8"), event_type)]
 
-        flows = source_routes.get(event_type, {})
+        # every event is valid before the first is queued: a 4xx never leaves part of a delivery queued
         received_at = self._clock().isoformat()
         for event in events:
-            attributes = {"event_id": event.event_id, "event_type": event_type, "source": request.source}
-            for flow, queue_url in flows.items():
+            attributes = {"event_id": event.event_id, "event_type": event.event_type, "source": request.source}
+            for flow, queue_url in source_routes.get(event.event_type, {}).items():
                 message = flow_message(flow=flow, event_id=event.event_id, source=request.source,
-                                       event_type=event_type, timestamp=event.timestamp,
+                                       event_type=event.event_type, timestamp=event.timestamp,
                                        received_at=received_at, body=event.body)
                 try:
                     self._publisher.publish(queue_url, message, attributes)
                 except Exception as exc:  # any failure to queue durably: the sender must retry
                     raise EnqueueError(f"could not queue event {event.event_id} for flow {flow}") from exc
+        mixed = delivery_format == "intuit"  # one delivery, several event types
+        types = tuple(e.event_type for e in events) if mixed else (event_type,)
+        flows = dict.fromkeys(flow for t in types for flow in source_routes.get(t, {}))  # ordered, no repeats
         return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows),
-                        status=self._ack_statuses.get(request.source, 202))
+                        status=self._ack_statuses.get(request.source, 202), event_types=types if mixed else (),
+                        ignored=ignored)
 
 
 def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, list[_Event]]:
@@ -144,8 +167,30 @@ def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, li
                                         problem["field"].replace("data", f"[{index}]", 1))
             raise
         events.append(_Event(delivery_event_id(event_type, item), envelope["timestamp"],
-                             json.dumps(envelope, separators=(",", ":"))))
+                             json.dumps(envelope, separators=(",", ":")), event_type))
     return event_type, events
+
+
+def _split_intuit(source: str, document: Any, routes: Mapping[str, Any]) -> tuple[list[_Event], int]:
+    """The routed changes of a QuickBooks notification as events, and how many changes were not routed.
+
+    QBO notifies every entity the app subscribed to (for every connected realm); a change of a type
+    the source does not route is acknowledged and dropped, so QBO does not retry it.
+    """
+    changes = parse_notification(document)
+    routed = [change for change in changes if change.event_type in routes]
+    events = []
+    for change in routed:
+        envelope = change.envelope()
+        try:
+            validate_envelope(source, envelope)
+        except SchemaError as exc:
+            for problem in exc.fields:  # name the field as QBO wrote it
+                problem["field"] = change.origin(problem["field"])
+            raise
+        events.append(_Event(change.event_id, change.timestamp, json.dumps(envelope, separators=(",", ":")),
+                             change.event_type))
+    return events, len(changes) - len(routed)
 
 
 def _decode_json(body: bytes) -> Any:

@@ -48,16 +48,23 @@ def _positive_int(environ: Mapping[str, str], name: str) -> int:
 class _Settings:
     ENV: ClassVar[dict[str, str]]  # field -> environment variable
 
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
     def env_names(cls) -> set[str]:
+        """Every variable the settings read (``OPTIONAL`` ones only when the function needs them)."""
         return set(cls.ENV.values())
+
+    @classmethod
+    def required_env_names(cls) -> set[str]:
+        return cls.env_names() - cls.OPTIONAL
 
 
 @dataclass(frozen=True)
 class SourceSettings:
     secret_arn: str
-    signature: str = "standard-webhooks"  # or shared-token
-    format: str = "envelope"  # or object-array
+    signature: str = "standard-webhooks"  # or shared-token, intuit-signature
+    format: str = "envelope"  # or object-array, intuit
     ack_status: int = 202
 
 
@@ -94,28 +101,85 @@ class IngestSettings(_Settings):
 
 @dataclass(frozen=True)
 class WorkerSettings(_Settings):
-    """``functions/flow_worker``: one deployed instance per flow."""
+    """``functions/flow_worker``: one deployed instance per flow. A flow that runs as a state machine
+    has ``state_machine_arn``: its worker starts one execution per event instead of delivering."""
 
     stage: str
     flow: str
     idempotency_table: str
-    connection_secret_arn: str
+    connection_secret_arn: str  # the target's connection
+    connection_secret_arns: dict[str, str]  # every connection the flow uses: name -> secret ARN
     queue_url: str
     dlq_url: str
     max_receive_count: int
+    state_machine_arn: str | None = None
 
     ENV: ClassVar[dict[str, str]] = {
         "stage": "SWITCHYARD_STAGE",
         "flow": "SWITCHYARD_FLOW",
         "idempotency_table": "SWITCHYARD_IDEMPOTENCY_TABLE",
         "connection_secret_arn": "SWITCHYARD_CONNECTION_SECRET_ARN",
+        "connection_secret_arns": "SWITCHYARD_CONNECTION_SECRET_ARNS",
         "queue_url": "SWITCHYARD_QUEUE_URL",
         "dlq_url": "SWITCHYARD_DLQ_URL",
         "max_receive_count": "SWITCHYARD_MAX_RECEIVE_COUNT",
+        "state_machine_arn": "SWITCHYARD_STATE_MACHINE_ARN",
     }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_STATE_MACHINE_ARN"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
-        values: dict[str, Any] = {f.name: _env(environ, cls.ENV[f.name]) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: _env(environ, cls.ENV[f.name]) for f in fields(cls)
+                                  if cls.ENV[f.name] not in cls.OPTIONAL}
         values["max_receive_count"] = _positive_int(environ, "SWITCHYARD_MAX_RECEIVE_COUNT")
+        values["connection_secret_arns"] = _string_map(environ, "SWITCHYARD_CONNECTION_SECRET_ARNS")
+        values["state_machine_arn"] = environ.get("SWITCHYARD_STATE_MACHINE_ARN") or None
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class StepSettings(_Settings):
+    """``functions/flow_steps``: the task Lambda of a flow's state machine (every step, and its failure
+    handler). ``rate_limit_time_scale`` shrinks the target's rate-limit windows (time-scaled local runs)."""
+
+    stage: str
+    flow: str
+    idempotency_table: str
+    connection_secret_arns: dict[str, str]
+    dlq_url: str
+    rate_limit_time_scale: float = 1.0
+
+    ENV: ClassVar[dict[str, str]] = {
+        "stage": "SWITCHYARD_STAGE",
+        "flow": "SWITCHYARD_FLOW",
+        "idempotency_table": "SWITCHYARD_IDEMPOTENCY_TABLE",
+        "connection_secret_arns": "SWITCHYARD_CONNECTION_SECRET_ARNS",
+        "dlq_url": "SWITCHYARD_DLQ_URL",
+        "rate_limit_time_scale": "SWITCHYARD_RATE_LIMIT_TIME_SCALE",
+    }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_RATE_LIMIT_TIME_SCALE"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StepSettings:
+        scale_text = environ.get("SWITCHYARD_RATE_LIMIT_TIME_SCALE") or "1"
+        try:
+            scale = float(scale_text)
+        except ValueError:
+            raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be a number") from None
+        if not scale > 0:
+            raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be positive")
+        return cls(
+            stage=_env(environ, "SWITCHYARD_STAGE"),
+            flow=_env(environ, "SWITCHYARD_FLOW"),
+            idempotency_table=_env(environ, "SWITCHYARD_IDEMPOTENCY_TABLE"),
+            connection_secret_arns=_string_map(environ, "SWITCHYARD_CONNECTION_SECRET_ARNS"),
+            dlq_url=_env(environ, "SWITCHYARD_DLQ_URL"),
+            rate_limit_time_scale=scale,
+        )
+
+
+def _string_map(environ: Mapping[str, str], name: str) -> dict[str, str]:
+    value = _json_object(environ, name)
+    if not all(isinstance(v, str) and v for v in value.values()):
+        raise SettingsError(f"{name} must map names to non-empty strings")
+    return value

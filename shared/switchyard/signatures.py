@@ -2,13 +2,15 @@
 
 The cryptography is the ``standardwebhooks`` library's; this module adds what a receiver needs
 around it: several secrets valid at once (rotation), a precise error for a stale timestamp, and
-one error type for everything else.
+one error type for everything else. Senders with their own schemes have their own authenticators:
+a shared token (Streak) and Intuit's ``intuit-signature`` (QuickBooks Online).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -120,4 +122,44 @@ class SharedTokenAuthenticator:
             matched |= hmac.compare_digest(candidate, token)
         if not matched:
             raise SignatureError("the token does not match")
+        return None
+
+
+INTUIT_SIGNATURE_HEADER = "intuit-signature"
+
+
+def _intuit_digest(verifier_token: bytes, body: bytes) -> bytes:
+    return hmac.new(verifier_token, body, hashlib.sha256).digest()
+
+
+def intuit_sign(verifier_token: str, body: bytes) -> dict[str, str]:
+    """Headers QuickBooks Online would send (used by the demo, tests and the CLI)."""
+    return {INTUIT_SIGNATURE_HEADER: base64.b64encode(_intuit_digest(verifier_token.encode(), body)).decode()}
+
+
+class IntuitSignatureAuthenticator:
+    """QuickBooks Online: ``intuit-signature`` = base64(HMAC-SHA256(key=the app's verifier token,
+    msg=the raw body)). No timestamp and no delivery id: replays are absorbed by the event ids the
+    parser derives (``switchyard.quickbooks_webhooks``). Several verifier tokens may be valid at
+    once during a rotation."""
+
+    def __init__(self, verifier_tokens: Sequence[str]) -> None:
+        self._tokens = [token.encode() for token in verifier_tokens if token]
+
+    def authenticate(self, request: object) -> None:
+        presented = (request.headers.get(INTUIT_SIGNATURE_HEADER) or "").strip()  # type: ignore[attr-defined]
+        if not presented:
+            raise SignatureError(f"missing {INTUIT_SIGNATURE_HEADER} header")
+        if not self._tokens:
+            raise SignatureError("no verifier token is configured for this source")
+        try:
+            offered = base64.b64decode(presented, validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureError(f"{INTUIT_SIGNATURE_HEADER} is not base64") from None
+        body: bytes = request.body  # type: ignore[attr-defined]
+        matched = False
+        for token in self._tokens:  # no early exit: the time taken does not tell which token matched
+            matched |= hmac.compare_digest(_intuit_digest(token, body), offered)
+        if not matched:
+            raise SignatureError("the signature does not match a current verifier token")
         return None

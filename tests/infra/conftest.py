@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ def render(value: Any) -> Any:
             return "${" + ".".join(arg) + "}"
         if key == "Fn::Join":
             separator, parts = arg
-            return separator.join(render(part) for part in parts)
+            rendered = (render(part) for part in parts)  # other intrinsics (Fn::Select) stay as JSON text
+            return separator.join(part if isinstance(part, str) else json.dumps(part) for part in rendered)
     if isinstance(value, list):
         return [render(item) for item in value]
     if isinstance(value, dict):

@@ -91,8 +91,10 @@ def test_flow_worker_sizing_and_code_match_catalog(flows):
 
 
 def test_flow_worker_environment_keys_equal_settings_env_names_plus_powertools(flows):
-    for _, _, _, worker in flows:
-        assert set(worker.properties["Environment"]["Variables"]) == WorkerSettings.env_names() | POWERTOOLS
+    for flow, _, _, worker in flows:
+        starter = flow.runs_as == "state-machine"
+        expected = WorkerSettings.env_names() if starter else WorkerSettings.required_env_names()
+        assert set(worker.properties["Environment"]["Variables"]) == expected | POWERTOOLS
 
 
 def test_flow_worker_environment_references_own_resources_and_parses_as_settings(flows, dev):
@@ -105,19 +107,29 @@ def test_flow_worker_environment_references_own_resources_and_parses_as_settings
         assert settings.dlq_url == dlq.ref
         assert settings.idempotency_table == table.ref
         assert settings.connection_secret_arn == dev.one(secret=f"connection:{flow.connection}").ref
+        assert settings.connection_secret_arns == {name: dev.one(secret=f"connection:{name}").ref
+                                                   for name in flow.connections}
         assert settings.max_receive_count == flow.worker.max_receive_count
+        if flow.runs_as == "state-machine":
+            assert settings.state_machine_arn == dev.one(role="state-machine", flow=flow.name).ref
 
 
-def test_flow_worker_role_grants_consume_dead_letter_secret_and_table_only(flows, dev):
+def test_flow_worker_role_grants_consume_dead_letter_secret_and_table_only(flows, dev, catalog):
     table = dev.one(role="idempotency-table")
     for flow, queue, dlq, worker in flows:
+        if flow.runs_as == "state-machine":
+            continue  # its worker starts executions: test_infra_state_machine checks that role
         role = dev.by_ref(dev.render(worker.properties["Role"]))
         log_group = dev.by_ref(dev.render(worker.properties["LoggingConfig"]["LogGroup"]))
-        secret = dev.one(secret=f"connection:{flow.connection}")
+        secrets = {name: dev.one(secret=f"connection:{name}") for name in flow.connections}
         granted = dev.actions_on(role.ref)
         assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= granted[queue.att("Arn")]
         assert "sqs:SendMessage" in granted[dlq.att("Arn")]
-        assert "secretsmanager:GetSecretValue" in granted[secret.ref]
+        for name, secret in secrets.items():
+            assert "secretsmanager:GetSecretValue" in granted[secret.ref]
+            # only QuickBooks rotates its refresh token, so only its secret is written
+            writes = "secretsmanager:PutSecretValue" in granted[secret.ref]
+            assert writes == (catalog.connections[name].system == "quickbooks")
         table_actions = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
         assert table_actions <= granted[table.att("Arn")]
         assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= granted[log_group.att("Arn")]
@@ -125,7 +137,7 @@ def test_flow_worker_role_grants_consume_dead_letter_secret_and_table_only(flows
         assert set(granted) == {
             queue.att("Arn"),
             dlq.att("Arn"),
-            secret.ref,
+            *(secret.ref for secret in secrets.values()),
             table.att("Arn"),
             log_group.att("Arn"),
             "*",

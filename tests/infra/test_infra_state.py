@@ -26,7 +26,8 @@ def test_idempotency_table_dev_removal_policy_destroys(dev):
 
 
 def test_secrets_one_per_source_and_connection_with_placeholder_values(dev, catalog):
-    empty_by_scheme = {"standard-webhooks": {"signing_secrets": []}, "shared-token": {"tokens": []}}
+    empty_by_scheme = {"standard-webhooks": {"signing_secrets": []}, "shared-token": {"tokens": []},
+                       "intuit-signature": {"verifier_tokens": []}}
     for name, source in catalog.sources.items():
         secret = dev.one(secret=f"source:{name}")
         assert json.loads(secret.properties["SecretString"]) == empty_by_scheme[source.signature]

@@ -116,6 +116,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, served_sandbox: StreakSandbox, signin
             "SWITCHYARD_FLOW": FLOW,
             "SWITCHYARD_IDEMPOTENCY_TABLE": "switchyard-idempotency",
             "SWITCHYARD_CONNECTION_SECRET_ARN": connection_arn,
+            "SWITCHYARD_CONNECTION_SECRET_ARNS": json.dumps({"streak": connection_arn}),
             "SWITCHYARD_QUEUE_URL": queue_url,
             "SWITCHYARD_DLQ_URL": dlq_url,
             "SWITCHYARD_MAX_RECEIVE_COUNT": str(MAX_RECEIVES),

@@ -23,7 +23,7 @@ from tests.conftest import REPO_ROOT, SAMPLES_DIR, sample_names
 FLOW = "nopcommerce-to-streak"
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden" / FLOW
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
-PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_"}
+PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_", "quickbooks": "qbo_"}
 
 
 def cases() -> list[tuple[str, str]]:
@@ -40,7 +40,7 @@ def plan_text(flow: str, name: str) -> str:
     else:
         event_type, data = document["type"], document["data"]
     try:
-        action, plan = dry_run(config.target, config.mapping, event_type, data)
+        action, plan = dry_run(config.target, config.mapping_document, event_type, data)
     except DeliveryError as exc:
         return json.dumps({"error": exc.reason}, indent=2) + "\n"
     shown = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan

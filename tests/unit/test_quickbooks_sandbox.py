@@ -400,12 +400,53 @@ def test_invoice_create_computes_lines_totals_docnumber_and_balance(
 
 
 def test_invoice_foreign_currency_reports_home_total(
-    client: httpx.Client, customer: dict[str, Any], item: dict[str, Any]
+    sandbox: QuickBooksSandbox, client: httpx.Client, item: dict[str, Any]
 ) -> None:
+    customer = sandbox.seed_customer(REALM, "Acme GmbH", CurrencyRef={"value": "EUR", "name": "Euro"})
     body = invoice_body(customer["Id"], item["Id"], qty=1, unit_price=100.0,
                         CurrencyRef={"value": "EUR", "name": "Euro"}, ExchangeRate=1.1)
     invoice = client.post(f"/v3/company/{REALM}/invoice", json=body).json()["Invoice"]
     assert (invoice["TotalAmt"], invoice["HomeTotalAmt"], invoice["ExchangeRate"]) == (100.0, 110.0, 1.1)
+
+
+@pytest.mark.parametrize("entity", ["invoice", "salesreceipt"])
+def test_sale_in_other_currency_than_the_customer_returns_6000(
+    sandbox: QuickBooksSandbox, client: httpx.Client, customer: dict[str, Any], item: dict[str, Any], entity: str
+) -> None:
+    body = invoice_body(customer["Id"], item["Id"], CurrencyRef={"value": "EUR"}, ExchangeRate=1.1)
+    response = client.post(f"/v3/company/{REALM}/{entity}", json=body)
+    assert (response.status_code, error_code(response)) == (400, "6000")
+    assert fault_of(response)["Error"][0]["element"] == "CurrencyRef"
+    eur = sandbox.seed_customer(REALM, "Acme GmbH", CurrencyRef={"value": "EUR"})
+    home = client.post(f"/v3/company/{REALM}/{entity}", json=invoice_body(eur["Id"], item["Id"]))
+    assert (home.status_code, error_code(home)) == (400, "6000")  # no CurrencyRef: the home currency
+
+
+def test_payment_in_other_currency_than_the_customer_returns_6000(
+    sandbox: QuickBooksSandbox, client: httpx.Client, item: dict[str, Any]
+) -> None:
+    eur = sandbox.seed_customer(REALM, "Acme GmbH", CurrencyRef={"value": "EUR"})
+    invoice = client.post(f"/v3/company/{REALM}/invoice", json=invoice_body(
+        eur["Id"], item["Id"], CurrencyRef={"value": "EUR"}, ExchangeRate=1.1)).json()["Invoice"]
+    line = {"Amount": 19.98, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}
+    home = client.post(f"/v3/company/{REALM}/payment", json={
+        "CustomerRef": {"value": eur["Id"]}, "TotalAmt": 19.98, "Line": [line]})
+    assert (home.status_code, error_code(home)) == (400, "6000")
+    paid = client.post(f"/v3/company/{REALM}/payment", json={
+        "CustomerRef": {"value": eur["Id"]}, "TotalAmt": 19.98, "Line": [line], "CurrencyRef": {"value": "EUR"},
+        "ExchangeRate": 1.1})
+    assert paid.status_code == 200, paid.text
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+
+
+def test_query_item_sku_in_list_returns_active_matches_only(sandbox: QuickBooksSandbox, client: httpx.Client) -> None:
+    sandbox.seed_item(REALM, "Desk", "DESK-1", qty_on_hand=1, unit_price=10.0)
+    sandbox.seed_item(REALM, "Arm", "ARM-2", qty_on_hand=1, unit_price=5.0)
+    sandbox.seed_item(REALM, "Old arm", "ARM-OLD", qty_on_hand=1, unit_price=5.0, active=False)
+    sandbox.seed_item(REALM, "Chair", "CHAIR-3", qty_on_hand=1, unit_price=5.0)
+    response = query(client, "select * from Item where Sku in ('DESK-1', 'ARM-2', 'ARM-OLD', 'NOPE') maxresults 1000")
+    assert response.status_code == 200, response.text
+    assert sorted(row["Sku"] for row in response.json()["QueryResponse"]["Item"]) == ["ARM-2", "DESK-1"]
 
 
 @pytest.mark.parametrize("entity", ["invoice", "salesreceipt"])

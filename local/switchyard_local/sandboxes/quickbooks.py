@@ -10,7 +10,8 @@ Implemented (see ``/work/shared/API-NOTES.md`` section 3):
 * ``/v3/company/{realmId}/{entity}`` create / full or sparse update / ``?operation=void|delete``,
   ``/{entity}/{id}`` read, ``/query`` (SQL-like), ``/batch`` (≤ 30 items, per-item Faults inside a 200).
 * ``SyncToken`` (5010), Object Not Found (610), Duplicate Name (6240), DocNumber length (2050) and duplicates
-  (6140), ``Amount = Qty * UnitPrice`` (6070), query errors (4000/4001).
+  (6140), ``Amount = Qty * UnitPrice`` (6070), a transaction or payment in another currency than its customer's
+  (6000: a customer has exactly one currency), query errors (4000/4001).
 * ``?requestid=`` idempotency per realm (the original status and body are replayed, nothing re-executes).
 * Throttling per realm with sliding windows (a request counts for exactly one window length after it was
   admitted; rejected requests do not count): ``per_second`` (10), ``per_minute`` (500), ``batch_per_minute``
@@ -375,6 +376,15 @@ def _check_length(body: Mapping[str, Any], prop: str, maximum: int) -> None:
 
 def _ref_value(ref: Any) -> str | None:
     return str(ref["value"]) if isinstance(ref, dict) and ref.get("value") not in (None, "") else None
+
+
+def _check_customer_currency(customer: Mapping[str, Any], currency: Any) -> None:
+    """A QBO customer has exactly one currency; a transaction in another one is a validation error."""
+    own = _ref_value(customer.get("CurrencyRef")) or HOME_CURRENCY["value"]
+    wanted = _ref_value(currency)
+    if wanted is not None and wanted != own:
+        raise business(f"the transaction's currency ({wanted}) must be the customer's currency ({own})",
+                       element="CurrencyRef")
 
 
 def _name_key(name: str) -> str:
@@ -1596,6 +1606,7 @@ class QuickBooksSandbox(http.SandboxApp):
         currency = data.setdefault("CurrencyRef", dict(HOME_CURRENCY))
         if _ref_value(currency) is None:
             raise invalid("CurrencyRef")
+        _check_customer_currency(customer, currency)
         rate = _decimal(data.setdefault("ExchangeRate", 1), "ExchangeRate")
         if rate <= 0:
             raise invalid("ExchangeRate")
@@ -1756,7 +1767,7 @@ class QuickBooksSandbox(http.SandboxApp):
         data["Line"] = lines
         today = datetime.fromtimestamp(self.clock(), tz=COMPANY_TZ).date().isoformat()
         data.setdefault("TxnDate", today)
-        data.setdefault("CurrencyRef", dict(HOME_CURRENCY))
+        _check_customer_currency(customer, data.setdefault("CurrencyRef", dict(HOME_CURRENCY)))
         return data, {"applied": applied}
 
     # ----------------------------------------------------------------- queries

@@ -8,6 +8,10 @@
 * The Bearer access token comes from a ``TokenStore`` (switchyard.tokens), which refreshes once per realm
   across all workers and persists the rotated refresh token. It is refreshed ahead of expiry, and on a 401:
   once, then the call is retried once.
+* With a ``rate_limiter`` (switchyard.rate_limit, shared by every worker through DynamoDB), each request
+  first takes a permit for key ``qbo#<realmId>``, waiting up to ``rate_limit_wait`` seconds, so Switchyard
+  slows down before QBO answers 429. No permit in time raises RateLimitedError (retryable, ``retry_after``
+  = when one frees), which the caller waits out apart from its retry budget, like a 429.
 * QBO reports errors as a ``Fault`` body, also inside 200 answers (batch items). ``fault_error`` maps every
   one to Switchyard's errors, in this one place:
 
@@ -47,10 +51,12 @@ from switchyard.errors import (
     PermanentError,
     RetryableError,
 )
+from switchyard.rate_limit import RateLimiter
 from switchyard.tokens import DEFAULT_MARGIN_SECONDS, TokenResponse, TokenStore
 
 SYSTEM = "QuickBooks"
 THROTTLE_WAIT_SECONDS = 60.0  # API-NOTES 3.4: on 429 wait 60 s; QBO sends no Retry-After
+DEFAULT_RATE_LIMIT_WAIT = 10.0  # seconds a request may wait for a permit before the step is retried later
 MAX_REQUEST_ID = 50
 MAX_BATCH_REQUEST_ID = 36
 MAX_BATCH_ITEMS = 30
@@ -185,9 +191,13 @@ class QuickBooksClient:
 
     def __init__(self, connection: QuickBooksConnection, token_store: TokenStore, *,
                  transport: httpx.BaseTransport | None = None, clock: Callable[[], float] = time.time,
-                 timeout: httpx.Timeout = DEFAULT_TIMEOUT, margin_seconds: float = DEFAULT_MARGIN_SECONDS) -> None:
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT, margin_seconds: float = DEFAULT_MARGIN_SECONDS,
+                 rate_limiter: RateLimiter | None = None, rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT) -> None:
         self.connection = connection
         self.realm = connection.realm_id
+        self._limiter = rate_limiter
+        self._limit_key = f"qbo#{connection.realm_id}"
+        self._limit_wait = rate_limit_wait
         self._store = token_store
         self._clock = clock
         self._margin = margin_seconds
@@ -296,6 +306,8 @@ class QuickBooksClient:
         rejected: str | None = None
         for attempt in (1, 2):
             token = self._access_token(rejected)
+            if self._limiter is not None:  # every API request counts against the realm's limits
+                self._limiter.acquire(self._limit_key, max_wait=self._limit_wait)
             try:
                 response = send(self._http, method, path, system=SYSTEM, params=query,
                                 json=jsonable(json) if json is not None else None,

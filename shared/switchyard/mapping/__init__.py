@@ -11,6 +11,8 @@ def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple
     """What an event becomes under a flow's mapping, calling nobody: (action, plan)."""
     action: str | None
     plans: dict[str, Any]
+    if target == "quickbooks":
+        return _quickbooks_dry_run(mapping_file, event_type, data)
     if target == "streak":
         from switchyard.mapping.streak_deals import load_deal_mapping
 
@@ -27,3 +29,26 @@ def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple
     if action is None:
         raise MappingError(f"{mapping_file} does not handle event type {event_type!r}")
     return action, plans[action](data)
+
+
+def _quickbooks_dry_run(mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
+    """Order-to-cash: the customer and the document an order becomes (QuickBooks ids shown as placeholders,
+    since finding them needs QuickBooks), or what a later event will do to the order's document."""
+    from switchyard.connectors.http import jsonable
+    from switchyard.mapping import quickbooks_orders as orders
+
+    mapping = orders.load_order_mapping(mapping_file)
+    order = orders.parse_order(data["Order"])
+    number = orders.doc_number(mapping, order.CustomOrderNumber)
+    if event_type == "order.placed":
+        refs = {sku: f"<Item {sku}>" for sku in orders.item_skus(mapping, data)}
+        document = orders.sales_document(mapping, data, customer_id="<Customer>", item_refs=refs)
+        return "order_to_cash", jsonable({"customer": orders.customer_fields(mapping, data),
+                                          "document": {"entity": document.entity, "body": document.body}})
+    if event_type == "order.paid":
+        return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": "the invoice's balance"}
+    if event_type == "order.status_changed":
+        if orders.is_cancelled(order):
+            return "cancel", {"document": number, "unpaid_invoice": "void", "paid": "flag for review, change nothing"}
+        return "none", {"reason": "only a cancellation changes the QuickBooks document"}
+    raise MappingError(f"{mapping_file} does not handle event type {event_type!r}")

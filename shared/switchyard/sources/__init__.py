@@ -12,19 +12,23 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from switchyard.errors import SchemaError
-from switchyard.sources import clarity, nopcommerce, streak
+from switchyard.sources import clarity, nopcommerce, quickbooks, streak
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "nopcommerce": TypeAdapter(nopcommerce.NopCommerceEvent),
     "clarity": TypeAdapter(clarity.ClarityEvent),
     "streak": TypeAdapter(streak.StreakEvent),
+    "quickbooks": TypeAdapter(quickbooks.QuickBooksEvent),
 }
 # source -> event type -> model: what `make generate` compiles into switchyard.validators
 EVENT_MODELS: dict[str, dict[str, type]] = {
-    "nopcommerce": {"order.placed": nopcommerce.OrderPlaced, "order.status_changed": nopcommerce.OrderStatusChanged},
+    "nopcommerce": {"order.placed": nopcommerce.OrderPlaced, "order.status_changed": nopcommerce.OrderStatusChanged,
+                    "order.paid": nopcommerce.OrderPaid},
     "clarity": {"order.created": clarity.OrderCreated, "order.status_changed": clarity.OrderStatusChanged,
                 "customer.updated": clarity.CustomerUpdated},
     "streak": {"BOX_CHANGE_STAGE": streak.BoxChangeStage, "CONTACT_UPDATE": streak.ContactUpdate},
+    "quickbooks": {"item.created": quickbooks.ItemCreated, "item.updated": quickbooks.ItemUpdated,
+                   "item.deleted": quickbooks.ItemDeleted},
 }
 
 

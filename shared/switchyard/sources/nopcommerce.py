@@ -1,9 +1,13 @@
 """nopCommerce webhook events, in nopCommerce's own entity and field names.
 
 nopCommerce has no native webhooks; the documented source is a small plugin (docs/sources.md)
-that consumes ``OrderPlacedEvent`` / ``EntityUpdatedEvent<Order>`` and posts Standard Webhooks
-signed JSON: ``{"type": ..., "timestamp": ..., "data": {...}}``. Unknown extra fields are kept
-(nopCommerce entities carry many more than the mapping needs).
+that consumes ``OrderPlacedEvent`` / ``OrderPaidEvent`` / ``EntityUpdatedEvent<Order>`` and posts
+Standard Webhooks signed JSON: ``{"type": ..., "timestamp": ..., "data": {...}}``. Unknown extra
+fields are kept (nopCommerce entities carry many more than the mapping needs).
+
+Money is in the store's primary currency (API-NOTES 4.4); ``CurrencyRate`` converts it to the
+customer's currency (``CustomerCurrencyCode`` units per primary-currency unit). The tax, shipping and
+discount fields are optional so payloads of plugins that do not send them still validate.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ Money = Annotated[
     Field(ge=0, max_digits=18, decimal_places=4),
     WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
                               {"type": "string", "pattern": r"^\s*\+?\d{1,14}(\.\d{1,4})?\s*$"}]}),
+]
+# Order.CurrencyRate: customer currency units per primary-currency unit; zero would make every amount zero
+Rate = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=18, decimal_places=8),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                              {"type": "string", "pattern": r"^\s*\+?(?=[0.]*[1-9])\d{1,10}(\.\d{1,8})?\s*$"}]}),
 ]
 
 
@@ -67,6 +78,8 @@ class NopOrderItem(_NopEntity):
     Quantity: Annotated[int, Field(ge=1)]
     UnitPriceInclTax: Money
     PriceInclTax: Money
+    UnitPriceExclTax: Money | None = None
+    PriceExclTax: Money | None = None
     Product: NopProduct | None = None
 
 
@@ -80,6 +93,13 @@ class NopOrder(_NopEntity):
     OrderTotal: Money
     CustomerCurrencyCode: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     CreatedOnUtc: datetime
+    CurrencyRate: Rate = Decimal(1)
+    OrderSubtotalExclTax: Money | None = None
+    OrderSubTotalDiscountExclTax: Money | None = None  # a discount on the subtotal (before shipping and tax)
+    OrderShippingExclTax: Money | None = None
+    OrderTax: Money | None = None
+    OrderDiscount: Money | None = None  # a discount on the order total
+    PaidDateUtc: datetime | None = None
 
 
 class OrderPlacedData(_NopEntity):
@@ -107,4 +127,12 @@ class OrderStatusChanged(BaseModel):
     data: OrderStatusChangedData
 
 
-NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged, Field(discriminator="type")]
+class OrderPaid(BaseModel):
+    """``OrderPaidEvent``: the payment was captured (PaymentStatusId is Paid); same data as a status change."""
+
+    type: Literal["order.paid"]
+    timestamp: datetime
+    data: OrderStatusChangedData
+
+
+NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid, Field(discriminator="type")]

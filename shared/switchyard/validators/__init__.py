@@ -11,8 +11,12 @@ MODULES = {
     ('clarity', 'customer.updated'): 'switchyard.validators.clarity_customer_updated',
     ('clarity', 'order.created'): 'switchyard.validators.clarity_order_created',
     ('clarity', 'order.status_changed'): 'switchyard.validators.clarity_order_status_changed',
+    ('nopcommerce', 'order.paid'): 'switchyard.validators.nopcommerce_order_paid',
     ('nopcommerce', 'order.placed'): 'switchyard.validators.nopcommerce_order_placed',
     ('nopcommerce', 'order.status_changed'): 'switchyard.validators.nopcommerce_order_status_changed',
+    ('quickbooks', 'item.created'): 'switchyard.validators.quickbooks_item_created',
+    ('quickbooks', 'item.deleted'): 'switchyard.validators.quickbooks_item_deleted',
+    ('quickbooks', 'item.updated'): 'switchyard.validators.quickbooks_item_updated',
     ('streak', 'BOX_CHANGE_STAGE'): 'switchyard.validators.streak_box_change_stage',
     ('streak', 'CONTACT_UPDATE'): 'switchyard.validators.streak_contact_update',
 }

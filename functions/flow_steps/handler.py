@@ -1,0 +1,30 @@
+"""The task Lambda of a flow's state machine: runs one step (``{"step", "state"}``) or records a failure."""
+
+import os
+from functools import cache
+
+from aws_lambda_powertools import Logger, Metrics
+from switchyard.compose import build_steps
+from switchyard.settings import StepSettings
+
+logger = Logger()
+metrics = Metrics()
+
+
+@cache
+def app():
+    return build_steps(StepSettings.from_env(os.environ))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    step = event.get("step")
+    logger.append_keys(flow=app().flow, step=step, event_id=(event.get("state") or {}).get("event_id"))
+    result = app().handle(event)
+    if step == "record_failure":
+        logger.error("dead-lettered", extra={"reason": result.get("reason"), "outcome": "dead_lettered"})
+        metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
+    else:
+        logger.info("step done", extra={"outcome": result.get("action")})
+    return result

@@ -1,0 +1,288 @@
+"""nopCommerce client over the commercial "Web API Backend" plugin (``/api-backend/[controller]/[action]``):
+the write-backs Switchyard needs (order notes, order status, product stock) and the reads they rest on.
+
+* **JSON is snake_case both ways.** The plugin's DTOs use Newtonsoft's ``SnakeCaseNamingStrategy``; a property
+  name it does not know is silently dropped. Bodies are therefore never built by hand from our own names:
+  every update sends back the DTO exactly as the plugin answered it, with one field changed.
+* **Update replaces the whole entity** (fields left out become 0, false, null, ``0001-01-01``) and has no
+  concurrency check, so every update is a read-modify-write: ``GetById``, then ``Update`` with every field.
+  A change someone else makes between our read and our write is lost; the window is one round trip.
+* **Auth**: ``Authenticate/GetToken`` with the API customer's e-mail and password answers an HS256 JWT. It is
+  cached until ``margin_seconds`` before its ``exp`` claim (read without verifying: the shop verifies it, we
+  only need to know when to fetch another), fetched again once on a 401 and the call retried once. Wrong
+  credentials (400 "Username or password is incorrect") and a customer whose role lacks "Access Web API
+  Backend" (403 on every call: ``GetToken`` itself does not check it) are PermanentError ``target_auth_failed``.
+* Everything else is classified by ``connectors.http.send``: 404 PermanentError ``target_not_found``, 5xx,
+  408, 429 and timeouts retryable, other 4xx ``target_rejected``.
+* **Every write is idempotent**, so a redelivered event changes nothing twice: a note is only added when the
+  order has no note with exactly that text (safe against retries, not against two workers adding the same
+  note at the same instant); status and stock are absolute values, compared before anything is written.
+
+Stock is written with ``Product/Update`` (the whole DTO with the new ``stock_quantity``), not with
+``Product/AdjustInventory?quantityToChange=``. A delta is not idempotent (a retry after a lost answer applies
+it twice) and a delta computed from a read races with the storefront selling in between; an absolute value
+written by read-modify-write converges on the source's number however often it is repeated. The price:
+``Update`` bypasses what ``AdjustInventoryAsync`` does besides the arithmetic (stock quantity history entries,
+low-stock activity, admin notifications), and, like every Update here, replaces the product as read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+
+SYSTEM = "nopCommerce"
+PREFIX = "/api-backend"
+TOKEN_PATH = f"{PREFIX}/Authenticate/GetToken"
+DEFAULT_MARGIN_SECONDS = 60.0  # the plugin validates with zero clock skew: renew a little early
+
+
+class NopCommerceConnection(BaseModel):
+    """The connection secret: ``{"base_url", "email", "password"}``. ``base_url`` is the shop's root (the
+    plugin answers under ``<base_url>/api-backend/``); e-mail and password are those of the customer the
+    integration signs in as, whose role must have the "Access Web API Backend" permission."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    base_url: str = Field(min_length=1)
+    email: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
+
+    @classmethod
+    def from_secret(cls, value: Mapping[str, Any]) -> NopCommerceConnection:
+        try:
+            return cls.model_validate(dict(value) if isinstance(value, Mapping) else value)
+        except ValidationError as exc:
+            # the field names only: the message must never echo the password
+            missing = ", ".join(".".join(map(str, e["loc"])) or "(the secret itself)" for e in exc.errors())
+            raise ConnectionConfigError(f"nopCommerce connection is incomplete: {missing}") from None
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (seconds since the epoch), or None if it has none or is not a JWT.
+
+    The signature is not checked: the shop checks it; this only decides when to fetch a new token."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):  # ValueError covers bad JSON and bad UTF-8
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return float(exp)
+
+
+def _wire_now(clock: Callable[[], float]) -> str:
+    """A UTC instant as the plugin's DTOs carry dates (nopCommerce stores UTC)."""
+    return datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_plugin_not_found(body: Any) -> bool:
+    """The plugin's ``NotFound("... not found")`` is a JSON string. An unknown route answers 404 with an empty
+    body, and a proxy with an HTML page: neither says the entity is missing."""
+    return isinstance(body, str) and bool(body.strip()) and not body.lstrip().startswith("<")
+
+
+class NopCommerceClient:
+    """One shop. ``clock`` decides when the cached token is due (``margin_seconds`` before its ``exp``) and
+    stamps notes and product updates. Safe to share between threads."""
+
+    def __init__(self, connection: NopCommerceConnection, *, transport: httpx.BaseTransport | None = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time,
+                 margin_seconds: float = DEFAULT_MARGIN_SECONDS) -> None:
+        self.connection = connection
+        self._clock = clock
+        self._margin = margin_seconds
+        self._http = httpx.Client(base_url=connection.base_url.rstrip("/"), headers={"Accept": "application/json"},
+                                  timeout=timeout, transport=transport)
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at: float | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NopCommerceClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- orders
+
+    def get_order(self, order_id: int) -> dict[str, Any]:
+        """The order DTO as the plugin returns it (snake_case); PermanentError ``target_not_found`` if unknown."""
+        path = f"{PREFIX}/Order/GetById/{int(order_id)}"
+        return self._object(self._call("GET", path), path)
+
+    def order_notes(self, order_id: int) -> list[dict[str, Any]]:
+        """The order's notes (an unknown order has none: the plugin answers an empty list, not 404)."""
+        path = f"{PREFIX}/OrderNote/GetOrderNotesByOrderId/{int(order_id)}"
+        body = self._call("GET", path)
+        if not isinstance(body, list) or not all(isinstance(note, dict) for note in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list of notes",
+                                 reason="target_bad_response", target_response=body)
+        return body
+
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool:
+        """Add ``note`` unless the order already has a note with exactly this text; True if it was added."""
+        notes = self.order_notes(order_id)
+        if any(existing.get("note") == note for existing in notes):
+            return False
+        if not notes:
+            # Creating a note for a missing order hits a foreign key and answers 500, which would be retried
+            # forever; an order with notes exists, one without may not: make sure (404 -> target_not_found).
+            self.get_order(order_id)
+        # Create binds the whole DTO too: without created_on_utc the note would be dated 0001-01-01.
+        self._call("POST", f"{PREFIX}/OrderNote/Create", json={
+            "order_id": int(order_id),
+            "note": note,
+            "download_id": 0,
+            "display_to_customer": display_to_customer,
+            "created_on_utc": _wire_now(self._clock),
+        })
+        return True
+
+    def set_order_status(self, order_id: int, status_id: int, *, only_from: Collection[int] | None = None) -> bool:
+        """Set ``order_status_id`` (10 Pending, 20 Processing, 30 Complete, 40 Cancelled) by read-modify-write.
+
+        Nothing is written (False) when the order already has that status, or when ``only_from`` is given and
+        the current status is not in it (e.g. never move a Cancelled order back to Processing)."""
+        order = self.get_order(order_id)
+        current = order.get("order_status_id")
+        if current == status_id or (only_from is not None and current not in only_from):
+            return False
+        self._call("PUT", f"{PREFIX}/Order/Update", json={**order, "order_status_id": status_id})
+        return True
+
+    # ----------------------------------------------------------------- products
+
+    def product_by_sku(self, sku: str) -> dict[str, Any] | None:
+        """The non-deleted product with this SKU (the shop compares case-insensitively), or None."""
+        path = f"{PREFIX}/Product/GetProductBySku"
+        try:
+            body = self._call("GET", path, params={"sku": sku})
+        except PermanentError as exc:
+            if exc.target_status == 404 and _is_plugin_not_found(exc.target_response):
+                return None
+            raise
+        return self._object(body, path)
+
+    def set_stock_quantity(self, product_id: int, quantity: int) -> bool:
+        """Set the product's ``stock_quantity`` to ``quantity`` (an absolute value; negative is allowed, as in
+        nopCommerce) by read-modify-write of the whole product; False, and nothing written, if it already is.
+        See the module docstring for why this is ``Product/Update`` and not ``Product/AdjustInventory``."""
+        path = f"{PREFIX}/Product/GetById/{int(product_id)}"
+        product = self._object(self._call("GET", path), path)
+        if product.get("stock_quantity") == quantity:
+            return False
+        # updated_on_utc as the admin UI sets it on every edit (feeds and caches key on it)
+        changed = {**product, "stock_quantity": int(quantity), "updated_on_utc": _wire_now(self._clock)}
+        self._call("PUT", f"{PREFIX}/Product/Update", json=changed)
+        return True
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """One API call with the cached token; on a 401 a new token and one more try. Returns the JSON body
+        (None for the plugin's empty ``Ok()``)."""
+        for attempt in (1, 2):
+            token = self._current_token()
+            try:
+                response = send(self._http, method, path, system=SYSTEM, params=params,
+                                json=jsonable(json) if json is not None else None,
+                                headers={"Authorization": f"Bearer {token}"})
+            except PermanentError as exc:
+                if exc.target_status == 401 and attempt == 1:
+                    self._forget_token(token)  # expired early, or the shop's secret key was regenerated
+                    continue
+                explained = self._explained(exc, method, path)
+                if explained is None:
+                    raise
+                raise explained from exc
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:  # a 2xx that is not JSON (a proxy's page?); our writes are safe to repeat
+                raise RetryableError(f"{SYSTEM} answered {method} {path} with a body that is not JSON",
+                                     reason="target_bad_response", target_status=response.status_code,
+                                     target_response=response.text[:2000]) from None
+        raise AssertionError("unreachable")
+
+    def _explained(self, exc: PermanentError, method: str, path: str) -> PermanentError | None:
+        """A clearer message for the answers whose cause is configuration, not the request; None to keep ``exc``."""
+        status, body = exc.target_status, exc.target_response
+        email = self.connection.email
+        if status == 403:
+            message = (f"{SYSTEM} denied {method} {path} to {email} (403): give the customer's role the "
+                       "'Access Web API Backend' permission (Customers > Access control list)")
+        elif status == 401:
+            message = (f"{SYSTEM} refused a freshly issued token for {email} on {method} {path} (401): "
+                       "is the shop's clock far off, or its JWT secret key being regenerated?")
+        elif status == 404 and not _is_plugin_not_found(body):
+            message = (f"{SYSTEM} has no {method} {path} (404 without a message): is the Web API Backend plugin "
+                       f"installed, and {self.connection.base_url!r} the shop's root URL?")
+            return PermanentError(message, reason="target_not_found", target_status=status, target_response=body)
+        else:
+            return None
+        return PermanentError(message, reason="target_auth_failed", target_status=status, target_response=body)
+
+    def _current_token(self) -> str:
+        with self._lock:  # held while fetching: concurrent callers wait for one GetToken instead of racing
+            if self._token is not None and (self._expires_at is None
+                                            or self._clock() < self._expires_at - self._margin):
+                return self._token
+            self._token = self._fetch_token()
+            self._expires_at = token_expiry(self._token)
+            return self._token
+
+    def _forget_token(self, rejected: str) -> None:
+        with self._lock:
+            if self._token == rejected:  # another thread may already have fetched a new one
+                self._token = None
+
+    def _fetch_token(self) -> str:
+        credentials = {"email": self.connection.email, "password": self.connection.password}
+        try:
+            response = send(self._http, "POST", TOKEN_PATH, system=SYSTEM, json=credentials)
+        except PermanentError as exc:
+            if exc.target_status in (400, 401, 403):
+                body = exc.target_response
+                said = body.get("message") if isinstance(body, dict) else None
+                raise PermanentError(
+                    f"{SYSTEM} refused to sign in {self.connection.email} ({said or exc.target_status}): "
+                    "check the e-mail and password in the connection secret",
+                    reason="target_auth_failed", target_status=exc.target_status, target_response=body,
+                ) from exc
+            explained = self._explained(exc, "POST", TOKEN_PATH)
+            if explained is None:
+                raise
+            raise explained from exc
+        try:
+            token = response.json().get("token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RetryableError(f"{SYSTEM} answered GetToken without a token", reason="target_bad_response",
+                                 target_status=response.status_code)
+        return token
+
+    @staticmethod
+    def _object(body: Any, path: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise RetryableError(f"{SYSTEM} answered {path} with something else than an object",
+                                 reason="target_bad_response", target_response=body)
+        return body

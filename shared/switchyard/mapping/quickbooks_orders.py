@@ -1,0 +1,665 @@
+"""The mapping of nopCommerce orders to QuickBooks Online documents (flow ``nopcommerce-to-quickbooks``).
+
+The document (``config/mappings/nopcommerce-to-quickbooks.yaml``) holds the settings: home currency, which
+payment statuses mean "paid now", how products find their Items, the shipping item, discount and tax
+handling, the DocNumber rule, customer naming (and what to do when QuickBooks says a name is taken, 6240)
+and the write-back to nopCommerce. ``load_order_mapping`` validates it once per process.
+
+The functions here are pure (no I/O): they turn an event's ``data`` (nopCommerce's names, numbers parsed
+as Decimal) into QuickBooks bodies. ``switchyard.order_to_cash`` calls QuickBooks and nopCommerce with them.
+
+Amounts: nopCommerce's are in the primary store currency, assumed to be the company's home currency. An
+order in another currency is booked in that currency: every amount times ``Order.CurrencyRate``, rounded
+to cents half-up (a unit price first, then ``Amount = Qty x UnitPrice``), and ``ExchangeRate`` (home units
+per foreign unit) ``= 1 / CurrencyRate``. The document's total is checked against ``Order.OrderTotal``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.catalog import mapping_path
+from switchyard.errors import MappingError, PermanentError
+from switchyard.sources.nopcommerce import NopAddress, NopOrder, NopOrderItem, OrderPlacedData
+
+CENT = Decimal("0.01")
+HALF_CENT = Decimal("0.005")
+RATE_PLACES = Decimal("0.000001")  # ExchangeRate precision QuickBooks shows
+QBO_DOC_NUMBER_MAX = 21
+QBO_NAME_MAX = 100
+QBO_NOTE_MAX = 4000
+QBO_DESCRIPTION_MAX = 4000
+ORDER_CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
+SALES_RECEIPT = "SalesReceipt"
+INVOICE = "Invoice"
+_SPACES = re.compile(r"\s+")
+
+# placeholders each template may use (checked when the document is loaded)
+_TEMPLATE_FIELDS = {
+    "sent_note": {"doc_type", "doc_number"},
+    "payment_note": {"payment_id", "doc_number", "amount", "currency"},
+    "void_note": {"doc_number", "doc_type"},
+    "review_note": {"doc_type", "doc_number"},
+    "paid_voided_note": {"doc_number"},
+    "currency_suffix": {"currency"},
+    "duplicate_name_suffix": {"customer_id"},
+}
+
+
+# --- the document -----------------------------------------------------------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CurrencyDoc(_Doc):
+    home: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+
+class PaymentDoc(_Doc):
+    paid_status_ids: list[int] = Field(default_factory=lambda: [30], min_length=1)
+
+
+class ItemsDoc(_Doc):
+    match_on: Literal["Sku", "Name"] = "Sku"
+    shipping_sku: str | None = Field(default="SHIPPING", min_length=1)
+    cache_ttl_seconds: float = Field(default=300, ge=0)
+
+
+class DiscountDoc(_Doc):
+    description: str = "Discount"
+    account_id: str | None = None
+
+
+class TaxDoc(_Doc):
+    line_tax_code: str | None = None
+
+
+class DocNumberDoc(_Doc):
+    max_length: int = Field(default=QBO_DOC_NUMBER_MAX, ge=1, le=QBO_DOC_NUMBER_MAX)
+    overflow: Literal["keep_last", "reject"] = "keep_last"
+
+
+class TxnDateDoc(_Doc):
+    timezone: str = "UTC"
+
+
+class DisplayNameDoc(_Doc):
+    colon_replacement: str = "-"
+    max_length: int = Field(default=QBO_NAME_MAX, ge=20, le=QBO_NAME_MAX)
+    currency_suffix: str = " ({currency})"
+
+
+class CustomerDoc(_Doc):
+    display_name: DisplayNameDoc = Field(default_factory=DisplayNameDoc)
+    duplicate_name_suffix: str = " [nop {customer_id}]"
+    countries: dict[int, str] = Field(default_factory=dict)
+
+
+class WriteBackDoc(_Doc):
+    display_to_customer: bool = False
+    sent_note: str = "Sent to QuickBooks: {doc_type} {doc_number}"
+    payment_note: str = "Payment recorded in QuickBooks: Payment {payment_id} for Invoice {doc_number}"
+    void_note: str = "Voided in QuickBooks: Invoice {doc_number}"
+    review_note: str = ("Cancelled after payment: {doc_type} {doc_number} is paid in QuickBooks and was not "
+                        "changed; review it there")
+    paid_voided_note: str = ("Paid after cancel: Invoice {doc_number} is voided in QuickBooks and no payment "
+                             "was recorded; review it there")
+    set_status_id: int | None = 20
+    set_status_only_from: list[int] = Field(default_factory=lambda: [10])
+
+
+class OrderMappingDoc(_Doc):
+    flow: str = Field(min_length=1)
+    target: Literal["quickbooks"]
+    description: str = ""
+    currency: CurrencyDoc = Field(default_factory=CurrencyDoc)
+    payment: PaymentDoc = Field(default_factory=PaymentDoc)
+    items: ItemsDoc = Field(default_factory=ItemsDoc)
+    discount: DiscountDoc = Field(default_factory=DiscountDoc)
+    tax: TaxDoc = Field(default_factory=TaxDoc)
+    doc_number: DocNumberDoc = Field(default_factory=DocNumberDoc)
+    txn_date: TxnDateDoc = Field(default_factory=TxnDateDoc)
+    customer: CustomerDoc = Field(default_factory=CustomerDoc)
+    write_back: WriteBackDoc = Field(default_factory=WriteBackDoc)
+
+
+@dataclass(frozen=True)
+class QuickBooksOrderMapping:
+    """The validated settings (``dataclasses.replace`` makes variants in tests)."""
+
+    flow: str
+    description: str = ""
+    home_currency: str = "USD"
+    paid_status_ids: frozenset[int] = frozenset({30})
+    item_match_field: Literal["Sku", "Name"] = "Sku"
+    shipping_sku: str | None = "SHIPPING"
+    item_cache_ttl_seconds: float = 300.0
+    discount_description: str = "Discount"
+    discount_account_id: str | None = None
+    line_tax_code: str | None = None
+    doc_number_max_length: int = QBO_DOC_NUMBER_MAX
+    doc_number_overflow: Literal["keep_last", "reject"] = "keep_last"
+    txn_timezone: str = "UTC"
+    colon_replacement: str = "-"
+    display_name_max_length: int = QBO_NAME_MAX
+    currency_suffix: str = " ({currency})"
+    duplicate_name_suffix: str = " [nop {customer_id}]"
+    countries: Mapping[int, str] = field(default_factory=dict)
+    display_to_customer: bool = False
+    sent_note: str = WriteBackDoc().sent_note
+    payment_note: str = WriteBackDoc().payment_note
+    void_note: str = WriteBackDoc().void_note
+    review_note: str = WriteBackDoc().review_note
+    paid_voided_note: str = WriteBackDoc().paid_voided_note
+    set_status_id: int | None = 20
+    set_status_only_from: frozenset[int] = frozenset({10})
+
+    def timezone(self) -> tzinfo:
+        return _zone(self.txn_timezone)
+
+
+def _zone(name: str) -> tzinfo:
+    if name.upper() in ("UTC", "Z"):
+        return UTC  # no tz database needed for the default
+    return ZoneInfo(name)
+
+
+def _check_template(owner: str, template: str) -> None:
+    allowed = _TEMPLATE_FIELDS[owner]
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise MappingError(f"{owner}: {exc}") from None
+    unknown = sorted(used - allowed)
+    if unknown:
+        raise MappingError(f"{owner} uses unknown placeholders {unknown}; allowed: {sorted(allowed)}")
+
+
+def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrderMapping:
+    """Validate a mapping document; MappingError says which setting is wrong."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{name}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MappingError(f"{name}: the document must be a mapping of settings")
+    try:
+        doc = OrderMappingDoc.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or '$'}: {error['msg']}"
+                             for error in exc.errors(include_url=False))
+        raise MappingError(f"{name}: {problems}") from None
+    try:
+        for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note"):
+            _check_template(owner, getattr(doc.write_back, owner))
+        _check_template("currency_suffix", doc.customer.display_name.currency_suffix)
+        _check_template("duplicate_name_suffix", doc.customer.duplicate_name_suffix)
+    except MappingError as exc:
+        raise MappingError(f"{name}: {exc}") from None
+    for owner, text_value in (("customer.display_name.currency_suffix", doc.customer.display_name.currency_suffix),
+                              ("customer.duplicate_name_suffix", doc.customer.duplicate_name_suffix),
+                              ("customer.display_name.colon_replacement",
+                               doc.customer.display_name.colon_replacement)):
+        if ":" in text_value:
+            raise MappingError(f"{name}: {owner} must not contain ':' (QuickBooks forbids it in names)")
+    try:
+        _zone(doc.txn_date.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingError(f"{name}: txn_date.timezone {doc.txn_date.timezone!r} is not a known time zone") from None
+    bad_countries = {key: code for key, code in doc.customer.countries.items() if not re.fullmatch(r"[A-Z]{2,3}", code)}
+    if bad_countries:
+        raise MappingError(f"{name}: customer.countries must map ids to ISO country codes, got {bad_countries}")
+    return QuickBooksOrderMapping(
+        flow=doc.flow,
+        description=doc.description,
+        home_currency=doc.currency.home,
+        paid_status_ids=frozenset(doc.payment.paid_status_ids),
+        item_match_field=doc.items.match_on,
+        shipping_sku=doc.items.shipping_sku,
+        item_cache_ttl_seconds=doc.items.cache_ttl_seconds,
+        discount_description=doc.discount.description,
+        discount_account_id=doc.discount.account_id,
+        line_tax_code=doc.tax.line_tax_code,
+        doc_number_max_length=doc.doc_number.max_length,
+        doc_number_overflow=doc.doc_number.overflow,
+        txn_timezone=doc.txn_date.timezone,
+        colon_replacement=doc.customer.display_name.colon_replacement,
+        display_name_max_length=doc.customer.display_name.max_length,
+        currency_suffix=doc.customer.display_name.currency_suffix,
+        duplicate_name_suffix=doc.customer.duplicate_name_suffix,
+        countries=dict(doc.customer.countries),
+        display_to_customer=doc.write_back.display_to_customer,
+        sent_note=doc.write_back.sent_note,
+        payment_note=doc.write_back.payment_note,
+        void_note=doc.write_back.void_note,
+        review_note=doc.write_back.review_note,
+        paid_voided_note=doc.write_back.paid_voided_note,
+        set_status_id=doc.write_back.set_status_id,
+        set_status_only_from=frozenset(doc.write_back.set_status_only_from),
+    )
+
+
+def load_order_mapping(name: str) -> QuickBooksOrderMapping:
+    """Load ``config/mappings/<name>`` (``.yaml`` optional) once per process (cold start), not per order."""
+    return _load(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+
+
+@cache
+def _load(file_name: str) -> QuickBooksOrderMapping:
+    try:
+        text = mapping_path(file_name).read_text()
+    except OSError as exc:
+        raise MappingError(f"no mapping document {file_name}: {exc.strerror or exc}") from None
+    return parse_order_mapping(text, name=file_name)
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def money(value: Decimal) -> Decimal:
+    """Rounded to cents, half-up (QuickBooks' rule for ``Amount = Qty x UnitPrice``)."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise PermanentError(f"{what} is not a number: {value!r}", reason="invalid_event")
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        raise PermanentError(f"{what} is not a number: {value!r}", reason="invalid_event") from None
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros (``450.0000`` -> ``450``), so bodies and results read like the order."""
+    normalized = value.normalize()
+    return normalized.quantize(Decimal(1)) if normalized == normalized.to_integral_value() else normalized
+
+
+# --- reading the event ------------------------------------------------------------------------
+
+
+def _invalid(exc: ValidationError, what: str) -> PermanentError:
+    fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors(include_url=False))
+    return PermanentError(f"the {what} does not match nopCommerce's order model: {fields}", reason="invalid_event")
+
+
+def placed_data(order_data: Mapping[str, Any] | OrderPlacedData) -> OrderPlacedData:
+    """The ``order.placed`` data as the typed model (PermanentError ``invalid_event`` if it is not one)."""
+    if isinstance(order_data, OrderPlacedData):
+        return order_data
+    try:
+        return OrderPlacedData.model_validate(order_data)
+    except ValidationError as exc:
+        raise _invalid(exc, "order.placed data") from None
+
+
+def parse_order(order_data: Mapping[str, Any] | NopOrder) -> NopOrder:
+    """The ``Order`` of any order event's data (or the data's ``Order`` itself)."""
+    if isinstance(order_data, NopOrder):
+        return order_data
+    raw = order_data.get("Order", order_data) if isinstance(order_data, Mapping) else order_data
+    try:
+        return NopOrder.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "Order") from None
+
+
+def _extra_money(order: NopOrder, name: str) -> Decimal | None:
+    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal."""
+    value = (order.model_extra or {}).get(name)
+    return None if value is None else _decimal(value, f"Order.{name}")
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = _SPACES.sub(" ", value).strip()
+    return cleaned or None
+
+
+def doc_number(mapping: QuickBooksOrderMapping, custom_order_number: str) -> str:
+    """DocNumber: CustomOrderNumber if it fits, else its LAST ``max_length`` characters (the running
+    sequence is at the end of custom number formats; the full number is in PrivateNote), or PermanentError
+    ``doc_number_too_long`` when the mapping says ``reject``."""
+    number = custom_order_number.strip()
+    if not number:
+        raise PermanentError("the order has no CustomOrderNumber", reason="invalid_event")
+    if len(number) <= mapping.doc_number_max_length:
+        return number
+    if mapping.doc_number_overflow == "reject":
+        raise PermanentError(f"order number {number} is longer than QuickBooks' {mapping.doc_number_max_length} "
+                             "characters for DocNumber", reason="doc_number_too_long")
+    return number[-mapping.doc_number_max_length:].strip()
+
+
+def is_paid(mapping: QuickBooksOrderMapping, order: Mapping[str, Any] | NopOrder) -> bool:
+    """Paid now (a SalesReceipt) or later (an Invoice)."""
+    status = order.PaymentStatusId if isinstance(order, NopOrder) else (order.get("Order", order)).get(
+        "PaymentStatusId")
+    return status is not None and int(status) in mapping.paid_status_ids
+
+
+def document_entity(mapping: QuickBooksOrderMapping, order: Mapping[str, Any] | NopOrder) -> str:
+    return SALES_RECEIPT if is_paid(mapping, order) else INVOICE
+
+
+def is_cancelled(order: Mapping[str, Any] | NopOrder) -> bool:
+    status = order.OrderStatusId if isinstance(order, NopOrder) else (order.get("Order", order)).get(
+        "OrderStatusId")
+    return status is not None and int(status) == ORDER_CANCELLED
+
+
+def order_currency(mapping: QuickBooksOrderMapping, order: NopOrder) -> tuple[str, Decimal | None]:
+    """(the order's currency, the CurrencyRate to convert with, None for the home currency: as is)."""
+    if order.CustomerCurrencyCode == mapping.home_currency:
+        return order.CustomerCurrencyCode, None
+    return order.CustomerCurrencyCode, order.CurrencyRate
+
+
+def exchange_rate(currency_rate: Decimal) -> Decimal:
+    """QuickBooks' ExchangeRate (home units per foreign unit) for nopCommerce's CurrencyRate (the inverse)."""
+    return (Decimal(1) / currency_rate).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def _item_sku(item: NopOrderItem) -> str:
+    sku = _clean(item.Product.Sku) if item.Product is not None else None
+    if sku is None:
+        name = item.Product.Name if item.Product is not None else f"ProductId {item.ProductId}"
+        raise PermanentError(f"order item {item.Id} ({name}) has no Product.Sku to find its QuickBooks item",
+                             reason="missing_sku")
+    return sku
+
+
+def order_skus(order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
+    """The products' SKUs, each once, in order (PermanentError ``missing_sku`` for a line without one)."""
+    data = placed_data(order_data)
+    return list(dict.fromkeys(_item_sku(item) for item in data.OrderItems))
+
+
+def shipping_amount(order: NopOrder) -> Decimal:
+    """Shipping excl. tax; older payloads without it: incl. tax (the totals check catches a taxed one)."""
+    if order.OrderShippingExclTax is not None:
+        return order.OrderShippingExclTax
+    return _extra_money(order, "OrderShippingInclTax") or Decimal(0)
+
+
+def discount_amount(order: NopOrder) -> Decimal:
+    """The subtotal discount plus the order-total discount (nopCommerce keeps them apart)."""
+    return (order.OrderSubTotalDiscountExclTax or Decimal(0)) + (order.OrderDiscount or Decimal(0))
+
+
+def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
+    """Every SKU the document needs an Item for: the products' and, when the order has shipping, the
+    shipping item's."""
+    data = placed_data(order_data)
+    skus = order_skus(data)
+    if shipping_amount(data.Order) > 0:
+        if mapping.shipping_sku is None:
+            raise PermanentError("the order has a shipping charge but the mapping names no shipping item",
+                                 reason="unmapped_product")
+        if mapping.shipping_sku not in skus:
+            skus.append(mapping.shipping_sku)
+    return skus
+
+
+# --- the customer -----------------------------------------------------------------------------
+
+
+def _person(first: str | None, last: str | None) -> str | None:
+    return _clean(" ".join(part for part in (_clean(first), _clean(last)) if part))
+
+
+def _base_name(data: OrderPlacedData) -> str:
+    # the nopCommerce customer first (the account: stable across orders), the billing address for guests
+    customer, billing = data.Customer, data.BillingAddress
+    company = _clean(customer.Company) or _clean(billing.Company)
+    if company:
+        return company
+    return (_person(customer.FirstName, customer.LastName) or _person(billing.FirstName, billing.LastName)
+            or customer.Email.strip())
+
+
+def display_name(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
+                 disambiguate: bool = False) -> str:
+    """The customer's DisplayName: company, else "First Last", else the e-mail; ':' replaced (QuickBooks
+    forbids it); `` (EUR)`` for an order in a foreign currency (a customer has one currency); with
+    ``disambiguate`` the 6240 suffix `` [nop <customer id>]``. The name is shortened, never the suffixes,
+    to fit ``max_length`` (100)."""
+    data = placed_data(order_data)
+    base = _base_name(data).replace(":", mapping.colon_replacement)
+    base = _SPACES.sub(" ", base).strip()
+    suffix = ""
+    currency, _ = order_currency(mapping, data.Order)
+    if currency != mapping.home_currency:
+        suffix += mapping.currency_suffix.format(currency=currency)
+    if disambiguate:
+        suffix += mapping.duplicate_name_suffix.format(customer_id=data.Customer.Id)
+    room = mapping.display_name_max_length - len(suffix)
+    return base[:room].rstrip() + suffix
+
+
+def customer_key(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> str:
+    """The entity-state key of the QuickBooks customer: the nopCommerce customer id, qualified by the
+    currency for a foreign one (one QuickBooks customer per currency)."""
+    data = placed_data(order_data)
+    currency, _ = order_currency(mapping, data.Order)
+    key = str(data.Customer.Id)
+    return key if currency == mapping.home_currency else f"{key}:{currency}"
+
+
+def customer_email(order_data: Mapping[str, Any] | OrderPlacedData) -> str:
+    return placed_data(order_data).Customer.Email.strip().lower()
+
+
+def _address(mapping: QuickBooksOrderMapping, address: NopAddress | None) -> dict[str, Any] | None:
+    if address is None:
+        return None
+    country = mapping.countries.get(address.CountryId) if address.CountryId is not None else None
+    fields = {"Line1": _clean(address.Address1), "Line2": _clean(address.Address2), "City": _clean(address.City),
+              "PostalCode": _clean(address.ZipPostalCode), "Country": country}
+    present = {key: value for key, value in fields.items() if value}
+    return present or None
+
+
+def customer_fields(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData,
+                    ) -> dict[str, Any]:
+    """The QuickBooks Customer body for the order's customer (only fields that have a value)."""
+    data = placed_data(order_data)
+    customer, billing = data.Customer, data.BillingAddress
+    body: dict[str, Any] = {"DisplayName": display_name(mapping, data)}
+    given = _clean(customer.FirstName) or _clean(billing.FirstName)
+    family = _clean(customer.LastName) or _clean(billing.LastName)
+    company = _clean(customer.Company) or _clean(billing.Company)
+    if given:
+        body["GivenName"] = given[:QBO_NAME_MAX]
+    if family:
+        body["FamilyName"] = family[:QBO_NAME_MAX]
+    if company:
+        body["CompanyName"] = company[:QBO_NAME_MAX]
+    body["PrimaryEmailAddr"] = {"Address": customer_email(data)}
+    phone = _clean(billing.PhoneNumber) or _clean((customer.model_extra or {}).get("Phone"))
+    if phone:
+        body["PrimaryPhone"] = {"FreeFormNumber": phone}
+    for key, address in (("BillAddr", billing), ("ShipAddr", data.ShippingAddress)):
+        rendered = _address(mapping, address)
+        if rendered:
+            body[key] = rendered
+    currency, _ = order_currency(mapping, data.Order)
+    if currency != mapping.home_currency:
+        body["CurrencyRef"] = {"value": currency}
+    return body
+
+
+# fields a sync never changes on an existing customer: the bookkeeper may have renamed it (and a rename
+# risks 6240), and QuickBooks cannot change a customer's currency
+_KEEP_ON_UPDATE = frozenset({"DisplayName", "CurrencyRef"})
+
+
+def customer_changes(desired: Mapping[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sparse update must send so ``existing`` has ``desired``'s values (never fields it lacks)."""
+    changes: dict[str, Any] = {}
+    for key, value in desired.items():
+        if key in _KEEP_ON_UPDATE:
+            continue
+        current = existing.get(key)
+        if isinstance(value, Mapping):
+            held = current if isinstance(current, Mapping) else {}
+            differs = any(_comparable(key, held.get(name)) != _comparable(key, wanted)
+                          for name, wanted in value.items())
+            if differs:
+                changes[key] = {**held, **value}  # keeps the address Id: updated in place
+        elif current != value:
+            changes[key] = value
+    return changes
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key == "PrimaryEmailAddr" and isinstance(value, str):
+        return value.strip().casefold()
+    return value
+
+
+def currency_matches(mapping: QuickBooksOrderMapping, entity: Mapping[str, Any], currency: str) -> bool:
+    """Whether a QuickBooks customer (or transaction) is in ``currency`` (no CurrencyRef: the home one)."""
+    ref = entity.get("CurrencyRef")
+    held = ref.get("value") if isinstance(ref, Mapping) else None
+    return (held or mapping.home_currency) == currency
+
+
+# --- the sales document -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SalesDocument:
+    """A SalesReceipt or Invoice to create: ``body`` holds Decimals (``connectors.http.jsonable`` sends them
+    as JSON numbers)."""
+
+    entity: str
+    body: dict[str, Any]
+    doc_number: str
+    total: Decimal
+    currency: str
+    exchange_rate: Decimal | None  # None: the home currency
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able facts a step result carries."""
+        return {"entity": self.entity, "doc_number": self.doc_number, "total": float(self.total),
+                "currency": self.currency,
+                "exchange_rate": float(self.exchange_rate) if self.exchange_rate is not None else None}
+
+
+def private_note(mapping: QuickBooksOrderMapping, order: NopOrder) -> str:
+    """The internal memo: the full order number, nopCommerce's id and OrderGuid (which proves a document is
+    this order's), and for a foreign currency the rate it was converted with."""
+    note = f"nopCommerce order {order.CustomOrderNumber.strip()} (Id {order.Id}, OrderGuid {order.OrderGuid})"
+    currency, rate = order_currency(mapping, order)
+    if rate is not None:
+        note += (f"; amounts converted from {mapping.home_currency} at nopCommerce CurrencyRate {_plain(rate)} "
+                 f"(1 {mapping.home_currency} = {_plain(rate)} {currency}; ExchangeRate {exchange_rate(rate)})")
+    return note[:QBO_NOTE_MAX]
+
+
+def txn_date(mapping: QuickBooksOrderMapping, moment: datetime) -> str:
+    stamp = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return stamp.astimezone(mapping.timezone()).date().isoformat()
+
+
+def _unmapped(skus: list[str]) -> PermanentError:
+    return PermanentError(f"unmapped product {', '.join(skus)}", reason="unmapped_product")
+
+
+def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
+                   customer_id: str, item_refs: Mapping[str, str]) -> SalesDocument:
+    """The SalesReceipt (paid now) or Invoice (paid later) of an ``order.placed``: a line per order item,
+    shipping, the discount, the tax, in the order's currency. PermanentError ``unmapped_product`` when an
+    SKU has no entry in ``item_refs``, ``totals_mismatch`` when the total differs from the order's."""
+    data = placed_data(order_data)
+    order = data.Order
+    currency, rate = order_currency(mapping, order)
+
+    def convert(amount: Decimal) -> Decimal:
+        return money(amount * rate) if rate is not None else amount
+
+    needed = item_skus(mapping, data)
+    missing = [sku for sku in needed if not item_refs.get(sku)]
+    if missing:
+        raise _unmapped(missing)
+    tax_code = {"TaxCodeRef": {"value": mapping.line_tax_code}} if mapping.line_tax_code else {}
+    lines: list[dict[str, Any]] = []
+    subtotal = Decimal(0)
+    rounding_room = Decimal(0)  # foreign currency: half a cent per unit from rounding the unit price
+    for item in data.OrderItems:
+        unit = item.UnitPriceExclTax if item.UnitPriceExclTax is not None else item.UnitPriceInclTax
+        unit = _plain(convert(unit))
+        amount = money(item.Quantity * unit)
+        subtotal += amount
+        if rate is not None:
+            rounding_room += HALF_CENT * item.Quantity
+        product = item.Product
+        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amount}
+        if product is not None and _clean(product.Name):
+            line["Description"] = (_clean(product.Name) or "")[:QBO_DESCRIPTION_MAX]
+        line["SalesItemLineDetail"] = {"ItemRef": {"value": str(item_refs[_item_sku(item)])},
+                                       "Qty": item.Quantity, "UnitPrice": unit, **tax_code}
+        lines.append(line)
+    shipping = convert(shipping_amount(order))
+    if shipping > 0 and mapping.shipping_sku is not None:
+        subtotal += shipping
+        method = _clean(str((order.model_extra or {}).get("ShippingMethod") or ""))
+        lines.append({"DetailType": "SalesItemLineDetail", "Amount": shipping,
+                      "Description": f"Shipping ({method})" if method else "Shipping",
+                      "SalesItemLineDetail": {"ItemRef": {"value": str(item_refs[mapping.shipping_sku])},
+                                              "Qty": 1, "UnitPrice": shipping, **tax_code}})
+    discount = convert(discount_amount(order))
+    if discount > 0:
+        detail: dict[str, Any] = {"PercentBased": False}
+        if mapping.discount_account_id:
+            detail["DiscountAccountRef"] = {"value": mapping.discount_account_id}
+        lines.append({"DetailType": "DiscountLineDetail", "Amount": discount,
+                      "Description": mapping.discount_description, "DiscountLineDetail": detail})
+    tax = convert(order.OrderTax or Decimal(0))
+    total = money(subtotal - discount + tax)
+    expected = money(convert(order.OrderTotal))
+    tolerance = CENT * max(1, len(lines)) + rounding_room
+    if abs(total - expected) > tolerance:
+        raise PermanentError(
+            f"the QuickBooks document of order {order.CustomOrderNumber} would total {total} {currency}, the order "
+            f"{expected} {currency} (lines {money(subtotal)}, discount {discount}, tax {tax}): check the mapping's "
+            "tax, shipping and discount settings", reason="totals_mismatch")
+    number = doc_number(mapping, order.CustomOrderNumber)
+    body: dict[str, Any] = {
+        "CustomerRef": {"value": str(customer_id)},
+        "DocNumber": number,
+        "TxnDate": txn_date(mapping, order.CreatedOnUtc),
+        "PrivateNote": private_note(mapping, order),
+        "Line": lines,
+        "TxnTaxDetail": {"TotalTax": tax},
+        "BillEmail": {"Address": customer_email(data)},
+    }
+    xrate = exchange_rate(rate) if rate is not None else None
+    if xrate is not None:
+        body["CurrencyRef"] = {"value": currency}
+        body["ExchangeRate"] = xrate
+    return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=total,
+                         currency=currency, exchange_rate=xrate)
+
+
+def owns(document: Mapping[str, Any], order_guid: str) -> bool:
+    """Whether a QuickBooks document is this order's: its PrivateNote carries the OrderGuid."""
+    return str(order_guid).lower() in str(document.get("PrivateNote") or "").lower()

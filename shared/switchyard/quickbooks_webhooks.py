@@ -1,0 +1,177 @@
+"""QuickBooks Online webhook deliveries, split into entity changes (no pydantic: on the ingest cold-start path).
+
+QBO posts thin notifications (ids only, no entity data) in one of two shapes, both signed with
+``intuit-signature`` (``switchyard.signatures``):
+
+- legacy: ``{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [{"name", "id",
+  "operation", "lastUpdated", "deletedId"?}]}}]}``, several realms and entities per delivery;
+- CloudEvents (the announced replacement): a JSON array of ``{"specversion", "id", "type":
+  "qbo.<entity>.<verb>.v1", "time", "intuitentityid", "intuitaccountid", "data"}``.
+
+Either becomes one ``EntityChange`` per changed entity: event type ``<entity>.<verb>``
+(``item.updated``), the change time (UTC), data ``{"realm_id", "entity", "id", "operation",
+"last_updated", "deleted_id"?}`` in the same form for both shapes, and an id that is stable across
+QBO's redeliveries (the CloudEvents ``id``; for legacy, which has none, a hash of the change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from switchyard.errors import SchemaError
+
+# QBO operation -> the verb of the event type (CloudEvents spells them this way too)
+VERBS = {"Create": "created", "Update": "updated", "Delete": "deleted", "Merge": "merged", "Void": "voided",
+         "Emailed": "emailed"}
+OPERATIONS = {verb: operation for operation, verb in VERBS.items()}
+# CloudEvents types carry the entity in lower case; the legacy payload (and the API) capitalise it
+ENTITY_NAMES = {name.lower(): name for name in (
+    "Account", "Attachable", "Bill", "BillPayment", "Budget", "Class", "CompanyCurrency", "CreditMemo",
+    "Currency", "Customer", "Department", "Deposit", "Employee", "Estimate", "Invoice", "Item", "JournalCode",
+    "JournalEntry", "Payment", "PaymentMethod", "Preferences", "Purchase", "PurchaseOrder", "RefundReceipt",
+    "SalesReceipt", "TaxAgency", "Term", "TimeActivity", "Transfer", "Vendor", "VendorCredit",
+)}
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_DIGITS = re.compile(r"^[0-9]+$")
+_CLOUDEVENT_TYPE = re.compile(r"^qbo\.([A-Za-z][A-Za-z0-9]*)\.([a-z]+)\.v1$")
+
+
+@dataclass(frozen=True)
+class EntityChange:
+    event_id: str
+    event_type: str  # "item.updated"
+    timestamp: str  # the change time, ISO 8601 UTC: "2025-01-01T10:00:00.000Z"
+    data: dict[str, Any]
+    # data key (or "type") -> where the sender wrote it, so a schema error names the sender's field
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def envelope(self) -> dict[str, Any]:
+        """The event as Switchyard queues and validates it: ``{"type", "timestamp", "data"}``."""
+        return {"type": self.event_type, "timestamp": self.timestamp, "data": self.data}
+
+    def origin(self, envelope_field: str) -> str:
+        """The sender's path of an envelope field (``data.id`` -> ``[0].intuitentityid``)."""
+        if envelope_field.startswith("data."):
+            key = envelope_field.removeprefix("data.").split(".", 1)[0]
+        else:
+            key = "last_updated" if envelope_field == "timestamp" else "type"
+        return self.origins.get(key, self.origins["type"])
+
+
+def parse_notification(document: Any) -> list[EntityChange]:
+    """Split a decoded QBO notification of either shape into entity changes, in the order sent.
+
+    SchemaError names the offending field as a path into the body
+    (``eventNotifications[0].dataChangeEvent.entities[1].id``, ``[2].intuitaccountid``).
+    """
+    if isinstance(document, dict):
+        return _legacy(document)
+    if isinstance(document, list):
+        return _cloudevents(document)
+    raise _problem("$", "expected an eventNotifications object or a CloudEvents array")
+
+
+def _legacy(document: dict[str, Any]) -> list[EntityChange]:
+    notifications = document.get("eventNotifications")
+    if not isinstance(notifications, list) or not notifications:
+        raise _problem("eventNotifications", "expected a non-empty array")
+    changes = []
+    for n, notification in enumerate(notifications):
+        at = f"eventNotifications[{n}]"
+        _require_object(notification, at)
+        realm_id = _string(notification, "realmId", at, _DIGITS, "a realm id (digits)")
+        event = notification.get("dataChangeEvent")
+        _require_object(event, f"{at}.dataChangeEvent")
+        entities = event.get("entities")
+        if not isinstance(entities, list):  # an empty list is a (useless) notification, not an error
+            raise _problem(f"{at}.dataChangeEvent.entities", "expected an array")
+        for e, entity in enumerate(entities):
+            path = f"{at}.dataChangeEvent.entities[{e}]"
+            _require_object(entity, path)
+            name = _string(entity, "name", path, _NAME, "an entity name")
+            entity_id = _string(entity, "id", path)
+            operation = _string(entity, "operation", path, _NAME, "an operation (Create, Update, ...)")
+            last_updated = _utc(entity, "lastUpdated", path)
+            data: dict[str, Any] = {"realm_id": realm_id, "entity": name, "id": entity_id, "operation": operation,
+                                    "last_updated": last_updated}
+            origins = {"realm_id": f"{at}.realmId", "entity": f"{path}.name", "id": f"{path}.id",
+                       "operation": f"{path}.operation", "last_updated": f"{path}.lastUpdated",
+                       "type": f"{path}.name"}
+            if entity.get("deletedId") is not None:  # merges: the id that was merged away
+                data["deleted_id"] = _string(entity, "deletedId", path)
+                origins["deleted_id"] = f"{path}.deletedId"
+            # no id in the legacy shape: derive one from the change itself, so a redelivery dedupes
+            seed = f"{realm_id}|{name}|{entity_id}|{operation}|{last_updated}"
+            changes.append(EntityChange("qbo-" + hashlib.sha256(seed.encode()).hexdigest()[:32],
+                                        _event_type(name, operation), last_updated, data, origins))
+    return changes
+
+
+def _cloudevents(events: list[Any]) -> list[EntityChange]:
+    if not events:
+        raise _problem("$", "expected a non-empty array of CloudEvents")
+    changes = []
+    for index, event in enumerate(events):
+        at = f"[{index}]"
+        _require_object(event, at)
+        _string(event, "specversion", at)
+        event_id = _string(event, "id", at)
+        kind = _string(event, "type", at)
+        match = _CLOUDEVENT_TYPE.match(kind)
+        if match is None:
+            raise _problem(f"{at}.type", f"expected qbo.<entity>.<verb>.v1, got {kind!r}")
+        entity, verb = match.group(1).lower(), match.group(2)
+        last_updated = _utc(event, "time", at)
+        data = {"realm_id": _string(event, "intuitaccountid", at, _DIGITS, "a realm id (digits)"),
+                "entity": ENTITY_NAMES.get(entity, entity.capitalize()),
+                "id": _string(event, "intuitentityid", at),
+                "operation": OPERATIONS.get(verb, verb.capitalize()),
+                "last_updated": last_updated}
+        origins = {"realm_id": f"{at}.intuitaccountid", "entity": f"{at}.type", "id": f"{at}.intuitentityid",
+                   "operation": f"{at}.type", "last_updated": f"{at}.time", "type": f"{at}.type"}
+        changes.append(EntityChange(event_id, f"{entity}.{verb}", last_updated, data, origins))
+    return changes
+
+
+def _event_type(name: str, operation: str) -> str:
+    # an operation QBO adds later still gets a type (and is ignored unless a flow subscribes to it)
+    return f"{name.lower()}.{VERBS.get(operation, operation.lower())}"
+
+
+def _problem(path: str, message: str) -> SchemaError:
+    return SchemaError("the notification does not match QuickBooks' webhook format",
+                       fields=[{"field": path, "message": message}])
+
+
+def _require_object(value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise _problem(path, "expected an object")
+
+
+def _string(container: dict[str, Any], key: str, at: str, pattern: re.Pattern[str] | None = None,
+            what: str = "") -> str:
+    value = container.get(key)
+    if not isinstance(value, str) or not value:
+        raise _problem(f"{at}.{key}", "expected a non-empty string" if key in container else "Field required")
+    if pattern is not None and not pattern.match(value):
+        raise _problem(f"{at}.{key}", f"expected {what}, got {value!r}")
+    return value
+
+
+def _utc(container: dict[str, Any], key: str, at: str) -> str:
+    """An ISO 8601 date-time as UTC with milliseconds (QBO's own form); a time without offset is UTC."""
+    text = _string(container, key, at)
+    try:
+        parsed = datetime.fromisoformat(text) if "T" in text else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise _problem(f"{at}.{key}", f"expected an ISO 8601 date-time, got {text!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,239 @@
+"""Flows that run as Step Functions state machines (``runs_as: state-machine``): what the queue's worker,
+the step Lambda and the failure handler share.
+
+    flow queue ──> worker: ExecutionStarter ──StartExecution(name = flow + OrderGuid [+ kind])──> state machine
+                                                       every step: the step Lambda (run_step)
+                   Retry  StepRetryable    5xx, timeouts, stale SyncToken: backoff with jitter
+                          StepThrottled    the target said 429: waits (60 s for QuickBooks), a budget of its own
+                          StepRateLimited  no permit from our shared limiter soon: back shortly, a budget of its own
+                          StepOutOfOrder   a predecessor is missing (the invoice of order.paid)
+                   Catch  anything else ──> RecordFailure: the reason to the flow's DLQ ──> Fail (alarm)
+
+Lambda reports a function error's exception class name as ``errorType``; the state machine's Retry and
+Catch match on it, so the step errors are plain classes whose names are the contract (``STEP_ERRORS``), and
+their message is JSON the failure handler reads back.
+
+Execution names are deterministic, so a duplicate start is a no-op: Step Functions refuses a second
+execution of the same name (for 90 days). A start whose previous execution of that name failed (a DLQ
+redrive) gets the next suffix ``-r2``, ``-r3``...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from switchyard.errors import (
+    ConnectionConfigError,
+    DeliveryError,
+    MappingError,
+    OutOfOrderError,
+    PermanentError,
+    RetryableError,
+)
+from switchyard.events import FlowEvent
+from switchyard.targets import DeliveryResult
+from switchyard.worker import DeadLetter, DeadLetters
+
+MAX_EXECUTION_NAME = 80
+MAX_REDRIVES = 20
+CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_MAX_TARGET_RESPONSE = 2000  # characters of a target's answer kept in a step error (Cause is capped at 32 KB)
+
+
+class StepError(Exception):
+    """Base of the errors a step Lambda raises for the state machine; the message is JSON."""
+
+
+class StepRetryable(StepError):
+    pass
+
+
+class StepThrottled(StepError):
+    pass
+
+
+class StepRateLimited(StepError):
+    pass
+
+
+class StepOutOfOrder(StepError):
+    pass
+
+
+class StepFailed(StepError):
+    """Permanent: retrying cannot help. Caught, dead-lettered with its reason."""
+
+
+_ERROR_CLASSES = {"StepRetryable": "retryable", "StepThrottled": "retryable", "StepRateLimited": "retryable",
+                  "StepOutOfOrder": "out_of_order", "StepFailed": "permanent"}
+STEP_ERRORS = {cls.__name__: cls for cls in (StepRetryable, StepThrottled, StepRateLimited, StepOutOfOrder,
+                                             StepFailed)}
+
+
+# --------------------------------------------------------------------------- which executions, named how
+
+def order_to_cash_route(event: FlowEvent) -> str | None:
+    """The state machine's branch for an event: ``placed``, ``paid``, ``cancel``; None = nothing to do."""
+    if event.type == "order.placed":
+        return "placed"
+    if event.type == "order.paid":
+        return "paid"
+    if event.type == "order.status_changed":
+        status = (event.data.get("Order") or {}).get("OrderStatusId")
+        return "cancel" if status is not None and int(status) == CANCELLED else None
+    return None
+
+
+def execution_name(flow: str, event: FlowEvent, route: str, attempt: int = 1) -> str:
+    """``<flow>-<OrderGuid>`` for the order itself, ``-paid`` / ``-cancel`` for its later events, ``-rN`` for
+    the Nth start after failed ones. Step Functions allows 80 characters of ``[A-Za-z0-9_-]``."""
+    try:
+        key = str(event.data["Order"]["OrderGuid"])
+    except (KeyError, TypeError):
+        raise PermanentError("the event has no Order.OrderGuid", reason="malformed_event") from None
+    name = f"{flow}-{key}" + ("" if route == "placed" else f"-{route}") + (f"-r{attempt}" if attempt > 1 else "")
+    name = _NAME_UNSAFE.sub("_", name)
+    if len(name) > MAX_EXECUTION_NAME:  # still deterministic, just not readable
+        name = name[:40] + "-" + hashlib.sha256(name.encode()).hexdigest()[:39]
+    return name
+
+
+class ExecutionStarter:
+    """The worker's target for a state-machine flow: one execution per event that needs one."""
+
+    def __init__(self, stepfunctions: Any, state_machine_arn: str, *,
+                 route: Callable[[FlowEvent], str | None] = order_to_cash_route) -> None:
+        self._sfn = stepfunctions
+        self._arn = state_machine_arn
+        self._route = route
+
+    def deliver(self, event: FlowEvent) -> DeliveryResult:
+        route = self._route(event)
+        if route is None:
+            return DeliveryResult("filtered", {"reason": f"{event.type} needs no execution"})
+        payload = json.dumps({"flow": event.flow, "event_id": event.event_id, "type": event.type,
+                              "route": route, "message": event.message}, separators=(",", ":"))
+        for attempt in range(1, MAX_REDRIVES + 1):
+            name = execution_name(event.flow, event, route, attempt)
+            try:
+                started = self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=payload)
+            except Exception as exc:  # botocore ClientError, without importing botocore here
+                code = _error_code(exc)
+                if code == "ExecutionAlreadyExists":
+                    status = self._status(name)
+                    if status in ("RUNNING", "SUCCEEDED", "PENDING_REDRIVE"):
+                        return DeliveryResult("duplicate", {"execution": name, "status": status})
+                    continue  # that one failed: this is a redrive, start the next name
+                if code in ("StateMachineDoesNotExist", "InvalidArn", "InvalidName", "InvalidExecutionInput",
+                            "AccessDeniedException", "StateMachineDeleting"):
+                    raise PermanentError(f"cannot start {name}: {code}", reason="start_execution_refused") from exc
+                raise RetryableError(f"cannot start {name}: {code or exc}", reason="start_execution_failed") from exc
+            return DeliveryResult("started", {"execution": name, "execution_arn": started["executionArn"]})
+        raise PermanentError(f"{MAX_REDRIVES} executions for event {event.event_id} failed already",
+                             reason="too_many_redrives")
+
+    def _status(self, name: str) -> str:
+        execution_arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        try:
+            return str(self._sfn.describe_execution(executionArn=execution_arn)["status"])
+        except Exception as exc:
+            raise RetryableError(f"cannot describe execution {name}", reason="start_execution_failed") from exc
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        return str((response.get("Error") or {}).get("Code", ""))
+    return ""
+
+
+# --------------------------------------------------------------------------- inside the step Lambda
+
+def step_error(exc: Exception) -> StepError | None:
+    """The state machine's error for a Switchyard error; None for anything else (a bug: caught as is)."""
+    if isinstance(exc, StepError):
+        return exc
+    if isinstance(exc, DeliveryError):
+        details = {"reason": exc.reason, "error_class": exc.error_class, "message": exc.message,
+                   "target_status": exc.target_status, "target_response": _clipped(exc.target_response)}
+        if isinstance(exc, RetryableError):
+            details["retry_after"] = exc.retry_after
+            kind: type[StepError] = (StepRateLimited if exc.reason == "rate_limited_locally" else
+                                     StepThrottled if exc.reason == "rate_limited" else StepRetryable)
+        elif isinstance(exc, OutOfOrderError):
+            kind = StepOutOfOrder
+        else:
+            kind = StepFailed
+        return kind(json.dumps(details, default=str))
+    if isinstance(exc, ConnectionConfigError | MappingError):
+        return StepFailed(json.dumps({"reason": _snake(type(exc).__name__), "error_class": "permanent",
+                                      "message": str(exc)}))
+    return None
+
+
+def run_step(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one step; Switchyard errors leave as the step errors the state machine retries or catches."""
+    try:
+        return step()
+    except Exception as exc:
+        translated = step_error(exc)
+        if translated is None or translated is exc:
+            raise
+        raise translated from exc
+
+
+def failure_letter(flow: str, state: Mapping[str, Any], *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                   ) -> DeadLetter:
+    """The dead letter of a failed execution, from what Catch put under ``error`` (``Error``, ``Cause``)."""
+    error = state.get("error") or {}
+    name = str(error.get("Error", "States.Runtime"))
+    cause_text = str(error.get("Cause", ""))
+    details: dict[str, Any] = {}
+    try:
+        cause = json.loads(cause_text)  # a Lambda function error: {"errorMessage", "errorType", ...}
+    except ValueError:
+        cause = None
+    if isinstance(cause, Mapping):
+        try:
+            parsed = json.loads(str(cause.get("errorMessage", "")))
+            details = dict(parsed) if isinstance(parsed, Mapping) else {}
+        except ValueError:
+            details = {"message": str(cause.get("errorMessage", "")), "reason": _snake(str(cause.get("errorType", "")))}
+    if not details:  # a States.* error (timeout, task failed, ...): the name says what happened
+        details = {"message": cause_text or name, "reason": _snake(name.replace("States.", "").replace(".", ""))}
+    event_id = state.get("event_id")
+    attempts = int(error.get("attempts") or 1)
+    return DeadLetter(
+        flow=flow,
+        event_id=str(event_id) if event_id else None,
+        error_class=str(details.get("error_class") or _ERROR_CLASSES.get(name, "unexpected")),
+        reason=str(details.get("reason") or _snake(name)),
+        message=str(details.get("message") or name),
+        target_status=details.get("target_status"),
+        target_response=details.get("target_response"),
+        attempts=attempts,
+        failed_at=now().isoformat(),
+        original=str(state.get("message", "")),
+    )
+
+
+def record_failure(flow: str, state: Mapping[str, Any], dead_letters: DeadLetters) -> dict[str, Any]:
+    """The failure handler: dead-letter the event with its reason (the flow's DLQ alarm fires)."""
+    letter = failure_letter(flow, state)
+    dead_letters.send(letter)
+    return {"dead_lettered": True, "reason": letter.reason, "message": letter.message}
+
+
+def _clipped(value: Any) -> Any:
+    text = json.dumps(value, default=str)
+    return value if len(text) <= _MAX_TARGET_RESPONSE else text[:_MAX_TARGET_RESPONSE] + "..."
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"

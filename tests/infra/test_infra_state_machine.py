@@ -1,0 +1,120 @@
+"""Flows that run as state machines: the order-to-cash definition, its retries and catch, the starter's grants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from switchyard.settings import StepSettings
+from switchyard.state_machines import STEP_ERRORS
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+FLOW = "nopcommerce-to-quickbooks"
+TASKS = ("Customer", "Items", "Document", "Payment", "Cancel", "WriteBack")
+
+
+@pytest.fixture(scope="module")
+def machine(dev):
+    return dev.one(role="state-machine", flow=FLOW)
+
+
+@pytest.fixture(scope="module")
+def definition(dev, machine):
+    rendered = dev.render(machine.properties["DefinitionString"])
+    return json.loads(rendered)
+
+
+@pytest.fixture(scope="module")
+def steps(dev):
+    return dev.one(role="steps", flow=FLOW)
+
+
+def test_state_machine_one_per_state_machine_flow_standard_traced_logged(dev, catalog, machine):
+    wanted = {f.name for f in catalog.flows.values() if f.runs_as == "state-machine"}
+    assert {r.metadata["switchyard:flow"] for r in dev.tagged(role="state-machine")} == wanted
+    assert machine.properties["StateMachineType"] == "STANDARD"
+    assert machine.properties["TracingConfiguration"] == {"Enabled": True}
+    logging = machine.properties["LoggingConfiguration"]
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False  # orders carry personal data
+
+
+def test_state_machine_routes_placed_paid_cancel_to_their_steps(definition):
+    states = definition["States"]
+    assert definition["StartAt"] == "Route"
+    routes = {c["StringEquals"]: c["Next"] for c in states["Route"]["Choices"]}
+    assert routes == {"placed": "Customer", "paid": "Payment", "cancel": "Cancel"}
+    assert [states["Customer"]["Next"], states["Items"]["Next"], states["Document"]["Next"]] == \
+        ["Items", "Document", "WriteBack"]
+    assert states["Payment"]["Next"] == states["Cancel"]["Next"] == "WriteBack"
+    assert states["WriteBack"]["Next"] == "Done"
+
+
+def test_state_machine_every_step_retries_by_error_class_and_catches_to_the_failure_handler(definition, catalog):
+    config = catalog.flows[FLOW].state_machine
+    states = definition["States"]
+    for name in TASKS:
+        task = states[name]
+        assert task["Parameters"]["step"] == {"Customer": "customer", "Items": "items", "Document": "document",
+                                              "Payment": "payment", "Cancel": "cancel",
+                                              "WriteBack": "write_back"}[name]
+        assert task["ResultPath"] == f"$.{task['Parameters']['step']}"
+        retriers = {tuple(r["ErrorEquals"]): r for r in task["Retry"]}
+        for error, retry in (("StepRetryable", config.retry), ("StepThrottled", config.throttled),
+                             ("StepRateLimited", config.rate_limited), ("StepOutOfOrder", config.out_of_order)):
+            rule = retriers[(error,)]
+            assert rule["IntervalSeconds"] == retry.interval_seconds
+            assert rule["MaxAttempts"] == retry.max_attempts
+            assert rule["JitterStrategy"] == ("FULL" if retry.jitter else "NONE")
+        assert set(STEP_ERRORS) - {"StepFailed"} <= {e for r in task["Retry"] for e in r["ErrorEquals"]}
+        assert "StepFailed" not in {e for r in task["Retry"] for e in r["ErrorEquals"]}  # permanent: no retry
+        (catch,) = task["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    assert states["RecordFailure"]["Parameters"]["step"] == "record_failure"
+    assert states["RecordFailure"]["Next"] == "Failed"
+    assert states["Failed"]["Type"] == "Fail"
+
+
+def test_state_machine_a_429_waits_60_seconds_without_jitter(catalog):
+    throttled = catalog.flows[FLOW].state_machine.throttled
+    assert (throttled.interval_seconds, throttled.backoff_rate, throttled.jitter) == (60, 1.0, False)
+
+
+def test_state_machine_steps_environment_parses_as_settings(dev, steps):
+    env = dev.render(steps.properties["Environment"]["Variables"])
+    assert set(env) - {"SWITCHYARD_STAGE"} - {k for k in env if k.startswith("POWERTOOLS_")} == \
+        StepSettings.required_env_names() - {"SWITCHYARD_STAGE"}
+    settings = StepSettings.from_env(env)
+    assert settings.flow == FLOW
+    assert settings.dlq_url == dev.one(role="dlq", flow=FLOW).ref
+    assert settings.connection_secret_arns == {"quickbooks": dev.one(secret="connection:quickbooks").ref,
+                                               "nopcommerce": dev.one(secret="connection:nopcommerce").ref}
+    assert steps.metadata["switchyard:code"] == "functions/flow_steps"
+
+
+def test_state_machine_steps_role_reads_both_connections_and_writes_only_the_quickbooks_tokens(dev, steps):
+    granted = dev.actions_on(dev.by_ref(dev.render(steps.properties["Role"])).ref)
+    quickbooks = dev.one(secret="connection:quickbooks").ref
+    shop = dev.one(secret="connection:nopcommerce").ref
+    assert {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"} <= granted[quickbooks]
+    assert "secretsmanager:GetSecretValue" in granted[shop]
+    assert "secretsmanager:PutSecretValue" not in granted[shop]
+    assert "sqs:SendMessage" in granted[dev.one(role="dlq", flow=FLOW).att("Arn")]
+
+
+def test_state_machine_worker_may_start_and_describe_but_reads_no_connection(dev, machine):
+    worker = dev.one(role="worker", flow=FLOW)
+    granted = dev.actions_on(dev.by_ref(dev.render(worker.properties["Role"])).ref)
+    assert "states:StartExecution" in granted[machine.ref]
+    assert any("states:DescribeExecution" in actions
+               for resource, actions in granted.items() if ":execution:" in resource)
+    assert not any(resource.startswith("${Secrets") for resource in granted)
+
+
+def test_state_machine_alarms_failed_and_timed_out_executions(dev, machine):
+    alarms = [a for a in dev.of_type("AWS::CloudWatch::Alarm") if a.properties.get("Namespace") == "AWS/States"]
+    metrics = {a.properties["MetricName"] for a in alarms
+               if dev.render(a.properties["Dimensions"])[0]["Value"] == machine.ref}
+    assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut"}
+    assert all("Runbook: docs/runbooks.md#state-machine-executions-failed" in a.properties["AlarmDescription"]
+               for a in alarms)

@@ -1,0 +1,195 @@
+"""State-machine flows: execution names, starting once per event, step errors for Retry/Catch, failure records."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from botocore.exceptions import ClientError
+from switchyard.connectors.quickbooks import fault_error
+from switchyard.errors import ConnectionConfigError, OutOfOrderError, PermanentError, RetryableError
+from switchyard.events import FlowEvent, flow_message
+from switchyard.rate_limit import RateLimitedError
+from switchyard.state_machines import (
+    MAX_EXECUTION_NAME,
+    ExecutionStarter,
+    StepFailed,
+    StepOutOfOrder,
+    StepRateLimited,
+    StepRetryable,
+    StepThrottled,
+    execution_name,
+    failure_letter,
+    order_to_cash_route,
+    record_failure,
+    run_step,
+)
+
+FLOW = "nopcommerce-to-quickbooks"
+GUID = "5b0ef1d6-3c5e-4d1b-9a51-0d3f3c1a2b77"
+ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:OrderToCash"
+
+
+def event(event_type: str = "order.placed", status: int = 10, guid: str = GUID, event_id: str = "msg_1") -> FlowEvent:
+    body = json.dumps({"type": event_type, "timestamp": "2026-11-25T10:00:00Z",
+                       "data": {"Order": {"OrderGuid": guid, "OrderStatusId": status, "Id": 7}}})
+    return FlowEvent.from_message(flow_message(flow=FLOW, event_id=event_id, source="nopcommerce",
+                                               event_type=event_type, timestamp="2026-11-25T10:00:00+00:00",
+                                               received_at="2026-11-25T10:00:01+00:00", body=body))
+
+
+class FakeStepFunctions:
+    def __init__(self) -> None:
+        self.executions: dict[str, dict] = {}
+
+    def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict:
+        if name in self.executions:
+            raise ClientError({"Error": {"Code": "ExecutionAlreadyExists", "Message": name}}, "StartExecution")
+        self.executions[name] = {"input": json.loads(input), "status": "RUNNING"}
+        return {"executionArn": stateMachineArn.replace(":stateMachine:", ":execution:") + f":{name}"}
+
+    def describe_execution(self, *, executionArn: str) -> dict:
+        return {"status": self.executions[executionArn.rsplit(":", 1)[1]]["status"]}
+
+
+@pytest.mark.parametrize(("event_type", "status", "route"), [
+    ("order.placed", 10, "placed"), ("order.paid", 20, "paid"), ("order.status_changed", 40, "cancel"),
+    ("order.status_changed", 20, None), ("order.status_changed", 30, None),
+])
+def test_route_only_events_order_to_cash_acts_on(event_type, status, route):
+    assert order_to_cash_route(event(event_type, status)) == route
+
+
+def test_execution_name_is_flow_and_order_guid_plus_kind_and_redrive():
+    placed = event()
+    assert execution_name(FLOW, placed, "placed") == f"{FLOW}-{GUID}"
+    assert execution_name(FLOW, placed, "paid") == f"{FLOW}-{GUID}-paid"
+    assert execution_name(FLOW, placed, "cancel", attempt=3) == f"{FLOW}-{GUID}-cancel-r3"
+
+
+def test_execution_name_over_80_characters_is_hashed_deterministically():
+    long_flow = "a-very-long-flow-name-that-someone-configured-for-their-shop"
+    name = execution_name(long_flow, event(), "cancel", attempt=12)
+    assert len(name) <= MAX_EXECUTION_NAME
+    assert name == execution_name(long_flow, event(), "cancel", attempt=12)
+    assert name != execution_name(long_flow, event(), "cancel", attempt=13)
+
+
+def test_execution_name_without_order_guid_is_permanent():
+    broken = FlowEvent(flow=FLOW, event_id="x", source="nopcommerce", type="order.placed",
+                       timestamp=datetime.now(UTC), data={"Order": {}})
+    with pytest.raises(PermanentError, match="OrderGuid"):
+        execution_name(FLOW, broken, "placed")
+
+
+def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
+    sfn = FakeStepFunctions()
+    starter = ExecutionStarter(sfn, ARN)
+    first = starter.deliver(event())
+    assert first.outcome == "started"
+    assert sfn.executions[f"{FLOW}-{GUID}"]["input"]["route"] == "placed"
+    assert json.loads(sfn.executions[f"{FLOW}-{GUID}"]["input"]["message"])["event_id"] == "msg_1"
+    again = starter.deliver(event(event_id="msg_2"))  # the same order re-sent under another webhook id
+    assert again.outcome == "duplicate"
+    assert list(sfn.executions) == [f"{FLOW}-{GUID}"]
+
+
+def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
+    sfn = FakeStepFunctions()
+    starter = ExecutionStarter(sfn, ARN)
+    starter.deliver(event())
+    sfn.executions[f"{FLOW}-{GUID}"]["status"] = "FAILED"
+    assert starter.deliver(event()).detail["execution"] == f"{FLOW}-{GUID}-r2"
+
+
+def test_starter_filters_status_changes_that_are_not_cancellations():
+    sfn = FakeStepFunctions()
+    assert ExecutionStarter(sfn, ARN).deliver(event("order.status_changed", 30)).outcome == "filtered"
+    assert sfn.executions == {}
+
+
+def test_starter_missing_state_machine_is_permanent_and_throttling_retryable():
+    class Refusing(FakeStepFunctions):
+        def __init__(self, code: str) -> None:
+            super().__init__()
+            self.code = code
+
+        def start_execution(self, **kwargs):
+            raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "StartExecution")
+
+    with pytest.raises(PermanentError):
+        ExecutionStarter(Refusing("StateMachineDoesNotExist"), ARN).deliver(event())
+    with pytest.raises(RetryableError):
+        ExecutionStarter(Refusing("ThrottlingException"), ARN).deliver(event())
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (RetryableError("5xx", reason="target_unavailable"), StepRetryable),
+    (RetryableError("stale", reason="stale_sync_token"), StepRetryable),
+    (fault_error({}, status=429, where="QBO"), StepThrottled),
+    (RateLimitedError("qbo#1", retry_after=0.4), StepRateLimited),
+    (OutOfOrderError("no invoice yet", reason="document_missing"), StepOutOfOrder),
+    (PermanentError("unmapped product X", reason="unmapped_product"), StepFailed),
+    (ConnectionConfigError("no refresh token"), StepFailed),
+])
+def test_run_step_translates_switchyard_errors_for_retry_and_catch(error, expected):
+    def failing() -> dict:
+        raise error
+
+    with pytest.raises(expected) as raised:
+        run_step(failing)
+    details = json.loads(str(raised.value))
+    assert details["reason"] == getattr(error, "reason", "connection_config_error")
+
+
+def test_run_step_lets_a_bug_through_unchanged():
+    def buggy() -> dict:
+        raise KeyError("oops")
+
+    with pytest.raises(KeyError):
+        run_step(buggy)
+
+
+def lambda_cause(error: Exception) -> str:
+    return json.dumps({"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []})
+
+
+def test_failure_letter_reads_the_reason_from_a_step_error_cause():
+    message = event().message
+    with pytest.raises(StepFailed) as raised:
+        run_step(lambda: (_ for _ in ()).throw(PermanentError("unmapped product MUG-1", reason="unmapped_product",
+                                                               target_status=None)))
+    state = {"event_id": "msg_1", "message": message,
+             "error": {"Error": "StepFailed", "Cause": lambda_cause(raised.value)}}
+    letter = failure_letter(FLOW, state)
+    assert (letter.reason, letter.error_class, letter.message) == ("unmapped_product", "permanent",
+                                                                   "unmapped product MUG-1")
+    assert letter.original == message  # a redrive sends exactly this back to the flow's queue
+    assert letter.event_id == "msg_1"
+
+
+def test_failure_letter_of_a_states_error_names_it():
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "States.Timeout", "Cause": ""}})
+    assert letter.reason == "timeout"
+    assert letter.error_class == "unexpected"
+
+
+def test_failure_letter_of_an_unexpected_exception_keeps_its_message():
+    cause = lambda_cause(KeyError("Order"))
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "KeyError", "Cause": cause}})
+    assert letter.reason == "key_error"
+    assert "Order" in letter.message
+
+
+def test_record_failure_sends_the_letter():
+    sent = []
+
+    class Letters:
+        def send(self, letter):
+            sent.append(letter)
+
+    cause = lambda_cause(StepThrottled('{"reason": "rate_limited"}'))
+    result = record_failure(FLOW, {"message": "m", "error": {"Error": "StepThrottled", "Cause": cause}}, Letters())
+    assert result == {"dead_lettered": True, "reason": "rate_limited", "message": "StepThrottled"}
+    assert sent[0].error_class == "retryable"
