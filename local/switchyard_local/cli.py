@@ -108,10 +108,13 @@ def _local_up(args: argparse.Namespace) -> int:
   webhook URLs     {webhook}
                    {stack.webhook_url(url, "clarity")}   (the Clarity sandbox posts here)
                    {stack.webhook_url(url, "streak")}?event=...   (the Streak sandbox posts here)
+                   {stack.webhook_url(url, "quickbooks")}   (the QuickBooks sandbox posts here)
   signing secret   {stack.signing_secret}   (nopcommerce and clarity)
   Streak token     {stack.streak_token}
   Streak sandbox   {stack.streak.base_url}/_sandbox/state   (what Streak holds)
   Clarity sandbox  {stack.clarity.base_url}/_sandbox/state   (orders, customers, webhooks sent)
+  QuickBooks       {stack.quickbooks.base_url}/_sandbox/state   (realm {stack.qbo_realm}: documents, items)
+  nopCommerce API  {stack.nopcommerce.base_url}/_sandbox/state   (orders, notes, product stock)
   function logs    {log}
 
 Send a signed webhook:
