@@ -27,4 +27,5 @@ def lambda_handler(event: dict, context) -> dict:
         metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
     else:
         logger.info("step done", extra={"outcome": result.get("action")})
+        metrics.add_metric(name="StepsCompleted", unit="Count", value=1)
     return result

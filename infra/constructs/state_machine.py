@@ -79,7 +79,9 @@ class OrderToCashStateMachine(Construct):
 
         failed = sfn.Fail(self, "Failed", error="OrderToCashFailed",
                           cause="A step failed for good; the event is in the flow's dead-letter queue")
-        record_failure = self._task("RecordFailure", "record_failure", result_path="$.failure")
+        # the execution's name marks the dead letter, so its redrive starts a new execution
+        record_failure = self._task("RecordFailure", "record_failure", result_path="$.failure",
+                                    extra={"execution": sfn.JsonPath.string_at("$$.Execution.Name")})
         record_failure.add_retry(errors=["States.ALL"], interval=Duration.seconds(2),
                                  max_attempts=FAILURE_HANDLER_ATTEMPTS, backoff_rate=2.0,
                                  jitter_strategy=sfn.JitterType.FULL)
@@ -158,12 +160,13 @@ class OrderToCashStateMachine(Construct):
         assert isinstance(resource, CfnElement)
         return Stack.of(construct).resolve(resource.logical_id)
 
-    def _task(self, state_id: str, step: str, *, result_path: str) -> tasks.LambdaInvoke:
+    def _task(self, state_id: str, step: str, *, result_path: str,
+              extra: dict[str, str] | None = None) -> tasks.LambdaInvoke:
         return tasks.LambdaInvoke(
             self,
             state_id,
             lambda_function=self.steps,
-            payload=sfn.TaskInput.from_object({"step": step, "state": sfn.JsonPath.object_at("$")}),
+            payload=sfn.TaskInput.from_object({"step": step, "state": sfn.JsonPath.object_at("$"), **(extra or {})}),
             payload_response_only=True,
             retry_on_service_exceptions=True,
             result_path=result_path,

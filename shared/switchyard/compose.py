@@ -212,7 +212,7 @@ class StepApp(NamedTuple):
 
         step, state = event["step"], event["state"]
         if step == "record_failure":
-            return record_failure(self.flow, state, self.dead_letters)
+            return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
         return run_step(lambda: self.steps.get().run(step, state))
 
 

@@ -32,6 +32,8 @@ class FlowEvent:
     timestamp: datetime  # the source's change time: orders events per entity
     data: dict[str, Any]
     message: str = field(default="", repr=False, compare=False)  # the queue message it was read from
+    # a redrive of a failed state-machine execution: a new delivery, not a duplicate of the first
+    retry_of: str | None = None
 
     @classmethod
     def from_message(cls, body: str) -> FlowEvent:
@@ -46,6 +48,7 @@ class FlowEvent:
                 timestamp=datetime.fromisoformat(raw["timestamp"]),
                 data=event["data"],
                 message=body,
+                retry_of=raw.get("retry_of"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentError(
@@ -54,4 +57,7 @@ class FlowEvent:
 
     @property
     def idempotency_key(self) -> dict[str, str]:
-        return {"flow": self.flow, "event_id": self.event_id}
+        key = {"flow": self.flow, "event_id": self.event_id}
+        if self.retry_of:
+            key["retry_of"] = self.retry_of
+        return key

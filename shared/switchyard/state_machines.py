@@ -188,9 +188,13 @@ def run_step(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         raise translated from exc
 
 
-def failure_letter(flow: str, state: Mapping[str, Any], *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                   ) -> DeadLetter:
-    """The dead letter of a failed execution, from what Catch put under ``error`` (``Error``, ``Cause``)."""
+def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None = None,
+                   now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> DeadLetter:
+    """The dead letter of a failed execution, from what Catch put under ``error`` (``Error``, ``Cause``).
+
+    Its ``original`` is the queue message marked ``retry_of: <execution>``: the worker's idempotency record
+    for the event says "started", so a redrive must count as a new delivery (one per failed execution;
+    redriving the same letter twice still starts one execution)."""
     error = state.get("error") or {}
     name = str(error.get("Error", "States.Runtime"))
     cause_text = str(error.get("Cause", ""))
@@ -219,13 +223,26 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, now: Callable[[], dat
         target_response=details.get("target_response"),
         attempts=attempts,
         failed_at=now().isoformat(),
-        original=str(state.get("message", "")),
+        original=_retry_message(str(state.get("message", "")), execution),
     )
 
 
-def record_failure(flow: str, state: Mapping[str, Any], dead_letters: DeadLetters) -> dict[str, Any]:
+def _retry_message(message: str, execution: str | None) -> str:
+    if not execution:
+        return message
+    try:
+        raw = json.loads(message)
+    except ValueError:
+        return message
+    if not isinstance(raw, dict):
+        return message
+    return json.dumps({**raw, "retry_of": execution}, separators=(",", ":"))
+
+
+def record_failure(flow: str, state: Mapping[str, Any], dead_letters: DeadLetters, *,
+                   execution: str | None = None) -> dict[str, Any]:
     """The failure handler: dead-letter the event with its reason (the flow's DLQ alarm fires)."""
-    letter = failure_letter(flow, state)
+    letter = failure_letter(flow, state, execution=execution)
     dead_letters.send(letter)
     return {"dead_lettered": True, "reason": letter.reason, "message": letter.message}
 

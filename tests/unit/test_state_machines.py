@@ -193,3 +193,14 @@ def test_record_failure_sends_the_letter():
     result = record_failure(FLOW, {"message": "m", "error": {"Error": "StepThrottled", "Cause": cause}}, Letters())
     assert result == {"dead_lettered": True, "reason": "rate_limited", "message": "StepThrottled"}
     assert sent[0].error_class == "retryable"
+
+
+def test_failure_letter_marks_the_message_so_its_redrive_is_a_new_delivery():
+    message = event().message
+    letter = failure_letter(FLOW, {"message": message, "error": {"Error": "States.Timeout"}},
+                            execution=f"{FLOW}-{GUID}")
+    redriven = FlowEvent.from_message(letter.original)
+    first = FlowEvent.from_message(message)
+    assert redriven.event_id == first.event_id and redriven.data == first.data
+    assert redriven.idempotency_key == {"flow": FLOW, "event_id": "msg_1", "retry_of": f"{FLOW}-{GUID}"}
+    assert first.idempotency_key == {"flow": FLOW, "event_id": "msg_1"}
