@@ -25,6 +25,7 @@ from switchyard.tokens import (
     TokenResponse,
 )
 
+from tests.conftest import FakeClock
 from tests.contract.conftest import TABLE
 
 REALM = "9130"
@@ -32,17 +33,6 @@ T0 = 1_795_000_000.0
 SECRET_ID = "switchyard/dev/connections/quickbooks"
 CONNECTION = {"client_id": "qbo-client", "client_secret": "qbo-secret", "realm_id": REALM,
               "base_url": "https://sandbox-quickbooks.api.intuit.com", "refresh_token": "R0"}
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Waits:

@@ -20,21 +20,12 @@ from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD, NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox, WebhookEvent
 
+from tests.conftest import FakeClock
+
 FLOW = "quickbooks-to-nopcommerce"
 REALM = "9130"
 OTHER_REALM = "4620"
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

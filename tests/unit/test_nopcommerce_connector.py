@@ -28,20 +28,11 @@ from switchyard_local.sandboxes.nopcommerce import (
     NopCommerceSandbox,
 )
 
+from tests.conftest import FakeClock
+
 START = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 DAY = 86400
 BASE_URL = "http://shop.test"
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Recorder(httpx.BaseTransport):

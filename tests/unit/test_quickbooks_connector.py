@@ -22,20 +22,11 @@ from switchyard.errors import ConnectionConfigError, PermanentError, RetryableEr
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 
+from tests.conftest import FakeClock
+
 REALM = "9130"
 BASE_URL = "http://qbo.test"
 T0 = 1_795_000_000.0
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Recorder(httpx.BaseTransport):
