@@ -109,8 +109,10 @@ class FlowPipeline(Construct):
         # The event source grants consuming the queue, sqs:ChangeMessageVisibility included (the worker
         # uses it to delay out-of-order events); tests/infra checks the worker's actions.
 
-        # The worker dead-letters permanent failures itself, with a machine-readable reason.
+        # The worker dead-letters permanent failures itself, with a machine-readable reason, and sends a
+        # throttled event back to its own queue (a 429 must not spend the message's receive budget).
         self.dead_letter_queue.grant_send_messages(self.worker)
+        self.queue.grant_send_messages(self.worker)
         if flow.runs_as == "worker":  # a state-machine flow's worker only starts executions
             grant_connections(self.worker, flow, connection_secrets, writers=writable_connections)
         idempotency_table.grant_read_write_data(self.worker)

@@ -76,7 +76,7 @@ class StateMachineConfig(_Strict):
     # 5xx, timeouts, a stale SyncToken
     retry: StateMachineRetry = StateMachineRetry(interval_seconds=2, max_attempts=5, backoff_rate=2.0)
     # the target said 429 (QuickBooks asks for 60 s): wait, apart from the retry budget
-    throttled: StateMachineRetry = StateMachineRetry(interval_seconds=60, max_attempts=30, backoff_rate=1.0,
+    throttled: StateMachineRetry = StateMachineRetry(interval_seconds=60, max_attempts=99, backoff_rate=1.0,
                                                      max_delay_seconds=300, jitter=False)
     # our shared rate limiter had no permit within a few seconds: come back soon, apart from the retry budget
     rate_limited: StateMachineRetry = StateMachineRetry(interval_seconds=5, max_attempts=60, backoff_rate=1.2,

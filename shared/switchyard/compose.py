@@ -132,6 +132,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         target=target,
         dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url),
         delay=lambda receipt, seconds: queues.delay(settings.queue_url, receipt, seconds),
+        requeue=lambda body, seconds: queues.requeue(settings.queue_url, body, seconds),
         max_receive_count=settings.max_receive_count,
         make_idempotent=idempotent_function(
             data_keyword_argument="key", config=config, persistence_store=persistence

@@ -6,6 +6,9 @@ with its reason. Nothing is dropped silently.
        │                                        honouring Retry-After; then, like OutOfOrder:
        │ OutOfOrderError / still retryable ──>  message made visible again later (RetryLater),
        │                                        until the last receive: dead-lettered
+       │ the target throttles (429, or our own  sent again as a new message, delayed by the wait it asked
+       │ rate limiter has no permit soon) ───>  for: throttling never spends the receive budget (at most
+       │                                        MAX_THROTTLE_REQUEUES times, then as above)
        │ PermanentError / bad config ───────>   dead-lettered at once, with the reason
 """
 
@@ -35,6 +38,8 @@ from switchyard.targets import DeliveryResult, Target
 
 MAX_RETRY_DELAY_SECONDS = 900  # SQS visibility changes beyond this wait too long for a flow
 RETRY_LATER_BASE_SECONDS = 30
+MAX_THROTTLE_REQUEUES = 120  # 429s answered with 60 s waits: two hours of a target saying "slow down"
+THROTTLED_REASONS = frozenset({"rate_limited", "rate_limited_locally"})
 
 
 class RetryLater(Exception):
@@ -87,12 +92,14 @@ class FlowWorker:
         metrics: Metrics | None = None,
         logger: Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        requeue: Callable[[str, int], None] | None = None,
     ) -> None:
         self.flow = flow
         self._target = target
         self._dead_letters = dead_letters
         self._delay = delay
         self._max_receive_count = max_receive_count
+        self._requeue = requeue
         self._metrics = metrics
         self._logger = logger
         retry = flow.retry
@@ -121,6 +128,8 @@ class FlowWorker:
             self._dead_letter(exc, event, body, receive_count)
             return None
         except Exception as exc:  # retryable, out of order, in progress elsewhere, or a bug
+            if self._requeued_while_throttled(exc, event, body):
+                return None
             if receive_count >= self._max_receive_count:
                 self._dead_letter(exc, event, body, receive_count)
                 return None
@@ -134,6 +143,23 @@ class FlowWorker:
         self._log("info", "delivered", event, outcome=outcome, duplicate=bool(result.get("duplicate")))
         self._metric("EventsDuplicate" if result.get("duplicate") else f"Events{outcome.capitalize()}")
         return result
+
+    def _requeued_while_throttled(self, exc: Exception, event: FlowEvent | None, body: str) -> bool:
+        """A throttled delivery goes back as a new message (receive count 1) after the wait asked for."""
+        if self._requeue is None or not isinstance(exc, RetryableError) or exc.reason not in THROTTLED_REASONS:
+            return False
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            return False
+        count = int(raw.get("throttled", 0)) + 1 if isinstance(raw, dict) else MAX_THROTTLE_REQUEUES + 1
+        if count > MAX_THROTTLE_REQUEUES:
+            return False
+        delay = math.ceil(min(MAX_RETRY_DELAY_SECONDS, max(1, exc.retry_after or RETRY_LATER_BASE_SECONDS)))
+        self._requeue(json.dumps({**raw, "throttled": count}, separators=(",", ":")), delay)
+        self._log("warning", "throttled: requeued", event, reason=exc.reason, delay=delay, requeues=count)
+        self._metric("DeliveryThrottled")
+        return True
 
     def _retry_delay(self, exc: Exception, receive_count: int) -> int:
         if isinstance(exc, OutOfOrderError):

@@ -16,7 +16,7 @@ from switchyard.errors import (
 )
 from switchyard.events import FlowEvent, flow_message
 from switchyard.targets import DeliveryResult
-from switchyard.worker import DeadLetter, FlowWorker, RetryLater
+from switchyard.worker import MAX_THROTTLE_REQUEUES, DeadLetter, FlowWorker, RetryLater
 
 FLOW = FlowConfig(name="nopcommerce-to-streak", source="nopcommerce", events=("order.placed",),
                   target="streak", connection="streak", mapping="nopcommerce-to-streak.yaml",
@@ -346,3 +346,43 @@ def test_handle_logs_carry_ids_but_no_event_data(worker_for, rec: Recorder) -> N
     assert (level, text) == ("error", "dead-lettered")
     assert extra["event_id"] == "msg_log" and extra["flow"] == FLOW.name and extra["reason"] == "target_rejected"
     assert "jane" not in repr(rec.logs).lower()
+
+
+def throttling_worker(rec: Recorder, target: ScriptedTarget) -> tuple[FlowWorker, list[tuple[str, int]]]:
+    requeued: list[tuple[str, int]] = []
+    worker = FlowWorker(flow=FLOW, target=target, dead_letters=rec, delay=lambda r, s: rec.delays.append((r, s)),
+                        max_receive_count=MAX_RECEIVES, metrics=rec, logger=rec, sleep=rec.sleeps.append,
+                        requeue=lambda body, seconds: requeued.append((body, seconds)))
+    return worker, requeued
+
+
+def test_handle_429_on_the_last_receive_is_requeued_with_its_wait_not_dead_lettered(rec: Recorder) -> None:
+    throttled = RetryableError("QuickBooks 429", reason="rate_limited", retry_after=60.0)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(throttled, throttled, throttled))
+
+    result = worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="rh-1")
+
+    assert result is None and rec.dead_letters == [] and rec.delays == []  # the record is done: deleted
+    (body, seconds), = requeued
+    assert seconds == 60
+    assert json.loads(body)["throttled"] == 1
+    assert FlowEvent.from_message(body).event_id == "msg_1"  # the same event, a fresh receive count
+    assert "DeliveryThrottled" in rec.metrics
+
+
+def test_handle_throttled_requeues_count_up_then_fall_back_to_the_receive_budget(rec: Recorder) -> None:
+    limited = RetryableError("no permit", reason="rate_limited_locally", retry_after=0.2)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(*[limited] * 9))
+    body = json.dumps({**json.loads(message()), "throttled": MAX_THROTTLE_REQUEUES})
+
+    with pytest.raises(RetryLater):
+        worker.handle(body, receive_count=1, receipt_handle="rh-1")
+    assert requeued == []
+
+
+def test_handle_other_retryable_errors_are_not_requeued(rec: Recorder) -> None:
+    unavailable = RetryableError("503", reason="target_unavailable")
+    worker, requeued = throttling_worker(rec, ScriptedTarget(*[unavailable] * 3))
+
+    worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="rh-1")
+    assert requeued == [] and rec.dead_letters[0].reason == "target_unavailable"

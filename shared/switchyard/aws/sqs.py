@@ -19,6 +19,11 @@ class SqsQueues:
             },
         )
 
+    def requeue(self, queue_url: str, body: str, delay_seconds: int) -> None:
+        """Send ``body`` again as a new message, delivered after ``delay_seconds`` (at most 900)."""
+        self._client.send_message(QueueUrl=queue_url, MessageBody=body,
+                                  DelaySeconds=max(0, min(delay_seconds, 900)))
+
     def delay(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again only after ``seconds`` (retry later)."""
         self._client.change_message_visibility(
