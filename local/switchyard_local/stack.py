@@ -119,7 +119,9 @@ class LocalStack:
     qbo_realm: str = DEMO_QBO_REALM
     signing_secret: str = DEMO_SIGNING_SECRET
     streak_token: str = DEMO_STREAK_TOKEN
-    env_overrides: dict[str, str] = field(default_factory=dict)  # e.g. time-scaled retry delays
+    # Locally the functions share two cores with moto and the sandboxes: a request can wait far longer
+    # between its rate-limit permit and its arrival than on a network, so windows are 1.5x longer here.
+    env_overrides: dict[str, str] = field(default_factory=lambda: {"SWITCHYARD_RATE_LIMIT_TIME_SCALE": "0.67"})
     log_path: Path | None = None
     port: int = 0  # of the front door on 127.0.0.1 (0: any free port)
 
@@ -169,6 +171,7 @@ class LocalStack:
         stack_id = self._deploy(synth)
         physical = self._physical_ids(stack_id)
         self.logs = FunctionLogs(self.log_path)
+        _repoint_function_loggers(self.logs)
         self._build_functions(synth.template, physical)
         # Step Functions tasks invoke the same in-process functions the pollers and the front door use
         self._lambdas = InProcessLambdas({fn.function_name: fn for fn in self.functions.values()}).start()
@@ -495,6 +498,16 @@ class LocalStack:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]
             secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+
+def _repoint_function_loggers(logs: FunctionLogs) -> None:
+    """Powertools loggers live as long as the process and keep the stream they were created with: a stack
+    started after another one in the same process (tests) must take over the earlier stack's handlers."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)] + [logging.getLogger()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and isinstance(handler.stream, FunctionLogs):
+                handler.setStream(logs)
 
 
 _UNSUPPORTED_PREFIXES = ("AWS::CloudWatch::", "AWS::ApiGatewayV2::", "AWS::SNS::TopicPolicy")

@@ -193,7 +193,7 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
 
         def build(secrets: dict[str, Any]) -> Any:
             qbo = _quickbooks_client(secrets[quickbooks], secret_arn=settings.connection_secret_arns[quickbooks],
-                                     table=settings.idempotency_table)
+                                     table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
             shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
             return NopCommerceStockTarget(qbo, shop, state)
 

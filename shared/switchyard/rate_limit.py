@@ -22,9 +22,15 @@ is its size: at most ``max(requests)`` timestamps (500 for QBO), stored as 4-byt
 DynamoDB item of ~2 KB (3 WCU per permit, 1 RCU per attempt). Waiting costs reads only; nothing is
 written until a permit is granted.
 
-Limits of the guarantee: it counts when permits are *granted*. Network jitter moves calls by a few
-ms, so limits at exactly the published values can still meet a 429 at a window's edge; configure a
-little headroom (e.g. ``Limit(9, 1)``) if that happens. Workers' clocks are NTP-synchronised, and a
+Limits of the guarantee: it counts when permits are *granted*, QuickBooks when requests *arrive*. If
+an early request travels slower than a later one (a new connection, a TLS handshake), QuickBooks
+still counts the early one when the limiter already forgot it, and the request after it meets a 429
+at the window's edge (seen on the local stack: 16 ms of latency was enough). Lowering the count does
+not help (nine permits may still go out at once); padding the window does: a window of ``W`` seconds
+tolerates ``W - 1`` s of difference between two requests' latencies. So ``QBO_LIMITS`` uses 61 s for
+the 500 (1.6 % of the minute's throughput) and 1.2 s for the 10: 200 ms of tolerance, and 10 per
+1.2 s is 500/min, so the second's limit still never binds before the minute's. Workers' clocks are
+NTP-synchronised, and a
 permit stamped in the future by a clock that runs ahead is counted as inside the window (so skew
 errs on the slow side). Every worker sharing a key must use the same limits.
 
@@ -71,8 +77,9 @@ class Limit:
             raise ValueError(f"a limit's window must be positive, got {self.per_seconds}")
 
 
-QBO_LIMITS = (Limit(500, 60.0), Limit(10, 1.0))
-"""QuickBooks Online, per realm (key ``qbo#<realmId>``): 500 requests/minute and 10/second."""
+QBO_LIMITS = (Limit(500, 61.0), Limit(10, 1.2))
+"""QuickBooks Online, per realm (key ``qbo#<realmId>``): 500 requests/minute and 10/second, each window
+padded for uneven network latency (module docstring)."""
 
 
 class RateLimitedError(RetryableError):

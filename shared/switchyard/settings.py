@@ -113,6 +113,7 @@ class WorkerSettings(_Settings):
     dlq_url: str
     max_receive_count: int
     state_machine_arn: str | None = None
+    rate_limit_time_scale: float = 1.0  # shrinks a target's shared rate-limit windows (time-scaled local runs)
 
     ENV: ClassVar[dict[str, str]] = {
         "stage": "SWITCHYARD_STAGE",
@@ -124,8 +125,9 @@ class WorkerSettings(_Settings):
         "dlq_url": "SWITCHYARD_DLQ_URL",
         "max_receive_count": "SWITCHYARD_MAX_RECEIVE_COUNT",
         "state_machine_arn": "SWITCHYARD_STATE_MACHINE_ARN",
+        "rate_limit_time_scale": "SWITCHYARD_RATE_LIMIT_TIME_SCALE",
     }
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_STATE_MACHINE_ARN"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_STATE_MACHINE_ARN", "SWITCHYARD_RATE_LIMIT_TIME_SCALE"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -134,6 +136,7 @@ class WorkerSettings(_Settings):
         values["max_receive_count"] = _positive_int(environ, "SWITCHYARD_MAX_RECEIVE_COUNT")
         values["connection_secret_arns"] = _string_map(environ, "SWITCHYARD_CONNECTION_SECRET_ARNS")
         values["state_machine_arn"] = environ.get("SWITCHYARD_STATE_MACHINE_ARN") or None
+        values["rate_limit_time_scale"] = _time_scale(environ)
         return cls(**values)
 
 
@@ -161,21 +164,24 @@ class StepSettings(_Settings):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StepSettings:
-        scale_text = environ.get("SWITCHYARD_RATE_LIMIT_TIME_SCALE") or "1"
-        try:
-            scale = float(scale_text)
-        except ValueError:
-            raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be a number") from None
-        if not scale > 0:
-            raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be positive")
         return cls(
             stage=_env(environ, "SWITCHYARD_STAGE"),
             flow=_env(environ, "SWITCHYARD_FLOW"),
             idempotency_table=_env(environ, "SWITCHYARD_IDEMPOTENCY_TABLE"),
             connection_secret_arns=_string_map(environ, "SWITCHYARD_CONNECTION_SECRET_ARNS"),
             dlq_url=_env(environ, "SWITCHYARD_DLQ_URL"),
-            rate_limit_time_scale=scale,
+            rate_limit_time_scale=_time_scale(environ),
         )
+
+
+def _time_scale(environ: Mapping[str, str]) -> float:
+    try:
+        scale = float(environ.get("SWITCHYARD_RATE_LIMIT_TIME_SCALE") or "1")
+    except ValueError:
+        raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be a number") from None
+    if not scale > 0:
+        raise SettingsError("SWITCHYARD_RATE_LIMIT_TIME_SCALE must be positive")
+    return scale
 
 
 def _string_map(environ: Mapping[str, str], name: str) -> dict[str, str]:

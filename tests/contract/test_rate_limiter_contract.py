@@ -129,12 +129,12 @@ def test_acquire_both_qbo_limits_ten_a_second_until_500_a_minute(make_limiter: M
         waits.append(limiter.acquire(KEY, max_wait=120.0))
         stamps.append(clock.now)
 
-    # Then 10 go out each second for 50 s, then the minute is spent: the 501st waits 11 s
+    # Then 10 go out each (padded) 1.2 s for 58.8 s, then the (padded) minute is spent: the 501st waits 2.2 s
     assert waits[:10] == [0.0] * 10
-    assert waits[10] == pytest.approx(1.0)
-    assert stamps[499] == pytest.approx(T0 + 49.0)
-    assert waits[500] == pytest.approx(11.0)
-    assert stamps[500] == pytest.approx(T0 + 60.0)
+    assert waits[10] == pytest.approx(1.2)
+    assert stamps[499] == pytest.approx(T0 + 49 * 1.2)
+    assert waits[500] == pytest.approx(61.0 - 49 * 1.2)
+    assert stamps[500] == pytest.approx(T0 + 61.0)
     # and no window QuickBooks could use ever sees more than its limit
     assert most_in_any_window(stamps, 1.0) == 10
     assert most_in_any_window(stamps, 60.0) == 500
@@ -170,7 +170,7 @@ def test_acquire_after_idle_window_refills(make_limiter: MakeLimiter, clock: Fak
     limiter = make_limiter(QBO_LIMITS)
     take(limiter, 10)
 
-    clock.now += 1.0
+    clock.now += 1.2  # QBO's second, padded
 
     assert limiter.time_until_available(KEY) == 0.0
     assert take(limiter, 10) == [0.0] * 10

@@ -92,8 +92,9 @@ def test_flow_worker_sizing_and_code_match_catalog(flows):
 
 def test_flow_worker_environment_keys_equal_settings_env_names_plus_powertools(flows):
     for flow, _, _, worker in flows:
-        starter = flow.runs_as == "state-machine"
-        expected = WorkerSettings.env_names() if starter else WorkerSettings.required_env_names()
+        expected = WorkerSettings.required_env_names()
+        if flow.runs_as == "state-machine":
+            expected |= {"SWITCHYARD_STATE_MACHINE_ARN"}
         assert set(worker.properties["Environment"]["Variables"]) == expected | POWERTOOLS
 
 
