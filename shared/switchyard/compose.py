@@ -161,7 +161,7 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, ta
     limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale)
     # a short wait per request: a step that cannot get permits soon is retried later by the state machine
     return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
-                            rate_limit_wait=5.0)
+                            rate_limit_wait=5.0 / time_scale)
 
 
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
