@@ -29,6 +29,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     if flow is None:
         print(f"unknown flow {args.flow!r}; flows: {', '.join(catalog.flows)}", file=sys.stderr)
         return 2
+    if flow.mapping is None:  # e.g. stock levels: nothing to plan without reading the target
+        print(f"flow {args.flow!r} has no mapping document to dry-run (docs/quickbooks-pair.md says what it does)",
+              file=sys.stderr)
+        return 2
     document = json.loads(Path(args.event).read_text(), parse_float=Decimal)
     if isinstance(document, list):  # a Streak delivery: bare objects, the event type from its URL
         if not args.event_type:
