@@ -85,7 +85,8 @@ DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
 WebhookFormat = Literal["legacy", "cloudevents"]
 WEBHOOK_FORMATS = ("legacy", "cloudevents")
 DEFAULT_WEBHOOK_ENTITIES = frozenset({"Customer", "Item", "Invoice", "SalesReceipt", "Payment"})
-CLOUDEVENT_VERBS = {"Create": "created", "Update": "updated", "Delete": "deleted", "Void": "voided"}
+CLOUDEVENT_VERBS = {"Create": "created", "Update": "updated", "Delete": "deleted", "Void": "voided", "Merge": "merged",
+                    "Emailed": "emailed"}
 ITEM_TYPES = ("Inventory", "NonInventory", "Service", "Group", "Category")
 LINE_DETAIL_TYPES = ("SalesItemLineDetail", "SubTotalLineDetail", "DiscountLineDetail", "DescriptionOnly")
 CENT = Decimal("0.01")
