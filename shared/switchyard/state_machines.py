@@ -40,6 +40,9 @@ from switchyard.targets import DeliveryResult
 from switchyard.worker import DeadLetter, DeadLetters
 
 MAX_EXECUTION_NAME = 80
+# Step Functions caps an execution's input (and every state) at 256 KiB; the steps add their results to
+# the input, so an event must leave room for them
+MAX_EXECUTION_INPUT_BYTES = 200 * 1024
 MAX_REDRIVES = 20
 CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -119,6 +122,10 @@ class ExecutionStarter:
             return DeliveryResult("filtered", {"reason": f"{event.type} needs no execution"})
         payload = json.dumps({"flow": event.flow, "event_id": event.event_id, "type": event.type,
                               "route": route, "message": event.message}, separators=(",", ":"))
+        if len(payload.encode()) > MAX_EXECUTION_INPUT_BYTES:
+            raise PermanentError(f"event {event.event_id} is {len(payload.encode())} bytes as an execution input; "
+                                 f"Step Functions states hold 256 KiB and the steps need room for their results",
+                                 reason="execution_input_too_large")
         for attempt in range(1, MAX_REDRIVES + 1):
             name = execution_name(event.flow, event, route, attempt)
             try:

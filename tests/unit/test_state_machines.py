@@ -204,3 +204,16 @@ def test_failure_letter_marks_the_message_so_its_redrive_is_a_new_delivery():
     assert redriven.event_id == first.event_id and redriven.data == first.data
     assert redriven.idempotency_key == {"flow": FLOW, "event_id": "msg_1", "retry_of": f"{FLOW}-{GUID}"}
     assert first.idempotency_key == {"flow": FLOW, "event_id": "msg_1"}
+
+
+def test_starter_refuses_an_event_too_large_for_an_execution_with_a_clear_reason():
+    huge = FlowEvent.from_message(flow_message(
+        flow=FLOW, event_id="msg_big", source="nopcommerce", event_type="order.placed",
+        timestamp="2026-11-25T10:00:00+00:00", received_at="2026-11-25T10:00:01+00:00",
+        body=json.dumps({"type": "order.placed", "timestamp": "2026-11-25T10:00:00Z",
+                         "data": {"Order": {"OrderGuid": GUID}, "OrderItems": [{"Note": "x" * 250_000}]}})))
+    sfn = FakeStepFunctions()
+    with pytest.raises(PermanentError) as raised:
+        ExecutionStarter(sfn, ARN).deliver(huge)
+    assert raised.value.reason == "execution_input_too_large"
+    assert sfn.executions == {}
