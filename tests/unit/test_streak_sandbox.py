@@ -352,6 +352,67 @@ def test_search_matches_contacts_by_email_and_orgs_by_domain(client: httpx.Clien
     assert [org["name"] for org in results["organizations"]] == ["Acme Inc"]
 
 
+def test_search_ranks_by_relevance_and_answers_one_page_at_a_time(client: httpx.Client) -> None:
+    # Given "7" and twelve look-alikes (17 ... 74), the exact one created first
+    names = ["7", *(str(n) for n in range(17, 68, 10)), *(str(n) for n in range(70, 75)), "77"]
+    for name in names:
+        create_box(client, f"Order {name}")
+
+    pages = [client.get("/api/v1/search", params={"query": "7", "page": page}).json() for page in (1, 2, 3)]
+
+    # Then "77" (two occurrences) ranks first, equal scores newest first: "Order 7" only on page 2
+    first, second, third = ([box["name"] for box in page["results"]["boxes"]] for page in pages)
+    assert [page["page"] for page in pages] == [1, 2, 3]
+    assert first[0] == "Order 77" and len(first) == 10
+    assert second == ["Order 27", "Order 17", "Order 7"]
+    assert third == []
+
+
+def test_search_with_invalid_page_returns_400(client: httpx.Client) -> None:
+    response = client.get("/api/v1/search", params={"query": "x", "page": "0"})
+    assert (response.status_code, response.json()["error"]) == (400, "Invalid page")
+
+
+def test_search_does_not_find_a_box_until_the_index_caught_up() -> None:
+    sandbox = StreakSandbox(search_lag_seconds=0.2)
+    with httpx.Client(transport=httpx.WSGITransport(app=sandbox.wsgi_app), base_url="http://streak.test",
+                      auth=(API_KEY, "")) as client:
+        create_box(client, "Order 1042")
+        assert client.get("/api/v1/search", params={"query": "1042"}).json()["results"]["boxes"] == []
+        time.sleep(0.25)
+        assert len(client.get("/api/v1/search", params={"query": "1042"}).json()["results"]["boxes"]) == 1
+
+
+def test_update_box_sets_a_map_of_fields_in_one_call_or_none_of_them(client: httpx.Client) -> None:
+    box = create_box(client)
+
+    refused = client.post(f"/api/v1/boxes/{box['key']}", json={"fields": {"1001": "A-1", "1004": "Paid"}})
+    assert refused.status_code == 400
+    assert client.get(f"/api/v1/boxes/{box['key']}").json()["fields"] == {}
+
+    done = client.post(f"/api/v1/boxes/{box['key']}", json={"fields": {"1001": "A-1", "1004": "9003"}})
+    assert done.json()["fields"] == {"1001": "A-1", "1004": "9003"}
+
+
+def test_update_box_ignores_field_keys_at_the_top_level_as_streak_does(client: httpx.Client) -> None:
+    # Streak's "update a box" takes field values under "fields"; other properties are ignored
+    box = create_box(client)
+    response = client.post(f"/api/v1/boxes/{box['key']}", json={"1001": "A-1"})
+    assert response.status_code == 200
+    assert response.json()["fields"] == {}
+
+
+def test_carry_out_late_write_happens_after_the_delay_even_when_the_client_gave_up() -> None:
+    with StreakSandbox() as sandbox:
+        sandbox.carry_out_late("create_box", 0.5)
+        with httpx.Client(base_url=sandbox.base_url or "", auth=(API_KEY, ""), timeout=0.1) as client:
+            with pytest.raises(httpx.TimeoutException):
+                client.post("/api/v2/pipelines/pl_orders/boxes", json={"name": "Order 1"})
+            assert sandbox.snapshot()["boxes"] == []
+            time.sleep(0.7)
+            assert [box["name"] for box in sandbox.snapshot()["boxes"]] == ["Order 1"]
+
+
 def test_search_without_query_returns_400_missing_parameters(client: httpx.Client) -> None:
     response = client.get("/api/v1/search")
     assert response.status_code == 400

@@ -73,6 +73,8 @@ WEBHOOK_EVENTS: dict[WebhookScope, frozenset[str]] = {
 WEBHOOK_SCOPE_PARAMS: dict[WebhookScope, str] = {"pipeline": "pipelineKey", "team": "teamKey"}
 WEBHOOK_TOKEN_HEADER = "X-Streak-Webhook-Token"
 DEFAULT_WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
+# Streak's search answers one page at a time (``page``, 1-based); the client reads until a page is empty.
+SEARCH_PAGE_SIZE = 10
 
 
 # --------------------------------------------------------------------------- pipeline definition
@@ -307,8 +309,18 @@ def _has_duplicates(values: list[str]) -> bool:
     return len(set(values)) != len(values)
 
 
-def _matches(needle: str, haystack: Iterable[Any]) -> bool:
-    return any(isinstance(text, str) and needle in text.lower() for text in haystack)
+def _score(needle: str, haystack: Iterable[Any]) -> int:
+    """How often the query occurs in the texts: 0 is no match."""
+    return sum(text.lower().count(needle) for text in haystack if isinstance(text, str))
+
+
+def _ranked_page(scored: list[tuple[dict[str, Any], int]], page: int) -> list[dict[str, Any]]:
+    # equal scores: most recently updated first, then most recently created (later in the table)
+    matches = [(-score, -entity.get("lastUpdatedTimestamp", 0), -index, entity)
+               for index, (entity, score) in enumerate(scored) if score > 0]
+    matches.sort(key=lambda ranked: ranked[:3])
+    start = (page - 1) * SEARCH_PAGE_SIZE
+    return [ranked[3] for ranked in matches[start:start + SEARCH_PAGE_SIZE]]
 
 
 def _now_ms() -> int:
@@ -394,6 +406,10 @@ class _State:
     counters: defaultdict[str, itertools.count[int]] = field(
         default_factory=lambda: defaultdict(lambda: itertools.count(1))
     )
+    # box key -> monotonic time from which search finds it (the index lags behind creates)
+    indexed_at: dict[str, float] = field(default_factory=dict)
+    # endpoint name -> seconds to wait before carrying out the next such requests (queued, FIFO)
+    slow_writes: defaultdict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
 
     def new_key(self, prefix: str) -> str:
         return f"{prefix}_{next(self.counters[prefix])}"
@@ -649,8 +665,11 @@ class StreakSandbox(http.SandboxApp):
         user_email: str = "sales-rep@example.com",
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
         webhook_timeout: float = 5.0,
+        search_lag_seconds: float = 0.0,
     ) -> None:
         self.api_key = api_key
+        # a created box is found by search only this long after the create (Streak's index lags)
+        self.search_lag_seconds = search_lag_seconds
         self.team_key = team_key
         self.pipeline = pipeline
         self.user_email = user_email
@@ -685,6 +704,15 @@ class StreakSandbox(http.SandboxApp):
             self._webhooks.reset()
         self.requests.clear()
         self.faults.clear()
+
+    def carry_out_late(self, endpoint: str, seconds: float, n: int = 1) -> None:
+        """The next ``n`` requests to ``endpoint`` (e.g. ``create_box``, ``create_task``) wait
+        ``seconds`` and only then are carried out: a client that gave up meanwhile saw a timeout,
+        yet the write happens, later, as with the real service on a slow day."""
+        if seconds < 0 or n < 0:
+            raise ValueError("seconds and n must not be negative")
+        with self._lock:
+            self._state.slow_writes[endpoint].extend([seconds] * n)
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
         """Wait until every queued webhook delivery finished (retries included); False on timeout."""
@@ -757,6 +785,8 @@ class StreakSandbox(http.SandboxApp):
                 self._authenticate(request)
             endpoint, values = _ROUTES.bind("sandbox").match(request.path, request.method)
             call = _Call(query=request.args, body=self._read_body(request, strict=not is_admin))
+            if not is_admin:
+                self._wait_if_slow(endpoint)
             with self._lock:
                 return http.json_response(getattr(self, f"_ep_{endpoint}")(call, **values))
         except StreakError as error:
@@ -764,6 +794,13 @@ class StreakSandbox(http.SandboxApp):
         except HTTPException:
             # A known path with the wrong method is treated as an unknown path too.
             return StreakError(404, INVALID_PATH).response()
+
+    def _wait_if_slow(self, endpoint: str) -> None:
+        with self._lock:
+            queued = self._state.slow_writes.get(endpoint)
+            delay = queued.popleft() if queued else 0.0
+        if delay:
+            time.sleep(delay)  # outside the lock: other requests go on meanwhile
 
     def _authenticate(self, request: Request) -> None:
         auth = request.authorization
@@ -897,6 +934,7 @@ class StreakSandbox(http.SandboxApp):
         stage_key = self._check_stage(call.body.get("stageKey", pipeline.stages[0].key))
         key = self._state.new_key("box")
         box = self._insert(self._state.boxes, key, self._new_box(key, name, notes, stage_key))
+        self._state.indexed_at[key] = time.monotonic() + self.search_lag_seconds
         self._fire("BOX_CREATE", box)
         return box
 
@@ -975,22 +1013,41 @@ class StreakSandbox(http.SandboxApp):
     # ----------------------------------------------------------------- search
 
     def _ep_search(self, call: _Call) -> dict[str, Any]:
+        """Relevance-ranked text search, one page at a time, like Streak's: a query matches any text
+        containing it ("7" finds 17, 27, 70...), the best scored come first (ties: most recently
+        updated first), and boxes created moments ago are not indexed yet."""
         query = call.query.get("query", "")
         if not query:
             raise _missing()
+        page = self._page_number(call.query.get("page", "1"))
         needle = query.lower()
         pipelines, stages = call.query.getlist("pipelineKey"), call.query.getlist("stageKey")
+        now = time.monotonic()
         boxes = [
-            _box_hit(box)
+            (box, _score(needle, self._box_texts(box)))
             for box in self._state.boxes.values()
             if (not pipelines or box["pipelineKey"] in pipelines)
             and (not stages or box["stageKey"] in stages)
-            and _matches(needle, self._box_texts(box))
+            and self._state.indexed_at.get(box["key"], 0.0) <= now
         ]
-        contacts = [c for c in self._state.contacts.values() if _matches(needle, _contact_texts(c))]
-        orgs = [o for o in self._state.organizations.values() if _matches(needle, _organization_texts(o))]
-        results = {"boxes": boxes, "contacts": contacts, "organizations": orgs}
-        return {"query": query, "results": copy.deepcopy(results)}
+        contacts = [(c, _score(needle, _contact_texts(c))) for c in self._state.contacts.values()]
+        orgs = [(o, _score(needle, _organization_texts(o))) for o in self._state.organizations.values()]
+        results = {
+            "boxes": [_box_hit(box) for box in _ranked_page(boxes, page)],
+            "contacts": _ranked_page(contacts, page),
+            "organizations": _ranked_page(orgs, page),
+        }
+        return {"query": query, "page": page, "results": copy.deepcopy(results)}
+
+    @staticmethod
+    def _page_number(value: str) -> int:
+        try:
+            page = int(value)
+        except ValueError:
+            raise StreakError(400, "Invalid page") from None
+        if page < 1:
+            raise StreakError(400, "Invalid page")
+        return page
 
     def _box_texts(self, box: dict[str, Any]) -> list[Any]:
         text_fields = [
