@@ -14,11 +14,22 @@ from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
-from switchyard.targets.streak_deals import StreakDealTarget
+from switchyard.targets.streak_deals import DEFAULT_SETTLE_SECONDS, StreakDealTarget
 from switchyard_local.sandboxes.streak import StreakSandbox
 
 MakeEvent = Callable[..., FlowEvent]
-WRITES_OF_B2B_ORDER = 13  # POSTs of a clean first delivery of nop_order_b2b (see the first test)
+WRITES_OF_B2B_ORDER = 6  # POSTs of a clean first delivery of nop_order_b2b (see the first test)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
@@ -72,7 +83,9 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
     assert result.detail == {"box_key": box["key"], "order_key": "1042"}
     assert box["stageKey"] == "5001"
     assert box["name"] == "Order 1042 · Jane Doe Acme Corp"
-    assert box["notes"] == "nopCommerce order 1042 (6f1c2b7e-3a7d-4c4e-9a55-0b9e2f1d7a10)"
+    # the create request itself carries the order key: a box whose fields never got written is still found
+    assert box["notes"] == ("nopCommerce order 1042 (6f1c2b7e-3a7d-4c4e-9a55-0b9e2f1d7a10)\n\n"
+                            "Switchyard order key: 1042")
     assert box["fields"] == {
         "1001": "1042",
         "1002": 1299,
@@ -106,12 +119,10 @@ def test_deliver_same_event_twice_creates_nothing_new(
     # When the same event is delivered again
     result = target.deliver(event)
 
-    # Then nothing is created or written: only the find-or-create lookups are POSTs
+    # Then nothing is created or written: only the contact's find-or-create lookup is a POST
     assert result.outcome == "updated"
     assert counts(sandbox) == before == {"boxes": 1, "contacts": 1, "organizations": 1, "tasks": 1}
-    assert posts(sandbox.requests[first_requests:]) == [
-        "/api/v2/teams/team_1/contacts/", "/api/v2/teams/team_1/organizations"
-    ]
+    assert posts(sandbox.requests[first_requests:]) == ["/api/v2/teams/team_1/contacts/"]
 
 
 class Sabotage:
@@ -149,12 +160,14 @@ def test_deliver_retry_after_half_done_attempt_creates_everything_once(
     sandbox = StreakSandbox()
     client = StreakClient(streak_connection,
                           transport=httpx.WSGITransport(app=Sabotage(sandbox, nth_post, after_work=after_work)))
-    target = StreakDealTarget(mapping, client, InMemoryEntityState())
+    clock = FakeClock()
+    target = StreakDealTarget(mapping, client, InMemoryEntityState(), clock=clock)
     event = make_event("nop_order_b2b")
     with pytest.raises(RetryableError):
         target.deliver(event)
 
-    # When the event is retried
+    # When the event is retried, later (a create without an answer is only repeated after the settle delay)
+    clock.advance(DEFAULT_SETTLE_SECONDS)
     target.deliver(event)
 
     # Then the target holds exactly what a clean run leaves: one box, one contact, one org, one task
@@ -173,7 +186,8 @@ def test_deliver_consumer_order_with_public_email_domain_links_no_organization(
     assert box["organizations"] == []
     assert box["stageKey"] == "5002"  # placed as Processing
     assert snap["contacts"][0]["emailAddresses"] == ["sam.lee@gmail.com"]
-    assert box["fields"]["1002"] == 240.5
+    # 240.50 in the store currency at CurrencyRate 0.92: the 221.26 EUR the customer paid, labelled EUR
+    assert (box["fields"]["1002"], box["fields"]["1006"]) == (221.26, "EUR")
 
 
 def test_deliver_company_with_public_email_domain_finds_organization_by_name(
@@ -354,8 +368,8 @@ def mapping_with(change: Callable[[dict[str, Any]], None]) -> DealMapping:
     return parse_deal_mapping(yaml.safe_dump(document, allow_unicode=True), name="changed.yaml")
 
 
-def test_deliver_bad_dropdown_key_raises_permanent_with_streak_400(
-    make_event: MakeEvent, streak_client: StreakClient, state: InMemoryEntityState
+def test_deliver_bad_dropdown_key_rejected_before_any_write(
+    make_event: MakeEvent, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox
 ) -> None:
     # Given a mapping whose payment-status lookup names a dropdown item the pipeline does not have
     mapping = mapping_with(lambda d: d["lookups"]["payment_status_item"].__setitem__(30, "Paid"))
@@ -364,14 +378,15 @@ def test_deliver_bad_dropdown_key_raises_permanent_with_streak_400(
     with pytest.raises(PermanentError) as raised:
         target.deliver(make_event("nop_order_b2b"))
 
-    assert raised.value.target_status == 400
-    assert raised.value.reason == "target_rejected"
-    assert raised.value.target_response["success"] is False
-    assert "1004" in raised.value.target_response["error"]
-    assert "DROPDOWN" in raised.value.target_response["error"]
+    # Then the plan is judged against the pipeline's field definitions first: no half-written box
+    assert raised.value.reason == "plan_rejected_by_target_schema"
+    assert '1004 "Payment status" (DROPDOWN)' in raised.value.message
+    assert "'Paid'" in raised.value.message
+    assert posts(sandbox.requests) == []
+    assert counts(sandbox) == {"boxes": 0, "contacts": 0, "organizations": 0, "tasks": 0}
 
 
-def test_deliver_unknown_stage_raises_permanent_with_streak_400(
+def test_deliver_unknown_stage_rejected_before_any_write(
     make_event: MakeEvent, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox
 ) -> None:
     mapping = mapping_with(lambda d: d["lookups"]["stage_by_order_status"].__setitem__(10, "5999"))
@@ -380,9 +395,9 @@ def test_deliver_unknown_stage_raises_permanent_with_streak_400(
     with pytest.raises(PermanentError) as raised:
         target.deliver(make_event("nop_order_b2b"))
 
-    assert raised.value.target_status == 400
-    assert raised.value.target_response == {"success": False, "error": "Invalid stage key"}
-    assert counts(sandbox)["boxes"] == 0
+    assert raised.value.reason == "plan_rejected_by_target_schema"
+    assert "stage '5999'" in raised.value.message
+    assert posts(sandbox.requests) == []
 
 
 def test_deliver_wrong_api_key_raises_target_auth_failed(

@@ -83,8 +83,17 @@ def test_golden_b2b_order_streak_formats() -> None:
     assert plan["fields"]["1004"] == "9003"  # DROPDOWN: item key of "Paid", not the label
     assert plan["fields"]["1002"] == 1299
     assert plan["contact"]["email"] == "jane.doe@acme-corp.example"  # trimmed + lower-cased
-    assert plan["organization"] == {"name": "Acme Corp", "domain": "acme-corp.example"}
+    # matched on name and domain: a shared mail domain alone is not the same company
+    assert plan["organization"] == {"name": "Acme Corp", "domain": "acme-corp.example",
+                                    "match_on": ["name", "domain"]}
     assert plan["task"]["due_date_ms"] == 1_795_166_100_000 + 3 * 86_400_000
+
+
+def test_golden_foreign_currency_order_total_is_in_the_currency_it_is_labelled_with() -> None:
+    plan = golden("nop_order_consumer")
+
+    # OrderTotal 240.50 is in the store currency; at CurrencyRate 0.92 the customer paid 221.26 EUR
+    assert (plan["fields"]["1002"], plan["fields"]["1006"]) == (221.26, "EUR")
 
 
 def test_golden_small_order_without_company_filtered() -> None:

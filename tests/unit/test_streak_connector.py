@@ -97,6 +97,33 @@ def test_streak_client_search_boxes_returns_box_hits() -> None:
     assert recorder.requests[0].url.params["pipelineKey"] == "pl_orders"
 
 
+def test_streak_client_search_boxes_reads_every_page_until_an_empty_one() -> None:
+    def page(*keys: str) -> httpx.Response:
+        return httpx.Response(200, json={"results": {"boxes": [{"boxKey": k} for k in keys]}})
+
+    recorder = Recorder(page("box_1", "box_2"), page("box_2", "box_3"), page())
+
+    assert recorder.client().search_boxes("7", "pl_orders") == [
+        {"boxKey": "box_1"}, {"boxKey": "box_2"}, {"boxKey": "box_3"}]
+    assert [r.url.params["page"] for r in recorder.requests] == ["1", "2", "3"]
+
+
+def test_streak_client_search_boxes_failed_page_raises_retryable() -> None:
+    recorder = Recorder(httpx.Response(200, json={"results": {"boxes": [{"boxKey": "box_1"}]}}),
+                        httpx.Response(503, json={"success": False}))
+
+    with pytest.raises(RetryableError):
+        recorder.client().search_boxes("7", "pl_orders")
+
+
+def test_streak_client_update_box_sends_field_values_as_one_map() -> None:
+    recorder = Recorder()
+    recorder.client().update_box("box_1", {"fields": {"1001": "A-1", "1002": Decimal("12.50")}})
+
+    assert recorder.requests[0].url.path == "/api/v1/boxes/box_1"
+    assert recorder.body() == {"fields": {"1001": "A-1", "1002": 12.5}}
+
+
 def test_streak_client_success_false_under_200_raises_permanent() -> None:
     body = {"success": False, "error": "Missing parameters"}
     recorder = Recorder(httpx.Response(200, json=body))

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 
+# Search answers pages of relevance-ranked hits; a lookup that needs more pages than this is too broad
+# to prove a record absent, so it is treated as incomplete (and nothing is created on it).
+MAX_SEARCH_PAGES = 50
+
 
 class StreakConnection(BaseModel):
     """The connection secret: ``{"base_url", "api_key", "team_key", "pipeline_key"}``."""
@@ -65,8 +69,20 @@ class StreakClient:
     # --- boxes ---------------------------------------------------------------------------------
 
     def search_boxes(self, query: str, pipeline_key: str) -> list[dict[str, Any]]:
-        body = self._call("GET", "/api/v1/search", params={"query": query, "pipelineKey": pipeline_key})
-        return list((body or {}).get("results", {}).get("boxes", []))
+        """Every box hit of a search, all pages read (raises if any page fails: an incomplete lookup)."""
+        return self._search_all(query, "boxes", pipelineKey=pipeline_key)
+
+    def _search_all(self, query: str, kind: str, **params: str) -> list[dict[str, Any]]:
+        hits: dict[str, dict[str, Any]] = {}
+        for page in range(1, MAX_SEARCH_PAGES + 1):
+            body = self._call("GET", "/api/v1/search", params={"query": query, "page": page, **params})
+            found = list((body or {}).get("results", {}).get(kind) or [])
+            if not found:
+                return list(hits.values())
+            for hit in found:  # ranks can shift between pages: a hit seen twice counts once
+                hits.setdefault(str(hit.get("boxKey") or hit.get("key")), hit)
+        raise RetryableError(f"Streak search for {query!r} has more than {MAX_SEARCH_PAGES} pages of {kind}",
+                             reason="lookup_incomplete")
 
     def get_box(self, box_key: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/boxes/{box_key}")
@@ -79,7 +95,17 @@ class StreakClient:
         return self._call("POST", f"/api/v2/pipelines/{pipeline_key}/boxes", json=payload)
 
     def update_box(self, box_key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Update a box in one call: name, notes, stageKey, contacts/organizations (replaced lists) and
+        ``fields``, a map of field key -> value (Streak's "update a box"; unknown properties are ignored)."""
         return self._call("POST", f"/api/v1/boxes/{box_key}", json=changes)
+
+    def get_pipeline(self, pipeline_key: str) -> dict[str, Any]:
+        """The pipeline with its stages and field definitions (read-only copies)."""
+        return self._call("GET", f"/api/v1/pipelines/{pipeline_key}")
+
+    def list_fields(self, pipeline_key: str) -> list[dict[str, Any]]:
+        """The pipeline's field definitions: key, name, type, dropdown items and tags."""
+        return list(self._call("GET", f"/api/v1/pipelines/{pipeline_key}/fields") or [])
 
     def set_field(self, box_key: str, field_key: str, value: Any) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/boxes/{box_key}/fields/{field_key}", json={"value": value})
@@ -101,15 +127,18 @@ class StreakClient:
         return self._call("POST", f"/api/v2/teams/{team_key}/organizations",
                           params={"getIfExisting": "true"}, json={"domains": [domain]})
 
-    def create_organization(self, team_key: str, name: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/v2/teams/{team_key}/organizations", json={"name": name})
+    def create_organization(self, team_key: str, name: str, *, domains: list[str] | None = None) -> dict[str, Any]:
+        """A new organization (no ``getIfExisting``: that would return whichever one has the domain)."""
+        payload: dict[str, Any] = {"name": name}
+        if domains:
+            payload["domains"] = domains
+        return self._call("POST", f"/api/v2/teams/{team_key}/organizations", json=payload)
 
     def update_organization(self, org_key: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/api/v2/organizations/{org_key}", json=changes)
 
     def search_organizations(self, query: str) -> list[dict[str, Any]]:
-        body = self._call("GET", "/api/v1/search", params={"query": query})
-        return list((body or {}).get("results", {}).get("organizations", []))
+        return self._search_all(query, "organizations")
 
     # --- comments (the box's activity feed) --------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from typing import Any, Literal
 
@@ -18,11 +19,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.catalog import mapping_path
-from switchyard.errors import MappingError
+from switchyard.errors import MappingError, PermanentError
 from switchyard.mapping.conditions import Predicate, compile_condition
 from switchyard.mapping.rules import compile_rules
 
 Rule = dict[str, Any]
+# ISO 4217 minor units where they are not 2
+MINOR_UNITS = {"BHD": 3, "CLP": 0, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3, "OMR": 3, "TND": 3,
+               "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
 
 
 class _Doc(BaseModel):
@@ -53,6 +57,19 @@ class OrganizationDoc(_Doc):
     domain: Rule | None = None
     # e-mail domains that identify no company (find the organization by name instead)
     public_domains: tuple[str, ...] = ()
+    # what must agree for an existing organization to be the order's: a shared mail domain alone
+    # (resellers, group companies, a shared mail host) would link another company
+    match_on: tuple[Literal["name", "domain"], ...] = ("name", "domain")
+
+
+class AmountDoc(_Doc):
+    """A money amount shown with its currency label, so the two always agree."""
+
+    field: str  # the NUMBER field showing the amount
+    currency_field: str  # the TEXT_INPUT field showing its currency code
+    total: Rule  # the amount in the source's base currency
+    rate: Rule | None = None  # units of ``currency`` per base-currency unit (none: total is in it)
+    currency: Rule  # the currency the amount is shown in
 
 
 class BoxDoc(_Doc):
@@ -61,6 +78,7 @@ class BoxDoc(_Doc):
     notes: Rule | None = None
     comment: Rule | None = None  # posted once on the box (Streak's activity feed)
     fields: dict[str, Rule] = Field(default_factory=dict)  # Streak field key -> rule
+    amount: AmountDoc | None = None
 
 
 class TaskDoc(_Doc):
@@ -122,6 +140,7 @@ class ContactUpdatePlan:
 class OrganizationPlan:
     name: str
     domain: str | None  # None: find by name
+    match_on: tuple[str, ...] = ("name", "domain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +203,15 @@ class DealMapping:
             deal += [("task.text", required(doc.task.text)), ("task.due", required(doc.task.due))]
             optional["task.assignee"] = doc.task.assignee
         deal += [(where, spec) for where, spec in optional.items() if spec is not None]
+        amount = doc.box.amount
+        if amount is not None:
+            clash = {amount.field, amount.currency_field} & set(doc.box.fields)
+            if clash or amount.field == amount.currency_field:
+                raise MappingError(f"box.amount: fields {sorted(clash) or [amount.field]} are set twice")
+            deal += [("box.amount.total", required(amount.total)), ("box.amount.currency", required(amount.currency))]
+            if amount.rate is not None:  # checked when a deal is made (a filtered order needs none)
+                deal.append(("box.amount.rate", amount.rate))
+        self._amount = amount
         self._field_keys = tuple(doc.box.fields)
         deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
         at = {where: index for index, (where, _spec) in enumerate(deal)}
@@ -191,10 +219,11 @@ class DealMapping:
         self._fields_at = len(deal) - len(self._field_keys)
         # positions in the values tuple (-1: not in this document)
         (self._i_notes, self._i_given, self._i_family, self._i_text, self._i_due, self._i_assignee,
-         self._i_phone, self._i_customer, self._i_comment) = (
+         self._i_phone, self._i_customer, self._i_comment, self._i_total, self._i_currency, self._i_rate) = (
             at.get(name, -1) for name in ("box.notes", "contact.given_name", "contact.family_name", "task.text",
                                           "task.due", "task.assignee", "contact.phone", "contact.customer_key",
-                                          "box.comment"))
+                                          "box.comment", "box.amount.total", "box.amount.currency",
+                                          "box.amount.rate"))
         self.source = doc.source
         self._master = dict(doc.master)
         update = doc.contact_update
@@ -218,6 +247,9 @@ class DealMapping:
         ) if org else None
         self._org_when = compile_condition(org.when, "organization.when") if org and org.when else None
         self._public_domains = frozenset(d.lower() for d in org.public_domains) if org else frozenset()
+        self._org_match_on = tuple(dict.fromkeys(org.match_on)) if org else ()
+        if org and not self._org_match_on:
+            raise MappingError("organization.match_on: name at least one of name, domain")
         self._create_when: Predicate | None = (
             compile_condition(doc.create_when, "create_when") if doc.create_when else None
         )
@@ -236,6 +268,12 @@ class DealMapping:
         for key, field_value in zip(self._field_keys, values[self._fields_at:], strict=True):
             if field_value is not None and field_value != "":
                 fields[key] = field_value
+        create = self._create_when is None or self._create_when(data)
+        if self._amount is not None and create:
+            if self._amount.rate is not None and at(self._i_rate) is None:
+                raise PermanentError("box.amount.rate: required value is missing", reason="missing_required_field")
+            fields[self._amount.field], fields[self._amount.currency_field] = self._shown_amount(
+                values[self._i_total], at(self._i_rate), values[self._i_currency])
         task = None
         if self._i_text >= 0:
             due = values[self._i_due]
@@ -244,7 +282,7 @@ class DealMapping:
                             assignee_email=at(self._i_assignee))
         return DealPlan(
             order_key=str(values[0]),
-            create=self._create_when is None or self._create_when(data),
+            create=create,
             box_name=values[1],
             stage_key=str(values[2]),
             notes=at(self._i_notes),
@@ -256,6 +294,20 @@ class DealMapping:
             task=task,
             comment=at(self._i_comment),
         )
+
+    def _shown_amount(self, total: Any, rate: Any, currency: Any) -> tuple[int | float, str]:
+        """The amount in ``currency``, rounded half up to that currency's minor unit, and its label."""
+        code = str(currency).strip().upper()
+        try:
+            amount = Decimal(str(total)) * (Decimal(str(rate)) if rate is not None else Decimal(1))
+        except InvalidOperation:
+            raise PermanentError(f"box.amount: {total!r} times {rate!r} is not an amount",
+                                 reason="invalid_source_value") from None
+        if not amount.is_finite() or (rate is not None and Decimal(str(rate)) <= 0):
+            raise PermanentError(f"box.amount: {total!r} at rate {rate!r} is not an amount",
+                                 reason="invalid_source_value")
+        shown = amount.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(code, 2)), rounding=ROUND_HALF_UP)
+        return (int(shown) if shown == shown.to_integral_value() else float(shown)), code
 
     def source_may_write(self, field: str) -> bool:
         """Master-data rule: may this flow's source overwrite ``field`` (email, phone, name, status)?"""
@@ -279,7 +331,7 @@ class DealMapping:
         domain = rest[0] if rest else None
         if domain and domain.lower() in self._public_domains:
             domain = None
-        return OrganizationPlan(name=name, domain=domain)
+        return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on)
 
 
 def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:

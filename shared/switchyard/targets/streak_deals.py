@@ -1,21 +1,45 @@
 """Carries out deal plans in a Streak pipeline so that any step can be repeated safely.
 
 Streak has no idempotency keys, so every write is preceded by a lookup: the box is found by the
-order key stored in a text field, contacts and organizations by ``getIfExisting``, tasks by text.
-Redelivering an event, or retrying after a failure half-way, therefore changes nothing twice.
+order key stored in a text field (every page of the search read, matched exactly), contacts by
+``getIfExisting``, organizations by name and domain, tasks by text. Redelivering an event, or
+retrying after a failure half-way, therefore changes nothing twice.
+
+A create whose answer never came (a timeout, a 5xx) may still be carried out by Streak, and search
+shows a new box only after a while. So such a create leaves a "pending" mark, and nothing is
+created again for that order until a lookup made at least ``settle_seconds`` after it has found
+nothing. The create request carries the order key in the box's notes, so a box whose fields were
+never written is still recognised as the order's; two boxes for one order are flagged on the box.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState, changed_fields
-from switchyard.errors import OutOfOrderError, PermanentError
+from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.streak_deals import ContactPlan, DealMapping, DealPlan, OrganizationPlan
+from switchyard.mapping.streak_deals import ContactPlan, DealMapping, DealPlan, OrganizationPlan, TaskPlan
 from switchyard.targets import DeliveryResult
+from switchyard.targets.streak_schema import PIPELINE_SCHEMAS, PipelineSchemas
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long Streak may take to show a created box in search (its index lags); see docs/streak.md.
+DEFAULT_SETTLE_SECONDS = 60.0
+ORDER_KEY_LINE = "Switchyard order key: {}"
+_ORDER_KEY_LINE = re.compile(r"^Switchyard order key: (.+)$", re.MULTILINE)
+DUPLICATE_NOTE = "Switchyard: duplicate of box {canonical} for order {order_key}"
+INCOMPLETE_NOTE = "Switchyard: delivery of event {event_id} stopped part-way ({reason}); this box may be incomplete"
+# a create that failed with one of these was certainly not carried out
+_NOT_CARRIED_OUT = frozenset({"rate_limited"})
 
 
 class _NoEchoes:
@@ -27,18 +51,31 @@ class _NoEchoes:
     def consume(self, *_args: Any) -> bool:
         return False
 
-SEARCH_HITS_CHECKED = 10
+
+def notes_with_order_key(notes: str | None, order_key: str) -> str:
+    """The box's notes plus a line naming its order: the create request itself carries the key."""
+    line = ORDER_KEY_LINE.format(order_key)
+    return f"{notes}\n\n{line}" if notes else line
+
+
+def order_key_in_notes(notes: Any) -> str | None:
+    match = _ORDER_KEY_LINE.search(notes) if isinstance(notes, str) else None
+    return match.group(1).strip() if match else None
 
 
 class StreakDealTarget:
     def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
-                 echoes: EchoLedger | None = None) -> None:
+                 echoes: EchoLedger | None = None, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+                 clock: Callable[[], float] = time.time, schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
         self._mapping = mapping
         self._client = client
         self._state = state
         self._echoes: EchoLedger = echoes or _NoEchoes()
         self._pipeline = client.connection.pipeline_key
         self._team = client.connection.team_key
+        self._settle_seconds = settle_seconds
+        self._clock = clock
+        self._schemas = schemas
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
         action = self._mapping.events.get(event.type)
@@ -58,45 +95,104 @@ class StreakDealTarget:
         if not plan.create:
             self._state.mark_filtered(entity)
             return DeliveryResult("filtered", {"order_key": plan.order_key})
+        # the whole plan is judged before the first write: nothing half-written for a value Streak refuses
+        self._schemas.check(self._client, self._pipeline, plan.stage_key, plan.fields)
 
         contact = self._ensure_contact(plan.contact, event.source) if plan.contact else None
         organization = self._ensure_organization(plan.organization) if plan.organization else None
-        box = self._find_box(plan.order_key, fallback_name=plan.box_name)
+        looked_at = self._clock()
+        box, duplicates = self._find_boxes(plan.order_key, fallback_name=plan.box_name)
         created = box is None
         if box is None:
-            box = self._client.create_box(self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
-                                          notes=plan.notes)
+            box = self._create_once("box", entity, looked_at, lambda: self._client.create_box(
+                self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
+                notes=notes_with_order_key(plan.notes, plan.order_key)))
         box_key = box["key"]
-        self._set_fields(box, plan)
-        self._link(box, contact, organization)
-        if plan.task and not any(t.get("text") == plan.task.text for t in self._client.list_tasks(box_key)):
-            self._client.create_task(box_key, text=plan.task.text, due_date_ms=plan.task.due_date_ms,
-                                     assignee_email=plan.task.assignee_email)
-        if plan.comment and not any(c.get("message") == plan.comment for c in self._client.list_comments(box_key)):
-            self._client.create_comment(box_key, plan.comment)
+        try:
+            self._write_box(box, plan, contact, organization)
+            if plan.task:
+                self._ensure_task(entity, box_key, plan.task)
+            if plan.comment and not any(c.get("message") == plan.comment
+                                        for c in self._client.list_comments(box_key)):
+                self._client.create_comment(box_key, plan.comment)
+            for duplicate in duplicates:
+                self._flag_duplicate(duplicate, box_key, plan.order_key)
+        except PermanentError as exc:  # to the DLQ: leave a mark on the box an operator can find
+            raise self._marked_incomplete(box_key, plan.order_key, event, exc) from exc
         # Record this change time; a newer status change may already own the stage (then keep it).
         self._state.claim(entity, event.timestamp, event.event_id)
-        return DeliveryResult("created" if created else "updated", {"box_key": box_key,
-                                                                    "order_key": plan.order_key})
+        detail: dict[str, Any] = {"box_key": box_key, "order_key": plan.order_key}
+        if duplicates:
+            detail["duplicates_flagged"] = [d["key"] for d in duplicates]
+        return DeliveryResult("created" if created else "updated", detail)
 
-    def _set_fields(self, box: dict[str, Any], plan: DealPlan) -> None:
+    def _write_box(self, box: dict[str, Any], plan: DealPlan, contact: dict | None,
+                   organization: dict | None) -> None:
+        """Every field value and link in one "update a box" call: it is applied whole or not at all."""
         current = box.get("fields") or {}
-        key_field = self._mapping.order_key_field
-        # the order key first: once it is set, a retry finds this box instead of creating another
-        ordered = sorted(plan.fields.items(), key=lambda item: item[0] != key_field)
-        for field_key, value in ordered:
-            if current.get(field_key) != value:
-                self._client.set_field(box["key"], field_key, value)
-
-    def _link(self, box: dict[str, Any], contact: dict | None, organization: dict | None) -> None:
-        # Streak replaces link lists on update: send the existing entries plus the new one.
         changes: dict[str, Any] = {}
+        fields = {key: value for key, value in plan.fields.items() if current.get(key) != value}
+        if fields:
+            changes["fields"] = fields
+        # Streak replaces link lists on update: send the existing entries plus the new one.
         for name, entity in (("contacts", contact), ("organizations", organization)):
             existing = list(box.get(name) or [])
             if entity and all(link.get("key") != entity["key"] for link in existing):
                 changes[name] = [*({"key": link["key"]} for link in existing), {"key": entity["key"]}]
         if changes:
             self._client.update_box(box["key"], changes)
+
+    def _ensure_task(self, entity: str, box_key: str, task: TaskPlan) -> None:
+        looked_at = self._clock()
+        if any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
+            return
+        self._create_once("task", f"{entity}#task", looked_at, lambda: self._client.create_task(
+            box_key, text=task.text, due_date_ms=task.due_date_ms, assignee_email=task.assignee_email))
+
+    def _create_once(self, kind: str, key: str, looked_at: float, create: Callable[[], T]) -> T:
+        """Create after a lookup found nothing, unless an earlier create of the same thing has no
+        known outcome and that lookup may have been too early to see it."""
+        namespace = f"streak:pending_create:{kind}"
+        pending = self._state.linked(namespace, key)
+        if pending:
+            waited = looked_at - float(pending)
+            if waited < self._settle_seconds:
+                raise RetryableError(
+                    f"an earlier {kind} create for {key} got no answer and may still show up in Streak; "
+                    f"looking again {self._settle_seconds - waited:.0f} s from now before creating",
+                    reason="create_unsettled", retry_after=self._settle_seconds - waited)
+        self._state.link(namespace, key, repr(self._clock()))
+        try:
+            created = create()
+        except RetryableError as exc:
+            if exc.reason in _NOT_CARRIED_OUT:
+                self._state.link(namespace, key, "")
+            raise
+        except PermanentError:
+            self._state.link(namespace, key, "")  # refused: nothing was created
+            raise
+        self._state.link(namespace, key, "")
+        return created
+
+    def _flag_duplicate(self, duplicate: dict[str, Any], canonical_key: str, order_key: str) -> None:
+        note = DUPLICATE_NOTE.format(canonical=canonical_key, order_key=order_key)
+        if not any(c.get("message") == note for c in self._client.list_comments(duplicate["key"])):
+            self._client.create_comment(duplicate["key"], note)
+        log.warning("duplicate Streak box flagged", extra={"box_key": duplicate["key"],
+                                                            "canonical_box_key": canonical_key,
+                                                            "order_key": order_key})
+
+    def _marked_incomplete(self, box_key: str, order_key: str, event: FlowEvent,
+                           exc: PermanentError) -> PermanentError:
+        note = INCOMPLETE_NOTE.format(event_id=event.event_id, reason=exc.reason)
+        try:
+            self._client.create_comment(box_key, note)
+            marked = "marked with a comment"
+        except Exception:  # the mark is best effort; the letter still names the box
+            marked = "not marked (Streak refused the comment)"
+        return PermanentError(f"{exc.message}; box {box_key} of order {order_key} may be incomplete, {marked}",
+                              reason=exc.reason, target_status=exc.target_status,
+                              target_response=exc.target_response)
 
     def _ensure_contact(self, plan: ContactPlan, source: str) -> dict[str, Any]:
         contact = self._client.find_or_create_contact(self._team, plan.email)
@@ -116,27 +212,54 @@ class StreakDealTarget:
         return contact
 
     def _ensure_organization(self, plan: OrganizationPlan) -> dict[str, Any]:
-        if plan.domain:
+        """The organization the order names: matched on the mapping's ``match_on`` (name, domain or
+        both), so a shared e-mail domain alone does not link another company; created when none matches."""
+        if plan.domain and plan.match_on == ("domain",):
             org = self._client.find_or_create_organization(self._team, plan.domain)
             if not org.get("name"):
                 org = self._client.update_organization(org["key"], {"name": plan.name})
             return org
-        for org in self._client.search_organizations(plan.name):
-            if str(org.get("name", "")).casefold() == plan.name.casefold():
-                return org
-        return self._client.create_organization(self._team, plan.name)
+        use_domain = plan.domain is not None and "domain" in plan.match_on
+        by_name = "name" in plan.match_on or not use_domain
+        for org in self._client.search_organizations(plan.name if by_name else str(plan.domain)):
+            if by_name and str(org.get("name", "")).casefold() != plan.name.casefold():
+                continue
+            domains = [str(d).lower() for d in org.get("domains") or []]
+            if use_domain and plan.domain not in domains:
+                if domains:
+                    continue  # the same name, but another company's domain
+                org = self._client.update_organization(org["key"], {"domains": [str(plan.domain)]})
+            return org
+        return self._client.create_organization(self._team, plan.name,
+                                                domains=[plan.domain] if use_domain and plan.domain else None)
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
+        return self._find_boxes(order_key, fallback_name=fallback_name)[0]
+
+    def _find_boxes(self, order_key: str, *,
+                    fallback_name: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The order's box and any duplicates, from every page of the search, matched exactly.
+
+        A box is the order's when its order-key field holds the key, or, when that field was never
+        written, when its notes carry the key (the create request sends them) or, for boxes created
+        before notes did, its name is the one the plan gives. A failed page raises: an incomplete
+        lookup never leads to a create.
+        """
         key_field = self._mapping.order_key_field
-        for hit in self._client.search_boxes(order_key, self._pipeline)[:SEARCH_HITS_CHECKED]:
+        matches: list[dict[str, Any]] = []
+        for hit in self._client.search_boxes(order_key, self._pipeline):
             box = self._client.get_box(hit["boxKey"])
             stored = (box.get("fields") or {}).get(key_field)
-            if stored == order_key:
-                return box
-            # created by an attempt that failed before storing the key: recognise it by name
-            if stored is None and fallback_name is not None and box.get("name") == fallback_name:
-                return box
-        return None
+            recognised = stored is None and (order_key_in_notes(box.get("notes")) == order_key or (
+                fallback_name is not None and box.get("name") == fallback_name))
+            if stored == order_key or recognised:
+                matches.append(box)
+        if not matches:
+            return None, []
+        # the box that already holds the key, else the oldest, is the order's; the rest are duplicates
+        matches.sort(key=lambda b: ((b.get("fields") or {}).get(key_field) != order_key,
+                                    b.get("creationTimestamp", 0), b["key"]))
+        return matches[0], matches[1:]
 
     # --- status changed ------------------------------------------------------------------------
 
