@@ -15,7 +15,12 @@ from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping
-from switchyard.targets.streak_deals import DEFAULT_SETTLE_SECONDS, StreakDealTarget
+from switchyard.targets.streak_deals import (
+    DEFAULT_SETTLE_SECONDS,
+    StreakDealTarget,
+    audit_boxes,
+    notes_with_order_key,
+)
 from switchyard_local.sandboxes.streak import StreakSandbox
 
 MakeEvent = Callable[..., FlowEvent]
@@ -288,3 +293,29 @@ def test_delivery_refused_after_the_box_exists_marks_the_box_and_names_it_in_the
     assert raised.value.target_status == 400
     assert box["comments"] == ["Switchyard: delivery of event msg_nop_order_b2b stopped part-way "
                                "(target_rejected); this box may be incomplete"]
+
+
+# --- ghosts an operator can find ------------------------------------------------------------------------
+
+
+def test_audit_lists_ghost_and_duplicate_boxes_and_flags_them_once(
+    mapping: DealMapping, streak_client: StreakClient, sandbox: StreakSandbox,
+) -> None:
+    # Given a box whose create finished but whose fields never got written, and two boxes of order 9
+    ghost = streak_client.create_box("pl_orders", name="Order 8", stage_key="5001",
+                                     notes=notes_with_order_key("nopCommerce order 8", "8"))
+    first = streak_client.create_box("pl_orders", name="Order 9", stage_key="5001", notes=None)
+    second = streak_client.create_box("pl_orders", name="Order 9", stage_key="5001", notes=None)
+    for box in (first, second):
+        streak_client.update_box(box["key"], {"fields": {"1001": "9"}})
+
+    report = audit_boxes(streak_client, mapping, flag=True)
+    audit_boxes(streak_client, mapping, flag=True)
+
+    assert report == {"ghosts": [{"box_key": ghost["key"], "name": "Order 8", "order_key_in_notes": "8"}],
+                      "duplicates": {"9": [first["key"], second["key"]]}}
+    comments = {box["key"]: box["comments"] for box in boxes(sandbox)}
+    assert comments[ghost["key"]] == [
+        "Switchyard: this box has no order key (8); it was created by a request that did not finish"]
+    assert comments[second["key"]] == [f"Switchyard: duplicate of box {first['key']} for order 9"]
+    assert comments[first["key"]] == []

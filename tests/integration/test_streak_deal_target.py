@@ -15,6 +15,7 @@ from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
 from switchyard.targets.streak_deals import DEFAULT_SETTLE_SECONDS, StreakDealTarget
+from switchyard.targets.streak_schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import StreakSandbox
 
 MakeEvent = Callable[..., FlowEvent]
@@ -437,3 +438,44 @@ def test_deliver_unsupported_event_type_raises_permanent(
         target.deliver(other)
 
     assert raised.value.reason == "unsupported_event"
+
+
+# --- Streak calls per order (issue 15) ---------------------------------------------------------------
+
+
+def calls(sandbox: StreakSandbox, since: int = 0) -> list[str]:
+    return [f"{method} {path}" for method, path, _ in sandbox.requests[since:]]
+
+
+def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, make_event: MakeEvent,
+    sandbox: StreakSandbox,
+) -> None:
+    target = StreakDealTarget(mapping, streak_client, state, schemas=PipelineSchemas())  # a cold start
+    # A new order of a new customer at a new company (plus the pipeline read once per cold start)
+    target.deliver(make_event("nop_order_b2b"))
+    new_order = calls(sandbox)
+    assert new_order == [
+        "GET /api/v1/pipelines/pl_orders",                # field definitions, cached per cold start
+        "POST /api/v2/teams/team_1/contacts/",            # contact getIfExisting (email only)
+        "POST /api/v2/contacts/contact_1",                # its names (getIfExisting takes only the email)
+        "GET /api/v1/search",                             # organization by name and domain
+        "POST /api/v2/teams/team_1/organizations",        # created: none matched
+        "GET /api/v1/search",                             # the order's box: none
+        "POST /api/v2/pipelines/pl_orders/boxes",         # create (the order key in its notes)
+        "POST /api/v1/boxes/box_1",                       # every field value and both links at once
+        "POST /api/v2/boxes/box_1/tasks",                 # the follow-up task (a new box has none)
+    ]
+    assert not any("/fields/" in call for call in new_order)
+
+    # A status change: the box the order went to (no search), then the move
+    before = len(sandbox.requests)
+    target.deliver(make_event("nop_status_processing"))
+    assert calls(sandbox, before) == ["GET /api/v1/boxes/box_1", "POST /api/v1/boxes/box_1"]
+
+    # A returning customer's next order (her contact and company known): 6 calls
+    data = make_event("nop_order_b2b").data
+    data["Order"]["CustomOrderNumber"] = "1050"
+    before = len(sandbox.requests)
+    target.deliver(make_event("nop_order_b2b", event_id="msg_next", data=data))
+    assert len(calls(sandbox, before)) == 6

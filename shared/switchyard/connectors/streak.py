@@ -6,6 +6,7 @@ organizations and tasks are v2 (JSON); box updates, field values, pipelines and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -74,15 +75,25 @@ class StreakClient:
 
     def _search_all(self, query: str, kind: str, **params: str) -> list[dict[str, Any]]:
         hits: dict[str, dict[str, Any]] = {}
+        for hit in self.iter_search(query, kind, **params):  # ranks can shift between pages: once each
+            hits.setdefault(str(hit.get("boxKey") or hit.get("key")), hit)
+        return list(hits.values())
+
+    def iter_search(self, query: str, kind: str, **params: str) -> Iterator[dict[str, Any]]:
+        """Hits of one kind (``boxes``, ``contacts``, ``organizations``), page after page until an
+        empty one; a caller that found what it needs may stop early and spare the next pages."""
         for page in range(1, MAX_SEARCH_PAGES + 1):
             body = self._call("GET", "/api/v1/search", params={"query": query, "page": page, **params})
             found = list((body or {}).get("results", {}).get(kind) or [])
             if not found:
-                return list(hits.values())
-            for hit in found:  # ranks can shift between pages: a hit seen twice counts once
-                hits.setdefault(str(hit.get("boxKey") or hit.get("key")), hit)
+                return
+            yield from found
         raise RetryableError(f"Streak search for {query!r} has more than {MAX_SEARCH_PAGES} pages of {kind}",
                              reason="lookup_incomplete")
+
+    def list_boxes(self, pipeline_key: str) -> list[dict[str, Any]]:
+        """Every box of the pipeline, with its field values."""
+        return list(self._call("GET", f"/api/v1/pipelines/{pipeline_key}/boxes") or [])
 
     def get_box(self, box_key: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/boxes/{box_key}")
@@ -137,8 +148,8 @@ class StreakClient:
     def update_organization(self, org_key: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/api/v2/organizations/{org_key}", json=changes)
 
-    def search_organizations(self, query: str) -> list[dict[str, Any]]:
-        return self._search_all(query, "organizations")
+    def search_organizations(self, query: str) -> Iterator[dict[str, Any]]:
+        return self.iter_search(query, "organizations")
 
     # --- comments (the box's activity feed) --------------------------------------------------------
 

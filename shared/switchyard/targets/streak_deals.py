@@ -63,6 +63,38 @@ def order_key_in_notes(notes: Any) -> str | None:
     return match.group(1).strip() if match else None
 
 
+GHOST_NOTE = "Switchyard: this box has no order key ({order}); it was created by a request that did not finish"
+
+
+def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = False) -> dict[str, Any]:
+    """What an operator should look at in the pipeline: ghost boxes (no order key in the order-key
+    field) and orders with more than one box. With ``flag``, each gets a comment saying so (once)."""
+    key_field = mapping.order_key_field
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    ghosts = []
+    for box in client.list_boxes(client.connection.pipeline_key):
+        order_key = (box.get("fields") or {}).get(key_field)
+        if order_key:
+            by_order.setdefault(str(order_key), []).append(box)
+        else:
+            ghosts.append({"box_key": box["key"], "name": box.get("name"),
+                           "order_key_in_notes": order_key_in_notes(box.get("notes"))})
+    duplicates = {}
+    for order_key, boxes in by_order.items():
+        if len(boxes) > 1:
+            boxes.sort(key=lambda b: (b.get("creationTimestamp", 0), b["key"]))
+            duplicates[order_key] = [b["key"] for b in boxes]
+    if flag:
+        notes = [(g["box_key"], GHOST_NOTE.format(order=g["order_key_in_notes"] or "unknown order"))
+                 for g in ghosts]
+        notes += [(key, DUPLICATE_NOTE.format(canonical=keys[0], order_key=order_key))
+                  for order_key, keys in duplicates.items() for key in keys[1:]]
+        for box_key, note in notes:
+            if not any(c.get("message") == note for c in client.list_comments(box_key)):
+                client.create_comment(box_key, note)
+    return {"ghosts": ghosts, "duplicates": duplicates}
+
+
 class StreakDealTarget:
     def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
                  echoes: EchoLedger | None = None, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS,
@@ -74,6 +106,7 @@ class StreakDealTarget:
         self._pipeline = client.connection.pipeline_key
         self._team = client.connection.team_key
         self._settle_seconds = settle_seconds
+        self._box_links = f"{mapping.doc.flow}:order>streak:box"
         self._clock = clock
         self._schemas = schemas
 
@@ -110,8 +143,9 @@ class StreakDealTarget:
         box_key = box["key"]
         try:
             self._write_box(box, plan, contact, organization)
+            self._state.link(self._box_links, plan.order_key, box_key)  # later lookups need no search
             if plan.task:
-                self._ensure_task(entity, box_key, plan.task)
+                self._ensure_task(entity, box_key, plan.task, box_is_new=created)
             if plan.comment and not any(c.get("message") == plan.comment
                                         for c in self._client.list_comments(box_key)):
                 self._client.create_comment(box_key, plan.comment)
@@ -142,9 +176,9 @@ class StreakDealTarget:
         if changes:
             self._client.update_box(box["key"], changes)
 
-    def _ensure_task(self, entity: str, box_key: str, task: TaskPlan) -> None:
+    def _ensure_task(self, entity: str, box_key: str, task: TaskPlan, *, box_is_new: bool) -> None:
         looked_at = self._clock()
-        if any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
+        if not box_is_new and any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
             return
         self._create_once("task", f"{entity}#task", looked_at, lambda: self._client.create_task(
             box_key, text=task.text, due_date_ms=task.due_date_ms, assignee_email=task.assignee_email))
@@ -245,6 +279,9 @@ class StreakDealTarget:
         before notes did, its name is the one the plan gives. A failed page raises: an incomplete
         lookup never leads to a create.
         """
+        linked = self._linked_box(order_key)
+        if linked is not None:
+            return linked, []
         key_field = self._mapping.order_key_field
         matches: list[dict[str, Any]] = []
         for hit in self._client.search_boxes(order_key, self._pipeline):
@@ -260,6 +297,19 @@ class StreakDealTarget:
         matches.sort(key=lambda b: ((b.get("fields") or {}).get(key_field) != order_key,
                                     b.get("creationTimestamp", 0), b["key"]))
         return matches[0], matches[1:]
+
+    def _linked_box(self, order_key: str) -> dict[str, Any] | None:
+        """The box this target stored the order in before, if it still holds the order's key."""
+        box_key = self._state.linked(self._box_links, order_key)
+        if not box_key:
+            return None
+        try:
+            box = self._client.get_box(box_key)
+        except PermanentError as exc:
+            if exc.reason == "target_not_found":  # deleted in Streak: search again
+                return None
+            raise
+        return box if (box.get("fields") or {}).get(self._mapping.order_key_field) == order_key else None
 
     # --- status changed ------------------------------------------------------------------------
 
