@@ -24,6 +24,7 @@ from switchyard.mapping.conditions import Predicate, compile_condition
 from switchyard.mapping.rules import compile_rules
 
 Rule = dict[str, Any]
+DEFAULT_SETTLE_SECONDS = 60.0
 # ISO 4217 minor units where they are not 2
 MINOR_UNITS = {"BHD": 3, "CLP": 0, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3, "OMR": 3, "TND": 3,
                "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
@@ -105,6 +106,9 @@ class DealMappingDoc(_Doc):
     lookups: dict[str, dict[str | int, Any]] = Field(default_factory=dict)
     order_key: Rule
     order_key_field: str  # the TEXT_INPUT field holding order_key, searched to find the box again
+    # after a create without an answer, how long Streak may take to show it in search: nothing is
+    # created again for that order before a lookup this much later has found nothing
+    settle_seconds: float = Field(default=DEFAULT_SETTLE_SECONDS, ge=0)
     change_time: Rule | None = None  # per-entity version; default: the event's timestamp
     create_when: dict[str, Any] | None = None
     contact: ContactDoc
@@ -184,6 +188,7 @@ class DealMapping:
         self.doc = doc
         self.events = dict(doc.events)
         self.order_key_field = doc.order_key_field
+        self.settle_seconds = doc.settle_seconds
         if self.order_key_field not in doc.box.fields:
             raise MappingError("order_key_field must be one of box.fields (it stores the order key)")
 

@@ -25,15 +25,21 @@ from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState, changed_fields
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.streak_deals import ContactPlan, DealMapping, DealPlan, OrganizationPlan, TaskPlan
+from switchyard.mapping.streak_deals import (
+    DEFAULT_SETTLE_SECONDS,
+    ContactPlan,
+    DealMapping,
+    DealPlan,
+    OrganizationPlan,
+    TaskPlan,
+)
 from switchyard.targets import DeliveryResult
 from switchyard.targets.streak_schema import PIPELINE_SCHEMAS, PipelineSchemas
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How long Streak may take to show a created box in search (its index lags); see docs/streak.md.
-DEFAULT_SETTLE_SECONDS = 60.0
+__all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
 ORDER_KEY_LINE = "Switchyard order key: {}"
 _ORDER_KEY_LINE = re.compile(r"^Switchyard order key: (.+)$", re.MULTILINE)
 DUPLICATE_NOTE = "Switchyard: duplicate of box {canonical} for order {order_key}"
@@ -97,7 +103,7 @@ def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = Fals
 
 class StreakDealTarget:
     def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
-                 echoes: EchoLedger | None = None, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+                 echoes: EchoLedger | None = None, *, settle_seconds: float | None = None,
                  clock: Callable[[], float] = time.time, schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
         self._mapping = mapping
         self._client = client
@@ -105,7 +111,7 @@ class StreakDealTarget:
         self._echoes: EchoLedger = echoes or _NoEchoes()
         self._pipeline = client.connection.pipeline_key
         self._team = client.connection.team_key
-        self._settle_seconds = settle_seconds
+        self._settle_seconds = mapping.settle_seconds if settle_seconds is None else settle_seconds
         self._box_links = f"{mapping.doc.flow}:order>streak:box"
         self._clock = clock
         self._schemas = schemas
