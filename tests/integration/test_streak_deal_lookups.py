@@ -319,3 +319,32 @@ def test_audit_lists_ghost_and_duplicate_boxes_and_flags_them_once(
         "Switchyard: this box has no order key (8); it was created by a request that did not finish"]
     assert comments[second["key"]] == [f"Switchyard: duplicate of box {first['key']} for order 9"]
     assert comments[first["key"]] == []
+
+
+class GoneBox:
+    """WSGI middleware answering Streak's 404 for one box (deleted between the search and the read)."""
+
+    def __init__(self, sandbox: StreakSandbox, box_key: str) -> None:
+        self.sandbox, self.path = sandbox, f"/api/v1/boxes/{box_key}"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == self.path:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"success": false, "error": "Box not found"}']
+        return self.sandbox.wsgi_app(environ, start_response)
+
+
+def test_a_search_hit_deleted_before_it_is_read_is_skipped(
+    mapping: DealMapping, streak_client: StreakClient, streak_connection: StreakConnection,
+    state: InMemoryEntityState, sample, make_event: MakeEvent, sandbox: StreakSandbox,
+) -> None:
+    box_of_7 = streak_client.create_box("pl_orders", name="Order 7", stage_key="5001", notes=None)
+    streak_client.update_box(box_of_7["key"], {"fields": {"1001": "7"}})
+    gone = streak_client.create_box("pl_orders", name="Order 17", stage_key="5001", notes=None)
+    client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=GoneBox(sandbox, gone["key"])))
+    data = sample("nop_status_processing")["data"]
+    data["Order"]["CustomOrderNumber"] = "7"
+
+    result = StreakDealTarget(mapping, client, state).deliver(make_event("nop_status_processing", data=data))
+
+    assert (result.outcome, result.detail["box_key"]) == ("moved", box_of_7["key"])

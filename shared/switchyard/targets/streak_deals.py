@@ -143,7 +143,7 @@ class StreakDealTarget:
         box, duplicates = self._find_boxes(plan.order_key, fallback_name=plan.box_name)
         created = box is None
         if box is None:
-            box = self._create_once("box", entity, looked_at, lambda: self._client.create_box(
+            box = self._create_once("box", plan.order_key, looked_at, lambda: self._client.create_box(
                 self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
                 notes=notes_with_order_key(plan.notes, plan.order_key)))
         box_key = box["key"]
@@ -151,7 +151,7 @@ class StreakDealTarget:
             self._write_box(box, plan, contact, organization)
             self._state.link(self._box_links, plan.order_key, box_key)  # later lookups need no search
             if plan.task:
-                self._ensure_task(entity, box_key, plan.task, box_is_new=created)
+                self._ensure_task(plan.order_key, box_key, plan.task, box_is_new=created)
             if plan.comment and not any(c.get("message") == plan.comment
                                         for c in self._client.list_comments(box_key)):
                 self._client.create_comment(box_key, plan.comment)
@@ -182,17 +182,17 @@ class StreakDealTarget:
         if changes:
             self._client.update_box(box["key"], changes)
 
-    def _ensure_task(self, entity: str, box_key: str, task: TaskPlan, *, box_is_new: bool) -> None:
+    def _ensure_task(self, order_key: str, box_key: str, task: TaskPlan, *, box_is_new: bool) -> None:
         looked_at = self._clock()
         if not box_is_new and any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
             return
-        self._create_once("task", f"{entity}#task", looked_at, lambda: self._client.create_task(
+        self._create_once("task", order_key, looked_at, lambda: self._client.create_task(
             box_key, text=task.text, due_date_ms=task.due_date_ms, assignee_email=task.assignee_email))
 
     def _create_once(self, kind: str, key: str, looked_at: float, create: Callable[[], T]) -> T:
         """Create after a lookup found nothing, unless an earlier create of the same thing has no
         known outcome and that lookup may have been too early to see it."""
-        namespace = f"streak:pending_create:{kind}"
+        namespace = f"{self._mapping.doc.flow}:pending_create>streak:{kind}"
         pending = self._state.linked(namespace, key)
         if pending:
             waited = looked_at - float(pending)
@@ -291,7 +291,12 @@ class StreakDealTarget:
         key_field = self._mapping.order_key_field
         matches: list[dict[str, Any]] = []
         for hit in self._client.search_boxes(order_key, self._pipeline):
-            box = self._client.get_box(hit["boxKey"])
+            try:
+                box = self._client.get_box(hit["boxKey"])
+            except PermanentError as exc:
+                if exc.reason == "target_not_found":
+                    continue  # deleted since the search: not the order's box any more
+                raise
             stored = (box.get("fields") or {}).get(key_field)
             recognised = stored is None and (order_key_in_notes(box.get("notes")) == order_key or (
                 fallback_name is not None and box.get("name") == fallback_name))
