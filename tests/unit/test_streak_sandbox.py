@@ -413,6 +413,18 @@ def test_carry_out_late_write_happens_after_the_delay_even_when_the_client_gave_
             assert [box["name"] for box in sandbox.snapshot()["boxes"]] == ["Order 1"]
 
 
+def test_admin_routes_set_slow_writes_and_search_lag(sandbox: StreakSandbox, client: httpx.Client) -> None:
+    assert client.post("/_sandbox/search_lag", json={"seconds": 0.2}).json() == {"success": True}
+    assert client.post("/_sandbox/slow_writes", json={"endpoint": "create_box", "seconds": 0.1}).status_code == 200
+    assert client.post("/_sandbox/slow_writes", json={"endpoint": "nope", "seconds": 1}).status_code == 400
+
+    started = time.monotonic()
+    create_box(client, "Order 1042")
+    assert time.monotonic() - started >= 0.1
+    assert client.get("/api/v1/search", params={"query": "1042"}).json()["results"]["boxes"] == []
+    assert sandbox.search_lag_seconds == 0.2
+
+
 def test_search_without_query_returns_400_missing_parameters(client: httpx.Client) -> None:
     response = client.get("/api/v1/search")
     assert response.status_code == 400

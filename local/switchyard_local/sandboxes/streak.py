@@ -377,6 +377,8 @@ _ROUTES = Map(
         Rule("/_sandbox/reset", endpoint="admin_reset", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_set_faults", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_clear_faults", methods=["DELETE"]),
+        Rule("/_sandbox/slow_writes", endpoint="admin_slow_writes", methods=["POST"]),
+        Rule("/_sandbox/search_lag", endpoint="admin_search_lag", methods=["POST"]),
         Rule("/_sandbox/boxes/<box_key>/stage", endpoint="admin_move_box", methods=["POST"]),
         Rule("/_sandbox/contacts/<contact_key>", endpoint="admin_edit_contact", methods=["POST"]),
         Rule("/_sandbox/webhooks/deliveries", endpoint="admin_webhook_deliveries", methods=["GET"]),
@@ -1264,6 +1266,24 @@ class StreakSandbox(http.SandboxApp):
 
     def _ep_admin_clear_faults(self, call: _Call) -> dict[str, Any]:
         self.faults.clear()
+        return {"success": True}
+
+    def _ep_admin_slow_writes(self, call: _Call) -> dict[str, Any]:
+        """``{"endpoint": "create_box", "seconds": 12, "n": 1}``: see ``carry_out_late``."""
+        endpoint, seconds, n = call.body.get("endpoint"), call.body.get("seconds"), call.body.get("n", 1)
+        if not isinstance(endpoint, str) or not hasattr(self, f"_ep_{endpoint}") or endpoint.startswith("admin"):
+            raise StreakError(400, f"Unknown endpoint {endpoint!r}")
+        if not isinstance(seconds, int | float) or not isinstance(n, int) or seconds < 0 or n < 0:
+            raise StreakError(400, "seconds and n must be non-negative numbers")
+        self._state.slow_writes[endpoint].extend([float(seconds)] * n)
+        return {"success": True}
+
+    def _ep_admin_search_lag(self, call: _Call) -> dict[str, Any]:
+        """``{"seconds": 2.5}``: boxes created from now on are found by search that much later."""
+        seconds = call.body.get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise StreakError(400, "seconds must be a non-negative number")
+        self.search_lag_seconds = float(seconds)
         return {"success": True}
 
     def _ep_admin_move_box(self, call: _Call, box_key: str) -> dict[str, Any]:
