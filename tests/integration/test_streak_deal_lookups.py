@@ -137,6 +137,26 @@ def test_task_create_answered_after_client_timeout_gives_the_box_one_task(
     assert [task["text"] for task in boxes(served)[0]["tasks"]] == ["Follow up on order 1042"]
 
 
+def test_organization_create_answered_after_client_timeout_gives_one_organization(
+    served: StreakSandbox, impatient_target: StreakDealTarget, make_event: MakeEvent, clock: FakeClock,
+) -> None:
+    served.carry_out_late("create_organization", LATE_BY)
+    event = make_event("nop_order_b2b")
+    with pytest.raises(RetryableError):
+        impatient_target.deliver(event)
+
+    with pytest.raises(RetryableError) as early:
+        impatient_target.deliver(event)
+    assert early.value.reason == "create_unsettled"
+    wait_until(lambda: len(served.snapshot()["organizations"]) == 1)
+    clock.advance(DEFAULT_SETTLE_SECONDS)
+    impatient_target.deliver(event)
+
+    (org,) = served.snapshot()["organizations"]
+    assert boxes(served)[0]["organizations"] == ["Acme Corp"]
+    assert org["name"] == "Acme Corp"
+
+
 def test_two_boxes_for_one_order_the_second_is_flagged_as_a_duplicate(
     mapping: DealMapping, streak_client: StreakClient, sandbox: StreakSandbox, state: InMemoryEntityState,
     make_event: MakeEvent,

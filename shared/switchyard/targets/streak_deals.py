@@ -261,6 +261,7 @@ class StreakDealTarget:
             return org
         use_domain = plan.domain is not None and "domain" in plan.match_on
         by_name = "name" in plan.match_on or not use_domain
+        looked_at = self._clock()
         for org in self._client.search_organizations(plan.name if by_name else str(plan.domain)):
             if by_name and str(org.get("name", "")).casefold() != plan.name.casefold():
                 continue
@@ -270,8 +271,9 @@ class StreakDealTarget:
                     continue  # the same name, but another company's domain
                 org = self._client.update_organization(org["key"], {"domains": [str(plan.domain)]})
             return org
-        return self._client.create_organization(self._team, plan.name,
-                                                domains=[plan.domain] if use_domain and plan.domain else None)
+        domains = [plan.domain] if use_domain and plan.domain else None
+        return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
+                                 lambda: self._client.create_organization(self._team, plan.name, domains=domains))
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]
