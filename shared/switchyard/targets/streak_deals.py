@@ -36,13 +36,14 @@ from switchyard.mapping.streak_deals import (
 from switchyard.targets import DeliveryResult
 from switchyard.targets.streak_schema import PIPELINE_SCHEMAS, PipelineSchemas
 
+__all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-__all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
 ORDER_KEY_LINE = "Switchyard order key: {}"
 _ORDER_KEY_LINE = re.compile(r"^Switchyard order key: (.+)$", re.MULTILINE)
 DUPLICATE_NOTE = "Switchyard: duplicate of box {canonical} for order {order_key}"
+GHOST_NOTE = "Switchyard: this box has no order key ({order}); it was created by a request that did not finish"
 INCOMPLETE_NOTE = "Switchyard: delivery of event {event_id} stopped part-way ({reason}); this box may be incomplete"
 # a create that failed with one of these was certainly not carried out
 _NOT_CARRIED_OUT = frozenset({"rate_limited"})
@@ -67,9 +68,6 @@ def notes_with_order_key(notes: str | None, order_key: str) -> str:
 def order_key_in_notes(notes: Any) -> str | None:
     match = _ORDER_KEY_LINE.search(notes) if isinstance(notes, str) else None
     return match.group(1).strip() if match else None
-
-
-GHOST_NOTE = "Switchyard: this box has no order key ({order}); it was created by a request that did not finish"
 
 
 def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = False) -> dict[str, Any]:
