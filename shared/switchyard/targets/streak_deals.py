@@ -269,9 +269,10 @@ class StreakDealTarget:
                     continue  # the same name, but another company's domain
                 org = self._client.update_organization(org["key"], {"domains": [str(plan.domain)]})
             return org
-        domains = [plan.domain] if use_domain and plan.domain else None
+        new_domains = [plan.domain] if use_domain and plan.domain else None
         return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
-                                 lambda: self._client.create_organization(self._team, plan.name, domains=domains))
+                                 lambda: self._client.create_organization(self._team, plan.name,
+                                                                          domains=new_domains))
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]
