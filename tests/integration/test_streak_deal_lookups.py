@@ -287,14 +287,14 @@ def test_order_of_a_known_company_reuses_its_organization(
 
 
 class RefuseTasks:
-    """WSGI middleware answering Streak's 400 to every create-task request."""
+    """WSGI middleware answering ``status`` (Streak's 400 by default) to every create-task request."""
 
-    def __init__(self, sandbox: StreakSandbox) -> None:
-        self.sandbox = sandbox
+    def __init__(self, sandbox: StreakSandbox, status: int = 400) -> None:
+        self.sandbox, self.status = sandbox, status
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/tasks"):
-            start_response("400 Bad Request", [("Content-Type", "application/json")])
+            start_response(f"{self.status} Refused", [("Content-Type", "application/json")])
             return [b'{"success": false, "error": "Invalid dueDate"}']
         return self.sandbox.wsgi_app(environ, start_response)
 
@@ -368,3 +368,17 @@ def test_a_search_hit_deleted_before_it_is_read_is_skipped(
     result = StreakDealTarget(mapping, client, state).deliver(make_event("nop_status_processing", data=data))
 
     assert (result.outcome, result.detail["box_key"]) == ("moved", box_of_7["key"])
+
+
+def test_delivery_failing_retryably_after_the_box_exists_names_the_box_in_the_error(
+    mapping: DealMapping, streak_connection: StreakConnection, state: InMemoryEntityState,
+    sandbox: StreakSandbox, make_event: MakeEvent,
+) -> None:
+    client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=RefuseTasks(sandbox, status=503)))
+
+    with pytest.raises(RetryableError) as raised:
+        StreakDealTarget(mapping, client, state).deliver(make_event("nop_order_b2b"))
+
+    (box,) = boxes(sandbox)
+    assert f"box {box['key']} of order 1042 is not complete yet" in str(raised.value)
+    assert box["comments"] == []  # a retry completes it: no mark

@@ -157,6 +157,10 @@ class StreakDealTarget:
                 self._flag_duplicate(duplicate, box_key, plan.order_key)
         except PermanentError as exc:  # to the DLQ: leave a mark on the box an operator can find
             raise self._marked_incomplete(box_key, plan.order_key, event, exc) from exc
+        except RetryableError as exc:  # retried; should the retries run out, the letter names the box
+            exc.message = f"{exc.message}; box {box_key} of order {plan.order_key} is not complete yet"
+            exc.args = (exc.message,)
+            raise
         # Record this change time; a newer status change may already own the stage (then keep it).
         self._state.claim(entity, event.timestamp, event.event_id)
         detail: dict[str, Any] = {"box_key": box_key, "order_key": plan.order_key}
