@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import time
 from collections.abc import Callable, Collection, Iterator
 from decimal import Decimal
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from switchyard.connectors.http import jsonable
 from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
@@ -18,6 +20,7 @@ from switchyard.events import flow_message
 from switchyard.mapping.quickbooks_orders import QuickBooksOrderMapping, load_order_mapping
 from switchyard.order_to_cash import CUSTOMER_LINKS, ItemCache, OrderToCash
 from switchyard.tokens import InMemoryTokenStore
+from switchyard_local.nop_orders import paid_in_customer_currency, random_order
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 
 REALM = "9130"
@@ -598,6 +601,63 @@ def test_foreign_currency_order_converts_amounts_and_records_the_rate(
     assert (payment["TotalAmt"], payment["CurrencyRef"]) == (1195.08, {"value": "EUR"})
     assert paid_state["payment"]["currency"] == "EUR"
     assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+
+
+# --------------------------------------------------------------------------- to the cent
+
+
+def cents_example(**fields: Any) -> dict[str, Any]:
+    """The issue's order: UnitPriceInclTax 12.50 at 8 % tax, quantity 2, shipping 5.00: 30.00 received."""
+    document = placed(OrderSubtotalExclTax=23.15, OrderShippingExclTax=5.00, OrderTax=1.85, OrderTotal=30.00,
+                      **fields)
+    document["data"]["OrderItems"] = [
+        {"Id": 5001, "ProductId": 31, "Quantity": 2, "UnitPriceInclTax": 12.50, "UnitPriceExclTax": 11.57,
+         "PriceInclTax": 25.00, "PriceExclTax": 23.15,
+         "Product": {"Id": 31, "Name": "Standing desk", "Sku": "DESK-STD-01"}}]
+    return document
+
+
+def test_sales_receipt_of_the_cents_example_says_what_was_received(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    result = run(o2c, cents_example(), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert (receipt["TotalAmt"], result["document"]["total"]) == (30.0, 30)  # was 29.99
+    assert [line["Amount"] for line in receipt["Line"] if line["DetailType"] == "SalesItemLineDetail"] == [23.15, 5.0]
+
+
+def test_invoice_and_payment_of_the_cents_example_equal_what_was_received(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    run(o2c, cents_example(PaymentStatusId=10), PLACED_STEPS)
+    run(o2c, paid(OrderTotal=30.00), ("payment", "write_back"))
+    (invoice,) = entities(sandbox, "invoices")
+    (payment,) = entities(sandbox, "payments")
+    assert (invoice["TotalAmt"], payment["TotalAmt"], payment["Line"][0]["Amount"]) == (30.0, 30.0, 30.0)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+
+
+def test_random_orders_are_booked_and_paid_in_quickbooks_to_the_cent(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    sandbox.seed_item(REALM, "Rounding", "ROUNDING", qty_on_hand=0, unit_price=0, type="Service")
+    rng = random.Random(17)
+    kinds: set[tuple[str, bool]] = set()
+    for number in range(2001, 2041):
+        data = random_order(rng, order_id=number, skus=("DESK-STD-01", "ARM-MON-02"))
+        document = {"type": "order.placed", "timestamp": "2026-11-20T09:15:02Z", "data": jsonable(data)}
+        received = float(paid_in_customer_currency(data))
+        result = run(o2c, document, PLACED_STEPS)
+        entity = result["document"]["entity"]
+        booked = sandbox.get_entity(REALM, entity.lower(), result["document"]["id"])
+        assert booked["TotalAmt"] == received, data
+        kinds.add((entity, "Rounding adjustment" in json.dumps(booked["Line"])))
+        if entity == "Invoice":
+            event = {"type": "order.paid", "timestamp": "2026-11-21T10:00:00Z",
+                     "data": {"Order": {**document["data"]["Order"], "PaymentStatusId": 30}}}
+            payment = run(o2c, event, ("payment",))["payment"]
+            assert sandbox.get_entity(REALM, "payment", payment["id"])["TotalAmt"] == received, data
+    assert kinds == {("SalesReceipt", False), ("SalesReceipt", True), ("Invoice", False), ("Invoice", True)}
 
 
 # --------------------------------------------------------------------------- the step contract
