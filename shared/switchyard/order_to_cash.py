@@ -16,7 +16,9 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   create sends a ``requestid`` that QBO answers from memory when it sees it again;
 * a document is looked up by DocNumber and confirmed by the OrderGuid in its PrivateNote before one is
   created; the payment and the void look at the invoice's Balance and state first;
-* nopCommerce notes are only added when no identical note exists (``add_order_note`` returns False).
+* a nopCommerce note carries a marker of what it reports (flow, OrderGuid, document/payment/cancel) and is
+  only added when no note with that marker exists (``add_order_note`` returns False); a create that timed out
+  is looked for again before the step fails, and copies left by racing attempts are deleted.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
 query. An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
@@ -72,7 +74,8 @@ class OrderWriteBack(Protocol):
 
     def get_order(self, order_id: int) -> dict[str, Any]: ...  # snake_case DTO: "order_status_id", ...
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool: ...
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool: ...
 
     def set_order_status(self, order_id: int, status_id: int, *,
                          only_from: Collection[int] | None = None) -> bool: ...
@@ -147,6 +150,12 @@ def _fault_element(exc: PermanentError) -> str:
         return str(body["Fault"]["Error"][0].get("element") or "")
     except (KeyError, IndexError, TypeError, AttributeError):
         return ""
+
+
+def note_marker(flow: str, order_guid: str, reported: str) -> str:
+    """The marker of the one nopCommerce note a flow writes about an order's document, payment or cancel:
+    the same for every attempt, run and redrive of that write-back."""
+    return hashlib.sha256(f"{flow}:{order_guid.lower()}:{reported}".encode()).hexdigest()[:12]
 
 
 class OrderToCash:
@@ -493,6 +502,7 @@ class OrderToCash:
         note: str | None = None
         review = False
         set_status = False
+        reported = "cancel" if "cancel" in state else "payment" if "payment" in state else "document"
         if "cancel" in state:
             result = self._step_result(state, "cancel")
             action = result.get("action")
@@ -520,7 +530,8 @@ class OrderToCash:
                                  reason="missing_step_result")
         note_added = False
         if note is not None:
-            note_added = self.shop.add_order_note(order.Id, note, display_to_customer=self.mapping.display_to_customer)
+            note_added = self.shop.add_order_note(order.Id, note, display_to_customer=self.mapping.display_to_customer,
+                                                  marker=note_marker(self.flow, str(order.OrderGuid), reported))
         status_changed = False
         if set_status and self.mapping.set_status_id is not None:
             status_changed = self.shop.set_order_status(order.Id, self.mapping.set_status_id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 import uuid
 from decimal import Decimal
@@ -140,7 +141,11 @@ def letters_for(stack: LocalStack, event_id: str) -> list[dict[str, Any]]:
 
 
 def notes(stack: LocalStack, order: Order) -> list[str]:
-    return [note["note"] for note in stack.nopcommerce.notes(order.number)]
+    """The order's notes without their write-back markers (``[ref <12 hex>]``), each of which must be there."""
+    held = [note["note"] for note in stack.nopcommerce.notes(order.number)]
+    texts = [re.sub(r" \[ref [0-9a-f]{12}\]$", "", text) for text in held]
+    assert all(text != plain for text, plain in zip(held, texts, strict=True)), held
+    return texts
 
 
 def redrive_letter(stack: LocalStack, event_id: str) -> int:

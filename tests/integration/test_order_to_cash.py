@@ -70,17 +70,21 @@ class FakeShop:
     def __init__(self) -> None:
         self.status: dict[int, int] = {}
         self.notes: dict[int, list[str]] = {}
+        self.markers: dict[int, list[str | None]] = {}
         self.reads = 0
 
     def get_order(self, order_id: int) -> dict[str, Any]:
         self.reads += 1
         return {"id": order_id, "order_status_id": self.status.get(order_id, 10), "payment_status_id": 10}
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool:
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool:
         notes = self.notes.setdefault(order_id, [])
-        if note in notes:
+        markers = self.markers.setdefault(order_id, [])
+        if note in notes or (marker is not None and marker in markers):
             return False
         notes.append(note)
+        markers.append(marker)
         return True
 
     def set_order_status(self, order_id: int, status_id: int, *, only_from: Collection[int] | None = None) -> bool:
