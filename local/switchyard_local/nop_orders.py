@@ -7,7 +7,8 @@ the cent as it goes; with it off, amounts are stored with four decimals (``decim
 * an item's unit price and its line price (unit price x quantity) are each converted between incl. and excl.
   tax and rounded, so ``Quantity x UnitPriceExclTax`` is often not ``PriceExclTax``;
 * the tax of the order is the sum of the lines' tax (incl. - excl.), reduced in proportion by a subtotal
-  discount, plus the shipping's tax when shipping is taxable;
+  discount (whose incl.-tax amount is the excl. one plus the tax it takes off), plus the shipping's tax
+  when shipping is taxable;
 * ``OrderTotal = subtotal excl. - subtotal discount + shipping excl. + tax - order discount``, rounded.
 
 ``random_order(rng)`` draws one such order's ``order.placed`` data (the webhook's ``data``, numbers as
@@ -59,10 +60,12 @@ def random_order(rng: random.Random, *, order_id: int = 1, skus: tuple[str, ...]
                       "Product": {"Id": line, "Name": f"Product {sku}", "Sku": sku}})
     subtotal = sum((item["PriceExclTax"] for item in items), Decimal(0))
     subtotal_tax = sum((item["PriceInclTax"] - item["PriceExclTax"] for item in items), Decimal(0))
-    subtotal_discount = Decimal(0)
+    subtotal_discount = subtotal_discount_incl = Decimal(0)
     if rng.random() < 0.3:
         subtotal_discount = _round(subtotal * Decimal(rng.choice(("5", "10", "12.5", "15"))) / 100, places)
-        subtotal_tax = subtotal_tax * (1 - subtotal_discount / subtotal) if subtotal else Decimal(0)
+        discounted_tax = subtotal_tax * subtotal_discount / subtotal if subtotal else Decimal(0)
+        subtotal_tax -= discounted_tax
+        subtotal_discount_incl = _round(subtotal_discount + discounted_tax, places)
     shipping = Decimal(rng.choice(("0", "0", "4.99", "9.95", "12.50", "25")))
     shipping_tax = shipping * rate if rng.random() < 0.5 else Decimal(0)
     tax = _round(subtotal_tax + shipping_tax, places)
@@ -80,7 +83,8 @@ def random_order(rng: random.Random, *, order_id: int = 1, skus: tuple[str, ...]
              "CustomOrderNumber": str(order_id), "OrderStatusId": 10, "PaymentStatusId": rng.choice((10, 30)),
              "ShippingStatusId": 20, "CustomerCurrencyCode": currency, "CurrencyRate": currency_rate,
              "CreatedOnUtc": "2026-11-20T09:15:00Z", "OrderSubtotalExclTax": subtotal,
-             "OrderSubTotalDiscountExclTax": subtotal_discount, "OrderShippingExclTax": shipping,
+             "OrderSubTotalDiscountExclTax": subtotal_discount, "OrderSubTotalDiscountInclTax": subtotal_discount_incl,
+             "OrderShippingExclTax": shipping, "OrderShippingInclTax": _round(shipping + shipping_tax, places),
              "OrderTax": tax, "OrderDiscount": order_discount, "OrderTotal": total}
     return {"Order": order, "OrderItems": items,
             "Customer": {"Id": 7000 + order_id % 5, "Email": f"buyer{order_id % 5}@shop.example",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 import time
@@ -641,17 +642,33 @@ def test_invoice_and_payment_of_the_cents_example_equal_what_was_received(
     assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
 
 
+def test_cents_example_booked_incl_tax_totals_what_was_received(
+    mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, sandbox: QuickBooksSandbox,
+    items: dict[str, str]
+) -> None:
+    gross = OrderToCash(dataclasses.replace(mapping, tax_amounts="incl_tax"), qbo, shop, flow=FLOW,
+                        item_cache=ItemCache())
+    run(gross, cents_example(OrderShippingInclTax=5.00), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert (receipt["TotalAmt"], receipt["GlobalTaxCalculation"], receipt["TxnTaxDetail"]["TotalTax"]) == (
+        30.0, "TaxInclusive", 1.85)
+    assert [line["Amount"] for line in receipt["Line"] if line["DetailType"] == "SalesItemLineDetail"] == [25.0, 5.0]
+
+
 def test_random_orders_are_booked_and_paid_in_quickbooks_to_the_cent(
     o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
 ) -> None:
     sandbox.seed_item(REALM, "Rounding", "ROUNDING", qty_on_hand=0, unit_price=0, type="Service")
+    gross = OrderToCash(dataclasses.replace(o2c.mapping, tax_amounts="incl_tax"), o2c.qbo, shop, flow=FLOW,
+                        item_cache=ItemCache())
     rng = random.Random(17)
     kinds: set[tuple[str, bool]] = set()
-    for number in range(2001, 2041):
+    for number in range(2001, 2061):
+        steps = gross if number % 2 else o2c  # half of them booked incl. tax
         data = random_order(rng, order_id=number, skus=("DESK-STD-01", "ARM-MON-02"))
         document = {"type": "order.placed", "timestamp": "2026-11-20T09:15:02Z", "data": jsonable(data)}
         received = float(paid_in_customer_currency(data))
-        result = run(o2c, document, PLACED_STEPS)
+        result = run(steps, document, PLACED_STEPS)
         entity = result["document"]["entity"]
         booked = sandbox.get_entity(REALM, entity.lower(), result["document"]["id"])
         assert booked["TotalAmt"] == received, data
@@ -659,7 +676,7 @@ def test_random_orders_are_booked_and_paid_in_quickbooks_to_the_cent(
         if entity == "Invoice":
             event = {"type": "order.paid", "timestamp": "2026-11-21T10:00:00Z",
                      "data": {"Order": {**document["data"]["Order"], "PaymentStatusId": 30}}}
-            payment = run(o2c, event, ("payment",))["payment"]
+            payment = run(steps, event, ("payment",))["payment"]
             assert sandbox.get_entity(REALM, "payment", payment["id"])["TotalAmt"] == received, data
     assert kinds == {("SalesReceipt", False), ("SalesReceipt", True), ("Invoice", False), ("Invoice", True)}
 

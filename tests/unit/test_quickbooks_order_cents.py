@@ -1,9 +1,10 @@
 """A QuickBooks document equals what the customer paid, to the cent: checked over many random orders priced
 the way nopCommerce prices them (``switchyard_local.nop_orders``): taxes incl. and excl., discounts, shipping,
-rounding during calculation on and off, customer currencies with a rate."""
+rounding during calculation on and off, customer currencies with a rate; booked excl. and incl. tax."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -32,13 +33,16 @@ def booked_total(body: dict[str, Any]) -> Decimal:
         return sum((Decimal(str(line["Amount"])) for line in body["Line"] if line["DetailType"] == detail_type),
                    Decimal(0))
 
-    tax = Decimal(str(body["TxnTaxDetail"]["TotalTax"]))
+    inclusive = body.get("GlobalTaxCalculation") == "TaxInclusive"  # the lines hold the tax
+    tax = Decimal(0) if inclusive else Decimal(str(body["TxnTaxDetail"]["TotalTax"]))
     return total_of("SalesItemLineDetail") - total_of("DiscountLineDetail") + tax
 
 
+@pytest.mark.parametrize("tax_amounts", ["excl_tax", "incl_tax"])
 def test_document_total_equals_order_total_converted_to_the_cent_for_random_orders(
-    mapping: QuickBooksOrderMapping,
+    mapping: QuickBooksOrderMapping, tax_amounts: str
 ) -> None:
+    mapping = dataclasses.replace(mapping, tax_amounts=tax_amounts)  # type: ignore[arg-type]
     rng = random.Random(20261203)
     adjusted = foreign = 0
     for number in range(1, ORDERS + 1):

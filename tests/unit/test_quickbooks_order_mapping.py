@@ -449,3 +449,26 @@ def test_sales_document_books_nopcommerces_line_price_not_qty_times_rounded_unit
     assert shipping == ("90", 1, D("5.00"), D("5.00"))
     assert document.total == D("30.00")
     assert "ounding" not in document.body["PrivateNote"]  # nothing to adjust: nopCommerce's lines add up
+
+
+def test_sales_document_incl_tax_books_line_prices_incl_tax_and_says_so(mapping: QuickBooksOrderMapping) -> None:
+    data = issue_example()
+    data["Order"]["OrderShippingInclTax"] = D("5.00")
+    gross = dataclasses.replace(mapping, tax_amounts="incl_tax")
+    document = sales_document(gross, data, customer_id="5", item_refs=REFS)
+    assert sales_lines(document.body) == [("11", 2, D("12.5"), D("25.00")), ("90", 1, D("5.00"), D("5.00"))]
+    assert (document.body["GlobalTaxCalculation"], document.body["TxnTaxDetail"]) == ("TaxInclusive",
+                                                                                     {"TotalTax": D("1.85")})
+    assert document.total == D("30.00")
+    assert "GlobalTaxCalculation" not in sales_document(mapping, data, customer_id="5", item_refs=REFS).body
+
+
+@pytest.mark.parametrize("value", ["NaN", "-5", "Infinity"])
+def test_sales_document_extra_amount_that_is_not_an_amount_is_an_invalid_event(
+    mapping: QuickBooksOrderMapping, value: str
+) -> None:
+    data = order_data(OrderShippingInclTax=value)
+    del data["Order"]["OrderShippingExclTax"]
+    with pytest.raises(PermanentError) as caught:
+        sales_document(mapping, data, customer_id="5", item_refs=REFS)
+    assert caught.value.reason == "invalid_event" and "OrderShippingInclTax" in caught.value.message

@@ -39,6 +39,7 @@ from switchyard.errors import MappingError, PermanentError
 from switchyard.sources.nopcommerce import NopAddress, NopOrder, NopOrderItem, OrderPlacedData
 
 CENT = Decimal("0.01")
+HALF_CENT = Decimal("0.005")
 UNIT_PRICE_PLACES = Decimal("0.0000001")  # QuickBooks keeps seven decimals of a UnitPrice (two of an Amount)
 RATE_PLACES = Decimal("0.000001")  # ExchangeRate precision QuickBooks shows
 QBO_DOC_NUMBER_MAX = 21
@@ -90,6 +91,7 @@ class DiscountDoc(_Doc):
 
 
 class TaxDoc(_Doc):
+    amounts: Literal["excl_tax", "incl_tax"] = "excl_tax"
     line_tax_code: str | None = None
 
 
@@ -160,6 +162,7 @@ class QuickBooksOrderMapping:
     item_cache_ttl_seconds: float = 300.0
     discount_description: str = "Discount"
     discount_account_id: str | None = None
+    tax_amounts: Literal["excl_tax", "incl_tax"] = "excl_tax"
     line_tax_code: str | None = None
     rounding_sku: str | None = None
     doc_number_max_length: int = QBO_DOC_NUMBER_MAX
@@ -244,6 +247,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         item_cache_ttl_seconds=doc.items.cache_ttl_seconds,
         discount_description=doc.discount.description,
         discount_account_id=doc.discount.account_id,
+        tax_amounts=doc.tax.amounts,
         line_tax_code=doc.tax.line_tax_code,
         rounding_sku=doc.rounding.item_sku,
         doc_number_max_length=doc.doc_number.max_length,
@@ -334,9 +338,15 @@ def parse_order(order_data: Mapping[str, Any] | NopOrder) -> NopOrder:
 
 
 def _extra_money(order: NopOrder, name: str) -> Decimal | None:
-    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal."""
+    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal: an amount, so finite
+    and not negative (PermanentError ``invalid_event`` otherwise)."""
     value = (order.model_extra or {}).get(name)
-    return None if value is None else _decimal(value, f"Order.{name}")
+    if value is None:
+        return None
+    amount = _decimal(value, f"Order.{name}")
+    if not amount.is_finite() or amount < 0:
+        raise PermanentError(f"Order.{name} is not an amount: {value!r}", reason="invalid_event")
+    return amount
 
 
 def _clean(value: str | None) -> str | None:
@@ -405,16 +415,23 @@ def order_skus(order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
     return list(dict.fromkeys(_item_sku(item) for item in data.OrderItems))
 
 
-def shipping_amount(order: NopOrder) -> Decimal:
-    """Shipping excl. tax; older payloads without it: incl. tax (the totals check catches a taxed one)."""
-    if order.OrderShippingExclTax is not None:
-        return order.OrderShippingExclTax
-    return _extra_money(order, "OrderShippingInclTax") or Decimal(0)
+def shipping_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
+    """Shipping excl. tax (``incl_tax``: incl. tax); a payload without the one asked for gives the other (the
+    totals check catches a wrong one)."""
+    inclusive = _extra_money(order, "OrderShippingInclTax")
+    first, second = ((inclusive, order.OrderShippingExclTax) if amounts == "incl_tax"
+                     else (order.OrderShippingExclTax, inclusive))
+    return first if first is not None else second if second is not None else Decimal(0)
 
 
-def discount_amount(order: NopOrder) -> Decimal:
-    """The subtotal discount plus the order-total discount (nopCommerce keeps them apart)."""
-    return (order.OrderSubTotalDiscountExclTax or Decimal(0)) + (order.OrderDiscount or Decimal(0))
+def discount_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
+    """The subtotal discount (excl. or incl. tax) plus the order-total discount (nopCommerce keeps them apart;
+    the order-total discount is taken off the total, tax included)."""
+    subtotal = order.OrderSubTotalDiscountExclTax
+    if amounts == "incl_tax":
+        inclusive = _extra_money(order, "OrderSubTotalDiscountInclTax")
+        subtotal = inclusive if inclusive is not None else subtotal
+    return (subtotal or Decimal(0)) + (order.OrderDiscount or Decimal(0))
 
 
 def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
@@ -422,7 +439,7 @@ def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | O
     shipping, and the rounding item's when the amounts need a rounding adjustment to equal the order total."""
     data = placed_data(order_data)
     skus = order_skus(data)
-    if shipping_amount(data.Order) > 0:
+    if shipping_amount(data.Order, mapping.tax_amounts) > 0:
         if mapping.shipping_sku is None:
             raise PermanentError("the order has a shipping charge but the mapping names no shipping item",
                                  reason="unmapped_product")
@@ -633,23 +650,27 @@ class DocumentAmounts:
     shipping: Decimal
     discount: Decimal
     tax: Decimal
+    tax_included: bool  # the amounts include the tax (``tax.amounts: incl_tax``): ``tax`` is part of them
     expected_total: Decimal
     adjustment: Decimal
 
     @property
     def lines_total(self) -> Decimal:
-        """The rounded amounts alone: items + shipping - discount + tax."""
-        return sum((line.amount for line in self.items), Decimal(0)) + self.shipping - self.discount + self.tax
+        """The rounded amounts alone: items + shipping - discount (+ tax, unless the amounts include it)."""
+        added_tax = Decimal(0) if self.tax_included else self.tax
+        return sum((line.amount for line in self.items), Decimal(0)) + self.shipping - self.discount + added_tax
 
     @property
     def total(self) -> Decimal:
         return self.lines_total + self.adjustment
 
 
-def _line_price(item: NopOrderItem) -> Decimal:
-    """nopCommerce's own price of the whole line, excl. tax (the mapping books tax as TotalTax). Payloads
-    without excl.-tax prices (stores without tax) give the incl.-tax price; the totals check catches a taxed
-    one."""
+def _line_price(item: NopOrderItem, amounts: str) -> Decimal:
+    """nopCommerce's own price of the whole line: incl. tax for ``incl_tax``; else excl. tax (the tax is
+    booked as TotalTax), and for payloads without excl.-tax prices (stores without tax) the incl.-tax price
+    (the totals check catches a taxed one)."""
+    if amounts == "incl_tax":
+        return item.PriceInclTax
     if item.PriceExclTax is not None:
         return item.PriceExclTax
     if item.UnitPriceExclTax is not None:
@@ -664,8 +685,9 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     (a store setting the mapping does not book: payment fees, gift cards, reward points, taxed prices as
     untaxed), or when there is a difference and the mapping names no rounding item.
 
-    Every amount is rounded to the cent at most twice (by nopCommerce, then by the conversion), each time by
-    at most half a cent: rounding explains at most a cent per amount."""
+    Every amount is rounded at most twice: by nopCommerce, to half a cent of the store currency (``rate``
+    times that once converted), and by the conversion, to half a cent: rounding explains no more than that
+    per amount (a cent per amount in the home currency)."""
     data = placed_data(order_data)
     order = data.Order
     currency, rate = order_currency(mapping, order)
@@ -673,25 +695,32 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     def convert(amount: Decimal) -> Decimal:
         return money(amount * rate if rate is not None else amount)
 
-    items = tuple(ItemAmount(item, _item_sku(item), convert(_line_price(item))) for item in data.OrderItems)
-    shipping = convert(shipping_amount(order))
-    discount = convert(discount_amount(order))
+    mode = mapping.tax_amounts
+    items = tuple(ItemAmount(item, _item_sku(item), convert(_line_price(item, mode))) for item in data.OrderItems)
+    shipping = convert(shipping_amount(order, mode))
+    discount = convert(discount_amount(order, mode))
     tax = convert(order.OrderTax or Decimal(0))
     expected = convert(order.OrderTotal)
+    included = mode == "incl_tax"
     amounts = DocumentAmounts(currency=currency, rate=rate, items=items, shipping=shipping, discount=discount,
-                              tax=tax, expected_total=expected, adjustment=Decimal(0))
+                              tax=tax, tax_included=included, expected_total=expected, adjustment=Decimal(0))
     difference = expected - amounts.lines_total
     if not difference:
         return amounts
-    counted = len(items) + sum(1 for amount in (shipping, discount, tax) if amount)
-    explained_by_rounding = abs(difference) <= CENT * counted
+    added = (shipping, discount) if included else (shipping, discount, tax)
+    counted = len(items) + sum(1 for amount in added if amount)
+    # each amount was rounded by nopCommerce to a cent of the store currency (worth ``rate`` cents once
+    # converted), and by the conversion to a cent again: at most half of each
+    per_amount = HALF_CENT * (1 + (rate if rate is not None else 1))
+    explained_by_rounding = abs(difference) <= per_amount * counted
     if not explained_by_rounding or mapping.rounding_sku is None:
         why = ("name a rounding item in the mapping (rounding.item_sku) to book rounding differences"
                if explained_by_rounding else "check the mapping's tax, shipping and discount settings")
         raise PermanentError(
             f"the QuickBooks document of order {order.CustomOrderNumber} would total {amounts.lines_total} "
-            f"{currency}, the order {expected} {currency} (lines {amounts.lines_total - shipping + discount - tax}, "
-            f"shipping {shipping}, discount {discount}, tax {tax}): {why}", reason="totals_mismatch")
+            f"{currency}, the order {expected} {currency} (lines {sum(line.amount for line in items)}, "
+            f"shipping {shipping}, discount {discount}, tax {tax}{' included' if included else ''}): {why}",
+            reason="totals_mismatch")
     return dataclasses.replace(amounts, adjustment=difference)
 
 
@@ -749,6 +778,8 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any
         "TxnTaxDetail": {"TotalTax": amounts.tax},
         "BillEmail": {"Address": customer_email(data)},
     }
+    if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
+        body["GlobalTaxCalculation"] = "TaxInclusive"
     xrate = exchange_rate(rate) if rate is not None else None
     if xrate is not None:
         body["CurrencyRef"] = {"value": currency}
