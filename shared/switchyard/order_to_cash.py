@@ -422,7 +422,7 @@ class OrderToCash:
     # ----------------------------------------------------------------- payment
 
     def payment(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
-        """order.paid: a Payment of the invoice's open balance, linked to it."""
+        """order.paid: a Payment of what the customer paid, applied to the invoice (up to its open balance)."""
         order = parse_order(event.data)
         guid = str(order.OrderGuid)
         number = doc_number(self.mapping, order.CustomOrderNumber)
@@ -445,12 +445,21 @@ class OrderToCash:
             payments = _payment_ids(invoice)
             return {"action": "already_paid", "id": payments[-1] if payments else None, **facts,
                     "amount": _amount(invoice.get("TotalAmt"))}
+        # the Payment is what the customer paid; an invoice that says otherwise (booked before documents
+        # equalled OrderTotal, or edited since) keeps the difference visible: open, or unapplied credit
+        received = self._received(order, currency) or balance
+        applied = min(balance, received)
+        note = f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})"
+        if received != balance:
+            note += (f"; received {received} {currency}, Invoice {number} was open for {balance} {currency}: "
+                     + (f"{received - applied} {currency} unapplied" if received > applied else
+                        f"{balance - applied} {currency} left open"))
         body: dict[str, Any] = {
             "CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
-            "TotalAmt": balance,
-            "Line": [{"Amount": balance, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
+            "TotalAmt": received,
+            "Line": [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
             "PaymentRefNum": number,
-            "PrivateNote": f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})",
+            "PrivateNote": note,
         }
         if order.PaidDateUtc is not None:
             body["TxnDate"] = txn_date(self.mapping, order.PaidDateUtc)
@@ -459,7 +468,21 @@ class OrderToCash:
             if invoice.get("ExchangeRate") is not None:
                 body["ExchangeRate"] = Decimal(str(invoice["ExchangeRate"]))
         created = self.qbo.create("Payment", body, f"{self.flow}:{guid}:payment")
-        return {"action": "created", "id": str(created["Id"]), **facts, "amount": balance}
+        result = {"action": "created", "id": str(created["Id"]), **facts, "amount": received}
+        if received > applied:
+            result["unapplied"] = received - applied
+        elif balance > applied:
+            result["left_open"] = balance - applied
+        return result
+
+    def _received(self, order: NopOrder, currency: str) -> Decimal | None:
+        """What the customer paid (OrderTotal, converted, to the cent), in the invoice's currency; None if the
+        order's currency is not the invoice's (nothing to compare) or it paid nothing."""
+        order_currency_code, rate = order_currency(self.mapping, order)
+        if order_currency_code != currency:
+            return None
+        received = money(order.OrderTotal * rate) if rate is not None else money(order.OrderTotal)
+        return received if received > 0 else None
 
     # ----------------------------------------------------------------- cancel
 

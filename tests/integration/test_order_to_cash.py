@@ -642,6 +642,34 @@ def test_invoice_and_payment_of_the_cents_example_equal_what_was_received(
     assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
 
 
+def test_payment_of_an_invoice_booked_a_cent_short_is_what_was_received_with_the_cent_unapplied(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    # an invoice booked before documents equalled OrderTotal: 23.14 + 5.00 + 1.85 = 29.99 for 30.00 paid
+    short = cents_example(PaymentStatusId=10)
+    short["data"]["Order"]["OrderTotal"] = 29.99
+    short["data"]["OrderItems"][0]["PriceExclTax"] = 23.14
+    run(o2c, short, PLACED_STEPS)
+
+    result = run(o2c, paid(OrderTotal=30.00), ("payment",))["payment"]
+
+    (payment,) = entities(sandbox, "payments")
+    (invoice,) = entities(sandbox, "invoices")
+    assert (payment["TotalAmt"], payment["Line"][0]["Amount"], payment["UnappliedAmt"]) == (30.0, 29.99, 0.01)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+    assert (result["amount"], result["unapplied"]) == (30, 0.01)
+    assert "received 30.00 USD, Invoice 1042 was open for 29.99 USD: 0.01 USD unapplied" in payment["PrivateNote"]
+
+
+def test_payment_of_less_than_the_invoice_leaves_the_rest_open(o2c: OrderToCash, sandbox: QuickBooksSandbox) -> None:
+    run(o2c, cents_example(PaymentStatusId=10), PLACED_STEPS)
+    result = run(o2c, paid(OrderTotal=29.99), ("payment",))["payment"]  # the order was edited in the shop
+    (payment,) = entities(sandbox, "payments")
+    (invoice,) = entities(sandbox, "invoices")
+    assert (payment["TotalAmt"], payment["UnappliedAmt"], result["left_open"]) == (29.99, 0.0, 0.01)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.01
+
+
 def test_cents_example_booked_incl_tax_totals_what_was_received(
     mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, sandbox: QuickBooksSandbox,
     items: dict[str, str]
