@@ -769,3 +769,14 @@ def test_slow_next_answers_late_carrying_out_before_or_after_the_wait(
     assert time.monotonic() - started >= 0.4 and len(sandbox.notes(order["id"])) == 1
     create_note(client, order["id"], "fast")  # only the next matching request was slow
     assert time.monotonic() - started < 1.5
+
+
+def test_admin_faults_queue_slow_answers_and_reject_bad_ones(sandbox: NopCommerceSandbox,
+                                                             anonymous: httpx.Client) -> None:
+    ok = anonymous.post("/_sandbox/faults", json={"slow_next": {"n": 2, "seconds": 12, "carry_out": "early"}})
+    assert ok.status_code == 200
+    assert [(slow.seconds, slow.path, slow.carry_out) for slow in sandbox._slow] == [(12.0, "ordernote/create",
+                                                                                     "early")] * 2
+    for bad in ({"seconds": 1, "carry_out": "never"}, {"n": 1}, "slow"):
+        assert anonymous.post("/_sandbox/faults", json={"slow_next": bad}).status_code == 400
+    assert anonymous.delete("/_sandbox/faults").status_code == 200 and sandbox._slow == []

@@ -1214,14 +1214,23 @@ class NopCommerceSandbox(http.SandboxApp):
         body = http.read_json_object(request)
         if body is None:
             return _admin_error("the request body must be a JSON object")
+        body = dict(body)
+        slow = body.pop("slow_next", None)
         try:
+            if slow is not None:  # {"n": 1, "seconds": 12, "path": "ordernote/create", "carry_out": "late"}
+                if not isinstance(slow, dict) or slow.get("carry_out", "late") not in ("late", "early"):
+                    raise ValueError("slow_next must be an object like {'n': 1, 'seconds': 12, 'carry_out': 'late'}")
+                self.slow_next(int(slow.get("n", 1)), float(slow["seconds"]),
+                               path=str(slow.get("path", "ordernote/create")), carry_out=slow.get("carry_out", "late"))
             self.faults.configure(body)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, KeyError) as error:
             return _admin_error(str(error))
         return http.json_response({"ok": True, "plan": self.faults.plan.to_dict()})
 
     def _ep_admin_clear_faults(self, request: Request) -> Response:
         self.faults.clear()
+        with self._slow_lock:
+            self._slow.clear()
         return http.json_response({"ok": True})
 
     def _ep_admin_seed_order(self, request: Request) -> Response:
