@@ -93,13 +93,19 @@ class InProcessFunction:
 
 @contextlib.contextmanager
 def _patched_environ(env: dict[str, str]):
+    """The function's environment for one call, changed and restored key by key: other threads of this process
+    (moto's Step Functions engine, the sandboxes, the pollers) read ``os.environ`` meanwhile, and clearing it
+    to restore it took their AWS credentials away for an instant (a task then failed before it ran)."""
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for key in [key for key in os.environ if key not in saved]:
+            os.environ.pop(key, None)
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager

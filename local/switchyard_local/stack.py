@@ -27,6 +27,7 @@ from typing import Any
 
 from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
+from switchyard_local.operations import peek_all
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.sandboxes.clarity import ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
@@ -48,7 +49,7 @@ DEMO_QBO_ITEMS = (
     ("CHAIR-ERG-07", "Ergonomic chair", 329.0, 25),
     ("CBL-ORG-01", "Cable organiser", 12.5, 500),
 )
-DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"),)
+DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"), ("ROUNDING", "Rounding adjustment"))
 # the Streak events Switchyard subscribes to, and the scope Streak registers them on
 STREAK_SUBSCRIPTIONS = {"BOX_CHANGE_STAGE": "pipelineKey", "CONTACT_UPDATE": "teamKey"}
 FAKE_CREDENTIALS = {
@@ -261,14 +262,13 @@ class LocalStack:
 
     def running_executions(self) -> int:
         sfn = self.client("stepfunctions")
-        return sum(len(sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"])
-                   for arn in self.state_machines.values())
+        return sum(len(_listed_executions(sfn, arn, statusFilter="RUNNING")) for arn in self.state_machines.values())
 
     def executions(self, flow: str) -> list[dict[str, Any]]:
-        """A state-machine flow's executions: ``{"name", "status", "output"|None}``, oldest first."""
+        """A state-machine flow's executions: ``{"name", "status", "output"|None}``, oldest first (every page)."""
         sfn = self.client("stepfunctions")
         found = []
-        for summary in sfn.list_executions(stateMachineArn=self.state_machines[flow])["executions"]:
+        for summary in _listed_executions(sfn, self.state_machines[flow]):
             described = sfn.describe_execution(executionArn=summary["executionArn"])
             output = described.get("output")
             found.append({"name": summary["name"], "status": described["status"],
@@ -312,21 +312,13 @@ class LocalStack:
                             json={"event": event, "targetUrl": target, "token": self.streak_token}).raise_for_status()
 
     def dead_letters(self, flow: str) -> list[dict[str, Any]]:
-        """What sits in a flow's DLQ (read without consuming: visibility 0)."""
-        sqs = self.client("sqs")
-        letters, seen = [], set()
-        for _ in range(10):
-            messages = sqs.receive_message(QueueUrl=self.flows[flow].dlq_url, MaxNumberOfMessages=10,
-                                           VisibilityTimeout=0, MessageAttributeNames=["All"]).get("Messages", [])
-            fresh = [m for m in messages if m["MessageId"] not in seen]
-            if not fresh:
-                break
-            for message in fresh:
-                seen.add(message["MessageId"])
-                try:
-                    letters.append(json.loads(message["Body"]))
-                except ValueError:
-                    letters.append({"raw": message["Body"]})
+        """Everything in a flow's DLQ, read without consuming it."""
+        letters = []
+        for message in peek_all(self.client("sqs"), self.flows[flow].dlq_url):
+            try:
+                letters.append(json.loads(message["Body"]))
+            except ValueError:
+                letters.append({"raw": message["Body"]})
         return letters
 
     def outcomes(self, flow: str | None = None) -> list[dict[str, Any]]:
@@ -498,6 +490,14 @@ class LocalStack:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]
             secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+
+def _listed_executions(sfn: Any, state_machine_arn: str, **filters: Any) -> list[dict[str, Any]]:
+    """Every execution summary of a state machine: ListExecutions answers 100 at a time with a nextToken."""
+    summaries: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn, **filters):
+        summaries.extend(page["executions"])
+    return summaries
 
 
 def _repoint_function_loggers(logs: FunctionLogs) -> None:

@@ -38,8 +38,8 @@ class InProcessLambdas:
             payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
             try:
                 return json.dumps(target.invoke(payload), default=str), False, ""
-            except FunctionError as exc:
-                error = exc.__cause__ or exc
+            except Exception as exc:  # a handler's error, or one before it ran: a function error either way
+                error = (exc.__cause__ or exc) if isinstance(exc, FunctionError) else exc
                 return json.dumps({"errorMessage": str(error), "errorType": type(error).__name__,
                                    "stackTrace": traceback.format_tb(error.__traceback__)[-5:]}), True, ""
 

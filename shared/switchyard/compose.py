@@ -202,22 +202,31 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
 
 
 class StepApp(NamedTuple):
-    """The step Lambda of a state-machine flow: ``handle({"step", "state"})``."""
+    """The step Lambda of a state-machine flow: ``handle({"step", "state"})``. Every failure is logged with
+    its cause (type, reason, message; the traceback of an unexpected one) before the state machine sees it."""
 
     flow: str
     steps: Any  # ConnectionBound -> OrderToCash
     dead_letters: Any
+    logger: Any = None
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        from switchyard.state_machines import record_failure, run_step
+        from switchyard.state_machines import StepError, record_failure, run_step, step_failure
 
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
-        return run_step(lambda: self.steps.get().run(step, state))
+        try:
+            return run_step(lambda: self.steps.get().run(step, state))
+        except Exception as exc:
+            if self.logger is not None:
+                expected = isinstance(exc, StepError)
+                log = self.logger.warning if expected else self.logger.exception
+                log("step failed", extra={"step": step, **step_failure(exc)})
+            raise
 
 
-def build_steps(settings: StepSettings) -> StepApp:
+def build_steps(settings: StepSettings, *, logger: Any = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
     from switchyard.entity_state import DynamoEntityState
@@ -239,4 +248,4 @@ def build_steps(settings: StepSettings) -> StepApp:
 
     steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
     return StepApp(flow=flow.name, steps=steps,
-                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url))
+                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger)

@@ -16,7 +16,9 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   create sends a ``requestid`` that QBO answers from memory when it sees it again;
 * a document is looked up by DocNumber and confirmed by the OrderGuid in its PrivateNote before one is
   created; the payment and the void look at the invoice's Balance and state first;
-* nopCommerce notes are only added when no identical note exists (``add_order_note`` returns False).
+* a nopCommerce note carries a marker of what it reports (flow, OrderGuid, document/payment/cancel) and is
+  only added when no note with that marker exists (``add_order_note`` returns False); a create that timed out
+  is looked for again before the step fails, and copies left by racing attempts are deleted.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
 query. An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
@@ -72,7 +74,8 @@ class OrderWriteBack(Protocol):
 
     def get_order(self, order_id: int) -> dict[str, Any]: ...  # snake_case DTO: "order_status_id", ...
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool: ...
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool: ...
 
     def set_order_status(self, order_id: int, status_id: int, *,
                          only_from: Collection[int] | None = None) -> bool: ...
@@ -147,6 +150,12 @@ def _fault_element(exc: PermanentError) -> str:
         return str(body["Fault"]["Error"][0].get("element") or "")
     except (KeyError, IndexError, TypeError, AttributeError):
         return ""
+
+
+def note_marker(flow: str, order_guid: str, reported: str) -> str:
+    """The marker of the one nopCommerce note a flow writes about an order's document, payment or cancel:
+    the same for every attempt, run and redrive of that write-back."""
+    return hashlib.sha256(f"{flow}:{order_guid.lower()}:{reported}".encode()).hexdigest()[:12]
 
 
 class OrderToCash:
@@ -413,7 +422,7 @@ class OrderToCash:
     # ----------------------------------------------------------------- payment
 
     def payment(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
-        """order.paid: a Payment of the invoice's open balance, linked to it."""
+        """order.paid: a Payment of what the customer paid, applied to the invoice (up to its open balance)."""
         order = parse_order(event.data)
         guid = str(order.OrderGuid)
         number = doc_number(self.mapping, order.CustomOrderNumber)
@@ -436,12 +445,21 @@ class OrderToCash:
             payments = _payment_ids(invoice)
             return {"action": "already_paid", "id": payments[-1] if payments else None, **facts,
                     "amount": _amount(invoice.get("TotalAmt"))}
+        # the Payment is what the customer paid; an invoice that says otherwise (booked before documents
+        # equalled OrderTotal, or edited since) keeps the difference visible: open, or unapplied credit
+        received = self._received(order, currency) or balance
+        applied = min(balance, received)
+        note = f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})"
+        if received != balance:
+            note += (f"; received {received} {currency}, Invoice {number} was open for {balance} {currency}: "
+                     + (f"{received - applied} {currency} unapplied" if received > applied else
+                        f"{balance - applied} {currency} left open"))
         body: dict[str, Any] = {
             "CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
-            "TotalAmt": balance,
-            "Line": [{"Amount": balance, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
+            "TotalAmt": received,
+            "Line": [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
             "PaymentRefNum": number,
-            "PrivateNote": f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})",
+            "PrivateNote": note,
         }
         if order.PaidDateUtc is not None:
             body["TxnDate"] = txn_date(self.mapping, order.PaidDateUtc)
@@ -450,7 +468,21 @@ class OrderToCash:
             if invoice.get("ExchangeRate") is not None:
                 body["ExchangeRate"] = Decimal(str(invoice["ExchangeRate"]))
         created = self.qbo.create("Payment", body, f"{self.flow}:{guid}:payment")
-        return {"action": "created", "id": str(created["Id"]), **facts, "amount": balance}
+        result = {"action": "created", "id": str(created["Id"]), **facts, "amount": received}
+        if received > applied:
+            result["unapplied"] = received - applied
+        elif balance > applied:
+            result["left_open"] = balance - applied
+        return result
+
+    def _received(self, order: NopOrder, currency: str) -> Decimal | None:
+        """What the customer paid (OrderTotal, converted, to the cent), in the invoice's currency; None if the
+        order's currency is not the invoice's (nothing to compare) or it paid nothing."""
+        order_currency_code, rate = order_currency(self.mapping, order)
+        if order_currency_code != currency:
+            return None
+        received = money(order.OrderTotal * rate) if rate is not None else money(order.OrderTotal)
+        return received if received > 0 else None
 
     # ----------------------------------------------------------------- cancel
 
@@ -493,6 +525,7 @@ class OrderToCash:
         note: str | None = None
         review = False
         set_status = False
+        reported = "cancel" if "cancel" in state else "payment" if "payment" in state else "document"
         if "cancel" in state:
             result = self._step_result(state, "cancel")
             action = result.get("action")
@@ -520,7 +553,8 @@ class OrderToCash:
                                  reason="missing_step_result")
         note_added = False
         if note is not None:
-            note_added = self.shop.add_order_note(order.Id, note, display_to_customer=self.mapping.display_to_customer)
+            note_added = self.shop.add_order_note(order.Id, note, display_to_customer=self.mapping.display_to_customer,
+                                                  marker=note_marker(self.flow, str(order.OrderGuid), reported))
         status_changed = False
         if set_status and self.mapping.set_status_id is not None:
             status_changed = self.shop.set_order_status(order.Id, self.mapping.set_status_id,

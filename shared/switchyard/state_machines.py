@@ -13,9 +13,16 @@ Lambda reports a function error's exception class name as ``errorType``; the sta
 Catch match on it, so the step errors are plain classes whose names are the contract (``STEP_ERRORS``), and
 their message is JSON the failure handler reads back.
 
-Execution names are deterministic, so a duplicate start is a no-op: Step Functions refuses a second
-execution of the same name (for 90 days). A start whose previous execution of that name failed (a DLQ
-redrive) gets the next suffix ``-r2``, ``-r3``...
+Execution names are deterministic, so a duplicate start is a no-op. What Step Functions (Standard) does
+with a name it has seen, for 90 days, and what the starter makes of it:
+
+* same name, same input, the execution still running: the call succeeds and answers the original response
+  (its ``startDate`` is the first start's): reported ``duplicate``, nothing new runs;
+* same name, other input (a repeated ``order.paid`` with a new webhook id) or the execution closed:
+  ``ExecutionAlreadyExists``: ``duplicate`` if it is running or succeeded, and if it failed (a DLQ redrive)
+  the next name ``-r2``, ``-r3``...
+
+moto's engine does the same (``StateMachine._handle_name_input_idempotency``); a test pins it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from switchyard.errors import (
@@ -44,9 +51,14 @@ MAX_EXECUTION_NAME = 80
 # the input, so an event must leave room for them
 MAX_EXECUTION_INPUT_BYTES = 200 * 1024
 MAX_REDRIVES = 20
+# a start answered with a startDate older than this was answered from an execution already running: the
+# clocks of Lambda and Step Functions agree far better, and SQS redelivers a message only after its
+# visibility timeout (minutes)
+SAME_START_TOLERANCE = timedelta(seconds=2)
 CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_TARGET_RESPONSE = 2000  # characters of a target's answer kept in a step error (Cause is capped at 32 KB)
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
 
 
 class StepError(Exception):
@@ -111,10 +123,12 @@ class ExecutionStarter:
     """The worker's target for a state-machine flow: one execution per event that needs one."""
 
     def __init__(self, stepfunctions: Any, state_machine_arn: str, *,
-                 route: Callable[[FlowEvent], str | None] = order_to_cash_route) -> None:
+                 route: Callable[[FlowEvent], str | None] = order_to_cash_route,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._sfn = stepfunctions
         self._arn = state_machine_arn
         self._route = route
+        self._now = now
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
         route = self._route(event)
@@ -128,6 +142,7 @@ class ExecutionStarter:
                                  reason="execution_input_too_large")
         for attempt in range(1, MAX_REDRIVES + 1):
             name = execution_name(event.flow, event, route, attempt)
+            asked_at = self._now()
             try:
                 started = self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=payload)
             except Exception as exc:  # botocore ClientError, without importing botocore here
@@ -141,6 +156,11 @@ class ExecutionStarter:
                             "AccessDeniedException", "StateMachineDeleting"):
                     raise PermanentError(f"cannot start {name}: {code}", reason="start_execution_refused") from exc
                 raise RetryableError(f"cannot start {name}: {code or exc}", reason="start_execution_failed") from exc
+            start_date = started.get("startDate")
+            if isinstance(start_date, datetime) and start_date < asked_at - SAME_START_TOLERANCE:
+                # the same event again while its execution runs: Step Functions answered the original start
+                return DeliveryResult("duplicate", {"execution": name, "status": "RUNNING",
+                                                    "execution_arn": started["executionArn"]})
             return DeliveryResult("started", {"execution": name, "execution_arn": started["executionArn"]})
         raise PermanentError(f"{MAX_REDRIVES} executions for event {event.event_id} failed already",
                              reason="too_many_redrives")
@@ -214,10 +234,14 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
         try:
             parsed = json.loads(str(cause.get("errorMessage", "")))
             details = dict(parsed) if isinstance(parsed, Mapping) else {}
-        except ValueError:
-            details = {"message": str(cause.get("errorMessage", "")), "reason": _snake(str(cause.get("errorType", "")))}
-    if not details:  # a States.* error (timeout, task failed, ...): the name says what happened
-        details = {"message": cause_text or name, "reason": _snake(name.replace("States.", "").replace(".", ""))}
+        except ValueError:  # not a step error: an exception the steps did not expect (a bug)
+            error_type = str(cause.get("errorType") or name)
+            details = {"message": unexpected_message(error_type, str(cause.get("errorMessage") or ""),
+                                                     cause.get("stackTrace")),
+                       "reason": _snake(error_type)}
+    if not details:  # a States.* error (timeout, task failed, ...) or one the engine raised: name and cause
+        details = {"message": f"{name}: {cause_text}" if cause_text else name,
+                   "reason": _snake(name.replace("States.", "").replace(".", ""))}
     event_id = state.get("event_id")
     attempts = int(error.get("attempts") or 1)
     return DeadLetter(
@@ -232,6 +256,34 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
         failed_at=now().isoformat(),
         original=_retry_message(str(state.get("message", "")), execution),
     )
+
+
+def unexpected_message(error_type: str, message: str, trace: Any = None) -> str:
+    """``KeyError: 'Order' (at order_to_cash.py:412 in document)``: the type, its message and where it was
+    raised (the last frame of a Lambda error's ``stackTrace``), so a dead letter says what went wrong."""
+    text = f"{error_type}: {message}" if message else error_type
+    frames = [str(frame) for frame in trace] if isinstance(trace, list) else []
+    where = _FRAME.search(frames[-1]) if frames else None
+    if where is not None:
+        text += f" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group('line')} in {where.group('function')})"
+    return text
+
+
+def step_failure(exc: BaseException) -> dict[str, Any]:
+    """What a step's failure log line says (keys that do not clash with a log record's own): the error's type,
+    reason, class and message (a step error's JSON read back; any other exception as its type and message)."""
+    if isinstance(exc, StepError):
+        try:
+            details = json.loads(str(exc))
+        except ValueError:
+            details = {}
+        details = details if isinstance(details, dict) else {}
+        cause = exc.__cause__
+        return {"error_type": type(exc).__name__, "cause_type": type(cause).__name__ if cause else None,
+                "reason": details.get("reason"), "error_class": details.get("error_class"),
+                "error_message": details.get("message") or str(exc)}
+    return {"error_type": type(exc).__name__, "reason": _snake(type(exc).__name__), "error_class": "unexpected",
+            "error_message": unexpected_message(type(exc).__name__, str(exc))}
 
 
 def _retry_message(message: str, execution: str | None) -> str:

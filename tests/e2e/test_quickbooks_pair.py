@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 import uuid
 from decimal import Decimal
@@ -140,7 +141,11 @@ def letters_for(stack: LocalStack, event_id: str) -> list[dict[str, Any]]:
 
 
 def notes(stack: LocalStack, order: Order) -> list[str]:
-    return [note["note"] for note in stack.nopcommerce.notes(order.number)]
+    """The order's notes without their write-back markers (``[ref <12 hex>]``), each of which must be there."""
+    held = [note["note"] for note in stack.nopcommerce.notes(order.number)]
+    texts = [re.sub(r" \[ref [0-9a-f]{12}\]$", "", text) for text in held]
+    assert all(text != plain for text, plain in zip(held, texts, strict=True)), held
+    return texts
 
 
 def redrive_letter(stack: LocalStack, event_id: str) -> int:
@@ -338,6 +343,10 @@ def test_unmapped_sku_dead_letters_without_a_document_and_redrive_books_it_once(
     original = letter["original"]
     assert (letter["flow"], letter["error_class"], letter["reason"]) == (FLOW, "permanent", "unmapped_product")
     assert f"unmapped product {sku}" in letter["message"]
+    # the step's own log line names the failure before the state machine catches it
+    failed = [r for r in stack.logs.records() if r.get("message") == "step failed" and r.get("event_id") == event_id]
+    assert [(r["step"], r["error_type"], r["reason"]) for r in failed] == [("items", "StepFailed", "unmapped_product")]
+    assert f"unmapped product {sku}" in failed[0]["error_message"]
     assert documents(stack, order, "salesReceipts") == [] and documents(stack, order, "invoices") == []
     assert notes(stack, order) == [] and stack.nopcommerce.order(4107)["order_status_id"] == 10
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import random
 import time
 from collections.abc import Callable, Collection, Iterator
 from decimal import Decimal
@@ -11,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from switchyard.connectors.http import jsonable
 from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
@@ -18,6 +21,7 @@ from switchyard.events import flow_message
 from switchyard.mapping.quickbooks_orders import QuickBooksOrderMapping, load_order_mapping
 from switchyard.order_to_cash import CUSTOMER_LINKS, ItemCache, OrderToCash
 from switchyard.tokens import InMemoryTokenStore
+from switchyard_local.nop_orders import paid_in_customer_currency, random_order
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 
 REALM = "9130"
@@ -67,17 +71,21 @@ class FakeShop:
     def __init__(self) -> None:
         self.status: dict[int, int] = {}
         self.notes: dict[int, list[str]] = {}
+        self.markers: dict[int, list[str | None]] = {}
         self.reads = 0
 
     def get_order(self, order_id: int) -> dict[str, Any]:
         self.reads += 1
         return {"id": order_id, "order_status_id": self.status.get(order_id, 10), "payment_status_id": 10}
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool:
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool:
         notes = self.notes.setdefault(order_id, [])
-        if note in notes:
+        markers = self.markers.setdefault(order_id, [])
+        if note in notes or (marker is not None and marker in markers):
             return False
         notes.append(note)
+        markers.append(marker)
         return True
 
     def set_order_status(self, order_id: int, status_id: int, *, only_from: Collection[int] | None = None) -> bool:
@@ -598,6 +606,107 @@ def test_foreign_currency_order_converts_amounts_and_records_the_rate(
     assert (payment["TotalAmt"], payment["CurrencyRef"]) == (1195.08, {"value": "EUR"})
     assert paid_state["payment"]["currency"] == "EUR"
     assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+
+
+# --------------------------------------------------------------------------- to the cent
+
+
+def cents_example(**fields: Any) -> dict[str, Any]:
+    """The issue's order: UnitPriceInclTax 12.50 at 8 % tax, quantity 2, shipping 5.00: 30.00 received."""
+    document = placed(OrderSubtotalExclTax=23.15, OrderShippingExclTax=5.00, OrderTax=1.85, OrderTotal=30.00,
+                      **fields)
+    document["data"]["OrderItems"] = [
+        {"Id": 5001, "ProductId": 31, "Quantity": 2, "UnitPriceInclTax": 12.50, "UnitPriceExclTax": 11.57,
+         "PriceInclTax": 25.00, "PriceExclTax": 23.15,
+         "Product": {"Id": 31, "Name": "Standing desk", "Sku": "DESK-STD-01"}}]
+    return document
+
+
+def test_sales_receipt_of_the_cents_example_says_what_was_received(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    result = run(o2c, cents_example(), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert (receipt["TotalAmt"], result["document"]["total"]) == (30.0, 30)  # was 29.99
+    assert [line["Amount"] for line in receipt["Line"] if line["DetailType"] == "SalesItemLineDetail"] == [23.15, 5.0]
+
+
+def test_invoice_and_payment_of_the_cents_example_equal_what_was_received(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    run(o2c, cents_example(PaymentStatusId=10), PLACED_STEPS)
+    run(o2c, paid(OrderTotal=30.00), ("payment", "write_back"))
+    (invoice,) = entities(sandbox, "invoices")
+    (payment,) = entities(sandbox, "payments")
+    assert (invoice["TotalAmt"], payment["TotalAmt"], payment["Line"][0]["Amount"]) == (30.0, 30.0, 30.0)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+
+
+def test_payment_of_an_invoice_booked_a_cent_short_is_what_was_received_with_the_cent_unapplied(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    # an invoice booked before documents equalled OrderTotal: 23.14 + 5.00 + 1.85 = 29.99 for 30.00 paid
+    short = cents_example(PaymentStatusId=10)
+    short["data"]["Order"]["OrderTotal"] = 29.99
+    short["data"]["OrderItems"][0]["PriceExclTax"] = 23.14
+    run(o2c, short, PLACED_STEPS)
+
+    result = run(o2c, paid(OrderTotal=30.00), ("payment",))["payment"]
+
+    (payment,) = entities(sandbox, "payments")
+    (invoice,) = entities(sandbox, "invoices")
+    assert (payment["TotalAmt"], payment["Line"][0]["Amount"], payment["UnappliedAmt"]) == (30.0, 29.99, 0.01)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.0
+    assert (result["amount"], result["unapplied"]) == (30, 0.01)
+    assert "received 30.00 USD, Invoice 1042 was open for 29.99 USD: 0.01 USD unapplied" in payment["PrivateNote"]
+
+
+def test_payment_of_less_than_the_invoice_leaves_the_rest_open(o2c: OrderToCash, sandbox: QuickBooksSandbox) -> None:
+    run(o2c, cents_example(PaymentStatusId=10), PLACED_STEPS)
+    result = run(o2c, paid(OrderTotal=29.99), ("payment",))["payment"]  # the order was edited in the shop
+    (payment,) = entities(sandbox, "payments")
+    (invoice,) = entities(sandbox, "invoices")
+    assert (payment["TotalAmt"], payment["UnappliedAmt"], result["left_open"]) == (29.99, 0.0, 0.01)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 0.01
+
+
+def test_cents_example_booked_incl_tax_totals_what_was_received(
+    mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, sandbox: QuickBooksSandbox,
+    items: dict[str, str]
+) -> None:
+    gross = OrderToCash(dataclasses.replace(mapping, tax_amounts="incl_tax"), qbo, shop, flow=FLOW,
+                        item_cache=ItemCache())
+    run(gross, cents_example(OrderShippingInclTax=5.00), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert (receipt["TotalAmt"], receipt["GlobalTaxCalculation"], receipt["TxnTaxDetail"]["TotalTax"]) == (
+        30.0, "TaxInclusive", 1.85)
+    assert [line["Amount"] for line in receipt["Line"] if line["DetailType"] == "SalesItemLineDetail"] == [25.0, 5.0]
+
+
+def test_random_orders_are_booked_and_paid_in_quickbooks_to_the_cent(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    sandbox.seed_item(REALM, "Rounding", "ROUNDING", qty_on_hand=0, unit_price=0, type="Service")
+    gross = OrderToCash(dataclasses.replace(o2c.mapping, tax_amounts="incl_tax"), o2c.qbo, shop, flow=FLOW,
+                        item_cache=ItemCache())
+    rng = random.Random(17)
+    kinds: set[tuple[str, bool]] = set()
+    for number in range(2001, 2061):
+        steps = gross if number % 2 else o2c  # half of them booked incl. tax
+        data = random_order(rng, order_id=number, skus=("DESK-STD-01", "ARM-MON-02"))
+        document = {"type": "order.placed", "timestamp": "2026-11-20T09:15:02Z", "data": jsonable(data)}
+        received = float(paid_in_customer_currency(data))
+        result = run(steps, document, PLACED_STEPS)
+        entity = result["document"]["entity"]
+        booked = sandbox.get_entity(REALM, entity.lower(), result["document"]["id"])
+        assert booked["TotalAmt"] == received, data
+        kinds.add((entity, "Rounding adjustment" in json.dumps(booked["Line"])))
+        if entity == "Invoice":
+            event = {"type": "order.paid", "timestamp": "2026-11-21T10:00:00Z",
+                     "data": {"Order": {**document["data"]["Order"], "PaymentStatusId": 30}}}
+            payment = run(steps, event, ("payment",))["payment"]
+            assert sandbox.get_entity(REALM, "payment", payment["id"])["TotalAmt"] == received, data
+    assert kinds == {("SalesReceipt", False), ("SalesReceipt", True), ("Invoice", False), ("Invoice", True)}
 
 
 # --------------------------------------------------------------------------- the step contract

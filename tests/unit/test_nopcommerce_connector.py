@@ -309,6 +309,52 @@ def test_add_order_note_other_text_and_display_to_customer(shop: NopCommerceClie
         ("first", False), ("Your order has shipped", True)]
 
 
+def test_add_order_note_with_marker_is_identified_by_it_and_copies_are_deleted(
+    shop: NopCommerceClient, sandbox: NopCommerceSandbox, transport: Recorder, order: dict[str, Any]
+) -> None:
+    assert shop.add_order_note(order["id"], "Sent to QuickBooks: Invoice 1042", marker="0123456789ab") is True
+    # the template changed between attempts: the marker, not the text, says it is written
+    assert shop.add_order_note(order["id"], "Booked in QuickBooks: Invoice 1042", marker="0123456789ab") is False
+    assert [note["note"] for note in sandbox.notes(order["id"])] == [
+        "Sent to QuickBooks: Invoice 1042 [ref 0123456789ab]"]
+    # a copy that a racing attempt left behind goes on the next look; other notes stay
+    with sandbox._lock:
+        for text in ("Sent to QuickBooks: Invoice 1042 [ref 0123456789ab]", "A clerk's note"):
+            note_id = next(sandbox._state.note_ids)
+            sandbox._state.notes[note_id] = {"id": note_id, "order_id": order["id"], "note": text,
+                                             "download_id": 0, "display_to_customer": False,
+                                             "created_on_utc": "2026-11-18T11:06:40"}
+    assert shop.add_order_note(order["id"], "Payment recorded", marker="ba9876543210") is True
+    assert [note["note"] for note in sandbox.notes(order["id"])] == [
+        "Sent to QuickBooks: Invoice 1042 [ref 0123456789ab]", "A clerk's note", "Payment recorded [ref ba9876543210]"]
+    deleted = [path for method, path, _ in transport.sent if method == "DELETE"]
+    assert deleted == ["/api-backend/OrderNote/Delete/2"]
+
+
+@pytest.mark.parametrize(("status", "settles"), [(503, False), (429, False), (502, True), (504, True)])
+def test_add_order_note_create_refused_fails_at_once_one_maybe_carried_out_is_looked_for_again(
+    sandbox: NopCommerceSandbox, transport: Recorder, clock: FakeClock, order: dict[str, Any], status: int,
+    settles: bool
+) -> None:
+    waited: list[float] = []
+    connection = NopCommerceConnection.from_secret({"base_url": BASE_URL, "email": DEFAULT_API_EMAIL,
+                                                    "password": DEFAULT_API_PASSWORD})
+    shop = NopCommerceClient(connection, transport=transport, clock=clock, settle_seconds=7, sleep=waited.append)
+
+    def fail_the_create(request: httpx.Request) -> None:
+        if request.url.path.endswith("/OrderNote/Create"):
+            sandbox.faults.fail_next(1, status=status)
+
+    transport.before = fail_the_create
+    with pytest.raises(RetryableError) as caught:
+        shop.add_order_note(order["id"], "Sent", marker="cafecafecafe")
+
+    assert waited == ([7] if settles else [])
+    assert caught.value.reason == ("write_outcome_unknown" if settles else
+                                   "rate_limited" if status == 429 else "target_unavailable")
+    assert sandbox.notes(order["id"]) == []
+
+
 def test_add_order_note_unknown_order_is_not_found_not_retried_500(shop: NopCommerceClient,
                                                                    transport: Recorder) -> None:
     with pytest.raises(PermanentError) as caught:

@@ -731,3 +731,52 @@ def test_serve_context_manager_answers_over_a_real_socket() -> None:
             )
     assert response.status_code == 200
     assert sandbox.base_url is None
+
+
+# --------------------------------------------------------------------------- deleting notes, slow answers
+
+
+def create_note(client: httpx.Client, order_id: int, text: str) -> dict[str, Any]:
+    response = client.post("/api-backend/OrderNote/Create", json={"order_id": order_id, "note": text,
+                                                                 "created_on_utc": "2026-11-20T10:00:00Z"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_order_note_delete_removes_it_and_answers_200_empty(client: httpx.Client, sandbox: NopCommerceSandbox,
+                                                            order: dict[str, Any]) -> None:
+    note = create_note(client, order["id"], "a note")
+    response = client.delete(f"/api-backend/OrderNote/Delete/{note['id']}")
+    assert (response.status_code, response.content) == (200, b"")
+    assert sandbox.notes(order["id"]) == []
+    missing = client.delete(f"/api-backend/OrderNote/Delete/{note['id']}")
+    assert (missing.status_code, missing.json()) == (404, f"Order note Id={note['id']} not found")
+    assert client.delete("/api-backend/OrderNote/Delete/0").status_code == 400
+
+
+@pytest.mark.parametrize(("carry_out", "seen_while_waiting"), [("late", 0), ("early", 1)])
+def test_slow_next_answers_late_carrying_out_before_or_after_the_wait(
+    client: httpx.Client, sandbox: NopCommerceSandbox, order: dict[str, Any], carry_out: str, seen_while_waiting: int
+) -> None:
+    sandbox.slow_next(1, 0.4, path="ordernote/create", carry_out=carry_out)  # type: ignore[arg-type]
+    started = time.monotonic()
+    slow = threading.Thread(target=create_note, args=(client, order["id"], "slow"))
+    slow.start()
+    time.sleep(0.2)
+    assert len(sandbox.notes(order["id"])) == seen_while_waiting
+    assert client.get(f"/api-backend/Order/GetById/{order['id']}").status_code == 200  # others are served meanwhile
+    slow.join()
+    assert time.monotonic() - started >= 0.4 and len(sandbox.notes(order["id"])) == 1
+    create_note(client, order["id"], "fast")  # only the next matching request was slow
+    assert time.monotonic() - started < 1.5
+
+
+def test_admin_faults_queue_slow_answers_and_reject_bad_ones(sandbox: NopCommerceSandbox,
+                                                             anonymous: httpx.Client) -> None:
+    ok = anonymous.post("/_sandbox/faults", json={"slow_next": {"n": 2, "seconds": 12, "carry_out": "early"}})
+    assert ok.status_code == 200
+    assert [(slow.seconds, slow.path, slow.carry_out) for slow in sandbox._slow] == [(12.0, "ordernote/create",
+                                                                                     "early")] * 2
+    for bad in ({"seconds": 1, "carry_out": "never"}, {"n": 1}, "slow"):
+        assert anonymous.post("/_sandbox/faults", json={"slow_next": bad}).status_code == 400
+    assert anonymous.delete("/_sandbox/faults").status_code == 200 and sandbox._slow == []

@@ -85,6 +85,7 @@ def test_load_order_mapping_reads_the_flows_settings(mapping: QuickBooksOrderMap
     assert mapping.flow == "nopcommerce-to-quickbooks"
     assert (mapping.home_currency, mapping.paid_status_ids) == ("USD", frozenset({30}))
     assert (mapping.item_match_field, mapping.shipping_sku, mapping.item_cache_ttl_seconds) == ("Sku", "SHIPPING", 300)
+    assert mapping.rounding_sku == "ROUNDING"
     assert (mapping.doc_number_max_length, mapping.doc_number_overflow) == (21, "keep_last")
     assert mapping.sent_note == "Sent to QuickBooks: {doc_type} {doc_number}"
     assert (mapping.set_status_id, mapping.set_status_only_from) == (20, frozenset({10}))
@@ -223,11 +224,38 @@ def test_sales_document_totals_mismatch_raises_permanent_error(mapping: QuickBoo
     assert "276.00" in caught.value.message and "238.00" in caught.value.message
 
 
-def test_sales_document_total_within_a_cent_per_line_passes(mapping: QuickBooksOrderMapping) -> None:
-    data = order_data(OrderTotal=D("1260.02"))  # two lines: up to 2 cents of rounding
-    assert sales_document(mapping, data, customer_id="5", item_refs=REFS).total == D("1260.00")
-    with pytest.raises(PermanentError, match="would total"):
-        sales_document(mapping, order_data(OrderTotal=D("1260.03")), customer_id="5", item_refs=REFS)
+def test_sales_document_rounding_difference_is_booked_on_the_rounding_item_and_named(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    # two amounts: rounding explains up to 2 cents; the document still equals the order total exactly
+    data = order_data(OrderTotal=D("1260.02"))
+    assert item_skus(mapping, data) == ["DESK", "ARM", "ROUNDING"]
+    document = sales_document(mapping, data, customer_id="5", item_refs={**REFS, "ROUNDING": "95"})
+    assert document.total == D("1260.02")
+    assert sales_lines(document.body)[-1] == ("95", 1, D("0.02"), D("0.02"))
+    assert document.body["Line"][-1]["Description"] == "Rounding adjustment"
+    assert document.body["PrivateNote"].endswith(
+        "; rounding adjustment +0.02 USD on item ROUNDING: the rounded amounts add up to 1260.00, "
+        "OrderTotal is 1260.02")
+    below = sales_document(mapping, order_data(OrderTotal=D("1259.98")), customer_id="5",
+                           item_refs={**REFS, "ROUNDING": "95"})
+    assert (below.total, sales_lines(below.body)[-1][3]) == (D("1259.98"), D("-0.02"))
+
+
+def test_sales_document_difference_beyond_rounding_is_a_totals_mismatch(mapping: QuickBooksOrderMapping) -> None:
+    with pytest.raises(PermanentError) as caught:
+        sales_document(mapping, order_data(OrderTotal=D("1260.03")), customer_id="5",
+                       item_refs={**REFS, "ROUNDING": "95"})
+    assert caught.value.reason == "totals_mismatch" and "1260.03" in caught.value.message
+
+
+def test_sales_document_rounding_difference_without_a_rounding_item_is_a_totals_mismatch(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    without = dataclasses.replace(mapping, rounding_sku=None)
+    with pytest.raises(PermanentError) as caught:
+        sales_document(without, order_data(OrderTotal=D("1260.01")), customer_id="5", item_refs=REFS)
+    assert caught.value.reason == "totals_mismatch" and "rounding.item_sku" in caught.value.message
 
 
 # --------------------------------------------------------------------------- SKUs
@@ -397,3 +425,50 @@ def test_invalid_order_data_raises_permanent_invalid_event(mapping: QuickBooksOr
     with pytest.raises(PermanentError) as caught:
         sales_document(mapping, data, customer_id="5", item_refs=REFS)
     assert caught.value.reason == "invalid_event" and "Order.OrderGuid" in caught.value.message
+
+
+# --------------------------------------------------------------------------- to the cent
+
+
+def issue_example() -> dict[str, Any]:
+    """UnitPriceInclTax 12.50 at 8 % tax, quantity 2, shipping 5.00 (untaxed): 30.00 received. nopCommerce
+    prices the line 25.00 incl. and 23.15 excl. (25.00 / 1.08 = 23.148); the unit price excl. is 11.57."""
+    line = {"Id": 1, "ProductId": 1, "Quantity": 2, "UnitPriceInclTax": D("12.50"), "UnitPriceExclTax": D("11.57"),
+            "PriceInclTax": D("25.00"), "PriceExclTax": D("23.15"),
+            "Product": {"Id": 1, "Name": "Cable organiser", "Sku": "DESK"}}
+    return order_data(items=[line], OrderSubtotalExclTax=D("23.15"), OrderShippingExclTax=D("5.00"),
+                      OrderTax=D("1.85"), OrderTotal=D("30.00"))
+
+
+def test_sales_document_books_nopcommerces_line_price_not_qty_times_rounded_unit_price(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    document = sales_document(mapping, issue_example(), customer_id="5", item_refs=REFS)
+    (line, shipping) = sales_lines(document.body)
+    assert line == ("11", 2, D("11.575"), D("23.15"))  # Qty x UnitPrice = Amount exactly
+    assert shipping == ("90", 1, D("5.00"), D("5.00"))
+    assert document.total == D("30.00")
+    assert "ounding" not in document.body["PrivateNote"]  # nothing to adjust: nopCommerce's lines add up
+
+
+def test_sales_document_incl_tax_books_line_prices_incl_tax_and_says_so(mapping: QuickBooksOrderMapping) -> None:
+    data = issue_example()
+    data["Order"]["OrderShippingInclTax"] = D("5.00")
+    gross = dataclasses.replace(mapping, tax_amounts="incl_tax")
+    document = sales_document(gross, data, customer_id="5", item_refs=REFS)
+    assert sales_lines(document.body) == [("11", 2, D("12.5"), D("25.00")), ("90", 1, D("5.00"), D("5.00"))]
+    assert (document.body["GlobalTaxCalculation"], document.body["TxnTaxDetail"]) == ("TaxInclusive",
+                                                                                     {"TotalTax": D("1.85")})
+    assert document.total == D("30.00")
+    assert "GlobalTaxCalculation" not in sales_document(mapping, data, customer_id="5", item_refs=REFS).body
+
+
+@pytest.mark.parametrize("value", ["NaN", "-5", "Infinity"])
+def test_sales_document_extra_amount_that_is_not_an_amount_is_an_invalid_event(
+    mapping: QuickBooksOrderMapping, value: str
+) -> None:
+    data = order_data(OrderShippingInclTax=value)
+    del data["Order"]["OrderShippingExclTax"]
+    with pytest.raises(PermanentError) as caught:
+        sales_document(mapping, data, customer_id="5", item_refs=REFS)
+    assert caught.value.reason == "invalid_event" and "OrderShippingInclTax" in caught.value.message

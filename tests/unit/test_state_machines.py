@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
+from switchyard.compose import StepApp
 from switchyard.connectors.quickbooks import fault_error
 from switchyard.errors import ConnectionConfigError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent, flow_message
@@ -24,6 +25,7 @@ from switchyard.state_machines import (
     order_to_cash_route,
     record_failure,
     run_step,
+    step_failure,
 )
 
 FLOW = "nopcommerce-to-quickbooks"
@@ -40,14 +42,23 @@ def event(event_type: str = "order.placed", status: int = 10, guid: str = GUID, 
 
 
 class FakeStepFunctions:
+    """Standard Step Functions' StartExecution: the same name and input while the execution runs answers the
+    original response; another input, or a closed execution, is ExecutionAlreadyExists."""
+
     def __init__(self) -> None:
         self.executions: dict[str, dict] = {}
+        self.clock = lambda: datetime.now(UTC)
 
     def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict:
-        if name in self.executions:
+        held = self.executions.get(name)
+        if held is not None:
+            if held["input"] == json.loads(input) and held["status"] == "RUNNING":
+                return held["response"]
             raise ClientError({"Error": {"Code": "ExecutionAlreadyExists", "Message": name}}, "StartExecution")
-        self.executions[name] = {"input": json.loads(input), "status": "RUNNING"}
-        return {"executionArn": stateMachineArn.replace(":stateMachine:", ":execution:") + f":{name}"}
+        response = {"executionArn": stateMachineArn.replace(":stateMachine:", ":execution:") + f":{name}",
+                    "startDate": self.clock()}
+        self.executions[name] = {"input": json.loads(input), "status": "RUNNING", "response": response}
+        return response
 
     def describe_execution(self, *, executionArn: str) -> dict:
         return {"status": self.executions[executionArn.rsplit(":", 1)[1]]["status"]}
@@ -93,6 +104,17 @@ def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
     again = starter.deliver(event(event_id="msg_2"))  # the same order re-sent under another webhook id
     assert again.outcome == "duplicate"
     assert list(sfn.executions) == [f"{FLOW}-{GUID}"]
+
+
+def test_starter_same_event_again_while_running_is_a_duplicate_not_a_second_start():
+    # the same message redelivered (e.g. the worker died after starting): Step Functions answers the original
+    sfn = FakeStepFunctions()
+    assert ExecutionStarter(sfn, ARN).deliver(event("order.paid", 30)).outcome == "started"
+    redelivered = ExecutionStarter(sfn, ARN, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
+    sfn.clock = lambda: datetime.now(UTC) + timedelta(minutes=5)  # a new start would be stamped then
+    again = redelivered.deliver(event("order.paid", 30))
+    assert (again.outcome, again.detail["execution"]) == ("duplicate", f"{FLOW}-{GUID}-paid")
+    assert list(sfn.executions) == [f"{FLOW}-{GUID}-paid"]
 
 
 def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
@@ -180,6 +202,67 @@ def test_failure_letter_of_an_unexpected_exception_keeps_its_message():
     letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "KeyError", "Cause": cause}})
     assert letter.reason == "key_error"
     assert "Order" in letter.message
+
+
+def test_failure_letter_of_an_unexpected_exception_names_type_message_and_where():
+    # an exception without a message (errorType "Exception") used to leave only "exception" behind
+    trace = ['  File "/var/task/switchyard/order_to_cash.py", line 412, in document\n    raise Exception()\n']
+    cause = json.dumps({"errorMessage": "", "errorType": "Exception", "stackTrace": trace})
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "Exception", "Cause": cause}})
+    assert (letter.reason, letter.error_class) == ("exception", "unexpected")
+    assert letter.message == "Exception (at order_to_cash.py:412 in document)"
+    cause = json.dumps({"errorMessage": "'Order'", "errorType": "KeyError", "stackTrace": trace})
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "KeyError", "Cause": cause}})
+    assert letter.message == "KeyError: 'Order' (at order_to_cash.py:412 in document)"
+
+
+def test_failure_letter_of_an_engine_error_with_a_plain_cause_keeps_both():
+    # Step Functions' own errors carry a plain-text Cause (e.g. Lambda could not be invoked)
+    state = {"message": "m", "error": {"Error": "Lambda.TooManyRequestsException", "Cause": "Rate exceeded"}}
+    letter = failure_letter(FLOW, state)
+    assert letter.message == "Lambda.TooManyRequestsException: Rate exceeded"
+    assert letter.reason == "lambda_too_many_requests_exception"
+
+
+def test_step_failure_log_names_the_error_its_cause_and_message():
+    with pytest.raises(StepFailed) as raised:
+        run_step(lambda: (_ for _ in ()).throw(PermanentError("unmapped product MUG-1", reason="unmapped_product")))
+    assert step_failure(raised.value) == {"error_type": "StepFailed", "cause_type": "PermanentError",
+                                          "reason": "unmapped_product", "error_class": "permanent",
+                                          "error_message": "unmapped product MUG-1"}
+    assert step_failure(ZeroDivisionError("division by zero")) == {
+        "error_type": "ZeroDivisionError", "reason": "zero_division_error", "error_class": "unexpected",
+        "error_message": "ZeroDivisionError: division by zero"}
+
+
+def test_step_app_logs_every_failure_with_its_cause_before_raising():
+    logged: list[tuple[str, str, dict]] = []
+
+    class Logger:
+        def warning(self, message, extra):
+            logged.append(("warning", message, extra))
+
+        def exception(self, message, extra):
+            logged.append(("exception", message, extra))
+
+    class Steps:
+        def __init__(self, error):
+            self.error = error
+
+        def get(self):
+            return self
+
+        def run(self, step, state):
+            raise self.error
+
+    for error in (RetryableError("QuickBooks timed out", reason="target_timeout"), KeyError("Order")):
+        app = StepApp(flow=FLOW, steps=Steps(error), dead_letters=None, logger=Logger())
+        with pytest.raises((StepRetryable, KeyError)):
+            app.handle({"step": "document", "state": {}})
+    assert [(level, message, extra["step"], extra["error_type"], extra["error_message"])
+            for level, message, extra in logged] == [
+        ("warning", "step failed", "document", "StepRetryable", "QuickBooks timed out"),
+        ("exception", "step failed", "document", "KeyError", "KeyError: 'Order'")]
 
 
 def test_record_failure_sends_the_letter():

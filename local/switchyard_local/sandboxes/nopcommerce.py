@@ -42,8 +42,11 @@ and this sandbox therefore does:
   through without any token, as the plugin's ``DeveloperMode`` does -- it must be off in production.
 * Dates are rendered like Newtonsoft renders a ``DateTime`` read from the database: ISO 8601 **without an
   offset** (``2024-05-01T12:00:00``), UTC by nopCommerce convention.
-* Action names are the plugin's: ``OrderNote/GetOrderNotesByOrderId/{orderId}``,
-  ``Product/GetProductBySku?sku=``, ``Product/AdjustInventory/{productId}?quantityToChange=``.
+* Action names are the plugin's: ``OrderNote/GetOrderNotesByOrderId/{orderId}``, ``OrderNote/Delete/{id}``
+  (200 with an empty body), ``Product/GetProductBySku?sku=``, ``Product/AdjustInventory/{productId}?quantityToChange=``.
+* **Slow answers** (``slow_next``): a request answered after the client's timeout, carried out either just
+  before the late answer (the shop was busy: a lookup made meanwhile finds nothing yet) or at once with only
+  the answer late. This is how a retried write turns into a duplicate.
 
 Sandbox-only additions (not in the plugin): the ``/_sandbox/*`` admin routes, ``strict_enums`` (on by
 default: unknown ``order_status_id``/``payment_status_id``/``shipping_status_id``/``manage_inventory_method_id``
@@ -69,7 +72,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
@@ -489,6 +492,7 @@ _ROUTES = Map(
         Rule("/api-backend/ordernote/create", endpoint="note_create", methods=["POST"]),
         Rule("/api-backend/ordernote/getbyid/<id>", endpoint="note_get_by_id", methods=["GET"]),
         Rule("/api-backend/ordernote/getordernotesbyorderid/<order_id>", endpoint="notes_by_order", methods=["GET"]),
+        Rule("/api-backend/ordernote/delete/<id>", endpoint="note_delete", methods=["DELETE"]),
         Rule("/api-backend/product/getbyid/<id>", endpoint="product_get_by_id", methods=["GET"]),
         Rule("/api-backend/product/getproductbysku", endpoint="product_get_by_sku", methods=["GET"]),
         Rule("/api-backend/product/update", endpoint="product_update", methods=["PUT"]),
@@ -524,6 +528,19 @@ class _State:
     inventory_notes: list[dict[str, Any]] = field(default_factory=list)
     ignored_fields: list[dict[str, Any]] = field(default_factory=list)
     ignored_filters: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SlowRequest:
+    """One request the shop answers only after ``seconds`` (queued by ``NopCommerceSandbox.slow_next``).
+
+    ``carry_out="late"``: the shop is busy first (a lock, a slow database) and carries the request out just
+    before it answers, so a client that gave up and looks again early finds nothing yet. ``"early"``: it is
+    carried out at once and only the answer is late (the connection or a proxy is slow)."""
+
+    seconds: float
+    path: str  # a lower-cased part of the path the request must contain, e.g. "ordernote/create"
+    carry_out: Literal["late", "early"] = "late"
 
 
 def _next_id(entities: Mapping[int, Any]) -> int:
@@ -565,6 +582,8 @@ class NopCommerceSandbox(http.SandboxApp):
         self.secret_key = secret_key or secrets.token_urlsafe(24)
         self.requests = http.RequestLog()
         self.faults = FaultInjector(error_body=lambda message: message)  # plain string bodies, like the plugin
+        self._slow: list[SlowRequest] = []
+        self._slow_lock = threading.Lock()
         self.base_url: str | None = None
         self._lock = threading.RLock()
         self._state = self._fresh_state()
@@ -589,8 +608,26 @@ class NopCommerceSandbox(http.SandboxApp):
         """
         with self._lock:
             self._state = self._fresh_state()
+        with self._slow_lock:
+            self._slow.clear()
         self.requests.clear()
         self.faults.clear()
+
+    def slow_next(self, n: int, seconds: float, *, path: str = "ordernote/create",
+                  carry_out: Literal["late", "early"] = "late") -> None:
+        """Answer the next ``n`` API requests whose path contains ``path`` only after ``seconds`` (longer than
+        the client's timeout: the client gives up while the shop still works on it). See ``SlowRequest``."""
+        if n < 0 or seconds < 0:
+            raise ValueError("n and seconds must not be negative")
+        with self._slow_lock:
+            self._slow.extend(SlowRequest(seconds, path.lower(), carry_out) for _ in range(n))
+
+    def _take_slow(self, lowered_path: str) -> SlowRequest | None:
+        with self._slow_lock:
+            for index, slow in enumerate(self._slow):
+                if slow.path in lowered_path:
+                    return self._slow.pop(index)
+        return None
 
     def rotate_secret_key(self, secret_key: str | None = None) -> None:
         """The admin presses "Generate new" for the secret key: every issued token stops working."""
@@ -754,10 +791,20 @@ class NopCommerceSandbox(http.SandboxApp):
     def _handle(self, request: Request) -> Response:
         path = request.path
         lowered = path.lower()
+        slow = None
         if lowered.startswith(API_PREFIX):
             fault = self.faults.apply(request)
             if fault is not None:
                 return fault
+            slow = self._take_slow(lowered)
+        if slow is not None and slow.carry_out == "late":
+            time.sleep(slow.seconds)  # outside the lock: other requests (a retry's lookup) go on meanwhile
+        response = self._route(request, lowered)
+        if slow is not None and slow.carry_out == "early":
+            time.sleep(slow.seconds)
+        return response
+
+    def _route(self, request: Request, lowered: str) -> Response:
         try:
             endpoint, values = _ROUTES.bind("nopcommerce").match(lowered, request.method)
         except MethodNotAllowed as error:
@@ -1090,6 +1137,14 @@ class NopCommerceSandbox(http.SandboxApp):
             raise _Reply(_string(404, f"Order note Id={note_id} not found"))
         return http.json_response(copy.deepcopy(note))
 
+    def _ep_note_delete(self, request: Request, id: str) -> Response:
+        note_id = _parse_int(id, "id")
+        if note_id <= 0:
+            raise _bad_request()
+        if self._state.notes.pop(note_id, None) is None:
+            raise _Reply(_string(404, f"Order note Id={note_id} not found"))
+        return _ok_empty()
+
     def _ep_notes_by_order(self, request: Request, order_id: str) -> Response:
         wanted = _parse_int(order_id, "orderId")
         display = self._bool_query(request, "displayToCustomer")
@@ -1159,14 +1214,23 @@ class NopCommerceSandbox(http.SandboxApp):
         body = http.read_json_object(request)
         if body is None:
             return _admin_error("the request body must be a JSON object")
+        body = dict(body)
+        slow = body.pop("slow_next", None)
         try:
+            if slow is not None:  # {"n": 1, "seconds": 12, "path": "ordernote/create", "carry_out": "late"}
+                if not isinstance(slow, dict) or slow.get("carry_out", "late") not in ("late", "early"):
+                    raise ValueError("slow_next must be an object like {'n': 1, 'seconds': 12, 'carry_out': 'late'}")
+                self.slow_next(int(slow.get("n", 1)), float(slow["seconds"]),
+                               path=str(slow.get("path", "ordernote/create")), carry_out=slow.get("carry_out", "late"))
             self.faults.configure(body)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, KeyError) as error:
             return _admin_error(str(error))
         return http.json_response({"ok": True, "plan": self.faults.plan.to_dict()})
 
     def _ep_admin_clear_faults(self, request: Request) -> Response:
         self.faults.clear()
+        with self._slow_lock:
+            self._slow.clear()
         return http.json_response({"ok": True})
 
     def _ep_admin_seed_order(self, request: Request) -> Response:

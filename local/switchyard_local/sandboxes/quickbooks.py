@@ -1594,7 +1594,11 @@ class QuickBooksSandbox(http.SandboxApp):
             tax = _decimal(tax_detail["TotalTax"], "TxnTaxDetail.TotalTax")
         else:
             data["TxnTaxDetail"] = {"TotalTax": 0}
-        total = subtotal - discount + tax
+        calculation = data.get("GlobalTaxCalculation", "TaxExcluded")
+        if calculation not in ("TaxExcluded", "TaxInclusive", "NotApplicable"):
+            raise invalid("GlobalTaxCalculation")
+        # TaxInclusive: the line amounts hold the tax (TotalTax is the part of them that is tax)
+        total = subtotal - discount + (tax if calculation == "TaxExcluded" else Decimal(0))
         data["TotalAmt"] = _money(total)
         today = datetime.fromtimestamp(self.clock(), tz=COMPANY_TZ).date().isoformat()
         txn_date = data.setdefault("TxnDate", current.get("TxnDate", today) if current else today)

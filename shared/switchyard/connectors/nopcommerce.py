@@ -14,9 +14,14 @@ the write-backs Switchyard needs (order notes, order status, product stock) and 
   Backend" (403 on every call: ``GetToken`` itself does not check it) are PermanentError ``target_auth_failed``.
 * Everything else is classified by ``connectors.http.send``: 404 PermanentError ``target_not_found``, 5xx,
   408, 429 and timeouts retryable, other 4xx ``target_rejected``.
-* **Every write is idempotent**, so a redelivered event changes nothing twice: a note is only added when the
-  order has no note with exactly that text (safe against retries, not against two workers adding the same
-  note at the same instant); status and stock are absolute values, compared before anything is written.
+* **Every write is idempotent**, so a redelivered event changes nothing twice: status and stock are absolute
+  values, compared before anything is written. The plugin has no idempotency key for notes, so a note
+  carries a marker of the write it reports (``[ref 3f9a2c71b0e4]``) and is only added when the order has
+  no note with that marker (or, for notes written before markers, exactly that text). A create that timed
+  out may still be carried out after the client gave up: the client waits ``settle_seconds`` and looks
+  again before it reports the attempt as failed, so the retry does not add it a second time. After every
+  create it reads the notes once more and deletes later copies of a marked note (two attempts that raced
+  both added one): one note per marker remains, the oldest.
 
 Stock is written with ``Product/Update`` (the whole DTO with the new ``stock_quantity``), not with
 ``Product/AdjustInventory?quantityToChange=``. A delta is not idempotent (a retry after a lost answer applies
@@ -31,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -47,6 +53,10 @@ SYSTEM = "nopCommerce"
 PREFIX = "/api-backend"
 TOKEN_PATH = f"{PREFIX}/Authenticate/GetToken"
 DEFAULT_MARGIN_SECONDS = 60.0  # the plugin validates with zero clock skew: renew a little early
+# After a create timed out: how long the shop gets to finish it before we look again. The step has 60 s; a
+# create that is still running after the client's 10 s and this is left to the retry (and its clean-up).
+DEFAULT_SETTLE_SECONDS = 10.0
+_MARKER = re.compile(r" \[ref ([0-9a-f]{8,32})\]$")
 
 
 class NopCommerceConnection(BaseModel):
@@ -89,6 +99,12 @@ def _wire_now(clock: Callable[[], float]) -> str:
     return datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _outcome_unknown(exc: RetryableError) -> bool:
+    """Whether a write that failed this way may still have been carried out: the client gave up waiting, the
+    connection broke, or the shop (or a proxy in front of it) answered 500/502/504. Not a 429 or a 503."""
+    return exc.reason in ("target_timeout", "target_unreachable") or exc.target_status in (500, 502, 504)
+
+
 def _is_plugin_not_found(body: Any) -> bool:
     """The plugin's ``NotFound("... not found")`` is a JSON string. An unknown route answers 404 with an empty
     body, and a proxy with an HTML page: neither says the entity is missing."""
@@ -101,10 +117,13 @@ class NopCommerceClient:
 
     def __init__(self, connection: NopCommerceConnection, *, transport: httpx.BaseTransport | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time,
-                 margin_seconds: float = DEFAULT_MARGIN_SECONDS) -> None:
+                 margin_seconds: float = DEFAULT_MARGIN_SECONDS, settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.connection = connection
         self._clock = clock
         self._margin = margin_seconds
+        self._settle = settle_seconds
+        self._sleep = sleep
         self._http = httpx.Client(base_url=connection.base_url.rstrip("/"), headers={"Accept": "application/json"},
                                   timeout=timeout, transport=transport)
         self._lock = threading.Lock()
@@ -136,24 +155,74 @@ class NopCommerceClient:
                                  reason="target_bad_response", target_response=body)
         return body
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool:
-        """Add ``note`` unless the order already has a note with exactly this text; True if it was added."""
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool:
+        """Add ``note`` (with `` [ref <marker>]`` appended when a marker is given) unless the order already has
+        it; True if this call added it. A create whose outcome is unknown (timeout, 500/502/504) is looked
+        for again after ``settle_seconds``; RetryableError ``write_outcome_unknown`` if it is still missing."""
+        text = f"{note} [ref {marker}]" if marker else note
         notes = self.order_notes(order_id)
-        if any(existing.get("note") == note for existing in notes):
+        if self._holding(notes, text, marker):
+            self._delete_copies(notes)
             return False
         if not notes:
             # Creating a note for a missing order hits a foreign key and answers 500, which would be retried
             # forever; an order with notes exists, one without may not: make sure (404 -> target_not_found).
             self.get_order(order_id)
-        # Create binds the whole DTO too: without created_on_utc the note would be dated 0001-01-01.
-        self._call("POST", f"{PREFIX}/OrderNote/Create", json={
-            "order_id": int(order_id),
-            "note": note,
-            "download_id": 0,
-            "display_to_customer": display_to_customer,
-            "created_on_utc": _wire_now(self._clock),
-        })
+        try:
+            # Create binds the whole DTO too: without created_on_utc the note would be dated 0001-01-01.
+            self._call("POST", f"{PREFIX}/OrderNote/Create", json={
+                "order_id": int(order_id),
+                "note": text,
+                "download_id": 0,
+                "display_to_customer": display_to_customer,
+                "created_on_utc": _wire_now(self._clock),
+            })
+        except RetryableError as exc:
+            if not _outcome_unknown(exc):
+                raise
+            self._sleep(self._settle)  # the shop may still be carrying it out
+            notes = self.order_notes(order_id)
+            if not self._holding(notes, text, marker):
+                raise RetryableError(f"{SYSTEM} did not answer the note for order {order_id} and does not show it "
+                                     f"{self._settle:g} s later: will look again before adding it",
+                                     reason="write_outcome_unknown", target_status=exc.target_status,
+                                     target_response=exc.target_response) from exc
+        else:
+            notes = self.order_notes(order_id)
+        self._delete_copies(notes)
         return True
+
+    @staticmethod
+    def _holding(notes: list[dict[str, Any]], text: str, marker: str | None) -> bool:
+        """Whether the notes hold this one: its marker, or (notes written before markers) exactly its text."""
+        plain = _MARKER.sub("", text)
+        for existing in notes:
+            held = str(existing.get("note") or "")
+            found = _MARKER.search(held)
+            if (marker is not None and found is not None and found.group(1) == marker) or held in (text, plain):
+                return True
+        return False
+
+    def _delete_copies(self, notes: list[dict[str, Any]]) -> None:
+        """Delete every marked note but the oldest (lowest id) of its marker: copies left by attempts that
+        raced (each found none, each added one)."""
+        kept: dict[str, int] = {}
+        copies: list[int] = []
+        for existing in sorted(notes, key=lambda item: int(item.get("id") or 0)):
+            found = _MARKER.search(str(existing.get("note") or ""))
+            if found is None or not existing.get("id"):
+                continue
+            if found.group(1) in kept:
+                copies.append(int(existing["id"]))
+            else:
+                kept[found.group(1)] = int(existing["id"])
+        for note_id in copies:
+            try:
+                self._call("DELETE", f"{PREFIX}/OrderNote/Delete/{note_id}")
+            except PermanentError as exc:
+                if exc.target_status != 404:  # another attempt deleted it first
+                    raise
 
     def set_order_status(self, order_id: int, status_id: int, *, only_from: Collection[int] | None = None) -> bool:
         """Set ``order_status_id`` (10 Pending, 20 Processing, 30 Complete, 40 Cancelled) by read-modify-write.

@@ -46,7 +46,10 @@ def _quickbooks_dry_run(mapping_file: str, event_type: str, data: Any) -> tuple[
         return "order_to_cash", jsonable({"customer": orders.customer_fields(mapping, data),
                                           "document": {"entity": document.entity, "body": document.body}})
     if event_type == "order.paid":
-        return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": "the invoice's balance"}
+        currency, rate = orders.order_currency(mapping, order)
+        received = orders.money(order.OrderTotal * rate if rate is not None else order.OrderTotal)
+        return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": f"{received} {currency}",
+                                  "applied": "up to the invoice's open balance"}
     if event_type == "order.status_changed":
         if orders.is_cancelled(order):
             return "cancel", {"document": number, "unpaid_invoice": "void", "paid": "flag for review, change nothing"}

@@ -8,14 +8,19 @@ and the write-back to nopCommerce. ``load_order_mapping`` validates it once per 
 The functions here are pure (no I/O): they turn an event's ``data`` (nopCommerce's names, numbers parsed
 as Decimal) into QuickBooks bodies. ``switchyard.order_to_cash`` calls QuickBooks and nopCommerce with them.
 
-Amounts: nopCommerce's are in the primary store currency, assumed to be the company's home currency. An
-order in another currency is booked in that currency: every amount times ``Order.CurrencyRate``, rounded
-to cents half-up (a unit price first, then ``Amount = Qty x UnitPrice``), and ``ExchangeRate`` (home units
-per foreign unit) ``= 1 / CurrencyRate``. The document's total is checked against ``Order.OrderTotal``.
+Amounts: nopCommerce's are in the primary store currency, assumed to be the company's home currency. A
+line books nopCommerce's own line price (``PriceExclTax``), never ``Qty x`` a rounded unit price; its
+``UnitPrice`` is ``Amount / Qty`` to QuickBooks' seven decimals. An order in another currency is booked in
+that currency: every amount times ``Order.CurrencyRate``, rounded to cents half-up, and ``ExchangeRate``
+(home units per foreign unit) ``= 1 / CurrencyRate``. The document equals ``Order.OrderTotal`` (converted)
+to the cent: where rounding (nopCommerce's, or the conversion's) makes the amounts differ from it, the
+difference is booked as a line of its own on the mapping's rounding item and named in ``PrivateNote``; a
+difference larger than rounding can explain dead-letters the order (``totals_mismatch``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from collections.abc import Mapping
@@ -35,6 +40,7 @@ from switchyard.sources.nopcommerce import NopAddress, NopOrder, NopOrderItem, O
 
 CENT = Decimal("0.01")
 HALF_CENT = Decimal("0.005")
+UNIT_PRICE_PLACES = Decimal("0.0000001")  # QuickBooks keeps seven decimals of a UnitPrice (two of an Amount)
 RATE_PLACES = Decimal("0.000001")  # ExchangeRate precision QuickBooks shows
 QBO_DOC_NUMBER_MAX = 21
 QBO_NAME_MAX = 100
@@ -42,6 +48,7 @@ QBO_NOTE_MAX = 4000
 QBO_DESCRIPTION_MAX = 4000
 ORDER_CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 SALES_RECEIPT = "SalesReceipt"
+ROUNDING_DESCRIPTION = "Rounding adjustment"
 INVOICE = "Invoice"
 _SPACES = re.compile(r"\s+")
 
@@ -84,7 +91,12 @@ class DiscountDoc(_Doc):
 
 
 class TaxDoc(_Doc):
+    amounts: Literal["excl_tax", "incl_tax"] = "excl_tax"
     line_tax_code: str | None = None
+
+
+class RoundingDoc(_Doc):
+    item_sku: str | None = Field(default=None, min_length=1)
 
 
 class DocNumberDoc(_Doc):
@@ -130,6 +142,7 @@ class OrderMappingDoc(_Doc):
     items: ItemsDoc = Field(default_factory=ItemsDoc)
     discount: DiscountDoc = Field(default_factory=DiscountDoc)
     tax: TaxDoc = Field(default_factory=TaxDoc)
+    rounding: RoundingDoc = Field(default_factory=RoundingDoc)
     doc_number: DocNumberDoc = Field(default_factory=DocNumberDoc)
     txn_date: TxnDateDoc = Field(default_factory=TxnDateDoc)
     customer: CustomerDoc = Field(default_factory=CustomerDoc)
@@ -149,7 +162,9 @@ class QuickBooksOrderMapping:
     item_cache_ttl_seconds: float = 300.0
     discount_description: str = "Discount"
     discount_account_id: str | None = None
+    tax_amounts: Literal["excl_tax", "incl_tax"] = "excl_tax"
     line_tax_code: str | None = None
+    rounding_sku: str | None = None
     doc_number_max_length: int = QBO_DOC_NUMBER_MAX
     doc_number_overflow: Literal["keep_last", "reject"] = "keep_last"
     txn_timezone: str = "UTC"
@@ -232,7 +247,9 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         item_cache_ttl_seconds=doc.items.cache_ttl_seconds,
         discount_description=doc.discount.description,
         discount_account_id=doc.discount.account_id,
+        tax_amounts=doc.tax.amounts,
         line_tax_code=doc.tax.line_tax_code,
+        rounding_sku=doc.rounding.item_sku,
         doc_number_max_length=doc.doc_number.max_length,
         doc_number_overflow=doc.doc_number.overflow,
         txn_timezone=doc.txn_date.timezone,
@@ -321,9 +338,15 @@ def parse_order(order_data: Mapping[str, Any] | NopOrder) -> NopOrder:
 
 
 def _extra_money(order: NopOrder, name: str) -> Decimal | None:
-    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal."""
+    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal: an amount, so finite
+    and not negative (PermanentError ``invalid_event`` otherwise)."""
     value = (order.model_extra or {}).get(name)
-    return None if value is None else _decimal(value, f"Order.{name}")
+    if value is None:
+        return None
+    amount = _decimal(value, f"Order.{name}")
+    if not amount.is_finite() or amount < 0:
+        raise PermanentError(f"Order.{name} is not an amount: {value!r}", reason="invalid_event")
+    return amount
 
 
 def _clean(value: str | None) -> str | None:
@@ -392,29 +415,38 @@ def order_skus(order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
     return list(dict.fromkeys(_item_sku(item) for item in data.OrderItems))
 
 
-def shipping_amount(order: NopOrder) -> Decimal:
-    """Shipping excl. tax; older payloads without it: incl. tax (the totals check catches a taxed one)."""
-    if order.OrderShippingExclTax is not None:
-        return order.OrderShippingExclTax
-    return _extra_money(order, "OrderShippingInclTax") or Decimal(0)
+def shipping_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
+    """Shipping excl. tax (``incl_tax``: incl. tax); a payload without the one asked for gives the other (the
+    totals check catches a wrong one)."""
+    inclusive = _extra_money(order, "OrderShippingInclTax")
+    first, second = ((inclusive, order.OrderShippingExclTax) if amounts == "incl_tax"
+                     else (order.OrderShippingExclTax, inclusive))
+    return first if first is not None else second if second is not None else Decimal(0)
 
 
-def discount_amount(order: NopOrder) -> Decimal:
-    """The subtotal discount plus the order-total discount (nopCommerce keeps them apart)."""
-    return (order.OrderSubTotalDiscountExclTax or Decimal(0)) + (order.OrderDiscount or Decimal(0))
+def discount_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
+    """The subtotal discount (excl. or incl. tax) plus the order-total discount (nopCommerce keeps them apart;
+    the order-total discount is taken off the total, tax included)."""
+    subtotal = order.OrderSubTotalDiscountExclTax
+    if amounts == "incl_tax":
+        inclusive = _extra_money(order, "OrderSubTotalDiscountInclTax")
+        subtotal = inclusive if inclusive is not None else subtotal
+    return (subtotal or Decimal(0)) + (order.OrderDiscount or Decimal(0))
 
 
 def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
-    """Every SKU the document needs an Item for: the products' and, when the order has shipping, the
-    shipping item's."""
+    """Every SKU the document needs an Item for: the products', the shipping item's when the order has
+    shipping, and the rounding item's when the amounts need a rounding adjustment to equal the order total."""
     data = placed_data(order_data)
     skus = order_skus(data)
-    if shipping_amount(data.Order) > 0:
+    if shipping_amount(data.Order, mapping.tax_amounts) > 0:
         if mapping.shipping_sku is None:
             raise PermanentError("the order has a shipping charge but the mapping names no shipping item",
                                  reason="unmapped_product")
         if mapping.shipping_sku not in skus:
             skus.append(mapping.shipping_sku)
+    if document_amounts(mapping, data).adjustment and mapping.rounding_sku not in skus:
+        skus.append(str(mapping.rounding_sku))  # document_amounts raised if the mapping names none
     return skus
 
 
@@ -564,14 +596,18 @@ class SalesDocument:
                 "exchange_rate": float(self.exchange_rate) if self.exchange_rate is not None else None}
 
 
-def private_note(mapping: QuickBooksOrderMapping, order: NopOrder) -> str:
+def private_note(mapping: QuickBooksOrderMapping, order: NopOrder, amounts: DocumentAmounts | None = None) -> str:
     """The internal memo: the full order number, nopCommerce's id and OrderGuid (which proves a document is
-    this order's), and for a foreign currency the rate it was converted with."""
+    this order's), for a foreign currency the rate it was converted with, and a rounding adjustment with
+    what it corrects."""
     note = f"nopCommerce order {order.CustomOrderNumber.strip()} (Id {order.Id}, OrderGuid {order.OrderGuid})"
     currency, rate = order_currency(mapping, order)
     if rate is not None:
         note += (f"; amounts converted from {mapping.home_currency} at nopCommerce CurrencyRate {_plain(rate)} "
                  f"(1 {mapping.home_currency} = {_plain(rate)} {currency}; ExchangeRate {exchange_rate(rate)})")
+    if amounts is not None and amounts.adjustment:
+        note += (f"; {ROUNDING_DESCRIPTION.lower()} {amounts.adjustment:+} {currency} on item {mapping.rounding_sku}: "
+                 f"the rounded amounts add up to {amounts.lines_total}, OrderTotal is {amounts.expected_total}")
     return note[:QBO_NOTE_MAX]
 
 
@@ -584,79 +620,171 @@ def _unmapped(skus: list[str]) -> PermanentError:
     return PermanentError(f"unmapped product {', '.join(skus)}", reason="unmapped_product")
 
 
-def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
-                   customer_id: str, item_refs: Mapping[str, str]) -> SalesDocument:
-    """The SalesReceipt (paid now) or Invoice (paid later) of an ``order.placed``: a line per order item,
-    shipping, the discount, the tax, in the order's currency. PermanentError ``unmapped_product`` when an
-    SKU has no entry in ``item_refs``, ``totals_mismatch`` when the total differs from the order's."""
+@dataclass(frozen=True)
+class ItemAmount:
+    """One order item as the document books it: nopCommerce's line price, in the document's currency."""
+
+    item: NopOrderItem
+    sku: str
+    amount: Decimal
+
+    @property
+    def unit_price(self) -> Decimal | None:
+        """``Amount / Qty`` to QuickBooks' seven decimals, so that ``Qty x UnitPrice`` rounds to ``Amount``
+        (QuickBooks rejects a line where it does not, 6070); None where no such price exists (a huge Qty):
+        QuickBooks then derives it from Amount and Qty."""
+        unit = (self.amount / self.item.Quantity).quantize(UNIT_PRICE_PLACES, rounding=ROUND_HALF_UP)
+        return _plain(unit) if money(unit * self.item.Quantity) == self.amount else None
+
+
+@dataclass(frozen=True)
+class DocumentAmounts:
+    """What a document books, in its currency, and how it adds up to what the customer paid.
+
+    ``adjustment`` is what the rounded amounts lack (or exceed) to equal ``expected_total``
+    (``Order.OrderTotal``, converted, to the cent); the document books it on the rounding item."""
+
+    currency: str
+    rate: Decimal | None
+    items: tuple[ItemAmount, ...]
+    shipping: Decimal
+    discount: Decimal
+    tax: Decimal
+    tax_included: bool  # the amounts include the tax (``tax.amounts: incl_tax``): ``tax`` is part of them
+    expected_total: Decimal
+    adjustment: Decimal
+
+    @property
+    def lines_total(self) -> Decimal:
+        """The rounded amounts alone: items + shipping - discount (+ tax, unless the amounts include it)."""
+        added_tax = Decimal(0) if self.tax_included else self.tax
+        return sum((line.amount for line in self.items), Decimal(0)) + self.shipping - self.discount + added_tax
+
+    @property
+    def total(self) -> Decimal:
+        return self.lines_total + self.adjustment
+
+
+def _line_price(item: NopOrderItem, amounts: str) -> Decimal:
+    """nopCommerce's own price of the whole line: incl. tax for ``incl_tax``; else excl. tax (the tax is
+    booked as TotalTax), and for payloads without excl.-tax prices (stores without tax) the incl.-tax price
+    (the totals check catches a taxed one)."""
+    if amounts == "incl_tax":
+        return item.PriceInclTax
+    if item.PriceExclTax is not None:
+        return item.PriceExclTax
+    if item.UnitPriceExclTax is not None:
+        return item.UnitPriceExclTax * item.Quantity
+    return item.PriceInclTax
+
+
+def document_amounts(mapping: QuickBooksOrderMapping,
+                     order_data: Mapping[str, Any] | OrderPlacedData) -> DocumentAmounts:
+    """The amounts of an ``order.placed``'s document and the rounding adjustment that makes it equal the
+    order total. PermanentError ``totals_mismatch`` when the difference is more than rounding explains
+    (a store setting the mapping does not book: payment fees, gift cards, reward points, taxed prices as
+    untaxed), or when there is a difference and the mapping names no rounding item.
+
+    Every amount is rounded at most twice: by nopCommerce, to half a cent of the store currency (``rate``
+    times that once converted), and by the conversion, to half a cent: rounding explains no more than that
+    per amount (a cent per amount in the home currency)."""
     data = placed_data(order_data)
     order = data.Order
     currency, rate = order_currency(mapping, order)
 
     def convert(amount: Decimal) -> Decimal:
-        return money(amount * rate) if rate is not None else amount
+        return money(amount * rate if rate is not None else amount)
 
+    mode = mapping.tax_amounts
+    items = tuple(ItemAmount(item, _item_sku(item), convert(_line_price(item, mode))) for item in data.OrderItems)
+    shipping = convert(shipping_amount(order, mode))
+    discount = convert(discount_amount(order, mode))
+    tax = convert(order.OrderTax or Decimal(0))
+    expected = convert(order.OrderTotal)
+    included = mode == "incl_tax"
+    amounts = DocumentAmounts(currency=currency, rate=rate, items=items, shipping=shipping, discount=discount,
+                              tax=tax, tax_included=included, expected_total=expected, adjustment=Decimal(0))
+    difference = expected - amounts.lines_total
+    if not difference:
+        return amounts
+    added = (shipping, discount) if included else (shipping, discount, tax)
+    counted = len(items) + sum(1 for amount in added if amount)
+    # each amount was rounded by nopCommerce to a cent of the store currency (worth ``rate`` cents once
+    # converted), and by the conversion to a cent again: at most half of each
+    per_amount = HALF_CENT * (1 + (rate if rate is not None else 1))
+    explained_by_rounding = abs(difference) <= per_amount * counted
+    if not explained_by_rounding or mapping.rounding_sku is None:
+        why = ("name a rounding item in the mapping (rounding.item_sku) to book rounding differences"
+               if explained_by_rounding else "check the mapping's tax, shipping and discount settings")
+        raise PermanentError(
+            f"the QuickBooks document of order {order.CustomOrderNumber} would total {amounts.lines_total} "
+            f"{currency}, the order {expected} {currency} (lines {sum(line.amount for line in items)}, "
+            f"shipping {shipping}, discount {discount}, tax {tax}{' included' if included else ''}): {why}",
+            reason="totals_mismatch")
+    return dataclasses.replace(amounts, adjustment=difference)
+
+
+def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
+                   customer_id: str, item_refs: Mapping[str, str]) -> SalesDocument:
+    """The SalesReceipt (paid now) or Invoice (paid later) of an ``order.placed``: a line per order item,
+    shipping, a rounding adjustment if one is needed, the discount, the tax, in the order's currency; its
+    total equals ``Order.OrderTotal`` (converted) to the cent. PermanentError ``unmapped_product`` when an
+    SKU has no entry in ``item_refs``, ``totals_mismatch`` as ``document_amounts`` says."""
+    data = placed_data(order_data)
+    order = data.Order
     needed = item_skus(mapping, data)
+    amounts = document_amounts(mapping, data)
+    currency, rate = amounts.currency, amounts.rate
     missing = [sku for sku in needed if not item_refs.get(sku)]
     if missing:
         raise _unmapped(missing)
     tax_code = {"TaxCodeRef": {"value": mapping.line_tax_code}} if mapping.line_tax_code else {}
     lines: list[dict[str, Any]] = []
-    subtotal = Decimal(0)
-    rounding_room = Decimal(0)  # foreign currency: half a cent per unit from rounding the unit price
-    for item in data.OrderItems:
-        unit = item.UnitPriceExclTax if item.UnitPriceExclTax is not None else item.UnitPriceInclTax
-        unit = _plain(convert(unit))
-        amount = money(item.Quantity * unit)
-        subtotal += amount
-        if rate is not None:
-            rounding_room += HALF_CENT * item.Quantity
-        product = item.Product
-        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amount}
+    for line_amount in amounts.items:
+        item, product = line_amount.item, line_amount.item.Product
+        line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": line_amount.amount}
         if product is not None and _clean(product.Name):
             line["Description"] = (_clean(product.Name) or "")[:QBO_DESCRIPTION_MAX]
-        line["SalesItemLineDetail"] = {"ItemRef": {"value": str(item_refs[_item_sku(item)])},
-                                       "Qty": item.Quantity, "UnitPrice": unit, **tax_code}
+        detail: dict[str, Any] = {"ItemRef": {"value": str(item_refs[line_amount.sku])}, "Qty": item.Quantity}
+        unit = line_amount.unit_price
+        if unit is not None:
+            detail["UnitPrice"] = unit
+        line["SalesItemLineDetail"] = {**detail, **tax_code}
         lines.append(line)
-    shipping = convert(shipping_amount(order))
-    if shipping > 0 and mapping.shipping_sku is not None:
-        subtotal += shipping
+    if amounts.shipping > 0 and mapping.shipping_sku is not None:  # item_skus raised if it had no item
         method = _clean(str((order.model_extra or {}).get("ShippingMethod") or ""))
-        lines.append({"DetailType": "SalesItemLineDetail", "Amount": shipping,
+        lines.append({"DetailType": "SalesItemLineDetail", "Amount": amounts.shipping,
                       "Description": f"Shipping ({method})" if method else "Shipping",
                       "SalesItemLineDetail": {"ItemRef": {"value": str(item_refs[mapping.shipping_sku])},
-                                              "Qty": 1, "UnitPrice": shipping, **tax_code}})
-    discount = convert(discount_amount(order))
-    if discount > 0:
-        detail: dict[str, Any] = {"PercentBased": False}
+                                              "Qty": 1, "UnitPrice": amounts.shipping, **tax_code}})
+    if amounts.adjustment and mapping.rounding_sku is not None:
+        lines.append({"DetailType": "SalesItemLineDetail", "Amount": amounts.adjustment,
+                      "Description": ROUNDING_DESCRIPTION,
+                      "SalesItemLineDetail": {"ItemRef": {"value": str(item_refs[mapping.rounding_sku])},
+                                              "Qty": 1, "UnitPrice": amounts.adjustment, **tax_code}})
+    if amounts.discount > 0:
+        discount: dict[str, Any] = {"PercentBased": False}
         if mapping.discount_account_id:
-            detail["DiscountAccountRef"] = {"value": mapping.discount_account_id}
-        lines.append({"DetailType": "DiscountLineDetail", "Amount": discount,
-                      "Description": mapping.discount_description, "DiscountLineDetail": detail})
-    tax = convert(order.OrderTax or Decimal(0))
-    total = money(subtotal - discount + tax)
-    expected = money(convert(order.OrderTotal))
-    tolerance = CENT * max(1, len(lines)) + rounding_room
-    if abs(total - expected) > tolerance:
-        raise PermanentError(
-            f"the QuickBooks document of order {order.CustomOrderNumber} would total {total} {currency}, the order "
-            f"{expected} {currency} (lines {money(subtotal)}, discount {discount}, tax {tax}): check the mapping's "
-            "tax, shipping and discount settings", reason="totals_mismatch")
+            discount["DiscountAccountRef"] = {"value": mapping.discount_account_id}
+        lines.append({"DetailType": "DiscountLineDetail", "Amount": amounts.discount,
+                      "Description": mapping.discount_description, "DiscountLineDetail": discount})
     number = doc_number(mapping, order.CustomOrderNumber)
     body: dict[str, Any] = {
         "CustomerRef": {"value": str(customer_id)},
         "DocNumber": number,
         "TxnDate": txn_date(mapping, order.CreatedOnUtc),
-        "PrivateNote": private_note(mapping, order),
+        "PrivateNote": private_note(mapping, order, amounts),
         "Line": lines,
-        "TxnTaxDetail": {"TotalTax": tax},
+        "TxnTaxDetail": {"TotalTax": amounts.tax},
         "BillEmail": {"Address": customer_email(data)},
     }
+    if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
+        body["GlobalTaxCalculation"] = "TaxInclusive"
     xrate = exchange_rate(rate) if rate is not None else None
     if xrate is not None:
         body["CurrencyRef"] = {"value": currency}
         body["ExchangeRate"] = xrate
-    return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=total,
+    return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=amounts.total,
                          currency=currency, exchange_rate=xrate)
 
 

@@ -1,0 +1,48 @@
+"""The local stack's in-process Lambda functions: their environment is applied per call without ever taking
+away, even for an instant, a variable other threads read meanwhile (moto's Step Functions engine and the
+sandboxes run in threads of the same process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from switchyard_local.functions import InProcessFunction
+
+
+def test_invoke_never_removes_a_variable_both_environments_have(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "handler.py").write_text("import os\n\ndef handler(event, context):\n"
+                                         "    os.environ['SET_BY_HANDLER'] = '1'\n"
+                                         "    return os.environ['FUNCTION_ONLY']\n")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("SHARED", "outside")
+    monkeypatch.delenv("FUNCTION_ONLY", raising=False)
+    function = InProcessFunction(logical_id="Probe", function_name="probe", arn="arn:aws:lambda:us-east-1:1:function:p",
+                                 code_dir=tmp_path, handler="handler.handler",
+                                 environment={"FUNCTION_ONLY": "yes", "SHARED": "inside"}, timeout_seconds=3,
+                                 memory_mb=128, base_environment={"AWS_ACCESS_KEY_ID": "testing"})
+    missing: list[str] = []
+    done = threading.Event()
+
+    def read_credentials() -> None:
+        while not done.is_set():
+            if os.environ.get("AWS_ACCESS_KEY_ID") is None:
+                missing.append("AWS_ACCESS_KEY_ID")
+    reader = threading.Thread(target=read_credentials)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: any window shows
+    try:
+        reader.start()
+        results = {function.invoke({}) for _ in range(300)}
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(switch)
+
+    assert results == {"yes"} and missing == []
+    assert os.environ["SHARED"] == "outside"  # restored afterwards
+    assert "FUNCTION_ONLY" not in os.environ and "SET_BY_HANDLER" not in os.environ
