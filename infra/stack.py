@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 from switchyard.catalog import Catalog
+from switchyard.table_keys import table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
 from infra.constructs.state_machine import OrderToCashStateMachine
@@ -77,6 +78,7 @@ class SwitchyardStack(Stack):
                 connection_secrets=connection_secrets,
                 writable_connections=writable,
                 idempotency_table=self.idempotency_table,
+                table_grants=table_grants(catalog, flow, "worker"),
                 alarm_action=self.monitoring.alarm_action,
                 removal_policy=removal_policy,
             )
@@ -90,6 +92,7 @@ class SwitchyardStack(Stack):
                     connection_secrets=connection_secrets,
                     writable_connections=writable,
                     idempotency_table=self.idempotency_table,
+                    table_grants=table_grants(catalog, flow, "steps"),
                     alarm_action=self.monitoring.alarm_action,
                     log_retention=stage.log_retention,
                     removal_policy=removal_policy,

@@ -14,11 +14,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from switchyard.catalog import FlowConfig
+from switchyard.table_keys import TableGrant
 
 from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.paths import WORKER_CODE
+from infra.table_access import grant_table_items
 
 # AWS's guidance for SQS event sources: visibility timeout at least six times the function timeout,
 # so a message is not redelivered while a (retried) batch is still being processed.
@@ -60,6 +62,7 @@ class FlowPipeline(Construct):
         connection_secrets: dict[str, secretsmanager.ISecret],
         writable_connections: frozenset[str] = frozenset(),
         idempotency_table: dynamodb.ITable,
+        table_grants: tuple[TableGrant, ...],
         alarm_action: cloudwatch.IAlarmAction,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -115,7 +118,8 @@ class FlowPipeline(Construct):
         self.queue.grant_send_messages(self.worker)
         if flow.runs_as == "worker":  # a state-machine flow's worker only starts executions
             grant_connections(self.worker, flow, connection_secrets, writers=writable_connections)
-        idempotency_table.grant_read_write_data(self.worker)
+        # only the items of its own flow, pair and connections (switchyard.table_keys)
+        grant_table_items(self.worker, idempotency_table, table_grants)
 
         annotate(self.worker, role="worker", flow=flow.name)
         annotate(self.queue, role="queue", flow=flow.name)

@@ -22,6 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 from switchyard.catalog import FlowConfig, StateMachineRetry
+from switchyard.table_keys import TableGrant
 
 from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.constructs.flow import FlowPipeline, connection_secret_arns, grant_connections
@@ -29,6 +30,7 @@ from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.nag import acknowledge
 from infra.paths import STEPS_CODE
+from infra.table_access import grant_table_items
 
 # Lambda's own transient errors (CDK's retry_on_service_exceptions covers the same list)
 FAILURE_HANDLER_ATTEMPTS = 5
@@ -48,6 +50,7 @@ class OrderToCashStateMachine(Construct):
         connection_secrets: dict[str, secretsmanager.ISecret],
         writable_connections: frozenset[str],
         idempotency_table: dynamodb.ITable,
+        table_grants: tuple[TableGrant, ...],
         alarm_action: cloudwatch.IAlarmAction,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -72,8 +75,8 @@ class OrderToCashStateMachine(Construct):
             },
         )
         grant_connections(self.steps, flow, connection_secrets, writers=writable_connections)
-        # idempotency records, entity links, the shared rate limiter and the token lease live in one table
-        idempotency_table.grant_read_write_data(self.steps)
+        # entity links (the pair's), the connection's rate limiter and token lease: only those items
+        grant_table_items(self.steps, idempotency_table, table_grants)
         pipeline.dead_letter_queue.grant_send_messages(self.steps)
         annotate(self.steps, role="steps", flow=flow.name)
 
