@@ -107,6 +107,7 @@ class SwitchyardStack(Stack):
             flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
         )
         self.monitoring.watch_ingress(self.ingress)
+        self.monitoring.watch_table(self.idempotency_table)
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
         self._outputs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -92,6 +93,17 @@ class Monitoring(Construct):
             ),
             runbook_alarm(
                 self,
+                "IngestErrorsAlarm",
+                metric=ingress.function.metric_errors(period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM),
+                threshold=1,
+                comparison=gte,
+                summary="The ingest function failed (unhandled error, timeout or out of memory): the webhooks it "
+                "was handling were answered 5xx and not accepted (senders retry).",
+                runbook=Runbook.INGEST_ERRORS,
+                action=self.alarm_action,
+            ),
+            runbook_alarm(
+                self,
                 "SignatureRejectedAlarm",
                 metric=rejected,
                 threshold=SIGNATURE_REJECTED_THRESHOLD,
@@ -123,6 +135,34 @@ class Monitoring(Construct):
                 ],
                 width=_WIDGET_WIDTH,
             ),
+        )
+        return alarms
+
+    def watch_table(self, table: dynamodb.ITable) -> list[cloudwatch.Alarm]:
+        """Throttling of the shared table (reads and writes apart: the runbook starts differently) and a
+        dashboard row."""
+        gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        metrics = {kind: table.metric(f"{kind}ThrottleEvents", period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM)
+                   for kind in ("Read", "Write")}
+        alarms = [
+            runbook_alarm(
+                self,
+                f"Table{kind}ThrottlesAlarm",
+                metric=metric,
+                threshold=1,
+                comparison=gte,
+                summary=f"The shared DynamoDB table throttled {kind.lower()}s (a hot key such as a rate limiter "
+                "item, or a burst past the on-demand table's headroom): workers slow down and retry.",
+                runbook=Runbook.TABLE_THROTTLED,
+                action=self.alarm_action,
+            )
+            for kind, metric in metrics.items()
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="## Shared table", width=24, height=1),
+            cloudwatch.GraphWidget(title="Table throttle events (reads, writes)", left=list(metrics.values()),
+                                   width=_WIDGET_WIDTH),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=alarms, width=_WIDGET_WIDTH),
         )
         return alarms
 
