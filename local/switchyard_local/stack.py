@@ -33,6 +33,7 @@ from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
 from switchyard_local.stepfunctions import InProcessLambdas, register_state_machines
+from switchyard_local.table_access import TableAccessCheck
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -142,6 +143,7 @@ class LocalStack:
         self._secret_arns: dict[str, str] = {}
         self._lambdas: InProcessLambdas | None = None
         self.state_machines: dict[str, str] = {}  # flow -> state machine ARN
+        self.table_access: TableAccessCheck | None = None  # the functions' table grants, enforced as IAM would
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class LocalStack:
         self.logs = FunctionLogs(self.log_path)
         _repoint_function_loggers(self.logs)
         self._build_functions(synth.template, physical)
+        self.table_access = TableAccessCheck.from_template(synth.template, physical).activate()
         # Step Functions tasks invoke the same in-process functions the pollers and the front door use
         self._lambdas = InProcessLambdas({fn.function_name: fn for fn in self.functions.values()}).start()
         self.state_machines = register_state_machines(self.client("stepfunctions"), synth.template, physical, ACCOUNT,
@@ -196,6 +199,8 @@ class LocalStack:
         if self._lambdas is not None:
             self._lambdas.stop()
             self._lambdas = None
+        if self.table_access is not None:
+            self.table_access.deactivate()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
