@@ -16,6 +16,7 @@ from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
 from infra.metadata import annotate
 from infra.settings import StageSettings
+from infra.tags import tag_component, tag_flow, tag_stack
 
 
 def _pascal(name: str) -> str:
@@ -40,8 +41,8 @@ class SwitchyardStack(Stack):
             construct_id,
             description=f"Switchyard integration bundle ({stage.name})",
             termination_protection=stage.termination_protection,
-            tags={"project": "switchyard", "stage": stage.name},
         )
+        tag_stack(self, stage.name)
         removal_policy = stage.stateful_removal_policy
 
         # Stateful resources keep these construct ids: renaming one replaces the resource.
@@ -60,10 +61,12 @@ class SwitchyardStack(Stack):
         annotate(self.idempotency_table, role="idempotency-table")
         self.secrets = IntegrationSecrets(self, "Secrets", catalog=catalog, removal_policy=removal_policy)
         self.monitoring = Monitoring(self, "Monitoring", stage=stage)
+        layer = SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies)
+        for shared in (self.idempotency_table, self.secrets, layer):
+            tag_component(shared, "shared")
+        tag_component(self.monitoring, "monitoring")
 
-        functions = FunctionFactory(
-            stage=stage, layer=SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies).layer
-        )
+        functions = FunctionFactory(stage=stage, layer=layer.layer)
         # QuickBooks rotates its refresh token on every refresh: whoever calls it saves the new one
         writable = frozenset(name for name, c in catalog.connections.items() if c.system == "quickbooks")
         self.flows: dict[str, FlowPipeline] = {}
@@ -80,8 +83,10 @@ class SwitchyardStack(Stack):
                 idempotency_table=self.idempotency_table,
                 table_grants=table_grants(catalog, flow, "worker"),
                 alarm_action=self.monitoring.alarm_action,
+                thresholds=stage.alarm_thresholds,
                 removal_policy=removal_policy,
             )
+            tag_flow(pipeline, flow)  # the state machine below is in the pipeline's scope: tagged too
             if flow.runs_as == "state-machine":
                 self.state_machines[flow.name] = OrderToCashStateMachine(
                     pipeline,
@@ -94,6 +99,7 @@ class SwitchyardStack(Stack):
                     idempotency_table=self.idempotency_table,
                     table_grants=table_grants(catalog, flow, "steps"),
                     alarm_action=self.monitoring.alarm_action,
+                    thresholds=stage.alarm_thresholds,
                     log_retention=stage.log_retention,
                     removal_policy=removal_policy,
                 )
@@ -106,8 +112,10 @@ class SwitchyardStack(Stack):
             source_secrets=self.secrets.sources,
             flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
         )
+        tag_component(self.ingress, "ingress")
         self.monitoring.watch_ingress(self.ingress)
         self.monitoring.watch_table(self.idempotency_table)
+        self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
         self._outputs()

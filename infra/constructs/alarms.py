@@ -22,6 +22,7 @@ class Runbook(StrEnum):
     INGEST_5XX = "ingest-5xx"
     INGEST_ERRORS = "ingest-errors"
     TABLE_THROTTLED = "table-throttled"
+    INTEGRATION_UNHEALTHY = "integration-unhealthy"
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
 

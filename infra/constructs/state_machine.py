@@ -30,6 +30,7 @@ from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.nag import acknowledge
 from infra.paths import STEPS_CODE
+from infra.settings import AlarmThresholds
 from infra.table_access import grant_table_items
 
 # Lambda's own transient errors (CDK's retry_on_service_exceptions covers the same list)
@@ -52,6 +53,7 @@ class OrderToCashStateMachine(Construct):
         idempotency_table: dynamodb.ITable,
         table_grants: tuple[TableGrant, ...],
         alarm_action: cloudwatch.IAlarmAction,
+        thresholds: AlarmThresholds,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -152,7 +154,7 @@ class OrderToCashStateMachine(Construct):
             "Execution names are derived per event, so DescribeExecution is granted on this state machine's "
             "executions (execution:<name>:*), not on any other state machine's.",
         )
-        self.alarms = self._alarms(alarm_action)
+        self.alarms = self._alarms(alarm_action, thresholds.executions_failed)
         pipeline.alarms.extend(self.alarms)
 
     @staticmethod
@@ -188,7 +190,7 @@ class OrderToCashStateMachine(Construct):
             jitter_strategy=sfn.JitterType.FULL if retry.jitter else sfn.JitterType.NONE,
         )
 
-    def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
+    def _alarms(self, action: cloudwatch.IAlarmAction, threshold: int) -> list[cloudwatch.Alarm]:
         name = self.flow.name
         gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         return [
@@ -196,7 +198,7 @@ class OrderToCashStateMachine(Construct):
                 self,
                 "ExecutionsFailedAlarm",
                 metric=self.state_machine.metric_failed(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=threshold,
                 comparison=gte,
                 summary=f"Flow {name}: an execution failed (its event and reason are in the flow's DLQ).",
                 runbook=Runbook.EXECUTIONS_FAILED,
@@ -207,7 +209,7 @@ class OrderToCashStateMachine(Construct):
                 "ExecutionsTimedOutAlarm",
                 metric=self.state_machine.metric_timed_out(period=Duration.minutes(5),
                                                            statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=threshold,
                 comparison=gte,
                 summary=f"Flow {name}: an execution timed out (no failure handler ran: check the execution "
                 "history, then redrive its event).",

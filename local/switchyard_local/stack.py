@@ -380,10 +380,11 @@ class LocalStack:
         return response["StackId"]
 
     def _prepare_for_moto(self, stack_name: str, template: dict[str, Any]) -> dict[str, Any]:
-        """The template as moto's CloudFormation can run it, changed in two documented ways only:
+        """The template as moto's CloudFormation can run it, changed in three documented ways only:
         secrets (unsupported there) are created through the API and their ARNs put in place of
         their references; monitoring and HTTP API resources (alarms, dashboards, topic policies,
-        ApiGatewayV2: emulated by the front door) are left out, with whatever refers to them."""
+        ApiGatewayV2: emulated by the front door) are left out, with whatever refers to them; KMS keys
+        lose their tags (moto reads CloudFormation's Key/Value tags as the KMS API's TagKey/TagValue)."""
         secrets = self.client("secretsmanager")
         resources = dict(template["Resources"])
         replacements: dict[str, str] = {}
@@ -395,6 +396,10 @@ class LocalStack:
                 replacements[logical_id] = created["ARN"]
                 self._secret_arns[logical_id] = created["ARN"]
                 del resources[logical_id]
+        for logical_id, resource in list(resources.items()):
+            if resource["Type"] == "AWS::KMS::Key" and "Tags" in resource.get("Properties", {}):
+                resources[logical_id] = {**resource, "Properties": {
+                    k: v for k, v in resource["Properties"].items() if k != "Tags"}}
         dropped = {lid for lid, r in resources.items() if r["Type"].startswith(_UNSUPPORTED_PREFIXES)}
         while True:  # drop whatever depends on something dropped (outputs too)
             more = {lid for lid, r in resources.items() if lid not in dropped and _refers_to(r, dropped)}
