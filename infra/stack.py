@@ -16,7 +16,7 @@ from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
 from infra.metadata import annotate
 from infra.settings import StageSettings
-from infra.tags import tag_component, tag_flow, tag_stack
+from infra.tags import stack_tags, tag_component, tag_flow, tag_stack
 
 
 def _pascal(name: str) -> str:
@@ -41,6 +41,7 @@ class SwitchyardStack(Stack):
             construct_id,
             description=f"Switchyard integration bundle ({stage.name})",
             termination_protection=stage.termination_protection,
+            tags=stack_tags(stage.name),  # the stack itself; tag_stack puts them on every resource in the template
         )
         tag_stack(self, stage.name)
         removal_policy = stage.stateful_removal_policy

@@ -20,9 +20,13 @@ from switchyard.table_keys import pair_scope
 PROJECT = "switchyard"
 
 
+def stack_tags(stage: str) -> dict[str, str]:
+    return {"project": PROJECT, "stage": stage}
+
+
 def tag_stack(stack: IConstruct, stage: str) -> None:
-    Tags.of(stack).add("project", PROJECT)
-    Tags.of(stack).add("stage", stage)
+    for key, value in stack_tags(stage).items():
+        Tags.of(stack).add(key, value)
 
 
 def tag_component(scope: IConstruct, component: str) -> None:

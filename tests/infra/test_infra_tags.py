@@ -60,3 +60,11 @@ def test_shared_and_edge_resources_carry_their_component(dev):
     (topic,) = dev.of_type("AWS::SNS::Topic")
     assert tags_of(topic)["component"] == "monitoring"
     assert all(tags_of(secret)["component"] == "shared" for secret in dev.of_type("AWS::SecretsManager::Secret"))
+
+
+def test_the_stack_itself_is_tagged_too(dev_synth):
+    import json
+
+    manifest = json.loads((dev_synth.assembly_dir / "manifest.json").read_text())
+    assert manifest["artifacts"][dev_synth.stack_name]["properties"]["tags"] == {"project": "switchyard",
+                                                                                 "stage": "dev"}
