@@ -559,9 +559,10 @@ def _percentile(values: list[float], share: float) -> float:
 def _moto_permit_cost(client: Any) -> float:
     """Seconds per uncontended permit on moto (a consistent read plus a conditional put, one thread)."""
     from switchyard.rate_limit import DynamoRateLimiter, Limit
+    from switchyard.table_keys import ConnectionKeys
 
     # a log of 500 to 800 grants: the size of a busy QBO key's item (500 at most), so the item costs the same
-    limiter = DynamoRateLimiter(client, TABLE, (Limit(2000, 60.0),))
+    limiter = DynamoRateLimiter(client, TABLE, (Limit(2000, 60.0),), keys=ConnectionKeys("quickbooks"))
     for _ in range(500):
         limiter.acquire("calibration", max_wait=0)
     rounds = 300
@@ -587,6 +588,7 @@ def bench_qbo_throughput(orders: int = 2000, time_scale: float = 6.0, workers: i
     from switchyard.mapping.quickbooks_orders import load_order_mapping
     from switchyard.order_to_cash import ItemCache, OrderToCash
     from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter, Limit
+    from switchyard.table_keys import ConnectionKeys, TableKeys
     from switchyard.tokens import InMemoryTokenStore
     from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD
     from switchyard_local.sandboxes.quickbooks import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TOKEN_PATH
@@ -623,7 +625,8 @@ def bench_qbo_throughput(orders: int = 2000, time_scale: float = 6.0, workers: i
             outcomes: list[Outcome] = []
             stats = [WorkerStats() for _ in range(workers)]
             dynamos = [_CountingDynamo(boto3.client("dynamodb", **aws)) for _ in range(workers)]
-            entity_state = DynamoEntityState(boto3.client("dynamodb", **aws), TABLE)
+            entity_state = DynamoEntityState(boto3.client("dynamodb", **aws), TABLE,
+                                             keys=TableKeys.for_flow(flow))
 
             def worker(index: int) -> None:
                 mine = stats[index]
@@ -638,7 +641,8 @@ def bench_qbo_throughput(orders: int = 2000, time_scale: float = 6.0, workers: i
                     return mine.last_clock
 
                 limiter = _TimedLimiter(DynamoRateLimiter(dynamos[index], TABLE, limiter_limits, clock=clock,
-                                                          sleep=sleep, time_scale=time_scale), mine)
+                                                          sleep=sleep, time_scale=time_scale,
+                                                          keys=ConnectionKeys("quickbooks")), mine)
                 qbo = QuickBooksClient(connection, InMemoryTokenStore(shared_with=tokens_shared),
                                        transport=_Recorder(requests_log, mine), rate_limiter=limiter,
                                        rate_limit_wait=rate_limit_wait)

@@ -58,6 +58,23 @@ class SettingsError(ValueError):
     """The CDK context does not describe valid stages."""
 
 
+class AlarmThresholds(BaseModel):
+    """When each alarm fires, per stage (``alarm_thresholds`` under a stage in ``cdk.json``). Counts are per
+    5-minute period unless named otherwise; the defaults page on the first occurrence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dead_letters: int = Field(1, ge=1)  # messages waiting in a flow's DLQ (1-minute maximum)
+    oldest_message_age_minutes: int = Field(15, ge=1, le=20_160)  # a flow queue's oldest message
+    worker_errors: int = Field(1, ge=1)
+    worker_throttles: int = Field(1, ge=1)
+    executions_failed: int = Field(1, ge=1)  # failed, and timed out, each
+    ingest_5xx: int = Field(1, ge=1)
+    ingest_errors: int = Field(1, ge=1)
+    signature_rejected: int = Field(20, ge=1)
+    table_throttle_events: int = Field(1, ge=1)  # reads, and writes, each
+
+
 class StageSettings(BaseModel):
     """One stage (``dev``, ``qa``, ``prod``) as declared under ``switchyard:stages`` in ``cdk.json``."""
 
@@ -78,6 +95,7 @@ class StageSettings(BaseModel):
     api_throttle_rate_limit: float = Field(50, gt=0)
     api_throttle_burst_limit: int = Field(100, ge=1)
     termination_protection: bool = False
+    alarm_thresholds: AlarmThresholds = AlarmThresholds()
 
     @field_validator("log_retention_days")
     @classmethod

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 from switchyard.catalog import Catalog
+from switchyard.table_keys import table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
 from infra.constructs.state_machine import OrderToCashStateMachine
@@ -15,6 +16,7 @@ from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
 from infra.metadata import annotate
 from infra.settings import StageSettings
+from infra.tags import stack_tags, tag_component, tag_flow, tag_stack
 
 
 def _pascal(name: str) -> str:
@@ -39,8 +41,9 @@ class SwitchyardStack(Stack):
             construct_id,
             description=f"Switchyard integration bundle ({stage.name})",
             termination_protection=stage.termination_protection,
-            tags={"project": "switchyard", "stage": stage.name},
+            tags=stack_tags(stage.name),  # the stack itself; tag_stack puts them on every resource in the template
         )
+        tag_stack(self, stage.name)
         removal_policy = stage.stateful_removal_policy
 
         # Stateful resources keep these construct ids: renaming one replaces the resource.
@@ -59,10 +62,12 @@ class SwitchyardStack(Stack):
         annotate(self.idempotency_table, role="idempotency-table")
         self.secrets = IntegrationSecrets(self, "Secrets", catalog=catalog, removal_policy=removal_policy)
         self.monitoring = Monitoring(self, "Monitoring", stage=stage)
+        layer = SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies)
+        for shared in (self.idempotency_table, self.secrets, layer):
+            tag_component(shared, "shared")
+        tag_component(self.monitoring, "monitoring")
 
-        functions = FunctionFactory(
-            stage=stage, layer=SharedLayer(self, "SharedLibrary", bundle_dependencies=bundle_dependencies).layer
-        )
+        functions = FunctionFactory(stage=stage, layer=layer.layer)
         # QuickBooks rotates its refresh token on every refresh: whoever calls it saves the new one
         writable = frozenset(name for name, c in catalog.connections.items() if c.system == "quickbooks")
         self.flows: dict[str, FlowPipeline] = {}
@@ -77,9 +82,12 @@ class SwitchyardStack(Stack):
                 connection_secrets=connection_secrets,
                 writable_connections=writable,
                 idempotency_table=self.idempotency_table,
+                table_grants=table_grants(catalog, flow, "worker"),
                 alarm_action=self.monitoring.alarm_action,
+                thresholds=stage.alarm_thresholds,
                 removal_policy=removal_policy,
             )
+            tag_flow(pipeline, flow)  # the state machine below is in the pipeline's scope: tagged too
             if flow.runs_as == "state-machine":
                 self.state_machines[flow.name] = OrderToCashStateMachine(
                     pipeline,
@@ -90,7 +98,9 @@ class SwitchyardStack(Stack):
                     connection_secrets=connection_secrets,
                     writable_connections=writable,
                     idempotency_table=self.idempotency_table,
+                    table_grants=table_grants(catalog, flow, "steps"),
                     alarm_action=self.monitoring.alarm_action,
+                    thresholds=stage.alarm_thresholds,
                     log_retention=stage.log_retention,
                     removal_policy=removal_policy,
                 )
@@ -103,7 +113,10 @@ class SwitchyardStack(Stack):
             source_secrets=self.secrets.sources,
             flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
         )
+        tag_component(self.ingress, "ingress")
         self.monitoring.watch_ingress(self.ingress)
+        self.monitoring.watch_table(self.idempotency_table)
+        self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
         self._outputs()

@@ -20,6 +20,9 @@ class Runbook(StrEnum):
     WORKER_ERRORS = "worker-errors"
     WORKER_THROTTLES = "worker-throttles"
     INGEST_5XX = "ingest-5xx"
+    INGEST_ERRORS = "ingest-errors"
+    TABLE_THROTTLED = "table-throttled"
+    INTEGRATION_UNHEALTHY = "integration-unhealthy"
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
 

@@ -14,11 +14,14 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from switchyard.catalog import FlowConfig
+from switchyard.table_keys import TableGrant
 
 from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.paths import WORKER_CODE
+from infra.settings import AlarmThresholds
+from infra.table_access import grant_table_items
 
 # AWS's guidance for SQS event sources: visibility timeout at least six times the function timeout,
 # so a message is not redelivered while a (retried) batch is still being processed.
@@ -29,7 +32,6 @@ DLQ_RETENTION = Duration.days(14)
 # SQS allows 1 MiB; the ingest accepts 256 KiB bodies and wraps them with headers and metadata,
 # and the worker adds a failure reason when it dead-letters a message.
 MAX_MESSAGE_BYTES = 1_048_576
-OLDEST_MESSAGE_AGE_ALARM = Duration.minutes(15)
 
 
 def connection_secret_arns(secrets: dict[str, secretsmanager.ISecret]) -> str:
@@ -60,7 +62,9 @@ class FlowPipeline(Construct):
         connection_secrets: dict[str, secretsmanager.ISecret],
         writable_connections: frozenset[str] = frozenset(),
         idempotency_table: dynamodb.ITable,
+        table_grants: tuple[TableGrant, ...],
         alarm_action: cloudwatch.IAlarmAction,
+        thresholds: AlarmThresholds,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -115,16 +119,18 @@ class FlowPipeline(Construct):
         self.queue.grant_send_messages(self.worker)
         if flow.runs_as == "worker":  # a state-machine flow's worker only starts executions
             grant_connections(self.worker, flow, connection_secrets, writers=writable_connections)
-        idempotency_table.grant_read_write_data(self.worker)
+        # only the items of its own flow, pair and connections (switchyard.table_keys)
+        grant_table_items(self.worker, idempotency_table, table_grants)
 
         annotate(self.worker, role="worker", flow=flow.name)
         annotate(self.queue, role="queue", flow=flow.name)
         annotate(self.dead_letter_queue, role="dlq", flow=flow.name)
-        self.alarms = self._alarms(alarm_action)
+        self.alarms = self._alarms(alarm_action, thresholds)
 
-    def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
+    def _alarms(self, action: cloudwatch.IAlarmAction, limits: AlarmThresholds) -> list[cloudwatch.Alarm]:
         name = self.flow.name
         gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        oldest_age = Duration.minutes(limits.oldest_message_age_minutes)
         return [
             runbook_alarm(
                 self,
@@ -132,7 +138,7 @@ class FlowPipeline(Construct):
                 metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
                 ),
-                threshold=1,
+                threshold=limits.dead_letters,
                 comparison=gte,
                 summary=f"Flow {name}: events wait in the dead-letter queue (they reached no target).",
                 runbook=Runbook.DLQ_NOT_EMPTY,
@@ -144,10 +150,10 @@ class FlowPipeline(Construct):
                 metric=self.queue.metric_approximate_age_of_oldest_message(
                     period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
                 ),
-                threshold=OLDEST_MESSAGE_AGE_ALARM.to_seconds(),
+                threshold=oldest_age.to_seconds(),
                 comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 summary=f"Flow {name}: the oldest queued event waits more than "
-                f"{OLDEST_MESSAGE_AGE_ALARM.to_minutes():.0f} minutes (worker stuck, failing or too slow).",
+                f"{oldest_age.to_minutes():.0f} minutes (worker stuck, failing or too slow).",
                 runbook=Runbook.QUEUE_MESSAGE_AGE,
                 action=action,
             ),
@@ -155,7 +161,7 @@ class FlowPipeline(Construct):
                 self,
                 "WorkerErrorsAlarm",
                 metric=self.worker.metric_errors(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=limits.worker_errors,
                 comparison=gte,
                 summary=f"Flow {name}: the worker function failed (unhandled error or timeout).",
                 runbook=Runbook.WORKER_ERRORS,
@@ -165,7 +171,7 @@ class FlowPipeline(Construct):
                 self,
                 "WorkerThrottlesAlarm",
                 metric=self.worker.metric_throttles(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=limits.worker_throttles,
                 comparison=gte,
                 summary=f"Flow {name}: the worker function was throttled (account concurrency exhausted).",
                 runbook=Runbook.WORKER_THROTTLES,

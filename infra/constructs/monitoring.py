@@ -9,6 +9,7 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -19,11 +20,11 @@ from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.constructs.flow import FlowPipeline
 from infra.constructs.ingress import INGEST_SERVICE, WebhookIngress
 from infra.functions import METRICS_NAMESPACE
-from infra.settings import StageSettings
+from infra.settings import AlarmThresholds, StageSettings
+from infra.tags import integration
 
 # Emitted by the ingest function (Powertools Metrics, default "service" dimension) per rejected webhook.
 SIGNATURE_REJECTED_METRIC = "SignatureRejected"
-SIGNATURE_REJECTED_THRESHOLD = 20
 ALARM_PERIOD = Duration.minutes(5)
 _WIDGET_WIDTH = 8
 
@@ -33,6 +34,7 @@ class Monitoring(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageSettings) -> None:
         super().__init__(scope, construct_id)
+        self.thresholds: AlarmThresholds = stage.alarm_thresholds
         account = Stack.of(self).account
         cloudwatch_principal = iam.ServicePrincipal(
             "cloudwatch.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
@@ -79,12 +81,13 @@ class Monitoring(Construct):
             period=ALARM_PERIOD,
         )
         gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        limits = self.thresholds
         alarms = [
             runbook_alarm(
                 self,
                 "Ingest5xxAlarm",
                 metric=server_errors,
-                threshold=1,
+                threshold=limits.ingest_5xx,
                 comparison=gte,
                 summary="Webhook API answered 5xx: events may have been refused (senders will retry).",
                 runbook=Runbook.INGEST_5XX,
@@ -92,11 +95,22 @@ class Monitoring(Construct):
             ),
             runbook_alarm(
                 self,
+                "IngestErrorsAlarm",
+                metric=ingress.function.metric_errors(period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM),
+                threshold=limits.ingest_errors,
+                comparison=gte,
+                summary="The ingest function failed (unhandled error, timeout or out of memory): the webhooks it "
+                "was handling were answered 5xx and not accepted (senders retry).",
+                runbook=Runbook.INGEST_ERRORS,
+                action=self.alarm_action,
+            ),
+            runbook_alarm(
+                self,
                 "SignatureRejectedAlarm",
                 metric=rejected,
-                threshold=SIGNATURE_REJECTED_THRESHOLD,
+                threshold=limits.signature_rejected,
                 comparison=gte,
-                summary=f"At least {SIGNATURE_REJECTED_THRESHOLD} webhooks in 5 minutes failed signature "
+                summary=f"At least {limits.signature_rejected} webhooks in 5 minutes failed signature "
                 "or timestamp checks (secret not set or rotated, clock skew, or probing).",
                 runbook=Runbook.SIGNATURE_REJECTED,
                 action=self.alarm_action,
@@ -125,6 +139,59 @@ class Monitoring(Construct):
             ),
         )
         return alarms
+
+    def watch_table(self, table: dynamodb.ITable) -> list[cloudwatch.Alarm]:
+        """Throttling of the shared table (reads and writes apart: the runbook starts differently) and a
+        dashboard row."""
+        gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        metrics = {kind: table.metric(f"{kind}ThrottleEvents", period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM)
+                   for kind in ("Read", "Write")}
+        alarms = [
+            runbook_alarm(
+                self,
+                f"Table{kind}ThrottlesAlarm",
+                metric=metric,
+                threshold=self.thresholds.table_throttle_events,
+                comparison=gte,
+                summary=f"The shared DynamoDB table throttled {kind.lower()}s (a hot key such as a rate limiter "
+                "item, or a burst past the on-demand table's headroom): workers slow down and retry.",
+                runbook=Runbook.TABLE_THROTTLED,
+                action=self.alarm_action,
+            )
+            for kind, metric in metrics.items()
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="## Shared table", width=24, height=1),
+            cloudwatch.GraphWidget(title="Table throttle events (reads, writes)", left=list(metrics.values()),
+                                   width=_WIDGET_WIDTH),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=alarms, width=_WIDGET_WIDTH),
+        )
+        return alarms
+
+    def watch_integrations(self, pipelines: list[FlowPipeline]) -> dict[str, cloudwatch.CompositeAlarm]:
+        """One composite alarm per integration (both directions of a pair are one), in ALARM while any alarm of
+        its flows is: a single signal per integration, on the dashboard and the topic."""
+        by_integration: dict[str, list[FlowPipeline]] = {}
+        for pipeline in pipelines:
+            by_integration.setdefault(integration(pipeline.flow), []).append(pipeline)
+        composites = {}
+        for name, members in by_integration.items():
+            flows = ", ".join(p.flow.name for p in members)
+            composite = cloudwatch.CompositeAlarm(
+                self,
+                f"Integration-{name}",
+                alarm_rule=cloudwatch.AlarmRule.any_of(
+                    *(cloudwatch.AlarmRule.from_alarm(alarm, cloudwatch.AlarmState.ALARM)
+                      for p in members for alarm in p.alarms)),
+                alarm_description=f"Integration {name} ({flows}): at least one of its alarms is in ALARM; "
+                f"its own notification names the runbook. Runbook: {Runbook.INTEGRATION_UNHEALTHY.reference}",
+            )
+            composite.add_alarm_action(self.alarm_action)
+            composite.add_ok_action(self.alarm_action)
+            composites[name] = composite
+        self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(
+            title="Integrations", alarms=list(composites.values()), width=24, height=2))
+        return composites
 
     def watch_flow(self, pipeline: FlowPipeline) -> None:
         """One dashboard row per flow: queue and DLQ depth, oldest message age, worker health."""

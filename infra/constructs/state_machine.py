@@ -22,6 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 from switchyard.catalog import FlowConfig, StateMachineRetry
+from switchyard.table_keys import TableGrant
 
 from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.constructs.flow import FlowPipeline, connection_secret_arns, grant_connections
@@ -29,6 +30,8 @@ from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.nag import acknowledge
 from infra.paths import STEPS_CODE
+from infra.settings import AlarmThresholds
+from infra.table_access import grant_table_items
 
 # Lambda's own transient errors (CDK's retry_on_service_exceptions covers the same list)
 FAILURE_HANDLER_ATTEMPTS = 5
@@ -48,7 +51,9 @@ class OrderToCashStateMachine(Construct):
         connection_secrets: dict[str, secretsmanager.ISecret],
         writable_connections: frozenset[str],
         idempotency_table: dynamodb.ITable,
+        table_grants: tuple[TableGrant, ...],
         alarm_action: cloudwatch.IAlarmAction,
+        thresholds: AlarmThresholds,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -72,8 +77,8 @@ class OrderToCashStateMachine(Construct):
             },
         )
         grant_connections(self.steps, flow, connection_secrets, writers=writable_connections)
-        # idempotency records, entity links, the shared rate limiter and the token lease live in one table
-        idempotency_table.grant_read_write_data(self.steps)
+        # entity links (the pair's), the connection's rate limiter and token lease: only those items
+        grant_table_items(self.steps, idempotency_table, table_grants)
         pipeline.dead_letter_queue.grant_send_messages(self.steps)
         annotate(self.steps, role="steps", flow=flow.name)
 
@@ -149,7 +154,7 @@ class OrderToCashStateMachine(Construct):
             "Execution names are derived per event, so DescribeExecution is granted on this state machine's "
             "executions (execution:<name>:*), not on any other state machine's.",
         )
-        self.alarms = self._alarms(alarm_action)
+        self.alarms = self._alarms(alarm_action, thresholds.executions_failed)
         pipeline.alarms.extend(self.alarms)
 
     @staticmethod
@@ -185,7 +190,7 @@ class OrderToCashStateMachine(Construct):
             jitter_strategy=sfn.JitterType.FULL if retry.jitter else sfn.JitterType.NONE,
         )
 
-    def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
+    def _alarms(self, action: cloudwatch.IAlarmAction, threshold: int) -> list[cloudwatch.Alarm]:
         name = self.flow.name
         gte = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         return [
@@ -193,7 +198,7 @@ class OrderToCashStateMachine(Construct):
                 self,
                 "ExecutionsFailedAlarm",
                 metric=self.state_machine.metric_failed(period=Duration.minutes(5), statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=threshold,
                 comparison=gte,
                 summary=f"Flow {name}: an execution failed (its event and reason are in the flow's DLQ).",
                 runbook=Runbook.EXECUTIONS_FAILED,
@@ -204,7 +209,7 @@ class OrderToCashStateMachine(Construct):
                 "ExecutionsTimedOutAlarm",
                 metric=self.state_machine.metric_timed_out(period=Duration.minutes(5),
                                                            statistic=cloudwatch.Stats.SUM),
-                threshold=1,
+                threshold=threshold,
                 comparison=gte,
                 summary=f"Flow {name}: an execution timed out (no failure handler ran: check the execution "
                 "history, then redrive its event).",

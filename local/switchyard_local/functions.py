@@ -19,6 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from switchyard_local.table_access import acting_as
+
 _INVOKE_LOCK = threading.RLock()
 
 
@@ -81,7 +83,7 @@ class InProcessFunction:
             invoked_function_arn=self.arn,
             _deadline=time.monotonic() + self.timeout_seconds,
         )
-        with _INVOKE_LOCK, _patched_environ(env), _redirected(self.log_stream):
+        with _INVOKE_LOCK, _patched_environ(env), _redirected(self.log_stream), acting_as(self.logical_id):
             if self._module is None:
                 self._module = self._load()
             entry = getattr(self._module, self.handler.rpartition(".")[2])

@@ -34,6 +34,7 @@ from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
 from switchyard_local.stepfunctions import InProcessLambdas, register_state_machines
+from switchyard_local.table_access import TableAccessCheck
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -143,6 +144,7 @@ class LocalStack:
         self._secret_arns: dict[str, str] = {}
         self._lambdas: InProcessLambdas | None = None
         self.state_machines: dict[str, str] = {}  # flow -> state machine ARN
+        self.table_access: TableAccessCheck | None = None  # the functions' table grants, enforced as IAM would
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -174,6 +176,7 @@ class LocalStack:
         self.logs = FunctionLogs(self.log_path)
         _repoint_function_loggers(self.logs)
         self._build_functions(synth.template, physical)
+        self.table_access = TableAccessCheck.from_template(synth.template, physical).activate()
         # Step Functions tasks invoke the same in-process functions the pollers and the front door use
         self._lambdas = InProcessLambdas({fn.function_name: fn for fn in self.functions.values()}).start()
         self.state_machines = register_state_machines(self.client("stepfunctions"), synth.template, physical, ACCOUNT,
@@ -197,6 +200,8 @@ class LocalStack:
         if self._lambdas is not None:
             self._lambdas.stop()
             self._lambdas = None
+        if self.table_access is not None:
+            self.table_access.deactivate()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -367,10 +372,11 @@ class LocalStack:
         return response["StackId"]
 
     def _prepare_for_moto(self, stack_name: str, template: dict[str, Any]) -> dict[str, Any]:
-        """The template as moto's CloudFormation can run it, changed in two documented ways only:
+        """The template as moto's CloudFormation can run it, changed in three documented ways only:
         secrets (unsupported there) are created through the API and their ARNs put in place of
         their references; monitoring and HTTP API resources (alarms, dashboards, topic policies,
-        ApiGatewayV2: emulated by the front door) are left out, with whatever refers to them."""
+        ApiGatewayV2: emulated by the front door) are left out, with whatever refers to them; KMS keys
+        lose their tags (moto reads CloudFormation's Key/Value tags as the KMS API's TagKey/TagValue)."""
         secrets = self.client("secretsmanager")
         resources = dict(template["Resources"])
         replacements: dict[str, str] = {}
@@ -382,6 +388,10 @@ class LocalStack:
                 replacements[logical_id] = created["ARN"]
                 self._secret_arns[logical_id] = created["ARN"]
                 del resources[logical_id]
+        for logical_id, resource in list(resources.items()):
+            if resource["Type"] == "AWS::KMS::Key" and "Tags" in resource.get("Properties", {}):
+                resources[logical_id] = {**resource, "Properties": {
+                    k: v for k, v in resource["Properties"].items() if k != "Tags"}}
         dropped = {lid for lid, r in resources.items() if r["Type"].startswith(_UNSUPPORTED_PREFIXES)}
         while True:  # drop whatever depends on something dropped (outputs too)
             more = {lid for lid, r in resources.items() if lid not in dropped and _refers_to(r, dropped)}

@@ -98,13 +98,15 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     from switchyard.catalog import load_catalog
     from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
+    from switchyard.table_keys import TableKeys, records_echoes
     from switchyard.worker import FlowWorker
 
     catalog = load_catalog()
     flow = catalog.flows[settings.flow]
     dynamodb = clients.client("dynamodb")
-    state = DynamoEntityState(dynamodb, settings.idempotency_table)
-    echoes = DynamoEchoLedger(dynamodb, settings.idempotency_table)
+    keys = TableKeys.for_flow(flow)  # IAM lets this flow's functions reach these keys only
+    state = DynamoEntityState(dynamodb, settings.idempotency_table, keys=keys)
+    echoes = DynamoEchoLedger(dynamodb, settings.idempotency_table, keys=keys)
     target: Any
     if flow.runs_as == "state-machine":
         from switchyard.state_machines import ExecutionStarter
@@ -117,7 +119,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
             SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns,
             _target_factory(flow, catalog, settings, state, echoes))
         # only two-way pairs write what they will hear about again; the others have no echo to suppress
-        target = EchoSuppressingTarget(bound, echoes) if flow.target in ("streak", "clarity") else bound
+        target = EchoSuppressingTarget(bound, echoes) if records_echoes(flow) else bound
 
     config = IdempotencyConfig(
         expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
@@ -135,7 +137,8 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         requeue=lambda body, seconds: queues.requeue(settings.queue_url, body, seconds),
         max_receive_count=settings.max_receive_count,
         make_idempotent=idempotent_function(
-            data_keyword_argument="key", config=config, persistence_store=persistence
+            data_keyword_argument="key", config=config, persistence_store=persistence,
+            key_prefix=keys.idempotency_prefix,
         ),
         metrics=metrics,
         logger=logger,
@@ -148,17 +151,19 @@ def _systems(flow: Any, catalog: Any) -> dict[str, str]:
     return {catalog.connections[name].system: name for name in flow.connections}
 
 
-def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, table: str,
+def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, secret_arn: str, table: str,
                        time_scale: float = 1.0) -> Any:
     """A QuickBooks client whose tokens live in the connection secret (one refresher per realm) and whose
     requests take permits from the realm's limiter shared by every function (DynamoDB)."""
     from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
     from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter
+    from switchyard.table_keys import ConnectionKeys
     from switchyard.tokens import SecretsManagerTokenStore
 
     dynamodb = clients.client("dynamodb")
-    tokens = SecretsManagerTokenStore(clients.client("secretsmanager"), dynamodb, table, secret_arn)
-    limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale)
+    keys = ConnectionKeys(connection)
+    tokens = SecretsManagerTokenStore(clients.client("secretsmanager"), dynamodb, table, secret_arn, keys=keys)
+    limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale, keys=keys)
     # a short wait per request: a step that cannot get permits soon is retried later by the state machine
     return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
                             rate_limit_wait=5.0 / time_scale)
@@ -192,7 +197,8 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
             raise ValueError(f"flow {flow.name}: nopCommerce stock needs a quickbooks connection under uses")
 
         def build(secrets: dict[str, Any]) -> Any:
-            qbo = _quickbooks_client(secrets[quickbooks], secret_arn=settings.connection_secret_arns[quickbooks],
+            qbo = _quickbooks_client(secrets[quickbooks], connection=quickbooks,
+                                     secret_arn=settings.connection_secret_arns[quickbooks],
                                      table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
             shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
             return NopCommerceStockTarget(qbo, shop, state)
@@ -232,15 +238,16 @@ def build_steps(settings: StepSettings, *, logger: Any = None) -> StepApp:
     from switchyard.entity_state import DynamoEntityState
     from switchyard.mapping.quickbooks_orders import load_order_mapping
     from switchyard.order_to_cash import OrderToCash
+    from switchyard.table_keys import TableKeys
 
     catalog = load_catalog()
     flow = catalog.flows[settings.flow]
     systems = _systems(flow, catalog)
     mapping = load_order_mapping(flow.mapping_document)
-    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table)
+    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table, keys=TableKeys.for_flow(flow))
 
     def build(secrets: dict[str, Any]) -> Any:
-        qbo = _quickbooks_client(secrets[systems["quickbooks"]],
+        qbo = _quickbooks_client(secrets[systems["quickbooks"]], connection=systems["quickbooks"],
                                  secret_arn=settings.connection_secret_arns[systems["quickbooks"]],
                                  table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
         shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[systems["nopcommerce"]]))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from switchyard.table_keys import TableKeys
 from switchyard.targets import DeliveryResult
 
 ECHO_TTL_SECONDS = 10 * 60
@@ -66,15 +67,16 @@ class InMemoryEchoLedger:
 
 
 class DynamoEchoLedger:
-    """Items ``echo#<system>#<entity>#<key>#<fingerprint>`` in the idempotency table."""
+    """Items in the shared table under the flow's pair scope (``switchyard.table_keys``): both directions see them."""
 
-    def __init__(self, client: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: Any, table: str, *, keys: TableKeys, clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table
+        self._keys = keys
         self._clock = clock
 
     def _key(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> dict[str, Any]:
-        return {"id": {"S": f"echo#{system}#{entity}#{key}#{fingerprint(system, entity, state)}"}}
+        return {"id": {"S": self._keys.echo(system, entity, key, fingerprint(system, entity, state))}}
 
     def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None:
         self._client.put_item(TableName=self._table, Item={

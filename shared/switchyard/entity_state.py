@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from switchyard.table_keys import TableKeys
+
 RETENTION_SECONDS = 90 * 24 * 3600
 
 
@@ -77,15 +79,16 @@ class InMemoryEntityState:
 
 
 class DynamoEntityState:
-    """Items ``entity#<entity>`` in the idempotency table (same TTL attribute, ``expiration``)."""
+    """Items in the shared table under the flow's pair scope (``switchyard.table_keys``), TTL ``expiration``."""
 
-    def __init__(self, client: Any, table: str, *, clock: Any = time.time) -> None:
+    def __init__(self, client: Any, table: str, *, keys: TableKeys, clock: Any = time.time) -> None:
         self._client = client
         self._table = table
+        self._keys = keys
         self._clock = clock
 
     def _key(self, entity: str) -> dict[str, Any]:
-        return {"id": {"S": f"entity#{entity}"}}
+        return {"id": {"S": self._keys.entity(entity)}}
 
     def _expiration(self) -> dict[str, str]:
         return {"N": str(int(self._clock()) + RETENTION_SECONDS)}
@@ -124,20 +127,20 @@ class DynamoEntityState:
 
     def link(self, namespace: str, key: str, other: str) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "id": {"S": f"xref#{namespace}#{key}"}, "other": {"S": other}, "expiration": self._expiration()})
+            "id": {"S": self._keys.xref(namespace, key)}, "other": {"S": other}, "expiration": self._expiration()})
 
     def linked(self, namespace: str, key: str) -> str | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": f"xref#{namespace}#{key}"}},
+        item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.xref(namespace, key)}},
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
 
     def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": f"synced#{namespace}#{key}"}},
+        item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.synced(namespace, key)}},
                                      ConsistentRead=True)
         stored = item.get("Item", {}).get("values", {}).get("S")
         return json.loads(stored) if stored else None
 
     def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "id": {"S": f"synced#{namespace}#{key}"}, "values": {"S": json.dumps(values, default=str)},
+            "id": {"S": self._keys.synced(namespace, key)}, "values": {"S": json.dumps(values, default=str)},
             "expiration": self._expiration()})

@@ -5,7 +5,7 @@ QuickBooks Online allows 500 requests per minute and 10 per second per realm (AP
 asks for a 60 s pause after a 429. Several Lambda workers call the same realm at once, so the count
 lives in DynamoDB (one item per key) and every call takes a permit first::
 
-    limiter = DynamoRateLimiter(client, table, QBO_LIMITS)
+    limiter = DynamoRateLimiter(client, table, QBO_LIMITS, keys=ConnectionKeys("quickbooks"))
     with throttled(limiter, f"qbo#{realm_id}", max_wait=5.0):
         response = send(...)
 
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from switchyard.errors import RetryableError
+from switchyard.table_keys import ConnectionKeys
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -203,7 +204,8 @@ class InMemoryRateLimiter(_LimiterBase):
 
 
 class DynamoRateLimiter(_LimiterBase):
-    """Limiter shared by every worker: item ``ratelimit#<key>`` in the idempotency table.
+    """Limiter shared by every worker: one item per key in the connection's scope of the shared table
+    (``ConnectionKeys.rate_limit``: ``ratelimit#<connection>#<key>``).
 
     Each attempt reads the item (strongly consistent), decides with this worker's clock, and, if a
     permit is free, writes the log back on condition that ``version`` is still the one it read (a
@@ -226,6 +228,7 @@ class DynamoRateLimiter(_LimiterBase):
         sleep: Sleep = time.sleep,
         time_scale: float = 1.0,
         *,
+        keys: ConnectionKeys,
         max_conflicts: int = 10,
     ) -> None:
         super().__init__(limits, clock, sleep, time_scale)
@@ -234,9 +237,10 @@ class DynamoRateLimiter(_LimiterBase):
         self._client = client
         self._table = table
         self._max_conflicts = max_conflicts
+        self._keys = keys
 
     def _key(self, key: str) -> dict[str, Any]:
-        return {"id": {"S": f"ratelimit#{key}"}}
+        return {"id": {"S": self._keys.rate_limit(key)}}
 
     def _read(self, key: str) -> tuple[list[int], str | None]:
         try:

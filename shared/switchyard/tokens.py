@@ -4,7 +4,7 @@ QBO answers each refresh with a new refresh token and soon refuses the old one (
 workers that refresh at once race: the loser's successor is dead, or the winner's is overwritten. Every
 refresh therefore goes through ``TokenStore.refresh``, which guarantees a single refresher per realm:
 
-1. take a lease on the realm (``lease#qbo-token#<realm>`` in DynamoDB: a conditional write with an expiry);
+1. take a lease on the realm (``lease#<connection>#<realm>`` in DynamoDB: a conditional write with an expiry);
    a worker that finds the lease held polls until it is released or has expired, then takes it itself;
 2. re-read the stored tokens: if the access token changed since the caller looked (someone refreshed while
    it waited) and is still valid, return it, with no second refresh;
@@ -39,8 +39,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from switchyard.errors import ConnectionConfigError, RetryableError
+from switchyard.table_keys import ConnectionKeys
 
-LEASE_PREFIX = "lease#qbo-token#"
 LEASE_RETENTION_SECONDS = 7 * 24 * 3600  # the lease item only carries a version hint: let TTL clean it up
 DEFAULT_MARGIN_SECONDS = 60.0
 
@@ -336,20 +336,22 @@ class SecretsManagerTokenStore(LeasedTokenStore):
     """Tokens in the connection secret (one JSON document), the lease in the idempotency table.
 
     ``secrets_client`` and ``dynamodb_client`` are botocore clients (``switchyard.aws.clients.client``).
-    The lease item ``lease#qbo-token#<realm>`` holds ``lease_owner`` and ``lease_expires`` while taken, and
+    The lease item ``lease#<connection>#<realm>`` holds ``lease_owner`` and ``lease_expires`` while taken, and
     keeps ``secret_version`` (the version the last holder wrote) after release: Secrets Manager reads are
     not promised to see a write at once, so a holder reads that version too and keeps the newer one.
     """
 
-    def __init__(self, secrets_client: Any, dynamodb_client: Any, table: str, secret_id: str, **options: Any) -> None:
+    def __init__(self, secrets_client: Any, dynamodb_client: Any, table: str, secret_id: str, *,
+                 keys: ConnectionKeys, **options: Any) -> None:
         super().__init__(**options)
         self._secrets = secrets_client
         self._dynamodb = dynamodb_client
         self._table = table
         self._secret_id = secret_id
+        self._keys = keys
 
     def _key(self, realm: str) -> dict[str, Any]:
-        return {"id": {"S": f"{LEASE_PREFIX}{realm}"}}
+        return {"id": {"S": self._keys.token_lease(realm)}}
 
     def _try_acquire(self, realm: str, owner: str, now: float) -> tuple[bool, str | None]:
         try:

@@ -7,8 +7,12 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from switchyard.table_keys import ConnectionKeys, TableKeys
 
 TABLE = "idempotency"
+# the scopes the stores' keys start with (switchyard.table_keys); what IAM grants is tested in tests/infra
+KEYS = TableKeys(flow="clarity-to-streak", pair="clarity+streak")
+CONNECTION_KEYS = ConnectionKeys("quickbooks")
 
 
 @pytest.fixture

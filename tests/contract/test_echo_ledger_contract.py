@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from switchyard.echoes import ECHO_TTL_SECONDS, DynamoEchoLedger, EchoLedger, InMemoryEchoLedger, fingerprint
 
-from tests.contract.conftest import TABLE
+from tests.contract.conftest import KEYS, TABLE
 
 T0 = 1_795_000_000
 SHIPPED = {"orderId": "CL-10001", "status": "shipped", "version": 2}
@@ -42,7 +42,7 @@ def ledger_factory(request: pytest.FixtureRequest, clock: FakeClock) -> Callable
         shared = InMemoryEchoLedger(clock=clock)
         return lambda: shared
     client = request.getfixturevalue("dynamo_client")
-    return lambda: DynamoEchoLedger(client, TABLE, clock=clock)
+    return lambda: DynamoEchoLedger(client, TABLE, keys=KEYS, clock=clock)
 
 
 @pytest.fixture
@@ -135,15 +135,15 @@ def test_in_memory_consume_concurrent_consumers_only_one_wins() -> None:
 
 
 def test_dynamo_ledger_item_key_and_ttl(dynamo_client) -> None:
-    DynamoEchoLedger(dynamo_client, TABLE, clock=lambda: T0).record("clarity", "order", "CL-10001", SHIPPED)
+    DynamoEchoLedger(dynamo_client, TABLE, keys=KEYS, clock=lambda: T0).record("clarity", "order", "CL-10001", SHIPPED)
 
-    key = f"echo#clarity#order#CL-10001#{fingerprint('clarity', 'order', SHIPPED)}"
+    key = f"echo#clarity+streak#clarity#order#CL-10001#{fingerprint('clarity', 'order', SHIPPED)}"
     item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": key}})["Item"]
     assert item["expiration"] == {"N": str(T0 + ECHO_TTL_SECONDS)}
 
 
 def test_dynamo_ledger_consume_deletes_item(dynamo_client) -> None:
-    ledger = DynamoEchoLedger(dynamo_client, TABLE, clock=lambda: T0)
+    ledger = DynamoEchoLedger(dynamo_client, TABLE, keys=KEYS, clock=lambda: T0)
     ledger.record("clarity", "order", "CL-10001", SHIPPED)
 
     ledger.consume("clarity", "order", "CL-10001", SHIPPED)

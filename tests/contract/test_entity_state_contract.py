@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState, InMemoryEntityState
 
-from tests.contract.conftest import TABLE
+from tests.contract.conftest import KEYS, TABLE
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ENTITY = "nopcommerce-to-streak#1042"
@@ -21,7 +21,7 @@ ENTITY = "nopcommerce-to-streak#1042"
 def state(request: pytest.FixtureRequest) -> EntityState:
     if request.param == "in_memory":
         return InMemoryEntityState()
-    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, clock=lambda: 1_795_000_000)
+    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
 
 
 def test_claim_first_event_accepted(state: EntityState) -> None:
@@ -118,11 +118,12 @@ def test_mark_filtered_keeps_claims_working(state: EntityState) -> None:
 
 
 def test_dynamo_entity_state_items_share_idempotency_table_with_ttl(dynamo_client) -> None:
-    state = DynamoEntityState(dynamo_client, TABLE, clock=lambda: 1_795_000_000)
+    state = DynamoEntityState(dynamo_client, TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
 
     state.claim(ENTITY, T0, "evt_1")
 
-    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": f"entity#{ENTITY}"}})["Item"]
+    key = f"state#clarity+streak#entity#{ENTITY}"  # the pair's scope: what the flow's IAM grant names
+    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": key}})["Item"]
     assert item["expiration"] == {"N": str(1_795_000_000 + RETENTION_SECONDS)}
     assert item["change_time"] == {"S": "2026-11-20T09:00:00.000000Z"}
 

@@ -19,7 +19,7 @@ from switchyard.rate_limit import (
     throttled,
 )
 
-from tests.contract.conftest import TABLE
+from tests.contract.conftest import CONNECTION_KEYS, TABLE
 
 T0 = 1_795_000_000.0
 KEY = "qbo#9341453052372312"
@@ -57,7 +57,8 @@ def make_limiter(request: pytest.FixtureRequest, clock: FakeClock) -> MakeLimite
         if request.param == "in_memory":
             return InMemoryRateLimiter(limits, clock, clock.sleep, time_scale=time_scale)
         return DynamoRateLimiter(
-            request.getfixturevalue("dynamo_client"), TABLE, limits, clock, clock.sleep, time_scale=time_scale
+            request.getfixturevalue("dynamo_client"), TABLE, limits, clock, clock.sleep, time_scale=time_scale,
+            keys=CONNECTION_KEYS,
         )
 
     return make

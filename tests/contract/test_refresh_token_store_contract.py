@@ -18,7 +18,6 @@ import pytest
 from botocore.exceptions import ClientError
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 from switchyard.tokens import (
-    LEASE_PREFIX,
     InMemoryTokenStore,
     LeasedTokenStore,
     SecretsManagerTokenStore,
@@ -26,7 +25,7 @@ from switchyard.tokens import (
 )
 
 from tests.conftest import FakeClock
-from tests.contract.conftest import TABLE
+from tests.contract.conftest import CONNECTION_KEYS, TABLE
 
 REALM = "9130"
 T0 = 1_795_000_000.0
@@ -132,7 +131,8 @@ def _build(kind: str, request: pytest.FixtureRequest) -> Iterator[Harness]:
     table = SerializedClient(dynamo, lock)
 
     def make_aws(**options: Any) -> LeasedTokenStore:
-        return SecretsManagerTokenStore(secrets, table, TABLE, SECRET_ID, **{**defaults, **options})
+        return SecretsManagerTokenStore(secrets, table, TABLE, SECRET_ID, keys=CONNECTION_KEYS,
+                                        **{**defaults, **options})
 
     yield Harness(make=make_aws,
                   document=lambda: json.loads(secrets.get_secret_value(SecretId=SECRET_ID)["SecretString"]),
@@ -380,8 +380,8 @@ def test_secrets_manager_lease_released_with_written_version(aws_harness: Harnes
     dynamo = boto3.client("dynamodb", region_name="us-east-1")
     current = boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(SecretId=SECRET_ID)
 
-    item = dynamo.get_item(TableName=TABLE, Key={"id": {"S": f"{LEASE_PREFIX}{REALM}"}})["Item"]
+    item = dynamo.get_item(TableName=TABLE, Key={"id": {"S": f"lease#quickbooks#{REALM}"}})["Item"]
 
     assert "lease_owner" not in item
     assert item["secret_version"]["S"] == current["VersionId"]
-    assert item["id"]["S"] == "lease#qbo-token#9130"
+    assert item["id"]["S"] == "lease#quickbooks#9130"  # the connection's scope: what IAM grants

@@ -24,7 +24,7 @@ from switchyard.rate_limit import (
     RateLimiter,
 )
 
-from tests.contract.conftest import TABLE, aws_env, dynamo_client  # noqa: F401  (moto fixtures)
+from tests.contract.conftest import CONNECTION_KEYS, TABLE, aws_env, dynamo_client  # noqa: F401  (moto fixtures)
 
 T0 = 1_795_000_000.0
 KEY = "qbo#9341453052372312"
@@ -173,7 +173,8 @@ def test_dynamo_limiter_two_workers_never_exceed_limits(dynamo_client: Any) -> N
     clock = RecordingClock(time.time)
     limits = [Limit(10, 1), Limit(30, 3)]
     limiters = [
-        DynamoRateLimiter(client, TABLE, limits, clock, time.sleep, time_scale=5.0, max_conflicts=100)
+        DynamoRateLimiter(client, TABLE, limits, clock, time.sleep, time_scale=5.0, max_conflicts=100,
+                          keys=CONNECTION_KEYS)
         for client in clients
     ]
 
@@ -190,9 +191,9 @@ def test_dynamo_limiter_two_workers_never_exceed_limits(dynamo_client: Any) -> N
 def test_dynamo_limiter_conflict_retried_with_rivals_permit_counted(dynamo_client: Any) -> None:  # noqa: F811
     # Given a rival worker that takes a permit between our read and our write
     clock = FakeClock()
-    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(2, 1)], clock, clock.sleep)
+    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(2, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
     client = RivalFirstClient(dynamo_client, rival, times=1)
-    limiter = DynamoRateLimiter(client, TABLE, [Limit(2, 1)], clock, clock.sleep)
+    limiter = DynamoRateLimiter(client, TABLE, [Limit(2, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
 
     # When we acquire
     waited = limiter.acquire(KEY, max_wait=0.0)
@@ -206,9 +207,10 @@ def test_dynamo_limiter_conflict_retried_with_rivals_permit_counted(dynamo_clien
 def test_dynamo_limiter_conflict_rival_took_last_permit_waits(dynamo_client: Any) -> None:  # noqa: F811
     # Given a rival that takes the only permit between our read and our write
     clock = FakeClock()
-    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(1, 1)], clock, clock.sleep)
+    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(1, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
     limiter = DynamoRateLimiter(
-        RivalFirstClient(dynamo_client, rival, times=1), TABLE, [Limit(1, 1)], clock, clock.sleep
+        RivalFirstClient(dynamo_client, rival, times=1), TABLE, [Limit(1, 1)], clock, clock.sleep,
+        keys=CONNECTION_KEYS,
     )
 
     # Then the retry decides again on the rival's write: it waits for the window instead of overwriting
@@ -217,9 +219,10 @@ def test_dynamo_limiter_conflict_rival_took_last_permit_waits(dynamo_client: Any
 
 def test_dynamo_limiter_conflicts_exhausted_raise_rate_limited(dynamo_client: Any) -> None:  # noqa: F811
     clock = FakeClock()
-    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(100, 1)], clock, clock.sleep)
+    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(100, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
     client = RivalFirstClient(dynamo_client, rival, times=1_000)
-    limiter = DynamoRateLimiter(client, TABLE, [Limit(100, 1)], clock, clock.sleep, max_conflicts=3)
+    limiter = DynamoRateLimiter(client, TABLE, [Limit(100, 1)], clock, clock.sleep, max_conflicts=3,
+                                keys=CONNECTION_KEYS)
 
     with pytest.raises(RateLimitedError) as raised:
         limiter.acquire(KEY, max_wait=5.0)
@@ -230,11 +233,11 @@ def test_dynamo_limiter_conflicts_exhausted_raise_rate_limited(dynamo_client: An
 
 def test_dynamo_limiter_item_holds_compact_log_and_ttl(dynamo_client: Any) -> None:  # noqa: F811
     clock = FakeClock()
-    limiter = DynamoRateLimiter(dynamo_client, TABLE, QBO_LIMITS, clock, clock.sleep)
+    limiter = DynamoRateLimiter(dynamo_client, TABLE, QBO_LIMITS, clock, clock.sleep, keys=CONNECTION_KEYS)
     for _ in range(500):
         limiter.acquire(KEY, max_wait=60.0)
 
-    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": f"ratelimit#{KEY}"}})["Item"]
+    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": f"ratelimit#quickbooks#{KEY}"}})["Item"]
 
     # 8 bytes for the oldest grant, 4 per grant: ~2 KB for QBO's 500 per minute
     assert len(item["log"]["B"]) == 8 + 4 * 500
@@ -246,7 +249,7 @@ def test_dynamo_limiter_item_holds_compact_log_and_ttl(dynamo_client: Any) -> No
 def test_dynamo_limiter_expired_item_still_present_ignored(dynamo_client: Any) -> None:  # noqa: F811
     # Given a full window long ago, whose item TTL has not deleted yet
     clock = FakeClock()
-    limiter = DynamoRateLimiter(dynamo_client, TABLE, [Limit(10, 1)], clock, clock.sleep)
+    limiter = DynamoRateLimiter(dynamo_client, TABLE, [Limit(10, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
     for _ in range(10):
         limiter.acquire(KEY, max_wait=0.0)
     clock.now += 2 * TTL_MARGIN_SECONDS
@@ -257,7 +260,7 @@ def test_dynamo_limiter_expired_item_still_present_ignored(dynamo_client: Any) -
 
 
 def test_dynamo_limiter_table_missing_raises_retryable(dynamo_client: Any) -> None:  # noqa: F811
-    limiter = DynamoRateLimiter(dynamo_client, "no-such-table", QBO_LIMITS, FakeClock())
+    limiter = DynamoRateLimiter(dynamo_client, "no-such-table", QBO_LIMITS, FakeClock(), keys=CONNECTION_KEYS)
 
     with pytest.raises(RetryableError) as raised:
         limiter.acquire(KEY, max_wait=1.0)
@@ -279,4 +282,4 @@ def test_in_memory_limiter_no_limits_raises() -> None:
 
 def test_dynamo_limiter_window_too_long_for_item_raises() -> None:
     with pytest.raises(ValueError):
-        DynamoRateLimiter(object(), TABLE, [Limit(100_000, 86_400)])
+        DynamoRateLimiter(object(), TABLE, [Limit(100_000, 86_400)], keys=CONNECTION_KEYS)
