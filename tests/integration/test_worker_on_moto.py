@@ -147,8 +147,8 @@ class _Capture:
     def __init__(self) -> None:
         self.bodies: list[str] = []
 
-    def publish(self, queue_url: str, body: str, attributes: Any) -> None:
-        self.bodies.append(body)
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
+        self.bodies += [m.body for m in messages]
 
 
 class _Trusting:
