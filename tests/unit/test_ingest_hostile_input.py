@@ -188,3 +188,45 @@ def test_idempotency_key_of_a_message_without_digest_is_unchanged() -> None:
                            timestamp="2026-11-20T09:15:02Z", received_at="2026-11-20T09:15:03Z",
                            body=json.dumps({"data": {}}))
     assert FlowEvent.from_message(message).idempotency_key == {"flow": "f", "event_id": "msg_1"}
+
+
+# --- found by make fuzz: dates no datetime can hold were 500s -----------------------------------------
+
+
+@pytest.mark.parametrize("millis", [10**16, -10**15, 2**63 - 1])
+def test_streak_change_time_beyond_any_datetime_is_422(millis: int) -> None:
+    from switchyard.signatures import SharedTokenAuthenticator
+
+    publisher = Publisher()
+    service = IngestService(routes={"streak": {"BOX_CHANGE_STAGE": {"streak-to-clarity": QUEUE}}},
+                            authenticator_for=lambda _source: SharedTokenAuthenticator(["t"]), publisher=publisher,
+                            max_body_bytes=256 * 1024, formats={"streak": "object-array"})
+    box = {"key": "box_1", "pipelineKey": "pl", "stageKey": "5001", "lastUpdatedTimestamp": millis}
+    request = WebhookRequest(source="streak", headers={"x-streak-webhook-token": "t"},
+                             query={"event": "BOX_CHANGE_STAGE"}, body=json.dumps([box]).encode())
+
+    answer = rejected(service, request, SchemaError, 422)
+
+    assert answer["fields"][0]["field"] == "[0].lastUpdatedTimestamp"
+    assert publisher.published == []
+
+
+def test_quickbooks_change_time_before_the_first_utc_datetime_is_422() -> None:
+    from switchyard.quickbooks_webhooks import parse_notification
+
+    notification = {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": [
+        {"name": "Item", "id": "7", "operation": "Update", "lastUpdated": "0001-01-01T00:00:00+01:00"}]}}]}
+
+    with pytest.raises(SchemaError) as raised:
+        parse_notification(notification)
+
+    assert raised.value.fields[0]["field"] == "eventNotifications[0].dataChangeEvent.entities[0].lastUpdated"
+
+
+def test_error_answer_stays_small_when_it_quotes_a_huge_value(service, signed, publisher, sample) -> None:
+    document = sample("nop_order_small")
+    document["type"] = "order." + "x" * 200_000  # the answer names the unknown type it got
+
+    answer = rejected(service, signed(json.dumps(document)), SchemaError, 422)
+
+    assert len(json.dumps(answer)) < 2_000

@@ -12,11 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchyard.streak_webhooks import MAX_EPOCH_MILLIS
+
 
 class _StreakObject(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     key: Annotated[str, Field(min_length=1, max_length=500)]
-    lastUpdatedTimestamp: Annotated[int, Field(ge=0, le=253_402_300_799_999)]  # epoch ms, before the year 10000
+    lastUpdatedTimestamp: Annotated[int, Field(ge=0, le=MAX_EPOCH_MILLIS)]  # epoch ms, before the year 10000
 
 
 Key = Annotated[str, Field(max_length=500)]
