@@ -47,7 +47,8 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 module.service()
 from switchyard.envelopes import validate_envelope
-validate_envelope("nopcommerce", json.loads(open(os.environ['BENCH_BODY_FILE'], 'rb').read()))
+from switchyard.webhook_json import decode
+validate_envelope("nopcommerce", decode(open(os.environ['BENCH_BODY_FILE'], 'rb').read()))
 """
 BENCHMARKS = ("cold-start", "mapping", "qbo")
 # QuickBooks throughput: a time scale at which this 2-core machine (one interpreter runs the workers and

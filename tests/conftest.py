@@ -239,8 +239,8 @@ class _CapturingPublisher:
     def __init__(self) -> None:
         self.messages: list[str] = []
 
-    def publish(self, queue_url: str, body: str, attributes: Any) -> None:
-        self.messages.append(body)
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
+        self.messages += [m.body for m in messages]
 
 
 @pytest.fixture

@@ -20,9 +20,13 @@ from typing import Any
 
 
 def _dry_run(args: argparse.Namespace) -> int:
+    """What each event of a delivery becomes. The body is judged first exactly as ingest judges it
+    (strict JSON, the source's schema, the limits), and the answer ingest would give is printed."""
     from switchyard.catalog import load_catalog
-    from switchyard.errors import DeliveryError, SwitchyardError
+    from switchyard.errors import DeliveryError, SwitchyardError, WebhookRejectedError
+    from switchyard.ingest import split_delivery
     from switchyard.mapping import dry_run
+    from switchyard.webhook_json import decode
 
     catalog = load_catalog()
     flow = catalog.flows.get(args.flow)
@@ -33,22 +37,29 @@ def _dry_run(args: argparse.Namespace) -> int:
         print(f"flow {args.flow!r} has no mapping document to dry-run (docs/quickbooks-pair.md says what it does)",
               file=sys.stderr)
         return 2
-    document = json.loads(Path(args.event).read_text(), parse_float=Decimal)
-    if isinstance(document, list):  # a Streak delivery: bare objects, the event type from its URL
-        if not args.event_type:
-            print("this file is a delivery of bare objects: give --event-type", file=sys.stderr)
-            return 2
-        event_type, data = args.event_type, document[0]
-    else:
-        event_type, data = document.get("type"), document.get("data")
+    delivery_format = catalog.sources[flow.source].format
+    if delivery_format == "object-array" and not args.event_type:  # Streak: the event type is in its URL
+        print("this flow's source posts bare objects: give --event-type", file=sys.stderr)
+        return 2
+    body = Path(args.event).read_bytes()
     try:
-        action, plan = dry_run(flow.target, flow.mapping_document, event_type, data)
-    except (DeliveryError, SwitchyardError) as exc:
-        print(json.dumps({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)}, indent=2))
+        events, _ignored = split_delivery(flow.source, delivery_format, decode(body), event_type=args.event_type or "",
+                                          routes={event_type: {flow.name: ""} for event_type in flow.events},
+                                          body=body.decode("utf-8"))
+    except WebhookRejectedError as exc:
+        print(json.dumps({"status": exc.status_code, **exc.body()}, indent=2, ensure_ascii=False))
         return 1
-    shown = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
-    print(json.dumps({"flow": args.flow, "action": action, "plan": shown}, indent=2, ensure_ascii=False,
-                     default=str))
+    shown = []
+    for event in events:
+        data = json.loads(event.body, parse_float=Decimal)["data"]  # as the worker reads it: money exact
+        try:
+            action, plan = dry_run(flow.target, flow.mapping_document, event.event_type, data)
+        except (DeliveryError, SwitchyardError) as exc:
+            print(json.dumps({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)}, indent=2))
+            return 1
+        shown.append({"flow": args.flow, "action": action,
+                      "plan": dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan})
+    print(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2, ensure_ascii=False, default=str))
     return 0
 
 

@@ -49,32 +49,38 @@ INTUIT_PARAMETERS = [
      "description": "base64 HMAC-SHA256 of the raw body, keyed with the app's verifier token (any current one)."},
 ]
 # QuickBooks posts its own notification shapes, not the envelope: legacy or CloudEvents (API-NOTES 3.6)
+# what switchyard.quickbooks_webhooks accepts, so a body valid here is one ingest takes
+_QBO_NAME = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$", "maxLength": 50}
+_QBO_ID = {"type": "string", "minLength": 1, "maxLength": 50}
+_QBO_REALM = {"type": "string", "pattern": "^[0-9]{1,20}$"}
 QBO_NOTIFICATION_SCHEMAS: dict[str, Any] = {
     "QuickBooksEntityChange": {"type": "object", "required": ["name", "id", "operation", "lastUpdated"],
                                "properties": {
-        "name": {"type": "string", "examples": ["Item"]},
-        "id": {"type": "string"},
-        "operation": {"type": "string", "examples": ["Create", "Update", "Delete", "Merge", "Void", "Emailed"]},
+        "name": {**_QBO_NAME, "examples": ["Item"]},
+        "id": _QBO_ID,
+        "operation": {**_QBO_NAME, "maxLength": 20,
+                      "examples": ["Create", "Update", "Delete", "Merge", "Void", "Emailed"]},
         "lastUpdated": {"type": "string", "format": "date-time"},
-        "deletedId": {"type": "string", "description": "merges: the id merged away"}}},
+        "deletedId": {**_QBO_ID, "description": "merges: the id merged away"}}},
     "QuickBooksLegacyNotification": {"type": "object", "required": ["eventNotifications"], "properties": {
         "eventNotifications": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["realmId", "dataChangeEvent"], "properties": {
-                "realmId": {"type": "string", "pattern": "^[0-9]+$"},
+                "realmId": _QBO_REALM,
                 "dataChangeEvent": {"type": "object", "required": ["entities"], "properties": {
                     "entities": {"type": "array",
                                  "items": {"$ref": "#/components/schemas/QuickBooksEntityChange"}}}}}}}}},
     "QuickBooksCloudEvent": {"type": "object", "required": [
         "specversion", "id", "type", "time", "intuitentityid", "intuitaccountid"], "properties": {
-        "specversion": {"type": "string", "examples": ["1.0"]},
-        "id": {"type": "string", "description": "the event id and idempotency key"},
+        "specversion": {"type": "string", "minLength": 1, "examples": ["1.0"]},
+        "id": {"type": "string", "minLength": 1, "maxLength": 256,
+               "description": "the event id and idempotency key"},
         "source": {"type": "string"},
         "type": {"type": "string", "pattern": "^qbo\\.[A-Za-z][A-Za-z0-9]*\\.[a-z]+\\.v1$",
                  "examples": ["qbo.item.updated.v1"]},
         "datacontenttype": {"type": "string"},
         "time": {"type": "string", "format": "date-time"},
-        "intuitentityid": {"type": "string"},
-        "intuitaccountid": {"type": "string", "pattern": "^[0-9]+$", "description": "the realm id"},
+        "intuitentityid": _QBO_ID,
+        "intuitaccountid": {**_QBO_REALM, "description": "the realm id"},
         "data": {"type": "object"}}},
 }
 QBO_NOTIFICATION_BODY = {"oneOf": [

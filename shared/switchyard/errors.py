@@ -39,10 +39,19 @@ class WebhookRejectedError(SwitchyardError):
         self.fields = fields or []
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        """The JSON answer; bounded, since messages may quote what a hostile sender sent."""
+        body: dict[str, Any] = {"error": self.code, "message": _clip(self.message)}
         if self.fields:
-            body["fields"] = self.fields
+            body["fields"] = [{key: _clip(str(value)) for key, value in problem.items()}
+                              for problem in self.fields[:MAX_FIELDS_SHOWN]]
         return body
+
+
+MAX_FIELDS_SHOWN = 20
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class UnknownSourceError(WebhookRejectedError):

@@ -12,15 +12,18 @@ from switchyard.errors import PermanentError
 
 
 def flow_message(*, flow: str, event_id: str, source: str, event_type: str, timestamp: str,
-                 received_at: str, body: str) -> str:
+                 received_at: str, body: str, digest: str | None = None) -> str:
     """The queue message of one event for one flow (written by ingest, read by ``FlowEvent``).
 
     ``body`` is the webhook body exactly as signed, so nothing is lost to re-serialisation (money
-    with 18 digits stays exact: the worker parses numbers as Decimal).
+    with 18 digits stays exact: the worker parses numbers as Decimal). ``digest`` (of ``body``) makes
+    a reused event id with a different body a different event for the idempotency layer.
     """
-    return json.dumps({"flow": flow, "event_id": event_id, "source": source, "type": event_type,
-                       "timestamp": timestamp, "received_at": received_at, "body": body},
-                      separators=(",", ":"))
+    message = {"flow": flow, "event_id": event_id, "source": source, "type": event_type,
+               "timestamp": timestamp, "received_at": received_at, "body": body}
+    if digest:
+        message["digest"] = digest
+    return json.dumps(message, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,8 @@ class FlowEvent:
     message: str = field(default="", repr=False, compare=False)  # the queue message it was read from
     # a redrive of a failed state-machine execution: a new delivery, not a duplicate of the first
     retry_of: str | None = None
+    # of the body as ingest queued it: the same id with another body is another event (None: older messages)
+    digest: str | None = None
 
     @classmethod
     def from_message(cls, body: str) -> FlowEvent:
@@ -49,6 +54,7 @@ class FlowEvent:
                 data=event["data"],
                 message=body,
                 retry_of=raw.get("retry_of"),
+                digest=raw.get("digest"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentError(
@@ -58,6 +64,8 @@ class FlowEvent:
     @property
     def idempotency_key(self) -> dict[str, str]:
         key = {"flow": self.flow, "event_id": self.event_id}
+        if self.digest:
+            key["digest"] = self.digest
         if self.retry_of:
             key["retry_of"] = self.retry_of
         return key

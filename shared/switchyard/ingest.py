@@ -2,6 +2,11 @@
 
 The answer is ``Accepted`` only once every event of the delivery sits on every subscribed flow's
 queue; anything wrong with the input raises a ``WebhookRejectedError`` (4xx, nothing enqueued).
+The body is strict JSON (``switchyard.webhook_json``), a delivery holds at most
+``MAX_EVENTS_PER_DELIVERY`` events (413 above), and events are queued ten to a SendMessageBatch.
+
+An event's identity is its id and the digest of its body: a sender that reuses a ``webhook-id`` for a
+different (correctly signed) body gets a new event, never one dropped as a duplicate of the first.
 
 Three delivery formats (``catalog.SourceConfig.format``):
 - ``envelope``: one signed event ``{"type", "timestamp", "data"}``; the event id is ``webhook-id``.
@@ -13,16 +18,16 @@ Three delivery formats (``catalog.SourceConfig.format``):
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import (
     EnqueueError,
-    MalformedBodyError,
     PayloadTooLargeError,
     SchemaError,
     UnknownSourceError,
@@ -30,6 +35,11 @@ from switchyard.errors import (
 from switchyard.events import flow_message
 from switchyard.quickbooks_webhooks import parse_notification
 from switchyard.streak_webhooks import change_time, delivery_event_id
+from switchyard.webhook_json import decode
+
+# Above this many events in one delivery (Streak objects, QuickBooks changes) the delivery is refused
+# with 413: its events must be queued well within the ingest function's 10 s, even on a slow SQS day.
+MAX_EVENTS_PER_DELIVERY = 500
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,14 @@ class Authenticator(Protocol):
         """The delivery's event id when the scheme carries one; raises SignatureError otherwise."""
 
 
+class OutgoingMessage(NamedTuple):
+    body: str
+    attributes: Mapping[str, str]
+
+
 class QueuePublisher(Protocol):
-    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None: ...
+    def publish_batch(self, queue_url: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Queue every message (in as few calls as the queue allows), or raise."""
 
 
 @dataclass(frozen=True)
@@ -112,30 +128,34 @@ class IngestService:
         if len(request.body) > self._max_body_bytes:
             raise PayloadTooLargeError(f"body exceeds {self._max_body_bytes} bytes")
         delivery_id = self._authenticator_for(request.source).authenticate(request)
-        document = _decode_json(request.body)
+        document = decode(request.body)
         delivery_format = self._formats.get(request.source, "envelope")
-        ignored: int | None = None
-        if delivery_format == "object-array":
-            event_type, events = _split_object_array(request, document)
-        elif delivery_format == "intuit":
-            events, ignored = _split_intuit(request.source, document, source_routes)
-            event_type = events[0].event_type if events else ""
-        else:
-            event_type = validate_envelope(request.source, document)
-            events = [_Event(delivery_id or "", document["timestamp"], request.body.decode("utf-8"), event_type)]
+        events, ignored = split_delivery(request.source, delivery_format, document, routes=source_routes,
+                                         event_type=request.query.get("event", ""), event_id=delivery_id or "",
+                                         body=request.body.decode("utf-8"))
+        event_type = events[0].event_type if events else ""
 
         # every event is valid before the first is queued: a 4xx never leaves part of a delivery queued
         received_at = self._clock().isoformat()
+        batches: dict[str, list[OutgoingMessage]] = {}
+        queue_flows: dict[str, set[str]] = {}
         for event in events:
             attributes = {"event_id": event.event_id, "event_type": event.event_type, "source": request.source}
+            digest = hashlib.sha256(event.body.encode()).hexdigest()[:32]
             for flow, queue_url in source_routes.get(event.event_type, {}).items():
                 message = flow_message(flow=flow, event_id=event.event_id, source=request.source,
                                        event_type=event.event_type, timestamp=event.timestamp,
-                                       received_at=received_at, body=event.body)
-                try:
-                    self._publisher.publish(queue_url, message, attributes)
-                except Exception as exc:  # any failure to queue durably: the sender must retry
-                    raise EnqueueError(f"could not queue event {event.event_id} for flow {flow}") from exc
+                                       received_at=received_at, body=event.body, digest=digest)
+                batches.setdefault(queue_url, []).append(OutgoingMessage(message, attributes))
+                queue_flows.setdefault(queue_url, set()).add(flow)
+        for queue_url, messages in batches.items():
+            try:
+                self._publisher.publish_batch(queue_url, messages)
+            except Exception as exc:  # any failure to queue durably: the sender must retry
+                ids = [m.attributes["event_id"] for m in messages]
+                more = f" (and {len(ids) - 1} more)" if len(ids) > 1 else ""
+                raise EnqueueError(f"could not queue event {ids[0]}{more} "
+                                   f"for flow {', '.join(sorted(queue_flows[queue_url]))}") from exc
         mixed = delivery_format == "intuit"  # one delivery, several event types
         types = tuple(e.event_type for e in events) if mixed else (event_type,)
         flows = dict.fromkeys(flow for t in types for flow in source_routes.get(t, {}))  # ordered, no repeats
@@ -144,11 +164,35 @@ class IngestService:
                         ignored=ignored)
 
 
-def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, list[_Event]]:
-    event_type = request.query.get("event", "")
+def split_delivery(source: str, delivery_format: str, document: Any, *, routes: Mapping[str, Any],
+                   event_type: str = "", event_id: str = "", body: str = "") -> tuple[list[_Event], int | None]:
+    """The events of one decoded delivery, each validated as ingest validates it (dry-run uses this too),
+    and how many changes were acknowledged without being queued (QuickBooks; None for the others).
+
+    ``routes``: the source's event type -> flows; ``event_type``: the URL's ``?event=`` (Streak);
+    ``event_id`` and ``body`` (envelopes): the delivery's id and the body as signed.
+    Raises WebhookRejectedError with the answer ingest gives.
+    """
+    if delivery_format == "object-array":
+        return _split_object_array(source, event_type, document), None
+    if delivery_format == "intuit":
+        return _split_intuit(source, document, routes)
+    envelope_type = validate_envelope(source, document)
+    return [_Event(event_id, document["timestamp"], body or json.dumps(document, separators=(",", ":")),
+                   envelope_type)], None
+
+
+def _bounded(count: int) -> None:
+    if count > MAX_EVENTS_PER_DELIVERY:
+        raise PayloadTooLargeError(f"a delivery holds at most {MAX_EVENTS_PER_DELIVERY} events; this one holds "
+                                   f"{count}: send them in smaller deliveries")
+
+
+def _split_object_array(source: str, event_type: str, document: Any) -> list[_Event]:
     if not isinstance(document, list) or not document:
         raise SchemaError("the body must be a non-empty JSON array of objects",
                           fields=[{"field": "$", "message": "expected a non-empty array"}])
+    _bounded(len(document))
     events = []
     for index, item in enumerate(document):
         if not isinstance(item, dict):
@@ -156,7 +200,7 @@ def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, li
                               fields=[{"field": f"[{index}]", "message": "expected an object"}])
         envelope: dict[str, Any] = {"type": event_type, "timestamp": change_time(item), "data": item}
         try:
-            validate_envelope(request.source, envelope)
+            validate_envelope(source, envelope)
         except SchemaError as exc:
             for problem in exc.fields:  # name the field as the sender wrote it
                 if problem["field"] == "timestamp":  # derived from the object's change time
@@ -168,7 +212,7 @@ def _split_object_array(request: WebhookRequest, document: Any) -> tuple[str, li
             raise
         events.append(_Event(delivery_event_id(event_type, item), envelope["timestamp"],
                              json.dumps(envelope, separators=(",", ":")), event_type))
-    return event_type, events
+    return events
 
 
 def _split_intuit(source: str, document: Any, routes: Mapping[str, Any]) -> tuple[list[_Event], int]:
@@ -178,6 +222,7 @@ def _split_intuit(source: str, document: Any, routes: Mapping[str, Any]) -> tupl
     the source does not route is acknowledged and dropped, so QBO does not retry it.
     """
     changes = parse_notification(document)
+    _bounded(len(changes))
     routed = [change for change in changes if change.event_type in routes]
     events = []
     for change in routed:
@@ -191,10 +236,3 @@ def _split_intuit(source: str, document: Any, routes: Mapping[str, Any]) -> tupl
         events.append(_Event(change.event_id, change.timestamp, json.dumps(envelope, separators=(",", ":")),
                              change.event_type))
     return events, len(changes) - len(routed)
-
-
-def _decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBodyError(f"body is not valid JSON: {exc}") from None

@@ -124,7 +124,7 @@ def _cloudevents(events: list[Any]) -> list[EntityChange]:
         kind = _string(event, "type", at)
         match = _CLOUDEVENT_TYPE.match(kind)
         if match is None:
-            raise _problem(f"{at}.type", f"expected qbo.<entity>.<verb>.v1, got {kind!r}")
+            raise _problem(f"{at}.type", f"expected qbo.<entity>.<verb>.v1, got {kind[:100]!r}")
         entity, verb = match.group(1).lower(), match.group(2)
         last_updated = _utc(event, "time", at)
         data = {"realm_id": _string(event, "intuitaccountid", at, _DIGITS, "a realm id (digits)"),
@@ -159,7 +159,7 @@ def _string(container: dict[str, Any], key: str, at: str, pattern: re.Pattern[st
     if not isinstance(value, str) or not value:
         raise _problem(f"{at}.{key}", "expected a non-empty string" if key in container else "Field required")
     if pattern is not None and not pattern.match(value):
-        raise _problem(f"{at}.{key}", f"expected {what}, got {value!r}")
+        raise _problem(f"{at}.{key}", f"expected {what}, got {value[:100]!r}")
     return value
 
 
@@ -170,8 +170,12 @@ def _utc(container: dict[str, Any], key: str, at: str) -> str:
         parsed = datetime.fromisoformat(text) if "T" in text else None
     except ValueError:
         parsed = None
-    if parsed is None:
-        raise _problem(f"{at}.{key}", f"expected an ISO 8601 date-time, got {text!r}")
-    if parsed.tzinfo is None:
+    if parsed is not None and parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        utc = parsed.astimezone(UTC) if parsed is not None else None
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the first datetime in UTC
+        utc = None
+    if utc is None:
+        raise _problem(f"{at}.{key}", f"expected an ISO 8601 date-time, got {text[:100]!r}")
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from switchyard.errors import SignatureError, StaleTimestampError
 
 TOLERANCE_SECONDS = 5 * 60
 REQUIRED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+_EVENT_ID = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 class StandardWebhookVerifier:
@@ -43,10 +46,13 @@ class StandardWebhookVerifier:
         missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
         if missing:
             raise SignatureError(f"missing header(s): {', '.join(missing)}")
-        try:
-            sent_at = int(headers["webhook-timestamp"])
-        except ValueError:
-            raise SignatureError("webhook-timestamp is not an integer Unix time") from None
+        if not _EVENT_ID.fullmatch(headers["webhook-id"]):  # it becomes a key, a log field, an SQS attribute
+            raise SignatureError("webhook-id must be 1 to 256 printable ASCII characters without spaces")
+        # checked as text first: int() takes "1_0", " 1" and Unicode digits, and a 309-digit value
+        # overflows the float arithmetic below (a 500 any stranger could cause, before any secret is used)
+        if not _UNIX_SECONDS.fullmatch(headers["webhook-timestamp"]):
+            raise SignatureError("webhook-timestamp is not an integer Unix time (up to 12 ASCII digits)")
+        sent_at = int(headers["webhook-timestamp"])
         if abs(self._clock() - sent_at) > self._tolerance:
             raise StaleTimestampError(
                 f"webhook-timestamp is outside the {self._tolerance // 60}-minute tolerance"

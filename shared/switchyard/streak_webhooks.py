@@ -20,8 +20,16 @@ def delivery_event_id(event_type: str, item: dict[str, Any]) -> str:
     return "streak_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
+# epoch milliseconds a datetime can hold (before the year 10000); the schema says the same
+MAX_EPOCH_MILLIS = 253_402_300_799_999
+
+
 def change_time(item: dict[str, Any]) -> str:
+    """The object's change time as ISO 8601, or "" when it has none a datetime can hold (the schema
+    check then names ``lastUpdatedTimestamp``)."""
     millis = item.get("lastUpdatedTimestamp")
-    if not isinstance(millis, int) or isinstance(millis, bool):
+    if isinstance(millis, float) and millis.is_integer():  # JSON Schema's integer includes 5.0
+        millis = int(millis)
+    if not isinstance(millis, int) or isinstance(millis, bool) or not 0 <= millis <= MAX_EPOCH_MILLIS:
         return ""
     return datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -147,8 +147,8 @@ class _Capture:
     def __init__(self) -> None:
         self.bodies: list[str] = []
 
-    def publish(self, queue_url: str, body: str, attributes: Any) -> None:
-        self.bodies.append(body)
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
+        self.bodies += [m.body for m in messages]
 
 
 class _Trusting:
@@ -403,6 +403,27 @@ def test_ingest_then_worker_end_to_end_creates_box(
     assert response == {"batchItemFailures": []}
     (box,) = stack.sandbox.snapshot()["boxes"]
     assert box["fields"]["Order total"] == 1299
+
+
+def test_reused_webhook_id_with_another_body_is_its_own_event_not_a_dropped_duplicate(
+    ingest, worker, stack: Stack, signing_secret: str, sample
+) -> None:
+    # Given two different, correctly signed orders sent with one webhook-id, then the first again
+    first = sample("nop_order_b2b")
+    second = sample("nop_order_b2b")
+    second["data"]["Order"]["CustomOrderNumber"] = "1043"
+    for document in (first, second, first):
+        response = ingest.lambda_handler(signed_event(signing_secret, json.dumps(document).encode(), "msg_reused"),
+                                         LambdaContext())
+        assert response["statusCode"] == 202
+
+    # When the worker processes all three
+    assert run_worker(worker, stack, receive(stack)) == {"batchItemFailures": []}
+
+    # Then both orders are boxes (202 meant queued and delivered), the repeat of the first created nothing
+    boxes = stack.sandbox.snapshot()["boxes"]
+    assert sorted(box["fields"]["Order number"] for box in boxes) == ["1042", "1043"]
+    assert dead_letters(stack) == []
 
 
 def test_ingest_handler_bad_signature_401_and_queue_stays_empty(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from switchyard.catalog import load_catalog
 from switchyard_local.cli import main
 
 from tests.conftest import SAMPLES_DIR
@@ -36,3 +38,82 @@ def test_dry_run_flow_without_mapping_document_says_so(capsys: pytest.CaptureFix
 def test_dry_run_unknown_flow_lists_the_flows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dry-run", "no-such-flow", str(SAMPLES_DIR / "nop_order_b2b.json")]) == 2
     assert "nopcommerce-to-quickbooks" in capsys.readouterr().err
+
+
+# --- the source's schema first: the answer ingest would give, never a traceback ------------------------
+
+
+def write(tmp_path, document: Any, name: str = "event.json") -> str:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def test_dry_run_event_without_order_prints_the_422_ingest_answers(capsys, tmp_path) -> None:
+    event = json.loads((SAMPLES_DIR / "nop_status_processing.json").read_text())
+    del event["data"]["Order"]
+
+    assert main(["dry-run", "nopcommerce-to-quickbooks", write(tmp_path, event)]) == 1
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == 422
+    assert shown["error"] == "invalid_event"
+    assert shown["fields"][0]["field"] == "data.Order"
+
+
+INVALID_EVENTS = {
+    "nopcommerce-to-streak": {"type": "order.placed", "timestamp": "2026-11-20T09:15:02Z", "data": {}},
+    "clarity-to-streak": {"type": "order.created", "timestamp": "2026-11-20T09:15:02Z", "data": {"orderId": 7}},
+    "streak-to-clarity": [{"key": "box_1", "pipelineKey": "pl", "lastUpdatedTimestamp": 1795860000000}],
+    "nopcommerce-to-quickbooks": {"type": "order.paid", "timestamp": "yesterday", "data": {}},
+}
+
+
+@pytest.mark.parametrize("flow", [f.name for f in load_catalog().flows.values() if f.mapping])
+def test_dry_run_of_every_flow_validates_against_the_source_schema_first(flow: str, capsys, tmp_path) -> None:
+    path = write(tmp_path, INVALID_EVENTS[flow])
+
+    assert main(["dry-run", flow, path, "--event-type", "BOX_CHANGE_STAGE"]) == 1
+
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["status"], shown["error"]) == (422, "invalid_event")
+    assert shown["fields"][0]["field"]
+
+
+@pytest.mark.parametrize("body", ['{"type": "order.placed", "type": "order.paid"}', "[" * 2000, '{"a": NaN}'])
+def test_dry_run_body_ingest_refuses_as_json_prints_the_400(body: str, capsys, tmp_path) -> None:
+    assert main(["dry-run", "nopcommerce-to-streak", write(tmp_path, body)]) == 1
+
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["status"], shown["error"]) == (400, "malformed_body")
+
+
+def test_dry_run_clarity_order_with_unlisted_payment_status_shows_the_deal(capsys, tmp_path) -> None:
+    event = json.loads((SAMPLES_DIR / "clarity_order_consumer.json").read_text())
+    event["data"]["paymentInfo"]["status"] = "captured"
+
+    assert main(["dry-run", "clarity-to-streak", write(tmp_path, event)]) == 0
+
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert "1004" not in plan["fields"]
+    assert plan["comment"] == "Payment: paypal, captured"
+
+
+def test_dry_run_clarity_status_outside_the_enum_prints_the_422(capsys, tmp_path) -> None:
+    event = json.loads((SAMPLES_DIR / "clarity_order_consumer.json").read_text())
+    event["data"]["status"] = "captured"
+
+    assert main(["dry-run", "clarity-to-streak", write(tmp_path, event)]) == 1
+
+    assert json.loads(capsys.readouterr().out)["fields"][0]["field"] == "data.status"
+
+
+def test_dry_run_streak_delivery_shows_every_object(capsys, tmp_path) -> None:
+    (box,) = json.loads((SAMPLES_DIR / "streak_box_change_stage.json").read_text())
+    other = {**box, "key": "box_other", "stageKey": "5004"}
+
+    assert main(["dry-run", "streak-to-clarity", write(tmp_path, [box, other]), "--event-type",
+                 "BOX_CHANGE_STAGE"]) == 0
+
+    shown = json.loads(capsys.readouterr().out)
+    assert [entry["plan"]["status"] for entry in shown] == ["delivered", "cancelled"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -38,10 +39,10 @@ class FakePublisher:
         self.published: list[tuple[str, str, dict[str, str]]] = []
         self._fail_on = fail_on
 
-    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None:
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
         if queue_url == self._fail_on:
             raise ConnectionError("SQS is unreachable")
-        self.published.append((queue_url, body, dict(attributes)))
+        self.published += [(queue_url, m.body, dict(m.attributes)) for m in messages]
 
 
 @pytest.fixture
@@ -84,7 +85,8 @@ def test_accept_valid_event_publishes_to_every_subscribed_flow(
     assert [queue for queue, _, _ in publisher.published] == [STREAK_QUEUE, OTHER_QUEUE]
     for (_, message, attributes), flow in zip(publisher.published, accepted.flows, strict=True):
         payload = json.loads(message)
-        assert set(payload) == {"flow", "event_id", "source", "type", "timestamp", "received_at", "body"}
+        assert set(payload) == {"flow", "event_id", "source", "type", "timestamp", "received_at", "body", "digest"}
+        assert payload["digest"] == hashlib.sha256(body).hexdigest()[:32]  # the id and the body make the event
         assert (payload["flow"], payload["event_id"], payload["source"], payload["type"]) == (
             flow, "msg_b2b", "nopcommerce", "order.placed")
         assert datetime.fromisoformat(payload["timestamp"]) == datetime(2026, 11, 20, 9, 15, 2, tzinfo=UTC)

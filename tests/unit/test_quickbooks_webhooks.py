@@ -362,10 +362,10 @@ class FakePublisher:
         self.published: list[tuple[str, str, dict[str, str]]] = []
         self._fail_on = fail_on
 
-    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None:
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
         if queue_url == self._fail_on:
             raise ConnectionError("SQS is unreachable")
-        self.published.append((queue_url, body, dict(attributes)))
+        self.published += [(queue_url, m.body, dict(m.attributes)) for m in messages]
 
 
 def ingest(publisher: Any, *, routes: Mapping[str, Any] = ROUTES,
@@ -459,11 +459,11 @@ def test_accept_several_realms_and_types_one_message_per_change_per_flow(shape: 
     assert accepted.event_types == ("item.updated", "item.created", "item.updated")
     assert accepted.flows == ("quickbooks-stock-to-nopcommerce", "quickbooks-audit")
     assert [(queue, FlowEvent.from_message(body).data["realm_id"], FlowEvent.from_message(body).data["id"])
-            for queue, body, _ in publisher.published] == [
-        (STOCK_QUEUE, REALM, "7"), (AUDIT_QUEUE, REALM, "7"), (STOCK_QUEUE, OTHER_REALM, "21"),
-        (STOCK_QUEUE, OTHER_REALM, "8"), (AUDIT_QUEUE, OTHER_REALM, "8")]
+            for queue, body, _ in publisher.published] == [  # one batch per queue, in the delivery's order
+        (STOCK_QUEUE, REALM, "7"), (STOCK_QUEUE, OTHER_REALM, "21"), (STOCK_QUEUE, OTHER_REALM, "8"),
+        (AUDIT_QUEUE, REALM, "7"), (AUDIT_QUEUE, OTHER_REALM, "8")]
     assert [json.loads(body)["event_id"] for _, body, _ in publisher.published] == [
-        accepted.event_ids[0], accepted.event_ids[0], accepted.event_ids[1], accepted.event_ids[2],
+        accepted.event_ids[0], accepted.event_ids[1], accepted.event_ids[2], accepted.event_ids[0],
         accepted.event_ids[2]]
     assert len(set(accepted.event_ids)) == 3
     body = accepted.body()
@@ -632,8 +632,9 @@ class FakeAws:
     def get_secret_value(self, SecretId: str) -> dict[str, str]:  # boto3 spells it SecretId
         return {"SecretString": json.dumps(self.secret)}
 
-    def send_message(self, **kwargs: Any) -> None:
+    def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
         self.sent.append(kwargs)
+        return {"Successful": [{"Id": entry["Id"]} for entry in kwargs["Entries"]], "Failed": []}
 
 
 def test_build_ingest_intuit_signature_from_verifier_tokens_rotation_picked_up(monkeypatch) -> None:

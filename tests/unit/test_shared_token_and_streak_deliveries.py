@@ -96,8 +96,8 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[tuple[str, str, dict[str, str]]] = []
 
-    def publish(self, queue_url: str, body: str, attributes: Mapping[str, str]) -> None:
-        self.published.append((queue_url, body, dict(attributes)))
+    def publish_batch(self, queue_url: str, messages: Any) -> None:
+        self.published += [(queue_url, m.body, dict(m.attributes)) for m in messages]
 
 
 @pytest.fixture

@@ -83,7 +83,8 @@ class ClaritySyncMapping:
         self._when = compile_condition(status.when, "order_status.when") if status and status.when else None
         self._status = compile_rules(
             [("order_status.order_id", {**status.order_id, "required": True}),
-             ("order_status.status", {**status.status, "required": True}),
+             # no status (a stage its lookup maps to none): the order is left as it is
+             ("order_status.status", status.status),
              ("order_status.note", status.note or {"const": None})],
             doc.lookups,
         ) if status else None
@@ -101,6 +102,8 @@ class ClaritySyncMapping:
         if self._when is not None and not self._when(data):
             return OrderStatusPlan(applies=False, order_id=None, status=None, note=None)
         order_id, status, note = self._status(data)
+        if status is None:
+            return OrderStatusPlan(applies=False, order_id=str(order_id), status=None, note=None)
         return OrderStatusPlan(applies=True, order_id=str(order_id), status=str(status), note=note)
 
     def plan_customer(self, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -120,6 +120,10 @@ _SIMPLE_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 
 
 Lookups = Mapping[str, Mapping[Any, Any]]
+# the key of a lookup table's default: the value for anything the table does not list. A table without
+# one must list every value the source model allows at the paths it is applied to (lookup_coverage),
+# so ingest rejects any other value (422) before it is accepted.
+LOOKUP_DEFAULT = "*"
 _RULE_KEYS = {"path", "template", "const", "each", "item", "join", "transforms", "required", "default"}
 
 
@@ -136,6 +140,9 @@ def _compile_transform(spec: Any, lookups: Lookups, where: str) -> Callable[[Any
         if arg not in lookups:
             raise MappingError(f"{where}: unknown lookup table {arg!r}")
         table = {str(k): v for k, v in lookups[arg].items()}
+        if LOOKUP_DEFAULT in table:
+            default = table.pop(LOOKUP_DEFAULT)
+            return lambda value: table.get(str(value), default)
 
         def lookup(value: Any) -> Any:
             try:
@@ -330,8 +337,14 @@ def _rule_lines(index: int, rule: Mapping[str, Any], lookups: Lookups, namespace
         elif spec == "empty_to_null":
             call = f"({var} if {var}.strip() else None) if {var}.__class__ is str else {call}"
         elif isinstance(spec, Mapping) and "lookup" in spec:  # a miss raises KeyError: the reference explains
-            namespace[f"L{index}_{n}"] = {str(k): v for k, v in lookups[spec["lookup"]].items()}
-            call = f"L{index}_{n}[{var} if {var}.__class__ is str else str({var})]"
+            table = {str(k): v for k, v in lookups[spec["lookup"]].items()}
+            key = f"{var} if {var}.__class__ is str else str({var})"
+            if LOOKUP_DEFAULT in table:
+                namespace[f"LD{index}_{n}"] = table.pop(LOOKUP_DEFAULT)
+                call = f"L{index}_{n}.get({key}, LD{index}_{n})"
+            else:
+                call = f"L{index}_{n}[{key}]"
+            namespace[f"L{index}_{n}"] = table
         lines.append(f"if {var} is not None: {var} = {call}")
     default = rule.get("default")
     required = bool(rule.get("required", False))

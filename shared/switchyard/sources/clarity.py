@@ -1,7 +1,8 @@
 """Clarity eCommerce webhook events (the contract in docs/clarity-contract.md), camelCase.
 
 Standard Webhooks envelope ``{"type", "timestamp", "data"}``; ``data`` is the order (with the
-customer embedded) or the customer. Unknown extra fields are kept.
+customer embedded) or the customer. Unknown extra fields are kept. Strings and numbers are bounded
+as the contract bounds them (docs/clarity-contract.md, "Limits").
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ OrderStatus = Literal["pending", "processing", "shipped", "delivered", "cancelle
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=4),
-    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e14},
                               {"type": "string", "pattern": r"^\s*\+?\d{1,14}(\.\d{1,4})?\s*$"}]}),
 ]
-Email = Annotated[str, Field(min_length=3, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]  # trimmed by mappings
+Email = Annotated[str, Field(min_length=3, max_length=254,
+                             pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]  # trimmed by mappings
+Key = Annotated[str, Field(min_length=1, max_length=64)]  # orderId, customerId, sku
+Name = Annotated[str, Field(max_length=200)]
+Code = Annotated[str, Field(max_length=50)]  # payment method and status
 
 
 class _ClarityEntity(BaseModel):
@@ -28,35 +33,35 @@ class _ClarityEntity(BaseModel):
 
 
 class ClarityCustomer(_ClarityEntity):
-    customerId: Annotated[str, Field(min_length=1)]
-    firstName: str | None = None
-    lastName: str | None = None
+    customerId: Key
+    firstName: Name | None = None
+    lastName: Name | None = None
     email: Email
-    phone: str | None = None
-    company: str | None = None
+    phone: Annotated[str, Field(max_length=50)] | None = None
+    company: Name | None = None
 
 
 class ClarityLineItem(_ClarityEntity):
-    sku: Annotated[str, Field(min_length=1)]
-    name: str
-    quantity: Annotated[int, Field(ge=1)]
+    sku: Key
+    name: Annotated[str, Field(max_length=400)]
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)]
     unitPrice: Money
 
 
 class ClarityPaymentInfo(_ClarityEntity):
-    method: str
-    status: str
+    method: Code
+    status: Code
     maskedCard: Annotated[str, Field(pattern=r"^[*xX\s-]*\d{0,4}$")] | None = None  # never a full number
 
 
 class ClarityOrder(_ClarityEntity):
-    orderId: Annotated[str, Field(min_length=1)]
-    customerId: Annotated[str, Field(min_length=1)]
+    orderId: Key
+    customerId: Key
     orderDate: datetime
     status: OrderStatus
     totalAmount: Money
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    lineItems: Annotated[list[ClarityLineItem], Field(min_length=1)]
+    lineItems: Annotated[list[ClarityLineItem], Field(min_length=1, max_length=1000)]
     paymentInfo: ClarityPaymentInfo | None = None
     customer: ClarityCustomer
     shippingAddress: dict | None = None

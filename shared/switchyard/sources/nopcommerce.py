@@ -8,6 +8,11 @@ fields are kept (nopCommerce entities carry many more than the mapping needs).
 Money is in the store's primary currency (API-NOTES 4.4); ``CurrencyRate`` converts it to the
 customer's currency (``CustomerCurrencyCode`` units per primary-currency unit). The tax, shipping and
 discount fields are optional so payloads of plugins that do not send them still validate.
+
+Every string and number is bounded by what nopCommerce can hold (``Nop.Data`` mapping builders):
+ids are ``int`` (Int32) columns, money is ``decimal(18,4)``, product names and SKUs ``nvarchar(400)``.
+Free-text columns that are ``nvarchar(max)`` get the length a real order never exceeds
+(``CustomOrderNumber`` comes from the order-number mask, e.g. ``{YYYY}-{ID}``: 100 characters).
 """
 
 from __future__ import annotations
@@ -24,18 +29,25 @@ OrderStatusId = Literal[10, 20, 30, 40]  # Pending, Processing, Complete, Cancel
 PaymentStatusId = Literal[10, 20, 30, 35, 40, 50]  # Pending .. Voided
 ShippingStatusId = Literal[10, 20, 25, 30, 40]
 
-# Decimal accepts numbers and numeric strings; the schema says so exactly (ingest validates with it)
+INT32_MAX = 2_147_483_647
+NopId = Annotated[int, Field(ge=0, le=INT32_MAX)]  # Id columns are Int32
+Text = Annotated[str, Field(max_length=400)]  # names, address lines, phone numbers, SKUs
+EmailAddress = Annotated[str, Field(min_length=3, max_length=254,  # RFC 5321: a deliverable address
+                                    pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]  # trimmed by mappings
+
+# Decimal accepts numbers and numeric strings; the schema says so exactly (ingest validates with it).
+# decimal(18,4): at most 14 digits before the point
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=4),
-    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e14},
                               {"type": "string", "pattern": r"^\s*\+?\d{1,14}(\.\d{1,4})?\s*$"}]}),
 ]
 # Order.CurrencyRate: customer currency units per primary-currency unit; zero would make every amount zero
 Rate = Annotated[
     Decimal,
     Field(gt=0, max_digits=18, decimal_places=8),
-    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e10},
                               {"type": "string", "pattern": r"^\s*\+?(?=[0.]*[1-9])\d{1,10}(\.\d{1,8})?\s*$"}]}),
 ]
 
@@ -45,37 +57,37 @@ class _NopEntity(BaseModel):
 
 
 class NopAddress(_NopEntity):
-    FirstName: str | None = None
-    LastName: str | None = None
-    Email: str | None = None
-    Company: str | None = None
-    Address1: str | None = None
-    Address2: str | None = None
-    City: str | None = None
-    ZipPostalCode: str | None = None
-    PhoneNumber: str | None = None
-    CountryId: int | None = None
-    StateProvinceId: int | None = None
+    FirstName: Text | None = None
+    LastName: Text | None = None
+    Email: Annotated[str, Field(max_length=254)] | None = None
+    Company: Text | None = None
+    Address1: Text | None = None
+    Address2: Text | None = None
+    City: Text | None = None
+    ZipPostalCode: Text | None = None
+    PhoneNumber: Text | None = None
+    CountryId: NopId | None = None
+    StateProvinceId: NopId | None = None
 
 
 class NopCustomer(_NopEntity):
-    Id: int
-    Email: Annotated[str, Field(min_length=3, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]  # trimmed by mappings
-    FirstName: str | None = None
-    LastName: str | None = None
-    Company: str | None = None
+    Id: NopId
+    Email: EmailAddress
+    FirstName: Text | None = None
+    LastName: Text | None = None
+    Company: Text | None = None
 
 
 class NopProduct(_NopEntity):
-    Id: int
-    Name: str
-    Sku: str | None = None
+    Id: NopId
+    Name: Text
+    Sku: Text | None = None
 
 
 class NopOrderItem(_NopEntity):
-    Id: int
-    ProductId: int
-    Quantity: Annotated[int, Field(ge=1)]
+    Id: NopId
+    ProductId: NopId
+    Quantity: Annotated[int, Field(ge=1, le=INT32_MAX)]
     UnitPriceInclTax: Money
     PriceInclTax: Money
     UnitPriceExclTax: Money | None = None
@@ -84,9 +96,9 @@ class NopOrderItem(_NopEntity):
 
 
 class NopOrder(_NopEntity):
-    Id: int
+    Id: NopId
     OrderGuid: UUID
-    CustomOrderNumber: Annotated[str, Field(min_length=1)]
+    CustomOrderNumber: Annotated[str, Field(min_length=1, max_length=100)]
     OrderStatusId: OrderStatusId
     PaymentStatusId: PaymentStatusId
     ShippingStatusId: ShippingStatusId

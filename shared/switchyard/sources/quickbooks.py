@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 class QboEntityChange(BaseModel):
     # built by the ingest parser, never by the sender: anything else in it is a bug, not an extension
     model_config = ConfigDict(extra="forbid", frozen=True)
-    realm_id: Annotated[str, Field(pattern=r"^[0-9]+$")]  # the QBO company
-    entity: str  # QBO's entity name, capitalised as the API spells it: "Item", "SalesReceipt"
-    id: Annotated[str, Field(min_length=1)]
-    operation: str  # QBO's operation: "Create", "Update", "Delete", "Merge", "Void", "Emailed"
+    realm_id: Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]  # the QBO company
+    # QBO's entity name, capitalised as the API spells it: "Item", "SalesReceipt"
+    entity: Annotated[str, Field(max_length=50)]
+    id: Annotated[str, Field(min_length=1, max_length=50)]  # QBO ids are numeric strings
+    # QBO's operation: "Create", "Update", "Delete", "Merge", "Void", "Emailed"
+    operation: Annotated[str, Field(max_length=20)]
     last_updated: datetime
-    deleted_id: str | None = None  # merges: the id merged away
+    deleted_id: Annotated[str, Field(max_length=50)] | None = None  # merges: the id merged away
 
 
 class ItemCreatedData(QboEntityChange):
