@@ -106,6 +106,7 @@ class SwitchyardStack(Stack):
         self.monitoring.watch_ingress(self.ingress)
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
+        self.monitoring.watch_connections(self.flows.values())
         self._outputs()
 
     def _outputs(self) -> None:

@@ -22,6 +22,7 @@ class Runbook(StrEnum):
     INGEST_5XX = "ingest-5xx"
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
+    CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
 
     @property
     def reference(self) -> str:

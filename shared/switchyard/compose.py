@@ -96,6 +96,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     )
 
     from switchyard.catalog import load_catalog
+    from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
     from switchyard.worker import FlowWorker
@@ -127,6 +128,10 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         table_name=settings.idempotency_table, key_attr="id", expiry_attr="expiration"
     )
     queues = SqsQueues(clients.client("sqs"))
+    # every connection the flow's functions use (a state-machine flow's steps too): while one waits for a
+    # reconnect, its events wait in the queue instead of starting executions or reaching the target
+    guard = ConnectionGuard(DynamoConnectionStates(dynamodb, settings.idempotency_table), flow.connections,
+                            metrics=metrics, logger=logger)
     worker = FlowWorker(
         flow=flow,
         target=target,
@@ -139,6 +144,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         ),
         metrics=metrics,
         logger=logger,
+        guard=guard,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
 
@@ -148,7 +154,7 @@ def _systems(flow: Any, catalog: Any) -> dict[str, str]:
     return {catalog.connections[name].system: name for name in flow.connections}
 
 
-def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, table: str,
+def _quickbooks_client(connection_secret: dict[str, Any], *, name: str, secret_arn: str, table: str,
                        time_scale: float = 1.0) -> Any:
     """A QuickBooks client whose tokens live in the connection secret (one refresher per realm) and whose
     requests take permits from the realm's limiter shared by every function (DynamoDB)."""
@@ -161,7 +167,7 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, ta
     limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale)
     # a short wait per request: a step that cannot get permits soon is retried later by the state machine
     return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
-                            rate_limit_wait=5.0 / time_scale)
+                            rate_limit_wait=5.0 / time_scale, connection_name=name)
 
 
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
@@ -192,7 +198,8 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
             raise ValueError(f"flow {flow.name}: nopCommerce stock needs a quickbooks connection under uses")
 
         def build(secrets: dict[str, Any]) -> Any:
-            qbo = _quickbooks_client(secrets[quickbooks], secret_arn=settings.connection_secret_arns[quickbooks],
+            qbo = _quickbooks_client(secrets[quickbooks], name=quickbooks,
+                                     secret_arn=settings.connection_secret_arns[quickbooks],
                                      table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
             shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
             return NopCommerceStockTarget(qbo, shop, state)
@@ -207,6 +214,7 @@ class StepApp(NamedTuple):
     flow: str
     steps: Any  # ConnectionBound -> OrderToCash
     dead_letters: Any
+    guard: Any = None  # ConnectionGuard of the flow's connections
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         from switchyard.state_machines import record_failure, run_step
@@ -214,11 +222,12 @@ class StepApp(NamedTuple):
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
-        return run_step(lambda: self.steps.get().run(step, state))
+        return run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
 
 
-def build_steps(settings: StepSettings) -> StepApp:
+def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = None) -> StepApp:
     from switchyard.catalog import load_catalog
+    from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
     from switchyard.entity_state import DynamoEntityState
     from switchyard.mapping.quickbooks_orders import load_order_mapping
@@ -231,12 +240,14 @@ def build_steps(settings: StepSettings) -> StepApp:
     state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table)
 
     def build(secrets: dict[str, Any]) -> Any:
-        qbo = _quickbooks_client(secrets[systems["quickbooks"]],
+        qbo = _quickbooks_client(secrets[systems["quickbooks"]], name=systems["quickbooks"],
                                  secret_arn=settings.connection_secret_arns[systems["quickbooks"]],
                                  table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
         shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[systems["nopcommerce"]]))
         return OrderToCash(mapping, qbo, shop, flow=flow.name, state=state)
 
     steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
+    guard = ConnectionGuard(DynamoConnectionStates(clients.client("dynamodb"), settings.idempotency_table),
+                            flow.connections, metrics=metrics, logger=logger)
     return StepApp(flow=flow.name, steps=steps,
-                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url))
+                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), guard=guard)
