@@ -105,11 +105,13 @@ class FlowWorker:
         requeue: Callable[[str, int], None] | None = None,
         guard: ConnectionGuard | None = None,
         reconnect_wait_seconds: float = RECONNECT_WAIT_SECONDS,
+        reconnect_poll_seconds: int = RECONNECT_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.flow = flow
         self._guard = guard
         self._reconnect_wait = reconnect_wait_seconds
+        self._reconnect_poll = reconnect_poll_seconds
         self._clock = clock
         self._target = target
         self._dead_letters = dead_letters
@@ -198,11 +200,11 @@ class FlowWorker:
             self._dead_letter(exc, event, body, receive_count)
             return None
         self._log("warning", "waiting for reconnect", event, connection=exc.connection, reason=exc.reason,
-                  waiting_seconds=round(now - since), delay=RECONNECT_POLL_SECONDS)
+                  waiting_seconds=round(now - since), delay=self._reconnect_poll)
         if self._requeue is None:  # no way to send it again: wait on this receive (spends the budget)
-            self._delay(receipt_handle, RECONNECT_POLL_SECONDS)
-            raise RetryLater(exc.reason, RECONNECT_POLL_SECONDS) from exc
-        self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), RECONNECT_POLL_SECONDS)
+            self._delay(receipt_handle, self._reconnect_poll)
+            raise RetryLater(exc.reason, self._reconnect_poll) from exc
+        self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), self._reconnect_poll)
         return None
 
     def _retry_delay(self, exc: Exception, receive_count: int) -> int:
