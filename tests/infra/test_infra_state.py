@@ -131,3 +131,13 @@ def test_alarm_connection_needs_reconnect_per_flow_outlasts_the_waiting_poll(dev
         assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert props["TreatMissingData"] == "notBreaching"
         assert props["AlarmDescription"].endswith("Runbook: docs/runbooks.md#connection-needs-reconnect")
+
+
+def test_alarms_every_runbook_anchor_has_its_section_in_the_runbooks():
+    from pathlib import Path
+
+    from infra.constructs.alarms import RUNBOOK_DOCUMENT, Runbook
+
+    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / RUNBOOK_DOCUMENT).read_text().splitlines()
+                if line.startswith("## ")}
+    assert {runbook.value for runbook in Runbook} <= headings
