@@ -145,7 +145,8 @@ class FlowWorker:
                 self._guard.check()  # a connection waiting for a reconnect: nothing to try
             result = self._deliver_once(key=event.idempotency_key, event=event)
         except ConnectionDownError as exc:
-            return self._wait_for_reconnect(exc, event, body, receive_count, receipt_handle)
+            self._wait_for_reconnect(exc, event, body, receive_count, receipt_handle)
+            return None
         except (PermanentError, ConnectionConfigError, MappingError) as exc:
             self._dead_letter(exc, event, body, receive_count)
             return None
@@ -198,14 +199,13 @@ class FlowWorker:
         since = float(since) if isinstance(since, int | float) else now
         if now - since >= self._reconnect_wait or not isinstance(raw, dict):
             self._dead_letter(exc, event, body, receive_count)
-            return None
+            return
         self._log("warning", "waiting for reconnect", event, connection=exc.connection, reason=exc.reason,
                   waiting_seconds=round(now - since), delay=self._reconnect_poll)
         if self._requeue is None:  # no way to send it again: wait on this receive (spends the budget)
             self._delay(receipt_handle, self._reconnect_poll)
             raise RetryLater(exc.reason, self._reconnect_poll) from exc
         self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), self._reconnect_poll)
-        return None
 
     def _retry_delay(self, exc: Exception, receive_count: int) -> int:
         if isinstance(exc, OutOfOrderError):
