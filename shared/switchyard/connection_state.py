@@ -30,7 +30,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from switchyard.errors import ConnectionDownError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from switchyard.errors import ConnectionDownError, RetryableError
 
 STATE_PREFIX = "connection-state#"
 RECONNECT_WAIT_SECONDS = 14 * 24 * 3600  # as long as a DLQ keeps a message: then it is dead-lettered
@@ -112,8 +114,12 @@ class DynamoConnectionStates:
         return {"id": {"S": f"{STATE_PREFIX}{connection}"}}
 
     def get(self, connection: str) -> ConnectionState:
-        item = self._client.get_item(TableName=self._table, Key=self._key(connection),
-                                     ConsistentRead=True).get("Item")
+        try:
+            item = self._client.get_item(TableName=self._table, Key=self._key(connection),
+                                         ConsistentRead=True).get("Item")
+        except (BotoCoreError, ClientError) as exc:  # not knowing is no reason to dead-letter: try again later
+            raise RetryableError(f"the state of connection {connection} could not be read",
+                                 reason="connection_state_unavailable") from exc
         if not item:
             return ConnectionState(connection)
         try:
@@ -181,8 +187,11 @@ class ConnectionGuard:
         connection = error.connection or (self.connections[0] if self.connections else None)
         if connection is None:
             return
-        if self._states.mark_needs_reconnect(connection, reason=error.reason, message=error.message) and \
-                self._logger is not None:
+        try:
+            changed = self._states.mark_needs_reconnect(connection, reason=error.reason, message=error.message)
+        except Exception:  # the error still makes this event wait; the next one to meet it marks it
+            changed = False
+        if changed and self._logger is not None:
             self._logger.error("connection needs reconnect", extra={"connection": connection, "reason": error.reason})
         self._metric()
 

@@ -109,3 +109,17 @@ def test_dynamo_item_key_and_attributes(dynamo_client: Any) -> None:
     item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": f"{STATE_PREFIX}quickbooks"}})["Item"]
     assert item["id"]["S"] == "connection-state#quickbooks"
     assert (item["status"]["S"], item["version"]["N"]) == ("needs_reconnect", "1")
+
+
+def test_dynamo_unreadable_state_is_retryable_and_a_failed_mark_still_counts(dynamo_client: Any) -> None:
+    from switchyard.errors import RetryableError
+
+    states = DynamoConnectionStates(dynamo_client, "no-such-table", clock=Clock())
+    metrics = Metrics()
+    guard = ConnectionGuard(states, ("quickbooks",), metrics=metrics)
+
+    with pytest.raises(RetryableError) as caught:
+        guard.check()
+    assert caught.value.reason == "connection_state_unavailable"
+    guard.report(ConnectionDownError("refused", connection="quickbooks"))  # marking fails, the wait goes on
+    assert metrics.names == [METRIC]
