@@ -178,7 +178,7 @@ class ConnectionGuard:
                 self._metric()
                 raise ConnectionDownError(
                     f"connection {connection} needs a reconnect ({state.reason}: {state.message})",
-                    connection=connection, reason=WAITING_REASON)
+                    connection=connection, reason=WAITING_REASON, down_since=state.since)
 
     def report(self, error: ConnectionDownError) -> None:
         """Mark the error's connection down for every function (the first report wins) and count it."""

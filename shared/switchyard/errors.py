@@ -133,9 +133,10 @@ class ConnectionDownError(DeliveryError):
     error_class = "connection_down"
 
     def __init__(self, message: str, *, connection: str | None, reason: str = "credentials_rejected",
-                 **kwargs: Any) -> None:
+                 down_since: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, reason=reason, **kwargs)
         self.connection = connection
+        self.down_since = down_since  # when the connection was marked down (epoch s); None: just now
 
 
 class PermanentError(DeliveryError):

@@ -195,8 +195,10 @@ class FlowWorker:
         except ValueError:
             raw = None
         now = self._clock()
-        since = raw.get(WAITING_SINCE) if isinstance(raw, dict) else None
-        since = float(since) if isinstance(since, int | float) else now
+        stamp = raw.get(WAITING_SINCE) if isinstance(raw, dict) else None
+        outage = exc.down_since if exc.down_since is not None else now
+        # a stamp from an earlier outage (a redriven message) does not count against this one
+        since = float(stamp) if isinstance(stamp, int | float) and stamp >= outage else now
         if now - since >= self._reconnect_wait or not isinstance(raw, dict):
             self._dead_letter(exc, event, body, receive_count)
             return

@@ -477,3 +477,18 @@ def test_handle_after_reconnect_delivers_the_waiting_event(rec: Recorder) -> Non
 
     assert result is not None and result["outcome"] == "created"
     assert len(harness.target.events) == 1
+
+
+def test_handle_stamp_of_an_earlier_outage_does_not_count_against_a_new_one(rec: Recorder) -> None:
+    # Given a message that waited through an outage 20 days ago (a redrive carries its stamp)
+    harness = ReconnectHarness(rec, ScriptedTarget(dead_credentials()))
+    old = json.loads(message())
+    old[WAITING_SINCE] = harness.now - 20 * 24 * 3600
+
+    # When the connection dies again: first found by this delivery, then on the next turn by the check
+    harness.worker.handle(json.dumps(old), receive_count=1, receipt_handle="r1")
+    harness.now += RECONNECT_POLL_SECONDS
+    harness.worker.handle(harness.requeued[-1][0], receive_count=1, receipt_handle="r2")
+
+    assert rec.dead_letters == []
+    assert json.loads(harness.requeued[-1][0])[WAITING_SINCE] == harness.now - RECONNECT_POLL_SECONDS
