@@ -644,3 +644,18 @@ def test_client_token_endpoint_gets_basic_auth_and_refresh_grant(
     assert request.headers["authorization"].startswith("Basic ")
     form = dict(parse_qsl(request.content.decode()))
     assert form == {"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]}
+
+
+def test_revoked_consent_mid_hour_takes_the_connection_down(
+    sandbox: QuickBooksSandbox, store: InMemoryTokenStore, transport: Recorder, secret: dict[str, Any],
+    clock: FakeClock,
+) -> None:
+    # Given a valid access token, and the company disconnects the app (Intuit revokes every token)
+    sandbox.revoke_realm(REALM)
+
+    with pytest.raises(ConnectionDownError) as caught:
+        lossy_client(secret, store, transport, clock).read("CompanyInfo", REALM)
+
+    # Then the 401 led to one refresh, refused: the connection needs the consent again
+    assert [status for _, status in transport.api()] == [401]
+    assert (caught.value.reason, caught.value.target_response) == ("credentials_rejected", {"error": "invalid_grant"})
