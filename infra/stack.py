@@ -119,6 +119,7 @@ class SwitchyardStack(Stack):
         self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
+        self.monitoring.watch_connections(self.flows.values())
         self._outputs()
 
     def _outputs(self) -> None:

@@ -13,7 +13,7 @@ metrics = Metrics()
 
 @cache
 def app():
-    return build_steps(StepSettings.from_env(os.environ), logger=logger)
+    return build_steps(StepSettings.from_env(os.environ), metrics=metrics, logger=logger)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -25,6 +25,7 @@ class Runbook(StrEnum):
     INTEGRATION_UNHEALTHY = "integration-unhealthy"
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
+    CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
 
     @property
     def reference(self) -> str:

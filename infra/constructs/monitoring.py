@@ -6,6 +6,8 @@ topic encrypted with the AWS-managed ``alias/aws/sns`` key (its key policy canno
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -15,6 +17,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+from switchyard.connection_state import METRIC as CONNECTION_NEEDS_RECONNECT_METRIC
+from switchyard.connection_state import RECONNECT_POLL_SECONDS
 
 from infra.constructs.alarms import Runbook, runbook_alarm
 from infra.constructs.flow import FlowPipeline
@@ -25,6 +29,9 @@ from infra.tags import integration
 
 # Emitted by the ingest function (Powertools Metrics, default "service" dimension) per rejected webhook.
 SIGNATURE_REJECTED_METRIC = "SignatureRejected"
+# Every waiting event comes back every RECONNECT_POLL_SECONDS (every waiting step as often), each time
+# emitting ConnectionNeedsReconnect: a period longer than that sees a datapoint for as long as anything waits.
+CONNECTION_ALARM_PERIOD = Duration.seconds(RECONNECT_POLL_SECONDS + 300)
 ALARM_PERIOD = Duration.minutes(5)
 _WIDGET_WIDTH = 8
 
@@ -192,6 +199,44 @@ class Monitoring(Construct):
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(
             title="Integrations", alarms=list(composites.values()), width=24, height=2))
         return composites
+
+    def watch_connections(self, pipelines: Iterable[FlowPipeline]) -> list[cloudwatch.Alarm]:
+        """Per flow, an alarm while its events or steps wait for a connection to be reconnected
+        (``switchyard.connection_state``): the metric ``ConnectionNeedsReconnect`` its worker and steps emit
+        (dimension ``service`` = the flow) each time something waits. One dead connection alarms every flow
+        that uses it, which is what is held up."""
+        alarms = []
+        waiting = []
+        for pipeline in pipelines:
+            metric = cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=CONNECTION_NEEDS_RECONNECT_METRIC,
+                dimensions_map={"service": pipeline.flow.name},
+                statistic=cloudwatch.Stats.SUM,
+                period=CONNECTION_ALARM_PERIOD,
+            )
+            waiting.append(metric.with_(label=pipeline.flow.name))  # a labelled metric only on the dashboard
+            alarm = runbook_alarm(
+                pipeline,
+                "ConnectionNeedsReconnectAlarm",
+                metric=metric,
+                threshold=1,
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                summary=f"Flow {pipeline.flow.name}: a connection it uses ({', '.join(pipeline.flow.connections)}) "
+                "had its credentials refused (QuickBooks: the refresh token, invalid_grant); its events wait in "
+                "the queue and its executions wait until someone reconnects it.",
+                runbook=Runbook.CONNECTION_NEEDS_RECONNECT,
+                action=self.alarm_action,
+            )
+            pipeline.alarms.append(alarm)
+            alarms.append(alarm)
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="## Connections", width=24, height=1),
+            cloudwatch.GraphWidget(title="Events and steps waiting for a reconnect", left=waiting,
+                                   width=_WIDGET_WIDTH),
+            cloudwatch.AlarmStatusWidget(title="Waiting for a reconnect", alarms=alarms, width=_WIDGET_WIDTH),
+        )
+        return alarms
 
     def watch_flow(self, pipeline: FlowPipeline) -> None:
         """One dashboard row per flow: queue and DLQ depth, oldest message age, worker health."""

@@ -98,6 +98,8 @@ class OrderToCashStateMachine(Construct):
             self._retry(task, "StepThrottled", config.throttled)
             self._retry(task, "StepRateLimited", config.rate_limited)
             self._retry(task, "StepOutOfOrder", config.out_of_order)
+            # a connection waiting for a reconnect: the execution waits, its event is not dead-lettered
+            self._retry(task, "StepWaitingForConnection", config.waiting_for_connection)
             task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
             return task
 
@@ -121,7 +123,7 @@ class OrderToCashStateMachine(Construct):
             state_machine_name=f"{Stack.of(self).stack_name}-{flow.name}"[:80],
             definition_body=sfn.DefinitionBody.from_chainable(route),
             state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=Duration.minutes(config.timeout_minutes),
+            timeout=Duration.minutes(config.timeout_with_waiting_minutes),
             tracing_enabled=True,
             # every event, but no execution data: states carry orders (names, addresses, e-mails)
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

@@ -4,6 +4,9 @@
     switchyard dlq list FLOW [--stack NAME]    dead letters of a flow, with their reasons
     switchyard dlq redrive FLOW [--stack NAME] send them back through the flow (idempotent)
     switchyard send URL EVENT.json --secret S  post a Standard Webhooks signed event
+    switchyard connection status [--stack NAME]                  which connections wait for a reconnect
+    switchyard connection reconnect NAME --refresh-token T | --auth-code C --redirect-uri U [--stack NAME]
+                                               store a new consent's refresh token, let waiting events drain
     switchyard local demo | local up           the embedded local stack
 """
 
@@ -85,6 +88,45 @@ def _dlq(args: argparse.Namespace) -> int:
     else:
         moved = redrive(sqs, dlq_url, queue_url, limit=args.limit)
         print(f"redrove {moved} message(s) from {args.flow}'s DLQ", file=sys.stderr)
+    return 0
+
+
+def _connection(args: argparse.Namespace) -> int:
+    import boto3
+    from switchyard.catalog import load_catalog
+
+    from switchyard_local import connections
+    from switchyard_local.stackinfo import tagged_resource
+
+    catalog = load_catalog()
+    session = boto3.session.Session(region_name=args.region)
+    cfn = session.client("cloudformation", endpoint_url=args.endpoint_url)
+    dynamodb = session.client("dynamodb", endpoint_url=args.endpoint_url)
+    table = tagged_resource(cfn, args.stack, role="idempotency-table")
+    if args.action == "status":
+        print(json.dumps(connections.status(dynamodb, table=table, connections=list(catalog.connections)), indent=2))
+        return 0
+    if args.name not in catalog.connections:
+        print(f"unknown connection {args.name!r}; connections: {', '.join(catalog.connections)}", file=sys.stderr)
+        return 2
+    secrets = session.client("secretsmanager", endpoint_url=args.endpoint_url)
+    secret_id = tagged_resource(cfn, args.stack, secret=f"connection:{args.name}")
+    refresh_token = sys.stdin.readline().strip() if args.refresh_token == "-" else args.refresh_token
+    realm_id = args.realm_id
+    if args.auth_code:
+        if not args.redirect_uri:
+            print("--auth-code needs the --redirect-uri the consent used", file=sys.stderr)
+            return 2
+        secret = json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+        tokens = connections.exchange_authorization_code(secret, args.auth_code, args.redirect_uri,
+                                                         system=catalog.connections[args.name].system)
+        refresh_token = tokens["refresh_token"]
+    if not refresh_token:
+        print("give --refresh-token, or --auth-code and --redirect-uri", file=sys.stderr)
+        return 2
+    state = connections.reconnect(secrets, dynamodb, table=table, secret_id=secret_id, connection=args.name,
+                                  refresh_token=refresh_token, realm_id=realm_id)
+    print(f"connection {args.name} is {state.status.value}: waiting events drain within 10 minutes", file=sys.stderr)
     return 0
 
 
@@ -183,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--secret", required=True)
     send.add_argument("--event-id", default=None, help="reuse to simulate a duplicate delivery")
     send.set_defaults(run=_send)
+
+    connection = commands.add_parser("connection", help="a connection's state; reconnect it after a new consent")
+    connection.add_argument("action", choices=["status", "reconnect"])
+    connection.add_argument("name", nargs="?", help="the connection (flows.yaml), for reconnect")
+    connection.add_argument("--refresh-token", default=None,
+                            help="the new consent's refresh token ('-': read from stdin, out of shell history)")
+    connection.add_argument("--auth-code", default=None, help="or the consent's one-time code, exchanged here")
+    connection.add_argument("--redirect-uri", default=None, help="the redirect URI the consent used")
+    connection.add_argument("--realm-id", default=None, help="QuickBooks: the company id the consent returned")
+    connection.add_argument("--stack", default="Switchyard-dev")
+    connection.add_argument("--region", default=None)
+    connection.add_argument("--endpoint-url", default=None)
+    connection.set_defaults(run=_connection)
 
     local = commands.add_parser("local", help="the embedded local stack")
     local.add_argument("action", choices=["demo", "up"])

@@ -22,3 +22,17 @@ def flow_queue_urls(cfn: Any, stack: str, flow: str) -> tuple[str, str]:
     if not queue or not dlq:
         raise SystemExit(f"stack {stack} has no queues for flow {flow!r}")
     return queue, dlq
+
+
+def tagged_resource(cfn: Any, stack: str, **metadata: str) -> str:
+    """The physical id of the one resource whose ``switchyard:*`` metadata matches (``role="idempotency-table"``,
+    ``secret="connection:quickbooks"``)."""
+    template = cfn.get_template(StackName=stack)["TemplateBody"]
+    template = json.loads(template) if isinstance(template, str) else template
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    for logical_id, resource in template["Resources"].items():
+        meta = resource.get("Metadata") or {}
+        if all(meta.get(f"switchyard:{key}") == value for key, value in metadata.items()):
+            return physical[logical_id]
+    raise SystemExit(f"stack {stack} has no resource with {metadata}")

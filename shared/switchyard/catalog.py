@@ -60,7 +60,7 @@ class StateMachineRetry(_Strict):
     """Step Functions ``Retry`` of one error class: ``interval * backoff_rate**n``, full jitter."""
 
     interval_seconds: int = Field(ge=1, le=3600)
-    max_attempts: int = Field(ge=0, le=99)
+    max_attempts: int = Field(ge=0, le=99_999_999)  # Step Functions' own limit
     backoff_rate: float = Field(2.0, ge=1.0, le=10.0)
     max_delay_seconds: int = Field(300, ge=1, le=31_622_400)
     jitter: bool = True  # full jitter spreads retries; off where the wait itself is the point (a 429's 60 s)
@@ -84,6 +84,16 @@ class StateMachineConfig(_Strict):
     # a predecessor is missing (order.paid before the invoice exists)
     out_of_order: StateMachineRetry = StateMachineRetry(interval_seconds=10, max_attempts=8, backoff_rate=2.0,
                                                         max_delay_seconds=600)
+    # a connection waits for a reconnect (switchyard.connection_state): every 10 minutes for 14 days (about
+    # 10,000 history events, well under an execution's 25,000); the execution's timeout grows by as much
+    waiting_for_connection: StateMachineRetry = StateMachineRetry(
+        interval_seconds=600, max_attempts=2016, backoff_rate=1.0, max_delay_seconds=600, jitter=False)
+
+    @property
+    def timeout_with_waiting_minutes(self) -> int:
+        """The execution's timeout: its own budget plus the longest wait for a reconnect."""
+        wait = self.waiting_for_connection
+        return self.timeout_minutes + -(-wait.interval_seconds * wait.max_attempts // 60)
 
 
 class FlowConfig(_Strict):

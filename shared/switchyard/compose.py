@@ -96,6 +96,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     )
 
     from switchyard.catalog import load_catalog
+    from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
     from switchyard.table_keys import TableKeys, records_echoes
@@ -129,6 +130,10 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         table_name=settings.idempotency_table, key_attr="id", expiry_attr="expiration"
     )
     queues = SqsQueues(clients.client("sqs"))
+    # every connection the flow's functions use (a state-machine flow's steps too): while one waits for a
+    # reconnect, its events wait in the queue instead of starting executions or reaching the target
+    guard = ConnectionGuard(DynamoConnectionStates(dynamodb, settings.idempotency_table), flow.connections,
+                            metrics=metrics, logger=logger)
     worker = FlowWorker(
         flow=flow,
         target=target,
@@ -142,6 +147,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         ),
         metrics=metrics,
         logger=logger,
+        guard=guard,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
 
@@ -166,7 +172,7 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, se
     limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale, keys=keys)
     # a short wait per request: a step that cannot get permits soon is retried later by the state machine
     return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
-                            rate_limit_wait=5.0 / time_scale)
+                            rate_limit_wait=5.0 / time_scale, connection_name=connection)
 
 
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
@@ -215,6 +221,7 @@ class StepApp(NamedTuple):
     steps: Any  # ConnectionBound -> OrderToCash
     dead_letters: Any
     logger: Any = None
+    guard: Any = None  # ConnectionGuard of the flow's connections
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         from switchyard.state_machines import StepError, record_failure, run_step, step_failure
@@ -222,18 +229,10 @@ class StepApp(NamedTuple):
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
-        try:
-            return run_step(lambda: self.steps.get().run(step, state))
-        except Exception as exc:
-            if self.logger is not None:
-                expected = isinstance(exc, StepError)
-                log = self.logger.warning if expected else self.logger.exception
-                log("step failed", extra={"step": step, **step_failure(exc)})
-            raise
-
-
-def build_steps(settings: StepSettings, *, logger: Any = None) -> StepApp:
+    logger: Any = None
+    guard: Any = None  # ConnectionGuard of the flow's connections
     from switchyard.catalog import load_catalog
+    from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
     from switchyard.entity_state import DynamoEntityState
     from switchyard.mapping.quickbooks_orders import load_order_mapping
@@ -254,5 +253,8 @@ def build_steps(settings: StepSettings, *, logger: Any = None) -> StepApp:
         return OrderToCash(mapping, qbo, shop, flow=flow.name, state=state)
 
     steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
+    guard = ConnectionGuard(DynamoConnectionStates(clients.client("dynamodb"), settings.idempotency_table),
+                            flow.connections, metrics=metrics, logger=logger)
     return StepApp(flow=flow.name, steps=steps,
-                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger)
+                   dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger,
+                   guard=guard)

@@ -14,6 +14,9 @@
         ├── RetryableError              timeouts, 5xx, 429: back off and retry (honour Retry-After)
         │   └── RateLimitedError        (switchyard.rate_limit) our own limiter says wait: retry later
         ├── OutOfOrderError             the target lacks a predecessor (e.g. the order): retry later
+        ├── ConnectionDownError         the connection's credentials are dead (refresh refused, consent
+        │                               revoked): events wait until it is reconnected, never dead-lettered
+        │                               for it (switchyard.connection_state)
         └── PermanentError              4xx validation, missing required field: straight to the DLQ
             └── DuplicateNameError      a name the target keeps unique is taken (QuickBooks 6240)
 
@@ -129,6 +132,20 @@ class RetryableError(DeliveryError):
 
 class OutOfOrderError(DeliveryError):
     error_class = "out_of_order"
+
+
+class ConnectionDownError(DeliveryError):
+    """No event can reach the target through ``connection`` until someone reconnects it (an OAuth refresh
+    token refused with ``invalid_grant``, consent revoked). Not the event's fault: it waits, the connection
+    is marked for every function, and an alarm asks for the reconnect."""
+
+    error_class = "connection_down"
+
+    def __init__(self, message: str, *, connection: str | None, reason: str = "credentials_rejected",
+                 down_since: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, reason=reason, **kwargs)
+        self.connection = connection
+        self.down_since = down_since  # when the connection was marked down (epoch s); None: just now
 
 
 class PermanentError(DeliveryError):

@@ -7,6 +7,8 @@ the step Lambda and the failure handler share.
                           StepThrottled    the target said 429: waits (60 s for QuickBooks), a budget of its own
                           StepRateLimited  no permit from our shared limiter soon: back shortly, a budget of its own
                           StepOutOfOrder   a predecessor is missing (the invoice of order.paid)
+                          StepWaitingForConnection  a connection needs a reconnect (switchyard.connection_
+                                           state): every 10 minutes for 14 days, the waiting budget in time
                    Catch  anything else ──> RecordFailure: the reason to the flow's DLQ ──> Fail (alarm)
 
 Lambda reports a function error's exception class name as ``errorType``; the state machine's Retry and
@@ -34,8 +36,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from switchyard.connection_state import ConnectionGuard
 from switchyard.errors import (
     ConnectionConfigError,
+    ConnectionDownError,
     DeliveryError,
     MappingError,
     OutOfOrderError,
@@ -81,14 +85,19 @@ class StepOutOfOrder(StepError):
     pass
 
 
+class StepWaitingForConnection(StepError):
+    """A connection of the step waits for a reconnect: retried on a clock, apart from every other budget."""
+
+
 class StepFailed(StepError):
     """Permanent: retrying cannot help. Caught, dead-lettered with its reason."""
 
 
 _ERROR_CLASSES = {"StepRetryable": "retryable", "StepThrottled": "retryable", "StepRateLimited": "retryable",
-                  "StepOutOfOrder": "out_of_order", "StepFailed": "permanent"}
+                  "StepOutOfOrder": "out_of_order", "StepWaitingForConnection": "connection_down",
+                  "StepFailed": "permanent"}
 STEP_ERRORS = {cls.__name__: cls for cls in (StepRetryable, StepThrottled, StepRateLimited, StepOutOfOrder,
-                                             StepFailed)}
+                                             StepWaitingForConnection, StepFailed)}
 
 
 # --------------------------------------------------------------------------- which executions, named how
@@ -195,6 +204,9 @@ def step_error(exc: Exception) -> StepError | None:
                                      StepThrottled if exc.reason == "rate_limited" else StepRetryable)
         elif isinstance(exc, OutOfOrderError):
             kind = StepOutOfOrder
+        elif isinstance(exc, ConnectionDownError):
+            details["connection"] = exc.connection
+            kind = StepWaitingForConnection
         else:
             kind = StepFailed
         return kind(json.dumps(details, default=str))
@@ -204,11 +216,18 @@ def step_error(exc: Exception) -> StepError | None:
     return None
 
 
-def run_step(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one step; Switchyard errors leave as the step errors the state machine retries or catches."""
+def run_step(step: Callable[[], dict[str, Any]], *, guard: ConnectionGuard | None = None) -> dict[str, Any]:
+    """Run one step; Switchyard errors leave as the step errors the state machine retries or catches.
+
+    With a ``guard``, a connection waiting for a reconnect stops the step before it calls anyone, and a
+    connection found dead by the step is marked for every function."""
     try:
+        if guard is not None:
+            guard.check()
         return step()
     except Exception as exc:
+        if isinstance(exc, ConnectionDownError) and guard is not None:
+            guard.report(exc)
         translated = step_error(exc)
         if translated is None or translated is exc:
             raise

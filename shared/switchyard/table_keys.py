@@ -17,6 +17,9 @@ echo           the pair                                the echo ledger: written 
 lease          the connection                          the refresher lease of the connection's OAuth tokens
 ratelimit      the connection                          the connection's request limiter (every function that
                                                        calls it takes permits from the same item)
+connection     the connection                          whether the connection is usable or waits for a reconnect
+                                                       (``switchyard.connection_state``), read by every function
+                                                       that calls it
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -45,6 +48,7 @@ class Store(StrEnum):
     ECHOES = "echo"
     TOKEN_LEASE = "lease"
     RATE_LIMIT = "ratelimit"
+    CONNECTION_STATE = "connection"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -55,6 +59,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.ECHOES: ("PutItem", "DeleteItem"),
     Store.TOKEN_LEASE: ("UpdateItem",),
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
+    Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
@@ -140,6 +145,9 @@ class ConnectionKeys:
     def rate_limit(self, key: str) -> str:
         return _key(Store.RATE_LIMIT, self.connection, key)
 
+    def connection_state(self) -> str:
+        return _key(Store.CONNECTION_STATE, self.connection, "state")
+
 
 @dataclass(frozen=True, order=True)
 class TableGrant:
@@ -170,6 +178,8 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
     grants: list[TableGrant] = []
     if role == "worker":  # the worker deduplicates deliveries; a state machine's worker only starts executions
         grants.append(TableGrant(Store.IDEMPOTENCY, keys.flow))
+    # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
+    grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
     if role == delivering_role(flow):
         grants.append(TableGrant(Store.STATE, keys.pair))
         if records_echoes(flow):

@@ -13,11 +13,13 @@ refresh therefore goes through ``TokenStore.refresh``, which guarantees a single
    the connection secret, every other key kept; Secrets Manager moves ``AWSCURRENT``/``AWSPREVIOUS``);
 5. release the lease, recording the secret version just written so the next holder reads exactly that.
 
-The one unrecoverable case: the process dies after ``do_refresh`` returned and before step 4 succeeded.
-The vendor has rotated the refresh token and the successor existed only in that process's memory. The lease
-expires, the next worker refreshes with the stored (now rotated) token and gets ``invalid_grant``: a
-``PermanentError("target_auth_failed")``, and the company must be reconnected (unless the vendor still
-honours the old token within a grace period). Everything short of that is recovered: a failed
+The one unrecoverable case: the vendor rotated the refresh token and the successor never reached storage:
+its answer was lost on the way back (the caller retries the same token at once, which recovers it wherever
+the vendor honours the previous token for a grace period, or did not rotate at all), or the process died
+after ``do_refresh`` returned and before step 4 succeeded. The next refresh with the stored (now rotated)
+token gets ``invalid_grant``: the caller raises ``ConnectionDownError``, the connection waits for a reconnect
+(``switchyard.connection_state``), and a refresh token stored by the reconnect is used even by a refresh
+that was already under way. Everything short of that is recovered: a failed
 ``do_refresh`` releases the lease; a failed write keeps the lease and the new tokens in this process,
 which writes them again on its next call; a lease whose holder died expires and is taken over.
 
@@ -127,7 +129,7 @@ class LeasedTokenStore:
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 lease_seconds: float = 30.0, poll_seconds: float = 0.1, wait_seconds: float | None = None,
+                 lease_seconds: float = 45.0, poll_seconds: float = 0.1, wait_seconds: float | None = None,
                  margin_seconds: float = DEFAULT_MARGIN_SECONDS) -> None:
         if lease_seconds <= 0 or poll_seconds <= 0:
             raise ValueError("lease_seconds and poll_seconds must be positive")
@@ -196,10 +198,15 @@ class LeasedTokenStore:
             try:
                 tokens = do_refresh(state.refresh_token)
             except Exception:
-                latest, _ = self._read(realm, None)
-                if latest.refresh_token != state.refresh_token and self._usable(latest, stale):
+                latest, latest_document = self._read(realm, None)
+                if latest.refresh_token == state.refresh_token:
+                    raise
+                if self._usable(latest, stale):
                     return self._remember(latest)  # our lease had expired and another worker refreshed
-                raise
+                # a newer refresh token was stored meanwhile (a reconnect, or a refresher whose lease had
+                # expired): that one is the connection's, not the one just refused
+                state, document = latest, latest_document
+                tokens = do_refresh(state.refresh_token)
             now = self._clock()
             fresh = TokenState(realm, tokens.refresh_token, tokens.access_token, now + tokens.expires_in)
             document = {**document, REFRESH_TOKEN: fresh.refresh_token, ACCESS_TOKEN: fresh.access_token,

@@ -10,6 +10,9 @@ with its reason. Nothing is dropped silently.
        │ rate limiter has no permit soon) ───>  for: throttling never spends the receive budget (at most
        │                                        MAX_THROTTLE_REQUEUES times, then as above)
        │ PermanentError / bad config ───────>   dead-lettered at once, with the reason
+       │ ConnectionDownError, or a connection   sent again as a new message every RECONNECT_POLL_SECONDS while
+       │ of the flow marked needs_reconnect ─>  the connection waits for a reconnect (switchyard.connection_
+                                                state): a budget in time, then dead-lettered
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ from typing import Any, Protocol
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from switchyard.catalog import FlowConfig
+from switchyard.connection_state import (
+    RECONNECT_POLL_SECONDS,
+    RECONNECT_WAIT_SECONDS,
+    WAITING_SINCE,
+    ConnectionGuard,
+)
 from switchyard.errors import (
     ConnectionConfigError,
+    ConnectionDownError,
     DeliveryError,
     MappingError,
     OutOfOrderError,
@@ -93,8 +103,16 @@ class FlowWorker:
         logger: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         requeue: Callable[[str, int], None] | None = None,
+        guard: ConnectionGuard | None = None,
+        reconnect_wait_seconds: float = RECONNECT_WAIT_SECONDS,
+        reconnect_poll_seconds: int = RECONNECT_POLL_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.flow = flow
+        self._guard = guard
+        self._reconnect_wait = reconnect_wait_seconds
+        self._reconnect_poll = reconnect_poll_seconds
+        self._clock = clock
         self._target = target
         self._dead_letters = dead_letters
         self._delay = delay
@@ -123,7 +141,12 @@ class FlowWorker:
         event: FlowEvent | None = None
         try:
             event = FlowEvent.from_message(body)
+            if self._guard is not None:
+                self._guard.check()  # a connection waiting for a reconnect: nothing to try
             result = self._deliver_once(key=event.idempotency_key, event=event)
+        except ConnectionDownError as exc:
+            self._wait_for_reconnect(exc, event, body, receive_count, receipt_handle)
+            return None
         except (PermanentError, ConnectionConfigError, MappingError) as exc:
             self._dead_letter(exc, event, body, receive_count)
             return None
@@ -160,6 +183,31 @@ class FlowWorker:
         self._log("warning", "throttled: requeued", event, reason=exc.reason, delay=delay, requeues=count)
         self._metric("DeliveryThrottled")
         return True
+
+    def _wait_for_reconnect(self, exc: ConnectionDownError, event: FlowEvent | None, body: str,
+                            receive_count: int, receipt_handle: str) -> None:
+        """The event waits for the reconnect as a new message (its receive budget untouched), stamped with
+        when it started waiting; only past the time budget is it dead-lettered."""
+        if self._guard is not None:
+            self._guard.report(exc)
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            raw = None
+        now = self._clock()
+        stamp = raw.get(WAITING_SINCE) if isinstance(raw, dict) else None
+        outage = exc.down_since if exc.down_since is not None else now
+        # a stamp from an earlier outage (a redriven message) does not count against this one
+        since = float(stamp) if isinstance(stamp, int | float) and stamp >= outage else now
+        if now - since >= self._reconnect_wait or not isinstance(raw, dict):
+            self._dead_letter(exc, event, body, receive_count)
+            return
+        self._log("warning", "waiting for reconnect", event, connection=exc.connection, reason=exc.reason,
+                  waiting_seconds=round(now - since), delay=self._reconnect_poll)
+        if self._requeue is None:  # no way to send it again: wait on this receive (spends the budget)
+            self._delay(receipt_handle, self._reconnect_poll)
+            raise RetryLater(exc.reason, self._reconnect_poll) from exc
+        self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), self._reconnect_poll)
 
     def _retry_delay(self, exc: Exception, receive_count: int) -> int:
         if isinstance(exc, OutOfOrderError):

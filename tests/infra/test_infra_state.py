@@ -118,3 +118,26 @@ def test_prod_stateful_resources_retained_and_alarm_email_subscribed(prod):
     (subscription,) = prod.of_type("AWS::SNS::Subscription")
     assert subscription.properties["Protocol"] == "email"
     assert subscription.properties["Endpoint"] == "platform-alerts@example.com"
+
+
+def test_alarm_connection_needs_reconnect_per_flow_outlasts_the_waiting_poll(dev, catalog):
+    from switchyard.connection_state import METRIC, RECONNECT_POLL_SECONDS
+
+    alarms = [a.properties for a in dev.of_type("AWS::CloudWatch::Alarm") if a.properties.get("MetricName") == METRIC]
+    assert {a["Dimensions"][0]["Value"] for a in alarms} == set(catalog.flows)
+    for props in alarms:
+        assert props["Namespace"] == "Switchyard" and props["Statistic"] == "Sum"
+        assert props["Period"] > RECONNECT_POLL_SECONDS  # every waiting event comes back within one period
+        assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert props["TreatMissingData"] == "notBreaching"
+        assert props["AlarmDescription"].endswith("Runbook: docs/runbooks.md#connection-needs-reconnect")
+
+
+def test_alarms_every_runbook_anchor_has_its_section_in_the_runbooks():
+    from pathlib import Path
+
+    from infra.constructs.alarms import RUNBOOK_DOCUMENT, Runbook
+
+    headings = {line[3:].strip() for line in (Path(__file__).parents[2] / RUNBOOK_DOCUMENT).read_text().splitlines()
+                if line.startswith("## ")}
+    assert {runbook.value for runbook in Runbook} <= headings

@@ -118,3 +118,17 @@ def test_state_machine_alarms_failed_and_timed_out_executions(dev, machine):
     assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut"}
     assert all("Runbook: docs/runbooks.md#state-machine-executions-failed" in a.properties["AlarmDescription"]
                for a in alarms)
+
+
+def test_state_machine_waits_for_a_reconnect_on_a_clock_and_its_timeout_covers_the_wait(definition, machine,
+                                                                                      catalog):
+    config = catalog.flows[FLOW].state_machine
+    wait = config.waiting_for_connection
+    for name in TASKS:
+        (rule,) = [r for r in definition["States"][name]["Retry"] if r["ErrorEquals"] == ["StepWaitingForConnection"]]
+        assert (rule["IntervalSeconds"], rule["BackoffRate"], rule["JitterStrategy"]) == (600, 1, "NONE")
+        assert rule["IntervalSeconds"] * rule["MaxAttempts"] >= 14 * 24 * 3600  # the budget is time: 14 days
+    # five history events per attempt must stay under an execution's 25,000
+    assert wait.max_attempts * 5 < 25_000
+    assert definition["TimeoutSeconds"] == config.timeout_with_waiting_minutes * 60
+    assert definition["TimeoutSeconds"] >= config.timeout_minutes * 60 + wait.interval_seconds * wait.max_attempts

@@ -18,7 +18,7 @@ from switchyard.connectors.quickbooks import (
     quote_value,
     requestid_for,
 )
-from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+from switchyard.errors import ConnectionConfigError, ConnectionDownError, PermanentError, RetryableError
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 
@@ -42,7 +42,12 @@ class Recorder(httpx.BaseTransport):
         request.read()
         if self.before is not None:
             self.before(request)
-        response = self.inner.handle_request(request)
+        try:
+            response = self.inner.handle_request(request)
+        except httpx.TransportError:  # sent, but no answer came back (status 0)
+            with self._lock:
+                self.sent.append((request, 0))
+            raise
         with self._lock:
             self.sent.append((request, response.status_code))
         return response
@@ -212,12 +217,97 @@ def test_client_refresh_persists_rotated_token_and_old_one_is_refused(
     old = httpx.Client(transport=transport).post(f"{BASE_URL}{TOKEN_PATH}", auth=("qbo-client", "qbo-secret"), data={
         "grant_type": "refresh_token", "refresh_token": secret["refresh_token"]})
     assert (old.status_code, old.json()) == (400, {"error": "invalid_grant"})
-    # and a worker still holding the old token gets target_auth_failed: the company must be reconnected
+    # and a worker still holding the old token finds the connection down: the company must be reconnected
     stale = InMemoryTokenStore({REALM: secret}, clock=clock)
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(ConnectionDownError) as caught:
         make_client(stale).read("CompanyInfo", "1")
-    assert caught.value.reason == "target_auth_failed"
+    assert caught.value.reason == "credentials_rejected"
     assert caught.value.target_response == {"error": "invalid_grant"}
+
+
+# --------------------------------------------------------------------------- a lost token answer
+
+
+def lossy_client(secret: dict[str, Any], store: InMemoryTokenStore, transport: Recorder,
+                 clock: FakeClock) -> QuickBooksClient:
+    return QuickBooksClient(QuickBooksConnection.from_secret(secret), store, transport=transport, clock=clock,
+                            sleep=lambda _: None, connection_name="quickbooks")
+
+
+def test_lost_refresh_answer_without_grace_marks_the_connection_down_not_the_event(
+    clock: FakeClock, sandbox: QuickBooksSandbox, store: InMemoryTokenStore, transport: Recorder,
+    secret: dict[str, Any],
+) -> None:
+    # Given Intuit rotates on this refresh and refuses the previous token at once, and its answer is lost
+    clock.advance(3600)
+    sandbox.lose_refresh_answers(1)
+
+    with pytest.raises(ConnectionDownError) as caught:
+        lossy_client(secret, store, transport, clock).read("CompanyInfo", "1")
+
+    # Then the retry with the same token was refused, and the error names the connection (not a dead letter)
+    assert (caught.value.connection, caught.value.reason) == ("quickbooks", "credentials_rejected")
+    assert not isinstance(caught.value, PermanentError)
+    assert transport.token_calls() == 2
+    assert sandbox.refreshes_carried_out == 1
+
+
+@pytest.mark.parametrize("vendor", [{"refresh_grace_seconds": 60}, {"refresh_rotation_seconds": 86_400}],
+                         ids=["previous-token-grace", "inside-the-24h-rotation-window"])
+def test_lost_refresh_answer_is_recovered_by_retrying_the_same_token_at_once(
+    clock: FakeClock, vendor: dict[str, float],
+) -> None:
+    sandbox = QuickBooksSandbox(clock=clock, **vendor)
+    tokens = sandbox.connect_realm(REALM)
+    secret = {"base_url": BASE_URL, "token_url": f"{BASE_URL}{TOKEN_PATH}", "client_id": "qbo-client",
+              "client_secret": "qbo-secret", "realm_id": REALM, "refresh_token": tokens["refresh_token"]}
+    store = InMemoryTokenStore({REALM: secret}, clock=clock)
+    transport = Recorder(httpx.WSGITransport(app=sandbox.wsgi_app))
+    clock.advance(5)
+    sandbox.lose_refresh_answers(1)
+
+    lossy_client(secret, store, transport, clock).read("CompanyInfo", REALM)
+
+    assert transport.token_calls() == 2
+    # the stored refresh token is the live one: the next refresh works
+    assert httpx.Client(transport=transport).post(f"{BASE_URL}{TOKEN_PATH}", auth=("qbo-client", "qbo-secret"),
+                                                   data={"grant_type": "refresh_token",
+                                                         "refresh_token": store.document(REALM)["refresh_token"]}
+                                                   ).status_code == 200
+
+
+def test_token_endpoint_5xx_is_retried_with_the_same_token(
+    clock: FakeClock, sandbox: QuickBooksSandbox, store: InMemoryTokenStore, transport: Recorder,
+    secret: dict[str, Any],
+) -> None:
+    clock.advance(3600)
+    sandbox.faults.fail_next(2, status=503)
+
+    lossy_client(secret, store, transport, clock).read("CompanyInfo", REALM)
+
+    assert transport.token_calls() == 3
+
+
+def test_refused_refresh_uses_the_refresh_token_a_reconnect_stored_meanwhile(
+    clock: FakeClock, sandbox: QuickBooksSandbox, store: InMemoryTokenStore, transport: Recorder,
+    secret: dict[str, Any],
+) -> None:
+    # Given the company was revoked and reconnected while this worker's refresh was on its way
+    clock.advance(3600)
+    sandbox.revoke_realm(REALM)
+    fresh = sandbox.connect_realm(REALM)
+
+    def reconnect_during_the_refresh(request: httpx.Request) -> None:
+        if request.url.path == TOKEN_PATH and store.document(REALM)["refresh_token"] != fresh["refresh_token"]:
+            store.seed(REALM, fresh["refresh_token"], **{k: v for k, v in secret.items()
+                                                         if k not in ("refresh_token", "access_token",
+                                                                      "access_token_expires_at")})
+
+    transport.before = reconnect_during_the_refresh
+
+    lossy_client(secret, store, transport, clock).read("CompanyInfo", REALM)
+
+    assert transport.token_calls() == 2  # refused with the old token, then the reconnect's token worked
 
 
 def test_clients_sharing_a_store_refresh_once(
@@ -554,3 +644,18 @@ def test_client_token_endpoint_gets_basic_auth_and_refresh_grant(
     assert request.headers["authorization"].startswith("Basic ")
     form = dict(parse_qsl(request.content.decode()))
     assert form == {"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]}
+
+
+def test_revoked_consent_mid_hour_takes_the_connection_down(
+    sandbox: QuickBooksSandbox, store: InMemoryTokenStore, transport: Recorder, secret: dict[str, Any],
+    clock: FakeClock,
+) -> None:
+    # Given a valid access token, and the company disconnects the app (Intuit revokes every token)
+    sandbox.revoke_realm(REALM)
+
+    with pytest.raises(ConnectionDownError) as caught:
+        lossy_client(secret, store, transport, clock).read("CompanyInfo", REALM)
+
+    # Then the 401 led to one refresh, refused: the connection needs the consent again
+    assert [status for _, status in transport.api()] == [401]
+    assert (caught.value.reason, caught.value.target_response) == ("credentials_rejected", {"error": "invalid_grant"})

@@ -16,6 +16,7 @@ from switchyard_local.sandboxes import http
 from switchyard_local.sandboxes.quickbooks import (
     DEFAULT_VERIFIER_TOKEN,
     SIGNATURE_HEADER,
+    TOKEN_PATH,
     QuickBooksSandbox,
     intuit_signature,
     parse_query,
@@ -186,6 +187,94 @@ def test_oauth_refresh_inside_grace_returns_same_successor_then_invalid_grant(cl
     assert racing.json() == first
     clock.advance(1)
     assert token_request(sandbox, {"grant_type": "refresh_token", "refresh_token": old}).status_code == 400
+
+
+def refresh(sandbox: QuickBooksSandbox, token: str) -> httpx.Response:
+    return token_request(sandbox, {"grant_type": "refresh_token", "refresh_token": token})
+
+
+def test_oauth_refresh_inside_the_rotation_window_keeps_the_refresh_token_and_its_expiry(clock: FakeClock) -> None:
+    # Intuit keeps a refresh token's value for about 24 hours; its 100 days count from its issue
+    sandbox = make_sandbox(clock, refresh_rotation_seconds=86_400)
+    first = sandbox.connect_realm(REALM)
+    clock.advance(3600)
+    same = refresh(sandbox, first["refresh_token"]).json()
+    assert same["refresh_token"] == first["refresh_token"]
+    assert same["access_token"] != first["access_token"]
+    assert same["x_refresh_token_expires_in"] == 8_726_400 - 3600
+    clock.advance(86_400)
+    rotated = refresh(sandbox, first["refresh_token"]).json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    assert rotated["x_refresh_token_expires_in"] == 8_726_400
+    assert refresh(sandbox, first["refresh_token"]).json() == {"error": "invalid_grant"}
+
+
+def test_oauth_refresh_token_expires_after_100_days_unused(clock: FakeClock) -> None:
+    sandbox = make_sandbox(clock)
+    token = sandbox.connect_realm(REALM)["refresh_token"]
+    clock.advance(8_726_400)
+    assert (refresh(sandbox, token).status_code, refresh(sandbox, token).json()) == (400, {"error": "invalid_grant"})
+
+
+def test_oauth_refresh_tokens_never_outlive_the_consent_by_five_years(clock: FakeClock) -> None:
+    sandbox = make_sandbox(clock)
+    token = sandbox.connect_realm(REALM)["refresh_token"]
+    for _ in range(30):  # refreshed every 90 days: each successor lives 100 days, but the chain ends
+        clock.advance(90 * 86_400)
+        answer = refresh(sandbox, token)
+        if answer.status_code != 200:
+            break
+        token = answer.json()["refresh_token"]
+    assert answer.json() == {"error": "invalid_grant"}
+    assert 5 * 365 * 86_400 - 90 * 86_400 <= clock.now - START <= 5 * 365 * 86_400 + 90 * 86_400
+
+
+def test_oauth_revoked_realm_refuses_its_refresh_and_access_tokens(
+    sandbox: QuickBooksSandbox, tokens: dict[str, Any], client: httpx.Client
+) -> None:
+    other = sandbox.connect_realm(OTHER_REALM)
+    sandbox.revoke_realm(REALM)
+    assert refresh(sandbox, tokens["refresh_token"]).json() == {"error": "invalid_grant"}
+    assert client.get(f"/v3/company/{REALM}/companyinfo/{REALM}").status_code == 401
+    assert refresh(sandbox, other["refresh_token"]).status_code == 200  # other companies stay connected
+    again = sandbox.connect_realm(REALM)  # the consent once more
+    assert refresh(sandbox, again["refresh_token"]).status_code == 200
+
+
+def test_oauth_lost_refresh_answer_rotates_the_token_and_raises_read_timeout(
+    sandbox: QuickBooksSandbox, tokens: dict[str, Any]
+) -> None:
+    sandbox.lose_refresh_answers(1)
+    with pytest.raises(httpx.ReadTimeout):
+        refresh(sandbox, tokens["refresh_token"])
+    # carried out: the token rotated although nobody heard the successor
+    assert sandbox.refreshes_carried_out == 1
+    assert refresh(sandbox, tokens["refresh_token"]).json() == {"error": "invalid_grant"}
+
+
+def test_oauth_lost_refresh_answer_inside_the_grace_is_recovered_by_a_retry(clock: FakeClock) -> None:
+    sandbox = make_sandbox(clock, refresh_grace_seconds=60)
+    token = sandbox.connect_realm(REALM)["refresh_token"]
+    sandbox.lose_refresh_answers(1)
+    with pytest.raises(httpx.ReadTimeout):
+        refresh(sandbox, token)
+    clock.advance(10)
+    retried = refresh(sandbox, token).json()
+    assert retried["refresh_token"] != token
+    assert refresh(sandbox, retried["refresh_token"]).status_code == 200
+
+
+def test_oauth_lost_answers_served_over_http_arrive_after_the_client_gave_up(clock: FakeClock) -> None:
+    with make_sandbox(clock) as sandbox:
+        token = sandbox.connect_realm(REALM)["refresh_token"]
+        sandbox.lost_answer_seconds = 0.5
+        admin = httpx.Client(base_url=sandbox.base_url)
+        assert admin.post("/_sandbox/tokens/lose-answers", json={"n": 1}).json() == {"ok": True}
+        with pytest.raises(httpx.ReadTimeout):
+            admin.post(TOKEN_PATH, data={"grant_type": "refresh_token", "refresh_token": token},
+                       auth=(CLIENT_ID, CLIENT_SECRET), timeout=0.2)
+        assert sandbox.refreshes_carried_out == 1
+        assert admin.post(f"/_sandbox/realms/{REALM}/revoke").json() == {"ok": True}
 
 
 @pytest.mark.parametrize(

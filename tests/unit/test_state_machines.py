@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 from switchyard.compose import StepApp
+from switchyard.connection_state import ConnectionGuard, InMemoryConnectionStates
 from switchyard.connectors.quickbooks import fault_error
-from switchyard.errors import ConnectionConfigError, OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import (
+    ConnectionConfigError,
+    ConnectionDownError,
+    OutOfOrderError,
+    PermanentError,
+    RetryableError,
+)
 from switchyard.events import FlowEvent, flow_message
 from switchyard.rate_limit import RateLimitedError
 from switchyard.state_machines import (
@@ -20,6 +27,7 @@ from switchyard.state_machines import (
     StepRateLimited,
     StepRetryable,
     StepThrottled,
+    StepWaitingForConnection,
     execution_name,
     failure_letter,
     order_to_cash_route,
@@ -154,6 +162,7 @@ def test_starter_missing_state_machine_is_permanent_and_throttling_retryable():
     (OutOfOrderError("no invoice yet", reason="document_missing"), StepOutOfOrder),
     (PermanentError("unmapped product X", reason="unmapped_product"), StepFailed),
     (ConnectionConfigError("no refresh token"), StepFailed),
+    (ConnectionDownError("invalid_grant", connection="quickbooks"), StepWaitingForConnection),
 ])
 def test_run_step_translates_switchyard_errors_for_retry_and_catch(error, expected):
     def failing() -> dict:
@@ -163,6 +172,50 @@ def test_run_step_translates_switchyard_errors_for_retry_and_catch(error, expect
         run_step(failing)
     details = json.loads(str(raised.value))
     assert details["reason"] == getattr(error, "reason", "connection_config_error")
+
+
+def test_run_step_dead_credentials_mark_the_connection_and_wait():
+    states = InMemoryConnectionStates()
+    guard = ConnectionGuard(states, ("quickbooks", "nopcommerce"))
+
+    def refused() -> dict:
+        raise ConnectionDownError("QuickBooks refused the refresh", connection="quickbooks",
+                                  target_status=400, target_response={"error": "invalid_grant"})
+
+    with pytest.raises(StepWaitingForConnection) as raised:
+        run_step(refused, guard=guard)
+
+    assert json.loads(str(raised.value))["connection"] == "quickbooks"
+    assert states.get("quickbooks").reason == "credentials_rejected"
+
+
+def test_run_step_while_a_connection_waits_calls_nobody_then_runs_after_the_reconnect():
+    states = InMemoryConnectionStates()
+    states.mark_needs_reconnect("quickbooks", reason="credentials_rejected", message="invalid_grant")
+    guard = ConnectionGuard(states, ("quickbooks", "nopcommerce"))
+    calls: list[str] = []
+
+    def step() -> dict:
+        calls.append("called")
+        return {"action": "created"}
+
+    with pytest.raises(StepWaitingForConnection):
+        run_step(step, guard=guard)
+    assert calls == []
+
+    states.mark_connected("quickbooks")
+    assert run_step(step, guard=guard) == {"action": "created"}
+
+
+def test_failure_letter_of_a_connection_that_never_came_back_says_so():
+    with pytest.raises(StepWaitingForConnection) as raised:
+        run_step(lambda: (_ for _ in ()).throw(ConnectionDownError("down", connection="quickbooks")))
+    cause = lambda_cause(raised.value)
+
+    letter = failure_letter(FLOW, {"event_id": "e1", "message": event().message,
+                                   "error": {"Error": "StepWaitingForConnection", "Cause": cause}})
+
+    assert (letter.error_class, letter.reason) == ("connection_down", "credentials_rejected")
 
 
 def test_run_step_lets_a_bug_through_unchanged():

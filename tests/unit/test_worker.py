@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 from switchyard.catalog import FlowConfig, RetryConfig
+from switchyard.connection_state import (
+    METRIC,
+    RECONNECT_POLL_SECONDS,
+    RECONNECT_WAIT_SECONDS,
+    WAITING_SINCE,
+    ConnectionGuard,
+    InMemoryConnectionStates,
+)
 from switchyard.errors import (
     ConnectionConfigError,
+    ConnectionDownError,
     OutOfOrderError,
     PermanentError,
     RetryableError,
@@ -386,3 +395,100 @@ def test_handle_other_retryable_errors_are_not_requeued(rec: Recorder) -> None:
 
     worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="rh-1")
     assert requeued == [] and rec.dead_letters[0].reason == "target_unavailable"
+
+
+# --------------------------------------------------------------------------- a connection waiting for a reconnect
+
+
+class ReconnectHarness:
+    def __init__(self, rec: Recorder, target: ScriptedTarget) -> None:
+        self.now = 1_795_000_000.0
+        self.requeued: list[tuple[str, int]] = []
+        self.states = InMemoryConnectionStates(clock=lambda: self.now)
+        self.target = target
+        self.worker = FlowWorker(flow=FLOW, target=target, dead_letters=rec,
+                                 delay=lambda r, s: rec.delays.append((r, s)), max_receive_count=MAX_RECEIVES,
+                                 metrics=rec, logger=rec, sleep=rec.sleeps.append,
+                                 requeue=lambda body, delay: self.requeued.append((body, delay)),
+                                 guard=ConnectionGuard(self.states, FLOW.connections, metrics=rec, logger=rec),
+                                 clock=lambda: self.now)
+
+
+def dead_credentials() -> ConnectionDownError:
+    return ConnectionDownError("QuickBooks refused to refresh (invalid_grant)", connection="streak",
+                               reason="credentials_rejected", target_status=400,
+                               target_response={"error": "invalid_grant"})
+
+
+def test_handle_connection_down_marks_it_and_requeues_without_spending_receives(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(dead_credentials()))
+
+    # the last receive: a retryable error would be dead-lettered here
+    assert harness.worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="r1") is None
+
+    assert rec.dead_letters == [] and rec.delays == []
+    state = harness.states.get("streak")
+    assert (state.usable, state.reason) == (False, "credentials_rejected")
+    [(body, delay)] = harness.requeued
+    assert delay == RECONNECT_POLL_SECONDS
+    assert json.loads(body)[WAITING_SINCE] == harness.now
+    assert rec.metrics == [METRIC]
+
+
+def test_handle_while_connection_down_waits_without_calling_the_target(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+
+    assert harness.target.events == []
+    assert len(harness.requeued) == 1 and rec.dead_letters == []
+    assert rec.metrics == [METRIC]  # every waiting event keeps the alarm's metric up
+
+
+def test_handle_waiting_event_keeps_its_first_stamp_and_is_dead_lettered_after_the_time_budget(
+    rec: Recorder,
+) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+    body = harness.requeued[-1][0]
+    for _ in range(3):  # many turns: the stamp stays the first one
+        harness.now += RECONNECT_POLL_SECONDS
+        harness.worker.handle(body, receive_count=1, receipt_handle="r")
+        body = harness.requeued[-1][0]
+    assert json.loads(body)[WAITING_SINCE] == 1_795_000_000.0
+    assert rec.dead_letters == []
+
+    harness.now = 1_795_000_000.0 + RECONNECT_WAIT_SECONDS
+    harness.worker.handle(body, receive_count=1, receipt_handle="r")
+
+    [letter] = rec.dead_letters
+    assert (letter.error_class, letter.reason) == ("connection_down", "connection_needs_reconnect")
+
+
+def test_handle_after_reconnect_delivers_the_waiting_event(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+
+    harness.states.mark_connected("streak")
+    result = harness.worker.handle(harness.requeued[-1][0], receive_count=1, receipt_handle="r2")
+
+    assert result is not None and result["outcome"] == "created"
+    assert len(harness.target.events) == 1
+
+
+def test_handle_stamp_of_an_earlier_outage_does_not_count_against_a_new_one(rec: Recorder) -> None:
+    # Given a message that waited through an outage 20 days ago (a redrive carries its stamp)
+    harness = ReconnectHarness(rec, ScriptedTarget(dead_credentials()))
+    old = json.loads(message())
+    old[WAITING_SINCE] = harness.now - 20 * 24 * 3600
+
+    # When the connection dies again: first found by this delivery, then on the next turn by the check
+    harness.worker.handle(json.dumps(old), receive_count=1, receipt_handle="r1")
+    harness.now += RECONNECT_POLL_SECONDS
+    harness.worker.handle(harness.requeued[-1][0], receive_count=1, receipt_handle="r2")
+
+    assert rec.dead_letters == []
+    assert json.loads(harness.requeued[-1][0])[WAITING_SINCE] == harness.now - RECONNECT_POLL_SECONDS

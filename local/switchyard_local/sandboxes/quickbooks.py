@@ -4,9 +4,15 @@ Several companies ("realms") each hold their own customers, items, invoices, sal
 Implemented (see ``/work/shared/API-NOTES.md`` section 3):
 
 * OAuth2 ``POST /oauth2/v1/tokens/bearer`` (Basic client auth; ``refresh_token`` and ``authorization_code``
-  grants). Refresh tokens rotate: a refreshed token answers ``400 {"error": "invalid_grant"}`` once
-  ``refresh_grace_seconds`` (default 0) have passed; inside the grace a racing refresh gets the same successor.
-  Access tokens expire after ``access_token_ttl_seconds`` (on ``clock``) → 401 ``AuthenticationFault``.
+  grants), as Intuit documents it (docs/quickbooks-pair.md, "Tokens"): access tokens live one hour
+  (``access_token_ttl_seconds`` on ``clock``, then 401 ``AuthenticationFault``); a refresh token lives 100 days
+  from its issue (``x_refresh_token_expires_in``) and at most five years from the consent. Intuit keeps a
+  refresh token's value for about 24 hours (a refresh inside that window answers the same refresh token);
+  ``refresh_rotation_seconds`` (default 0: every refresh rotates, the strictest case) sets that window. Once
+  rotated, the previous token answers ``400 {"error": "invalid_grant"}`` after ``refresh_grace_seconds``
+  (default 0, Intuit's current statement; its older one was 24 hours); inside the grace it gets the same
+  successor. ``revoke_realm`` is the company disconnecting the app: every token of the realm is refused.
+  ``lose_refresh_answers(n)`` carries out the next ``n`` refreshes and loses their answers on the way back.
 * ``/v3/company/{realmId}/{entity}`` create / full or sparse update / ``?operation=void|delete``,
   ``/{entity}/{id}`` read, ``/query`` (SQL-like), ``/batch`` (≤ 30 items, per-item Faults inside a 200).
 * ``SyncToken`` (5010), Object Not Found (610), Duplicate Name (6240), DocNumber length (2050) and duplicates
@@ -68,7 +74,9 @@ DEFAULT_CLIENT_SECRET = "qbo-secret"
 DEFAULT_VERIFIER_TOKEN = "qbo-verifier"
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 API_PREFIX = "/v3/"
-REFRESH_TOKEN_TTL_SECONDS = 8_726_400
+REFRESH_TOKEN_TTL_SECONDS = 8_726_400  # what Intuit answers as x_refresh_token_expires_in (about 100 days)
+REFRESH_TOKEN_MAX_SECONDS = 5 * 365 * 86_400  # no refresh token outlives its consent by more than five years
+LOST_ANSWER_SECONDS = 30.0  # served over HTTP, a lost answer arrives this late: after any client gave up
 AUTH_CODE_TTL_SECONDS = 600
 MAX_REQUEST_ID_LENGTH = 50
 MAX_BATCH_REQUEST_ID_LENGTH = 36
@@ -872,6 +880,8 @@ class _Realm:
 class _RefreshToken:
     realm_id: str
     expires_at: float
+    issued_at: float
+    hard_expires_at: float  # the consent's five years: rotation never extends it
     rotated_at: float | None = None
     successor: dict[str, Any] | None = None
 
@@ -895,6 +905,8 @@ _ROUTES = Map(
         Rule("/_sandbox/faults", endpoint="admin_set_faults", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_clear_faults", methods=["DELETE"]),
         Rule("/_sandbox/realms/<realm_id>/connect", endpoint="admin_connect", methods=["POST"]),
+        Rule("/_sandbox/realms/<realm_id>/revoke", endpoint="admin_revoke", methods=["POST"]),
+        Rule("/_sandbox/tokens/lose-answers", endpoint="admin_lose_answers", methods=["POST"]),
         Rule("/_sandbox/realms/<realm_id>/items", endpoint="admin_seed_item", methods=["POST"]),
         Rule("/_sandbox/realms/<realm_id>/items/<item_id>/quantity", endpoint="admin_item_quantity",
              methods=["POST"]),
@@ -924,6 +936,7 @@ class QuickBooksSandbox(http.SandboxApp):
         *,
         batch_per_minute: int = 40,
         refresh_grace_seconds: float = 0.0,
+        refresh_rotation_seconds: float = 0.0,
         webhook_entities: Iterable[str] = DEFAULT_WEBHOOK_ENTITIES,
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
         webhook_transport: httpx.BaseTransport | None = None,
@@ -932,12 +945,16 @@ class QuickBooksSandbox(http.SandboxApp):
             raise ValueError("time_scale must be positive")
         if min(per_minute, per_second, batch_per_minute) < 1:
             raise ValueError("rate limits must be at least 1")
-        if access_token_ttl_seconds < 0 or refresh_grace_seconds < 0:
+        if min(access_token_ttl_seconds, refresh_grace_seconds, refresh_rotation_seconds) < 0:
             raise ValueError("token lifetimes must not be negative")
         self.client_id = client_id
         self.client_secret = client_secret
         self.access_token_ttl_seconds = access_token_ttl_seconds
         self.refresh_grace_seconds = refresh_grace_seconds
+        self.refresh_rotation_seconds = refresh_rotation_seconds
+        self.lost_answer_seconds = LOST_ANSWER_SECONDS
+        self._lose_refresh_answers = 0
+        self.refreshes_carried_out = 0
         self.per_minute = per_minute
         self.per_second = per_second
         self.batch_per_minute = batch_per_minute
@@ -1003,6 +1020,25 @@ class QuickBooksSandbox(http.SandboxApp):
         (``access_token``, ``refresh_token``, ``token_type``, ``expires_in``, ``x_refresh_token_expires_in``)."""
         with self._lock:
             return self._issue_tokens(self._realm(str(realm_id)))
+
+    def revoke_realm(self, realm_id: str) -> None:
+        """The company disconnects the app (or an admin revokes it): every access and refresh token of the
+        realm is refused from now on; ``connect_realm`` is the consent once more."""
+        with self._lock:
+            realm_id = str(realm_id)
+            self._tokens.access = {token: entry for token, entry in self._tokens.access.items()
+                                   if entry[0] != realm_id}
+            self._tokens.refresh = {token: entry for token, entry in self._tokens.refresh.items()
+                                    if entry.realm_id != realm_id}
+
+    def lose_refresh_answers(self, n: int = 1) -> None:
+        """The next ``n`` refresh calls are carried out (tokens rotate) but their answers are lost on the way
+        back: in-process (WSGI transport) the client gets ``httpx.ReadTimeout``; served over HTTP the answer
+        comes ``lost_answer_seconds`` late, after the client gave up."""
+        if n < 0:
+            raise ValueError("n must not be negative")
+        with self._lock:
+            self._lose_refresh_answers += n
 
     def issue_auth_code(self, realm_id: str) -> str:
         """A one-time ``code`` as the consent redirect carries it (valid 10 minutes on ``clock``)."""
@@ -1088,6 +1124,7 @@ class QuickBooksSandbox(http.SandboxApp):
         with self._lock:
             self._realms.clear()
             self._tokens = _Tokens()
+            self._lose_refresh_answers = 0
             self._events.clear()
             self._hidden.clear()
             self.outbox.clear()
@@ -1148,7 +1185,7 @@ class QuickBooksSandbox(http.SandboxApp):
         try:
             with self._lock:
                 if endpoint == "token":
-                    return self._ep_token(request)
+                    return self._answer_token(request)
                 if is_admin:
                     return getattr(self, f"_ep_{endpoint}")(request, **values)
                 return self._api(request, endpoint, values)
@@ -1231,6 +1268,21 @@ class QuickBooksSandbox(http.SandboxApp):
 
     # ----------------------------------------------------------------- OAuth2
 
+    def _answer_token(self, request: Request) -> Response:
+        refreshed_before = self.refreshes_carried_out
+        response = self._ep_token(request)
+        if self.refreshes_carried_out == refreshed_before or self._lose_refresh_answers <= 0:
+            return response
+        self._lose_refresh_answers -= 1
+        if self.base_url is None:  # in-process: what the client's transport raises when no answer comes
+            raise httpx.ReadTimeout("the token answer was lost on the way back (sandbox)")
+        self._lock.release()  # served: answer late, without holding up every other request
+        try:
+            time.sleep(self.lost_answer_seconds)
+        finally:
+            self._lock.acquire()
+        return response
+
     def _ep_token(self, request: Request) -> Response:
         auth = request.authorization
         if not (
@@ -1254,7 +1306,11 @@ class QuickBooksSandbox(http.SandboxApp):
                 if entry.successor is not None and now - entry.rotated_at < self.refresh_grace_seconds:
                     return self._token_response(entry.successor)  # a racing refresh inside the grace
                 raise OAuthError(400, "invalid_grant")
-            payload = self._issue_tokens(self._realm(entry.realm_id))
+            realm = self._realm(entry.realm_id)
+            self.refreshes_carried_out += 1
+            if now - entry.issued_at < self.refresh_rotation_seconds:  # Intuit keeps the value for ~24 h
+                return self._token_response(self._issue_tokens(realm, keep_refresh=token))
+            payload = self._issue_tokens(realm, hard_expires_at=entry.hard_expires_at)
             entry.rotated_at, entry.successor = now, payload
             return self._token_response(payload)
         if grant_type == "authorization_code":
@@ -1273,12 +1329,21 @@ class QuickBooksSandbox(http.SandboxApp):
     def _token_response(payload: Mapping[str, Any]) -> Response:
         return http.json_response(dict(payload), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    def _issue_tokens(self, realm: _Realm) -> dict[str, Any]:
+    def _issue_tokens(self, realm: _Realm, *, keep_refresh: str | None = None,
+                      hard_expires_at: float | None = None) -> dict[str, Any]:
+        """A new access token, with a new refresh token or (``keep_refresh``) the same one again."""
         now = self.clock()
         access = f"eyJ{secrets.token_urlsafe(48)}"
-        refresh = f"AB11{secrets.token_urlsafe(36)}"
         self._tokens.access[access] = (realm.realm_id, now + self.access_token_ttl_seconds)
-        self._tokens.refresh[refresh] = _RefreshToken(realm.realm_id, now + REFRESH_TOKEN_TTL_SECONDS)
+        if keep_refresh is not None:
+            refresh = keep_refresh
+            expires_at = self._tokens.refresh[refresh].expires_at
+        else:
+            refresh = f"AB11{secrets.token_urlsafe(36)}"
+            hard = now + REFRESH_TOKEN_MAX_SECONDS if hard_expires_at is None else hard_expires_at
+            expires_at = min(now + REFRESH_TOKEN_TTL_SECONDS, hard)
+            self._tokens.refresh[refresh] = _RefreshToken(realm.realm_id, expires_at, issued_at=now,
+                                                          hard_expires_at=hard)
         realm.connected = True
         ttl = self.access_token_ttl_seconds
         return {
@@ -1286,7 +1351,7 @@ class QuickBooksSandbox(http.SandboxApp):
             "refresh_token": refresh,
             "token_type": "bearer",
             "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
-            "x_refresh_token_expires_in": REFRESH_TOKEN_TTL_SECONDS,
+            "x_refresh_token_expires_in": max(0, round(expires_at - now)),
         }
 
     # ----------------------------------------------------------------- API endpoints
@@ -1889,6 +1954,18 @@ class QuickBooksSandbox(http.SandboxApp):
 
     def _ep_admin_connect(self, request: Request, realm_id: str) -> Response:
         return http.json_response(self.connect_realm(realm_id))
+
+    def _ep_admin_revoke(self, request: Request, realm_id: str) -> Response:
+        self.revoke_realm(realm_id)
+        return http.json_response({"ok": True})
+
+    def _ep_admin_lose_answers(self, request: Request) -> Response:
+        body = http.read_json_object(request) or {}
+        try:
+            self.lose_refresh_answers(int(body.get("n", 1)))
+        except (TypeError, ValueError) as error:
+            return http.json_response({"ok": False, "error": str(error)}, status=400)
+        return http.json_response({"ok": True})
 
     def _ep_admin_seed_item(self, request: Request, realm_id: str) -> Response:
         body = self._json_body(request)

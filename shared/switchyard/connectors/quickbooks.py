@@ -26,8 +26,17 @@
                                           the answer says otherwise (QBO sends no header)
   5xx / SystemFault                       RetryableError ``target_unavailable``
   Authentication/AuthorizationFault       PermanentError ``target_auth_failed``
-  ``invalid_grant`` on refresh            PermanentError ``target_auth_failed`` (reconnect the company)
+  ``invalid_grant`` on refresh            ConnectionDownError ``credentials_rejected``: the connection
+                                          waits for a reconnect (switchyard.connection_state)
+  ``invalid_client`` on refresh           ConnectionDownError ``client_rejected`` (app credentials)
   ======================================  ==========================================================
+
+* The token call has its own policy (``TOKEN_TIMEOUT``, ``TOKEN_ATTEMPTS``): a refresh is the one call whose
+  lost answer can end the connection (Intuit rotates the refresh token and the successor is only in the
+  answer), so it waits longer for an answer than an API call, retries a refused connection at the transport
+  (nothing was sent), and retries a timeout or 5xx at once with the same refresh token: Intuit answers that
+  with tokens when it had not rotated yet (it keeps a refresh token's value for about 24 hours) or while it
+  still honours the previous token; otherwise ``invalid_grant`` says the connection needs a reconnect.
 """
 
 from __future__ import annotations
@@ -42,10 +51,12 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
 from switchyard.errors import (
     ConnectionConfigError,
+    ConnectionDownError,
     DeliveryError,
     DuplicateNameError,
     PermanentError,
@@ -60,6 +71,12 @@ DEFAULT_RATE_LIMIT_WAIT = 10.0  # seconds a request may wait for a permit before
 MAX_REQUEST_ID = 50
 MAX_BATCH_REQUEST_ID = 36
 MAX_BATCH_ITEMS = 30
+# Intuit answers token calls within a second or two: wait far longer than that before calling an answer lost
+TOKEN_TIMEOUT = httpx.Timeout(15.0, connect=3.0)
+TOKEN_CONNECT_RETRIES = 2  # connection refused or connect timeout: nothing reached Intuit, safe to repeat
+TOKEN_ATTEMPTS = 3  # a timeout or 5xx: the same refresh token again, at once, while any grace still holds
+TOKEN_RETRY_BUDGET_SECONDS = 25.0  # no new attempt after this: the token lease (45 s) must outlast the call
+_NO_ANSWER = frozenset({"target_timeout", "target_unreachable", "target_unavailable"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
@@ -192,8 +209,11 @@ class QuickBooksClient:
     def __init__(self, connection: QuickBooksConnection, token_store: TokenStore, *,
                  transport: httpx.BaseTransport | None = None, clock: Callable[[], float] = time.time,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT, margin_seconds: float = DEFAULT_MARGIN_SECONDS,
-                 rate_limiter: RateLimiter | None = None, rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT) -> None:
+                 rate_limiter: RateLimiter | None = None, rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
+                 token_timeout: httpx.Timeout = TOKEN_TIMEOUT, sleep: Callable[[float], None] = time.sleep,
+                 connection_name: str | None = None) -> None:
         self.connection = connection
+        self.connection_name = connection_name  # the catalog's name: which connection a dead token takes down
         self.realm = connection.realm_id
         self._limiter = rate_limiter
         self._limit_key = f"qbo#{connection.realm_id}"
@@ -204,7 +224,13 @@ class QuickBooksClient:
         base = connection.base_url.rstrip("/")
         self._http = httpx.Client(base_url=f"{base}/v3/company/{quote(self.realm, safe='')}",
                                   headers={"Accept": "application/json"}, timeout=timeout, transport=transport)
-        self._oauth = httpx.Client(headers={"Accept": "application/json"}, timeout=timeout, transport=transport)
+        self._oauth = httpx.Client(headers={"Accept": "application/json"}, timeout=token_timeout,
+                                   transport=transport or httpx.HTTPTransport(retries=TOKEN_CONNECT_RETRIES))
+        self._token_retrying = Retrying(
+            stop=stop_after_attempt(TOKEN_ATTEMPTS) | stop_after_delay(TOKEN_RETRY_BUDGET_SECONDS),
+            wait=wait_random_exponential(multiplier=0.25, max=2.0),
+            retry=retry_if_exception(lambda exc: isinstance(exc, RetryableError) and exc.reason in _NO_ANSWER),
+            sleep=sleep, reraise=True)
 
     def close(self) -> None:
         self._http.close()
@@ -347,18 +373,24 @@ class QuickBooksClient:
         return state.access_token
 
     def _refresh_tokens(self, refresh_token: str) -> TokenResponse:
-        """The OAuth refresh call (``do_refresh`` for the token store)."""
+        """The OAuth refresh call (``do_refresh`` for the token store), with the token call's retry policy."""
         try:
-            response = send(self._oauth, "POST", self.connection.token_url, system=f"{SYSTEM} OAuth",
-                            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                            auth=(self.connection.client_id, self.connection.client_secret))
+            response = self._token_retrying(
+                send, self._oauth, "POST", self.connection.token_url, system=f"{SYSTEM} OAuth",
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                auth=(self.connection.client_id, self.connection.client_secret))
         except PermanentError as exc:
-            if exc.target_status in (400, 401):  # invalid_grant (rotated, revoked, expired), invalid_client
-                error = exc.target_response.get("error") if isinstance(exc.target_response, dict) else None
-                raise PermanentError(f"QuickBooks refused to refresh the tokens of realm {self.realm} "
-                                     f"({error or exc.target_status}): reconnect the company",
-                                     reason="target_auth_failed", target_status=exc.target_status,
-                                     target_response=exc.target_response) from exc
+            error = exc.target_response.get("error") if isinstance(exc.target_response, dict) else None
+            if error in ("invalid_grant", "invalid_client") or exc.target_status == 401:
+                # rotated with the answer lost, revoked, expired; or the app's own credentials: only a person
+                # can mend it, and until then every event of the connection waits
+                raise ConnectionDownError(
+                    f"QuickBooks refused to refresh the tokens of realm {self.realm} "
+                    f"({error or exc.target_status}): reconnect the company",
+                    connection=self.connection_name,
+                    reason="credentials_rejected" if error != "invalid_client" and exc.target_status != 401
+                    else "client_rejected",
+                    target_status=exc.target_status, target_response=exc.target_response) from exc
             raise
         try:
             body = response.json()
