@@ -116,10 +116,11 @@ class SwitchyardStack(Stack):
         tag_component(self.ingress, "ingress")
         self.monitoring.watch_ingress(self.ingress)
         self.monitoring.watch_table(self.idempotency_table)
-        self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
         self.monitoring.watch_connections(self.flows.values())
+        # last: the composite alarm of an integration covers every alarm its flows have by now
+        self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         self._outputs()
 
     def _outputs(self) -> None:

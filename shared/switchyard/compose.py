@@ -229,8 +229,17 @@ class StepApp(NamedTuple):
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
-    logger: Any = None
-    guard: Any = None  # ConnectionGuard of the flow's connections
+        try:
+            return run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
+        except Exception as exc:
+            if self.logger is not None:
+                expected = isinstance(exc, StepError)
+                log = self.logger.warning if expected else self.logger.exception
+                log("step failed", extra={"step": step, **step_failure(exc)})
+            raise
+
+
+def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection

@@ -121,12 +121,14 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "Errors": {3, 8},  # workers, ingest
         "Throttles": {4}, "ExecutionsFailed": {6}, "ExecutionsTimedOut": {6}, "5xx": {7},
         "SignatureRejected": {90}, "ReadThrottleEvents": {11}, "WriteThrottleEvents": {11},
+        "ConnectionNeedsReconnect": {1},  # not a stage setting: one waiting event means someone must reconnect
     }
     # dev declares none: the defaults, the first occurrence pages (signatures: a spike of 20)
     assert thresholds(dev) == {
         "ApproximateNumberOfMessagesVisible": {1}, "ApproximateAgeOfOldestMessage": {900}, "Errors": {1},
         "Throttles": {1}, "ExecutionsFailed": {1}, "ExecutionsTimedOut": {1}, "5xx": {1},
         "SignatureRejected": {20}, "ReadThrottleEvents": {1}, "WriteThrottleEvents": {1},
+        "ConnectionNeedsReconnect": {1},
     }
     (rejected,) = [a for a in strict.of_type("AWS::CloudWatch::Alarm")
                    if a.properties["MetricName"] == "SignatureRejected"]

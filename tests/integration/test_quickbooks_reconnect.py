@@ -28,6 +28,7 @@ from switchyard.mapping.quickbooks_orders import load_order_mapping
 from switchyard.order_to_cash import ItemCache, OrderToCash
 from switchyard.state_machines import ExecutionStarter, StepError, StepWaitingForConnection
 from switchyard.tokens import SecretsManagerTokenStore
+from switchyard.table_keys import ConnectionKeys
 from switchyard.worker import FlowWorker, RetryLater
 from switchyard_local.connections import exchange_authorization_code, reconnect
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
@@ -180,7 +181,8 @@ def test_lost_refresh_answer_waits_for_reconnect_then_drains_every_order_once(aw
 
     class Steps:  # what ConnectionBound gives the step Lambda: OrderToCash over the live connection secret
         def get(self) -> OrderToCash:
-            tokens = SecretsManagerTokenStore(aws["secrets"], aws["dynamodb"], TABLE, secret_arn)
+            tokens = SecretsManagerTokenStore(aws["secrets"], aws["dynamodb"], TABLE, secret_arn,
+                                              keys=ConnectionKeys("quickbooks"))
             qbo = QuickBooksClient(QuickBooksConnection.from_secret(secret), tokens, transport=transport,
                                    sleep=lambda _: None, connection_name="quickbooks")
             return OrderToCash(load_order_mapping(flow.mapping_document), qbo, shop, flow=FLOW,
