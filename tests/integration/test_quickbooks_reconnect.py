@@ -61,8 +61,11 @@ class Shop:
     def get_order(self, order_id: int) -> dict[str, Any]:
         return {"id": order_id, "order_status_id": self.status.get(order_id, 10), "payment_status_id": 30}
 
-    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False) -> bool:
-        self.notes.setdefault(order_id, []).append(note)
+    def add_order_note(self, order_id: int, note: str, *, display_to_customer: bool = False,
+                       marker: str | None = None) -> bool:
+        if marker is not None and any(marker in existing for existing in self.notes.get(order_id, [])):
+            return False
+        self.notes.setdefault(order_id, []).append(note if marker is None else f"{note} [ref {marker}]")
         return True
 
     def set_order_status(self, order_id: int, status_id: int, *, only_from: Any = None) -> bool:
