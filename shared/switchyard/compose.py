@@ -96,6 +96,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     )
 
     from switchyard.catalog import load_catalog
+    from switchyard.drops import DynamoDropLog
     from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
     from switchyard.worker import FlowWorker
@@ -139,8 +140,19 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         ),
         metrics=metrics,
         logger=logger,
+        drops=DynamoDropLog(dynamodb, settings.idempotency_table),
+        count_drop=_count_drop if metrics is not None else None,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
+
+
+def _count_drop(flow: str, reason: str) -> None:
+    """``EventsDropped`` with the flow and the reason as dimensions (its own EMF record)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name="EventsDropped", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="flow", value=flow)
+        metric.add_dimension(name="reason", value=reason)
 
 
 def _systems(flow: Any, catalog: Any) -> dict[str, str]:

@@ -1,9 +1,10 @@
 """Per-entity state that keeps events in order: the newest change applied, and filtered entities.
 
-Invariant 4: an older event never overwrites the effect of a newer one. A worker *claims* an
-entity with the event's change time before applying it; a claim older than what was applied
-fails (the event is stale and dropped). Re-claiming with the same event id succeeds, so a retry of
-a half-applied event goes through.
+An older event never overwrites the effect of a newer one. A worker *claims* an entity with the
+event's change time before applying it; the claim fails (the event is stale and dropped) only when a
+strictly newer change of the entity was applied. Equal change times are normal (an order placed and
+captured in the same second): such a claim succeeds, so ties are applied in order of arrival, and a
+retry of a half-applied event goes through. Every drop is kept in a ``DropLog`` with its reason.
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ class InMemoryEntityState:
         with self._lock:
             item = self._items.setdefault(entity, {})
             current = item.get("change_time")
-            if current is not None and (current > change_time or
-                                        (current == change_time and item.get("event_id") != event_id)):
+            if current is not None and current > change_time:
                 return False
             item.update(change_time=change_time, event_id=event_id)
             return True
@@ -84,8 +84,10 @@ class DynamoEntityState:
         self._table = table
         self._clock = clock
 
-    def _key(self, entity: str) -> dict[str, Any]:
-        return {"id": {"S": f"entity#{entity}"}}
+    @staticmethod
+    def _key(kind: str, *parts: str) -> dict[str, Any]:
+        """The one place this store names its items: ``<kind>#<part>#...`` (kinds: entity, xref, synced)."""
+        return {"id": {"S": "#".join((kind, *parts))}}
 
     def _expiration(self) -> dict[str, str]:
         return {"N": str(int(self._clock()) + RETENTION_SECONDS)}
@@ -95,13 +97,10 @@ class DynamoEntityState:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=self._key(entity),
+                Key=self._key("entity", entity),
                 UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x",
-                # fixed-width UTC stamps compare in time order
-                ConditionExpression=(
-                    "attribute_not_exists(change_time) OR change_time < :t "
-                    "OR (change_time = :t AND event_id = :e)"
-                ),
+                # fixed-width UTC stamps compare in time order; an equal time is no reason to drop
+                ConditionExpression="attribute_not_exists(change_time) OR change_time <= :t",
                 ExpressionAttributeValues={
                     ":t": {"S": stamp}, ":e": {"S": event_id}, ":x": self._expiration()
                 },
@@ -113,31 +112,31 @@ class DynamoEntityState:
     def mark_filtered(self, entity: str) -> None:
         self._client.update_item(
             TableName=self._table,
-            Key=self._key(entity),
+            Key=self._key("entity", entity),
             UpdateExpression="SET filtered = :f, expiration = :x",
             ExpressionAttributeValues={":f": {"BOOL": True}, ":x": self._expiration()},
         )
 
     def is_filtered(self, entity: str) -> bool:
-        item = self._client.get_item(TableName=self._table, Key=self._key(entity), ConsistentRead=True)
+        item = self._client.get_item(TableName=self._table, Key=self._key("entity", entity), ConsistentRead=True)
         return bool(item.get("Item", {}).get("filtered", {}).get("BOOL"))
 
     def link(self, namespace: str, key: str, other: str) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "id": {"S": f"xref#{namespace}#{key}"}, "other": {"S": other}, "expiration": self._expiration()})
+            **self._key("xref", namespace, key), "other": {"S": other}, "expiration": self._expiration()})
 
     def linked(self, namespace: str, key: str) -> str | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": f"xref#{namespace}#{key}"}},
+        item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
 
     def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": f"synced#{namespace}#{key}"}},
+        item = self._client.get_item(TableName=self._table, Key=self._key("synced", namespace, key),
                                      ConsistentRead=True)
         stored = item.get("Item", {}).get("values", {}).get("S")
         return json.loads(stored) if stored else None
 
     def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "id": {"S": f"synced#{namespace}#{key}"}, "values": {"S": json.dumps(values, default=str)},
+            **self._key("synced", namespace, key), "values": {"S": json.dumps(values, default=str)},
             "expiration": self._expiration()})

@@ -386,3 +386,41 @@ def test_handle_other_retryable_errors_are_not_requeued(rec: Recorder) -> None:
 
     worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="rh-1")
     assert requeued == [] and rec.dead_letters[0].reason == "target_unavailable"
+
+
+# --- drops: accepted, then deliberately not applied -------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["stale", "not_master", "superseded"])
+def test_handle_dropped_outcome_logged_counted_with_reason_and_listed(rec: Recorder, reason: str) -> None:
+    from switchyard.drops import InMemoryDropLog
+
+    drops, counted = InMemoryDropLog(), []
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult(reason, {"order_key": "1042"})),
+                        dead_letters=rec, delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, metrics=rec,
+                        logger=rec, drops=drops, count_drop=lambda flow, why: counted.append((flow, why)))
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+
+    assert rec.metrics == ["EventsDropped"]
+    assert counted == [(FLOW.name, reason)]
+    (level, text, extra) = rec.logs[-1]
+    assert (level, text, extra["reason"], extra["event_id"]) == ("warning", "dropped", reason, "msg_1")
+    (drop,) = drops.list(FLOW.name)
+    assert (drop.event_id, drop.reason, drop.detail) == ("msg_1", reason, {"order_key": "1042"})
+    assert drop.change_time == "2026-11-20T09:15:02+00:00"
+
+
+def test_handle_duplicate_of_dropped_event_not_recorded_again(rec: Recorder) -> None:
+    from switchyard.drops import InMemoryDropLog
+
+    drops = InMemoryDropLog()
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult("stale")), dead_letters=rec,
+                        delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, make_idempotent=fake_idempotency,
+                        metrics=rec, logger=rec, drops=drops)
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+    worker.handle(message(), receive_count=1, receipt_handle="rh-2")
+
+    assert rec.metrics == ["EventsDropped", "EventsDuplicate"]
+    assert len(drops.list(FLOW.name)) == 1
