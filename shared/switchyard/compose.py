@@ -179,22 +179,38 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, secret_arn: str, ta
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
     """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
     connection = flow.connection
-    if flow.target == "streak":
+    if flow.target in ("streak", "clarity"):
+        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
         from switchyard.connectors.streak import StreakClient, StreakConnection
+        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
         from switchyard.mapping.streak_deals import load_deal_mapping
+        from switchyard.sync import DynamoPairStore
+        from switchyard.targets.clarity import ClarityTarget
+        from switchyard.targets.clarity_streak import ClarityStreakPairs
         from switchyard.targets.streak_deals import StreakDealTarget
 
-        deals = load_deal_mapping(flow.mapping_document)
-        return lambda secrets: StreakDealTarget(deals, StreakClient(StreakConnection.from_secret(secrets[connection])),
-                                                state, echoes)
-    if flow.target == "clarity":
-        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
-        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-        from switchyard.targets.clarity import ClarityTarget
+        systems = _systems(flow, catalog)
+        two_way = flow.two_way
+        if two_way is not None:  # Clarity ⇄ Streak: both flows' mappings describe the pair
+            reverse = catalog.flows[two_way.reverse]
+            documents = {f.target: f.mapping_document for f in (flow, reverse)}
+            deals, sync = load_deal_mapping(documents["streak"]), load_clarity_sync_mapping(documents["clarity"])
+            pair_store = DynamoPairStore(clients.client("dynamodb"), settings.idempotency_table)
 
-        sync = load_clarity_sync_mapping(flow.mapping_document)
-        return lambda secrets: ClarityTarget(sync, ClarityClient(ClarityConnection.from_secret(secrets[connection])),
-                                             state, echoes)
+        def build(secrets: dict[str, Any]) -> Any:
+            pairs = None
+            if two_way is not None:
+                pairs = ClarityStreakPairs(
+                    deals, sync, ClarityClient(ClarityConnection.from_secret(secrets[systems["clarity"]])),
+                    StreakClient(StreakConnection.from_secret(secrets[systems["streak"]])), state, pair_store,
+                    echoes, echo_window_seconds=two_way.echo_window_seconds)
+            if flow.target == "streak":
+                return StreakDealTarget(load_deal_mapping(flow.mapping_document),
+                                        StreakClient(StreakConnection.from_secret(secrets[connection])), state,
+                                        echoes, pairs=pairs)
+            return ClarityTarget(load_clarity_sync_mapping(flow.mapping_document), pairs)
+
+        return build
     if flow.target == "nopcommerce":
         from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
         from switchyard.targets.nopcommerce_stock import NopCommerceStockTarget
