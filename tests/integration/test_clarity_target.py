@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.clarity import ClarityClient
 from switchyard.connectors.streak import StreakClient
-from switchyard.echoes import EchoSuppressingTarget, InMemoryEchoLedger
+from switchyard.echoes import InMemoryEchoLedger
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError, RetryableError
 from switchyard.events import FlowEvent
@@ -27,31 +26,9 @@ T1 = 1_795_860_000_000  # epoch ms
 StreakEvents = Callable[..., list[FlowEvent]]
 
 
-class RecordingTarget:
-    """Stands in for the forward flow's target (clarity-to-streak): what would reach Streak."""
-
-    def __init__(self) -> None:
-        self.received: list[FlowEvent] = []
-
-    def deliver(self, event: FlowEvent) -> DeliveryResult:
-        self.received.append(event)
-        return DeliveryResult("moved")
-
-
 @pytest.fixture
 def target(pairs) -> ClarityTarget:
     return ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), pairs)
-
-
-@pytest.fixture
-def forward() -> RecordingTarget:
-    return RecordingTarget()
-
-
-@pytest.fixture
-def forward_guarded(forward: RecordingTarget, echoes: InMemoryEchoLedger) -> EchoSuppressingTarget:
-    """The forward flow as deployed: its target behind the echo check, sharing the ledger."""
-    return EchoSuppressingTarget(forward, echoes)
 
 
 @pytest.fixture
@@ -428,7 +405,7 @@ def test_deliver_contact_edit_carries_only_fields_changed_in_streak_not_older_on
 
 def test_deliver_failed_status_write_leaves_no_echo_to_swallow_a_later_identical_change(
     target: ClarityTarget, box_event, order_id: str, echoes: InMemoryEchoLedger, clarity_sandbox: ClaritySandbox,
-    clarity_transport,
+    clarity_transport, forward_pair, clarity_emitted, pair_store,
 ) -> None:
     # Given Switchyard's write of "delivered" itself fails (the read before it succeeds)
     def write_fails(request: httpx.Request) -> None:
@@ -441,6 +418,9 @@ def test_deliver_failed_status_write_leaves_no_echo_to_swallow_a_later_identical
     assert [r.method for r in clarity_transport.sent][-1] == "PATCH"
     # When an admin then sets "delivered" in Clarity themselves
     clarity_transport.before = None
-    order = clarity_sandbox.set_order_status(order_id, "delivered")
+    clarity_sandbox.set_order_status(order_id, "delivered")
     # Then Clarity's webhook for it is not mistaken for Switchyard's echo
-    assert echoes.consume("clarity", "order", order_id, order) is False
+    assert forward_pair(clarity_emitted()[-1]).outcome == "unchanged"  # the pair's value already, not an echo
+    (record,) = pair_store.records("clarity+streak:order").values()
+    assert record["fields"]["status"]["writes"]["clarity"] == []  # the failed write is forgotten
+    assert echoes.consume("clarity", "clarity+streak:order.status", order_id, {"value": "5003"}) is False

@@ -30,17 +30,6 @@ ClarityEvent = Callable[..., FlowEvent]
 StreakEvents = Callable[..., list[FlowEvent]]
 
 
-class RecordingTarget:
-    """Stands in for the reverse flow's target (streak-to-clarity): what would reach Clarity."""
-
-    def __init__(self) -> None:
-        self.received: list[FlowEvent] = []
-
-    def deliver(self, event: FlowEvent) -> DeliveryResult:
-        self.received.append(event)
-        return DeliveryResult("updated")
-
-
 @pytest.fixture
 def mapping() -> DealMapping:
     return load_deal_mapping("clarity-to-streak.yaml")
@@ -50,17 +39,6 @@ def mapping() -> DealMapping:
 def target(mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState,
            echoes: InMemoryEchoLedger, pairs) -> StreakDealTarget:
     return StreakDealTarget(mapping, streak_client, state, echoes, pairs=pairs)
-
-
-@pytest.fixture
-def reverse() -> RecordingTarget:
-    return RecordingTarget()
-
-
-@pytest.fixture
-def reverse_guarded(reverse: RecordingTarget, echoes: InMemoryEchoLedger) -> EchoSuppressingTarget:
-    """The reverse flow as deployed: its target behind the echo check, sharing the ledger."""
-    return EchoSuppressingTarget(reverse, echoes)
 
 
 @pytest.fixture
