@@ -5,7 +5,9 @@ customer and its contact). Both directions' workers share one record per pair, h
 
 - ``value``/``time``/``side``: the value both sides should hold, the change time of the change that
   set it and the side it was made on (the latest change wins, across both systems);
-- ``seen[side]``: the last value and change time reported by each side (events, write answers);
+- ``seen[side]``: the last value and change time reported by each side (events, write answers), and
+  the side's own exact value when the pair's value is coarser (Clarity's ``shipped`` and ``processing``
+  are both the stage "Processing"): a change between two such values is still a person's change;
 - ``writes[side]``: Switchyard's own writes not yet seen coming back (value, change time the system
   answered or ``None`` when the answer was lost, expiry of a write without a known time).
 
@@ -13,8 +15,9 @@ An inbound change from one side is judged per field: Switchyard's own write comi
 matched against ``writes`` by value and change time, or by the short-lived ledger) only advances
 ``seen``; a value older than what that side already reported is ``stale``; a field owned by the
 other side (``master``) is ``not_master``; otherwise the change wins when it is newer than the
-pair's current change, and at an equal time a deterministic tie-break decides (a lifecycle order
-for the field, else the pair's ``tie_winner`` side, else arrival). Then both sides are reconciled:
+pair's current change, and at an equal time a deterministic tie-break decides (two changes of one
+side: the one that side still holds; one change per side: a lifecycle order for the field, else the
+pair's ``tie_winner`` side); the loser is ``superseded``. Then both sides are reconciled:
 every side whose value differs from the pair's is written, unless that side has a change of its
 own Switchyard has not heard of yet (its event will decide). Generic over systems: a ``PairSide``
 reads and writes one object in the pair's common field values, whatever the system.
@@ -65,7 +68,8 @@ class PairSpec:
 
 
 class PairSide(Protocol):
-    """One system's object of a pair, in the pair's common field values."""
+    """One system's object of a pair, in the pair's common field values. A side whose own values are finer
+    than the common ones also keeps ``exact``: its own values as last read or written."""
 
     system: str
 
@@ -111,6 +115,7 @@ class PairSync:
         self._store = store
         self._ledger = ledger
         self._clock = clock
+        self.writes_made: dict[str, int] = {}  # side -> writes this process made (carried out or not)
 
     # --- the pair's object keys in each system ----------------------------------------------------
 
@@ -124,8 +129,9 @@ class PairSync:
     # --- a side reported its object ---------------------------------------------------------------
 
     def receive(self, key: str, side: str, values: Mapping[str, Any], changed_at: datetime,
-                sides: Mapping[str, PairSide]) -> SyncResult:
-        """Judge one side's report (an event) field by field, then make both sides hold the pair's values."""
+                sides: Mapping[str, PairSide], exact: Mapping[str, Any] | None = None) -> SyncResult:
+        """Judge one side's report (an event) field by field, then make both sides hold the pair's values.
+        ``exact``: the side's own values where they are finer than the common ones."""
         at = stamp(changed_at)
         for _attempt in range(SAVE_ATTEMPTS):
             record, version = self._store.load(self.spec.name, key)
@@ -138,7 +144,8 @@ class PairSync:
                 if spec_field is None:
                     continue
                 state = fields.setdefault(name, {"seen": {}, "writes": {}})
-                decisions[name] = self._judge(key, spec_field, state, side, value, at, holds)
+                decisions[name] = self._judge(key, spec_field, state, side, value, at, holds,
+                                              (exact or {}).get(name))
             applied = {name for name, decision in decisions.items() if decision == "applied"}
             plan = self._reconcile(key, record, holds, applied)
             if self._store.save(self.spec.name, key, record, version):
@@ -180,59 +187,60 @@ class PairSync:
     # --- per field ----------------------------------------------------------------------------------
 
     def _judge(self, key: str, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-               at: str, holds: Callable[[str], dict[str, Any]]) -> str:
+               at: str, holds: Callable[[str], dict[str, Any]], exact: Any = None) -> str:
         if value is None:  # an empty value never clears the other side
             return "unchanged"
+        report = [value, at, exact]
         if self._is_echo(key, spec_field.name, state, side, value, at):
             seen = state["seen"].get(side)
             if seen is None or at > seen[1]:
-                state["seen"][side] = [value, at]
+                state["seen"][side] = report
             return "echo"
         seen = state["seen"].get(side)
         if seen is not None and at < seen[1]:
             return "stale"  # that side has reported something newer already
-        if seen is not None and value == seen[0]:
-            state["seen"][side] = [value, at]
+        if seen is not None and value == seen[0] and (exact is None or _exact(seen) in (None, exact)):
+            state["seen"][side] = report
             return "unchanged"  # another field of the object changed
         same_side_tie = seen is not None and at == seen[1]
         if spec_field.master is not None and side != spec_field.master:
-            state["seen"][side] = [value, at]
+            state["seen"][side] = report
             return "not_master"  # reconciling writes the master's value back
         current, current_at = state.get("value"), state.get("time")
         if current is None or current_at is None:
-            return self._win(state, side, value, at)
+            return self._win(state, side, report)
         if value == current:
-            state["seen"][side] = [value, at]
+            state["seen"][side] = report
             if at > current_at:
                 state.update(time=at, side=side)  # the latest change to the field, though to the same value
             return "unchanged"
         if at > current_at:
-            return self._win(state, side, value, at)
+            return self._win(state, side, report)
         if at < current_at:
-            state["seen"][side] = [value, at]
+            state["seen"][side] = report
             return "stale"  # the pair's value comes from a newer change (reconciling puts it back here)
         if self._wins_tie(spec_field, state, side, value, holds):
-            return self._win(state, side, value, at)
+            return self._win(state, side, report)
         if not same_side_tie:
-            state["seen"][side] = [value, at]
+            state["seen"][side] = report
         return "superseded"
 
     def _wins_tie(self, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
                   holds: Callable[[str], dict[str, Any]]) -> bool:
-        order = spec_field.lifecycle
         current = state.get("value")
+        if side == state.get("side"):
+            # two changes of one side at one time: the one that side still holds came last; else in order of arrival
+            now = holds(side).get(spec_field.name)
+            return now == value or now != current
+        order = spec_field.lifecycle
         if value in order and current in order and order.index(value) != order.index(current):
             return order.index(value) > order.index(current)
-        if side != state.get("side"):
-            return side == self.spec.tie_winner
-        # two changes of one side at one time: the one that side still holds came last; else in order of arrival
-        now = holds(side).get(spec_field.name)
-        return now == value or now != current
+        return side == self.spec.tie_winner
 
     @staticmethod
-    def _win(state: dict[str, Any], side: str, value: Any, at: str) -> str:
-        state.update(value=value, time=at, side=side)
-        state["seen"][side] = [value, at]
+    def _win(state: dict[str, Any], side: str, report: list[Any]) -> str:
+        state.update(value=report[0], time=report[1], side=side)
+        state["seen"][side] = report
         return "applied"
 
     def _is_echo(self, key: str, name: str, state: dict[str, Any], side: str, value: Any, at: str) -> bool:
@@ -286,6 +294,10 @@ class PairSync:
                 held = holds(side).get(name)
                 if held == target:
                     continue
+                held_exact = holds.exact(side).get(name)
+                if seen is not None and not pending and None not in (held_exact, _exact(seen)) \
+                        and held_exact != _exact(seen):
+                    continue  # changed there within the same common value: that change's event decides
                 if seen is None and not pending:
                     if name not in applied:
                         continue  # a side never heard of keeps its value until it reports it (or a change wins)
@@ -304,6 +316,7 @@ class PairSync:
         return plan
 
     def _write(self, key: str, side: str, changes: dict[str, Any], target: PairSide) -> None:
+        self.writes_made[side] = self.writes_made.get(side, 0) + 1
         try:
             changed_at = target.write(changes)
         except BaseException as exc:
@@ -313,6 +326,7 @@ class PairSync:
         if changed_at is None:
             return
         at = stamp(changed_at)
+        exact = dict(getattr(target, "exact", None) or {})
 
         def apply(record: dict[str, Any]) -> None:
             for name, value in changes.items():
@@ -323,7 +337,7 @@ class PairSync:
                         break
                 seen = state["seen"].get(side)
                 if seen is None or at > seen[1]:
-                    state["seen"][side] = [value, at]
+                    state["seen"][side] = [value, at, exact.get(name)]
 
         self._update(key, apply)
 
@@ -354,11 +368,21 @@ class _Reader:
     def __init__(self, sides: Mapping[str, PairSide]) -> None:
         self._sides = sides
         self._read: dict[str, dict[str, Any]] = {}
+        self._exact: dict[str, dict[str, Any]] = {}
 
     def __call__(self, side: str) -> dict[str, Any]:
         if side not in self._read:
             self._read[side] = self._sides[side].read()
+            self._exact[side] = dict(getattr(self._sides[side], "exact", None) or {})
         return self._read[side]
+
+    def exact(self, side: str) -> dict[str, Any]:
+        self(side)
+        return self._exact[side]
+
+
+def _exact(seen: list[Any]) -> Any:
+    return seen[2] if len(seen) > 2 else None
 
 
 # --- stores -------------------------------------------------------------------------------------------

@@ -42,6 +42,14 @@ def target(mapping: DealMapping, streak_client: StreakClient, state: InMemoryEnt
 
 
 @pytest.fixture
+def clarity_holds_the_sample_order(clarity_sandbox: ClaritySandbox) -> None:
+    """The order the b2b sample webhook is about exists in Clarity (CL-10001 for C-501, as in the sample)."""
+    order = {**DEMO_ORDERS[0], "status": "pending"}
+    order["customer"] = {**order["customer"], "phone": "+1 555 0100"}
+    assert clarity_sandbox.place_order(order)["orderId"] == "CL-10001"
+
+
+@pytest.fixture
 def created(target: StreakDealTarget, clarity_event: ClarityEvent) -> DeliveryResult:
     """The B2B sample order (CL-10001, customer C-501) delivered once."""
     return target.deliver(clarity_event("clarity_order_b2b"))
@@ -123,8 +131,9 @@ def test_deliver_order_created_consumer_no_phone_no_org(
     assert state.linked(CUSTOMER_TO_CONTACT, "C-502") == contact["key"]
 
 
-def test_deliver_order_created_existing_contact_phone_kept(
+def test_deliver_order_created_existing_contact_takes_clarity_phone_its_master(
     target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox, streak_client: StreakClient,
+    clarity_holds_the_sample_order: None,
 ) -> None:
     # Given the contact already exists in Streak with a phone a rep entered
     contact = streak_client.find_or_create_contact("team_1", "jane.doe@acme-corp.example")
@@ -132,7 +141,8 @@ def test_deliver_order_created_existing_contact_phone_kept(
 
     target.deliver(clarity_event("clarity_order_b2b"))
 
-    assert only_contact(sandbox)["phoneNumbers"] == ["+1 555 7777"]
+    # Clarity owns the phone: once the pair exists, both systems hold Clarity's (it used to stay 7777 forever)
+    assert only_contact(sandbox)["phoneNumbers"] == ["+1 555 0100"]
 
 
 def test_deliver_two_orders_emails_differing_in_case_and_whitespace_one_contact(
@@ -178,7 +188,8 @@ def test_deliver_status_changed_rep_moves_box_later_not_suppressed(
     streak_client: StreakClient, streak_events: StreakEvents, pairs: ClarityStreakPairs,
     clarity_sandbox: ClaritySandbox,
 ) -> None:
-    clarity_sandbox.place_order(DEMO_ORDERS[0])  # CL-10001 in Clarity too
+    clarity_sandbox.place_order(DEMO_ORDERS[0])  # CL-10001 in Clarity too, shipped as the event says
+    clarity_sandbox.set_order_status("CL-10001", "shipped")
     box_key = created.detail["box_key"]
     target.deliver(clarity_event("clarity_status_shipped"))
     (echo,) = streak_events("BOX_CHANGE_STAGE", [streak_client.get_box(box_key)])

@@ -74,14 +74,18 @@ class ClarityOrderStatus:
                  note: str | None) -> None:
         self._client, self._deals, self._sync = client, deals, sync
         self._order_id, self._note = order_id, note
+        self.exact: dict[str, Any] = {}  # Clarity's own status: several map onto one stage
 
     def read(self) -> dict[str, Any]:
-        return {"status": self._deals.plan_stage_change(self._client.get_order(self._order_id)).stage_key}
+        order = self._client.get_order(self._order_id)
+        self.exact = {"status": order.get("status")}
+        return {"status": self._deals.plan_stage_change(order).stage_key}
 
     def write(self, values: dict[str, Any]) -> datetime | None:
         status = self._sync.status_for_stage(values["status"])
-        return _from_rfc3339(self._client.update_order_status(self._order_id, status, note=self._note)
-                             .get("updatedAt"))
+        updated = self._client.update_order_status(self._order_id, status, note=self._note)
+        self.exact = {"status": updated.get("status", status)}
+        return _from_rfc3339(updated.get("updatedAt"))
 
 
 class StreakBoxStage:
@@ -157,11 +161,19 @@ class ClarityStreakPairs:
     # --- orders ⇄ deals
 
     def seed_order(self, order_key: str, box: Mapping[str, Any], stage_key: str, changed_at: datetime) -> None:
-        """A deal was made for the order (its stage from the order's status at ``changed_at``)."""
+        """A deal was made for the order (its stage from the order's status at ``changed_at``); the order's
+        status now (changes made before the deal existed) is then carried across like any change."""
         if self.orders.keys(order_key).get(STREAK) != box["key"]:
             self.orders.link(order_key, STREAK, str(box["key"]))
         self.orders.seed(order_key, CLARITY, {"status": stage_key}, changed_at,
                          {STREAK: {"status": str(box.get("stageKey", stage_key))}})
+        sides = self._order_sides(order_key, str(box["key"]), note=None)
+        order = _unless_gone(lambda: self._clarity.get_order(order_key))
+        if order is None:
+            return
+        self.orders.receive(order_key, CLARITY, {"status": self._deals.plan_stage_change(order).stage_key},
+                            _from_rfc3339(order.get("updatedAt")) or changed_at, sides,
+                            exact={"status": order.get("status")})
 
     def box_key(self, order_key: str) -> str | None:
         return self.orders.keys(order_key).get(STREAK)
@@ -169,7 +181,8 @@ class ClarityStreakPairs:
     def order_from_clarity(self, event: FlowEvent, box_key: str) -> DeliveryResult:
         plan = self._deals.plan_stage_change(event.data)
         sides = self._order_sides(plan.order_key, box_key, note=None)
-        result = self.orders.receive(plan.order_key, CLARITY, {"status": plan.stage_key}, event.timestamp, sides)
+        result = self.orders.receive(plan.order_key, CLARITY, {"status": plan.stage_key}, event.timestamp, sides,
+                                     exact={"status": event.data.get("status")})
         outcome = "moved" if result.outcome == "updated" else result.outcome  # as one-way flows say it
         return DeliveryResult(outcome, {"order_key": plan.order_key, "box_key": box_key, **result.detail()})
 
@@ -191,12 +204,19 @@ class ClarityStreakPairs:
 
     def seed_customer(self, customer: Mapping[str, Any], contact: Mapping[str, Any], changed_at: datetime) -> None:
         """A deal linked the order's customer to its contact: the pair starts from the order's customer
-        data, and from what the contact holds (values it had already are older than the order)."""
+        data and from what the contact holds (values it had already are older than the order); the
+        customer as it is now (edits made before the deal existed) is then carried across like any change."""
         values = clarity_customer_values(self._deals, customer)
         customer_id = str(customer.get("customerId"))
         self.customers.link(customer_id, STREAK, str(contact["key"]))
         self.customers.seed(customer_id, CLARITY, values, changed_at,
                             {STREAK: self._sync.customer_values(contact)})
+        now = _unless_gone(lambda: self._clarity.get_customer(customer_id))
+        if now is None:
+            return
+        self.customers.receive(customer_id, CLARITY, clarity_customer_values(self._deals, now),
+                               _from_rfc3339(now.get("updatedAt")) or changed_at,
+                               self._customer_sides(customer_id, str(contact["key"])))
 
     def customer_from_clarity(self, event: FlowEvent) -> DeliveryResult:
         plan = self._deals.plan_contact_update(event.data)
@@ -220,6 +240,15 @@ class ClarityStreakPairs:
     def _customer_sides(self, customer_id: str, contact_key: str) -> dict[str, Any]:
         return {CLARITY: ClarityCustomer(self._clarity, self._deals, customer_id),
                 STREAK: StreakContact(self._streak, self._sync, contact_key)}
+
+
+def _unless_gone(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return read()
+    except PermanentError as exc:
+        if exc.reason == "target_not_found":  # deleted in Clarity meanwhile: nothing to catch up with
+            return None
+        raise
 
 
 def require_pairs(pairs: ClarityStreakPairs | None, flow: str) -> ClarityStreakPairs:
