@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from switchyard.echoes import EchoLedger
-from switchyard.errors import RetryableError
+from switchyard.errors import OutOfOrderError, RetryableError
 
 RETENTION_SECONDS = 400 * 24 * 3600  # a pair lives as long as its objects do; refreshed on every change
 MAX_WRITES_KEPT = 8  # per side and field: Switchyard's writes whose echo has not come back yet
@@ -62,6 +62,9 @@ class PairSpec:
     fields: tuple[SyncField, ...]
     tie_winner: str  # at equal change times (no lifecycle order), this side's change wins
     echo_window_seconds: int = 600  # a write whose answer was lost is recognised by value this long
+    # a side changed this recently by a change Switchyard has not heard of is not overwritten yet: the
+    # event waits (out of order) for that change's webhook, which may undo what a write would assume
+    settle_seconds: int = 60
 
     def field(self, name: str) -> SyncField | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -73,7 +76,9 @@ class PairSide(Protocol):
 
     system: str
 
-    def read(self) -> dict[str, Any]: ...
+    def read(self) -> dict[str, Any]:
+        """The object's values now; the side also keeps ``changed_at``, the object's own change time."""
+        ...
 
     def write(self, values: dict[str, Any]) -> datetime | None:
         """Carry out the change; the change time the system gave it, when it says (else None)."""
@@ -136,6 +141,7 @@ class PairSync:
         for _attempt in range(SAVE_ATTEMPTS):
             record, version = self._store.load(self.spec.name, key)
             record = copy.deepcopy(record)
+            _heard(record, side, at)  # the event shows that side's object as of its change time
             fields = record.setdefault("fields", {})
             decisions = {}
             holds = _Reader(sides)  # what each side holds now, read once when needed
@@ -147,7 +153,8 @@ class PairSync:
                 decisions[name] = self._judge(key, spec_field, state, side, value, at, holds,
                                               (exact or {}).get(name))
             applied = {name for name, decision in decisions.items() if decision == "applied"}
-            plan = self._reconcile(key, record, holds, applied)
+            deferred: set[str] = set()
+            plan = self._reconcile(key, record, holds, applied, deferred)
             if self._store.save(self.spec.name, key, record, version):
                 break
         else:
@@ -155,7 +162,7 @@ class PairSync:
                                  reason="pair_contended")
         for name, decision in decisions.items():
             written = any(name in changes for changes in plan.values())
-            if decision == "applied" and not written:
+            if decision == "applied" and not written and name not in deferred:
                 decisions[name] = "unchanged"  # a change both sides held already: nothing happened
             elif decision == "unchanged" and written:
                 decisions[name] = "applied"  # carried across now (e.g. a retry after a failed write)
@@ -166,12 +173,16 @@ class PairSync:
         return result
 
     def seed(self, key: str, side: str, values: Mapping[str, Any], changed_at: datetime,
-             written: Mapping[str, Mapping[str, Any]]) -> None:
+             written: Mapping[str, Mapping[str, Any]], versions: Mapping[str, datetime | None] | None = None) -> None:
         """A pair begins (e.g. a deal created from an order): ``side`` made ``values`` at ``changed_at``
-        and ``written`` is what Switchyard put into each other side for them (their echoes may follow)."""
+        and ``written`` is what Switchyard put into each other side for them (their echoes may follow);
+        ``versions``: each side's object change time after Switchyard's writes."""
         at = stamp(changed_at)
 
         def apply(record: dict[str, Any]) -> None:
+            for which, moment in (versions or {}).items():
+                if moment is not None:
+                    _heard(record, which, stamp(moment))
             fields = record.setdefault("fields", {})
             for name, value in values.items():
                 if self.spec.field(name) is None or value is None or name in fields:
@@ -187,7 +198,7 @@ class PairSync:
     # --- per field ----------------------------------------------------------------------------------
 
     def _judge(self, key: str, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-               at: str, holds: Callable[[str], dict[str, Any]], exact: Any = None) -> str:
+               at: str, holds: _Reader, exact: Any = None) -> str:
         if value is None:  # an empty value never clears the other side
             return "unchanged"
         report = [value, at, exact]
@@ -226,7 +237,7 @@ class PairSync:
         return "superseded"
 
     def _wins_tie(self, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-                  holds: Callable[[str], dict[str, Any]]) -> bool:
+                  holds: _Reader) -> bool:
         current = state.get("value")
         if side == state.get("side"):
             # two changes of one side at one time: the one that side still holds came last; else in order of arrival
@@ -264,8 +275,8 @@ class PairSync:
 
     # --- both sides -----------------------------------------------------------------------------------
 
-    def _reconcile(self, key: str, record: dict[str, Any], holds: Callable[[str], dict[str, Any]],
-                   applied: set[str]) -> dict[str, dict[str, Any]]:
+    def _reconcile(self, key: str, record: dict[str, Any], holds: _Reader, applied: set[str],
+                   deferred: set[str]) -> dict[str, dict[str, Any]]:
         """What to write where so that both sides hold the pair's values; the writes are noted in the
         record (with the ledger) before they are made, so their echoes are known even if they overtake us."""
         plan: dict[str, dict[str, Any]] = {}
@@ -297,6 +308,7 @@ class PairSync:
                 held_exact = holds.exact(side).get(name)
                 if seen is not None and not pending and None not in (held_exact, _exact(seen)) \
                         and held_exact != _exact(seen):
+                    deferred.add(name)
                     continue  # changed there within the same common value: that change's event decides
                 if seen is None and not pending:
                     if name not in applied:
@@ -305,7 +317,9 @@ class PairSync:
                 elif pending and seen is not None and held == seen[0]:
                     writes[:] = [w for w in writes if w[1] is not None]  # those writes never took effect
                 elif held != believed:
+                    deferred.add(name)
                     continue  # a change there Switchyard has not heard of: its event decides
+                self._settled(record, side, holds, now)
                 plan.setdefault(side, {})[name] = target
         expires = now + self.spec.echo_window_seconds
         for side, changes in plan.items():
@@ -314,6 +328,18 @@ class PairSync:
                 self._ledger.record(side, self._ledger_entity(name), key, {"value": value},
                                     ttl_seconds=self.spec.echo_window_seconds)
         return plan
+
+    def _settled(self, record: dict[str, Any], side: str, holds: _Reader, now: float) -> None:
+        """Raise OutOfOrderError while ``side`` shows a recent change Switchyard has not heard of (e.g. a
+        person's A→B→A whose B has not arrived): writing now could undo it; that change's event decides."""
+        changed = holds.changed_at(side)
+        known = (record.get("versions") or {}).get(side)
+        if changed is None or known is None or changed <= known:
+            return
+        age = now - datetime.strptime(changed, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        if age < self.spec.settle_seconds:
+            raise OutOfOrderError(f"{side} changed at {changed}, after the last change heard of ({known})",
+                                  reason="side_changed_meanwhile")
 
     def _write(self, key: str, side: str, changes: dict[str, Any], target: PairSide) -> None:
         self.writes_made[side] = self.writes_made.get(side, 0) + 1
@@ -329,6 +355,7 @@ class PairSync:
         exact = dict(getattr(target, "exact", None) or {})
 
         def apply(record: dict[str, Any]) -> None:
+            _heard(record, side, at)
             for name, value in changes.items():
                 state = record["fields"][name]
                 for write in state["writes"].get(side, []):
@@ -379,6 +406,18 @@ class _Reader:
     def exact(self, side: str) -> dict[str, Any]:
         self(side)
         return self._exact[side]
+
+    def changed_at(self, side: str) -> str | None:
+        self(side)
+        moment = getattr(self._sides[side], "changed_at", None)
+        return stamp(moment) if isinstance(moment, datetime) else None
+
+
+def _heard(record: dict[str, Any], side: str, at: str) -> None:
+    """Switchyard knows ``side``'s object as of ``at`` (an event of it, or its answer to a write)."""
+    versions = record.setdefault("versions", {})
+    if at and (versions.get(side) is None or at > versions[side]):
+        versions[side] = at
 
 
 def _exact(seen: list[Any]) -> Any:

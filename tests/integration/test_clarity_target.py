@@ -20,10 +20,24 @@ from switchyard.targets import DeliveryResult
 from switchyard.targets.clarity import ClarityTarget, contact_link
 from switchyard.targets.clarity_streak import ClarityStreakPairs
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
+from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 
 CONTACT_LINK = "streak:contact>clarity:customer"  # written by the forward flow's StreakDealTarget
 T1 = 1_795_860_000_000  # epoch ms
 StreakEvents = Callable[..., list[FlowEvent]]
+
+
+@pytest.fixture
+def sandbox(fake_clock) -> StreakSandbox:
+    """Streak on the test's clock (its change times are compared with Clarity's)."""
+    return StreakSandbox(api_key="sandbox-key", team_key="team_1", pipeline=DEMO_PIPELINE, clock=fake_clock)
+
+
+def edit_at(fake_clock: Any, at_ms: int, edit: Callable[[], Any]) -> None:
+    """A rep's edit in Streak made at ``at_ms`` (the test's clock then goes on from where it was)."""
+    saved, fake_clock.now = fake_clock.now, at_ms / 1000
+    edit()
+    fake_clock.now = max(saved, fake_clock.now)
 
 
 @pytest.fixture
@@ -34,7 +48,6 @@ def target(pairs) -> ClarityTarget:
 @pytest.fixture
 def order_id(clarity_sandbox: ClaritySandbox, streak_client: StreakClient, fake_clock) -> str:
     order = clarity_sandbox.place_order(DEMO_ORDERS[0])
-    fake_clock.now = T1 / 1000 + 60  # Clarity's clock agrees with Streak's: what people do there comes after T1
     assert (order["orderId"], order["status"], order["customerId"]) == ("CL-10001", "processing", "C-501")
     # its deal and contact in Streak (box_1, contact_1), where a change that loses is written back
     box = streak_client.create_box("pl_orders", name="Clarity CL-10001 · Jane Doe Acme Corp", stage_key="5002",
@@ -44,6 +57,7 @@ def order_id(clarity_sandbox: ClaritySandbox, streak_client: StreakClient, fake_
     streak_client.update_contact(contact["key"], {"givenName": "Jane", "familyName": "Doe",
                                                   "phoneNumbers": ["+1 217 555 0100"]})
     assert (box["key"], contact["key"]) == ("box_1", "contact_1")
+    fake_clock.now = T1 / 1000 + 60  # what people do in Clarity comes after the reps' edits at T1
     return order["orderId"]
 
 
@@ -59,13 +73,13 @@ def forward_pair(pairs: ClarityStreakPairs) -> Callable[[FlowEvent], DeliveryRes
 
 
 @pytest.fixture
-def box_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox) -> Callable[..., FlowEvent]:
+def box_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox, fake_clock) -> Callable[..., FlowEvent]:
     """A rep's move of box_1 (made in the Streak sandbox too, unless ``late``: an older move delivered late)."""
     def build(stage: str, *, at: int = T1, late: bool = False, **changes: Any) -> FlowEvent:
         (box,) = sample("streak_box_change_stage")
         box.update(stageKey=stage, lastUpdatedTimestamp=at, **changes)
         if not late and box["key"] in {b["key"] for b in sandbox.snapshot()["boxes"]} and stage.startswith("500"):
-            sandbox.move_box(box["key"], stage)
+            edit_at(fake_clock, at, lambda: sandbox.move_box(box["key"], stage))
         (event,) = streak_events("BOX_CHANGE_STAGE", [box])
         return event
 
@@ -73,14 +87,15 @@ def box_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox) 
 
 
 @pytest.fixture
-def contact_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox) -> Callable[..., FlowEvent]:
+def contact_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox,
+                  fake_clock) -> Callable[..., FlowEvent]:
     """A rep's edit of contact_1 (made in the Streak sandbox too, unless ``late``)."""
     def build(*, at: int = T1, late: bool = False, **changes: Any) -> FlowEvent:
         (contact,) = sample("streak_contact_update")  # Janet Doe, janet@private.example, +1 555 0123
         contact.update(lastUpdatedTimestamp=at, **changes)
         if not late and sandbox.snapshot()["contacts"]:
-            sandbox.edit_contact(contact["key"], **{name: contact[name] for name in (
-                "givenName", "familyName", "emailAddresses", "phoneNumbers")})
+            edit_at(fake_clock, at, lambda: sandbox.edit_contact(contact["key"], **{name: contact[name] for name in (
+                "givenName", "familyName", "emailAddresses", "phoneNumbers")}))
         (event,) = streak_events("CONTACT_UPDATE", [contact])
         return event
 

@@ -31,6 +31,16 @@ StreakEvents = Callable[..., list[FlowEvent]]
 
 
 @pytest.fixture
+def sandbox(fake_clock) -> StreakSandbox:
+    """Streak on the test's clock (its change times are compared with Clarity's), which starts after the
+    sample webhooks' change times (2026-11-21/22): Switchyard's writes come after the changes they carry."""
+    from switchyard_local.sandboxes.streak import DEMO_PIPELINE
+
+    fake_clock.now = 1_795_910_400.0  # 2026-11-23T00:00:00Z
+    return StreakSandbox(api_key="sandbox-key", team_key="team_1", pipeline=DEMO_PIPELINE, clock=fake_clock)
+
+
+@pytest.fixture
 def mapping() -> DealMapping:
     return load_deal_mapping("clarity-to-streak.yaml")
 
@@ -186,10 +196,11 @@ def test_deliver_status_changed_moved_and_box_echo_consumed(
 def test_deliver_status_changed_rep_moves_box_later_not_suppressed(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox,
     streak_client: StreakClient, streak_events: StreakEvents, pairs: ClarityStreakPairs,
-    clarity_sandbox: ClaritySandbox,
+    clarity_sandbox: ClaritySandbox, fake_clock,
 ) -> None:
     clarity_sandbox.place_order(DEMO_ORDERS[0])  # CL-10001 in Clarity too, shipped as the event says
     clarity_sandbox.set_order_status("CL-10001", "shipped")
+    fake_clock.advance(120)  # (its webhooks are not part of this test)
     box_key = created.detail["box_key"]
     target.deliver(clarity_event("clarity_status_shipped"))
     (echo,) = streak_events("BOX_CHANGE_STAGE", [streak_client.get_box(box_key)])
@@ -240,10 +251,11 @@ def test_deliver_customer_updated_contact_updated_and_echo_consumed(
 
 def test_deliver_customer_updated_secondary_addresses_kept(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox,
-    streak_client: StreakClient,
+    streak_client: StreakClient, fake_clock,
 ) -> None:
     contact_key = only_contact(sandbox)["key"]
     streak_client.update_contact(contact_key, {"emailAddresses": ["jane.doe@acme-corp.example", "jd@home.example"]})
+    fake_clock.advance(120)  # a rep's edit of a while ago (its webhook is not part of this test)
 
     target.deliver(clarity_event("clarity_customer_updated"))
 

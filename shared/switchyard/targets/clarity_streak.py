@@ -75,10 +75,11 @@ class ClarityOrderStatus:
         self._client, self._deals, self._sync = client, deals, sync
         self._order_id, self._note = order_id, note
         self.exact: dict[str, Any] = {}  # Clarity's own status: several map onto one stage
+        self.changed_at: datetime | None = None
 
     def read(self) -> dict[str, Any]:
         order = self._client.get_order(self._order_id)
-        self.exact = {"status": order.get("status")}
+        self.exact, self.changed_at = {"status": order.get("status")}, _from_rfc3339(order.get("updatedAt"))
         return {"status": self._deals.plan_stage_change(order).stage_key}
 
     def write(self, values: dict[str, Any]) -> datetime | None:
@@ -93,9 +94,12 @@ class StreakBoxStage:
 
     def __init__(self, client: StreakClient, box_key: str) -> None:
         self._client, self._box_key = client, box_key
+        self.changed_at: datetime | None = None
 
     def read(self) -> dict[str, Any]:
-        return {"status": str(self._client.get_box(self._box_key).get("stageKey"))}
+        box = self._client.get_box(self._box_key)
+        self.changed_at = _from_millis(box.get("lastUpdatedTimestamp"))
+        return {"status": str(box.get("stageKey"))}
 
     def write(self, values: dict[str, Any]) -> datetime | None:
         box = self._client.update_box(self._box_key, {"stageKey": values["status"]})
@@ -112,9 +116,12 @@ class ClarityCustomer:
 
     def __init__(self, client: ClarityClient, deals: DealMapping, customer_id: str) -> None:
         self._client, self._deals, self._customer_id = client, deals, customer_id
+        self.changed_at: datetime | None = None
 
     def read(self) -> dict[str, Any]:
-        return clarity_customer_values(self._deals, self._client.get_customer(self._customer_id))
+        customer = self._client.get_customer(self._customer_id)
+        self.changed_at = _from_rfc3339(customer.get("updatedAt"))
+        return clarity_customer_values(self._deals, customer)
 
     def write(self, values: dict[str, Any]) -> datetime | None:
         customer = self._client.get_customer(self._customer_id)
@@ -128,9 +135,12 @@ class StreakContact:
 
     def __init__(self, client: StreakClient, sync: ClaritySyncMapping, contact_key: str) -> None:
         self._client, self._sync, self._contact_key = client, sync, contact_key
+        self.changed_at: datetime | None = None
 
     def read(self) -> dict[str, Any]:
-        return self._sync.customer_values(self._client.get_contact(self._contact_key))
+        contact = self._client.get_contact(self._contact_key)
+        self.changed_at = _from_millis(contact.get("lastUpdatedTimestamp"))
+        return self._sync.customer_values(contact)
 
     def write(self, values: dict[str, Any]) -> datetime | None:
         contact = self._client.get_contact(self._contact_key)
@@ -165,8 +175,10 @@ class ClarityStreakPairs:
         status now (changes made before the deal existed) is then carried across like any change."""
         if self.orders.keys(order_key).get(STREAK) != box["key"]:
             self.orders.link(order_key, STREAK, str(box["key"]))
+        box = self._streak.get_box(str(box["key"]))  # as Switchyard's own writes left it
         self.orders.seed(order_key, CLARITY, {"status": stage_key}, changed_at,
-                         {STREAK: {"status": str(box.get("stageKey", stage_key))}})
+                         {STREAK: {"status": str(box.get("stageKey", stage_key))}},
+                         {CLARITY: changed_at, STREAK: _from_millis(box.get("lastUpdatedTimestamp"))})
         sides = self._order_sides(order_key, str(box["key"]), note=None)
         order = _unless_gone(lambda: self._clarity.get_order(order_key))
         if order is None:
@@ -210,7 +222,8 @@ class ClarityStreakPairs:
         customer_id = str(customer.get("customerId"))
         self.customers.link(customer_id, STREAK, str(contact["key"]))
         self.customers.seed(customer_id, CLARITY, values, changed_at,
-                            {STREAK: self._sync.customer_values(contact)})
+                            {STREAK: self._sync.customer_values(contact)},
+                            {CLARITY: changed_at, STREAK: _from_millis(contact.get("lastUpdatedTimestamp"))})
         now = _unless_gone(lambda: self._clarity.get_customer(customer_id))
         if now is None:
             return
