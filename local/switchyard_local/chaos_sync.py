@@ -153,6 +153,7 @@ class Report:
     switchyard_writes: int
     writes_per_human_change: float
     dead_letters: int
+    redriven: int
     drops: dict[str, int]
     faults: dict[str, int]
     deliveries: int
@@ -169,7 +170,8 @@ class Report:
             f"{self.late_delivered} after the echo window)",
             f"  API faults          {', '.join(f'{n} {k}' for k, n in sorted(self.faults.items())) or 'none'}",
             f"  dropped             {', '.join(f'{n} {k}' for k, n in sorted(self.drops.items())) or 'none'}",
-            f"  dead-lettered       {self.dead_letters}",
+            f"  dead-lettered       {self.redriven} (status changes for orders whose own webhook came late), "
+            f"then redriven once: {self.dead_letters} left",
             f"  diverged            {self.diverged}   (must be 0)",
             f"  lost human edits    {self.lost_human_edits}   (must be 0)",
             f"  writes per human change  {self.writes_per_human_change:.2f} "
@@ -194,6 +196,7 @@ class ChaosSync:
         self.dead_letters: list[DeadLetter] = []
         self.changes: list[Change] = []
         self.actions = 0
+        self.redriven = 0
         self._seq = 0
         self.customers: list[str] = []
         self.orders: list[str] = []
@@ -383,12 +386,21 @@ class ChaosSync:
                 self._deliver_some()
         # drain: the APIs recover, late webhooks arrive, retries come due
         self.clarity_transport.fault_rate = self.streak_transport.fault_rate = 0.0
-        while self.queue and time.monotonic() < deadline:
-            if not self._deliver_some():
-                self.clock.now = min(m.due for m in self.queue)
+        self._drain(deadline)
+        # as an operator would (`switchyard dlq redrive`): dead letters go back through their flow once
+        self.redriven = len(self.dead_letters)
+        for letter in self.dead_letters:
+            self.queue.append(Message(letter.flow, letter.original, self.clock.now))
+        self.dead_letters = []
+        self._drain(deadline)
         if self.queue:
             problems.append(f"time limit: {len(self.queue)} webhooks still queued")
         return self._report(time.monotonic() - started, problems)
+
+    def _drain(self, deadline: float) -> None:
+        while self.queue and time.monotonic() < deadline:
+            if not self._deliver_some():
+                self.clock.now = min(m.due for m in self.queue)
 
     def _tick(self) -> None:
         # people and webhooks in the same millisecond are common: a third of the steps take no time
@@ -434,7 +446,7 @@ class ChaosSync:
             seed=self.settings.seed, entities=len(self.orders) + len(self.customers), human_actions=self.actions,
             human_changes=human_changes, diverged=diverged, lost_human_edits=lost, switchyard_writes=sync_writes,
             writes_per_human_change=sync_writes / human_changes if human_changes else 0.0,
-            dead_letters=len(self.dead_letters), drops=drops, faults=dict(self.stats.faults),
+            dead_letters=len(self.dead_letters), redriven=self.redriven, drops=drops, faults=dict(self.stats.faults),
             deliveries=self.stats.deliveries, duplicates_delivered=self.stats.duplicates,
             late_delivered=self.stats.late, seconds=seconds,
             problems=problems + [f"dead letter {d.flow} {d.event_id}: {d.reason}: {d.message}"

@@ -167,8 +167,14 @@ class PairSync:
             elif decision == "unchanged" and written:
                 decisions[name] = "applied"  # carried across now (e.g. a retry after a failed write)
         result = SyncResult(_outcome(decisions), decisions)
-        for target, changes in plan.items():
-            self._write(key, target, changes, sides[target])
+        planned = list(plan.items())
+        for done, (target, changes) in enumerate(planned):
+            try:
+                self._write(key, target, changes, sides[target])
+            except BaseException:
+                for other, other_changes in planned[done + 1:]:  # never attempted: nothing will come back
+                    self._forget_writes(key, other, other_changes)
+                raise
             result.writes[target] = sorted(changes)
         return result
 

@@ -121,9 +121,8 @@ def test_deliver_order_created_redelivered_comment_not_duplicated(
     assert box["comments"] == ["Payment: card, paid"]
     assert len(box["tasks"]) == 1
     assert len(sandbox.snapshot()["contacts"]) == 1
-    # only the getIfExisting look-ups (contact, organization) are POSTs: nothing is written again
-    assert streak_writes(sandbox)[writes_before:] == ["/api/v2/teams/team_1/contacts/",
-                                                      "/api/v2/teams/team_1/organizations"]
+    # only the organization's getIfExisting look-up is a POST (the linked contact is read): nothing is written again
+    assert streak_writes(sandbox)[writes_before:] == ["/api/v2/teams/team_1/organizations"]
 
 
 def test_deliver_order_created_consumer_no_phone_no_org(

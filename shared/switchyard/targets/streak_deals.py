@@ -105,7 +105,11 @@ class StreakDealTarget:
             self._client.update_box(box["key"], changes)
 
     def _ensure_contact(self, plan: ContactPlan, source: str) -> dict[str, Any]:
-        contact = self._client.find_or_create_contact(self._team, plan.email)
+        linked = self._state.linked(f"{source}:customer>streak:contact", plan.customer_key) \
+            if self._pairs is not None and plan.customer_key else None
+        # a synced customer keeps its contact even when the e-mail on this (older) order has changed since
+        contact = self._client.get_contact(linked) if linked else \
+            self._client.find_or_create_contact(self._team, plan.email)
         changes: dict[str, Any] = {}
         if plan.given_name and not contact.get("givenName"):
             changes["givenName"] = plan.given_name
