@@ -65,8 +65,8 @@ SYNCED_STREAK_EVENTS = ("BOX_CHANGE_STAGE", "CONTACT_UPDATE")
 
 @dataclass(frozen=True)
 class Settings:
-    orders: int = 150
-    actions: int = 900
+    orders: int = 200
+    actions: int = 1200
     seed: int = 7
     fault_rate: float = 0.06  # per API request while people work: 503, 429 or a write answered too late
     duplicate_rate: float = 0.1  # a webhook delivered twice
@@ -154,6 +154,7 @@ class Report:
     writes_per_human_change: float
     dead_letters: int
     redriven: int
+    dead_letter_reasons: dict[str, int]
     drops: dict[str, int]
     faults: dict[str, int]
     deliveries: int
@@ -170,8 +171,9 @@ class Report:
             f"{self.late_delivered} after the echo window)",
             f"  API faults          {', '.join(f'{n} {k}' for k, n in sorted(self.faults.items())) or 'none'}",
             f"  dropped             {', '.join(f'{n} {k}' for k, n in sorted(self.drops.items())) or 'none'}",
-            f"  dead-lettered       {self.redriven} (status changes for orders whose own webhook came late), "
-            f"then redriven once: {self.dead_letters} left",
+            f"  dead-lettered       {self.redriven} ("
+            f"{', '.join(f'{n} {k}' for k, n in sorted(self.dead_letter_reasons.items())) or 'none'}), "
+            f"redriven once: {self.dead_letters} left",
             f"  diverged            {self.diverged}   (must be 0)",
             f"  lost human edits    {self.lost_human_edits}   (must be 0)",
             f"  writes per human change  {self.writes_per_human_change:.2f} "
@@ -197,6 +199,7 @@ class ChaosSync:
         self.changes: list[Change] = []
         self.actions = 0
         self.redriven = 0
+        self.dead_letter_reasons: dict[str, int] = {}
         self._seq = 0
         self.customers: list[str] = []
         self.orders: list[str] = []
@@ -390,6 +393,7 @@ class ChaosSync:
         # as an operator would (`switchyard dlq redrive`): dead letters go back through their flow once
         self.redriven = len(self.dead_letters)
         for letter in self.dead_letters:
+            self.dead_letter_reasons[letter.reason] = self.dead_letter_reasons.get(letter.reason, 0) + 1
             self.queue.append(Message(letter.flow, letter.original, self.clock.now))
         self.dead_letters = []
         self._drain(deadline)
@@ -446,7 +450,8 @@ class ChaosSync:
             seed=self.settings.seed, entities=len(self.orders) + len(self.customers), human_actions=self.actions,
             human_changes=human_changes, diverged=diverged, lost_human_edits=lost, switchyard_writes=sync_writes,
             writes_per_human_change=sync_writes / human_changes if human_changes else 0.0,
-            dead_letters=len(self.dead_letters), redriven=self.redriven, drops=drops, faults=dict(self.stats.faults),
+            dead_letters=len(self.dead_letters), redriven=self.redriven,
+            dead_letter_reasons=dict(self.dead_letter_reasons), drops=drops, faults=dict(self.stats.faults),
             deliveries=self.stats.deliveries, duplicates_delivered=self.stats.duplicates,
             late_delivered=self.stats.late, seconds=seconds,
             problems=problems + [f"dead letter {d.flow} {d.event_id}: {d.reason}: {d.message}"

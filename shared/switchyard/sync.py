@@ -134,9 +134,12 @@ class PairSync:
     # --- a side reported its object ---------------------------------------------------------------
 
     def receive(self, key: str, side: str, values: Mapping[str, Any], changed_at: datetime,
-                sides: Mapping[str, PairSide], exact: Mapping[str, Any] | None = None) -> SyncResult:
+                sides: Mapping[str, PairSide], exact: Mapping[str, Any] | None = None,
+                changed: frozenset[str] = frozenset()) -> SyncResult:
         """Judge one side's report (an event) field by field, then make both sides hold the pair's values.
-        ``exact``: the side's own values where they are finer than the common ones."""
+        ``exact``: the side's own values where they are finer than the common ones; ``changed``: fields the
+        event says were changed (a stage-change webhook), even if the value looks like the last one seen
+        (a change and its undoing whose webhook is still on its way)."""
         at = stamp(changed_at)
         for _attempt in range(SAVE_ATTEMPTS):
             record, version = self._store.load(self.spec.name, key)
@@ -151,7 +154,7 @@ class PairSync:
                     continue
                 state = fields.setdefault(name, {"seen": {}, "writes": {}})
                 decisions[name] = self._judge(key, spec_field, state, side, value, at, holds,
-                                              (exact or {}).get(name))
+                                              (exact or {}).get(name), name in changed)
             applied = {name for name, decision in decisions.items() if decision == "applied"}
             deferred: set[str] = set()
             plan = self._reconcile(key, record, holds, applied, deferred)
@@ -204,7 +207,7 @@ class PairSync:
     # --- per field ----------------------------------------------------------------------------------
 
     def _judge(self, key: str, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-               at: str, holds: _Reader, exact: Any = None) -> str:
+               at: str, holds: _Reader, exact: Any = None, asserted: bool = False) -> str:
         if value is None:  # an empty value never clears the other side
             return "unchanged"
         report = [value, at, exact]
@@ -216,7 +219,8 @@ class PairSync:
         seen = state["seen"].get(side)
         if seen is not None and at < seen[1]:
             return "stale"  # that side has reported something newer already
-        if seen is not None and value == seen[0] and (exact is None or _exact(seen) in (None, exact)):
+        if seen is not None and value == seen[0] and (exact is None or _exact(seen) in (None, exact)) \
+                and not (asserted and at > seen[1]):
             state["seen"][side] = report
             return "unchanged"  # another field of the object changed
         same_side_tie = seen is not None and at == seen[1]

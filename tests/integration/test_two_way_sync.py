@@ -368,3 +368,25 @@ def drops_worker() -> Callable[..., Any]:
         return worker, drops
 
     return build
+
+
+def test_two_way_rep_undoes_a_move_whose_webhook_is_late_the_undo_still_wins_over_an_older_shop_change(
+    order: Pair,
+) -> None:
+    # Given a rep moves the box to Processing (its webhook is held up) ...
+    order.streak.move_box("box_1", "5002")
+    held_up = order.streak_webhooks()
+    order.later(60)
+    # ... an admin then sets the order to processing too, and the rep moves the box back to New Order
+    order.clarity.set_order_status("CL-10001", "processing")
+    order.drain()
+    order.later(60)
+    order.streak.move_box("box_1", "5001")
+
+    # When the rep's last move arrives (the box looks as it did when Switchyard last heard of it), then the late one
+    order.drain()
+    assert order.deliver(*held_up) == ["stale"]
+
+    # Then the rep's move back is the latest change, in both systems
+    assert (order.box()["stage"], order.order()["status"]) == ("New Order", "pending")
+    assert_converged(order)

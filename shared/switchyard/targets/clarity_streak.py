@@ -34,6 +34,7 @@ CUSTOMER_FIELDS: dict[str, tuple[str, str, str]] = {
     "first_name": ("name", "firstName", "givenName"),
     "last_name": ("name", "lastName", "familyName"),
 }
+STATUS_CHANGED = frozenset({"status"})  # both systems' status webhooks fire only when it changed
 CUSTOMER_TO_CONTACT = "clarity:customer>streak:contact"  # written when a deal links its contact
 CONTACT_TO_CUSTOMER = "streak:contact>clarity:customer"
 
@@ -194,7 +195,7 @@ class ClarityStreakPairs:
         plan = self._deals.plan_stage_change(event.data)
         sides = self._order_sides(plan.order_key, box_key, note=None)
         result = self.orders.receive(plan.order_key, CLARITY, {"status": plan.stage_key}, event.timestamp, sides,
-                                     exact={"status": event.data.get("status")})
+                                     exact={"status": event.data.get("status")}, changed=STATUS_CHANGED)
         outcome = "moved" if result.outcome == "updated" else result.outcome  # as one-way flows say it
         return DeliveryResult(outcome, {"order_key": plan.order_key, "box_key": box_key, **result.detail()})
 
@@ -205,7 +206,7 @@ class ClarityStreakPairs:
         box_key = str(event.data.get("key"))
         sides = self._order_sides(plan.order_id, box_key, note=plan.note)
         result = self.orders.receive(plan.order_id, STREAK, {"status": str(event.data.get("stageKey"))},
-                                     event.timestamp, sides)
+                                     event.timestamp, sides, changed=STATUS_CHANGED)
         return DeliveryResult(result.outcome, {"order_id": plan.order_id, "box_key": box_key, **result.detail()})
 
     def _order_sides(self, order_id: str, box_key: str, *, note: str | None) -> dict[str, Any]:
