@@ -273,7 +273,10 @@ class PairSync:
             return False  # nothing of Switchyard's on its way back from this side
         from_ledger = self._ledger.consume(side, self._ledger_entity(name), key, {"value": value})
         if match is not None:
-            del writes[:match + 1]  # and anything written before it: its echo can only be older
+            del writes[match]
+            # and writes answered before this one: their echoes can only be older (an equal change time,
+            # two writes in one millisecond, may still come)
+            writes[:] = [w for w in writes if w[1] is None or w[1] >= at]
             return True
         # the ledger knows the write; the pair record may know it better: the same value written with
         # another known change time is not this event (a person set that value again later)
@@ -373,7 +376,7 @@ class PairSync:
                         write[1] = at
                         break
                 seen = state["seen"].get(side)
-                if seen is None or at > seen[1]:
+                if seen is None or at >= seen[1]:  # a later write in the same millisecond is still later
                     state["seen"][side] = [value, at, exact.get(name)]
 
         self._update(key, apply)
