@@ -9,7 +9,6 @@ retry of a half-applied event goes through. Every drop is kept in a ``DropLog`` 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,16 +24,6 @@ class EntityState(Protocol):
     # cross-references between systems' keys (e.g. a Clarity customer's Streak contact)
     def link(self, namespace: str, key: str, other: str) -> None: ...
     def linked(self, namespace: str, key: str) -> str | None: ...
-    # the last synced values of an entity's fields: what changed since is what to carry across
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None: ...
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None: ...
-
-
-def changed_fields(before: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fields whose value differs from the last synced one (all of them the first time)."""
-    if before is None:
-        return dict(values)
-    return {name: value for name, value in values.items() if before.get(name) != value}
 
 
 class InMemoryEntityState:
@@ -67,14 +56,6 @@ class InMemoryEntityState:
     def linked(self, namespace: str, key: str) -> str | None:
         return self._items.get(f"xref#{namespace}#{key}", {}).get("other")
 
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        values = self._items.get(f"synced#{namespace}#{key}", {}).get("values")
-        return dict(values) if values is not None else None
-
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[f"synced#{namespace}#{key}"] = {"values": dict(values)}
-
 
 class DynamoEntityState:
     """Items ``entity#<entity>`` in the idempotency table (same TTL attribute, ``expiration``)."""
@@ -86,7 +67,7 @@ class DynamoEntityState:
 
     @staticmethod
     def _key(kind: str, *parts: str) -> dict[str, Any]:
-        """The one place this store names its items: ``<kind>#<part>#...`` (kinds: entity, xref, synced)."""
+        """The one place this store names its items: ``<kind>#<part>#...`` (kinds: entity, xref)."""
         return {"id": {"S": "#".join((kind, *parts))}}
 
     def _expiration(self) -> dict[str, str]:
@@ -129,14 +110,3 @@ class DynamoEntityState:
         item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
-
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key=self._key("synced", namespace, key),
-                                     ConsistentRead=True)
-        stored = item.get("Item", {}).get("values", {}).get("S")
-        return json.loads(stored) if stored else None
-
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
-        self._client.put_item(TableName=self._table, Item={
-            **self._key("synced", namespace, key), "values": {"S": json.dumps(values, default=str)},
-            "expiration": self._expiration()})

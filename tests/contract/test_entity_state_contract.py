@@ -136,16 +136,6 @@ def test_dynamo_entity_state_items_share_idempotency_table_with_ttl(dynamo_clien
     assert item["change_time"] == {"S": "2026-11-20T09:00:00.000000Z"}
 
 
-def test_synced_values_none_until_remembered_then_exactly_what_was_stored(state: EntityState) -> None:
-    assert state.last_synced("streak:contact", "contact_1") is None
-    state.remember_synced("streak:contact", "contact_1", {"firstName": "Jane", "phone": None})
-    assert state.last_synced("streak:contact", "contact_1") == {"firstName": "Jane", "phone": None}
-    state.remember_synced("streak:contact", "contact_1", {"firstName": "Janet", "phone": "+1"})
-    assert state.last_synced("streak:contact", "contact_1") == {"firstName": "Janet", "phone": "+1"}
-    assert state.last_synced("streak:contact", "contact_2") is None  # per key
-    assert state.last_synced("clarity:customer", "contact_1") is None  # per namespace
-
-
 def test_links_are_per_namespace_and_overwritten(state: EntityState) -> None:
     state.link("clarity:customer>streak:contact", "C-1", "contact_1")
     state.link("clarity:customer>streak:contact", "C-1", "contact_9")
