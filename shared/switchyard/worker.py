@@ -158,7 +158,10 @@ class FlowWorker:
                   detail=detail)
         self._metric("EventsDropped")
         if self._count_drop is not None:
-            self._count_drop(self.flow.name, reason)
+            try:
+                self._count_drop(self.flow.name, reason)
+            except Exception as exc:  # a metric must never fail a delivery that is done
+                self._log("warning", "drop not counted", event, error=str(exc))
         if self._drops is not None:
             self._drops.record(Drop(flow=self.flow.name, event_id=event.event_id, event_type=event.type,
                                     reason=reason, dropped_at=time.time(), change_time=event.timestamp.isoformat(),

@@ -424,3 +424,15 @@ def test_handle_duplicate_of_dropped_event_not_recorded_again(rec: Recorder) -> 
 
     assert rec.metrics == ["EventsDropped", "EventsDuplicate"]
     assert len(drops.list(FLOW.name)) == 1
+
+
+def test_handle_dropped_metric_failing_does_not_fail_the_delivery(rec: Recorder) -> None:
+    def broken(_flow: str, _reason: str) -> None:
+        raise RuntimeError("no metrics namespace")
+
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult("stale")), dead_letters=rec,
+                        delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, metrics=rec, logger=rec,
+                        count_drop=broken)
+
+    assert worker.handle(message(), receive_count=1, receipt_handle="rh-1") == {"outcome": "stale", "detail": {}}
+    assert ("warning", "drop not counted") in [(level, text) for level, text, _ in rec.logs]
