@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
 
 .DEFAULT_GOAL := help
-.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz generate clean
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz generate chaos-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-smoke: $(STAMP) ## a tiny run of every benchmark (CI)
 
 fuzz: $(STAMP) ## fuzz every webhook endpoint (schemathesis, hostile input) and the parsers: 0 5xx, nothing queued when rejected
 	$(PY) -m switchyard_local.fuzz
+
+chaos-sync: $(STAMP) ## people edit Clarity and Streak at once, webhooks and APIs misbehave: does every pair converge?
+	$(PY) -m switchyard_local.chaos_sync $(CHAOS_SYNC_ARGS)
 
 generate: $(STAMP) ## regenerate, from the envelope models, the ingest validators and docs/openapi.json
 	$(PY) -m switchyard_local.codegen

@@ -3,6 +3,7 @@
     switchyard dry-run FLOW EVENT.json         what an event becomes, without calling anyone
     switchyard dlq list FLOW [--stack NAME]    dead letters of a flow, with their reasons
     switchyard dlq redrive FLOW [--stack NAME] send them back through the flow (idempotent)
+    switchyard drops FLOW [--stack NAME]       events accepted but not applied (stale, not master, ...), with reasons
     switchyard send URL EVENT.json --secret S  post a Standard Webhooks signed event
     switchyard connection status [--stack NAME]                  which connections wait for a reconnect
     switchyard connection reconnect NAME --refresh-token T | --auth-code C --redirect-uri U [--stack NAME]
@@ -130,6 +131,24 @@ def _connection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drops(args: argparse.Namespace) -> int:
+    import boto3
+    from switchyard.drops import DynamoDropLog
+
+    from switchyard_local.stackinfo import idempotency_table
+
+    session = boto3.session.Session(region_name=args.region)
+    table = idempotency_table(session.client("cloudformation", endpoint_url=args.endpoint_url), args.stack)
+    drops = DynamoDropLog(session.client("dynamodb", endpoint_url=args.endpoint_url), table).list(args.flow)
+    print(json.dumps([d.to_dict() for d in drops], indent=2, default=str))
+    reasons: dict[str, int] = {}
+    for drop in drops:
+        reasons[drop.reason] = reasons.get(drop.reason, 0) + 1
+    summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())) or "none"
+    print(f"{len(drops)} dropped event(s) in {args.flow}: {summary}", file=sys.stderr)
+    return 0
+
+
 def _send(args: argparse.Namespace) -> int:
     import httpx
 
@@ -218,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--endpoint-url", default=None)
     dlq.add_argument("--limit", type=int, default=None)
     dlq.set_defaults(run=_dlq)
+
+    drops = commands.add_parser("drops", help="list a flow's events accepted but not applied, with reasons")
+    drops.add_argument("flow")
+    drops.add_argument("--stack", default="Switchyard-dev")
+    drops.add_argument("--region", default=None)
+    drops.add_argument("--endpoint-url", default=None)
+    drops.set_defaults(run=_drops)
 
     send = commands.add_parser("send", help="post a signed webhook")
     send.add_argument("url")

@@ -36,3 +36,8 @@ def tagged_resource(cfn: Any, stack: str, **metadata: str) -> str:
         if all(meta.get(f"switchyard:{key}") == value for key, value in metadata.items()):
             return physical[logical_id]
     raise SystemExit(f"stack {stack} has no resource with {metadata}")
+
+
+def idempotency_table(cfn: Any, stack: str) -> str:
+    """The physical name of the stack's table (idempotency records, entity state, pairs, drops)."""
+    return tagged_resource(cfn, stack, role="idempotency-table")

@@ -96,6 +96,14 @@ class StateMachineConfig(_Strict):
         return self.timeout_minutes + -(-wait.interval_seconds * wait.max_attempts // 60)
 
 
+class TwoWayConfig(_Strict):
+    """One direction of a two-way pair of flows (both share one record per synced pair of objects)."""
+
+    reverse: str  # the flow carrying changes the other way
+    # a write of this flow whose answer was lost is still recognised by its value when it comes back this long
+    echo_window_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
+
+
 class FlowConfig(_Strict):
     name: str = ""
     description: str = ""
@@ -112,6 +120,7 @@ class FlowConfig(_Strict):
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
     state_machine: StateMachineConfig | None = None
+    two_way: TwoWayConfig | None = None
 
     @model_validator(mode="after")
     def _state_machine_when_needed(self) -> FlowConfig:
@@ -160,6 +169,10 @@ class Catalog(_Strict):
                 raise ValueError(f"flow {name!r}: connection {flow.connection!r} is not a {flow.target}")
             if flow.mapping is not None and not mapping_path(flow.mapping).is_file():
                 raise ValueError(f"flow {name!r}: mapping document {flow.mapping!r} not found")
+            if flow.two_way is not None:
+                reverse = self.flows.get(flow.two_way.reverse)
+                if reverse is None or reverse.two_way is None or reverse.two_way.reverse != name:
+                    raise ValueError(f"flow {name!r}: two_way.reverse must name a flow whose two_way.reverse is it")
         return self
 
     def flows_for(self, source: str, event_type: str) -> list[FlowConfig]:

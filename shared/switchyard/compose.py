@@ -97,6 +97,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
 
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
+    from switchyard.drops import DynamoDropLog
     from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
     from switchyard.entity_state import DynamoEntityState
     from switchyard.table_keys import TableKeys, records_echoes
@@ -148,8 +149,19 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         metrics=metrics,
         logger=logger,
         guard=guard,
+        drops=DynamoDropLog(dynamodb, settings.idempotency_table),  # keys: switchyard.table_keys.drop_key
+        count_drop=_count_drop if metrics is not None else None,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
+
+
+def _count_drop(flow: str, reason: str) -> None:
+    """``EventsDropped`` with the flow and the reason as dimensions (its own EMF record)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name="EventsDropped", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="flow", value=flow)
+        metric.add_dimension(name="reason", value=reason)
 
 
 def _systems(flow: Any, catalog: Any) -> dict[str, str]:
@@ -178,22 +190,40 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, se
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
     """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
     connection = flow.connection
-    if flow.target == "streak":
+    if flow.target in ("streak", "clarity"):
+        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
         from switchyard.connectors.streak import StreakClient, StreakConnection
+        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
         from switchyard.mapping.streak_deals import load_deal_mapping
+        from switchyard.sync import DynamoPairStore
+        from switchyard.table_keys import TableKeys
+        from switchyard.targets.clarity import ClarityTarget
+        from switchyard.targets.clarity_streak import ClarityStreakPairs
         from switchyard.targets.streak_deals import StreakDealTarget
 
-        deals = load_deal_mapping(flow.mapping_document)
-        return lambda secrets: StreakDealTarget(deals, StreakClient(StreakConnection.from_secret(secrets[connection])),
-                                                state, echoes)
-    if flow.target == "clarity":
-        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
-        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-        from switchyard.targets.clarity import ClarityTarget
+        systems = _systems(flow, catalog)
+        two_way = flow.two_way
+        if two_way is not None:  # Clarity ⇄ Streak: both flows' mappings describe the pair
+            reverse = catalog.flows[two_way.reverse]
+            documents = {f.target: f.mapping_document for f in (flow, reverse)}
+            deals, sync = load_deal_mapping(documents["streak"]), load_clarity_sync_mapping(documents["clarity"])
+            pair_store = DynamoPairStore(clients.client("dynamodb"), settings.idempotency_table,
+                                         keys=TableKeys.for_flow(flow))
 
-        sync = load_clarity_sync_mapping(flow.mapping_document)
-        return lambda secrets: ClarityTarget(sync, ClarityClient(ClarityConnection.from_secret(secrets[connection])),
-                                             state, echoes)
+        def build(secrets: dict[str, Any]) -> Any:
+            pairs = None
+            if two_way is not None:
+                pairs = ClarityStreakPairs(
+                    deals, sync, ClarityClient(ClarityConnection.from_secret(secrets[systems["clarity"]])),
+                    StreakClient(StreakConnection.from_secret(secrets[systems["streak"]])), state, pair_store,
+                    echoes, echo_window_seconds=two_way.echo_window_seconds)
+            if flow.target == "streak":
+                return StreakDealTarget(load_deal_mapping(flow.mapping_document),
+                                        StreakClient(StreakConnection.from_secret(secrets[connection])), state,
+                                        echoes, pairs=pairs)
+            return ClarityTarget(load_clarity_sync_mapping(flow.mapping_document), pairs)
+
+        return build
     if flow.target == "nopcommerce":
         from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
         from switchyard.targets.nopcommerce_stock import NopCommerceStockTarget

@@ -40,13 +40,16 @@ ECHO_SUBJECTS: dict[tuple[str, str], tuple[str, str]] = {
 
 
 def fingerprint(system: str, entity: str, state: Mapping[str, Any]) -> str:
-    attributes = SYNCED_ATTRIBUTES[(system, entity)]
+    """Of the synced attributes of a system's object; of the whole ``state`` for entities not listed
+    (e.g. one field of a synced pair, ``switchyard.sync``)."""
+    attributes = SYNCED_ATTRIBUTES.get((system, entity)) or tuple(sorted(state))
     canonical = json.dumps({name: state.get(name) for name in attributes}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
 class EchoLedger(Protocol):
-    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None: ...
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any], *,
+               ttl_seconds: int = ECHO_TTL_SECONDS) -> None: ...
     def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool: ...
 
 
@@ -56,9 +59,10 @@ class InMemoryEchoLedger:
         self._items: dict[tuple[str, str, str, str], float] = {}
         self._lock = threading.Lock()
 
-    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None:
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any], *,
+               ttl_seconds: int = ECHO_TTL_SECONDS) -> None:
         with self._lock:
-            self._items[(system, entity, key, fingerprint(system, entity, state))] = self._clock() + ECHO_TTL_SECONDS
+            self._items[(system, entity, key, fingerprint(system, entity, state))] = self._clock() + ttl_seconds
 
     def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool:
         with self._lock:
@@ -78,10 +82,11 @@ class DynamoEchoLedger:
     def _key(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> dict[str, Any]:
         return {"id": {"S": self._keys.echo(system, entity, key, fingerprint(system, entity, state))}}
 
-    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> None:
+    def record(self, system: str, entity: str, key: str, state: Mapping[str, Any], *,
+               ttl_seconds: int = ECHO_TTL_SECONDS) -> None:
         self._client.put_item(TableName=self._table, Item={
             **self._key(system, entity, key, state),
-            "expiration": {"N": str(int(self._clock()) + ECHO_TTL_SECONDS)},
+            "expiration": {"N": str(int(self._clock()) + ttl_seconds)},
         })
 
     def consume(self, system: str, entity: str, key: str, state: Mapping[str, Any]) -> bool:

@@ -1,14 +1,14 @@
 """Per-entity state that keeps events in order: the newest change applied, and filtered entities.
 
-Invariant 4: an older event never overwrites the effect of a newer one. A worker *claims* an
-entity with the event's change time before applying it; a claim older than what was applied
-fails (the event is stale and dropped). Re-claiming with the same event id succeeds, so a retry of
-a half-applied event goes through.
+An older event never overwrites the effect of a newer one. A worker *claims* an entity with the
+event's change time before applying it; the claim fails (the event is stale and dropped) only when a
+strictly newer change of the entity was applied. Equal change times are normal (an order placed and
+captured in the same second): such a claim succeeds, so ties are applied in order of arrival, and a
+retry of a half-applied event goes through. Every drop is kept in a ``DropLog`` with its reason.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -26,16 +26,6 @@ class EntityState(Protocol):
     # cross-references between systems' keys (e.g. a Clarity customer's Streak contact)
     def link(self, namespace: str, key: str, other: str) -> None: ...
     def linked(self, namespace: str, key: str) -> str | None: ...
-    # the last synced values of an entity's fields: what changed since is what to carry across
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None: ...
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None: ...
-
-
-def changed_fields(before: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Fields whose value differs from the last synced one (all of them the first time)."""
-    if before is None:
-        return dict(values)
-    return {name: value for name, value in values.items() if before.get(name) != value}
 
 
 class InMemoryEntityState:
@@ -49,8 +39,7 @@ class InMemoryEntityState:
         with self._lock:
             item = self._items.setdefault(entity, {})
             current = item.get("change_time")
-            if current is not None and (current > change_time or
-                                        (current == change_time and item.get("event_id") != event_id)):
+            if current is not None and current > change_time:
                 return False
             item.update(change_time=change_time, event_id=event_id)
             return True
@@ -69,14 +58,6 @@ class InMemoryEntityState:
     def linked(self, namespace: str, key: str) -> str | None:
         return self._items.get(f"xref#{namespace}#{key}", {}).get("other")
 
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        values = self._items.get(f"synced#{namespace}#{key}", {}).get("values")
-        return dict(values) if values is not None else None
-
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[f"synced#{namespace}#{key}"] = {"values": dict(values)}
-
 
 class DynamoEntityState:
     """Items in the shared table under the flow's pair scope (``switchyard.table_keys``), TTL ``expiration``."""
@@ -87,8 +68,9 @@ class DynamoEntityState:
         self._keys = keys
         self._clock = clock
 
-    def _key(self, entity: str) -> dict[str, Any]:
-        return {"id": {"S": self._keys.entity(entity)}}
+    def _key(self, kind: str, *parts: str) -> dict[str, Any]:
+        """The one place this store names its items (kinds: entity, xref), under the flow's pair scope."""
+        return {"id": {"S": self._keys.state(kind, *parts)}}
 
     def _expiration(self) -> dict[str, str]:
         return {"N": str(int(self._clock()) + RETENTION_SECONDS)}
@@ -98,13 +80,10 @@ class DynamoEntityState:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=self._key(entity),
+                Key=self._key("entity", entity),
                 UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x",
-                # fixed-width UTC stamps compare in time order
-                ConditionExpression=(
-                    "attribute_not_exists(change_time) OR change_time < :t "
-                    "OR (change_time = :t AND event_id = :e)"
-                ),
+                # fixed-width UTC stamps compare in time order; an equal time is no reason to drop
+                ConditionExpression="attribute_not_exists(change_time) OR change_time <= :t",
                 ExpressionAttributeValues={
                     ":t": {"S": stamp}, ":e": {"S": event_id}, ":x": self._expiration()
                 },
@@ -116,31 +95,20 @@ class DynamoEntityState:
     def mark_filtered(self, entity: str) -> None:
         self._client.update_item(
             TableName=self._table,
-            Key=self._key(entity),
+            Key=self._key("entity", entity),
             UpdateExpression="SET filtered = :f, expiration = :x",
             ExpressionAttributeValues={":f": {"BOOL": True}, ":x": self._expiration()},
         )
 
     def is_filtered(self, entity: str) -> bool:
-        item = self._client.get_item(TableName=self._table, Key=self._key(entity), ConsistentRead=True)
+        item = self._client.get_item(TableName=self._table, Key=self._key("entity", entity), ConsistentRead=True)
         return bool(item.get("Item", {}).get("filtered", {}).get("BOOL"))
 
     def link(self, namespace: str, key: str, other: str) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "id": {"S": self._keys.xref(namespace, key)}, "other": {"S": other}, "expiration": self._expiration()})
+            **self._key("xref", namespace, key), "other": {"S": other}, "expiration": self._expiration()})
 
     def linked(self, namespace: str, key: str) -> str | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.xref(namespace, key)}},
+        item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
-
-    def last_synced(self, namespace: str, key: str) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.synced(namespace, key)}},
-                                     ConsistentRead=True)
-        stored = item.get("Item", {}).get("values", {}).get("S")
-        return json.loads(stored) if stored else None
-
-    def remember_synced(self, namespace: str, key: str, values: dict[str, Any]) -> None:
-        self._client.put_item(TableName=self._table, Item={
-            "id": {"S": self._keys.synced(namespace, key)}, "values": {"S": json.dumps(values, default=str)},
-            "expiration": self._expiration()})

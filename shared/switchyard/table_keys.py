@@ -10,13 +10,16 @@ store          scope                                   items
 =============  ======================================  =====================================================
 idempotency    the flow                                Powertools idempotency records of the flow's worker
 state          the pair: the flow's source and target  per-entity ordering, filtered orders, cross-references,
-               connection, sorted (``clarity+streak``)  last-synced values; both directions of a two-way pair
-                                                       share it (and a one-way flow has it to itself)
+               connection, sorted (``clarity+streak``)  the two-way sync records of synced entity pairs; both
+                                                       directions of a two-way pair share it (and a one-way
+                                                       flow has it to itself)
 echo           the pair                                the echo ledger: written by one direction, consumed by
                                                        the other
 lease          the connection                          the refresher lease of the connection's OAuth tokens
 ratelimit      the connection                          the connection's request limiter (every function that
                                                        calls it takes permits from the same item)
+drop           the flow                                events accepted but deliberately not applied (stale,
+                                                       superseded), kept for ``switchyard drops``
 connection     the connection                          whether the connection is usable or waits for a reconnect
                                                        (``switchyard.connection_state``), read by every function
                                                        that calls it
@@ -49,6 +52,7 @@ class Store(StrEnum):
     TOKEN_LEASE = "lease"
     RATE_LIMIT = "ratelimit"
     CONNECTION_STATE = "connection"
+    DROPS = "drop"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -60,6 +64,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.TOKEN_LEASE: ("UpdateItem",),
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
+    Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
@@ -91,6 +96,11 @@ def pair_scope(flow: FlowConfig) -> str:
 def records_echoes(flow: FlowConfig) -> bool:
     """Whether the flow's writes come back as events (two-way systems), so it keeps an echo ledger."""
     return flow.target in ECHO_TARGETS
+
+
+def drop_key(flow: str, event_id: str = "") -> str:
+    """A dropped event's record; with no event id, the prefix of all of the flow's (for listing them)."""
+    return _key(Store.DROPS, _checked(flow, "flow"), event_id)
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,9 @@ class TableKeys:
 
     def synced(self, namespace: str, key: str) -> str:
         return self.state("synced", namespace, key)
+
+    def drop(self, event_id: str) -> str:
+        return drop_key(self.flow, event_id)
 
     def echo(self, system: str, entity: str, key: str, fingerprint: str) -> str:
         return _key(Store.ECHOES, self.pair, system, entity, key, fingerprint)
@@ -177,7 +190,7 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
     keys = TableKeys.for_flow(flow)
     grants: list[TableGrant] = []
     if role == "worker":  # the worker deduplicates deliveries; a state machine's worker only starts executions
-        grants.append(TableGrant(Store.IDEMPOTENCY, keys.flow))
+        grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow)]
     # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
     grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
     if role == delivering_role(flow):

@@ -34,6 +34,7 @@ from switchyard.connection_state import (
     WAITING_SINCE,
     ConnectionGuard,
 )
+from switchyard.drops import Drop, DropLog
 from switchyard.errors import (
     ConnectionConfigError,
     ConnectionDownError,
@@ -44,7 +45,7 @@ from switchyard.errors import (
     RetryableError,
 )
 from switchyard.events import FlowEvent
-from switchyard.targets import DeliveryResult, Target
+from switchyard.targets import DROPPED_OUTCOMES, DeliveryResult, Target
 
 MAX_RETRY_DELAY_SECONDS = 900  # SQS visibility changes beyond this wait too long for a flow
 RETRY_LATER_BASE_SECONDS = 30
@@ -107,6 +108,8 @@ class FlowWorker:
         reconnect_wait_seconds: float = RECONNECT_WAIT_SECONDS,
         reconnect_poll_seconds: int = RECONNECT_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
+        drops: DropLog | None = None,
+        count_drop: Callable[[str, str], None] | None = None,
     ) -> None:
         self.flow = flow
         self._guard = guard
@@ -120,6 +123,8 @@ class FlowWorker:
         self._requeue = requeue
         self._metrics = metrics
         self._logger = logger
+        self._drops = drops
+        self._count_drop = count_drop  # (flow, reason): a metric with the reason as a dimension
         retry = flow.retry
         self._retrying = Retrying(
             stop=stop_after_attempt(retry.attempts),
@@ -163,9 +168,27 @@ class FlowWorker:
             self._delay(receipt_handle, delay)
             raise RetryLater(reason, delay) from exc
         outcome = result.get("outcome", "delivered")
+        if outcome in DROPPED_OUTCOMES and not result.get("duplicate"):
+            self._record_drop(event, outcome, result.get("detail") or {})
+            return result
         self._log("info", "delivered", event, outcome=outcome, duplicate=bool(result.get("duplicate")))
         self._metric("EventsDuplicate" if result.get("duplicate") else f"Events{outcome.capitalize()}")
         return result
+
+    def _record_drop(self, event: FlowEvent, reason: str, detail: dict[str, Any]) -> None:
+        """Accepted but deliberately not applied: logged, counted with its reason, kept for `switchyard drops`."""
+        self._log("warning", "dropped", event, reason=reason, change_time=event.timestamp.isoformat(),
+                  detail=detail)
+        self._metric("EventsDropped")
+        if self._count_drop is not None:
+            try:
+                self._count_drop(self.flow.name, reason)
+            except Exception as exc:  # a metric must never fail a delivery that is done
+                self._log("warning", "drop not counted", event, error=str(exc))
+        if self._drops is not None:
+            self._drops.record(Drop(flow=self.flow.name, event_id=event.event_id, event_type=event.type,
+                                    reason=reason, dropped_at=time.time(), change_time=event.timestamp.isoformat(),
+                                    detail=json.loads(json.dumps(detail, default=str))))
 
     def _requeued_while_throttled(self, exc: Exception, event: FlowEvent | None, body: str) -> bool:
         """A throttled delivery goes back as a new message (receive count 1) after the wait asked for."""

@@ -149,3 +149,21 @@ def test_dynamo_ledger_consume_deletes_item(dynamo_client) -> None:
     ledger.consume("clarity", "order", "CL-10001", SHIPPED)
 
     assert dynamo_client.scan(TableName=TABLE)["Count"] == 0
+
+
+def test_record_with_flow_echo_window_expires_then(ledger: EchoLedger, clock: FakeClock) -> None:
+    # the echo window is a flow's setting (flows.yaml two_way.echo_window_seconds), not a module constant
+    ledger.record("clarity", "order", "CL-10001", SHIPPED, ttl_seconds=3600)
+    ledger.record("clarity", "order", "CL-10002", SHIPPED, ttl_seconds=3600)
+    clock.now += ECHO_TTL_SECONDS + 1
+    assert ledger.consume("clarity", "order", "CL-10001", SHIPPED) is True
+
+    clock.now += 3600
+    assert ledger.consume("clarity", "order", "CL-10002", SHIPPED) is False
+
+
+def test_fingerprint_of_an_unlisted_entity_covers_the_whole_state(ledger: EchoLedger) -> None:
+    ledger.record("streak", "clarity+streak:order.status", "CL-10001", {"value": "5003"})
+
+    assert ledger.consume("streak", "clarity+streak:order.status", "CL-10001", {"value": "5002"}) is False
+    assert ledger.consume("streak", "clarity+streak:order.status", "CL-10001", {"value": "5003"}) is True

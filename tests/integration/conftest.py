@@ -16,3 +16,23 @@ def state() -> InMemoryEntityState:
 @pytest.fixture
 def echoes() -> InMemoryEchoLedger:
     return InMemoryEchoLedger()
+
+
+@pytest.fixture
+def pair_store():
+    from switchyard.sync import InMemoryPairStore
+
+    return InMemoryPairStore()
+
+
+@pytest.fixture
+def pairs(clarity_client, streak_client, state: InMemoryEntityState, pair_store, echoes: InMemoryEchoLedger,
+          fake_clock):
+    """Clarity ⇄ Streak pairs as both flows' targets share them (one record per synced pair)."""
+    from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
+    from switchyard.mapping.streak_deals import load_deal_mapping
+    from switchyard.targets.clarity_streak import ClarityStreakPairs
+
+    return ClarityStreakPairs(load_deal_mapping("clarity-to-streak.yaml"),
+                              load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, streak_client,
+                              state, pair_store, echoes, echo_window_seconds=600, clock=fake_clock)

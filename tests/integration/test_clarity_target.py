@@ -10,60 +10,76 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.clarity import ClarityClient
-from switchyard.echoes import EchoSuppressingTarget, InMemoryEchoLedger
+from switchyard.connectors.streak import StreakClient
+from switchyard.echoes import InMemoryEchoLedger
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
 from switchyard.targets import DeliveryResult
 from switchyard.targets.clarity import ClarityTarget, contact_link
+from switchyard.targets.clarity_streak import ClarityStreakPairs
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
+from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 
 CONTACT_LINK = "streak:contact>clarity:customer"  # written by the forward flow's StreakDealTarget
 T1 = 1_795_860_000_000  # epoch ms
 StreakEvents = Callable[..., list[FlowEvent]]
 
 
-class RecordingTarget:
-    """Stands in for the forward flow's target (clarity-to-streak): what would reach Streak."""
+@pytest.fixture
+def sandbox(fake_clock) -> StreakSandbox:
+    """Streak on the test's clock (its change times are compared with Clarity's)."""
+    return StreakSandbox(api_key="sandbox-key", team_key="team_1", pipeline=DEMO_PIPELINE, clock=fake_clock)
 
-    def __init__(self) -> None:
-        self.received: list[FlowEvent] = []
 
-    def deliver(self, event: FlowEvent) -> DeliveryResult:
-        self.received.append(event)
-        return DeliveryResult("moved")
+def edit_at(fake_clock: Any, at_ms: int, edit: Callable[[], Any]) -> None:
+    """A rep's edit in Streak made at ``at_ms`` (the test's clock then goes on from where it was)."""
+    saved, fake_clock.now = fake_clock.now, at_ms / 1000
+    edit()
+    fake_clock.now = max(saved, fake_clock.now)
 
 
 @pytest.fixture
-def target(clarity_client: ClarityClient, state: InMemoryEntityState, echoes: InMemoryEchoLedger) -> ClarityTarget:
-    return ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, state, echoes)
+def target(pairs) -> ClarityTarget:
+    return ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), pairs)
 
 
 @pytest.fixture
-def forward() -> RecordingTarget:
-    return RecordingTarget()
-
-
-@pytest.fixture
-def forward_guarded(forward: RecordingTarget, echoes: InMemoryEchoLedger) -> EchoSuppressingTarget:
-    """The forward flow as deployed: its target behind the echo check, sharing the ledger."""
-    return EchoSuppressingTarget(forward, echoes)
-
-
-@pytest.fixture
-def order_id(clarity_sandbox: ClaritySandbox) -> str:
+def order_id(clarity_sandbox: ClaritySandbox, streak_client: StreakClient, fake_clock) -> str:
     order = clarity_sandbox.place_order(DEMO_ORDERS[0])
     assert (order["orderId"], order["status"], order["customerId"]) == ("CL-10001", "processing", "C-501")
+    # its deal and contact in Streak (box_1, contact_1), where a change that loses is written back
+    box = streak_client.create_box("pl_orders", name="Clarity CL-10001 · Jane Doe Acme Corp", stage_key="5002",
+                                   notes=None)
+    streak_client.set_field(box["key"], "1001", "CL-10001")
+    contact = streak_client.find_or_create_contact("team_1", "jane.doe@acme-corp.example")
+    streak_client.update_contact(contact["key"], {"givenName": "Jane", "familyName": "Doe",
+                                                  "phoneNumbers": ["+1 217 555 0100"]})
+    assert (box["key"], contact["key"]) == ("box_1", "contact_1")
+    fake_clock.now = T1 / 1000 + 60  # what people do in Clarity comes after the reps' edits at T1
     return order["orderId"]
 
 
 @pytest.fixture
-def box_event(sample: Callable[..., Any], streak_events: StreakEvents) -> Callable[..., FlowEvent]:
-    def build(stage: str, *, at: int = T1, **changes: Any) -> FlowEvent:
+def forward_pair(pairs: ClarityStreakPairs) -> Callable[[FlowEvent], DeliveryResult]:
+    """The forward flow as deployed (clarity-to-streak): Clarity's events go through the same pairs."""
+    def deliver(event: FlowEvent) -> DeliveryResult:
+        if event.type == "customer.updated":
+            return pairs.customer_from_clarity(event)
+        return pairs.order_from_clarity(event, "box_1")
+
+    return deliver
+
+
+@pytest.fixture
+def box_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox, fake_clock) -> Callable[..., FlowEvent]:
+    """A rep's move of box_1 (made in the Streak sandbox too, unless ``late``: an older move delivered late)."""
+    def build(stage: str, *, at: int = T1, late: bool = False, **changes: Any) -> FlowEvent:
         (box,) = sample("streak_box_change_stage")
         box.update(stageKey=stage, lastUpdatedTimestamp=at, **changes)
+        if not late and box["key"] in {b["key"] for b in sandbox.snapshot()["boxes"]} and stage.startswith("500"):
+            edit_at(fake_clock, at, lambda: sandbox.move_box(box["key"], stage))
         (event,) = streak_events("BOX_CHANGE_STAGE", [box])
         return event
 
@@ -71,10 +87,15 @@ def box_event(sample: Callable[..., Any], streak_events: StreakEvents) -> Callab
 
 
 @pytest.fixture
-def contact_event(sample: Callable[..., Any], streak_events: StreakEvents) -> Callable[..., FlowEvent]:
-    def build(*, at: int = T1, **changes: Any) -> FlowEvent:
+def contact_event(sample: Callable[..., Any], streak_events: StreakEvents, sandbox,
+                  fake_clock) -> Callable[..., FlowEvent]:
+    """A rep's edit of contact_1 (made in the Streak sandbox too, unless ``late``)."""
+    def build(*, at: int = T1, late: bool = False, **changes: Any) -> FlowEvent:
         (contact,) = sample("streak_contact_update")  # Janet Doe, janet@private.example, +1 555 0123
         contact.update(lastUpdatedTimestamp=at, **changes)
+        if not late and sandbox.snapshot()["contacts"]:
+            edit_at(fake_clock, at, lambda: sandbox.edit_contact(contact["key"], **{name: contact[name] for name in (
+                "givenName", "familyName", "emailAddresses", "phoneNumbers")}))
         (event,) = streak_events("CONTACT_UPDATE", [contact])
         return event
 
@@ -90,13 +111,14 @@ def writes(transport: Any) -> list[httpx.Request]:
 
 def test_deliver_box_moved_status_set_once_and_echo_recorded(
     target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_transport,
-    clarity_emitted, forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+    clarity_emitted, forward_pair, sandbox,
 ) -> None:
     # When a rep moves the order's box to "Complete"
     result = target.deliver(box_event("5003"))
 
     # Then the Clarity order is delivered, by one write with the mapping's note
-    assert result == DeliveryResult("updated", {"order_id": order_id, "status": "delivered"})
+    assert result == DeliveryResult("updated", {"order_id": order_id, "box_key": "box_1",
+                                                "fields": {"status": "applied"}, "writes": {"clarity": ["status"]}})
     order = clarity_sandbox.get_order(order_id)
     assert order["status"] == "delivered"
     assert order["statusHistory"][-1]["by"] == "api"
@@ -108,37 +130,40 @@ def test_deliver_box_moved_status_set_once_and_echo_recorded(
     echo = clarity_emitted()[-1]
     assert (echo.type, echo.data["status"], echo.data["previousStatus"]) == (
         "order.status_changed", "delivered", "processing")
-    assert forward_guarded.deliver(echo) == DeliveryResult("echo", {"entity": "order", "key": order_id})
-    assert forward.received == []
+    streak_posts = len(sandbox.requests)
+    assert forward_pair(echo).outcome == "echo"
+    assert [m for m, _p, _c in sandbox.requests[streak_posts:] if m == "POST"] == []  # nothing written to Streak
 
 
 def test_deliver_box_moved_echo_consumed_once(
-    target: ClarityTarget, box_event, order_id: str, clarity_emitted, forward_guarded: EchoSuppressingTarget,
-    forward: RecordingTarget,
+    target: ClarityTarget, box_event, order_id: str, clarity_emitted, forward_pair, clarity_sandbox: ClaritySandbox,
+    fake_clock,
 ) -> None:
     target.deliver(box_event("5003"))
     echo = clarity_emitted()[-1]
-    forward_guarded.deliver(echo)
+    assert forward_pair(echo).outcome == "echo"
 
-    # a second identical status event (e.g. an admin re-sets it later) is not Switchyard's echo
-    forward_guarded.deliver(echo)
-
-    assert forward.received == [echo]
+    # once an admin has changed the order since, the echo delivered again (a webhook retry) is older: stale
+    fake_clock.advance(1)
+    clarity_sandbox.set_order_status(order_id, "refunded")
+    assert forward_pair(clarity_emitted()[-1]).outcome == "moved"
+    assert forward_pair(echo).outcome == "stale"
 
 
 def test_deliver_box_moved_by_admin_in_clarity_not_suppressed(
     target: ClarityTarget, box_event, order_id: str, clarity_sandbox: ClaritySandbox, clarity_emitted,
-    forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+    forward_pair, streak_client: StreakClient, fake_clock,
 ) -> None:
     # Given Switchyard wrote "delivered"; then an admin refunds the order in Clarity's back office
     target.deliver(box_event("5003"))
+    fake_clock.advance(1)
     clarity_sandbox.set_order_status(order_id, "refunded")
 
-    for event in clarity_emitted()[-2:]:
-        forward_guarded.deliver(event)
+    outcomes = [forward_pair(event).outcome for event in clarity_emitted()[-2:]]
 
     # Then only the admin's change goes on to Streak
-    assert [e.data["status"] for e in forward.received] == ["refunded"]
+    assert outcomes == ["echo", "moved"]
+    assert streak_client.get_box("box_1")["stageKey"] == "5004"
 
 
 def test_deliver_box_redelivered_unchanged_written_once(
@@ -149,19 +174,20 @@ def test_deliver_box_redelivered_unchanged_written_once(
 
     again = target.deliver(event)
 
-    assert again == DeliveryResult("unchanged", {"order_id": order_id, "status": "delivered"})
+    assert (again.outcome, again.detail["writes"]) == ("unchanged", {})
     assert len(writes(clarity_transport)) == 1
 
 
 def test_deliver_box_same_stage_as_order_unchanged_no_echo(
-    target: ClarityTarget, box_event, order_id: str, clarity_transport, clarity_emitted, echoes: InMemoryEchoLedger,
+    target: ClarityTarget, box_event, order_id: str, clarity_transport, clarity_emitted, pair_store,
 ) -> None:
     result = target.deliver(box_event("5002"))  # Processing: the order already is processing
 
-    assert result.outcome == "unchanged"
+    assert result.outcome == "unchanged" and result.detail["writes"] == {}
     assert writes(clarity_transport) == []
     assert [e.type for e in clarity_emitted()] == ["order.created"]  # no webhook for a no-op
-    assert echoes.consume("clarity", "order", order_id, {"status": "processing"}) is False
+    (record,) = pair_store.records("clarity+streak:order").values()
+    assert record["fields"]["status"]["writes"] == {"clarity": [], "streak": []}  # no echo awaited
 
 
 def test_deliver_older_box_event_after_newer_stale(
@@ -169,9 +195,9 @@ def test_deliver_older_box_event_after_newer_stale(
 ) -> None:
     target.deliver(box_event("5003", at=T1 + 60_000))
 
-    result = target.deliver(box_event("5001", at=T1))
+    result = target.deliver(box_event("5001", at=T1, late=True))
 
-    assert result == DeliveryResult("stale", {"order_id": order_id})
+    assert (result.outcome, result.detail["fields"]) == ("stale", {"status": "stale"})
     assert clarity_sandbox.get_order(order_id)["status"] == "delivered"
     assert len(writes(clarity_transport)) == 1
 
@@ -264,16 +290,24 @@ def test_deliver_contact_without_link_unlinked(
 def test_deliver_contact_linked_only_name_fields_patched_with_if_match(
     target: ClarityTarget, contact_event, order_id: str, state: InMemoryEntityState,
     clarity_sandbox: ClaritySandbox, clarity_transport, clarity_emitted,
-    forward_guarded: EchoSuppressingTarget, forward: RecordingTarget,
+    forward_pair, streak_client: StreakClient,
 ) -> None:
     # Given the contact is linked to customer C-501 (Jane Doe, version 1)
     state.link(CONTACT_LINK, "contact_1", "C-501")
+    state.link("clarity:customer>streak:contact", "C-501", "contact_1")
 
     # When a rep edits the contact: given name, e-mail and phone (the sample)
     result = target.deliver(contact_event())
 
-    # Then only the name is written (e-mail and phone belong to Clarity), conditionally on the version read
-    assert result == DeliveryResult("updated", {"customer_id": "C-501", "fields": ["firstName"]})
+    # Then only the name is written (e-mail and phone belong to Clarity), conditionally on the version read,
+    # and Clarity's e-mail and phone are written back to Streak, so both systems end equal
+    assert result == DeliveryResult("updated", {
+        "customer_id": "C-501", "fields": {"email": "not_master", "phone": "not_master", "first_name": "applied",
+                                           "last_name": "unchanged"},
+        "writes": {"clarity": ["first_name"], "streak": ["email", "phone"]}})
+    contact = streak_client.get_contact("contact_1")
+    assert (contact["emailAddresses"][0], contact["phoneNumbers"][0]) == (
+        "jane.doe@acme-corp.example", "+1 217 555 0100")
     (patch,) = writes(clarity_transport)
     assert patch.url.path == "/api/v1/customers/C-501"
     assert json.loads(patch.content) == {"firstName": "Janet"}
@@ -285,8 +319,7 @@ def test_deliver_contact_linked_only_name_fields_patched_with_if_match(
     # And Clarity's customer.updated for this write is consumed as the echo
     echo = clarity_emitted()[-1]
     assert (echo.type, echo.data["firstName"]) == ("customer.updated", "Janet")
-    assert forward_guarded.deliver(echo).outcome == "echo"
-    assert forward.received == []
+    assert forward_pair(echo).outcome == "echo"
 
 
 def test_deliver_contact_names_already_equal_unchanged(
@@ -296,7 +329,8 @@ def test_deliver_contact_names_already_equal_unchanged(
 
     result = target.deliver(contact_event(givenName="Jane", familyName="Doe"))
 
-    assert result == DeliveryResult("unchanged", {"customer_id": "C-501"})
+    # the e-mail and phone the rep typed are Clarity's to set: written back, and the edit counted as a drop
+    assert (result.outcome, result.detail["writes"]) == ("not_master", {"streak": ["email", "phone"]})
     assert writes(clarity_transport) == []
 
 
@@ -308,7 +342,7 @@ def test_deliver_contact_email_and_phone_only_changed_unchanged(
     result = target.deliver(contact_event(givenName="Jane", familyName="Doe",
                                           emailAddresses=["rep-typed@example.com"], phoneNumbers=["+44 1"]))
 
-    assert result.outcome == "unchanged"
+    assert result.outcome == "not_master"
     assert writes(clarity_transport) == []
 
 
@@ -319,7 +353,7 @@ def test_deliver_contact_blank_name_not_written(
 
     result = target.deliver(contact_event(givenName="  ", familyName="Doe-Smith"))
 
-    assert result.detail["fields"] == ["lastName"]
+    assert result.detail["writes"]["clarity"] == ["last_name"]
     assert clarity_sandbox.get_customer("C-501")["firstName"] == "Jane"
 
 
@@ -329,9 +363,9 @@ def test_deliver_older_contact_edit_after_newer_stale(
     state.link(CONTACT_LINK, "contact_1", "C-501")
     target.deliver(contact_event(at=T1 + 1, givenName="Janet"))
 
-    result = target.deliver(contact_event(at=T1, givenName="Janine"))
+    result = target.deliver(contact_event(at=T1, givenName="Janine", late=True))
 
-    assert result == DeliveryResult("stale", {"customer_id": "C-501"})
+    assert (result.outcome, result.detail["fields"]["first_name"]) == ("stale", "stale")
     assert clarity_sandbox.get_customer("C-501")["firstName"] == "Janet"
 
 
@@ -379,14 +413,14 @@ def test_deliver_contact_edit_carries_only_fields_changed_in_streak_not_older_on
     result = target.deliver(contact_event(at=T1 + 10, givenName="Jay"))
 
     # Then only the first name goes across: Streak's older last name does not undo Clarity's newer one
-    assert result.outcome == "updated" and result.detail["fields"] == ["firstName"]
+    assert result.outcome == "updated" and result.detail["writes"]["clarity"] == ["first_name"]
     customer = clarity_sandbox.get_customer("C-501")
     assert (customer["firstName"], customer["lastName"]) == ("Jay", "Doe-Smith")
 
 
 def test_deliver_failed_status_write_leaves_no_echo_to_swallow_a_later_identical_change(
     target: ClarityTarget, box_event, order_id: str, echoes: InMemoryEchoLedger, clarity_sandbox: ClaritySandbox,
-    clarity_transport,
+    clarity_transport, forward_pair, clarity_emitted, pair_store,
 ) -> None:
     # Given Switchyard's write of "delivered" itself fails (the read before it succeeds)
     def write_fails(request: httpx.Request) -> None:
@@ -399,6 +433,9 @@ def test_deliver_failed_status_write_leaves_no_echo_to_swallow_a_later_identical
     assert [r.method for r in clarity_transport.sent][-1] == "PATCH"
     # When an admin then sets "delivered" in Clarity themselves
     clarity_transport.before = None
-    order = clarity_sandbox.set_order_status(order_id, "delivered")
+    clarity_sandbox.set_order_status(order_id, "delivered")
     # Then Clarity's webhook for it is not mistaken for Switchyard's echo
-    assert echoes.consume("clarity", "order", order_id, order) is False
+    assert forward_pair(clarity_emitted()[-1]).outcome == "unchanged"  # the pair's value already, not an echo
+    (record,) = pair_store.records("clarity+streak:order").values()
+    assert record["fields"]["status"]["writes"]["clarity"] == []  # the failed write is forgotten
+    assert echoes.consume("clarity", "clarity+streak:order.status", order_id, {"value": "5003"}) is False

@@ -27,8 +27,8 @@ from switchyard.events import flow_message
 from switchyard.mapping.quickbooks_orders import load_order_mapping
 from switchyard.order_to_cash import ItemCache, OrderToCash
 from switchyard.state_machines import ExecutionStarter, StepError, StepWaitingForConnection
-from switchyard.tokens import SecretsManagerTokenStore
 from switchyard.table_keys import ConnectionKeys
+from switchyard.tokens import SecretsManagerTokenStore
 from switchyard.worker import FlowWorker, RetryLater
 from switchyard_local.connections import exchange_authorization_code, reconnect
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox

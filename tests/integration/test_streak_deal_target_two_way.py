@@ -19,6 +19,7 @@ from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
 from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
 from switchyard.targets import DeliveryResult
 from switchyard.targets.clarity import ClarityTarget
+from switchyard.targets.clarity_streak import ClarityStreakPairs
 from switchyard.targets.streak_deals import StreakDealTarget
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
@@ -29,15 +30,14 @@ ClarityEvent = Callable[..., FlowEvent]
 StreakEvents = Callable[..., list[FlowEvent]]
 
 
-class RecordingTarget:
-    """Stands in for the reverse flow's target (streak-to-clarity): what would reach Clarity."""
+@pytest.fixture
+def sandbox(fake_clock) -> StreakSandbox:
+    """Streak on the test's clock (its change times are compared with Clarity's), which starts after the
+    sample webhooks' change times (2026-11-21/22): Switchyard's writes come after the changes they carry."""
+    from switchyard_local.sandboxes.streak import DEMO_PIPELINE
 
-    def __init__(self) -> None:
-        self.received: list[FlowEvent] = []
-
-    def deliver(self, event: FlowEvent) -> DeliveryResult:
-        self.received.append(event)
-        return DeliveryResult("updated")
+    fake_clock.now = 1_795_910_400.0  # 2026-11-23T00:00:00Z
+    return StreakSandbox(api_key="sandbox-key", team_key="team_1", pipeline=DEMO_PIPELINE, clock=fake_clock)
 
 
 @pytest.fixture
@@ -47,19 +47,16 @@ def mapping() -> DealMapping:
 
 @pytest.fixture
 def target(mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState,
-           echoes: InMemoryEchoLedger) -> StreakDealTarget:
-    return StreakDealTarget(mapping, streak_client, state, echoes)
+           echoes: InMemoryEchoLedger, pairs) -> StreakDealTarget:
+    return StreakDealTarget(mapping, streak_client, state, echoes, pairs=pairs)
 
 
 @pytest.fixture
-def reverse() -> RecordingTarget:
-    return RecordingTarget()
-
-
-@pytest.fixture
-def reverse_guarded(reverse: RecordingTarget, echoes: InMemoryEchoLedger) -> EchoSuppressingTarget:
-    """The reverse flow as deployed: its target behind the echo check, sharing the ledger."""
-    return EchoSuppressingTarget(reverse, echoes)
+def clarity_holds_the_sample_order(clarity_sandbox: ClaritySandbox) -> None:
+    """The order the b2b sample webhook is about exists in Clarity (CL-10001 for C-501, as in the sample)."""
+    order = {**DEMO_ORDERS[0], "status": "pending"}
+    order["customer"] = {**order["customer"], "phone": "+1 555 0100"}
+    assert clarity_sandbox.place_order(order)["orderId"] == "CL-10001"
 
 
 @pytest.fixture
@@ -124,8 +121,8 @@ def test_deliver_order_created_redelivered_comment_not_duplicated(
     assert box["comments"] == ["Payment: card, paid"]
     assert len(box["tasks"]) == 1
     assert len(sandbox.snapshot()["contacts"]) == 1
-    # only the contact's getIfExisting look-up is a POST: nothing is written again
-    assert streak_writes(sandbox)[writes_before:] == ["/api/v2/teams/team_1/contacts/"]
+    # the linked contact is read and the organization found by search: nothing is written again
+    assert streak_writes(sandbox)[writes_before:] == []
 
 
 def test_deliver_order_created_consumer_no_phone_no_org(
@@ -143,8 +140,9 @@ def test_deliver_order_created_consumer_no_phone_no_org(
     assert state.linked(CUSTOMER_TO_CONTACT, "C-502") == contact["key"]
 
 
-def test_deliver_order_created_existing_contact_phone_kept(
+def test_deliver_order_created_existing_contact_takes_clarity_phone_its_master(
     target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox, streak_client: StreakClient,
+    clarity_holds_the_sample_order: None,
 ) -> None:
     # Given the contact already exists in Streak with a phone a rep entered
     contact = streak_client.find_or_create_contact("team_1", "jane.doe@acme-corp.example")
@@ -152,7 +150,8 @@ def test_deliver_order_created_existing_contact_phone_kept(
 
     target.deliver(clarity_event("clarity_order_b2b"))
 
-    assert only_contact(sandbox)["phoneNumbers"] == ["+1 555 7777"]
+    # Clarity owns the phone: once the pair exists, both systems hold Clarity's (it used to stay 7777 forever)
+    assert only_contact(sandbox)["phoneNumbers"] == ["+1 555 0100"]
 
 
 def test_deliver_two_orders_emails_differing_in_case_and_whitespace_one_contact(
@@ -178,36 +177,39 @@ def test_deliver_two_orders_emails_differing_in_case_and_whitespace_one_contact(
 
 def test_deliver_status_changed_moved_and_box_echo_consumed(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, streak_client: StreakClient,
-    streak_events: StreakEvents, reverse_guarded: EchoSuppressingTarget, reverse: RecordingTarget,
+    streak_events: StreakEvents, pairs: ClarityStreakPairs,
 ) -> None:
     box_key = created.detail["box_key"]
 
     result = target.deliver(clarity_event("clarity_status_shipped"))
 
-    assert result == DeliveryResult("moved", {"box_key": box_key, "stage_key": "5002"})
+    assert result == DeliveryResult("moved", {"order_key": "CL-10001", "box_key": box_key,
+                                              "fields": {"status": "applied"}, "writes": {"streak": ["status"]}})
     box = streak_client.get_box(box_key)
     assert box["stageKey"] == "5002"
     # Streak reports the stage change; the reverse flow recognises Switchyard's own move
     (echo,) = streak_events("BOX_CHANGE_STAGE", [box])
-    assert reverse_guarded.deliver(echo) == DeliveryResult("echo", {"entity": "box", "key": box_key})
-    assert reverse.received == []
+    assert pairs.order_from_streak(echo).outcome == "echo"
 
 
 def test_deliver_status_changed_rep_moves_box_later_not_suppressed(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox,
-    streak_client: StreakClient, streak_events: StreakEvents, reverse_guarded: EchoSuppressingTarget,
-    reverse: RecordingTarget,
+    streak_client: StreakClient, streak_events: StreakEvents, pairs: ClarityStreakPairs,
+    clarity_sandbox: ClaritySandbox, fake_clock,
 ) -> None:
+    clarity_sandbox.place_order(DEMO_ORDERS[0])  # CL-10001 in Clarity too, shipped as the event says
+    clarity_sandbox.set_order_status("CL-10001", "shipped")
+    fake_clock.advance(120)  # (its webhooks are not part of this test)
     box_key = created.detail["box_key"]
     target.deliver(clarity_event("clarity_status_shipped"))
     (echo,) = streak_events("BOX_CHANGE_STAGE", [streak_client.get_box(box_key)])
-    reverse_guarded.deliver(echo)
+    assert pairs.order_from_streak(echo).outcome == "echo"
 
     moved = sandbox.move_box(box_key, "5003")  # a rep completes the deal
     (change,) = streak_events("BOX_CHANGE_STAGE", [moved])
 
-    assert reverse_guarded.deliver(change).outcome == "updated"
-    assert [e.data["stageKey"] for e in reverse.received] == ["5003"]
+    assert pairs.order_from_streak(change).outcome == "updated"
+    assert clarity_sandbox.get_order("CL-10001")["status"] == "delivered"
 
 
 def test_deliver_status_changed_same_stage_unchanged_no_echo(
@@ -228,32 +230,31 @@ def test_deliver_status_changed_same_stage_unchanged_no_echo(
 
 def test_deliver_customer_updated_contact_updated_and_echo_consumed(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox,
-    streak_client: StreakClient, streak_events: StreakEvents, reverse_guarded: EchoSuppressingTarget,
-    reverse: RecordingTarget,
+    streak_client: StreakClient, streak_events: StreakEvents, pairs: ClarityStreakPairs,
 ) -> None:
     contact_key = only_contact(sandbox)["key"]
 
     result = target.deliver(clarity_event("clarity_customer_updated"))
 
     # clarity-to-streak may write e-mail, phone and name (Clarity is their master, or both are)
-    assert result == DeliveryResult("updated", {"contact_key": contact_key,
-                                                "fields": ["emailAddresses", "familyName", "phoneNumbers"]})
+    assert (result.outcome, result.detail["contact_key"], result.detail["writes"]) == (
+        "updated", contact_key, {"streak": ["email", "last_name", "phone"]})
     contact = streak_client.get_contact(contact_key)
     assert contact["emailAddresses"] == ["jane.doesmith@acme-corp.example"]
     assert contact["phoneNumbers"] == ["+1 555 0199"]
     assert (contact["givenName"], contact["familyName"]) == ("Jane", "Doe-Smith")
     # Streak reports the contact change; the reverse flow recognises Switchyard's own write
     (echo,) = streak_events("CONTACT_UPDATE", [contact])
-    assert reverse_guarded.deliver(echo) == DeliveryResult("echo", {"entity": "contact", "key": contact_key})
-    assert reverse.received == []
+    assert pairs.customer_from_streak(echo).outcome == "echo"
 
 
 def test_deliver_customer_updated_secondary_addresses_kept(
     created: DeliveryResult, target: StreakDealTarget, clarity_event: ClarityEvent, sandbox: StreakSandbox,
-    streak_client: StreakClient,
+    streak_client: StreakClient, fake_clock,
 ) -> None:
     contact_key = only_contact(sandbox)["key"]
     streak_client.update_contact(contact_key, {"emailAddresses": ["jane.doe@acme-corp.example", "jd@home.example"]})
+    fake_clock.advance(120)  # a rep's edit of a while ago (its webhook is not part of this test)
 
     target.deliver(clarity_event("clarity_customer_updated"))
 
@@ -295,17 +296,30 @@ def test_deliver_customer_updated_older_than_applied_stale(
 
 
 def test_deliver_customer_updated_streak_master_of_email_only_phone_and_name_written(
-    created: DeliveryResult, streak_client: StreakClient, state: InMemoryEntityState, echoes: InMemoryEchoLedger,
-    clarity_event: ClarityEvent, sandbox: StreakSandbox,
+    created: DeliveryResult, streak_client: StreakClient, clarity_client: Any, state: InMemoryEntityState,
+    echoes: InMemoryEchoLedger, pair_store: Any, clarity_event: ClarityEvent, sandbox: StreakSandbox,
+    clarity_sandbox: ClaritySandbox,
 ) -> None:
-    doc = yaml.safe_load(mapping_path("clarity-to-streak.yaml").read_text())
-    doc["master"] = {"email": "streak", "phone": "clarity", "name": "both", "status": "both"}
-    streak_master = StreakDealTarget(parse_deal_mapping(yaml.safe_dump(doc)), streak_client, state, echoes)
+    from switchyard.mapping.clarity_sync import parse_clarity_sync_mapping
+
+    clarity_sandbox.place_order(DEMO_ORDERS[0])  # customer C-501 in Clarity
+    masters = {"email": "streak", "phone": "clarity", "name": "both", "status": "both"}
+    deals_doc = yaml.safe_load(mapping_path("clarity-to-streak.yaml").read_text())
+    sync_doc = yaml.safe_load(mapping_path("streak-to-clarity.yaml").read_text())
+    deals_doc["master"] = sync_doc["master"] = masters
+    deals, sync = parse_deal_mapping(yaml.safe_dump(deals_doc)), parse_clarity_sync_mapping(yaml.safe_dump(sync_doc))
+    pairs = ClarityStreakPairs(deals, sync, clarity_client, streak_client, state, pair_store, echoes,
+                               echo_window_seconds=600)
+    streak_master = StreakDealTarget(deals, streak_client, state, echoes, pairs=pairs)
+    clarity_sandbox.update_customer("C-501", email="jane.doesmith@acme-corp.example", lastName="Doe-Smith",
+                                    phone="+1 555 0199")  # the edit the event reports
 
     result = streak_master.deliver(clarity_event("clarity_customer_updated"))
 
-    assert result.detail["fields"] == ["familyName", "phoneNumbers"]
+    # Streak's e-mail stays, and is written back into Clarity, so both systems end equal
+    assert result.detail["writes"] == {"streak": ["last_name", "phone"], "clarity": ["email"]}
     assert only_contact(sandbox)["emailAddresses"] == ["jane.doe@acme-corp.example"]
+    assert clarity_sandbox.get_customer("C-501")["email"] == "jane.doe@acme-corp.example"
 
 
 # --- both halves, both sandboxes: no ping-pong ------------------------------------------------------------
@@ -332,9 +346,9 @@ class TwoWay:
 
 
 @pytest.fixture
-def two_way(target: StreakDealTarget, clarity_client: Any, state: InMemoryEntityState, echoes: InMemoryEchoLedger,
+def two_way(target: StreakDealTarget, pairs, echoes: InMemoryEchoLedger,
             clarity_sandbox: ClaritySandbox, clarity_emitted, streak_events: StreakEvents) -> TwoWay:
-    backward = ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, state, echoes)
+    backward = ClarityTarget(load_clarity_sync_mapping("streak-to-clarity.yaml"), pairs)
     return TwoWay(EchoSuppressingTarget(target, echoes), EchoSuppressingTarget(backward, echoes), clarity_sandbox,
                   clarity_emitted, streak_events)
 

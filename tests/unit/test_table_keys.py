@@ -42,16 +42,17 @@ def test_both_directions_of_a_new_pair_share_state_and_echoes_but_not_idempotenc
     forward = table_grants(CATALOG, CATALOG.flows["shop-to-crm"], "worker")
     reverse = table_grants(CATALOG, CATALOG.flows["crm-to-shop"], "worker")
 
-    assert {g.prefix for g in forward} == {"idempotency#shop-to-crm#", "state#crm+shop#", "echo#crm+shop#",
-                                           "connection#crm#"}
-    assert {g.prefix for g in reverse} == {"idempotency#crm-to-shop#", "state#crm+shop#", "echo#crm+shop#",
-                                           "connection#shop#"}
+    assert {g.prefix for g in forward} == {"idempotency#shop-to-crm#", "drop#shop-to-crm#", "state#crm+shop#",
+                                           "echo#crm+shop#", "connection#crm#"}
+    assert {g.prefix for g in reverse} == {"idempotency#crm-to-shop#", "drop#crm-to-shop#", "state#crm+shop#",
+                                           "echo#crm+shop#", "connection#shop#"}
 
 
 def test_a_flow_that_calls_quickbooks_gets_that_connections_lease_and_limiter_with_their_actions():
     grants = set(table_grants(CATALOG, CATALOG.flows["shop-stock"], "worker"))
 
-    assert grants == {TableGrant(Store.IDEMPOTENCY, "shop-stock"), TableGrant(Store.STATE, "shop+stock"),
+    assert grants == {TableGrant(Store.IDEMPOTENCY, "shop-stock"), TableGrant(Store.DROPS, "shop-stock"),
+                      TableGrant(Store.STATE, "shop+stock"),
                       TableGrant(Store.TOKEN_LEASE, "books"), TableGrant(Store.RATE_LIMIT, "books"),
                       TableGrant(Store.CONNECTION_STATE, "stock"), TableGrant(Store.CONNECTION_STATE, "books")}
     assert TableGrant(Store.CONNECTION_STATE, "books").actions == ("GetItem", "UpdateItem")

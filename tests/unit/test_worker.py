@@ -492,3 +492,53 @@ def test_handle_stamp_of_an_earlier_outage_does_not_count_against_a_new_one(rec:
 
     assert rec.dead_letters == []
     assert json.loads(harness.requeued[-1][0])[WAITING_SINCE] == harness.now - RECONNECT_POLL_SECONDS
+
+
+# --- drops: accepted, then deliberately not applied -------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["stale", "not_master", "superseded"])
+def test_handle_dropped_outcome_logged_counted_with_reason_and_listed(rec: Recorder, reason: str) -> None:
+    from switchyard.drops import InMemoryDropLog
+
+    drops, counted = InMemoryDropLog(), []
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult(reason, {"order_key": "1042"})),
+                        dead_letters=rec, delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, metrics=rec,
+                        logger=rec, drops=drops, count_drop=lambda flow, why: counted.append((flow, why)))
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+
+    assert rec.metrics == ["EventsDropped"]
+    assert counted == [(FLOW.name, reason)]
+    (level, text, extra) = rec.logs[-1]
+    assert (level, text, extra["reason"], extra["event_id"]) == ("warning", "dropped", reason, "msg_1")
+    (drop,) = drops.list(FLOW.name)
+    assert (drop.event_id, drop.reason, drop.detail) == ("msg_1", reason, {"order_key": "1042"})
+    assert drop.change_time == "2026-11-20T09:15:02+00:00"
+
+
+def test_handle_duplicate_of_dropped_event_not_recorded_again(rec: Recorder) -> None:
+    from switchyard.drops import InMemoryDropLog
+
+    drops = InMemoryDropLog()
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult("stale")), dead_letters=rec,
+                        delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, make_idempotent=fake_idempotency,
+                        metrics=rec, logger=rec, drops=drops)
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+    worker.handle(message(), receive_count=1, receipt_handle="rh-2")
+
+    assert rec.metrics == ["EventsDropped", "EventsDuplicate"]
+    assert len(drops.list(FLOW.name)) == 1
+
+
+def test_handle_dropped_metric_failing_does_not_fail_the_delivery(rec: Recorder) -> None:
+    def broken(_flow: str, _reason: str) -> None:
+        raise RuntimeError("no metrics namespace")
+
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(DeliveryResult("stale")), dead_letters=rec,
+                        delay=lambda r, s: None, max_receive_count=MAX_RECEIVES, metrics=rec, logger=rec,
+                        count_drop=broken)
+
+    assert worker.handle(message(), receive_count=1, receipt_handle="rh-1") == {"outcome": "stale", "detail": {}}
+    assert ("warning", "drop not counted") in [(level, text) for level, text, _ in rec.logs]

@@ -668,7 +668,11 @@ class StreakSandbox(http.SandboxApp):
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
         webhook_timeout: float = 5.0,
         search_lag_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock  # seconds: Streak's change times (lastUpdatedTimestamp) come from it
+        # in-process observers (tests, the chaos harness): (event, object) for every webhook event fired
+        self.on_fire: Callable[[str, dict[str, Any]], None] | None = None
         self.api_key = api_key
         # a created box is found by search only this long after the create (Streak's index lags)
         self.search_lag_seconds = search_lag_seconds
@@ -681,7 +685,7 @@ class StreakSandbox(http.SandboxApp):
         self.base_url: str | None = None
         self._lock = threading.RLock()
         self._state = _State()
-        self._created_ms = _now_ms()
+        self._created_ms = self._now_ms()
         self._stop: Callable[[], None] | None = None
         self._webhooks = WebhookDispatcher(retry_delays=webhook_retry_delays, timeout=webhook_timeout)
 
@@ -877,18 +881,23 @@ class StreakSandbox(http.SandboxApp):
 
     def _touch(self, entity: dict[str, Any]) -> dict[str, Any]:
         # Strictly increasing, even for several updates within one millisecond.
-        entity["lastUpdatedTimestamp"] = max(_now_ms(), entity.get("lastUpdatedTimestamp", 0) + 1)
+        entity["lastUpdatedTimestamp"] = max(self._now_ms(), entity.get("lastUpdatedTimestamp", 0) + 1)
         return copy.deepcopy(entity)
 
     def _fire(self, event: str, obj: dict[str, Any]) -> None:
         """Queue webhook deliveries of ``[obj]`` for ``event`` (pipeline or team scope by event name)."""
+        if self.on_fire is not None:
+            self.on_fire(event, copy.deepcopy(obj))
         if event in PIPELINE_WEBHOOK_EVENTS:
             self._webhooks.publish("pipeline", self.pipeline.key, event, obj)
         else:
             self._webhooks.publish("team", self.team_key, event, obj)
 
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
     def _insert(self, table: dict[str, Any], key: str, entity: dict[str, Any]) -> dict[str, Any]:
-        now = _now_ms()
+        now = self._now_ms()
         table[key] = {"key": key, **entity, "creationTimestamp": now, "lastUpdatedTimestamp": now}
         return copy.deepcopy(table[key])
 

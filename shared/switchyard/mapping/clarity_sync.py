@@ -41,6 +41,13 @@ class CustomerDoc(_Doc):
     last_name: Rule | None = None
 
 
+class SyncDoc(_Doc):
+    """The two-way pair's tie-breaks (``switchyard.sync``)."""
+
+    tie_winner: str = "clarity"  # equal change times of one field in both systems: this system's change wins
+    lifecycle: dict[Literal["status"], tuple[str, ...]] = Field(default_factory=dict)  # pair values, in order
+
+
 class ClaritySyncDoc(_Doc):
     flow: str
     target: Literal["clarity"]
@@ -51,6 +58,7 @@ class ClaritySyncDoc(_Doc):
     lookups: dict[str, dict[str | int, Any]] = Field(default_factory=dict)
     order_status: OrderStatusDoc | None = None
     customer: CustomerDoc | None = None
+    sync: SyncDoc = SyncDoc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +83,17 @@ class ClaritySyncMapping:
         bad = set(self._master.values()) - {doc.source, "clarity", "both"}
         if bad:
             raise MappingError(f"master: values must be {doc.source!r}, 'clarity' or 'both', got {bad}")
+        if doc.sync.tie_winner not in (doc.source, "clarity"):
+            raise MappingError(f"sync.tie_winner must be {doc.source!r} or 'clarity'")
         status = doc.order_status
         if "update_order_status" in self.events.values() and status is None:
             raise MappingError("events use update_order_status but there is no order_status section")
         if "update_customer" in self.events.values() and doc.customer is None:
             raise MappingError("events use update_customer but there is no customer section")
         self._when = compile_condition(status.when, "order_status.when") if status and status.when else None
+        # the lookup the status rule reads (CRM stage -> Clarity status), for writing a pair's winning stage
+        self._status_lookup = next((doc.lookups.get(t["lookup"], {}) for t in (status.status.get("transforms") or ())
+                                    if isinstance(t, dict) and "lookup" in t), {}) if status else {}
         self._status = compile_rules(
             [("order_status.order_id", {**status.order_id, "required": True}),
              # no status (a stage its lookup maps to none): the order is left as it is
@@ -105,6 +118,24 @@ class ClaritySyncMapping:
         if status is None:
             return OrderStatusPlan(applies=False, order_id=str(order_id), status=None, note=None)
         return OrderStatusPlan(applies=True, order_id=str(order_id), status=str(status), note=note)
+
+    def master_of(self, field: str) -> str | None:
+        """The system that owns ``field`` (email, phone, name, status); None: the latest change wins."""
+        master = self._master.get(field, "both")  # type: ignore[call-overload]
+        return None if master == "both" else str(master)
+
+    def status_for_stage(self, stage: str) -> str:
+        status = self._status_lookup.get(stage)
+        if status is None:
+            raise MappingError(f"order_status.status: no Clarity status for {stage!r}")
+        return str(status)
+
+    def customer_values(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Logical customer field (email, phone, first_name, last_name) -> the CRM contact's value, normalised
+        the same way as the other direction's, so both systems' values compare."""
+        if self._customer is None:
+            return {}
+        return dict(zip(self._customer_fields, self._customer(data), strict=True))
 
     def plan_customer(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Clarity attribute -> value, for the fields this direction may write (master-data rules)."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoLedger, recorded_echo
-from switchyard.entity_state import EntityState, changed_fields
+from switchyard.entity_state import EntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.mapping.streak_deals import (
@@ -34,6 +34,7 @@ from switchyard.mapping.streak_deals import (
     TaskPlan,
 )
 from switchyard.targets import DeliveryResult
+from switchyard.targets.clarity_streak import ClarityStreakPairs, require_pairs
 from switchyard.targets.streak_schema import PIPELINE_SCHEMAS, PipelineSchemas
 
 __all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
@@ -52,7 +53,7 @@ _NOT_CARRIED_OUT = frozenset({"rate_limited"})
 class _NoEchoes:
     """For one-way flows: nothing comes back, nothing to record."""
 
-    def record(self, *_args: Any) -> None:
+    def record(self, *_args: Any, **_kwargs: Any) -> None:
         return None
 
     def consume(self, *_args: Any) -> bool:
@@ -101,9 +102,11 @@ def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = Fals
 
 class StreakDealTarget:
     def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
-                 echoes: EchoLedger | None = None, *, settle_seconds: float | None = None,
-                 clock: Callable[[], float] = time.time, schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
+                 echoes: EchoLedger | None = None, *, pairs: ClarityStreakPairs | None = None,
+                 settle_seconds: float | None = None, clock: Callable[[], float] = time.time,
+                 schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
         self._mapping = mapping
+        self._pairs = pairs  # two-way: status changes and contact edits go through the pair's record
         self._client = client
         self._state = state
         self._echoes: EchoLedger = echoes or _NoEchoes()
@@ -136,6 +139,8 @@ class StreakDealTarget:
         self._schemas.check(self._client, self._pipeline, plan.stage_key, plan.fields)
 
         contact = self._ensure_contact(plan.contact, event.source) if plan.contact else None
+        if self._pairs is not None and contact is not None and plan.contact and plan.contact.customer_key:
+            self._pairs.seed_customer(event.data.get("customer") or {}, contact, event.timestamp)
         organization = self._ensure_organization(plan.organization) if plan.organization else None
         looked_at = self._clock()
         box, duplicates = self._find_boxes(plan.order_key, fallback_name=plan.box_name)
@@ -163,6 +168,8 @@ class StreakDealTarget:
             raise
         # Record this change time; a newer status change may already own the stage (then keep it).
         self._state.claim(entity, event.timestamp, event.event_id)
+        if self._pairs is not None:
+            self._pairs.seed_order(plan.order_key, box, plan.stage_key, event.timestamp)
         detail: dict[str, Any] = {"box_key": box_key, "order_key": plan.order_key}
         if duplicates:
             detail["duplicates_flagged"] = [d["key"] for d in duplicates]
@@ -237,7 +244,11 @@ class StreakDealTarget:
                               target_response=exc.target_response)
 
     def _ensure_contact(self, plan: ContactPlan, source: str) -> dict[str, Any]:
-        contact = self._client.find_or_create_contact(self._team, plan.email)
+        linked = self._state.linked(f"{source}:customer>streak:contact", plan.customer_key) \
+            if self._pairs is not None and plan.customer_key else None
+        # a synced customer keeps its contact even when the e-mail on this (older) order has changed since
+        contact = self._client.get_contact(linked) if linked else \
+            self._client.find_or_create_contact(self._team, plan.email)
         changes: dict[str, Any] = {}
         if plan.given_name and not contact.get("givenName"):
             changes["givenName"] = plan.given_name
@@ -332,11 +343,17 @@ class StreakDealTarget:
     def _move_stage(self, event: FlowEvent) -> DeliveryResult:
         plan = self._mapping.plan_stage_change(event.data)
         entity = f"{event.flow}#{plan.order_key}"
+        if self._pairs is not None:
+            box_key = self._pairs.box_key(plan.order_key)
+            if box_key is not None:
+                return self._pairs.order_from_clarity(event, box_key)
         box = self._find_box(plan.order_key)
         if box is None:
             if self._state.is_filtered(entity):
                 return DeliveryResult("filtered", {"order_key": plan.order_key})
             raise OutOfOrderError(f"no box for order {plan.order_key} yet", reason="box_not_found")
+        if self._pairs is not None:
+            return self._pairs.order_from_clarity(event, box["key"])
         if not self._mapping.source_may_write("status"):
             return DeliveryResult("not_master", {"field": "status", "box_key": box["key"]})
         if not self._state.claim(entity, event.timestamp, event.event_id):
@@ -350,33 +367,4 @@ class StreakDealTarget:
     # --- customer updated ----------------------------------------------------------------------
 
     def _update_contact(self, event: FlowEvent) -> DeliveryResult:
-        plan = self._mapping.plan_contact_update(event.data)
-        contact_key = self._state.linked(f"{event.source}:customer>streak:contact", plan.customer_key)
-        if contact_key is None:  # a customer with no deal yet: nothing in Streak to update
-            return DeliveryResult("unlinked", {"customer_key": plan.customer_key})
-        if not self._state.claim(f"{event.flow}#contact#{contact_key}", event.timestamp, event.event_id):
-            return DeliveryResult("stale", {"contact_key": contact_key})
-        # only what changed at the source since its last event: an older value there must not undo a
-        # newer one made in Streak meanwhile
-        namespace = f"{event.source}:customer"
-        seen = {"email": plan.email, "phone": plan.phone, "given_name": plan.given_name,
-                "family_name": plan.family_name}
-        changed = changed_fields(self._state.last_synced(namespace, plan.customer_key), seen)
-        contact = self._client.get_contact(contact_key)
-        changes: dict[str, Any] = {}
-        may = self._mapping.source_may_write
-        for master_field, attribute, name in (("email", "emailAddresses", "email"), ("phone", "phoneNumbers", "phone")):
-            value, current = changed.get(name), list(contact.get(attribute) or [])
-            if value and may(master_field) and (current[:1] != [value]):
-                changes[attribute] = [value, *(v for v in current[1:] if v != value)]  # replaces the primary
-        for attribute, name in (("givenName", "given_name"), ("familyName", "family_name")):
-            value = changed.get(name)
-            if value and may("name") and contact.get(attribute) != value:
-                changes[attribute] = value
-        if not changes:
-            self._state.remember_synced(namespace, plan.customer_key, seen)
-            return DeliveryResult("unchanged", {"contact_key": contact_key})
-        with recorded_echo(self._echoes, "streak", "contact", contact_key, {**contact, **changes}):
-            self._client.update_contact(contact_key, changes)
-        self._state.remember_synced(namespace, plan.customer_key, seen)  # only once written
-        return DeliveryResult("updated", {"contact_key": contact_key, "fields": sorted(changes)})
+        return require_pairs(self._pairs, event.flow).customer_from_clarity(event)
