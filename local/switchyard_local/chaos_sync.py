@@ -230,7 +230,9 @@ class ChaosSync:
             flow.name: FlowWorker(flow=flow, target=target, dead_letters=self, delay=lambda _r, _s: None,
                                   max_receive_count=flow.worker.max_receive_count,
                                   make_idempotent=_idempotent(), sleep=lambda _s: None, drops=self.drops)
-            for flow, target in ((forward_flow, StreakDealTarget(deals, streak, state, ledger, pairs=pairs)),
+            # the Streak target's settle delay after an unanswered create runs on the harness's clock too
+            for flow, target in ((forward_flow, StreakDealTarget(deals, streak, state, ledger, pairs=pairs,
+                                                                 clock=self.clock)),
                                  (backward_flow, ClarityTarget(sync, pairs)))
         }
 
