@@ -1,7 +1,9 @@
 """Fault injection shared by every vendor sandbox: errors, 429s, latency and client timeouts.
 
 A sandbox calls ``FaultInjector.apply(request)`` before handling each API request; a returned
-response short-circuits the request, ``None`` means "handle it normally".
+response short-circuits the request, ``None`` means "handle it normally". A write chosen to be
+answered late is marked on the request (``ANSWER_LATE_KEY``): ``SandboxApp`` carries it out at once
+and holds the answer back, so the client times out although the write happened.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request, Response
 
-from switchyard_local.sandboxes.http import json_response
+from switchyard_local.sandboxes.http import ANSWER_LATE_KEY, json_response
 
 ErrorBodyFactory = Callable[[str], Any]
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -34,16 +37,19 @@ class FaultPlan:
     retry_after_seconds: int = 1
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    # writes carried out at once but answered this late (after the client gave up)
+    late_answer_rate: float = 0.0
+    late_answer_seconds: float = 12.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "rate_limit_rate", "timeout_rate"):
+        for name in ("error_rate", "rate_limit_rate", "timeout_rate", "late_answer_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         if not 400 <= self.error_status <= 599:
             raise ValueError(f"error_status must be a 4xx/5xx status, got {self.error_status!r}")
-        for name in ("latency_ms", "retry_after_seconds", "timeout_seconds"):
+        for name in ("latency_ms", "retry_after_seconds", "timeout_seconds", "late_answer_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -77,6 +83,7 @@ class FaultInjector:
         self._queue: deque[QueuedFault] = deque()
         self._plan = FaultPlan()
         self._rng = random.Random()
+        self._late_rng = random.Random()
         self.set_plan(plan or FaultPlan())
 
     @property
@@ -88,6 +95,8 @@ class FaultInjector:
         with self._lock:
             self._plan = plan
             self._rng = random.Random(plan.seed)
+            # its own source, so adding late answers leaves the other faults' seeded sequence as it was
+            self._late_rng = random.Random(None if plan.seed is None else f"late-answer:{plan.seed}")
 
     def fail_next(self, n: int, status: int = 503, retry_after: int | None = None) -> None:
         """Make the next ``n`` requests fail with ``status`` (plus ``Retry-After`` when given)."""
@@ -116,9 +125,10 @@ class FaultInjector:
     def apply(self, request: Request) -> Response | None:
         """Sleep for configured latency, then return a fault response or None to proceed.
 
-        ``request`` is accepted so sandboxes share one call shape; faults do not depend on it yet.
+        Only late answers depend on ``request`` (writes only); a write that proceeds may be marked to be
+        answered late (see ``answer_late``).
         """
-        plan, queued, roll = self._draw()
+        plan, queued, roll = self._draw(request.method in WRITE_METHODS)
         if plan.latency_ms:
             time.sleep(plan.latency_ms / 1000)
         if queued is not None:
@@ -132,13 +142,16 @@ class FaultInjector:
             return self._fault_response(429, plan.retry_after_seconds)
         if roll["error"] < plan.error_rate:
             return self._fault_response(plan.error_status, None)
+        if roll["late_answer"] < plan.late_answer_rate:
+            request.environ[ANSWER_LATE_KEY] = plan.late_answer_seconds
         return None
 
-    def _draw(self) -> tuple[FaultPlan, QueuedFault | None, dict[str, float]]:
+    def _draw(self, is_write: bool) -> tuple[FaultPlan, QueuedFault | None, dict[str, float]]:
         # Always draw all three numbers so a seeded sequence does not depend on which faults fire.
         with self._lock:
             queued = self._queue.popleft() if self._queue else None
             roll = {name: self._rng.random() for name in ("timeout", "rate_limit", "error")}
+            roll["late_answer"] = self._late_rng.random() if is_write else 1.0
             return self._plan, queued, roll
 
     def _fault_response(self, status: int, retry_after: int | None) -> Response:
