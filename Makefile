@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
 
 .DEFAULT_GOAL := help
-.PHONY: help demo dev test test-fast synth lint bench bench-smoke generate clean
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke chaos generate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: $(STAMP) ## benchmarks (ratios measured in one run), report in bench/resu
 
 bench-smoke: $(STAMP) ## a tiny run of every benchmark (CI)
 	$(PY) -m bench.run --smoke
+
+chaos: $(STAMP) ## orders across every flow under faults, reconciled (CHAOS_ARGS="--orders 2000 --seed 7 --max-seconds 900")
+	$(PY) -m switchyard_local.chaos $(CHAOS_ARGS)
 
 generate: $(STAMP) ## regenerate, from the envelope models, the ingest validators and docs/openapi.json
 	$(PY) -m switchyard_local.codegen

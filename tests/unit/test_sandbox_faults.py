@@ -177,3 +177,15 @@ def test_a_write_answered_late_is_carried_out_although_the_client_gave_up() -> N
         assert [box["name"] for box in sandbox.snapshot()["boxes"]] == ["Order 7"]
         sandbox.faults.clear()
         assert client.get(f"/api/v1/pipelines/{sandbox.pipeline.key}/boxes").status_code == 200
+
+
+def test_spared_paths_are_never_slow_but_still_meet_errors() -> None:
+    plan = FaultPlan(late_answer_rate=1.0, timeout_rate=1.0, timeout_seconds=5, slow_spared_paths=("/oauth2/",))
+    injector = FaultInjector(error_body=_error_body, plan=plan)
+    token = Request.from_values(path="/oauth2/v1/tokens/bearer", method="POST")
+    started = time.monotonic()
+    assert injector.apply(token) is None and ANSWER_LATE_KEY not in token.environ
+    assert time.monotonic() - started < 1
+    injector.set_plan(FaultPlan(error_rate=1.0, slow_spared_paths=("/oauth2/",)))
+    assert injector.apply(token) is not None
+    assert FaultPlan.from_dict({"slow_spared_paths": ["/a"]}).slow_spared_paths == ("/a",)

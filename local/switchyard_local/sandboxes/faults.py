@@ -24,6 +24,7 @@ from switchyard_local.sandboxes.http import ANSWER_LATE_KEY, json_response
 
 ErrorBodyFactory = Callable[[str], Any]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+INJECTED_LOG_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class FaultPlan:
     # writes carried out at once but answered this late (after the client gave up)
     late_answer_rate: float = 0.0
     late_answer_seconds: float = 12.0
+    # path prefixes never held past the client timeout nor answered late (other faults still apply)
+    slow_spared_paths: tuple[str, ...] = ()
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -60,6 +63,8 @@ class FaultPlan:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault plan keys: {', '.join(unknown)}")
+        if "slow_spared_paths" in data:
+            data = {**data, "slow_spared_paths": tuple(data["slow_spared_paths"])}
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +89,7 @@ class FaultInjector:
         self._plan = FaultPlan()
         self._rng = random.Random()
         self._late_rng = random.Random()
+        self._injected: deque[tuple[float, str, str, str, str]] = deque(maxlen=INJECTED_LOG_SIZE)
         self.set_plan(plan or FaultPlan())
 
     @property
@@ -106,9 +112,10 @@ class FaultInjector:
             self._queue.extend(QueuedFault(status, retry_after) for _ in range(n))
 
     def clear(self) -> None:
-        """Turn every fault off and drop queued failures."""
+        """Turn every fault off and drop queued failures and the log of injected faults."""
         with self._lock:
             self._queue.clear()
+            self._injected.clear()
         self.set_plan(FaultPlan())
 
     def configure(self, data: Mapping[str, Any]) -> None:
@@ -129,22 +136,48 @@ class FaultInjector:
         answered late (see ``answer_late``).
         """
         plan, queued, roll = self._draw(request.method in WRITE_METHODS)
+        if plan.slow_spared_paths and request.path.startswith(plan.slow_spared_paths):
+            roll["timeout"] = roll["late_answer"] = 1.0
         if plan.latency_ms:
             time.sleep(plan.latency_ms / 1000)
         if queued is not None:
+            self._note(request, f"queued {queued.status}")
             return self._fault_response(queued.status, queued.retry_after)
         if roll["timeout"] < plan.timeout_rate:
             # Sleep, then answer normally: the client gives up but the server still did the
             # work, which is exactly the case idempotent retries must survive.
+            self._note(request, "timeout")
             time.sleep(plan.timeout_seconds)
             return None
         if roll["rate_limit"] < plan.rate_limit_rate:
+            self._note(request, "429")
             return self._fault_response(429, plan.retry_after_seconds)
         if roll["error"] < plan.error_rate:
+            self._note(request, str(plan.error_status))
             return self._fault_response(plan.error_status, None)
         if roll["late_answer"] < plan.late_answer_rate:
+            self._note(request, "late_answer")
             request.environ[ANSWER_LATE_KEY] = plan.late_answer_seconds
         return None
+
+    def injected_log(self) -> list[tuple[float, str, str, str, str]]:
+        """Every fault injected since the last ``clear`` (the latest ``INJECTED_LOG_SIZE``): ``(time, kind,
+        method, path, start of the body)``, so a run can tell which request met which fault."""
+        with self._lock:
+            return list(self._injected)
+
+    def injected_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, kind, *_rest in self.injected_log():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    def _note(self, request: Request, kind: str) -> None:
+        # only JSON bodies: reading a form body here would leave request.form empty for the sandbox
+        readable = request.method in WRITE_METHODS and request.mimetype == "application/json"
+        body = request.get_data(cache=True)[:160].decode("utf-8", "replace") if readable else ""
+        with self._lock:
+            self._injected.append((time.time(), kind, request.method, request.full_path.rstrip("?"), body))
 
     def _draw(self, is_write: bool) -> tuple[FaultPlan, QueuedFault | None, dict[str, float]]:
         # Always draw all three numbers so a seeded sequence does not depend on which faults fire.
