@@ -48,6 +48,10 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     parser.add_argument("--rate-limit-rate", type=float, default=VendorFaults.rate_limit_rate)
     parser.add_argument("--timeout-rate", type=float, default=VendorFaults.timeout_rate)
     parser.add_argument("--late-answer-rate", type=float, default=VendorFaults.late_answer_rate)
+    parser.add_argument("--no-429-from", default="", help="comma-separated sandboxes that answer no 429")
+    parser.add_argument("--slow-spared", action="append", default=[], metavar="SANDBOX:PATH",
+                        help="a path prefix of a sandbox never held nor answered late (repeatable), "
+                             "e.g. quickbooks:/oauth2/v1/tokens/bearer")
     args = parser.parse_args(argv)
     if args.faults == "all":
         faults = set(FAULT_CLASSES)
@@ -56,8 +60,13 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     else:
         faults = {name.strip() for name in args.faults.split(",") if name.strip()}
     faults -= {name.strip() for name in args.without.split(",") if name.strip()}
+    spared = tuple(tuple(entry.split(":", 1)) for entry in args.slow_spared)
+    if any(len(entry) != 2 or entry[0] not in SANDBOXES for entry in spared):
+        parser.error(f"--slow-spared takes SANDBOX:PATH with SANDBOX one of {', '.join(SANDBOXES)}")
     vendor = VendorFaults(error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
-                          timeout_rate=args.timeout_rate, late_answer_rate=args.late_answer_rate)
+                          timeout_rate=args.timeout_rate, late_answer_rate=args.late_answer_rate,
+                          no_rate_limits=frozenset(name for name in args.no_429_from.split(",") if name),
+                          slow_spared=spared)  # type: ignore[arg-type]
     return ChaosConfig(orders=args.orders, seed=args.seed, max_seconds=args.max_seconds, faults=frozenset(faults),
                        vendor=vendor, wave_size=args.wave_size)
 
@@ -102,13 +111,14 @@ def render(report: Report, record: RunRecord, out: TextIO = sys.stdout) -> None:
         if scenario.n in record.sent_scenarios:
             kinds[scenario.kind] = kinds.get(scenario.kind, 0) + 1
     say()
-    say(f"make chaos --orders {config.orders} --seed {config.seed} --max-seconds {config.max_seconds:.0f}")
+    say(f"chaos: --orders {config.orders} --seed {config.seed} --max-seconds {config.max_seconds:.0f}")
     say(f"  fault classes on: {', '.join(sorted(config.faults)) or 'none'}")
     vendor = config.vendor
+    spared = "".join(f", {sandbox} {path} never slow" for sandbox, path in vendor.slow_spared)
     say(f"  vendor faults (every sandbox, while on): 5xx {vendor.error_rate:.1%}, 429 {vendor.rate_limit_rate:.1%}"
         f"{_except(vendor.no_rate_limits)}, held past the client timeout {vendor.timeout_rate:.1%}"
         f"{_except(vendor.no_timeouts)}, writes answered late {vendor.late_answer_rate:.1%}"
-        f"{_except(vendor.no_late_answers)} ({vendor.slow_seconds:.0f} s)")
+        f"{_except(vendor.no_late_answers)} ({vendor.slow_seconds:.0f} s){spared}")
     say("  injected: " + "; ".join(f"{name} {dict(sorted(record.injected.get(name, {}).items()))}"
                                     for name in SANDBOXES))
     say(f"scenarios sent: {sum(kinds.values())} of {len(record.scenarios)} ({kinds})")

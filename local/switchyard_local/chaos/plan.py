@@ -54,8 +54,9 @@ class VendorFaults:
 
     error_rate: float = 0.03
     rate_limit_rate: float = 0.02
-    timeout_rate: float = 0.002
-    late_answer_rate: float = 0.004
+    # each slow answer holds the in-process functions (they take turns) for slow_seconds: keep them rare
+    timeout_rate: float = 0.0005
+    late_answer_rate: float = 0.001
     slow_seconds: float = 11.0
     # sandboxes that answer no 429 (the state machine waits 60 s for QuickBooks' 429: a small run may
     # leave it out for time, a long one should not)
@@ -196,10 +197,12 @@ def stock_sku(item: int) -> str:
 
 
 def build(config: ChaosConfig) -> list[Scenario]:
-    rng = random.Random(config.seed)
     kinds, weights = zip(*config.mix, strict=True)
     scenarios: list[Scenario] = []
     for n in range(config.orders):
+        # one source per scenario, and every switch drawn whether on or not: turning a class off
+        # changes the scenarios it touched and leaves the others as they were
+        rng = random.Random(f"{config.seed}:{n}")
         kind = rng.choices(kinds, weights)[0]
         if kind == "nopcommerce":
             scenarios.append(_nop_scenario(rng, config, n))
@@ -212,19 +215,20 @@ def build(config: ChaosConfig) -> list[Scenario]:
 
 def _nop_scenario(rng: random.Random, config: ChaosConfig, n: int) -> NopScenario:
     template = rng.choices(["nop_order_b2b", "nop_order_consumer", "nop_order_small"], [0.6, 0.25, 0.15])[0]
-    if config.on("odd_cents") and rng.random() < 0.1:
+    if _chance(rng, config, "odd_cents", 0.1):
         template = "nop_order_cents"
     paid_at_placement = rng.random() < 0.5
+    roll = rng.random()
     poison = None
     if config.on("poison"):
-        roll = rng.random()
         poison = "unknown_sku" if roll < 0.04 else "invalid" if roll < 0.06 else None
     offset = 0
 
     def step() -> int:
         nonlocal offset
-        if not (config.on("same_second") and rng.random() < 0.35):
-            offset += rng.randint(1, 90)
+        later = rng.randint(1, 90)
+        if not _chance(rng, config, "same_second", 0.35):
+            offset += later
         return offset
 
     payment = PAID if paid_at_placement else PENDING
@@ -232,7 +236,10 @@ def _nop_scenario(rng: random.Random, config: ChaosConfig, n: int) -> NopScenari
     path = rng.choices(["none", "processing", "complete", "cancel"], [0.3, 0.3, 0.25, 0.15])[0]
     if path == "cancel" and paid_at_placement:
         path = "complete"
-    if not paid_at_placement and path != "cancel" and rng.random() < 0.6:
+    # an unknown SKU's order never gets its invoice: its order.paid would wait out the state machine's
+    # out-of-order retrier (about half an hour) before its dead letter
+    pays_later = rng.random() < 0.6 and poison != "unknown_sku"
+    if not paid_at_placement and path != "cancel" and pays_later:
         payment = PAID
         changes.append(NopChange("order.paid", 10, PAID, step()))
     if path in ("processing", "complete"):
@@ -251,12 +258,12 @@ def _nop_scenario(rng: random.Random, config: ChaosConfig, n: int) -> NopScenari
 
 def _clarity_scenario(rng: random.Random, config: ChaosConfig, n: int) -> ClarityScenario:
     template = rng.choices(["clarity_order_b2b", "clarity_order_consumer"], [0.7, 0.3])[0]
-    poison = "unmapped_payment_status" if config.on("poison") and rng.random() < 0.04 else None
+    poison = "unmapped_payment_status" if _chance(rng, config, "poison", 0.04) else None
     path = rng.choices([(), ("processing",), ("processing", "shipped"), ("processing", "delivered"),
                         ("cancelled",)], [0.25, 0.3, 0.2, 0.15, 0.1])[0]
     if poison:
         path = ()
-    same = tuple(config.on("same_second") and rng.random() < 0.35 for _ in path)
+    same = tuple(_chance(rng, config, "same_second", 0.35) for _ in path)
     return ClarityScenario(n=n, template=template, customer_id=f"C-CHAOS-{config.seed}-{n}", statuses=path,
                            same_second=same, sends=_sends(rng, config, 1 + len(path)), poison=poison)
 
@@ -265,18 +272,24 @@ def _stock_scenario(rng: random.Random, config: ChaosConfig, n: int) -> StockSce
     count = rng.choice([1, 1, 2, 3])
     quantities = tuple(rng.sample(range(5, 400), count))
     return StockScenario(n=n, item=rng.randrange(STOCK_ITEMS), quantities=quantities,
-                         same_second=config.on("same_second") and count > 1 and rng.random() < 0.5)
+                         same_second=_chance(rng, config, "same_second", 0.5) and count > 1)
 
 
 def _sends(rng: random.Random, config: ChaosConfig, changes: int) -> tuple[Send, ...]:
     sends = [Send(i) for i in range(changes)]
-    if config.on("out_of_order") and changes > 1 and rng.random() < 0.3:
+    if _chance(rng, config, "out_of_order", 0.3) and changes > 1:
         if rng.random() < 0.5:  # a later change arrives before the order itself
             sends.insert(0, sends.pop(rng.randrange(1, changes)))
         else:  # the newest change arrives before the one it follows
             sends[-1], sends[-2] = sends[-2], sends[-1]
-    if config.on("duplicates") and rng.random() < 0.2:
+    if _chance(rng, config, "duplicates", 0.2):
         sends.insert(rng.randrange(1, len(sends) + 1), Send(rng.randrange(changes), "same_id"))
-    if config.on("redeliveries") and rng.random() < 0.1:
+    if _chance(rng, config, "redeliveries", 0.1):
         sends.insert(rng.randrange(1, len(sends) + 1), Send(rng.randrange(changes), "new_id"))
     return tuple(sends)
+
+
+def _chance(rng: random.Random, config: ChaosConfig, fault: str, probability: float) -> bool:
+    """Draws whether or not ``fault`` is on, so the rest of the scenario does not depend on the switch."""
+    roll = rng.random()
+    return config.on(fault) and roll < probability

@@ -402,13 +402,34 @@ class ChaosRun:
     def _drain(self, deadline: float, with_faults: bool = False) -> bool:
         """Wait (the pollers run in the background) until nothing is queued, running or being sent,
         twice in a row a second apart; False if ``deadline`` (seconds of the run) came first."""
-        calm = 0
+        calm, shown = 0, self.elapsed()
         while self.elapsed() < deadline:
             calm = calm + 1 if self._quiet() else 0
             if calm >= 2:
                 return True
+            if self.elapsed() - shown > 30:
+                shown = self.elapsed()
+                self.say(f"  draining{' (faults on)' if with_faults else ''}: {self._waiting()}, {shown:.0f} s")
             time.sleep(1.0)
+        self.say(f"  time bound while draining: {self._waiting()}")
         return False
+
+    def _waiting(self) -> str:
+        """What the run still waits for: messages per flow queue, running executions (by name)."""
+        sqs, queued = self.stack.client("sqs"), {}
+        for name, flow in self.stack.flows.items():
+            attributes = sqs.get_queue_attributes(QueueUrl=flow.queue_url, AttributeNames=["All"])["Attributes"]
+            depth = sum(int(attributes.get(key, 0)) for key in (
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"))
+            if depth:
+                queued[name] = depth
+        sfn, running = self.stack.client("stepfunctions"), []
+        for arn in self.stack.state_machines.values():
+            listed = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+            running += [e["name"] for e in listed]
+        shown = ", ".join(running[:5]) + (f" and {len(running) - 5} more" if len(running) > 5 else "")
+        return f"queued {queued or 0}, {len(running)} executions running{': ' + shown if running else ''}"
 
     # --- dead letters ------------------------------------------------------------------------------
 
