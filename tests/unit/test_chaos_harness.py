@@ -154,3 +154,38 @@ def test_an_order_below_the_deal_rule_is_dropped_as_filtered_and_a_box_for_it_is
     scenario = order(PLACED, template="nop_order_small")
     assert reconcile(record_for(scenario, flows=(NOP_STREAK,)), []) == {(NOP_STREAK, "e0"): "dropped"}
     assert reconcile(record_for(scenario, flows=(NOP_STREAK,)), [box()]) == {(NOP_STREAK, "e0"): "wrong"}
+
+
+def test_a_letter_still_there_after_a_redrive_with_faults_off_is_a_defect_unless_the_payload_is_poison() -> None:
+    letter = Letter(NOP_QBO, "e0", "target_auth_failed", "permanent", "invalid_grant")
+    stuck = record_for(order(PLACED), flows=(NOP_QBO,), before=[letter], after=[letter])
+    report = Reconciler(stuck, streak={"boxes": []}, quickbooks=receipt(kind="none"), notes={}, stock={},
+                        clarity_orders={}, outcomes=[]).reconcile()
+    assert [(r.bucket, r.reason) for r in report.results] == [("dead_lettered", "target_auth_failed")]
+    assert [d.bucket for d in report.defects] == ["stuck"] and not report.failed
+    poison = record_for(order(PLACED, poison="unknown_sku"), flows=(NOP_QBO,),
+                        before=[letter], after=[Letter(NOP_QBO, "e0", "unmapped_product", "permanent", "")])
+    report = Reconciler(poison, streak={"boxes": []}, quickbooks=receipt(kind="none"), notes={}, stock={},
+                        clarity_orders={}, outcomes=[]).reconcile()
+    assert [r.bucket for r in report.results] == ["dead_lettered"] and not report.defects
+
+
+def test_an_order_cancelled_in_the_shop_before_booking_needs_no_document() -> None:
+    scenario = order(NopChange("order.placed", 10, PENDING, 0), NopChange("order.status_changed", 40, PENDING, 30))
+    buckets = reconcile(record_for(scenario, flows=(NOP_QBO,)), [], qbo=receipt(kind="none"))
+    assert buckets == {(NOP_QBO, "e0"): "dropped", (NOP_QBO, "e1"): "delivered_once"}
+    open_invoice = receipt(kind="invoices")
+    open_invoice["invoices"][0]["status"] = "Open"
+    buckets = reconcile(record_for(scenario, flows=(NOP_QBO,)), [], qbo=open_invoice, notes=[])
+    assert buckets[(NOP_QBO, "e1")] == "lost"
+
+
+def test_the_same_change_under_a_new_id_counts_with_its_twin_in_the_dlq() -> None:
+    scenario = order(PLACED, poison="unknown_sku")
+    record = record_for(scenario, flows=(NOP_QBO,))
+    record.deliveries.append(Delivery(0, 0, "new_id", "nopcommerce", "e0-again", 202, (NOP_QBO,)))
+    record.letters_before_redrive = [Letter(NOP_QBO, "e0", "unmapped_product", "permanent", ""),
+                                     Letter(NOP_QBO, "e0-again", "unmapped_product", "permanent", "")]
+    record.letters_after_redrive = [Letter(NOP_QBO, "e0", "unmapped_product", "permanent", "")]
+    buckets = reconcile(record, [], qbo=receipt(kind="none"))
+    assert buckets == {(NOP_QBO, "e0"): "dead_lettered", (NOP_QBO, "e0-again"): "dead_lettered"}

@@ -111,6 +111,15 @@ class Reconciler:
             self.outcomes[(str(entry["flow"]), str(entry["event_id"]))].append(str(entry["outcome"]))
         self.before = _letters_by_event(record.letters_before_redrive)
         self.after = _letters_by_event(record.letters_after_redrive)
+        # deliveries of one change under different ids ("same change re-sent with a new id")
+        self.twins: dict[str, set[str]] = defaultdict(set)
+        by_change: dict[tuple[int, int], set[str]] = defaultdict(set)
+        for delivery in record.deliveries:
+            if delivery.scenario >= 0:
+                by_change[(delivery.scenario, delivery.index)].add(delivery.event_id)
+        for ids in by_change.values():
+            for event_id in ids:
+                self.twins[event_id] = ids - {event_id}
         self.results: list[EventResult] = []
         self.defects: list[Defect] = []
 
@@ -173,6 +182,9 @@ class Reconciler:
                 self.defects.append(Defect("stuck", flow, f"{_describe(scenario)}: {label}: still dead-lettered "
                                            f"after a redrive with faults off: {reason}: {self.after[key].message}",
                                            self._sequence(scenario), self._evidence(scenario)))
+        elif twin := next((t for t in sorted(self.twins.get(event_id, ())) if (flow, t) in self.after), None):
+            # the same change under another id: taken as a duplicate of it, which is in the DLQ
+            bucket, reason = "dead_lettered", f"{self.after[(flow, twin)].reason} (as the same change, {twin})"
         elif not self.settled:
             bucket, reason = "unsettled", "the run's time bound came before the queues were empty"
         else:
@@ -241,8 +253,13 @@ class Reconciler:
             self._settle(NOP_QBO, event_id, scenario, label, "duplicated",
                          f"{len(docs)} documents: {[(k, d.get('Id')) for k, d in docs]}")
             return
+        cancelled = any(c.order_status == CANCELLED for c in scenario.changes)
         if not docs:
-            self._settle(NOP_QBO, event_id, scenario, label, "missing", "no document")
+            if cancelled:  # the shop said cancelled before the document was booked: nothing to book or void
+                effect = "filtered" if change.type == "order.placed" else "once"
+                self._settle(NOP_QBO, event_id, scenario, label, effect, "cancelled in the shop before booking")
+            else:
+                self._settle(NOP_QBO, event_id, scenario, label, "missing", "no document")
             return
         kind, doc = docs[0]
         if change.type == "order.placed":

@@ -234,7 +234,12 @@ class ChaosRun:
         stock = [s for s in wave if isinstance(s, StockScenario)]
         for scenario in nop:
             if scenario.poison != "invalid":
-                self.stack.seed_shop_order(self._nop_event(scenario, 0)["data"])  # the shop has its orders
+                # the shop has its orders, as they are once every change happened (webhooks follow changes)
+                self.stack.seed_shop_order(self._nop_event(scenario, 0)["data"])
+                last = scenario.changes[-1]
+                statuses = [c.order_status for c in scenario.changes if c.type == "order.status_changed"]
+                self.stack.nopcommerce.update_order(scenario.number, OrderStatusId=statuses[-1] if statuses else 10,
+                                                    PaymentStatusId=last.payment_status)
         # every scenario's deliveries in its own order, the scenarios interleaved
         queue = [(s, send) for s in nop for send in s.sends]
         for scenario, send in _interleave(queue, self._rng):
