@@ -186,7 +186,7 @@ def nop_template(name: str) -> dict[str, Any]:
     event["data"]["Order"].update(OrderSubtotalInclTax=25.00, OrderSubtotalExclTax=23.15, OrderShippingInclTax=5.00,
                                   OrderShippingExclTax=5.00, OrderTax=1.85, OrderTotal=30.00)
     line = event["data"]["OrderItems"][0]
-    line.update(Quantity=2, UnitPriceInclTax=12.50, UnitPriceExclTax=11.5741, PriceInclTax=25.00, PriceExclTax=23.15,
+    line.update(Quantity=2, UnitPriceInclTax=12.50, UnitPriceExclTax=11.57, PriceInclTax=25.00, PriceExclTax=23.15,
                 Product={"Id": 77, "Name": "Cable organiser", "Sku": "CBL-ORG-01"})
     event["data"]["OrderItems"] = [line]
     return event
