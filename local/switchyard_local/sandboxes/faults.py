@@ -68,7 +68,8 @@ class FaultPlan:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready (lists, not tuples), as the admin endpoints answer it."""
+        return {**dataclasses.asdict(self), "slow_spared_paths": list(self.slow_spared_paths)}
 
 
 @dataclass(frozen=True)
