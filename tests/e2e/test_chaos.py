@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from switchyard_local.chaos.__main__ import chaos, render
+from switchyard_local.chaos.cli import chaos, render
 from switchyard_local.chaos.plan import ChaosConfig, VendorFaults
 from switchyard_local.chaos.reconcile import CLARITY_STREAK, NOP_QBO, NOP_STREAK, STOCK_FLOW
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH

@@ -3,9 +3,12 @@ duplicated, wrong), on hand-built sandbox states: the classification must catch 
 
 from __future__ import annotations
 
+import io
+import re
 from typing import Any
 
 import pytest
+from switchyard_local.chaos.cli import render
 from switchyard_local.chaos.plan import (
     FAULT_CLASSES,
     PAID,
@@ -189,3 +192,18 @@ def test_the_same_change_under_a_new_id_counts_with_its_twin_in_the_dlq() -> Non
     record.letters_after_redrive = [Letter(NOP_QBO, "e0", "unmapped_product", "permanent", "")]
     buckets = reconcile(record, [], qbo=receipt(kind="none"))
     assert buckets == {(NOP_QBO, "e0"): "dead_lettered", (NOP_QBO, "e0-again"): "dead_lettered"}
+
+
+def test_the_report_names_each_bucket_and_each_defect_with_its_sequence() -> None:
+    scenario = order(PLACED, NopChange("order.status_changed", 20, PAID, 0))
+    record = record_for(scenario, flows=(NOP_STREAK,))
+    report = Reconciler(record, streak={"boxes": [box("5001")]}, quickbooks=receipt(), notes={}, stock={},
+                        clarity_orders={}, outcomes=[{"flow": NOP_STREAK, "event_id": "e1", "outcome": "stale"}]
+                        ).reconcile()
+    out = io.StringIO()
+    render(report, record, out=out)
+    text = out.getvalue()
+    assert re.search(r"lost \(must be 0\) +1 ", text)
+    assert "[lost] nopcommerce-to-streak: nopCommerce order 700001 (nop_order_b2b): status 20: logged stale" in text
+    assert "order.status_changed (status 20, payment 30) at 2026-12-01T08:00:00Z id=e1 [first] → HTTP 202" in text
+    assert report.failed
