@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
 
 .DEFAULT_GOAL := help
-.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz generate chaos-sync clean
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz chaos chaos-orders chaos-sync generate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ fuzz: $(STAMP) ## fuzz every webhook endpoint (schemathesis, hostile input) and 
 
 chaos-sync: $(STAMP) ## people edit Clarity and Streak at once, webhooks and APIs misbehave: does every pair converge?
 	$(PY) -m switchyard_local.chaos_sync $(CHAOS_SYNC_ARGS)
+
+chaos: chaos-orders chaos-sync ## both chaos harnesses: orders across every flow, and two-way convergence
+
+chaos-orders: $(STAMP) ## orders across every flow under faults, reconciled (CHAOS_ARGS="--orders 2000 --seed 7 --max-seconds 900")
+	$(PY) -m switchyard_local.chaos $(CHAOS_ARGS)
 
 generate: $(STAMP) ## regenerate, from the envelope models, the ingest validators and docs/openapi.json
 	$(PY) -m switchyard_local.codegen

@@ -665,6 +665,16 @@ def test_seed_order_invalid_input_raises_value_error(sandbox: NopCommerceSandbox
         sandbox.seed_order(fields)
 
 
+def test_update_order_changes_what_the_api_then_reads(sandbox: NopCommerceSandbox) -> None:
+    sandbox.seed_order({"id": 7, "OrderTotal": 30})
+    assert sandbox.update_order(7, OrderStatusId=40, payment_status_id=30)["order_status_id"] == 40
+    assert (sandbox.order(7)["order_status_id"], sandbox.order(7)["payment_status_id"]) == (40, 30)
+    with pytest.raises(ValueError):
+        sandbox.update_order(7, OrderStatusId=15)
+    with pytest.raises(KeyError):
+        sandbox.update_order(8, OrderStatusId=40)
+
+
 def test_snapshot_lists_customers_orders_notes_and_products(
     sandbox: NopCommerceSandbox, client: httpx.Client, order: dict[str, Any]
 ) -> None:

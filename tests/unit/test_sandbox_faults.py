@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import pytest
 from switchyard_local.sandboxes.faults import FaultInjector, FaultPlan
+from switchyard_local.sandboxes.http import ANSWER_LATE_KEY
+from switchyard_local.sandboxes.streak import StreakSandbox
 from werkzeug.wrappers import Request
 
 
@@ -144,3 +147,45 @@ def test_fail_next_under_concurrency_fails_exactly_n_requests(injector: FaultInj
         thread.join()
     assert results.count(503) == 50
     assert results.count(None) == 110
+
+
+def test_late_answer_marks_writes_only() -> None:
+    injector = FaultInjector(error_body=_error_body, plan=FaultPlan(late_answer_rate=1.0, late_answer_seconds=3))
+    write, read = _request(), Request.from_values(path="/api/thing", method="GET")
+    assert injector.apply(write) is None and injector.apply(read) is None
+    assert write.environ.get(ANSWER_LATE_KEY) == 3
+    assert ANSWER_LATE_KEY not in read.environ
+
+
+def test_late_answers_leave_the_other_faults_seeded_sequence_as_it_was() -> None:
+    def sequence(**late: float) -> list[int | None]:
+        return _statuses(FaultInjector(error_body=_error_body,
+                                       plan=FaultPlan(error_rate=0.5, rate_limit_rate=0.2, seed=42, **late)), 30)
+
+    assert sequence(late_answer_rate=0.5) == sequence()
+
+
+def test_a_write_answered_late_is_carried_out_although_the_client_gave_up() -> None:
+    """The vendor carries out the write at once and answers after the client's timeout: the box exists."""
+    sandbox = StreakSandbox(api_key="k")
+    sandbox.faults.set_plan(FaultPlan(late_answer_rate=1.0, late_answer_seconds=0.6))
+    with sandbox, httpx.Client(base_url=sandbox.base_url, auth=("k", ""), timeout=0.2) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(f"/api/v2/pipelines/{sandbox.pipeline.key}/boxes", json={"name": "Order 7"})
+        assert time.monotonic() - started < 0.5
+        assert [box["name"] for box in sandbox.snapshot()["boxes"]] == ["Order 7"]
+        sandbox.faults.clear()
+        assert client.get(f"/api/v1/pipelines/{sandbox.pipeline.key}/boxes").status_code == 200
+
+
+def test_spared_paths_are_never_slow_but_still_meet_errors() -> None:
+    plan = FaultPlan(late_answer_rate=1.0, timeout_rate=1.0, timeout_seconds=5, slow_spared_paths=("/oauth2/",))
+    injector = FaultInjector(error_body=_error_body, plan=plan)
+    token = Request.from_values(path="/oauth2/v1/tokens/bearer", method="POST")
+    started = time.monotonic()
+    assert injector.apply(token) is None and ANSWER_LATE_KEY not in token.environ
+    assert time.monotonic() - started < 1
+    injector.set_plan(FaultPlan(error_rate=1.0, slow_spared_paths=("/oauth2/",)))
+    assert injector.apply(token) is not None
+    assert FaultPlan.from_dict({"slow_spared_paths": ["/a"]}).slow_spared_paths == ("/a",)

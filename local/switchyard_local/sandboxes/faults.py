@@ -1,7 +1,9 @@
 """Fault injection shared by every vendor sandbox: errors, 429s, latency and client timeouts.
 
 A sandbox calls ``FaultInjector.apply(request)`` before handling each API request; a returned
-response short-circuits the request, ``None`` means "handle it normally".
+response short-circuits the request, ``None`` means "handle it normally". A write chosen to be
+answered late is marked on the request (``ANSWER_LATE_KEY``): ``SandboxApp`` carries it out at once
+and holds the answer back, so the client times out although the write happened.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request, Response
 
-from switchyard_local.sandboxes.http import json_response
+from switchyard_local.sandboxes.http import ANSWER_LATE_KEY, json_response
 
 ErrorBodyFactory = Callable[[str], Any]
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+INJECTED_LOG_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -34,16 +38,21 @@ class FaultPlan:
     retry_after_seconds: int = 1
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    # writes carried out at once but answered this late (after the client gave up)
+    late_answer_rate: float = 0.0
+    late_answer_seconds: float = 12.0
+    # path prefixes never held past the client timeout nor answered late (other faults still apply)
+    slow_spared_paths: tuple[str, ...] = ()
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "rate_limit_rate", "timeout_rate"):
+        for name in ("error_rate", "rate_limit_rate", "timeout_rate", "late_answer_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         if not 400 <= self.error_status <= 599:
             raise ValueError(f"error_status must be a 4xx/5xx status, got {self.error_status!r}")
-        for name in ("latency_ms", "retry_after_seconds", "timeout_seconds"):
+        for name in ("latency_ms", "retry_after_seconds", "timeout_seconds", "late_answer_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -54,10 +63,13 @@ class FaultPlan:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault plan keys: {', '.join(unknown)}")
+        if "slow_spared_paths" in data:
+            data = {**data, "slow_spared_paths": tuple(data["slow_spared_paths"])}
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready (lists, not tuples), as the admin endpoints answer it."""
+        return {**dataclasses.asdict(self), "slow_spared_paths": list(self.slow_spared_paths)}
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,8 @@ class FaultInjector:
         self._queue: deque[QueuedFault] = deque()
         self._plan = FaultPlan()
         self._rng = random.Random()
+        self._late_rng = random.Random()
+        self._injected: deque[tuple[float, str, str, str, str]] = deque(maxlen=INJECTED_LOG_SIZE)
         self.set_plan(plan or FaultPlan())
 
     @property
@@ -88,6 +102,8 @@ class FaultInjector:
         with self._lock:
             self._plan = plan
             self._rng = random.Random(plan.seed)
+            # its own source, so adding late answers leaves the other faults' seeded sequence as it was
+            self._late_rng = random.Random(None if plan.seed is None else f"late-answer:{plan.seed}")
 
     def fail_next(self, n: int, status: int = 503, retry_after: int | None = None) -> None:
         """Make the next ``n`` requests fail with ``status`` (plus ``Retry-After`` when given)."""
@@ -97,9 +113,10 @@ class FaultInjector:
             self._queue.extend(QueuedFault(status, retry_after) for _ in range(n))
 
     def clear(self) -> None:
-        """Turn every fault off and drop queued failures."""
+        """Turn every fault off and drop queued failures and the log of injected faults."""
         with self._lock:
             self._queue.clear()
+            self._injected.clear()
         self.set_plan(FaultPlan())
 
     def configure(self, data: Mapping[str, Any]) -> None:
@@ -116,29 +133,59 @@ class FaultInjector:
     def apply(self, request: Request) -> Response | None:
         """Sleep for configured latency, then return a fault response or None to proceed.
 
-        ``request`` is accepted so sandboxes share one call shape; faults do not depend on it yet.
+        Only late answers depend on ``request`` (writes only); a write that proceeds may be marked to be
+        answered late (see ``answer_late``).
         """
-        plan, queued, roll = self._draw()
+        plan, queued, roll = self._draw(request.method in WRITE_METHODS)
+        if plan.slow_spared_paths and request.path.startswith(plan.slow_spared_paths):
+            roll["timeout"] = roll["late_answer"] = 1.0
         if plan.latency_ms:
             time.sleep(plan.latency_ms / 1000)
         if queued is not None:
+            self._note(request, f"queued {queued.status}")
             return self._fault_response(queued.status, queued.retry_after)
         if roll["timeout"] < plan.timeout_rate:
             # Sleep, then answer normally: the client gives up but the server still did the
             # work, which is exactly the case idempotent retries must survive.
+            self._note(request, "timeout")
             time.sleep(plan.timeout_seconds)
             return None
         if roll["rate_limit"] < plan.rate_limit_rate:
+            self._note(request, "429")
             return self._fault_response(429, plan.retry_after_seconds)
         if roll["error"] < plan.error_rate:
+            self._note(request, str(plan.error_status))
             return self._fault_response(plan.error_status, None)
+        if roll["late_answer"] < plan.late_answer_rate:
+            self._note(request, "late_answer")
+            request.environ[ANSWER_LATE_KEY] = plan.late_answer_seconds
         return None
 
-    def _draw(self) -> tuple[FaultPlan, QueuedFault | None, dict[str, float]]:
+    def injected_log(self) -> list[tuple[float, str, str, str, str]]:
+        """Every fault injected since the last ``clear`` (the latest ``INJECTED_LOG_SIZE``): ``(time, kind,
+        method, path, start of the body)``, so a run can tell which request met which fault."""
+        with self._lock:
+            return list(self._injected)
+
+    def injected_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, kind, *_rest in self.injected_log():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    def _note(self, request: Request, kind: str) -> None:
+        # only JSON bodies: reading a form body here would leave request.form empty for the sandbox
+        readable = request.method in WRITE_METHODS and request.mimetype == "application/json"
+        body = request.get_data(cache=True)[:160].decode("utf-8", "replace") if readable else ""
+        with self._lock:
+            self._injected.append((time.time(), kind, request.method, request.full_path.rstrip("?"), body))
+
+    def _draw(self, is_write: bool) -> tuple[FaultPlan, QueuedFault | None, dict[str, float]]:
         # Always draw all three numbers so a seeded sequence does not depend on which faults fire.
         with self._lock:
             queued = self._queue.popleft() if self._queue else None
             roll = {name: self._rng.random() for name in ("timeout", "rate_limit", "error")}
+            roll["late_answer"] = self._late_rng.random() if is_write else 1.0
             return self._plan, queued, roll
 
     def _fault_response(self, status: int, retry_after: int | None) -> Response:

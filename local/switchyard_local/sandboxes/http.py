@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
@@ -91,6 +92,7 @@ def serve(wsgi_app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> tuple[st
 
 
 ADMIN_PREFIX = "/_sandbox/"
+ANSWER_LATE_KEY = "switchyard.sandbox.answer_late_seconds"  # set on a request by FaultInjector.apply
 
 
 class SandboxApp:
@@ -128,6 +130,9 @@ class SandboxApp:
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         response = self._handle(request)
+        delay = request.environ.get(ANSWER_LATE_KEY)
+        if delay:  # a write the fault plan chose to answer after the client gave up (faults.py)
+            time.sleep(float(delay))
         if not request.path.startswith(ADMIN_PREFIX):
             self.requests.append((request.method, request.path, response.status_code))
         return response(environ, start_response)

@@ -716,6 +716,17 @@ class NopCommerceSandbox(http.SandboxApp):
             self._state.orders[order_id] = values
             return copy.deepcopy(values)
 
+    def update_order(self, order_id: int, **fields: Any) -> dict[str, Any]:
+        """An admin changes an order in the shop (``OrderStatusId=40``: cancelled); names as for ``seed_order``."""
+        with self._lock:
+            if order_id not in self._state.orders:
+                raise KeyError(f"no order {order_id}")
+            given = _seed_values(ORDER_DTO, fields)
+            if self.strict_enums:
+                self._check_enum_values(ORDER_DTO, given, error=ValueError)
+            self._state.orders[order_id].update(given)
+            return copy.deepcopy(self._state.orders[order_id])
+
     def seed_product(
         self, name: str, sku: str, stock: int, manage: int = 1, price: float = 0.0, **fields: Any
     ) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""A small ``make chaos``: 40 scenarios across every built flow under faults on the local stack, reconciled
+against the sandboxes and the DLQs. Nothing accepted may be duplicated, lost or written wrong.
+
+Fault classes left out here, each for a defect still open in another zone (the harness reports them when
+they are on; ``make chaos`` runs with everything on):
+
+* ``same_second`` — issue 8 item 1: a change with the same change time as one already applied is logged
+  ``stale`` and never applied (placed and moved in one second: the box stays in New Order).
+* ``odd_cents`` — issue 8 item 7: a line priced 23.15 by the shop is booked as 2 x 11.57 = 23.14.
+* slow answers of QuickBooks' token endpoint — issue 17 item 1: a lost refresh answer ends the connection
+  (``invalid_grant``), and every later QuickBooks event is dead-lettered.
+
+QuickBooks answers no 429 here only for time: its state machine waits the 60 s QuickBooks asks for.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from switchyard_local.chaos.cli import chaos, render
+from switchyard_local.chaos.plan import ChaosConfig, VendorFaults
+from switchyard_local.chaos.reconcile import CLARITY_STREAK, NOP_QBO, NOP_STREAK, STOCK_FLOW
+from switchyard_local.sandboxes.quickbooks import TOKEN_PATH
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("chaos")]
+
+CI_CHAOS = ChaosConfig(
+    orders=40, seed=11, max_seconds=400,  # a bound, not a target: it ends when the queues are empty
+    vendor=VendorFaults(timeout_rate=0.001, late_answer_rate=0.002, no_rate_limits=frozenset({"quickbooks"}),
+                        slow_spared=(("quickbooks", TOKEN_PATH),)),
+).without("same_second", "odd_cents")
+PAYLOAD_REASONS = {"unmapped_product", "unmapped_value"}  # what a poison payload is dead-lettered for
+
+
+def test_forty_scenarios_under_faults_nothing_duplicated_lost_or_wrong() -> None:
+    out = io.StringIO()
+    report, record = chaos(CI_CHAOS, out=out)
+    render(report, record, out=out)
+    text = out.getvalue()
+
+    assert record.settled_after_redrive, text
+    assert report.count("duplicated") == 0, text
+    assert report.count("lost") == 0, text
+    assert report.count("wrong") == 0, text
+    assert report.count("unsettled") == 0, text
+    assert not report.defects, text
+    assert {r.flow for r in report.results} >= {NOP_STREAK, CLARITY_STREAK, NOP_QBO, STOCK_FLOW}, text
+    assert report.count("delivered_once") > 0.6 * len(report.results), text
+    # faults were on: duplicates and poison were sent, vendors answered 5xx and 429
+    assert {d.mode for d in record.deliveries} >= {"same_id", "new_id"}, text
+    injected = {kind for counts in record.injected.values() for kind in counts}
+    assert "429" in injected and any(kind.startswith("5") for kind in injected), text
+    # what stays dead-lettered after a redrive with faults off is there for its payload
+    assert {r.reason.split(" ")[0] for r in report.results if r.bucket == "dead_lettered"} <= PAYLOAD_REASONS, text
