@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -93,21 +94,89 @@ class InProcessFunction:
                 raise FunctionError(f"{self.logical_id}: {type(exc).__name__}: {exc}") from exc
 
 
+class _FunctionEnviron(MutableMapping[str, str]):
+    """``os.environ`` while the local stack runs: the process environment, plus, for the thread that is
+    running a function, that function's environment on top. Swapping the process environment per call
+    raced with other threads of this process (moto's Step Functions engine, the pollers, botocore's
+    proxy lookup iterating ``os.environ``): a key vanished while they iterated (KeyError) or their
+    credentials were gone for an instant. Threads the handler starts itself see the running function's
+    values for keys the process does not have (invocations are serialised, so there is one at a time)."""
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self.process = process
+        self._local = threading.local()
+        self._active: dict[str, str] | None = None
+
+    def _overlay(self) -> dict[str, str] | None:
+        stack = getattr(self._local, "stack", None)
+        return stack[-1] if stack else None
+
+    @contextlib.contextmanager
+    def applied(self, env: dict[str, str]):
+        stack = self._local.__dict__.setdefault("stack", [])
+        overlay = {**(stack[-1] if stack else {}), **env}
+        stack.append(overlay)
+        previous, self._active = self._active, overlay
+        try:
+            yield
+        finally:
+            stack.pop()
+            self._active = previous
+
+    def __getitem__(self, key: str) -> str:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        try:
+            return self.process[key]
+        except KeyError:
+            active = self._active
+            if overlay is None and active is not None and key in active:
+                return active[key]
+            raise
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None:
+            overlay[key] = value  # what a handler sets lives as long as its call, as in its own container
+        else:
+            self.process[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            del overlay[key]
+        else:
+            del self.process[key]
+
+    def _keys(self) -> list[str]:
+        overlay = self._overlay()
+        keys = list(self.process.copy())  # a snapshot: other threads may change it meanwhile
+        return keys + [key for key in overlay if key not in keys] if overlay else keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def copy(self) -> dict[str, str]:
+        return {key: self[key] for key in self._keys() if key in self}
+
+
+def _function_environ() -> _FunctionEnviron:
+    environ = os.environ
+    if not isinstance(environ, _FunctionEnviron):
+        environ = _FunctionEnviron(os.environ)
+        os.environ = environ  # type: ignore[assignment]  # noqa: B003 (replaced, not cleared: on purpose)
+    return environ
+
+
 @contextlib.contextmanager
 def _patched_environ(env: dict[str, str]):
-    """The function's environment for one call, changed and restored key by key: other threads of this process
-    (moto's Step Functions engine, the sandboxes, the pollers) read ``os.environ`` meanwhile, and clearing it
-    to restore it took their AWS credentials away for an instant (a task then failed before it ran)."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
+    """The function's environment for one call, seen only by the calling thread (and threads it starts)."""
+    with _function_environ().applied(env):
         yield
-    finally:
-        for key in [key for key in os.environ if key not in saved]:
-            os.environ.pop(key, None)
-        for key, value in saved.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
 
 
 @contextlib.contextmanager

@@ -46,3 +46,37 @@ def test_invoke_never_removes_a_variable_both_environments_have(tmp_path: Path,
     assert results == {"yes"} and missing == []
     assert os.environ["SHARED"] == "outside"  # restored afterwards
     assert "FUNCTION_ONLY" not in os.environ and "SET_BY_HANDLER" not in os.environ
+
+
+def test_other_threads_iterate_the_environment_while_functions_run(tmp_path: Path) -> None:
+    # botocore's proxy lookup iterates os.environ when a client is made: a key a call removed meanwhile
+    # was a KeyError in the chaos run's own thread
+    (tmp_path / "handler.py").write_text("import os\n\ndef handler(event, context):\n"
+                                         "    return os.environ['SWITCHYARD_FLOW']\n")
+    function = InProcessFunction(logical_id="Probe2", function_name="probe2",
+                                 arn="arn:aws:lambda:us-east-1:1:function:p2", code_dir=tmp_path,
+                                 handler="handler.handler", environment={"SWITCHYARD_FLOW": "f"},
+                                 timeout_seconds=3, memory_mb=128, base_environment={})
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def iterate() -> None:
+        while not done.is_set():
+            try:
+                seen.update(name for name, _ in os.environ.items())
+            except BaseException as exc:
+                errors.append(exc)
+    reader = threading.Thread(target=iterate)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        reader.start()
+        results = {function.invoke({}) for _ in range(300)}
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(switch)
+
+    assert results == {"f"} and errors == []
+    assert "SWITCHYARD_FLOW" not in seen  # the function's environment is its own thread's
