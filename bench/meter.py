@@ -8,7 +8,7 @@ moto's share taken out, and each Streak call's time in flight.
   CPU of the handler (ingest or worker), from which moto's CPU inside the same invocation is taken
   out. The vendor sandboxes serve from their own threads, so their CPU is never in this figure;
   the client side (httpx, JSON) is, as it is in Lambda. Work a handler hands to helper threads
-  (``switchyard.concurrency``) is measured in those threads and added.
+  (``switchyard.concurrency``) is measured in those threads and added to the handler's.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Meter:
     # that moto's Step Functions engine runs inside a request is the step's, not moto's.
 
     @contextmanager
-    def frame(self, label: str, *, role: str | None = None) -> Iterator[None]:
+    def frame(self, label: str, *, helper: bool = False) -> Iterator[None]:
         stack = _local.__dict__.setdefault("frames", [])
         frame = [label, time.thread_time(), 0.0, time.monotonic()]
         stack.append(frame)
@@ -77,8 +77,9 @@ class Meter:
                     self.moto_cpu[served] += own
                 else:
                     self.handler_cpu[label] += own
-                    self.handler_wall[label] += time.monotonic() - frame[3]
-                    self.invocations[label] += 1
+                    if not helper:
+                        self.handler_wall[label] += time.monotonic() - frame[3]
+                        self.invocations[label] += 1
 
     # --- AWS requests (moto's stubber) ---------------------------------------------------------------
 
@@ -136,6 +137,7 @@ def install() -> Meter:
     if _installed is not None:
         return _installed
     from moto.core.botocore_stubber import BotocoreStubber
+    from switchyard import concurrency
     from switchyard_local.functions import InProcessFunction
 
     meter = Meter()
@@ -143,7 +145,7 @@ def install() -> Meter:
     original_invoke = InProcessFunction.invoke
 
     def stubbed(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        role = next((f[0] for f in reversed(_local.__dict__.get("frames", [])) if f[0] != "moto"), None)
+        role = _current_role()
         with meter.frame("moto"):
             response = original_call(self, event_name, request, **kwargs)
         if response is not None:
@@ -165,10 +167,27 @@ def install() -> Meter:
                     meter.finished[event_id] = now
         return result
 
+    def submit(call: Any) -> Any:  # a handler's helper thread works for the handler's role
+        role = _current_role()
+        if role is None:
+            return original_submit(call)
+
+        def run() -> Any:
+            with meter.frame(role, helper=True):
+                return call()
+
+        return original_submit(run)
+
+    original_submit = concurrency._submit
+    concurrency._submit = submit
     BotocoreStubber.__call__ = stubbed  # type: ignore[method-assign]
     InProcessFunction.invoke = invoke  # type: ignore[method-assign]
     _installed = meter
     return meter
+
+
+def _current_role() -> str | None:
+    return next((f[0] for f in reversed(_local.__dict__.get("frames", [])) if f[0] != "moto"), None)
 
 
 def _role(code_folder: str) -> str:
