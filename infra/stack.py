@@ -93,6 +93,8 @@ class SwitchyardStack(Stack):
                     alarm_action=self.monitoring.alarm_action,
                     log_retention=stage.log_retention,
                     removal_policy=removal_policy,
+                    log_level=stage.state_machine_log_level,
+                    tracing=stage.tracing == "active",
                 )
         self.ingress = WebhookIngress(
             self,
