@@ -43,7 +43,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## benchmarks (ratios measured in one run), report in bench/results/
+bench: $(STAMP) ## benchmarks (ratios in one run, cost per order per flow): bench/REPORT.md
 	$(PY) -m bench.run
 
 bench-smoke: $(STAMP) ## a tiny run of every benchmark (CI)

@@ -4,10 +4,10 @@ mapping is measured against. It must produce exactly the same plan (the benchmar
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from switchyard.mapping.streak_deals import ContactPlan, DealPlan, OrganizationPlan, TaskPlan
+from switchyard.mapping.streak_deals import MINOR_UNITS, ContactPlan, DealPlan, OrganizationPlan, TaskPlan
 
 STAGES = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
 PAYMENT = {10: "9001", 20: "9002", 30: "9003", 35: "9004", 40: "9005", 50: "9006"}
@@ -31,6 +31,12 @@ def _blank_to_none(value: Any) -> Any:
     return value or None
 
 
+def _shown(total: Any, rate: Any, currency: str) -> int | float:
+    """The total in the customer's currency, rounded half up to its minor unit (as box.amount does)."""
+    amount = Decimal(str(total)) * Decimal(str(rate))
+    return _number(amount.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2)), rounding=ROUND_HALF_UP))
+
+
 def plan_deal(data: dict[str, Any]) -> DealPlan:
     order, customer = data["Order"], data["Customer"]
     number = order["CustomOrderNumber"]
@@ -47,20 +53,23 @@ def plan_deal(data: dict[str, Any]) -> DealPlan:
         " ".join(f"{i['Quantity']} x {i['Product']['Name']} [{i['Product']['Sku']}]".split())
         for i in data["OrderItems"]
     )
+    create = Decimal(str(order["OrderTotal"])) >= 100 or has_company
+    fields = {
+        "1001": number,
+        "1003": _ms(order["CreatedOnUtc"]),
+        "1004": PAYMENT[order["PaymentStatusId"]],
+        "1005": items[:2000],
+    }
+    if create:  # the amount in the currency it is labelled with
+        currency = order["CustomerCurrencyCode"].strip().upper()
+        fields.update({"1002": _shown(order["OrderTotal"], order["CurrencyRate"], currency), "1006": currency})
     return DealPlan(
         order_key=number,
-        create=Decimal(str(order["OrderTotal"])) >= 100 or has_company,
+        create=create,
         box_name=" ".join(name.split()),
         stage_key=STAGES[order["OrderStatusId"]],
         notes=f"nopCommerce order {order['Id']} ({order['OrderGuid']})",
-        fields={
-            "1001": number,
-            "1002": _number(order["OrderTotal"]),
-            "1003": _ms(order["CreatedOnUtc"]),
-            "1004": PAYMENT[order["PaymentStatusId"]],
-            "1005": items[:2000],
-            "1006": order["CustomerCurrencyCode"],
-        },
+        fields=fields,
         contact=ContactPlan(email=email, given_name=_blank_to_none(first), family_name=_blank_to_none(last)),
         organization=organization,
         task=TaskPlan(text=f"Follow up on order {number}", due_date_ms=_ms(order["CreatedOnUtc"], days=3),

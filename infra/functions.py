@@ -106,7 +106,7 @@ class FunctionFactory:
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=self._stage.lambda_log_level,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=self._stage.lambda_tracing,
         )
         annotate(function, code=code)
         acknowledge(

@@ -85,6 +85,11 @@ class StageSettings(BaseModel):
     alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     log_retention_days: int = 30
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # X-Ray: "active" traces every Lambda request at Switchyard's rates (Lambda's sampling, one request a
+    # second plus 5 %, cannot be changed); "pass_through" traces only requests that arrive sampled.
+    tracing: Literal["active", "pass_through"] = "active"
+    # Step Functions execution logs: ALL logs every state transition, ERROR only failures.
+    state_machine_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
     # Flow names from the catalog, or "all".
     enabled_flows: Literal["all"] | tuple[str, ...] = "all"
     # What happens to stateful resources (table, queues, secrets, log groups, key) on stack deletion.
@@ -116,6 +121,10 @@ class StageSettings(BaseModel):
     @property
     def log_retention(self) -> logs.RetentionDays:
         return _RETENTION[self.log_retention_days]
+
+    @property
+    def lambda_tracing(self) -> lambda_.Tracing:
+        return lambda_.Tracing.ACTIVE if self.tracing == "active" else lambda_.Tracing.PASS_THROUGH
 
     @property
     def lambda_log_level(self) -> lambda_.ApplicationLogLevel:

@@ -103,6 +103,8 @@ class SwitchyardStack(Stack):
                     thresholds=stage.alarm_thresholds,
                     log_retention=stage.log_retention,
                     removal_policy=removal_policy,
+                    log_level=stage.state_machine_log_level,
+                    tracing=stage.tracing == "active",
                 )
         self.ingress = WebhookIngress(
             self,

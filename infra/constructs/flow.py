@@ -108,7 +108,10 @@ class FlowPipeline(Construct):
             },
         )
         self.worker.add_event_source(
-            event_sources.SqsEventSource(self.queue, batch_size=sizing.batch_size, report_batch_item_failures=True)
+            event_sources.SqsEventSource(
+                self.queue, batch_size=sizing.batch_size, report_batch_item_failures=True,
+                max_batching_window=Duration.seconds(sizing.batching_window_seconds)
+                if sizing.batching_window_seconds else None)
         )
         # The event source grants consuming the queue, sqs:ChangeMessageVisibility included (the worker
         # uses it to delay out-of-order events); tests/infra checks the worker's actions.

@@ -56,6 +56,8 @@ class OrderToCashStateMachine(Construct):
         thresholds: AlarmThresholds,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        log_level: str = "ALL",
+        tracing: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         config = flow.state_machine
@@ -124,12 +126,18 @@ class OrderToCashStateMachine(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(route),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.minutes(config.timeout_with_waiting_minutes),
-            tracing_enabled=True,
-            # every event, but no execution data: states carry orders (names, addresses, e-mails)
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=tracing,
+            # no execution data: states carry orders (names, addresses, e-mails)
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel[log_level], include_execution_data=False),
             comment=f"Switchyard flow {flow.name}: {flow.description}",
         )
         annotate(self.state_machine, role="state-machine", flow=flow.name)
+        if log_level != "ALL":
+            acknowledge(self.state_machine, "SF1", "A stage's choice (state_machine_log_level): every transition "
+                        "logged costs per order; failures are still logged, and each one dead-letters with its reason.")
+        if not tracing:
+            acknowledge(self.state_machine, "SF2", "A stage's choice (tracing: pass_through): X-Ray records every "
+                        "execution at Switchyard's rates, $5 per 1M traces.")
         acknowledge(
             self.state_machine,
             "IAM5[Resource::*]",

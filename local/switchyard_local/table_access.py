@@ -12,8 +12,8 @@ conditions the grants use: ``ForAllValues:StringLike`` / ``ForAllValues:StringEq
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,18 +25,19 @@ from botocore.handlers import BUILTIN_HANDLERS
 
 LEADING_KEYS = "dynamodb:LeadingKeys"
 _DENIED = "switchyard_table_access_denied"
-_calling = threading.local()  # the logical id of the function running on this thread
+# the logical id of the function whose code is running (a context variable: it follows the function's work
+# into the threads it hands calls to, through switchyard.concurrency)
+_calling: contextvars.ContextVar[str | None] = contextvars.ContextVar("switchyard_calling_function", default=None)
 
 
 @contextmanager
 def acting_as(function_logical_id: str) -> Iterator[None]:
     """Calls made on this thread inside the block are the function's (its role's grants apply)."""
-    previous = getattr(_calling, "function", None)
-    _calling.function = function_logical_id
+    token = _calling.set(function_logical_id)
     try:
         yield
     finally:
-        _calling.function = previous
+        _calling.reset(token)
 
 
 def _list(value: Any) -> list[Any]:
@@ -162,7 +163,7 @@ _active: TableAccessCheck | None = None
 
 
 def _check(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-    function = getattr(_calling, "function", None)
+    function = _calling.get()
     if _active is None or function is None:
         return  # test code and tools act with the operator's (unrestricted) credentials
     refused = _active.denial(function, model.name, params)

@@ -47,6 +47,8 @@ class WorkerConfig(_Strict):
     timeout_seconds: int = Field(60, ge=3, le=900)
     memory_mb: int = Field(256, ge=128, le=10240)
     max_receive_count: int = Field(5, ge=1, le=1000)
+    # the queue trigger gathers records this long before invoking (fewer invocations and traces per order)
+    batching_window_seconds: int = Field(0, ge=0, le=300)
 
 
 class RetryConfig(_Strict):

@@ -247,13 +247,12 @@ class DynamoRateLimiter(_LimiterBase):
             item = self._client.get_item(TableName=self._table, Key=self._key(key), ConsistentRead=True).get("Item")
         except self._client.exceptions.ClientError as exc:
             raise RetryableError(f"rate limiter for {key} unreadable", reason="rate_limiter_unavailable") from exc
-        if not item:
-            return [], None
-        return _decode(item["log"]["B"]), item["version"]["S"]
+        return _parsed(item)
 
     def _try_take(self, key: str) -> float:
+        rivals: tuple[list[int], str | None] | None = None  # the item a lost race returned: no read needed
         for _ in range(self._max_conflicts + 1):
-            log, version = self._read(key)
+            log, version = rivals if rivals is not None else self._read(key)
             now = self._now_us()
             log = self._log.prune(log, now)
             wait = self._log.wait_us(log, now)
@@ -276,10 +275,13 @@ class DynamoRateLimiter(_LimiterBase):
                         "expiration": {"N": str(expiration)},
                     },
                     ExpressionAttributeNames={"#v": "version"},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **condition,
                 )
-            except self._client.exceptions.ConditionalCheckFailedException:
-                continue  # another worker wrote first: read its log and decide again
+            except self._client.exceptions.ConditionalCheckFailedException as exc:
+                # another worker wrote first: decide again on its log, which the refusal carries
+                rivals = _parsed(exc.response.get("Item"))
+                continue
             except self._client.exceptions.ClientError as exc:
                 raise RetryableError(f"rate limiter for {key} unwritable", reason="rate_limiter_unavailable") from exc
             return 0.0
@@ -292,6 +294,12 @@ class DynamoRateLimiter(_LimiterBase):
     def time_until_available(self, key: str) -> float:
         log, _ = self._read(key)
         return self._log.wait_us(log, self._now_us()) / _US
+
+
+def _parsed(item: dict[str, Any] | None) -> tuple[list[int], str | None]:
+    if not item:
+        return [], None
+    return _decode(item["log"]["B"]), item["version"]["S"]
 
 
 def _encode(log: Sequence[int]) -> bytes:

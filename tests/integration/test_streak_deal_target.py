@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -447,6 +449,10 @@ def calls(sandbox: StreakSandbox, since: int = 0) -> list[str]:
     return [f"{method} {path}" for method, path, _ in sandbox.requests[since:]]
 
 
+def in_order(calls: list[str], first: str, then: str) -> bool:
+    return calls.index(first) < calls.index(then)
+
+
 def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
     mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, make_event: MakeEvent,
     sandbox: StreakSandbox,
@@ -455,7 +461,7 @@ def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
     # A new order of a new customer at a new company (plus the pipeline read once per cold start)
     target.deliver(make_event("nop_order_b2b"))
     new_order = calls(sandbox)
-    assert new_order == [
+    expected = [
         "GET /api/v1/pipelines/pl_orders",                # field definitions, cached per cold start
         "POST /api/v2/teams/team_1/contacts/",            # contact getIfExisting (email only)
         "POST /api/v2/contacts/contact_1",                # its names (getIfExisting takes only the email)
@@ -466,6 +472,11 @@ def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
         "POST /api/v1/boxes/box_1",                       # every field value and both links at once
         "POST /api/v2/boxes/box_1/tasks",                 # the follow-up task (a new box has none)
     ]
+    # the contact, the organization and the box run side by side: each entity's calls keep their order
+    assert sorted(new_order) == sorted(expected) and new_order[0] == expected[0]
+    assert in_order(new_order, expected[1], expected[2])
+    assert in_order(new_order, expected[4], expected[7]) and in_order(new_order, expected[6], expected[7])
+    assert in_order(new_order, expected[6], expected[8]) and in_order(new_order, expected[2], expected[7])
     assert not any("/fields/" in call for call in new_order)
 
     # A status change: the box the order went to (no search), then the move
@@ -479,3 +490,69 @@ def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
     before = len(sandbox.requests)
     target.deliver(make_event("nop_order_b2b", event_id="msg_next", data=data))
     assert len(calls(sandbox, before)) == 6
+
+
+class InFlight:
+    """WSGI middleware holding each Streak request ``seconds`` and recording how many were in flight at once."""
+
+    def __init__(self, sandbox: StreakSandbox, seconds: float = 0.05) -> None:
+        self.sandbox, self.seconds, self.now, self.most = sandbox, seconds, 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(self.seconds)
+            return self.sandbox.wsgi_app(environ, start_response)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_new_order_looks_up_contact_organization_and_box_side_by_side(
+    mapping: DealMapping, make_event: MakeEvent, streak_connection: StreakConnection,
+) -> None:
+    # Given a Streak whose every answer takes 50 ms
+    sandbox = StreakSandbox()
+    in_flight = InFlight(sandbox)
+    client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=in_flight))
+    target = StreakDealTarget(mapping, client, InMemoryEntityState())
+    target.deliver(make_event("nop_order_b2b"))  # the pipeline read (a cold start's) out of the way
+    data = make_event("nop_order_b2b").data
+    data["Order"]["CustomOrderNumber"] = "1077"
+    data["Customer"].update(Email="new.buyer@other-corp.example", Company="Other Corp")
+    in_flight.most = 0
+    # When a new customer's order at a new company arrives (8 calls)
+    target.deliver(make_event("nop_order_b2b", event_id="msg_other", data=data))
+    # Then the contact, the organization and the box were looked up at the same time
+    assert in_flight.most >= 3
+    assert counts(sandbox) == {"boxes": 2, "contacts": 2, "organizations": 2, "tasks": 2}
+
+
+class CountingState(InMemoryEntityState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def link(self, *args: Any, **kwargs: Any) -> Any:
+        self.writes += 1
+        return super().link(*args, **kwargs)
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        self.writes += 1
+        return super().claim(*args, **kwargs)
+
+
+def test_new_order_writes_six_state_items(
+    mapping: DealMapping, streak_client: StreakClient, make_event: MakeEvent,
+) -> None:
+    # Given a target recording what it writes to its state (DynamoDB in production: each write a bill line)
+    state = CountingState()
+    target = StreakDealTarget(mapping, streak_client, state)
+    # When a new order of a new company arrives
+    target.deliver(make_event("nop_order_b2b"))
+    # Then: the organization's pending mark, set and cleared; the box's and the task's, set (and left:
+    # they are the order's own); the box link; the order's change time (was 8: every mark cleared)
+    assert state.writes == 6

@@ -283,3 +283,37 @@ def test_in_memory_limiter_no_limits_raises() -> None:
 def test_dynamo_limiter_window_too_long_for_item_raises() -> None:
     with pytest.raises(ValueError):
         DynamoRateLimiter(object(), TABLE, [Limit(100_000, 86_400)], keys=CONNECTION_KEYS)
+
+
+class CountingReads:
+    """Counts the limiter's reads (each a strongly consistent read unit in production)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.reads = client, 0
+
+    @property
+    def exceptions(self) -> Any:
+        return self._client.exceptions
+
+    def get_item(self, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self._client.get_item(**kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        return self._client.put_item(**kwargs)
+
+
+def test_dynamo_limiter_lost_race_decides_on_the_refused_writes_item_without_reading_again(
+    dynamo_client: Any,  # noqa: F811
+) -> None:
+    # Given a rival worker that takes a permit between our read and our write, three times
+    clock = FakeClock()
+    rival = DynamoRateLimiter(dynamo_client, TABLE, [Limit(10, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
+    counting = CountingReads(RivalFirstClient(dynamo_client, rival, times=3))
+    limiter = DynamoRateLimiter(counting, TABLE, [Limit(10, 1)], clock, clock.sleep, keys=CONNECTION_KEYS)
+    # When we acquire
+    assert limiter.acquire(KEY, max_wait=0.0) == 0.0
+    # Then the three lost races cost no read: each refusal carried the rival's item (was 4 reads)
+    assert counting.reads == 1
+    assert limiter.time_until_available(KEY) == 0.0
+    assert len(rival._read(KEY)[0]) == 4  # the rival's three permits and ours, none overwritten

@@ -28,6 +28,12 @@ DEFAULT_SETTLE_SECONDS = 60.0
 # ISO 4217 minor units where they are not 2
 MINOR_UNITS = {"BHD": 3, "CLP": 0, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3, "OMR": 3, "TND": 3,
                "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0}
+_QUANTA = {code: Decimal(1).scaleb(-digits) for code, digits in MINOR_UNITS.items()}
+_CENT, _ONE = Decimal("0.01"), Decimal(1)
+
+
+def _decimal(value: Any) -> Decimal:
+    return value if type(value) is Decimal else Decimal(str(value))
 
 
 class _Doc(BaseModel):
@@ -265,9 +271,7 @@ class DealMapping:
 
     def plan_deal(self, data: Mapping[str, Any]) -> DealPlan:
         values = self._deal(data)
-
-        def at(index: int) -> Any:
-            return values[index] if index >= 0 else None
+        at = (*values, None)  # at[i]: the optional rule i's value; an absent rule's index is -1, this None
 
         fields = {}
         for key, field_value in zip(self._field_keys, values[self._fields_at:], strict=True):
@@ -275,43 +279,44 @@ class DealMapping:
                 fields[key] = field_value
         create = self._create_when is None or self._create_when(data)
         if self._amount is not None and create:
-            if self._amount.rate is not None and at(self._i_rate) is None:
+            if self._amount.rate is not None and at[self._i_rate] is None:
                 raise PermanentError("box.amount.rate: required value is missing", reason="missing_required_field")
             fields[self._amount.field], fields[self._amount.currency_field] = self._shown_amount(
-                values[self._i_total], at(self._i_rate), values[self._i_currency])
+                values[self._i_total], at[self._i_rate], values[self._i_currency])
         task = None
         if self._i_text >= 0:
             due = values[self._i_due]
             task = TaskPlan(text=values[self._i_text],
                             due_date_ms=due if isinstance(due, int) else int(due.timestamp() * 1000),
-                            assignee_email=at(self._i_assignee))
+                            assignee_email=at[self._i_assignee])
         return DealPlan(
             order_key=str(values[0]),
             create=create,
             box_name=values[1],
             stage_key=str(values[2]),
-            notes=at(self._i_notes),
+            notes=at[self._i_notes],
             fields=fields,
-            contact=ContactPlan(email=values[3], given_name=at(self._i_given), family_name=at(self._i_family),
-                                phone=at(self._i_phone),
-                                customer_key=None if (key := at(self._i_customer)) is None else str(key)),
+            contact=ContactPlan(email=values[3], given_name=at[self._i_given], family_name=at[self._i_family],
+                                phone=at[self._i_phone],
+                                customer_key=None if (key := at[self._i_customer]) is None else str(key)),
             organization=self._plan_organization(data),
             task=task,
-            comment=at(self._i_comment),
+            comment=at[self._i_comment],
         )
 
     def _shown_amount(self, total: Any, rate: Any, currency: Any) -> tuple[int | float, str]:
         """The amount in ``currency``, rounded half up to that currency's minor unit, and its label."""
         code = str(currency).strip().upper()
         try:
-            amount = Decimal(str(total)) * (Decimal(str(rate)) if rate is not None else Decimal(1))
+            factor = _decimal(rate) if rate is not None else _ONE
+            amount = _decimal(total) * factor
         except InvalidOperation:
             raise PermanentError(f"box.amount: {total!r} times {rate!r} is not an amount",
                                  reason="invalid_source_value") from None
-        if not amount.is_finite() or (rate is not None and Decimal(str(rate)) <= 0):
+        if not amount.is_finite() or factor <= 0:
             raise PermanentError(f"box.amount: {total!r} at rate {rate!r} is not an amount",
                                  reason="invalid_source_value")
-        shown = amount.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(code, 2)), rounding=ROUND_HALF_UP)
+        shown = amount.quantize(_QUANTA.get(code, _CENT), rounding=ROUND_HALF_UP)
         return (int(shown) if shown == shown.to_integral_value() else float(shown)), code
 
     def source_may_write(self, field: str) -> bool:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from switchyard.concurrency import settle_all
 from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState
@@ -138,23 +139,32 @@ class StreakDealTarget:
         # the whole plan is judged before the first write: nothing half-written for a value Streak refuses
         self._schemas.check(self._client, self._pipeline, plan.stage_key, plan.fields)
 
-        contact = self._ensure_contact(plan.contact, event.source) if plan.contact else None
+        # The contact, the organization and the order's box are independent lookups: side by side, each
+        # in its own order. Only when all three succeeded is a box created (a refused contact creates none).
+        looked_at = self._clock()
+        outcomes = settle_all(
+            lambda: self._ensure_contact(plan.contact, event.source) if plan.contact else None,
+            lambda: self._ensure_organization(plan.organization) if plan.organization else None,
+            lambda: self._find_boxes(plan.order_key, fallback_name=plan.box_name),
+        )
+        contact, organization, (box, duplicates) = (outcome.get() for outcome in outcomes)
         if self._pairs is not None and contact is not None and plan.contact and plan.contact.customer_key:
             self._pairs.seed_customer(event.data.get("customer") or {}, contact, event.timestamp)
-        organization = self._ensure_organization(plan.organization) if plan.organization else None
-        looked_at = self._clock()
-        box, duplicates = self._find_boxes(plan.order_key, fallback_name=plan.box_name)
         created = box is None
         if box is None:
             box = self._create_once("box", plan.order_key, looked_at, lambda: self._client.create_box(
                 self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
                 notes=notes_with_order_key(plan.notes, plan.order_key)))
         box_key = box["key"]
+        task = plan.task
         try:
-            self._write_box(box, plan, contact, organization)
+            # the fields and links, and the follow-up task: two requests on the box, side by side
+            for outcome in settle_all(
+                lambda: self._write_box(box, plan, contact, organization),
+                lambda: self._ensure_task(plan.order_key, box_key, task, box_is_new=created) if task else None,
+            ):
+                outcome.get()
             self._state.link(self._box_links, plan.order_key, box_key)  # later lookups need no search
-            if plan.task:
-                self._ensure_task(plan.order_key, box_key, plan.task, box_is_new=created)
             if plan.comment and not any(c.get("message") == plan.comment
                                         for c in self._client.list_comments(box_key)):
                 self._client.create_comment(box_key, plan.comment)
@@ -198,7 +208,8 @@ class StreakDealTarget:
         self._create_once("task", order_key, looked_at, lambda: self._client.create_task(
             box_key, text=task.text, due_date_ms=task.due_date_ms, assignee_email=task.assignee_email))
 
-    def _create_once(self, kind: str, key: str, looked_at: float, create: Callable[[], T]) -> T:
+    def _create_once(self, kind: str, key: str, looked_at: float, create: Callable[[], T], *,
+                     shared: bool = False) -> T:
         """Create after a lookup found nothing, unless an earlier create of the same thing has no
         known outcome and that lookup may have been too early to see it."""
         namespace = f"{self._mapping.doc.flow}:pending_create>streak:{kind}"
@@ -220,7 +231,11 @@ class StreakDealTarget:
         except PermanentError:
             self._state.link(namespace, key, "")  # refused: nothing was created
             raise
-        self._state.link(namespace, key, "")
+        if shared:  # another order may need to create it again (deleted meanwhile): not held back
+            self._state.link(namespace, key, "")
+        # An order's own box and task keep their mark once the create answered (a write fewer each): it
+        # only ever holds back a second create for the order after a lookup that found nothing, which
+        # within settle_seconds means the index still lags.
         return created
 
     def _flag_duplicate(self, duplicate: dict[str, Any], canonical_key: str, order_key: str) -> None:
@@ -287,7 +302,7 @@ class StreakDealTarget:
         new_domains = [plan.domain] if use_domain and plan.domain else None
         return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
                                  lambda: self._client.create_organization(self._team, plan.name,
-                                                                          domains=new_domains))
+                                                                          domains=new_domains), shared=True)
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]

@@ -1,0 +1,56 @@
+"""Independent I/O-bound calls (one per target entity) run side by side, so a worker waits for the
+slowest round trip instead of their sum. Each call keeps its own order of requests; the caller decides
+what to do with each outcome, so a failure of one never hides what the others did.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+# A Lambda runs one invocation at a time: a few threads cover the lookups of one event.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="switchyard-io")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What one call gave: its value, or the exception it raised."""
+
+    value: T | None = None
+    error: BaseException | None = None
+
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+def settle_all(*calls: Callable[[], Any]) -> list[Outcome[Any]]:
+    """Run ``calls`` concurrently and wait for every one of them; the outcomes in argument order."""
+    if len(calls) <= 1:
+        return [_settled(call) for call in calls]
+    futures = [_submit(call) for call in calls[1:]]
+    first = _settled(calls[0])  # the caller's thread does one of them
+    return [first, *(_outcome(future) for future in futures)]
+
+
+def _submit(call: Callable[[], Any]) -> Future[Any]:
+    # the caller's context goes along (Powertools' logger keys, whatever tracks who is calling)
+    return _POOL.submit(contextvars.copy_context().run, call)
+
+
+def _settled(call: Callable[[], T]) -> Outcome[T]:
+    try:
+        return Outcome(value=call())
+    except Exception as exc:  # handed to the caller, who raises it where it belongs
+        return Outcome(error=exc)
+
+
+def _outcome(future: Future[T]) -> Outcome[T]:
+    error = future.exception()
+    return Outcome(error=error) if error is not None else Outcome(value=future.result())

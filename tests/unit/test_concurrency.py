@@ -1,0 +1,59 @@
+"""settle_all: calls side by side, every outcome kept in argument order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from switchyard.concurrency import settle_all
+
+
+def test_settle_all_runs_calls_side_by_side_and_keeps_their_order() -> None:
+    barrier = threading.Barrier(3, timeout=5)  # only passes if all three run at once
+
+    def call(value: int):
+        def run() -> int:
+            barrier.wait()
+            return value
+        return run
+
+    assert [o.get() for o in settle_all(call(1), call(2), call(3))] == [1, 2, 3]
+
+
+def test_settle_all_waits_for_every_call_even_when_one_fails() -> None:
+    finished = []
+
+    def slow() -> str:
+        time.sleep(0.05)
+        finished.append("slow")
+        return "done"
+
+    def failing() -> str:
+        raise ValueError("refused")
+
+    failed, done = settle_all(failing, slow)
+    assert finished == ["slow"] and done.get() == "done"
+    assert isinstance(failed.error, ValueError)
+    with pytest.raises(ValueError, match="refused"):
+        failed.get()
+
+
+def test_settle_all_of_one_call_runs_it_in_the_callers_thread() -> None:
+    (outcome,) = settle_all(threading.get_ident)
+    assert outcome.get() == threading.get_ident()
+
+
+def test_calls_run_in_the_callers_context() -> None:
+    # the local stack's IAM check knows which function calls DynamoDB from a context variable: a lookup
+    # handed to another thread must still be that function's
+    import contextvars
+
+    from switchyard.concurrency import settle_all
+
+    calling: contextvars.ContextVar[str | None] = contextvars.ContextVar("calling", default=None)
+    calling.set("Worker")
+
+    outcomes = settle_all(calling.get, calling.get, calling.get)
+
+    assert [o.get() for o in outcomes] == ["Worker", "Worker", "Worker"]
