@@ -217,6 +217,9 @@ class PairSync:
             if seen is None or at > seen[1]:
                 state["seen"][side] = report
             return "echo"
+        if not asserted:  # (a webhook saying the field changed dates that change itself)
+            at = _dated_by_read(state, side, value, at)
+            report = [value, at, exact]
         seen = state["seen"].get(side)
         if seen is not None and at < seen[1]:
             return "stale"  # that side has reported something newer already
@@ -335,6 +338,7 @@ class PairSync:
                     continue  # a change there Switchyard has not heard of: its event decides
                 self._settled(record, side, holds, now)
                 plan.setdefault(side, {})[name] = target
+        _note_unheard(record, holds)
         expires = now + self.spec.echo_window_seconds
         for side, changes in plan.items():
             for name, value in changes.items():
@@ -417,6 +421,9 @@ class _Reader:
             self._exact[side] = dict(getattr(self._sides[side], "exact", None) or {})
         return self._read[side]
 
+    def read_sides(self) -> list[str]:
+        return list(self._read)
+
     def exact(self, side: str) -> dict[str, Any]:
         self(side)
         return self._exact[side]
@@ -432,6 +439,38 @@ def _heard(record: dict[str, Any], side: str, at: str) -> None:
     versions = record.setdefault("versions", {})
     if at and (versions.get(side) is None or at > versions[side]):
         versions[side] = at
+
+
+def _note_unheard(record: dict[str, Any], holds: _Reader) -> None:
+    """A side read holding a value Switchyard has not heard of: the change that set it was made no later
+    than the object's change time at that read. Webhooks carry the whole object, not which field changed,
+    so the first later webhook showing it (e.g. the echo of Switchyard's write of another field) must not
+    date it later; kept per field as ``shown[side]``: [value, latest possible change time]."""
+    for side in holds.read_sides():
+        bound = holds.changed_at(side)
+        if bound is None:
+            continue
+        for name, state in (record.get("fields") or {}).items():
+            held, seen = holds(side).get(name), state["seen"].get(side)
+            if held is None or seen is None or held == seen[0] or bound <= seen[1]:
+                continue
+            if any(write[0] == held for write in state["writes"].get(side) or []):
+                continue  # Switchyard's own write
+            shown = state.setdefault("shown", {}).get(side)
+            if shown is None or shown[0] != held or bound < shown[1]:
+                state["shown"][side] = [held, bound]
+
+
+def _dated_by_read(state: dict[str, Any], side: str, value: Any, at: str) -> str:
+    """``at``, or earlier when a read showed ``side`` holding ``value`` already (``_note_unheard``)."""
+    shown = (state.get("shown") or {}).get(side)
+    if shown is None:
+        return at
+    seen = state["seen"].get(side)
+    if seen is not None and seen[1] >= shown[1]:
+        del state["shown"][side]  # that side has reported since: the read tells nothing more
+        return at
+    return shown[1] if shown[0] == value and shown[1] < at else at
 
 
 def _exact(seen: list[Any]) -> Any:

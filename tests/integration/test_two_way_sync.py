@@ -390,3 +390,27 @@ def test_two_way_rep_undoes_a_move_whose_webhook_is_late_the_undo_still_wins_ove
     # Then the rep's move back is the latest change, in both systems
     assert (order.box()["stage"], order.order()["status"]) == ("New Order", "pending")
     assert_converged(order)
+
+
+def test_two_way_rep_edit_whose_webhook_is_held_back_is_dated_no_later_than_when_switchyard_saw_it(
+    order: Pair,
+) -> None:
+    # Given a rep renames the contact's last name (its webhook is held back for minutes) ...
+    order.streak.edit_contact("contact_1", familyName="Rep-Older")
+    held_back = order.streak_webhooks()
+    order.later(80)
+    # ... then the customer changes the last name in Clarity: the later change, delivered at once
+    order.clarity.update_customer("C-501", lastName="Shop-Newer")
+    order.deliver(*order.clarity_webhooks())
+    order.later(60)
+    # ... and the e-mail: Switchyard writes it into the contact, whose webhook then shows the rep's old edit
+    order.clarity.update_customer("C-501", email="jane.new@example.com")
+
+    # When everything arrives, the held-back webhook last
+    order.drain()
+    assert order.deliver(*held_back) == ["stale"]
+
+    # Then the customer's later change wins in both systems: the rep's edit is older although the first
+    # webhook showing it was sent after the customer's change
+    assert (order.customer()["lastName"], order.contact()["familyName"]) == ("Shop-Newer", "Shop-Newer")
+    assert_converged(order)
