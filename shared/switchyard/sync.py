@@ -136,11 +136,13 @@ class PairSync:
 
     def receive(self, key: str, side: str, values: Mapping[str, Any], changed_at: datetime,
                 sides: Mapping[str, PairSide], exact: Mapping[str, Any] | None = None,
-                changed: frozenset[str] = frozenset()) -> SyncResult:
+                changed: frozenset[str] = frozenset(),
+                field_times: Mapping[str, datetime] | None = None) -> SyncResult:
         """Judge one side's report (an event) field by field, then make both sides hold the pair's values.
         ``exact``: the side's own values where they are finer than the common ones; ``changed``: fields the
         event says were changed (a stage-change webhook), even if the value looks like the last one seen
-        (a change and its undoing whose webhook is still on its way)."""
+        (a change and its undoing whose webhook is still on its way); ``field_times``: when the side says
+        when each field last changed (earlier than ``changed_at`` for a field the event did not change)."""
         at = stamp(changed_at)
         for _attempt in range(SAVE_ATTEMPTS):
             record, version = self._store.load(self.spec.name, key)
@@ -154,7 +156,8 @@ class PairSync:
                 if spec_field is None:
                     continue
                 state = fields.setdefault(name, {"seen": {}, "writes": {}})
-                decisions[name] = self._judge(key, spec_field, state, side, value, at, holds,
+                decisions[name] = self._judge(key, spec_field, state, side, value,
+                                              _field_time(at, (field_times or {}).get(name)), holds,
                                               (exact or {}).get(name), name in changed)
             applied = {name for name, decision in decisions.items() if decision == "applied"}
             deferred: set[str] = set()
@@ -439,6 +442,13 @@ def _heard(record: dict[str, Any], side: str, at: str) -> None:
     versions = record.setdefault("versions", {})
     if at and (versions.get(side) is None or at > versions[side]):
         versions[side] = at
+
+
+def _field_time(at: str, moment: datetime | None) -> str:
+    """A field's own change time when the side gives one (never later than the object's change time)."""
+    if moment is None or moment.tzinfo is None:
+        return at
+    return min(at, stamp(moment))
 
 
 def _note_unheard(record: dict[str, Any], holds: _Reader) -> None:

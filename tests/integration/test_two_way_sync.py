@@ -414,3 +414,32 @@ def test_two_way_rep_edit_whose_webhook_is_held_back_is_dated_no_later_than_when
     # webhook showing it was sent after the customer's change
     assert (order.customer()["lastName"], order.contact()["familyName"]) == ("Shop-Newer", "Shop-Newer")
     assert_converged(order)
+
+
+def test_two_way_customer_edit_shown_first_by_a_later_webhook_is_dated_by_its_own_field_change_time(
+    order: Pair,
+) -> None:
+    # Given the customer changes the last name in Clarity (its webhook is held back) ...
+    order.clarity.update_customer("C-501", lastName="Shop-Older")
+    held_back = order.clarity_webhooks()
+    order.later(30)
+    # ... a rep then renames it in Streak (held back too), and the customer then changes the phone
+    order.streak.edit_contact("contact_1", familyName="Rep-Newer")
+    rep = order.streak_webhooks()
+    order.later(30)
+    order.clarity.update_customer("C-501", phone="+1 217 555 0199")
+    phone = order.clarity_webhooks()
+    (event,) = phone
+    changed = event.data.get("fieldUpdatedAt") or {}
+    assert changed.get("lastName", "") < changed.get("phone", "")  # each field's own last change time
+
+    # When the phone's webhook (it shows the older last name) arrives first, then the rep's, then the held-back one
+    order.deliver(*phone)
+    order.deliver(*rep)
+    order.drain()
+    assert order.deliver(*held_back) == ["stale"]
+
+    # Then the rep's later change wins in both systems: the phone's webhook did not date the last name
+    assert (order.customer()["lastName"], order.contact()["familyName"]) == ("Rep-Newer", "Rep-Newer")
+    assert order.customer()["phone"] == "+1 217 555 0199"
+    assert_converged(order)
