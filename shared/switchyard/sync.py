@@ -156,9 +156,9 @@ class PairSync:
                 if spec_field is None:
                     continue
                 state = fields.setdefault(name, {"seen": {}, "writes": {}})
-                decisions[name] = self._judge(key, spec_field, state, side, value,
-                                              _field_time(at, (field_times or {}).get(name)), holds,
-                                              (exact or {}).get(name), name in changed)
+                field_at = _field_time(at, (field_times or {}).get(name))
+                decisions[name] = self._judge(key, spec_field, state, side, value, field_at, holds,
+                                              (exact or {}).get(name), name in changed, untouched=field_at < at)
             applied = {name for name, decision in decisions.items() if decision == "applied"}
             deferred: set[str] = set()
             plan = self._reconcile(key, record, holds, applied, deferred)
@@ -211,7 +211,7 @@ class PairSync:
     # --- per field ----------------------------------------------------------------------------------
 
     def _judge(self, key: str, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-               at: str, holds: _Reader, exact: Any = None, asserted: bool = False) -> str:
+               at: str, holds: _Reader, exact: Any = None, asserted: bool = False, untouched: bool = False) -> str:
         if value is None:  # an empty value never clears the other side
             return "unchanged"
         report = [value, at, exact]
@@ -225,6 +225,8 @@ class PairSync:
             report = [value, at, exact]
         seen = state["seen"].get(side)
         if seen is not None and at < seen[1]:
+            if untouched and value == seen[0]:
+                return "unchanged"  # the event changed other fields (its side dates this one as older)
             return "stale"  # that side has reported something newer already
         if seen is not None and value == seen[0] and (exact is None or _exact(seen) in (None, exact)) \
                 and not (asserted and at > seen[1]):
