@@ -9,7 +9,12 @@ customer and its contact). Both directions' workers share one record per pair, h
   the side's own exact value when the pair's value is coarser (Clarity's ``shipped`` and ``processing``
   are both the stage "Processing"): a change between two such values is still a person's change;
 - ``writes[side]``: Switchyard's own writes not yet seen coming back (value, change time the system
-  answered or ``None`` when the answer was lost, expiry of a write without a known time).
+  answered or ``None`` when the answer was lost, expiry of a write without a known time);
+- ``shown[side]``: a value a read showed that side holding before any event reported it, and the latest
+  time it can have been set (the object's change time then): a later event showing it is dated no later.
+
+A change is dated by the side's own time for that field when it gives one (``field_times``), else by
+the event's object change time, or the ``shown`` bound when earlier.
 
 An inbound change from one side is judged per field: Switchyard's own write coming back (an *echo*:
 matched against ``writes`` by value and change time, or by the short-lived ledger) only advances
