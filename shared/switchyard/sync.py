@@ -9,7 +9,12 @@ customer and its contact). Both directions' workers share one record per pair, h
   the side's own exact value when the pair's value is coarser (Clarity's ``shipped`` and ``processing``
   are both the stage "Processing"): a change between two such values is still a person's change;
 - ``writes[side]``: Switchyard's own writes not yet seen coming back (value, change time the system
-  answered or ``None`` when the answer was lost, expiry of a write without a known time).
+  answered or ``None`` when the answer was lost, expiry of a write without a known time);
+- ``shown[side]``: a value a read showed that side holding before any event reported it, and the latest
+  time it can have been set (the object's change time then): a later event showing it is dated no later.
+
+A change is dated by the side's own time for that field when it gives one (``field_times``), else by
+the event's object change time, or the ``shown`` bound when earlier.
 
 An inbound change from one side is judged per field: Switchyard's own write coming back (an *echo*:
 matched against ``writes`` by value and change time, or by the short-lived ledger) only advances
@@ -136,11 +141,13 @@ class PairSync:
 
     def receive(self, key: str, side: str, values: Mapping[str, Any], changed_at: datetime,
                 sides: Mapping[str, PairSide], exact: Mapping[str, Any] | None = None,
-                changed: frozenset[str] = frozenset()) -> SyncResult:
+                changed: frozenset[str] = frozenset(),
+                field_times: Mapping[str, datetime] | None = None) -> SyncResult:
         """Judge one side's report (an event) field by field, then make both sides hold the pair's values.
         ``exact``: the side's own values where they are finer than the common ones; ``changed``: fields the
         event says were changed (a stage-change webhook), even if the value looks like the last one seen
-        (a change and its undoing whose webhook is still on its way)."""
+        (a change and its undoing whose webhook is still on its way); ``field_times``: when the side says
+        when each field last changed (earlier than ``changed_at`` for a field the event did not change)."""
         at = stamp(changed_at)
         for _attempt in range(SAVE_ATTEMPTS):
             record, version = self._store.load(self.spec.name, key)
@@ -154,8 +161,9 @@ class PairSync:
                 if spec_field is None:
                     continue
                 state = fields.setdefault(name, {"seen": {}, "writes": {}})
-                decisions[name] = self._judge(key, spec_field, state, side, value, at, holds,
-                                              (exact or {}).get(name), name in changed)
+                field_at = _field_time(at, (field_times or {}).get(name))
+                decisions[name] = self._judge(key, spec_field, state, side, value, field_at, holds,
+                                              (exact or {}).get(name), name in changed, untouched=field_at < at)
             applied = {name for name, decision in decisions.items() if decision == "applied"}
             deferred: set[str] = set()
             plan = self._reconcile(key, record, holds, applied, deferred)
@@ -208,7 +216,7 @@ class PairSync:
     # --- per field ----------------------------------------------------------------------------------
 
     def _judge(self, key: str, spec_field: SyncField, state: dict[str, Any], side: str, value: Any,
-               at: str, holds: _Reader, exact: Any = None, asserted: bool = False) -> str:
+               at: str, holds: _Reader, exact: Any = None, asserted: bool = False, untouched: bool = False) -> str:
         if value is None:  # an empty value never clears the other side
             return "unchanged"
         report = [value, at, exact]
@@ -217,8 +225,13 @@ class PairSync:
             if seen is None or at > seen[1]:
                 state["seen"][side] = report
             return "echo"
+        if not asserted:  # (a webhook saying the field changed dates that change itself)
+            at = _dated_by_read(state, side, value, at)
+            report = [value, at, exact]
         seen = state["seen"].get(side)
         if seen is not None and at < seen[1]:
+            if untouched and value == seen[0]:
+                return "unchanged"  # the event changed other fields (its side dates this one as older)
             return "stale"  # that side has reported something newer already
         if seen is not None and value == seen[0] and (exact is None or _exact(seen) in (None, exact)) \
                 and not (asserted and at > seen[1]):
@@ -335,6 +348,7 @@ class PairSync:
                     continue  # a change there Switchyard has not heard of: its event decides
                 self._settled(record, side, holds, now)
                 plan.setdefault(side, {})[name] = target
+        _note_unheard(record, holds)
         expires = now + self.spec.echo_window_seconds
         for side, changes in plan.items():
             for name, value in changes.items():
@@ -417,6 +431,9 @@ class _Reader:
             self._exact[side] = dict(getattr(self._sides[side], "exact", None) or {})
         return self._read[side]
 
+    def read_sides(self) -> list[str]:
+        return list(self._read)
+
     def exact(self, side: str) -> dict[str, Any]:
         self(side)
         return self._exact[side]
@@ -432,6 +449,45 @@ def _heard(record: dict[str, Any], side: str, at: str) -> None:
     versions = record.setdefault("versions", {})
     if at and (versions.get(side) is None or at > versions[side]):
         versions[side] = at
+
+
+def _field_time(at: str, moment: datetime | None) -> str:
+    """A field's own change time when the side gives one (never later than the object's change time)."""
+    if moment is None or moment.tzinfo is None:
+        return at
+    return min(at, stamp(moment))
+
+
+def _note_unheard(record: dict[str, Any], holds: _Reader) -> None:
+    """A side read holding a value Switchyard has not heard of: the change that set it was made no later
+    than the object's change time at that read. Webhooks carry the whole object, not which field changed,
+    so the first later webhook showing it (e.g. the echo of Switchyard's write of another field) must not
+    date it later; kept per field as ``shown[side]``: [value, latest possible change time]."""
+    for side in holds.read_sides():
+        bound = holds.changed_at(side)
+        if bound is None:
+            continue
+        for name, state in (record.get("fields") or {}).items():
+            held, seen = holds(side).get(name), state["seen"].get(side)
+            if held is None or seen is None or held == seen[0] or bound <= seen[1]:
+                continue
+            if any(write[0] == held for write in state["writes"].get(side) or []):
+                continue  # Switchyard's own write
+            shown = state.setdefault("shown", {}).get(side)
+            if shown is None or shown[0] != held or bound < shown[1]:
+                state["shown"][side] = [held, bound]
+
+
+def _dated_by_read(state: dict[str, Any], side: str, value: Any, at: str) -> str:
+    """``at``, or earlier when a read showed ``side`` holding ``value`` already (``_note_unheard``)."""
+    shown = (state.get("shown") or {}).get(side)
+    if shown is None:
+        return at
+    seen = state["seen"].get(side)
+    if seen is not None and seen[1] >= shown[1]:
+        del state["shown"][side]  # that side has reported since: the read tells nothing more
+        return at
+    return shown[1] if shown[0] == value and shown[1] < at else at
 
 
 def _exact(seen: list[Any]) -> Any:

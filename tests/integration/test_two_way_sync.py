@@ -390,3 +390,56 @@ def test_two_way_rep_undoes_a_move_whose_webhook_is_late_the_undo_still_wins_ove
     # Then the rep's move back is the latest change, in both systems
     assert (order.box()["stage"], order.order()["status"]) == ("New Order", "pending")
     assert_converged(order)
+
+
+def test_two_way_rep_edit_whose_webhook_is_held_back_is_dated_no_later_than_when_switchyard_saw_it(
+    order: Pair,
+) -> None:
+    # Given a rep renames the contact's last name (its webhook is held back for minutes) ...
+    order.streak.edit_contact("contact_1", familyName="Rep-Older")
+    held_back = order.streak_webhooks()
+    order.later(80)
+    # ... then the customer changes the last name in Clarity: the later change, delivered at once
+    order.clarity.update_customer("C-501", lastName="Shop-Newer")
+    order.deliver(*order.clarity_webhooks())
+    order.later(60)
+    # ... and the e-mail: Switchyard writes it into the contact, whose webhook then shows the rep's old edit
+    order.clarity.update_customer("C-501", email="jane.new@example.com")
+
+    # When everything arrives, the held-back webhook last
+    order.drain()
+    assert order.deliver(*held_back) == ["stale"]
+
+    # Then the customer's later change wins in both systems: the rep's edit is older although the first
+    # webhook showing it was sent after the customer's change
+    assert (order.customer()["lastName"], order.contact()["familyName"]) == ("Shop-Newer", "Shop-Newer")
+    assert_converged(order)
+
+
+def test_two_way_customer_edit_shown_first_by_a_later_webhook_is_dated_by_its_own_field_change_time(
+    order: Pair,
+) -> None:
+    # Given the customer changes the last name in Clarity (its webhook is held back) ...
+    order.clarity.update_customer("C-501", lastName="Shop-Older")
+    held_back = order.clarity_webhooks()
+    order.later(30)
+    # ... a rep then renames it in Streak (held back too), and the customer then changes the phone
+    order.streak.edit_contact("contact_1", familyName="Rep-Newer")
+    rep = order.streak_webhooks()
+    order.later(30)
+    order.clarity.update_customer("C-501", phone="+1 217 555 0199")
+    phone = order.clarity_webhooks()
+    (event,) = phone
+    changed = event.data.get("fieldUpdatedAt") or {}
+    assert changed.get("lastName", "") < changed.get("phone", "")  # each field's own last change time
+
+    # When the phone's webhook (it shows the older last name) arrives first, then the rep's, then the held-back one
+    order.deliver(*phone)
+    order.deliver(*rep)
+    order.drain()
+    assert order.deliver(*held_back) == ["stale"]
+
+    # Then the rep's later change wins in both systems: the phone's webhook did not date the last name
+    assert (order.customer()["lastName"], order.contact()["familyName"]) == ("Rep-Newer", "Rep-Newer")
+    assert order.customer()["phone"] == "+1 217 555 0199"
+    assert_converged(order)

@@ -283,9 +283,22 @@ def test_customer_patch_changes_fields_bumps_version_and_sets_updated_at(
     assert client.get("/api/v1/customers/C-501").json() == customer
 
 
+def test_customer_patch_dates_each_changed_field_and_keeps_the_others_times(
+    clock: FakeClock, client: httpx.Client, placed: dict[str, Any]
+) -> None:
+    placed_at = client.get("/api/v1/customers/C-501").json()["fieldUpdatedAt"]
+    assert set(placed_at) == {"firstName", "lastName", "email", "phone", "company"}
+    clock.advance(60)
+    customer = client.patch("/api/v1/customers/C-501", json={"lastName": "Doe-Smith", "firstName": "Jane"}).json()
+    # firstName was sent unchanged: only the last name's time moves
+    assert customer["fieldUpdatedAt"] == {**placed_at, "lastName": customer["updatedAt"]}
+    assert customer["fieldUpdatedAt"]["firstName"] < customer["updatedAt"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
+        ({"fieldUpdatedAt": {"lastName": "2020-01-01T00:00:00.000Z"}}, "fieldUpdatedAt"),
         ({"nickname": "JD"}, "nickname"),
         ({"customerId": "C-9"}, "customerId"),
         ({"email": "jane.doe.example"}, "email"),

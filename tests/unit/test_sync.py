@@ -100,3 +100,32 @@ def test_receive_side_changed_unheard_recently_waits_then_writes(pair) -> None:
 
     assert caught.value.reason == "side_changed_meanwhile"
     assert sides["b"].writes == []
+
+
+def test_receive_field_times_an_untouched_field_dated_before_what_was_seen_is_unchanged_not_stale(pair) -> None:
+    # a pair recorded before its side gave per-field times: what was seen is dated by the event (T0)
+    sync, sides = pair
+    at = T0 + timedelta(minutes=5)
+    sides["a"].person_sets(at, phone="2")
+    long_ago = T0 - timedelta(days=30)
+
+    result = sync.receive("k", "a", {"name": "Jo", "phone": "2", "stage": "new"}, at, sides,
+                          field_times={"name": long_ago, "phone": at, "stage": long_ago})
+
+    assert result.fields == {"name": "unchanged", "phone": "applied", "stage": "unchanged"}
+    assert sides["b"].values["phone"] == "2"
+
+
+def test_receive_field_times_date_a_field_the_event_did_not_change_by_its_own_change(pair) -> None:
+    sync, sides = pair
+    # a changes the name at +1 min (its event is late), b changes it at +2 min (late too), a the stage at +3 min
+    sides["a"].person_sets(T0 + timedelta(minutes=1), name="Ann")
+    sides["b"].person_sets(T0 + timedelta(minutes=2), name="Bea")
+    sides["a"].person_sets(T0 + timedelta(minutes=3), stage="open")
+
+    sync.receive("k", "a", {"name": "Ann", "phone": "1", "stage": "open"}, T0 + timedelta(minutes=3), sides,
+                 field_times={"name": T0 + timedelta(minutes=1), "stage": T0 + timedelta(minutes=3)})
+    result = sync.receive("k", "b", {"name": "Bea", "phone": "1", "stage": "new"}, T0 + timedelta(minutes=2), sides)
+
+    assert result.fields["name"] == "applied"  # b's name is the later change
+    assert sides["a"].values["name"] == sides["b"].values["name"] == "Bea"

@@ -59,6 +59,7 @@ PAYMENT_STATUSES = ("paid", "pending", "refunded")
 
 CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "company")
 NULLABLE_CUSTOMER_FIELDS = frozenset({"phone", "company"})
+READ_ONLY_CUSTOMER_FIELDS = frozenset({"customerId", "version", "updatedAt", "fieldUpdatedAt"})
 ORDER_INPUT_FIELDS = (
     "customerId",
     "orderDate",
@@ -263,7 +264,7 @@ def _customer_changes(body: Mapping[str, Any], problems: _Problems, prefix: str 
     for key, value in body.items():
         path = f"{prefix}{key}"
         if key not in CUSTOMER_FIELDS:
-            problems.add(path, "read-only field" if key in {"customerId", "version", "updatedAt"} else "unknown field")
+            problems.add(path, "read-only field" if key in READ_ONLY_CUSTOMER_FIELDS else "unknown field")
         elif value is None and key in NULLABLE_CUSTOMER_FIELDS:
             changes[key] = None
         elif not isinstance(value, str):
@@ -770,6 +771,7 @@ class ClaritySandbox(http.SandboxApp):
         if not real:
             return False
         customer.update(real)
+        customer["fieldUpdatedAt"] = {**customer.get("fieldUpdatedAt", {}), **dict.fromkeys(real, now)}
         customer["updatedAt"] = now
         customer["version"] += 1
         self._emit("customer.updated", now, copy.deepcopy(customer))
@@ -822,7 +824,8 @@ class ClaritySandbox(http.SandboxApp):
         if customer is None:
             customer = {"customerId": customer_id, "firstName": "", "lastName": "", "email": "",
                         "phone": None, "company": None}
-            customer.update(customer_changes, updatedAt=now, version=1)
+            customer.update(customer_changes, fieldUpdatedAt=dict.fromkeys(CUSTOMER_FIELDS, now), updatedAt=now,
+                            version=1)
             self._state.customers[customer_id] = customer
         else:
             self._apply_customer_changes(customer, customer_changes, now)

@@ -112,6 +112,17 @@ def clarity_customer_values(deals: DealMapping, customer: Mapping[str, Any]) -> 
     return {"email": plan.email, "phone": plan.phone, "first_name": plan.given_name, "last_name": plan.family_name}
 
 
+def clarity_field_times(customer: Mapping[str, Any]) -> dict[str, datetime]:
+    """Pair field -> when Clarity says that field last changed (``fieldUpdatedAt``; absent from older
+    Clarity versions: then every field is dated by the customer's ``updatedAt``)."""
+    times = customer.get("fieldUpdatedAt")
+    if not isinstance(times, Mapping):
+        return {}
+    found = {name: _from_rfc3339(times.get(attribute)) for name, (_, attribute, _) in CUSTOMER_FIELDS.items()
+             if isinstance(times.get(attribute), str)}
+    return {name: moment for name, moment in found.items() if moment is not None}
+
+
 class ClarityCustomer:
     system = CLARITY
 
@@ -230,7 +241,8 @@ class ClarityStreakPairs:
             return
         self.customers.receive(customer_id, CLARITY, clarity_customer_values(self._deals, now),
                                _from_rfc3339(now.get("updatedAt")) or changed_at,
-                               self._customer_sides(customer_id, str(contact["key"])))
+                               self._customer_sides(customer_id, str(contact["key"])),
+                               field_times=clarity_field_times(now))
 
     def customer_from_clarity(self, event: FlowEvent) -> DeliveryResult:
         plan = self._deals.plan_contact_update(event.data)
@@ -239,7 +251,8 @@ class ClarityStreakPairs:
             return DeliveryResult("unlinked", {"customer_key": plan.customer_key})
         values = clarity_customer_values(self._deals, event.data)
         result = self.customers.receive(plan.customer_key, CLARITY, values, event.timestamp,
-                                        self._customer_sides(plan.customer_key, contact_key))
+                                        self._customer_sides(plan.customer_key, contact_key),
+                                        field_times=clarity_field_times(event.data))
         return DeliveryResult(result.outcome, {"contact_key": contact_key, **result.detail()})
 
     def customer_from_streak(self, event: FlowEvent) -> DeliveryResult:
