@@ -142,3 +142,17 @@ def test_links_are_per_namespace_and_overwritten(state: EntityState) -> None:
     state.link("clarity:customer>streak:contact", "C-1", "contact_9")
     assert state.linked("clarity:customer>streak:contact", "C-1") == "contact_9"
     assert state.linked("streak:contact>clarity:customer", "C-1") is None
+
+
+def test_dynamo_entity_state_every_item_expires_90_days_after_its_write(dynamo_client) -> None:
+    # "expiration" is the shared table's TTL attribute (infra/stack.py): without it an item never goes away
+    now = 1_795_000_000
+    state = DynamoEntityState(dynamo_client, TABLE, keys=KEYS, clock=lambda: now)
+
+    state.claim(ENTITY, T0, "evt_1")
+    state.mark_filtered("nopcommerce-to-streak#1043")
+    state.link("clarity:customer>streak:contact", "C-1", "contact_1")
+
+    items = dynamo_client.scan(TableName=TABLE)["Items"]
+    assert len(items) == 3
+    assert [item["expiration"] for item in items] == [{"N": str(now + 90 * 24 * 3600)}] * 3
