@@ -128,7 +128,9 @@ def _both_ways(rule: dict, data: dict) -> tuple:
 def test_generated_each_rule_joins_items_with_its_own_separator():
     rule = {"each": "Order.Items", "item": "{Qty} x {Name}", "join": " | "}
 
-    generated, reference = _both_ways(rule, {"Order": {"Items": [{"Qty": 2, "Name": "Desk"}, {"Qty": 1, "Name": "Arm"}]}})
+    items = [{"Qty": 2, "Name": "Desk"}, {"Qty": 1, "Name": "Arm"}]
+
+    generated, reference = _both_ways(rule, {"Order": {"Items": items}})
 
     assert generated == reference == ("2 x Desk | 1 x Arm",)
 
