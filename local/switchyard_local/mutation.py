@@ -93,8 +93,10 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
     """``.mutation/`` with links to the code and tests, and a pyproject.toml for mutmut."""
     for module in modules:  # mutmut never mutates a file it once copied as it is: let it copy that one again
         copied = WORKSPACE / "mutants/switchyard" / module
-        if copied.exists() and not copied.with_name(copied.name + ".meta").exists():
+        meta = copied.with_name(copied.name + ".meta")
+        if copied.exists() and (not meta.exists() or "__mutmut_" not in copied.read_text()):
             copied.unlink()
+            meta.unlink(missing_ok=True)
     WORKSPACE.mkdir(exist_ok=True)
     for name, target in {"switchyard": ROOT / "shared/switchyard", "tests": ROOT / "tests",
                          **{name: ROOT / name for name in _ALSO_COPY}}.items():
