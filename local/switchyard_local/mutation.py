@@ -91,12 +91,13 @@ _ALSO_COPY = ("local", "shared", "docs", "functions", "infra")
 
 def _write_workspace(modules: list[str], tests: list[str]) -> None:
     """``.mutation/`` with links to the code and tests, and a pyproject.toml for mutmut."""
-    for module in modules:  # mutmut never mutates a file it once copied as it is: let it copy that one again
+    # mutmut never mutates a file it once copied as it was, and learns which tests call a function only
+    # from a mutated copy: a module not mutated yet means starting again
+    for module in modules:
         copied = WORKSPACE / "mutants/switchyard" / module
-        meta = copied.with_name(copied.name + ".meta")
-        if copied.exists() and (not meta.exists() or "__mutmut_" not in copied.read_text()):
-            copied.unlink()
-            meta.unlink(missing_ok=True)
+        if copied.exists() and "__mutmut_" not in copied.read_text():
+            shutil.rmtree(WORKSPACE / "mutants")
+            break
     WORKSPACE.mkdir(exist_ok=True)
     for name, target in {"switchyard": ROOT / "shared/switchyard", "tests": ROOT / "tests",
                          **{name: ROOT / name for name in _ALSO_COPY}}.items():
