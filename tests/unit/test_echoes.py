@@ -258,3 +258,16 @@ def test_ledger_default_echo_window_is_ten_minutes() -> None:
     assert ledger.consume("clarity", "order", "CL-1", {"status": "shipped"}) is True
     clock.now += 1
     assert ledger.consume("clarity", "order", "CL-2", {"status": "shipped"}) is False
+
+
+def test_fingerprint_of_values_json_cannot_encode_compares_by_their_text() -> None:
+    # a pair field's value may be a Decimal or a datetime: it is fingerprinted, never an error
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    amount = fingerprint("clarity", "pair-field", {"amount": Decimal("12.50")})
+
+    assert amount == fingerprint("clarity", "pair-field", {"amount": Decimal("12.50")})
+    assert amount != fingerprint("clarity", "pair-field", {"amount": Decimal("12.51")})
+    assert fingerprint("clarity", "pair-field", {"at": datetime(2026, 11, 20, tzinfo=UTC)}) != \
+        fingerprint("clarity", "pair-field", {"at": datetime(2026, 11, 21, tzinfo=UTC)})
