@@ -54,14 +54,20 @@ _SORTED = ("the dict is built in a fixed order (the synced attributes' tuple, or
            "so sorting its keys again changes no fingerprint's equality")
 _NO_KEY = ("an event without its key attribute: with '' it skips the ledger, with 'None'/'XXXX' it asks the "
            "ledger for a key no write records (keys are the written objects' ids), finds nothing and delivers")
+_KEYWORD_CASE = "DynamoDB's expression keywords (SET, AND, OR) are case-insensitive"
+_UNREAD_EVENT_ID = "the in-memory fake keeps the claiming event id like the DynamoDB item, but nothing reads it"
 EQUIVALENT: dict[str, str] = {
     "switchyard.echoes.x_fingerprint__mutmut_8": _SORTED,
     "switchyard.echoes.x_fingerprint__mutmut_11": _SORTED,
     "switchyard.echoes.x_fingerprint__mutmut_14": _SORTED,
     "switchyard.echoes.x_fingerprint__mutmut_16": "a 25-character prefix of the digest is as good a key as 24: "
                                                   "record and consume use the same function",
-    "switchyard.echoes.xǁDynamoEchoLedgerǁconsume__mutmut_18": "DynamoDB's expression keywords (AND) are "
-                                                               "case-insensitive",
+    "switchyard.echoes.xǁDynamoEchoLedgerǁconsume__mutmut_18": _KEYWORD_CASE,
+    "switchyard.entity_state.xǁDynamoEntityStateǁclaim__mutmut_24": _KEYWORD_CASE,
+    "switchyard.entity_state.xǁDynamoEntityStateǁclaim__mutmut_27": _KEYWORD_CASE,
+    "switchyard.entity_state.xǁDynamoEntityStateǁmark_filtered__mutmut_16": _KEYWORD_CASE,
+    "switchyard.entity_state.xǁInMemoryEntityStateǁclaim__mutmut_15": _UNREAD_EVENT_ID,
+    "switchyard.entity_state.xǁInMemoryEntityStateǁclaim__mutmut_17": _UNREAD_EVENT_ID,
     "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_8": _NO_KEY,
     "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_10": _NO_KEY,
     "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_11": _NO_KEY,
