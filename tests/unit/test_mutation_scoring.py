@@ -27,3 +27,17 @@ def test_message_only_mutant_of_an_error_or_log_text_not_counted(before: str, af
 ])
 def test_mutant_changing_data_or_behaviour_counted(before: str, after: str) -> None:
     assert is_message_only(diff(before, after)) is False
+
+
+def test_message_on_its_own_line_inside_a_raise_not_counted() -> None:
+    text = ('@@ -1,3 +1,3 @@\n         raise StaleTimestampError(\n'
+            '-            f"outside the {self._tolerance // 60}-minute tolerance"\n'
+            '+            f"outside the {self._tolerance // 61}-minute tolerance"\n         )')
+    assert is_message_only(text) is False  # an expression inside the text: counted
+    text = text.replace("// 61}-minute", "// 60}-MINUTE")
+    assert is_message_only(text) is True
+
+
+def test_message_replaced_by_none_not_counted() -> None:
+    assert is_message_only(diff('raise SignatureError("body is not UTF-8 text") from None',
+                                "raise SignatureError(None) from None")) is True
