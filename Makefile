@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONWARNINGS := ignore::UserWarning:moto.cloudformation.parsing
 
 .DEFAULT_GOAL := help
-.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz chaos chaos-orders chaos-sync generate clean
+.PHONY: help demo dev test test-fast synth lint bench bench-smoke fuzz chaos chaos-orders chaos-sync mutation mutation-changed generate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,13 @@ chaos: chaos-orders chaos-sync ## both chaos harnesses: orders across every flow
 
 chaos-orders: $(STAMP) ## orders across every flow under faults, reconciled (CHAOS_ARGS="--orders 2000 --seed 7 --max-seconds 900")
 	$(PY) -m switchyard_local.chaos $(CHAOS_ARGS)
+
+mutation: $(STAMP) ## mutation testing of the core (mutmut, fast suites): score per module and the survivors
+	$(PY) -m switchyard_local.mutation $(MUTATION_ARGS)
+
+MUTATION_BASE ?= main
+mutation-changed: $(STAMP) ## mutate only the core modules changed against MUTATION_BASE: <= 30 mutants, <= 5 minutes (CI)
+	$(PY) -m switchyard_local.mutation --changed $(MUTATION_BASE) --sample 30 --budget-seconds 300 $(MUTATION_ARGS)
 
 generate: $(STAMP) ## regenerate, from the envelope models, the ingest validators and docs/openapi.json
 	$(PY) -m switchyard_local.codegen

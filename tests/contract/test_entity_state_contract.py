@@ -142,3 +142,61 @@ def test_links_are_per_namespace_and_overwritten(state: EntityState) -> None:
     state.link("clarity:customer>streak:contact", "C-1", "contact_9")
     assert state.linked("clarity:customer>streak:contact", "C-1") == "contact_9"
     assert state.linked("streak:contact>clarity:customer", "C-1") is None
+
+
+def test_dynamo_entity_state_every_item_expires_90_days_after_its_write(dynamo_client) -> None:
+    # "expiration" is the shared table's TTL attribute (infra/stack.py): without it an item never goes away
+    now = 1_795_000_000
+    state = DynamoEntityState(dynamo_client, TABLE, keys=KEYS, clock=lambda: now)
+
+    state.claim(ENTITY, T0, "evt_1")
+    state.mark_filtered("nopcommerce-to-streak#1043")
+    state.link("clarity:customer>streak:contact", "C-1", "contact_1")
+
+    items = dynamo_client.scan(TableName=TABLE)["Items"]
+    assert len(items) == 3
+    assert [item["expiration"] for item in items] == [{"N": str(now + 90 * 24 * 3600)}] * 3
+
+
+class RecordingClient:
+    """The moto client, with the arguments of every read kept (moto itself is always consistent)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.reads: list[dict] = []
+        self.exceptions = client.exceptions
+
+    def get_item(self, **kwargs):
+        self.reads.append(kwargs)
+        return self._client.get_item(**kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+def test_dynamo_entity_state_reads_right_after_a_write_are_strongly_consistent(dynamo_client) -> None:
+    # the filtered mark and a link are read by the next event of the pair, often within the same second
+    client = RecordingClient(dynamo_client)
+    state = DynamoEntityState(client, TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
+
+    state.is_filtered(ENTITY)
+    state.linked("clarity:customer>streak:contact", "C-1")
+
+    assert [read.get("ConsistentRead") for read in client.reads] == [True, True]
+
+
+def test_dynamo_entity_state_change_time_stored_in_utc_whatever_the_machine_zone(dynamo_client, monkeypatch) -> None:
+    import time as time_module
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time_module.tzset()
+    try:
+        state = DynamoEntityState(dynamo_client, TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
+        state.claim(ENTITY, datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=1))), "evt_1")
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
+
+    key = f"state#clarity+streak#entity#{ENTITY}"
+    item = dynamo_client.get_item(TableName=TABLE, Key={"id": {"S": key}})["Item"]
+    assert item["change_time"] == {"S": "2026-11-20T09:00:00.000000Z"}

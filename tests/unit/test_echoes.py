@@ -217,3 +217,57 @@ def test_suppressing_target_no_echo_recorded_delivered(
 
     assert result.outcome == "updated"
     assert len(inner.received) == 1
+
+
+# --- what a person may change: every synced attribute, by the name the system uses ----------------------
+
+STREAK_CONTACT = {"key": "contact_1", "givenName": "Jane", "familyName": "Doe",
+                  "emailAddresses": ["jane@acme.example"], "phoneNumbers": ["+1 555 0100"], "title": "CEO"}
+PERSON_EDITS = [  # named here, not read from SYNCED_ATTRIBUTES: a misspelt name there must fail this test
+    ("streak", "box", BOX, "stageKey", "5003"),
+    ("streak", "contact", STREAK_CONTACT, "givenName", "Janet"),
+    ("streak", "contact", STREAK_CONTACT, "familyName", "Smith"),
+    ("streak", "contact", STREAK_CONTACT, "emailAddresses", ["janet@acme.example"]),
+    ("streak", "contact", STREAK_CONTACT, "phoneNumbers", ["+1 555 0199"]),
+    ("clarity", "order", {"orderId": "CL-1", "status": "pending"}, "status", "shipped"),
+    ("clarity", "customer", CUSTOMER, "firstName", "Janet"),
+    ("clarity", "customer", CUSTOMER, "lastName", "Smith"),
+    ("clarity", "customer", CUSTOMER, "email", "janet@acme.example"),
+    ("clarity", "customer", CUSTOMER, "phone", "+1 555 0199"),
+]
+
+
+@pytest.mark.parametrize(("system", "entity", "state", "attribute", "edited"), PERSON_EDITS,
+                         ids=[f"{s}-{e}-{a}" for s, e, _, a, _ in PERSON_EDITS])
+def test_ledger_persons_change_to_one_synced_attribute_is_not_an_echo(
+        ledger: InMemoryEchoLedger, system: str, entity: str, state: dict[str, Any], attribute: str,
+        edited: Any) -> None:
+    ledger.record(system, entity, "k1", state)  # Switchyard's own write
+
+    assert ledger.consume(system, entity, "k1", {**state, attribute: edited}) is False
+    assert ledger.consume(system, entity, "k1", state) is True
+
+
+def test_ledger_default_echo_window_is_ten_minutes() -> None:
+    clock = FakeClock()
+    ledger = InMemoryEchoLedger(clock=clock)
+    ledger.record("clarity", "order", "CL-1", {"status": "shipped"})
+    ledger.record("clarity", "order", "CL-2", {"status": "shipped"})
+
+    clock.now += 599
+    assert ledger.consume("clarity", "order", "CL-1", {"status": "shipped"}) is True
+    clock.now += 1
+    assert ledger.consume("clarity", "order", "CL-2", {"status": "shipped"}) is False
+
+
+def test_fingerprint_of_values_json_cannot_encode_compares_by_their_text() -> None:
+    # a pair field's value may be a Decimal or a datetime: it is fingerprinted, never an error
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    amount = fingerprint("clarity", "pair-field", {"amount": Decimal("12.50")})
+
+    assert amount == fingerprint("clarity", "pair-field", {"amount": Decimal("12.50")})
+    assert amount != fingerprint("clarity", "pair-field", {"amount": Decimal("12.51")})
+    assert fingerprint("clarity", "pair-field", {"at": datetime(2026, 11, 20, tzinfo=UTC)}) != \
+        fingerprint("clarity", "pair-field", {"at": datetime(2026, 11, 21, tzinfo=UTC)})

@@ -115,3 +115,35 @@ def test_compile_rules_fallback_raises_the_reference_error():
     with pytest.raises(DeliveryError) as unmapped:
         evaluate({"a": {"b": 2}})
     assert unmapped.value.reason == "unmapped_value"
+
+
+# --- what the differential test above cannot see: settings the shipped mappings do not use ---------------
+
+
+def _both_ways(rule: dict, data: dict) -> tuple:
+    evaluate = compile_rules([("x", rule)], {})
+    return evaluate.generated(data), evaluate.reference(data)
+
+
+def test_generated_each_rule_joins_items_with_its_own_separator():
+    rule = {"each": "Order.Items", "item": "{Qty} x {Name}", "join": " | "}
+
+    items = [{"Qty": 2, "Name": "Desk"}, {"Qty": 1, "Name": "Arm"}]
+
+    generated, reference = _both_ways(rule, {"Order": {"Items": items}})
+
+    assert generated == reference == ("2 x Desk | 1 x Arm",)
+
+
+@pytest.mark.parametrize("data", [{"Order": {}}, {"Order": {"Note": ""}}, {"Order": {"Note": None}}],
+                         ids=["missing", "blank", "null"])
+def test_generated_rule_without_a_value_takes_its_default(data):
+    generated, reference = _both_ways({"path": "Order.Note", "default": "(no note)"}, data)
+
+    assert generated == reference == ("(no note)",)
+
+
+def test_generated_rule_with_a_value_ignores_its_default():
+    generated, reference = _both_ways({"path": "Order.Note", "default": "(no note)"}, {"Order": {"Note": "gift"}})
+
+    assert generated == reference == ("gift",)

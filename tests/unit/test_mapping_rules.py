@@ -329,3 +329,24 @@ def test_parse_deal_mapping_minimal_document_plans_without_optional_parts() -> N
 
     assert (plan.create, plan.organization, plan.task, plan.notes) == (True, None, None, None)
     assert plan.box_name == "Order 9 ·"
+
+
+# --- paths of three or more segments: the general getter ----------------------------------------------
+
+
+def test_compile_path_three_segments_value_found() -> None:
+    data = {"Order": {"Customer": {"Address": {"City": "Lyon"}}}}
+
+    assert compile_path("Order.Customer.Address")(data) == {"City": "Lyon"}
+    assert compile_path("Order.Customer.Address.City")(data) == "Lyon"
+
+
+@pytest.mark.parametrize("data", [{}, {"Order": None}, {"Order": {"Customer": "Jane"}}, {"Order": {"Customer": {}}},
+                                  "not an object"],
+                         ids=["first-missing", "first-null", "middle-not-object", "last-missing", "root-not-object"])
+def test_compile_path_three_segments_missing_step_gives_none(data: Any) -> None:
+    assert compile_path("Order.Customer.City")(data) is None
+
+
+def test_rule_three_segment_path_reads_source_field() -> None:
+    assert value({"path": "Order.Customer.City"}, {"Order": {"Customer": {"City": "Lyon"}}}) == "Lyon"

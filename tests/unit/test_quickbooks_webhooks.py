@@ -681,3 +681,14 @@ def test_openapi_quickbooks_endpoint_takes_the_qbo_notification_not_the_envelope
     assert body["oneOf"][1]["items"] == {"$ref": "#/components/schemas/QuickBooksCloudEvent"}
     assert "200" in operation["responses"] and "202" not in operation["responses"]
     assert "QuickbooksEvent" in document["components"]["schemas"]  # the queued events, documented too
+
+
+@pytest.mark.parametrize("junk", ["!", "*", "-", "_"], ids=["bang", "star", "dash", "underscore"])
+def test_intuit_signature_correct_hmac_with_a_non_base64_character_rejected(junk: str) -> None:
+    # a lenient decoder would drop the stray character and find the genuine HMAC
+    genuine = intuit_signature(VERIFIER, BODY)
+    presented = genuine[:8] + junk + genuine[8:]
+
+    with pytest.raises(SignatureError, match="not base64"):
+        IntuitSignatureAuthenticator([VERIFIER]).authenticate(
+            WebhookRequest(source="quickbooks", headers={"intuit-signature": presented}, body=BODY))

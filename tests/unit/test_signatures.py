@@ -166,3 +166,23 @@ def test_sign_produces_standard_webhooks_headers(signing_secret: str) -> None:
     version, _, signature = headers["webhook-signature"].partition(",")
     assert version == "v1"
     assert len(base64.b64decode(signature, validate=True)) == 32  # HMAC-SHA256
+
+
+@pytest.mark.parametrize("tag", ["v2", "v1a", "V1", ""], ids=["v2", "v1a", "upper-V1", "no-version"])
+def test_verify_correct_hmac_under_another_version_tag_rejected(signing_secret: str, tag: str) -> None:
+    headers = sign(signing_secret, "msg_1", NOW, BODY)
+    headers["webhook-signature"] = tag + "," + headers["webhook-signature"].partition(",")[2]
+
+    with pytest.raises(SignatureError, match="no signature matches"):
+        verifier(signing_secret).verify(BODY, headers)
+
+
+@pytest.mark.parametrize("junk", ["!", "*", "-", "_"], ids=["bang", "star", "dash", "underscore"])
+def test_verify_correct_hmac_with_a_non_base64_character_rejected(signing_secret: str, junk: str) -> None:
+    # a lenient decoder would drop the stray character and find the genuine HMAC
+    headers = sign(signing_secret, "msg_1", NOW, BODY)
+    version, _, encoded = headers["webhook-signature"].partition(",")
+    headers["webhook-signature"] = f"{version},{encoded[:8]}{junk}{encoded[8:]}"
+
+    with pytest.raises(SignatureError, match="no signature matches"):
+        verifier(signing_secret).verify(BODY, headers)

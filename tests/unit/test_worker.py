@@ -397,6 +397,62 @@ def test_handle_other_retryable_errors_are_not_requeued(rec: Recorder) -> None:
     assert requeued == [] and rec.dead_letters[0].reason == "target_unavailable"
 
 
+def test_handle_own_limiter_wait_on_the_last_receive_is_requeued_not_dead_lettered(rec: Recorder) -> None:
+    # our own rate limiter found no permit soon: a wait, like a 429, must not use up the receive budget
+    limited = RetryableError("no permit", reason="rate_limited_locally", retry_after=2.0)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(limited))
+
+    result = worker.handle(message(), receive_count=MAX_RECEIVES, receipt_handle="rh-1")
+
+    assert result is None and rec.dead_letters == [] and rec.delays == []
+    (body, seconds), = requeued
+    assert seconds == 2 and json.loads(body)["throttled"] == 1
+
+
+def test_handle_throttled_the_120th_requeue_is_the_last(rec: Recorder) -> None:
+    # two hours of a target answering 429 with 60 s waits: 120 requeues, then the receive budget decides
+    throttled = RetryableError("QuickBooks 429", reason="rate_limited", retry_after=60.0)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(throttled))
+
+    worker.handle(json.dumps({**json.loads(message()), "throttled": 119}), receive_count=1, receipt_handle="rh-1")
+    worker.handle(json.dumps({**json.loads(message()), "throttled": 120}), receive_count=MAX_RECEIVES,
+                  receipt_handle="rh-2")
+
+    assert [json.loads(body)["throttled"] for body, _ in requeued] == [120]
+    assert [letter.reason for letter in rec.dead_letters] == ["rate_limited"]
+    assert MAX_THROTTLE_REQUEUES == 120  # the count the module's docs and the runbook give
+
+
+@pytest.mark.parametrize("retry_after", [0.2, -5.0], ids=["fraction", "negative"])
+def test_handle_throttled_requeue_waits_at_least_one_second(rec: Recorder, retry_after: float) -> None:
+    throttled = RetryableError("429", reason="rate_limited", retry_after=retry_after)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(throttled))
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+
+    assert [seconds for _, seconds in requeued] == [1]
+
+
+def test_handle_throttled_without_retry_after_requeued_after_the_base_wait(rec: Recorder) -> None:
+    throttled = RetryableError("429", reason="rate_limited", retry_after=None)
+    worker, requeued = throttling_worker(rec, ScriptedTarget(throttled))
+
+    worker.handle(message(), receive_count=1, receipt_handle="rh-1")
+
+    assert [seconds for _, seconds in requeued] == [30]
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -5.0], ids=["zero", "negative"])
+def test_handle_retry_after_below_one_second_returns_to_queue_after_one_second(
+        worker_for, rec: Recorder, retry_after: float) -> None:
+    target = ScriptedTarget(RetryableError("503", reason="target_unavailable", retry_after=retry_after))
+
+    with pytest.raises(RetryLater) as raised:
+        worker_for(target).handle(message(), receive_count=1, receipt_handle="rh-1")
+
+    assert raised.value.delay_seconds == 1 and rec.delays == [("rh-1", 1)]
+
+
 # --------------------------------------------------------------------------- a connection waiting for a reconnect
 
 
