@@ -4,7 +4,10 @@ An older event never overwrites the effect of a newer one. A worker *claims* an 
 event's change time before applying it; the claim fails (the event is stale and dropped) only when a
 strictly newer change of the entity was applied. Equal change times are normal (an order placed and
 captured in the same second): such a claim succeeds, so ties are applied in order of arrival, and a
-retry of a half-applied event goes through. Every drop is kept in a ``DropLog`` with its reason.
+retry of a half-applied event goes through. Where the changes have a lifecycle (an order's status), a
+claim may carry its *rank* in it: of two changes with the same time, the one further along the
+lifecycle wins whatever the order of arrival, and the other is *superseded*. Every drop is kept in a
+``DropLog`` with its reason.
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ from switchyard.table_keys import TableKeys
 RETENTION_SECONDS = 90 * 24 * 3600
 
 
+SUPERSEDED = "superseded"  # a change with the same time and a later place in the lifecycle was applied
+STALE = "stale"  # a strictly newer change was applied
+
+
 class EntityState(Protocol):
     def claim(self, entity: str, change_time: datetime, event_id: str) -> bool: ...
+    def claim_ranked(self, entity: str, change_time: datetime, event_id: str, rank: int) -> str | None:
+        """None when claimed; else why not: STALE or SUPERSEDED."""
+        ...
     def mark_filtered(self, entity: str) -> None: ...
     def is_filtered(self, entity: str) -> bool: ...
     # cross-references between systems' keys (e.g. a Clarity customer's Streak contact)
@@ -42,7 +52,19 @@ class InMemoryEntityState:
             if current is not None and current > change_time:
                 return False
             item.update(change_time=change_time, event_id=event_id)
+            item.pop("rank", None)
             return True
+
+    def claim_ranked(self, entity: str, change_time: datetime, event_id: str, rank: int) -> str | None:
+        with self._lock:
+            item = self._items.setdefault(entity, {})
+            current = item.get("change_time")
+            if current is not None and current > change_time:
+                return STALE
+            if current == change_time and item.get("rank") is not None and item["rank"] > rank:
+                return SUPERSEDED
+            item.update(change_time=change_time, event_id=event_id, rank=rank)
+            return None
 
     def mark_filtered(self, entity: str) -> None:
         with self._lock:
@@ -76,12 +98,13 @@ class DynamoEntityState:
         return {"N": str(int(self._clock()) + RETENTION_SECONDS)}
 
     def claim(self, entity: str, change_time: datetime, event_id: str) -> bool:
-        stamp = change_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = _stamp(change_time)
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key("entity", entity),
-                UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x",
+                UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x REMOVE #rank",
+                ExpressionAttributeNames={"#rank": "rank"},
                 # fixed-width UTC stamps compare in time order; an equal time is no reason to drop
                 ConditionExpression="attribute_not_exists(change_time) OR change_time <= :t",
                 ExpressionAttributeValues={
@@ -91,6 +114,28 @@ class DynamoEntityState:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def claim_ranked(self, entity: str, change_time: datetime, event_id: str, rank: int) -> str | None:
+        stamp = _stamp(change_time)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key("entity", entity),
+                UpdateExpression="SET change_time = :t, event_id = :e, #rank = :r, expiration = :x",
+                ConditionExpression=(
+                    "attribute_not_exists(change_time) OR change_time < :t "
+                    "OR (change_time = :t AND (attribute_not_exists(#rank) OR #rank <= :r))"
+                ),
+                ExpressionAttributeNames={"#rank": "rank"},
+                ExpressionAttributeValues={
+                    ":t": {"S": stamp}, ":e": {"S": event_id}, ":r": {"N": str(rank)}, ":x": self._expiration()
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            current = (getattr(exc, "response", None) or {}).get("Item", {}).get("change_time", {}).get("S")
+            return SUPERSEDED if current == stamp else STALE
+        return None
 
     def mark_filtered(self, entity: str) -> None:
         self._client.update_item(
@@ -112,3 +157,8 @@ class DynamoEntityState:
         item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
+
+
+def _stamp(change_time: datetime) -> str:
+    """Fixed-width UTC stamps: they compare in time order as strings."""
+    return change_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

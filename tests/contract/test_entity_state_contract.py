@@ -66,6 +66,23 @@ def test_claim_same_time_different_event_accepted(state: EntityState) -> None:
     assert state.claim(ENTITY, T0, "evt_1") is True  # and a retry of either still goes through
 
 
+def test_claim_ranked_same_time_later_in_the_lifecycle_wins_whatever_the_arrival(state: EntityState) -> None:
+    # "Complete" (rank 2) and "Processing" (rank 1) in one second, Complete delivered first
+    assert state.claim_ranked(ENTITY, T0, "evt_complete", 2) is None
+
+    assert state.claim_ranked(ENTITY, T0, "evt_processing", 1) == "superseded"
+    assert state.claim_ranked(ENTITY, T0, "evt_complete", 2) is None  # its retry still goes through
+    assert state.claim_ranked(ENTITY, T0, "evt_cancelled", 3) is None  # further along: applied
+    assert state.claim_ranked(ENTITY, T0 - timedelta(milliseconds=1), "evt_old", 9) == "stale"
+    assert state.claim_ranked(ENTITY, T0 + timedelta(milliseconds=1), "evt_new", 0) is None  # newer wins
+
+
+def test_claim_ranked_after_an_unranked_claim_of_the_same_time_is_applied(state: EntityState) -> None:
+    state.claim(ENTITY, T0, "evt_1")
+
+    assert state.claim_ranked(ENTITY, T0, "evt_2", 0) is None
+
+
 def test_claim_same_time_then_older_rejected(state: EntityState) -> None:
     state.claim(ENTITY, T0, "evt_1")
     state.claim(ENTITY, T0, "evt_2")

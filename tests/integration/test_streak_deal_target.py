@@ -341,6 +341,31 @@ def test_deliver_stale_status_change_dropped_and_stage_kept(
     assert raw_boxes(streak_client)[0]["stageKey"] == "5003"
 
 
+@pytest.mark.parametrize("arrival", [("processing", "complete"), ("complete", "processing")])
+def test_deliver_same_second_status_changes_the_later_stage_wins_in_any_order_of_arrival(
+    target: StreakDealTarget, make_event: MakeEvent, sample, streak_client: StreakClient,
+    arrival: tuple[str, str],
+) -> None:
+    # Given the order, then "Processing" and "Complete" set in the same second (a shop's checkout and its
+    # admin's script: the chaos run saw "Complete" delivered first and the box moved back to Processing)
+    target.deliver(make_event("nop_order_b2b"))
+    complete = sample("nop_status_processing")["data"]
+    complete["Order"]["OrderStatusId"] = 30
+    events = {"processing": make_event("nop_status_processing", event_id="msg_processing",
+                                       timestamp="2026-11-20T13:00:00Z"),
+              "complete": make_event("nop_status_processing", event_id="msg_complete", data=complete,
+                                     timestamp="2026-11-20T13:00:00Z")}
+
+    # When they arrive in either order
+    outcomes = {name: target.deliver(events[name]).outcome for name in arrival}
+
+    # Then the box ends Complete; "Processing" moved it (first) or was superseded (second), never dropped
+    # as stale and never the last word
+    assert raw_boxes(streak_client)[0]["stageKey"] == "5003"
+    assert outcomes["complete"] == "moved"
+    assert outcomes["processing"] == ("moved" if arrival[0] == "processing" else "superseded")
+
+
 def test_deliver_status_change_retried_after_failed_move_still_moves(
     target: StreakDealTarget, mapping: DealMapping, make_event: MakeEvent, sandbox: StreakSandbox,
     streak_client: StreakClient, streak_connection: StreakConnection, state: InMemoryEntityState,
@@ -543,6 +568,10 @@ class CountingState(InMemoryEntityState):
     def claim(self, *args: Any, **kwargs: Any) -> Any:
         self.writes += 1
         return super().claim(*args, **kwargs)
+
+    def claim_ranked(self, *args: Any, **kwargs: Any) -> Any:
+        self.writes += 1
+        return super().claim_ranked(*args, **kwargs)
 
 
 def test_new_order_writes_six_state_items(

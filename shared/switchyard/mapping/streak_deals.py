@@ -96,6 +96,9 @@ class TaskDoc(_Doc):
 
 class StageChangeDoc(_Doc):
     stage: Rule
+    # stage keys in the order an order moves through them: of two status changes with the same change
+    # time, the one whose stage comes later wins whatever the order they arrive in (empty: arrival order)
+    lifecycle: list[str] = Field(default_factory=list)
 
 
 MasterField = Literal["email", "phone", "name", "status"]
@@ -329,6 +332,11 @@ class DealMapping:
         key, email, phone, given, family = self._contact_update(data)
         return ContactUpdatePlan(customer_key=str(key), email=email, phone=phone, given_name=given,
                                  family_name=family)
+
+    def stage_rank(self, stage_key: str) -> int | None:
+        """The stage's place in the document's lifecycle, if it declares one."""
+        lifecycle = self.doc.stage_change.lifecycle
+        return lifecycle.index(stage_key) if stage_key in lifecycle else None
 
     def plan_stage_change(self, data: Mapping[str, Any]) -> StageChangePlan:
         order_key, stage = self._stage_change(data)

@@ -177,7 +177,7 @@ class StreakDealTarget:
             exc.args = (exc.message,)
             raise
         # Record this change time; a newer status change may already own the stage (then keep it).
-        self._state.claim(entity, event.timestamp, event.event_id)
+        self._claim(entity, event, plan.stage_key)
         if self._pairs is not None:
             self._pairs.seed_order(plan.order_key, box, plan.stage_key, event.timestamp)
         detail: dict[str, Any] = {"box_key": box_key, "order_key": plan.order_key}
@@ -371,13 +371,22 @@ class StreakDealTarget:
             return self._pairs.order_from_clarity(event, box["key"])
         if not self._mapping.source_may_write("status"):
             return DeliveryResult("not_master", {"field": "status", "box_key": box["key"]})
-        if not self._state.claim(entity, event.timestamp, event.event_id):
-            return DeliveryResult("stale", {"order_key": plan.order_key, "box_key": box["key"]})
+        refused = self._claim(entity, event, plan.stage_key)
+        if refused:
+            return DeliveryResult(refused, {"order_key": plan.order_key, "box_key": box["key"]})
         if box.get("stageKey") == plan.stage_key:
             return DeliveryResult("unchanged", {"box_key": box["key"], "stage_key": plan.stage_key})
         with recorded_echo(self._echoes, "streak", "box", box["key"], {**box, "stageKey": plan.stage_key}):
             self._client.update_box(box["key"], {"stageKey": plan.stage_key})
         return DeliveryResult("moved", {"box_key": box["key"], "stage_key": plan.stage_key})
+
+    def _claim(self, entity: str, event: FlowEvent, stage_key: str) -> str | None:
+        """Claim the order for this change: None, or why not (``stale``; ``superseded`` by a change of the
+        same time further along the mapping's lifecycle)."""
+        rank = self._mapping.stage_rank(stage_key)
+        if rank is None:
+            return None if self._state.claim(entity, event.timestamp, event.event_id) else "stale"
+        return self._state.claim_ranked(entity, event.timestamp, event.event_id, rank)
 
     # --- customer updated ----------------------------------------------------------------------
 
