@@ -273,7 +273,8 @@ class LocalStack:
         """A state-machine flow's executions: ``{"name", "status", "output"|None}``, oldest first (every page)."""
         sfn = self.client("stepfunctions")
         found = []
-        for summary in _listed_executions(sfn, self.state_machines[flow]):
+        # listed newest first; reversed, a stable sort keeps the order of starts within one millisecond
+        for summary in reversed(_listed_executions(sfn, self.state_machines[flow])):
             described = sfn.describe_execution(executionArn=summary["executionArn"])
             output = described.get("output")
             found.append({"name": summary["name"], "status": described["status"],

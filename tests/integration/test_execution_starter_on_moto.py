@@ -63,7 +63,10 @@ def names(sfn: Any, arn: str) -> list[str]:
     return sorted(e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"])
 
 
-def test_moto_start_execution_answers_a_seen_name_like_step_functions(sfn: Any, arn: str) -> None:
+def test_moto_start_execution_answers_a_seen_name_like_step_functions(sfn: Any) -> None:
+    slow = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 3, "End": True}}}  # running a while
+    arn = sfn.create_state_machine(name="slow", definition=json.dumps(slow),
+                                   roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
     first = sfn.start_execution(stateMachineArn=arn, name="x", input='{"a":1}')
     again = sfn.start_execution(stateMachineArn=arn, name="x", input='{"a":1}')  # running, same input
     assert (again["executionArn"], again["startDate"]) == (first["executionArn"], first["startDate"])

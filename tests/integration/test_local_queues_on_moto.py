@@ -117,8 +117,19 @@ def test_local_stack_dead_letters_reads_past_one_hundred(sqs: Any) -> None:
     assert visible(sqs, url) == 130
 
 
-def test_local_stack_executions_and_running_count_page_past_one_hundred(sqs: Any) -> None:
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+@pytest.fixture
+def sfn_without_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Step Functions that records executions without running them (they stay RUNNING); said explicitly,
+    because moto keeps the last configuration it was given and other tests turn its engine on."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
+        yield boto3.client("stepfunctions", region_name=REGION)
+
+
+def test_local_stack_executions_and_running_count_page_past_one_hundred(sfn_without_engine: Any) -> None:
+    sfn = sfn_without_engine
     definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
     arn = sfn.create_state_machine(name="m", definition=json.dumps(definition),
                                    roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
@@ -132,4 +143,4 @@ def test_local_stack_executions_and_running_count_page_past_one_hundred(sqs: Any
 
     assert len(executions) == 130 and len({e["name"] for e in executions}) == 130
     assert [e["name"] for e in executions[:2]] == ["order-0", "order-1"]  # oldest first
-    assert stack.running_executions() == 130  # moto without its engine leaves them RUNNING
+    assert stack.running_executions() == 130
