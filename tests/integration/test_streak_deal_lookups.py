@@ -23,20 +23,11 @@ from switchyard.targets.streak_deals import (
 )
 from switchyard_local.sandboxes.streak import StreakSandbox
 
+from tests.conftest import FakeClock
+
 MakeEvent = Callable[..., FlowEvent]
 CLIENT_TIMEOUT = 0.3
 LATE_BY = 1.0  # Streak carries the write out this long after the request arrived
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def mapping() -> DealMapping:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture

@@ -20,19 +20,10 @@ from switchyard.targets.streak_deals import DEFAULT_SETTLE_SECONDS, StreakDealTa
 from switchyard.targets.streak_schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import StreakSandbox
 
+from tests.conftest import FakeClock
+
 MakeEvent = Callable[..., FlowEvent]
 WRITES_OF_B2B_ORDER = 6  # POSTs of a clean first delivery of nop_order_b2b (see the first test)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -163,7 +154,7 @@ def test_deliver_retry_after_half_done_attempt_creates_everything_once(
     sandbox = StreakSandbox()
     client = StreakClient(streak_connection,
                           transport=httpx.WSGITransport(app=Sabotage(sandbox, nth_post, after_work=after_work)))
-    clock = FakeClock()
+    clock = FakeClock(1_800_000_000.0)
     target = StreakDealTarget(mapping, client, InMemoryEntityState(), clock=clock)
     event = make_event("nop_order_b2b")
     with pytest.raises(RetryableError):
