@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from switchyard.mapping.streak_deals import MINOR_UNITS, ContactPlan, DealPlan, OrganizationPlan, TaskPlan
+from switchyard.systems.streak.deal_mapping import MINOR_UNITS, ContactPlan, DealPlan, OrganizationPlan, TaskPlan
 
 STAGES = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
 PAYMENT = {10: "9001", 20: "9002", 30: "9003", 35: "9004", 40: "9005", 50: "9006"}

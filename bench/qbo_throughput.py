@@ -582,12 +582,12 @@ def bench_qbo_throughput(orders: int = 2000, time_scale: float = 6.0, workers: i
     import boto3
     from moto import mock_aws
     from switchyard.catalog import load_catalog
-    from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
-    from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
     from switchyard.entity_state import DynamoEntityState
-    from switchyard.mapping.quickbooks_orders import load_order_mapping
-    from switchyard.order_to_cash import ItemCache, OrderToCash
     from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter, Limit
+    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+    from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
+    from switchyard.systems.quickbooks.order_mapping import load_order_mapping
+    from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
     from switchyard.table_keys import ConnectionKeys, TableKeys
     from switchyard.tokens import InMemoryTokenStore
     from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD

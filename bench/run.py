@@ -110,7 +110,7 @@ def bench_cold_start(runs: int) -> dict:
 
 
 def bench_mapping(orders: int, rounds: int) -> dict:
-    from switchyard.mapping.streak_deals import load_deal_mapping
+    from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
     from bench.handwritten import plan_deal as by_hand
 

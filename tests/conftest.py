@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.events import FlowEvent, flow_message
+from switchyard.systems.streak.client import StreakClient, StreakConnection
 from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def clarity_client_for(clarity_transport: RecordingTransport) -> Iterator[Callab
     """``build(**secret)`` -> a ClarityClient on ``clarity_transport`` (base_url filled in). The
     process-wide OAuth2 token cache is cleared around the test, so no token leaks between tests."""
     import httpx_auth
-    from switchyard.connectors.clarity import ClarityClient, ClarityConnection
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
 
     clients: list[Any] = []
 

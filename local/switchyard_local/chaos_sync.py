@@ -33,19 +33,19 @@ from typing import Any
 
 import httpx
 from switchyard.catalog import load_catalog
-from switchyard.connectors.clarity import ClarityClient, ClarityConnection
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.drops import InMemoryDropLog
 from switchyard.echoes import InMemoryEchoLedger
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.events import FlowEvent, flow_message
-from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-from switchyard.mapping.streak_deals import load_deal_mapping
-from switchyard.streak_webhooks import change_time, delivery_event_id
+from switchyard.pairs.clarity_streak import ClarityStreakPairs
 from switchyard.sync import InMemoryPairStore
-from switchyard.targets.clarity import ClarityTarget
-from switchyard.targets.clarity_streak import ClarityStreakPairs
-from switchyard.targets.streak_deals import StreakDealTarget
+from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+from switchyard.systems.clarity.target import ClarityTarget
+from switchyard.systems.streak.client import StreakClient, StreakConnection
+from switchyard.systems.streak.deal_mapping import load_deal_mapping
+from switchyard.systems.streak.deals import StreakDealTarget
+from switchyard.systems.streak.webhooks import change_time, delivery_event_id
 from switchyard.worker import DeadLetter, FlowWorker, RetryLater
 
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox

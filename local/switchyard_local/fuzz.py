@@ -445,7 +445,7 @@ def run_parsers(report: Report, examples: int, deadline: float) -> None:
     from switchyard.envelopes import EVENT_TYPES, validate_envelope
     from switchyard.errors import WebhookRejectedError
     from switchyard.ingest import split_delivery
-    from switchyard.quickbooks_webhooks import parse_notification
+    from switchyard.systems.quickbooks.webhooks import parse_notification
     from switchyard.webhook_json import decode
 
     scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)

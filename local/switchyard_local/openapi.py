@@ -49,7 +49,7 @@ INTUIT_PARAMETERS = [
      "description": "base64 HMAC-SHA256 of the raw body, keyed with the app's verifier token (any current one)."},
 ]
 # QuickBooks posts its own notification shapes, not the envelope: legacy or CloudEvents (API-NOTES 3.6)
-# what switchyard.quickbooks_webhooks accepts, so a body valid here is one ingest takes
+# what switchyard.systems.quickbooks.webhooks accepts, so a body valid here is one ingest takes
 _QBO_NAME = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$", "maxLength": 50}
 _QBO_ID = {"type": "string", "minLength": 1, "maxLength": 50}
 _QBO_REALM = {"type": "string", "pattern": "^[0-9]{1,20}$"}

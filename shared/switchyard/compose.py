@@ -173,8 +173,8 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, se
                        time_scale: float = 1.0) -> Any:
     """A QuickBooks client whose tokens live in the connection secret (one refresher per realm) and whose
     requests take permits from the realm's limiter shared by every function (DynamoDB)."""
-    from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
     from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter
+    from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
     from switchyard.table_keys import ConnectionKeys
     from switchyard.tokens import SecretsManagerTokenStore
 
@@ -191,15 +191,15 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
     """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
     connection = flow.connection
     if flow.target in ("streak", "clarity"):
-        from switchyard.connectors.clarity import ClarityClient, ClarityConnection
-        from switchyard.connectors.streak import StreakClient, StreakConnection
-        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-        from switchyard.mapping.streak_deals import load_deal_mapping
+        from switchyard.pairs.clarity_streak import ClarityStreakPairs
         from switchyard.sync import DynamoPairStore
+        from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+        from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+        from switchyard.systems.clarity.target import ClarityTarget
+        from switchyard.systems.streak.client import StreakClient, StreakConnection
+        from switchyard.systems.streak.deal_mapping import load_deal_mapping
+        from switchyard.systems.streak.deals import StreakDealTarget
         from switchyard.table_keys import TableKeys
-        from switchyard.targets.clarity import ClarityTarget
-        from switchyard.targets.clarity_streak import ClarityStreakPairs
-        from switchyard.targets.streak_deals import StreakDealTarget
 
         systems = _systems(flow, catalog)
         two_way = flow.two_way
@@ -225,8 +225,8 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
 
         return build
     if flow.target == "nopcommerce":
-        from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
-        from switchyard.targets.nopcommerce_stock import NopCommerceStockTarget
+        from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+        from switchyard.systems.nopcommerce.stock import NopCommerceStockTarget
 
         quickbooks = _systems(flow, catalog).get("quickbooks")
         if quickbooks is None:
@@ -272,10 +272,10 @@ class StepApp(NamedTuple):
 def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
-    from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
     from switchyard.entity_state import DynamoEntityState
-    from switchyard.mapping.quickbooks_orders import load_order_mapping
-    from switchyard.order_to_cash import OrderToCash
+    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+    from switchyard.systems.quickbooks.order_mapping import load_order_mapping
+    from switchyard.systems.quickbooks.order_to_cash import OrderToCash
     from switchyard.table_keys import TableKeys
 
     catalog = load_catalog()

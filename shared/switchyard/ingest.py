@@ -12,7 +12,7 @@ Three delivery formats (``catalog.SourceConfig.format``):
 - ``envelope``: one signed event ``{"type", "timestamp", "data"}``; the event id is ``webhook-id``.
 - ``object-array``: Streak's bare objects in an array, the event type in the URL (``?event=``);
   one event per object, its id derived from the object's key and change time.
-- ``intuit``: a QuickBooks Online notification (``switchyard.quickbooks_webhooks``), one event per
+- ``intuit``: a QuickBooks Online notification (``switchyard.systems.quickbooks.webhooks``), one event per
   changed entity, of mixed types; changes of entities no flow routes are acknowledged, not queued.
 """
 
@@ -33,8 +33,8 @@ from switchyard.errors import (
     UnknownSourceError,
 )
 from switchyard.events import flow_message
-from switchyard.quickbooks_webhooks import parse_notification
-from switchyard.streak_webhooks import change_time, delivery_event_id
+from switchyard.systems.quickbooks.webhooks import parse_notification
+from switchyard.systems.streak.webhooks import change_time, delivery_event_id
 from switchyard.webhook_json import decode
 
 # Above this many events in one delivery (Streak objects, QuickBooks changes) the delivery is refused

@@ -146,7 +146,7 @@ def intuit_sign(verifier_token: str, body: bytes) -> dict[str, str]:
 class IntuitSignatureAuthenticator:
     """QuickBooks Online: ``intuit-signature`` = base64(HMAC-SHA256(key=the app's verifier token,
     msg=the raw body)). No timestamp and no delivery id: replays are absorbed by the event ids the
-    parser derives (``switchyard.quickbooks_webhooks``). Several verifier tokens may be valid at
+    parser derives (``switchyard.systems.quickbooks.webhooks``). Several verifier tokens may be valid at
     once during a rotation."""
 
     def __init__(self, verifier_tokens: Sequence[str]) -> None:

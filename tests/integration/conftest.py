@@ -29,9 +29,9 @@ def pair_store():
 def pairs(clarity_client, streak_client, state: InMemoryEntityState, pair_store, echoes: InMemoryEchoLedger,
           fake_clock):
     """Clarity ⇄ Streak pairs as both flows' targets share them (one record per synced pair)."""
-    from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-    from switchyard.mapping.streak_deals import load_deal_mapping
-    from switchyard.targets.clarity_streak import ClarityStreakPairs
+    from switchyard.pairs.clarity_streak import ClarityStreakPairs
+    from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+    from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
     return ClarityStreakPairs(load_deal_mapping("clarity-to-streak.yaml"),
                               load_clarity_sync_mapping("streak-to-clarity.yaml"), clarity_client, streak_client,

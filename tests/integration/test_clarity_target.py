@@ -10,15 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import InMemoryEchoLedger
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
+from switchyard.pairs.clarity_streak import ClarityStreakPairs
+from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+from switchyard.systems.clarity.target import ClarityTarget, contact_link
+from switchyard.systems.streak.client import StreakClient
 from switchyard.targets import DeliveryResult
-from switchyard.targets.clarity import ClarityTarget, contact_link
-from switchyard.targets.clarity_streak import ClarityStreakPairs
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
-from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
-from switchyard.targets.nopcommerce_stock import NopCommerceStockTarget, entity_key
+from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+from switchyard.systems.nopcommerce.stock import NopCommerceStockTarget, entity_key
+from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD, NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox, WebhookEvent

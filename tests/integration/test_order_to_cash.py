@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from switchyard.connectors.http import jsonable
-from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import flow_message
-from switchyard.mapping.quickbooks_orders import QuickBooksOrderMapping, load_order_mapping
-from switchyard.order_to_cash import CUSTOMER_LINKS, ItemCache, OrderToCash
+from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
+from switchyard.systems.quickbooks.order_mapping import QuickBooksOrderMapping, load_order_mapping
+from switchyard.systems.quickbooks.order_to_cash import CUSTOMER_LINKS, ItemCache, OrderToCash
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.nop_orders import paid_in_customer_currency, random_order
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox

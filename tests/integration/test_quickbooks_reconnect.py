@@ -22,11 +22,11 @@ from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
 from switchyard.catalog import load_catalog
 from switchyard.compose import StepApp
 from switchyard.connection_state import METRIC, ConnectionGuard, ConnectionStatus, DynamoConnectionStates
-from switchyard.connectors.quickbooks import QuickBooksClient, QuickBooksConnection
 from switchyard.events import flow_message
-from switchyard.mapping.quickbooks_orders import load_order_mapping
-from switchyard.order_to_cash import ItemCache, OrderToCash
 from switchyard.state_machines import ExecutionStarter, StepError, StepWaitingForConnection
+from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
+from switchyard.systems.quickbooks.order_mapping import load_order_mapping
+from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
 from switchyard.table_keys import ConnectionKeys
 from switchyard.tokens import SecretsManagerTokenStore
 from switchyard.worker import FlowWorker, RetryLater

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping
-from switchyard.targets.streak_deals import (
+from switchyard.systems.streak.client import StreakClient, StreakConnection
+from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping
+from switchyard.systems.streak.deals import (
     DEFAULT_SETTLE_SECONDS,
     StreakDealTarget,
     audit_boxes,

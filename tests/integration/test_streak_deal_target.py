@@ -11,13 +11,13 @@ import httpx
 import pytest
 import yaml
 from switchyard.catalog import mapping_path
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
-from switchyard.targets.streak_deals import DEFAULT_SETTLE_SECONDS, StreakDealTarget
-from switchyard.targets.streak_schema import PipelineSchemas
+from switchyard.systems.streak.client import StreakClient, StreakConnection
+from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
+from switchyard.systems.streak.deals import DEFAULT_SETTLE_SECONDS, StreakDealTarget
+from switchyard.systems.streak.schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import StreakSandbox
 
 from tests.conftest import FakeClock

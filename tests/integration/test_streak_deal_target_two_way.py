@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 import yaml
 from switchyard.catalog import mapping_path
-from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoSuppressingTarget, InMemoryEchoLedger
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.events import FlowEvent
-from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
+from switchyard.pairs.clarity_streak import ClarityStreakPairs
+from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+from switchyard.systems.clarity.target import ClarityTarget
+from switchyard.systems.streak.client import StreakClient
+from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
+from switchyard.systems.streak.deals import StreakDealTarget
 from switchyard.targets import DeliveryResult
-from switchyard.targets.clarity import ClarityTarget
-from switchyard.targets.clarity_streak import ClarityStreakPairs
-from switchyard.targets.streak_deals import StreakDealTarget
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
 
@@ -300,7 +300,7 @@ def test_deliver_customer_updated_streak_master_of_email_only_phone_and_name_wri
     echoes: InMemoryEchoLedger, pair_store: Any, clarity_event: ClarityEvent, sandbox: StreakSandbox,
     clarity_sandbox: ClaritySandbox,
 ) -> None:
-    from switchyard.mapping.clarity_sync import parse_clarity_sync_mapping
+    from switchyard.systems.clarity.sync_mapping import parse_clarity_sync_mapping
 
     clarity_sandbox.place_order(DEMO_ORDERS[0])  # customer C-501 in Clarity
     masters = {"email": "streak", "phone": "clarity", "name": "both", "status": "both"}

@@ -11,14 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.errors import OutOfOrderError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
-from switchyard.mapping.streak_deals import load_deal_mapping
+from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+from switchyard.systems.clarity.target import ClarityTarget
+from switchyard.systems.streak.client import StreakClient, StreakConnection
+from switchyard.systems.streak.deal_mapping import load_deal_mapping
+from switchyard.systems.streak.deals import StreakDealTarget
 from switchyard.targets import DeliveryResult
-from switchyard.targets.clarity import ClarityTarget
-from switchyard.targets.streak_deals import StreakDealTarget
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.nopcommerce import NopCommerceClient, NopCommerceConnection
 from switchyard.errors import RetryableError
 from switchyard.events import FlowEvent, flow_message
-from switchyard.mapping.quickbooks_orders import load_order_mapping
-from switchyard.order_to_cash import OrderToCash, note_marker
+from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+from switchyard.systems.quickbooks.order_mapping import load_order_mapping
+from switchyard.systems.quickbooks.order_to_cash import OrderToCash, note_marker
 from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD, NopCommerceSandbox
 
 FLOW = "nopcommerce-to-quickbooks"

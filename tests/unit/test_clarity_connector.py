@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from switchyard.connectors.clarity import ClarityClient, ClarityConnection
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 
 API_KEY = "clarity-key"

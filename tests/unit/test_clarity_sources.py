@@ -11,7 +11,7 @@ import pytest
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.sources import parse_event
-from switchyard.sources.clarity import ClarityOrderChange, CustomerUpdated, OrderCreated, OrderStatusChanged
+from switchyard.systems.clarity.source import ClarityOrderChange, CustomerUpdated, OrderCreated, OrderStatusChanged
 
 CLARITY_SAMPLES = {
     "clarity_order_b2b": ("order.created", OrderCreated),

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError
-from switchyard.mapping.clarity_sync import (
+from switchyard.systems.clarity.sync_mapping import (
     ClaritySyncMapping,
     OrderStatusPlan,
     load_clarity_sync_mapping,
     parse_clarity_sync_mapping,
 )
-from switchyard.mapping.streak_deals import load_deal_mapping, parse_deal_mapping
+from switchyard.systems.streak.deal_mapping import load_deal_mapping, parse_deal_mapping
 
 FORWARD = "clarity-to-streak.yaml"
 REVERSE = "streak-to-clarity.yaml"

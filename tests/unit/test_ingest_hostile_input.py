@@ -212,7 +212,7 @@ def test_streak_change_time_beyond_any_datetime_is_422(millis: int) -> None:
 
 
 def test_quickbooks_change_time_before_the_first_utc_datetime_is_422() -> None:
-    from switchyard.quickbooks_webhooks import parse_notification
+    from switchyard.systems.quickbooks.webhooks import parse_notification
 
     notification = {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": [
         {"name": "Item", "id": "7", "operation": "Update", "lastUpdated": "0001-01-01T00:00:00+01:00"}]}}]}

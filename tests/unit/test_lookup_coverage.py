@@ -15,8 +15,8 @@ from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.mapping.lookup_coverage import uncovered_lookups
 from switchyard.mapping.rules import compile_rules
-from switchyard.mapping.streak_deals import load_deal_mapping
 from switchyard.sources import EVENT_MODELS
+from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
 from tests.conftest import SAMPLES_DIR
 

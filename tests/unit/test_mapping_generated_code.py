@@ -16,7 +16,7 @@ import pytest
 from switchyard.errors import DeliveryError
 from switchyard.mapping.conditions import compile_condition
 from switchyard.mapping.rules import compile_rules
-from switchyard.mapping.streak_deals import load_deal_mapping
+from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
 SAMPLES = sorted((Path(__file__).parents[2] / "local/switchyard_local/samples").glob("nop_*.json"))
 PATHS = [

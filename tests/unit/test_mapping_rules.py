@@ -12,7 +12,7 @@ import yaml
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
 from switchyard.mapping.rules import compile_path, compile_rule
-from switchyard.mapping.streak_deals import DealMapping, load_deal_mapping, parse_deal_mapping
+from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
 
 LOOKUPS = {"stage": {10: "5001", 20: "5002"}, "by_name": {"paid": "9003"}}
 DATA: dict[str, Any] = {

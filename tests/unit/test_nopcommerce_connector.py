@@ -11,14 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.nopcommerce import (
+from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+from switchyard.systems.nopcommerce.client import (
     DEFAULT_MARGIN_SECONDS,
     TOKEN_PATH,
     NopCommerceClient,
     NopCommerceConnection,
     token_expiry,
 )
-from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 from switchyard_local.sandboxes.nopcommerce import (
     DEFAULT_API_EMAIL,
     DEFAULT_API_PASSWORD,

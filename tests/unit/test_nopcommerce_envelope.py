@@ -14,7 +14,7 @@ import pytest
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.sources import envelope_json_schema, parse_event, supported_sources
-from switchyard.sources.nopcommerce import OrderPlaced, OrderStatusChanged
+from switchyard.systems.nopcommerce.source import OrderPlaced, OrderStatusChanged
 
 from tests.conftest import sample_names
 

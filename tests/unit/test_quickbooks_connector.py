@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from switchyard.connectors.quickbooks import (
+from switchyard.errors import ConnectionConfigError, ConnectionDownError, PermanentError, RetryableError
+from switchyard.systems.quickbooks.client import (
     DuplicateNameError,
     QuickBooksClient,
     QuickBooksConnection,
@@ -18,7 +19,6 @@ from switchyard.connectors.quickbooks import (
     quote_value,
     requestid_for,
 )
-from switchyard.errors import ConnectionConfigError, ConnectionDownError, PermanentError, RetryableError
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-from switchyard.mapping.quickbooks_orders import (
+from switchyard.systems.quickbooks.order_mapping import (
     QuickBooksOrderMapping,
     document_amounts,
     item_skus,

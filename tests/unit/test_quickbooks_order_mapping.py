@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from switchyard.connectors.http import jsonable
 from switchyard.errors import MappingError, PermanentError
-from switchyard.mapping.quickbooks_orders import (
+from switchyard.systems.quickbooks.order_mapping import (
     QuickBooksOrderMapping,
     customer_changes,
     customer_fields,

@@ -13,7 +13,7 @@ from switchyard.errors import SchemaError, SignatureError
 from switchyard.events import FlowEvent
 from switchyard.ingest import IngestService, WebhookRequest
 from switchyard.signatures import SharedTokenAuthenticator, StandardWebhookAuthenticator, sign
-from switchyard.streak_webhooks import delivery_event_id
+from switchyard.systems.streak.webhooks import delivery_event_id
 
 TOKEN = "streak-token-1"
 NEW_TOKEN = "streak-token-2"

@@ -9,7 +9,6 @@ import pytest
 from botocore.exceptions import ClientError
 from switchyard.compose import StepApp
 from switchyard.connection_state import ConnectionGuard, InMemoryConnectionStates
-from switchyard.connectors.quickbooks import fault_error
 from switchyard.errors import (
     ConnectionConfigError,
     ConnectionDownError,
@@ -35,6 +34,7 @@ from switchyard.state_machines import (
     run_step,
     step_failure,
 )
+from switchyard.systems.quickbooks.client import fault_error
 
 FLOW = "nopcommerce-to-quickbooks"
 GUID = "5b0ef1d6-3c5e-4d1b-9a51-0d3f3c1a2b77"
@@ -259,7 +259,8 @@ def test_failure_letter_of_an_unexpected_exception_keeps_its_message():
 
 def test_failure_letter_of_an_unexpected_exception_names_type_message_and_where():
     # an exception without a message (errorType "Exception") used to leave only "exception" behind
-    trace = ['  File "/var/task/switchyard/order_to_cash.py", line 412, in document\n    raise Exception()\n']
+    where = "/var/task/switchyard/systems/quickbooks/order_to_cash.py"
+    trace = [f'  File "{where}", line 412, in document\n    raise Exception()\n']
     cause = json.dumps({"errorMessage": "", "errorType": "Exception", "stackTrace": trace})
     letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "Exception", "Cause": cause}})
     assert (letter.reason, letter.error_class) == ("exception", "unexpected")

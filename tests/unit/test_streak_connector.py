@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+from switchyard.systems.streak.client import StreakClient, StreakConnection
 
 CONNECTION = StreakConnection(base_url="https://streak.test/", api_key="key-123", team_key="team_1",
                               pipeline_key="pl_orders")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from switchyard.connectors.streak import StreakClient, StreakConnection
 from switchyard.errors import PermanentError
-from switchyard.targets.streak_schema import PipelineSchemas
+from switchyard.systems.streak.client import StreakClient, StreakConnection
+from switchyard.systems.streak.schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import DEMO_PIPELINE, StreakSandbox
 
 VALID = {"1001": "1042", "1002": 12.5, "1003": 1_795_166_100_000, "1004": "9003"}

@@ -14,14 +14,14 @@ def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple
     if target == "quickbooks":
         return _quickbooks_dry_run(mapping_file, event_type, data)
     if target == "streak":
-        from switchyard.mapping.streak_deals import load_deal_mapping
+        from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
         deals = load_deal_mapping(mapping_file)
         action = deals.events.get(event_type)
         plans = {"upsert_deal": deals.plan_deal, "move_stage": deals.plan_stage_change,
                  "update_contact": deals.plan_contact_update}
     else:
-        from switchyard.mapping.clarity_sync import load_clarity_sync_mapping
+        from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
 
         sync = load_clarity_sync_mapping(mapping_file)
         action = sync.events.get(event_type)
@@ -35,7 +35,7 @@ def _quickbooks_dry_run(mapping_file: str, event_type: str, data: Any) -> tuple[
     """Order-to-cash: the customer and the document an order becomes (QuickBooks ids shown as placeholders,
     since finding them needs QuickBooks), or what a later event will do to the order's document."""
     from switchyard.connectors.http import jsonable
-    from switchyard.mapping import quickbooks_orders as orders
+    from switchyard.systems.quickbooks import order_mapping as orders
 
     mapping = orders.load_order_mapping(mapping_file)
     order = orders.parse_order(data["Order"])

@@ -12,7 +12,10 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from switchyard.errors import SchemaError
-from switchyard.sources import clarity, nopcommerce, quickbooks, streak
+from switchyard.systems.clarity import source as clarity
+from switchyard.systems.nopcommerce import source as nopcommerce
+from switchyard.systems.quickbooks import source as quickbooks
+from switchyard.systems.streak import source as streak
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "nopcommerce": TypeAdapter(nopcommerce.NopCommerceEvent),

@@ -21,12 +21,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from switchyard.concurrency import settle_all
-from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.streak_deals import (
+from switchyard.pairs.clarity_streak import ClarityStreakPairs, require_pairs
+from switchyard.systems.streak.client import StreakClient
+from switchyard.systems.streak.deal_mapping import (
     DEFAULT_SETTLE_SECONDS,
     ContactPlan,
     DealMapping,
@@ -34,9 +35,8 @@ from switchyard.mapping.streak_deals import (
     OrganizationPlan,
     TaskPlan,
 )
+from switchyard.systems.streak.schema import PIPELINE_SCHEMAS, PipelineSchemas
 from switchyard.targets import DeliveryResult
-from switchyard.targets.clarity_streak import ClarityStreakPairs, require_pairs
-from switchyard.targets.streak_schema import PIPELINE_SCHEMAS, PipelineSchemas
 
 __all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
-from switchyard.mapping.clarity_sync import ClaritySyncMapping
+from switchyard.pairs.clarity_streak import ClarityStreakPairs, require_pairs
+from switchyard.systems.clarity.sync_mapping import ClaritySyncMapping
 from switchyard.targets import DeliveryResult
-from switchyard.targets.clarity_streak import ClarityStreakPairs, require_pairs
 
 
 def contact_link(source: str) -> str:
@@ -21,7 +21,7 @@ def contact_link(source: str) -> str:
 
 class ClarityTarget:
     """The streak-to-clarity half of the Clarity ⇄ Streak pair: every change goes through the pair's
-    record (``switchyard.targets.clarity_streak``), which writes Clarity, and Streak where it must."""
+    record (``switchyard.pairs.clarity_streak``), which writes Clarity, and Streak where it must."""
 
     def __init__(self, mapping: ClaritySyncMapping, pairs: ClarityStreakPairs | None) -> None:
         self._mapping = mapping

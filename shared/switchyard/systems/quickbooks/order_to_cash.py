@@ -33,11 +33,12 @@ from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
-from switchyard.connectors.quickbooks import QuickBooksClient, quote_value
 from switchyard.entity_state import EntityState
 from switchyard.errors import DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.mapping.quickbooks_orders import (
+from switchyard.systems.nopcommerce.source import NopOrder, OrderPlacedData
+from switchyard.systems.quickbooks.client import QuickBooksClient, quote_value
+from switchyard.systems.quickbooks.order_mapping import (
     INVOICE,
     ORDER_CANCELLED,
     SALES_RECEIPT,
@@ -61,7 +62,6 @@ from switchyard.mapping.quickbooks_orders import (
     sales_document,
     txn_date,
 )
-from switchyard.sources.nopcommerce import NopOrder, OrderPlacedData
 
 STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
 CUSTOMER_LINKS = "quickbooks-customer"  # entity-state namespace: nopCommerce customer id -> QBO Customer Id
@@ -70,7 +70,7 @@ SKUS_PER_QUERY = 100  # keeps the query URL short; an order of up to 100 product
 
 
 class OrderWriteBack(Protocol):
-    """nopCommerce's side (implemented by ``switchyard.connectors.nopcommerce.NopCommerceClient``)."""
+    """nopCommerce's side (implemented by ``switchyard.systems.nopcommerce.client.NopCommerceClient``)."""
 
     def get_order(self, order_id: int) -> dict[str, Any]: ...  # snake_case DTO: "order_status_id", ...
 

@@ -6,7 +6,8 @@ handling, the DocNumber rule, customer naming (and what to do when QuickBooks sa
 and the write-back to nopCommerce. ``load_order_mapping`` validates it once per process.
 
 The functions here are pure (no I/O): they turn an event's ``data`` (nopCommerce's names, numbers parsed
-as Decimal) into QuickBooks bodies. ``switchyard.order_to_cash`` calls QuickBooks and nopCommerce with them.
+as Decimal) into QuickBooks bodies. ``switchyard.systems.quickbooks.order_to_cash`` calls QuickBooks and
+nopCommerce with them.
 
 Amounts: nopCommerce's are in the primary store currency, assumed to be the company's home currency. A
 line books nopCommerce's own line price (``PriceExclTax``), never ``Qty x`` a rounded unit price; its
@@ -36,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.sources.nopcommerce import NopAddress, NopOrder, NopOrderItem, OrderPlacedData
+from switchyard.systems.nopcommerce.source import NopAddress, NopOrder, NopOrderItem, OrderPlacedData
 
 CENT = Decimal("0.01")
 HALF_CENT = Decimal("0.005")

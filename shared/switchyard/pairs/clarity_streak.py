@@ -14,15 +14,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from switchyard.connectors.clarity import ClarityClient
-from switchyard.connectors.streak import StreakClient
 from switchyard.echoes import EchoLedger
 from switchyard.entity_state import EntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
-from switchyard.mapping.clarity_sync import ClaritySyncMapping
-from switchyard.mapping.streak_deals import DealMapping
 from switchyard.sync import PairSpec, PairStore, PairSync, SyncField
+from switchyard.systems.clarity.client import ClarityClient
+from switchyard.systems.clarity.sync_mapping import ClaritySyncMapping
+from switchyard.systems.streak.client import StreakClient
+from switchyard.systems.streak.deal_mapping import DealMapping
 from switchyard.targets import DeliveryResult
 
 CLARITY = "clarity"

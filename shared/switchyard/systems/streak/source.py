@@ -1,4 +1,4 @@
-"""Streak webhook events, as Switchyard queues them (see ``switchyard.streak_webhooks``):
+"""Streak webhook events, as Switchyard queues them (see ``switchyard.systems.streak.webhooks``):
 ``{"type": <event>, "timestamp": <the object's lastUpdatedTimestamp>, "data": <box or contact>}``.
 
 Strings are bounded generously (Streak documents no limits; its keys are ~100 characters): a bound
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.streak_webhooks import MAX_EPOCH_MILLIS
+from switchyard.systems.streak.webhooks import MAX_EPOCH_MILLIS
 
 
 class _StreakObject(BaseModel):

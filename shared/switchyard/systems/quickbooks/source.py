@@ -1,4 +1,4 @@
-"""QuickBooks Online webhook events, as Switchyard queues them (see ``switchyard.quickbooks_webhooks``):
+"""QuickBooks Online webhook events, as Switchyard queues them (see ``switchyard.systems.quickbooks.webhooks``):
 ``{"type": "item.updated", "timestamp": <the change time, UTC>, "data": <the change>}``, one per changed
 entity, whichever payload shape (legacy ``eventNotifications`` or CloudEvents) QBO posted.
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchyard.connectors.streak import StreakClient
 from switchyard.errors import PermanentError
+from switchyard.systems.streak.client import StreakClient
 
 SCHEMA_TTL_SECONDS = 300.0
 # below this an integer is far more plausibly epoch seconds than epoch milliseconds

@@ -4,7 +4,7 @@ The document (``config/mappings/<flow>.yaml``) says, for one source's order even
 finds the box again, when to create one, the contact and organization to link, the box's name,
 stage and custom fields, a follow-up task, and how a status change moves the stage. ``compile``
 turns it into a ``DealMapping`` whose ``plan_deal`` / ``plan_stage_change`` produce plain plans
-that ``switchyard.targets.streak_deals`` carries out. ``switchyard dry-run`` prints these plans.
+that ``switchyard.systems.streak.deals`` carries out. ``switchyard dry-run`` prints these plans.
 """
 
 from __future__ import annotations

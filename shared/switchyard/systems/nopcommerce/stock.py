@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from switchyard.connectors.nopcommerce import NopCommerceClient
-from switchyard.connectors.quickbooks import QuickBooksClient
 from switchyard.entity_state import EntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
+from switchyard.systems.nopcommerce.client import NopCommerceClient
+from switchyard.systems.quickbooks.client import QuickBooksClient
 from switchyard.targets import DeliveryResult
 
 EVENT_TYPES = frozenset({"item.created", "item.updated"})
