@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 _customers = itertools.count(700)
 
 
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
-
-
 @pytest.fixture
 def settled(stack):
     yield stack

@@ -20,15 +20,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 FLOW = "nopcommerce-to-streak"
 
 
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
-
-
 @pytest.fixture
 def http(stack):
     stack.streak.reset()
+    stack.subscribe_to_vendor_webhooks()  # the stack is shared: the two-way pair needs Streak's webhooks back
+    stack.streak.requests.clear()
     with httpx.Client(transport=httpx.WSGITransport(app=stack.front_door), base_url="http://local") as client:
         yield client
     assert stack.drain(timeout=60), "flow queue did not drain"

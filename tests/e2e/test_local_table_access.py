@@ -16,9 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
+def stack(own_stack: LocalStack) -> LocalStack:
+    return own_stack  # the demo this module runs expects a fresh stack (the name keeps the pool's hook honest)
 
 
 def function_id(stack: LocalStack, role: str, flow: str) -> str:

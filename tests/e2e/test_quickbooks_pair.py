@@ -34,12 +34,6 @@ PAID, PENDING = 30, 10  # nopCommerce PaymentStatus
 CANCELLED = 40  # nopCommerce OrderStatus
 
 
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
-
-
 @pytest.fixture
 def http(stack):
     with httpx.Client(transport=httpx.WSGITransport(app=stack.front_door), base_url="http://local") as client:

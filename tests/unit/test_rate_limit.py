@@ -104,9 +104,10 @@ class SerializedClient:
     slip between them; DynamoDB doesn't let them. The lock restores that per-request atomicity (the
     limiter's read-decide-write still interleaves freely across threads)."""
 
-    def __init__(self, client: Any, lock: threading.Lock) -> None:
+    def __init__(self, client: Any, lock: threading.Lock, race: threading.Barrier | None = None) -> None:
         self._client = client
         self._lock = lock
+        self._race = race
         self.conflicts = 0
 
     @property
@@ -115,7 +116,16 @@ class SerializedClient:
 
     def get_item(self, **kwargs: Any) -> Any:
         with self._lock:
-            return self._client.get_item(**kwargs)
+            item = self._client.get_item(**kwargs)
+        if self._race is not None and not self._race.broken:
+            # the first two reads (any threads) both happen before either writes: one write must lose
+            try:
+                self._race.wait()
+            except threading.BrokenBarrierError:
+                pass
+            finally:
+                self._race.abort()  # once is enough; later reads run free
+        return item
 
     def put_item(self, **kwargs: Any) -> Any:
         with self._lock:
@@ -169,7 +179,8 @@ def test_dynamo_limiter_two_workers_never_exceed_limits(dynamo_client: Any) -> N
     # Given two workers (two clients, two limiters, one table), three threads each, at time_scale 5:
     # 10 per (1 s / 5) and 30 per (3 s / 5) of real time
     lock = threading.Lock()
-    clients = [SerializedClient(boto3.client("dynamodb", region_name="us-east-1"), lock) for _ in range(2)]
+    race = threading.Barrier(2, timeout=10)  # makes the first two reads race (deterministically, not by luck)
+    clients = [SerializedClient(boto3.client("dynamodb", region_name="us-east-1"), lock, race) for _ in range(2)]
     clock = RecordingClock(time.time)
     limits = [Limit(10, 1), Limit(30, 3)]
     limiters = [
@@ -185,7 +196,7 @@ def test_dynamo_limiter_two_workers_never_exceed_limits(dynamo_client: Any) -> N
     assert len(stamps) == 72
     assert most_in_any_window(stamps, 1 / 5) <= 10
     assert most_in_any_window(stamps, 3 / 5) <= 30
-    assert sum(client.conflicts for client in clients) > 0  # the races really happened and were retried
+    assert sum(client.conflicts for client in clients) > 0  # the forced race happened and was retried
 
 
 def test_dynamo_limiter_conflict_retried_with_rivals_permit_counted(dynamo_client: Any) -> None:  # noqa: F811
