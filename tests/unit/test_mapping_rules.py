@@ -11,7 +11,7 @@ import pytest
 import yaml
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.mapping.rules import compile_path, compile_rule
+from switchyard.mapping.rules import compile_path, compile_rule, compile_rules
 from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
 
 LOOKUPS = {"stage": {10: "5001", 20: "5002"}, "by_name": {"paid": "9003"}}
@@ -350,3 +350,40 @@ def test_compile_path_three_segments_missing_step_gives_none(data: Any) -> None:
 
 def test_rule_three_segment_path_reads_source_field() -> None:
     assert value({"path": "Order.Customer.City"}, {"Order": {"Customer": {"City": "Lyon"}}}) == "Lyon"
+
+
+# --- rule groups (compile_rules) -------------------------------------------------------------------
+
+
+def test_compile_rules_each_rule_joins_items_with_its_own_separator() -> None:
+    evaluate = compile_rules([("x", {"each": "Order.Items", "item": "{Qty} x {Name}", "join": " | "})], {})
+
+    items = [{"Qty": 2, "Name": "Desk"}, {"Qty": 1, "Name": "Arm"}]
+
+    assert evaluate({"Order": {"Items": items}}) == ("2 x Desk | 1 x Arm",)
+
+
+@pytest.mark.parametrize("data", [{"Order": {}}, {"Order": {"Note": ""}}, {"Order": {"Note": None}}],
+                         ids=["missing", "blank", "null"])
+def test_compile_rules_rule_without_a_value_takes_its_default(data: dict[str, Any]) -> None:
+    evaluate = compile_rules([("x", {"path": "Order.Note", "default": "(no note)"})], {})
+
+    assert evaluate(data) == ("(no note)",)
+
+
+def test_compile_rules_rule_with_a_value_ignores_its_default() -> None:
+    evaluate = compile_rules([("x", {"path": "Order.Note", "default": "(no note)"})], {})
+
+    assert evaluate({"Order": {"Note": "gift"}}) == ("gift",)
+
+
+def test_compile_rules_errors_are_the_rules_own() -> None:
+    evaluate = compile_rules([("x", {"path": "a.b", "transforms": [{"lookup": "t"}], "required": True})],
+                             {"t": {"1": "one"}})
+    assert evaluate({"a": {"b": 1}}) == ("one",)
+    with pytest.raises(PermanentError) as missing:
+        evaluate({"a": {}})
+    assert missing.value.reason == "missing_required_field"
+    with pytest.raises(PermanentError) as unmapped:
+        evaluate({"a": {"b": 2}})
+    assert unmapped.value.reason == "unmapped_value"
