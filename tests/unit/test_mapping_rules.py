@@ -387,3 +387,43 @@ def test_compile_rules_errors_are_the_rules_own() -> None:
     with pytest.raises(PermanentError) as unmapped:
         evaluate({"a": {"b": 2}})
     assert unmapped.value.reason == "unmapped_value"
+
+
+# --- first_of: the first rule with a value ---------------------------------------------------------
+
+FIRST_OF = {"first_of": [{"path": "Customer.Company"}, {"path": "Billing.Company"},
+                         {"template": "{Customer.FirstName} {Customer.LastName}"}, {"path": "Customer.Email"}]}
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"Customer": {"Company": "Acme", "Email": "a@x"}, "Billing": {"Company": "Bill Co"}}, "Acme"),
+    ({"Customer": {"Company": "  ", "Email": "a@x"}, "Billing": {"Company": "Bill Co"}}, "Bill Co"),
+    ({"Customer": {"Company": None, "FirstName": "Jane", "Email": "a@x"}}, "Jane"),
+    ({"Customer": {"Email": "a@x"}}, "a@x"),
+    ({"Customer": {}}, None),
+], ids=["first", "blank-skipped", "template", "last", "none"])
+def test_rule_first_of_takes_the_first_alternative_with_a_value(data: dict[str, Any], expected: Any) -> None:
+    assert compile_rule(FIRST_OF, {}, "x")(data) == expected
+
+
+def test_rule_first_of_zero_is_a_value_and_outer_transforms_apply() -> None:
+    rule = {"first_of": [{"path": "a"}, {"const": 5}], "transforms": ["string", {"prefix": "#"}, {"suffix": "!"}]}
+    assert compile_rule(rule, {}, "x")({"a": 0}) == "#0!"
+    assert compile_rule(rule, {}, "x")({}) == "#5!"
+
+
+def test_rule_first_of_alternatives_keep_their_own_transforms_and_lookups() -> None:
+    rule = {"first_of": [{"path": "state.code", "transforms": ["trim", "upper", "empty_to_null"]},
+                         {"path": "state.id", "transforms": [{"lookup": "states"}]}], "required": True}
+    lookups = {"states": {"7": "NY", "*": None}}
+    assert compile_rule(rule, lookups, "x")({"state": {"code": " ca "}}) == "CA"
+    assert compile_rule(rule, lookups, "x")({"state": {"code": "", "id": 7}}) == "NY"
+    with pytest.raises(PermanentError) as missing:
+        compile_rule(rule, lookups, "x")({"state": {"id": 8}})
+    assert missing.value.reason == "missing_required_field"
+
+
+@pytest.mark.parametrize("rule", [{"first_of": []}, {"first_of": {"path": "a"}}, {"first_of": [{"pth": "a"}]}])
+def test_rule_first_of_malformed_raises_mapping_error_naming_the_rule(rule: dict[str, Any]) -> None:
+    with pytest.raises(MappingError, match="^x"):
+        compile_rule(rule, {}, "x")

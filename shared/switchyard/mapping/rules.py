@@ -6,6 +6,7 @@ A rule reads the event's ``data`` (the source's own field names) and yields one 
     {template: "Order {Order.CustomOrderNumber}"}            a string built from fields
     {const: sales@example.com}                               a constant
     {each: OrderItems, item: "{Quantity} x {Product.Name}", join: "; "}   one line per item
+    {first_of: [{path: Customer.Company}, {path: BillingAddress.Company}]}   the first rule with a value
 
 Compiling at load time (paths split, templates parsed, lookups resolved) keeps per-record work to
 dictionary reads, so a declarative mapping costs about what hand-written Python would.
@@ -124,7 +125,8 @@ Lookups = Mapping[str, Mapping[Any, Any]]
 # one must list every value the source model allows at the paths it is applied to (lookup_coverage),
 # so ingest rejects any other value (422) before it is accepted.
 LOOKUP_DEFAULT = "*"
-_RULE_KEYS = {"path", "template", "const", "each", "item", "join", "transforms", "required", "default"}
+_RULE_KEYS = {"path", "template", "const", "each", "first_of", "item", "join", "transforms", "required", "default"}
+_KINDS = ("path", "template", "const", "each", "first_of")
 
 
 def _compile_transform(spec: Any, lookups: Lookups, where: str) -> Callable[[Any], Any]:
@@ -161,6 +163,8 @@ def _compile_transform(spec: Any, lookups: Lookups, where: str) -> Callable[[Any
         return lambda v: str(v)[:length]
     if name == "prefix":
         return lambda v: f"{arg}{v}"
+    if name == "suffix":
+        return lambda v: f"{v}{arg}"
     raise MappingError(f"{where}: unknown transform {name!r}")
 
 
@@ -180,16 +184,27 @@ def _compile_each(items: Getter, item: Getter, separator: str) -> Getter:
     return render
 
 
+def _compile_first_of(alternatives: tuple[Getter, ...]) -> Getter:
+    def first(data: Any) -> Any:
+        for alternative in alternatives:
+            value = alternative(data)
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                return value
+        return None
+
+    return first
+
+
 # --- rules ------------------------------------------------------------------------------------
 
 
 def compile_rule(rule: Any, lookups: Lookups, where: str) -> Getter:
     """Compile one value rule; ``where`` names it in errors (e.g. ``box.fields.1002``)."""
     if not isinstance(rule, Mapping):
-        raise MappingError(f"{where}: a rule is a mapping with path, template, const or each")
-    kinds = {"path", "template", "const", "each"} & rule.keys()
+        raise MappingError(f"{where}: a rule is a mapping with one of {', '.join(_KINDS)}")
+    kinds = set(_KINDS) & rule.keys()
     if len(kinds) != 1:
-        raise MappingError(f"{where}: give exactly one of path, template, const, each")
+        raise MappingError(f"{where}: give exactly one of {', '.join(_KINDS)}")
     unknown = set(rule) - _RULE_KEYS
     if unknown:
         raise MappingError(f"{where}: unknown keys {sorted(unknown)}")
@@ -208,6 +223,12 @@ def compile_rule(rule: Any, lookups: Lookups, where: str) -> Getter:
             return constant
     elif kind == "template":
         source = _compile_template(rule["template"], where)
+    elif kind == "first_of":
+        alternatives = rule["first_of"]
+        if not isinstance(alternatives, list) or not alternatives:
+            raise MappingError(f"{where}: 'first_of' takes a non-empty list of rules")
+        source = _compile_first_of(tuple(compile_rule(alternative, lookups, f"{where}.first_of[{index}]")
+                                         for index, alternative in enumerate(alternatives)))
     else:
         if "item" not in rule:
             raise MappingError(f"{where}: 'each' needs an 'item' template")
