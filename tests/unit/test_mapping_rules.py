@@ -425,5 +425,17 @@ def test_rule_first_of_alternatives_keep_their_own_transforms_and_lookups() -> N
 
 @pytest.mark.parametrize("rule", [{"first_of": []}, {"first_of": {"path": "a"}}, {"first_of": [{"pth": "a"}]}])
 def test_rule_first_of_malformed_raises_mapping_error_naming_the_rule(rule: dict[str, Any]) -> None:
-    with pytest.raises(MappingError, match="^x"):
+    with pytest.raises(MappingError, match=r"^x"):
         compile_rule(rule, {}, "x")
+
+
+def test_rule_when_yields_the_value_only_while_the_condition_holds() -> None:
+    rule = {"template": "{Customer.LastName}, {Customer.FirstName}",
+            "when": {"path": "Customer.LastName", "present": True}, "default": "(none)"}
+    assert compile_rule(rule, {}, "x")({"Customer": {"LastName": "Lee", "FirstName": "Sam"}}) == "Lee, Sam"
+    assert compile_rule(rule, {}, "x")({"Customer": {"FirstName": "Sam"}}) == "(none)"
+
+
+def test_rule_when_with_a_malformed_condition_raises_mapping_error_naming_it() -> None:
+    with pytest.raises(MappingError, match=r"x\.when"):
+        compile_rule({"path": "a", "when": {"path": "b", "bigger": 1}}, {}, "x")

@@ -8,6 +8,9 @@ A rule reads the event's ``data`` (the source's own field names) and yields one 
     {each: OrderItems, item: "{Quantity} x {Product.Name}", join: "; "}   one line per item
     {first_of: [{path: Customer.Company}, {path: BillingAddress.Company}]}   the first rule with a value
 
+Options: ``transforms``, ``default``, ``required``, and ``when`` (a condition, ``switchyard.mapping.conditions``:
+the rule yields nothing unless it holds, e.g. a template only when the fields it joins are there).
+
 Compiling at load time (paths split, templates parsed, lookups resolved) keeps per-record work to
 dictionary reads, so a declarative mapping costs about what hand-written Python would.
 """
@@ -125,7 +128,8 @@ Lookups = Mapping[str, Mapping[Any, Any]]
 # one must list every value the source model allows at the paths it is applied to (lookup_coverage),
 # so ingest rejects any other value (422) before it is accepted.
 LOOKUP_DEFAULT = "*"
-_RULE_KEYS = {"path", "template", "const", "each", "first_of", "item", "join", "transforms", "required", "default"}
+_RULE_KEYS = {"path", "template", "const", "each", "first_of", "item", "join", "transforms", "required", "default",
+              "when"}
 _KINDS = ("path", "template", "const", "each", "first_of")
 
 
@@ -234,6 +238,15 @@ def compile_rule(rule: Any, lookups: Lookups, where: str) -> Getter:
             raise MappingError(f"{where}: 'each' needs an 'item' template")
         source = _compile_each(compile_path(rule["each"]), _compile_template(rule["item"], where),
                                str(rule.get("join", "; ")))
+
+    if "when" in rule:
+        from switchyard.mapping.conditions import compile_condition  # conditions build on this module
+
+        holds = compile_condition(rule["when"], f"{where}.when")
+        unconditional = source
+
+        def source(data: Any) -> Any:
+            return unconditional(data) if holds(data) else None
 
     chain = tuple(_compile_transform(t, lookups, where) for t in rule.get("transforms", ()))
     default = rule.get("default")
