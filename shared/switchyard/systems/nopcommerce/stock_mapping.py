@@ -29,6 +29,8 @@ Rule = dict[str, Any]
 # QuickBooks never really deletes items (they become inactive), and a merged item's stock lives on in the
 # surviving one, which gets its own Update: nothing to carry, and nothing to dead-letter either.
 IGNORED_TYPES = frozenset({"item.deleted", "item.merged"})
+StockAction = Literal["set_stock"]
+SET_STOCK: StockAction = "set_stock"
 
 
 class _Doc(BaseModel):
@@ -50,8 +52,8 @@ class StockMappingDoc(_Doc):
     target: Literal["nopcommerce"]
     source: str = "quickbooks"
     description: str = ""
-    events: dict[str, Literal["set_stock"]] = Field(
-        default_factory=lambda: {"item.created": "set_stock", "item.updated": "set_stock"})
+    events: dict[str, StockAction] = Field(default_factory=lambda: dict.fromkeys(("item.created", "item.updated"),
+                                                                                 SET_STOCK))
     lookups: dict[str, dict[str | int, Any]] = Field(default_factory=dict)
     item_types: list[str] = Field(default_factory=lambda: ["Inventory"], min_length=1)  # Item.Type values carried
     match: MatchDoc = Field(default_factory=MatchDoc)
