@@ -96,6 +96,12 @@ def test_golden_every_case_has_a_golden_file_and_no_stale_ones() -> None:
     assert actual == expected
 
 
+def test_golden_every_flow_is_dry_run_on_a_sample_without_error() -> None:
+    planned = {flow for flow, name in cases() if "error" not in json.loads(plan_text(flow, name))}
+
+    assert planned == set(load_catalog().flows)
+
+
 @pytest.mark.parametrize(("flow", "name"), cases(), ids=lambda v: v)
 def test_golden_dry_run_plan_matches_golden_file(flow: str, name: str) -> None:
     actual = plan_text(flow, name)
