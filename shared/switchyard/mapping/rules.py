@@ -58,9 +58,11 @@ def compile_path(path: str) -> Getter:
     def get(data: Any) -> Any:
         try:
             for part in parts:
+                if data is None:  # a missing step: cheaper than the AttributeError below
+                    return None
                 data = data.get(part)
             return data
-        except AttributeError:
+        except AttributeError:  # not an object
             return None
 
     return get

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -359,8 +359,28 @@ def _invalid(exc: ValidationError, what: str) -> PermanentError:
     return PermanentError(f"the {what} does not match nopCommerce's order model: {fields}", reason="invalid_event")
 
 
-def placed_data(order_data: Mapping[str, Any] | OrderPlacedData) -> OrderPlacedData:
+@dataclass(frozen=True)
+class ParsedOrder:
+    """An ``order.placed``'s data validated once: the typed model (amounts) and the data as sent (rules)."""
+
+    data: OrderPlacedData
+    raw: Mapping[str, Any]
+
+
+OrderData = Mapping[str, Any] | OrderPlacedData | ParsedOrder
+
+
+def parsed_order(order_data: OrderData) -> ParsedOrder:
+    """Validate once for several of the functions below (each accepts the result)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data
+    return ParsedOrder(placed_data(order_data), _raw(order_data))
+
+
+def placed_data(order_data: OrderData) -> OrderPlacedData:
     """The ``order.placed`` data as the typed model (PermanentError ``invalid_event`` if it is not one)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data.data
     if isinstance(order_data, OrderPlacedData):
         return order_data
     try:
@@ -410,8 +430,10 @@ def _text(value: Any, limit: int | None = None) -> str | None:
     return cleaned[:limit].rstrip() or None
 
 
-def _raw(order_data: Mapping[str, Any] | BaseModel) -> Mapping[str, Any]:
+def _raw(order_data: OrderData | NopOrder) -> Mapping[str, Any]:
     """The event's data as the rules read it (nopCommerce's names, as sent; a model as its JSON)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data.raw
     if isinstance(order_data, BaseModel):
         return order_data.model_dump(mode="json")
     return order_data
@@ -494,12 +516,11 @@ class OrderLine:
     class_id: str | None
 
 
-def order_lines(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData,
-                ) -> tuple[OrderLine, ...]:
+def order_lines(mapping: QuickBooksOrderMapping, order_data: OrderData) -> tuple[OrderLine, ...]:
     """The order's items with their item keys, descriptions, tax codes and classes (PermanentError
     ``missing_sku`` for a line without an item key)."""
-    data = placed_data(order_data)
-    raw = _raw(order_data)
+    order = parsed_order(order_data)
+    data, raw = order.data, order.raw
     raw_items = raw.get("OrderItems") or []
     lines = []
     for index, item in enumerate(data.OrderItems):
@@ -510,8 +531,7 @@ def order_lines(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] |
     return tuple(lines)
 
 
-def order_skus(order_data: Mapping[str, Any] | OrderPlacedData,
-               mapping: QuickBooksOrderMapping | None = None) -> list[str]:
+def order_skus(order_data: OrderData, mapping: QuickBooksOrderMapping | None = None) -> list[str]:
     """The products' item keys (SKUs by default), each once, in order (PermanentError ``missing_sku`` for a
     line without one)."""
     chosen = mapping if mapping is not None else QuickBooksOrderMapping(flow="-")
@@ -537,18 +557,24 @@ def discount_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
     return (subtotal or Decimal(0)) + (order.OrderDiscount or Decimal(0))
 
 
-def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
+def item_skus(mapping: QuickBooksOrderMapping, order_data: OrderData) -> list[str]:
     """Every SKU the document needs an Item for: the products', the shipping item's when the order has
     shipping, and the rounding item's when the amounts need a rounding adjustment to equal the order total."""
-    data = placed_data(order_data)
-    skus = order_skus(order_data, mapping)
+    order = parsed_order(order_data)
+    lines = order_lines(mapping, order)
+    return _item_skus(mapping, order.data, lines, lambda: _document_amounts(mapping, order.data, lines))
+
+
+def _item_skus(mapping: QuickBooksOrderMapping, data: OrderPlacedData, lines: tuple[OrderLine, ...],
+               amounts: Callable[[], DocumentAmounts]) -> list[str]:
+    skus = list(dict.fromkeys(line.sku for line in lines))
     if shipping_amount(data.Order, mapping.tax_amounts) > 0:
         if mapping.shipping_sku is None:
             raise PermanentError("the order has a shipping charge but the mapping names no shipping item",
                                  reason="unmapped_product")
         if mapping.shipping_sku not in skus:
             skus.append(mapping.shipping_sku)
-    if document_amounts(mapping, data).adjustment and mapping.rounding_sku not in skus:
+    if amounts().adjustment and mapping.rounding_sku not in skus:
         skus.append(str(mapping.rounding_sku))  # document_amounts raised if the mapping names none
     return skus
 
@@ -556,14 +582,13 @@ def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | O
 # --- the customer -----------------------------------------------------------------------------
 
 
-def display_name(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
-                 disambiguate: bool = False) -> str:
+def display_name(mapping: QuickBooksOrderMapping, order_data: OrderData, *, disambiguate: bool = False) -> str:
     """The customer's DisplayName: the ``customer.display_name.value`` rule's value (company, else "First
     Last", else the e-mail by default); ':' replaced (QuickBooks forbids it); `` (EUR)`` for an order in a
     foreign currency (a customer has one currency); with ``disambiguate`` the 6240 suffix `` [nop <customer
     id>]``. The name is shortened, never the suffixes, to fit ``max_length`` (100)."""
-    data = placed_data(order_data)
-    return _display_name(mapping, data, mapping.rules.customer(_raw(order_data)).display_name,
+    order = parsed_order(order_data)
+    return _display_name(mapping, order.data, mapping.rules.customer(order.raw).display_name,
                          disambiguate=disambiguate)
 
 
@@ -582,7 +607,7 @@ def _display_name(mapping: QuickBooksOrderMapping, data: OrderPlacedData, value:
     return base[:room].rstrip() + suffix
 
 
-def customer_key(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> str:
+def customer_key(mapping: QuickBooksOrderMapping, order_data: OrderData) -> str:
     """The entity-state key of the QuickBooks customer: the nopCommerce customer id, qualified by the
     currency for a foreign one (one QuickBooks customer per currency)."""
     data = placed_data(order_data)
@@ -591,10 +616,13 @@ def customer_key(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] 
     return key if currency == mapping.home_currency else f"{key}:{currency}"
 
 
-def customer_email(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> str:
+def customer_email(mapping: QuickBooksOrderMapping, order_data: OrderData) -> str:
     """The customer's e-mail (``customer.email``: Customer.Email, trimmed and lower-cased, by default)."""
-    placed_data(order_data)
-    email = _text(mapping.rules.email(_raw(order_data)))
+    return _email(mapping.rules.email(parsed_order(order_data).raw))
+
+
+def _email(value: Any) -> str:
+    email = _text(value)
     if email is None:
         raise PermanentError("customer.email: required value is missing", reason="missing_required_field")
     return email
@@ -605,17 +633,17 @@ def _address(values: Mapping[str, Any]) -> dict[str, Any] | None:
     return present or None
 
 
-def customer_fields(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData,
-                    ) -> dict[str, Any]:
+def customer_fields(mapping: QuickBooksOrderMapping, order_data: OrderData) -> dict[str, Any]:
     """The QuickBooks Customer body for the order's customer (only fields that have a value)."""
-    data = placed_data(order_data)
-    values = mapping.rules.customer(_raw(order_data))
+    order = parsed_order(order_data)
+    data = order.data
+    values = mapping.rules.customer(order.raw)
     body: dict[str, Any] = {"DisplayName": _display_name(mapping, data, values.display_name, disambiguate=False)}
     for key, value in values.names.items():
         text = _text(value, QBO_NAME_MAX)
         if text:
             body[key] = text
-    body["PrimaryEmailAddr"] = {"Address": customer_email(mapping, order_data)}
+    body["PrimaryEmailAddr"] = {"Address": _email(values.email)}
     phone = _text(values.phone)
     if phone:
         body["PrimaryPhone"] = {"FreeFormNumber": phone}
@@ -687,16 +715,15 @@ class SalesDocument:
                 "exchange_rate": float(self.exchange_rate) if self.exchange_rate is not None else None}
 
 
-def private_note(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData,
-                 amounts: DocumentAmounts | None = None) -> str:
+def private_note(mapping: QuickBooksOrderMapping, order_data: OrderData, amounts: DocumentAmounts | None = None,
+                 ) -> str:
     """The internal memo: the ``document.private_note`` rule's text (by default the full order number,
     nopCommerce's id and OrderGuid), with what it must always say added when the rule leaves it out: the full
     order number (DocNumber may be its last 21 characters) and the OrderGuid (which proves a document is this
     order's); then, for a foreign currency, the rate it was converted with, and a rounding adjustment with what
     it corrects. Only the rule's text is shortened to fit QuickBooks' 4,000 characters."""
-    data = placed_data(order_data)
-    order = data.Order
-    raw = _raw(order_data)
+    parsed = parsed_order(order_data)
+    order, raw = parsed.data.Order, parsed.raw
     text = _text(mapping.rules.document(raw).private_note) or ""
     facts: list[str] = []
     number = _text(mapping.rules.doc_number(_order_data(raw))) or order.CustomOrderNumber.strip()
@@ -785,8 +812,7 @@ def _line_price(item: NopOrderItem, amounts: str) -> Decimal:
     return item.PriceInclTax
 
 
-def document_amounts(mapping: QuickBooksOrderMapping,
-                     order_data: Mapping[str, Any] | OrderPlacedData) -> DocumentAmounts:
+def document_amounts(mapping: QuickBooksOrderMapping, order_data: OrderData) -> DocumentAmounts:
     """The amounts of an ``order.placed``'s document and the rounding adjustment that makes it equal the
     order total. PermanentError ``totals_mismatch`` when the difference is more than rounding explains
     (a store setting the mapping does not book: payment fees, gift cards, reward points, taxed prices as
@@ -795,7 +821,12 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     Every amount is rounded at most twice: by nopCommerce, to half a cent of the store currency (``rate``
     times that once converted), and by the conversion, to half a cent: rounding explains no more than that
     per amount (a cent per amount in the home currency)."""
-    data = placed_data(order_data)
+    order = parsed_order(order_data)
+    return _document_amounts(mapping, order.data, order_lines(mapping, order))
+
+
+def _document_amounts(mapping: QuickBooksOrderMapping, data: OrderPlacedData,
+                      lines: tuple[OrderLine, ...]) -> DocumentAmounts:
     order = data.Order
     currency, rate = order_currency(mapping, order)
 
@@ -803,8 +834,7 @@ def document_amounts(mapping: QuickBooksOrderMapping,
         return money(amount * rate if rate is not None else amount)
 
     mode = mapping.tax_amounts
-    items = tuple(ItemAmount(line.item, line.sku, convert(_line_price(line.item, mode)))
-                  for line in order_lines(mapping, order_data))
+    items = tuple(ItemAmount(line.item, line.sku, convert(_line_price(line.item, mode))) for line in lines)
     shipping = convert(shipping_amount(order, mode))
     discount = convert(discount_amount(order, mode))
     tax = convert(order.OrderTax or Decimal(0))
@@ -832,24 +862,25 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     return dataclasses.replace(amounts, adjustment=difference)
 
 
-def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
+def sales_document(mapping: QuickBooksOrderMapping, order_data: OrderData, *,
                    customer_id: str, item_refs: Mapping[str, str]) -> SalesDocument:
     """The SalesReceipt (paid now) or Invoice (paid later) of an ``order.placed``: a line per order item,
     shipping, a rounding adjustment if one is needed, the discount, the tax, in the order's currency; its
     total equals ``Order.OrderTotal`` (converted) to the cent. PermanentError ``unmapped_product`` when an
     SKU has no entry in ``item_refs``, ``totals_mismatch`` as ``document_amounts`` says."""
-    data = placed_data(order_data)
+    parsed = parsed_order(order_data)
+    data, raw = parsed.data, parsed.raw
     order = data.Order
-    raw = _raw(order_data)
-    needed = item_skus(mapping, order_data)
-    amounts = document_amounts(mapping, order_data)
+    order_items = order_lines(mapping, parsed)
+    needed = _item_skus(mapping, data, order_items, lambda: _document_amounts(mapping, data, order_items))
+    amounts = _document_amounts(mapping, data, order_items)
     currency, rate = amounts.currency, amounts.rate
     missing = [sku for sku in needed if not item_refs.get(sku)]
     if missing:
         raise _unmapped(missing)
     tax_code = {"TaxCodeRef": {"value": mapping.line_tax_code}} if mapping.line_tax_code else {}
     lines: list[dict[str, Any]] = []
-    for line_amount, order_line in zip(amounts.items, order_lines(mapping, order_data), strict=True):
+    for line_amount, order_line in zip(amounts.items, order_items, strict=True):
         item = line_amount.item
         line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": line_amount.amount}
         if order_line.description:
@@ -887,10 +918,10 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any
         "CustomerRef": {"value": str(customer_id)},
         "DocNumber": number,
         "TxnDate": txn_date(mapping, order.CreatedOnUtc),
-        "PrivateNote": private_note(mapping, order_data, amounts),
+        "PrivateNote": private_note(mapping, parsed, amounts),
         "Line": lines,
         "TxnTaxDetail": {"TotalTax": amounts.tax},
-        "BillEmail": {"Address": customer_email(mapping, order_data)},
+        "BillEmail": {"Address": _email(mapping.rules.email(raw))},
     }
     body.update(_header_fields(mapping, raw))
     if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
