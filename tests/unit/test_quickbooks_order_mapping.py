@@ -570,6 +570,8 @@ def test_doc_number_rule_reads_another_field_for_every_event() -> None:
     ("document: {class_id: {path: Order.StoreId, transforms: [{lookup: nope}]}}\n", "document.class_id"),
     ("lines: {description: {pth: Item.Product.Name}}\n", "lines.description"),
     ("customer: {bill_address: {street: {path: x}}}\n", "customer.bill_address.street"),
+    ("document: {doc_number: {template: '{Customer.Id}-{Order.Id}'}}\n", "Order.* only"),
+    ("document: {doc_number: {first_of: [{path: Order.X}, {path: Customer.Id}]}}\n", "Customer.Id"),
 ])
 def test_parse_order_mapping_bad_rule_names_the_document_and_the_rule(text: str, message: str) -> None:
     with pytest.raises(MappingError) as caught:

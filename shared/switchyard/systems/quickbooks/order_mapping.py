@@ -48,6 +48,7 @@ from switchyard.systems.quickbooks.order_rules import (
     LineRulesDoc,
     OrderRules,
     Rule,
+    rule_paths,
 )
 
 CENT = Decimal("0.01")
@@ -273,6 +274,10 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         if "countries" in tables:
             raise MappingError(f"{name}: countries are given twice (lookups.countries and customer.countries)")
         tables["countries"] = {**doc.customer.countries, LOOKUP_DEFAULT: None}  # an unlisted id: no Country
+    outside_order = sorted(path for path in rule_paths(doc.document.doc_number) if not path.startswith("Order."))
+    if outside_order:
+        raise MappingError(f"{name}: document.doc_number may read Order.* only (order.paid and cancellations carry "
+                           f"the order alone, and find its document by this number), not {outside_order}")
     definitions = [custom.definition_id for custom in doc.document.custom_fields]
     if len(set(definitions)) != len(definitions):
         raise MappingError(f"{name}: document.custom_fields names a definition_id twice: {definitions}")

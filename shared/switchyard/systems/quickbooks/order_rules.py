@@ -15,7 +15,9 @@ rounding, currency, the 21-character DocNumber, names QuickBooks refuses, field 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
+from string import Formatter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,6 +129,24 @@ class CustomerRulesDoc(_Doc):
                                                               {"path": "Customer.Phone"}))
     bill_address: AddressRulesDoc | None = Field(default_factory=lambda: _address_doc("BillingAddress"))
     ship_address: AddressRulesDoc | None = Field(default_factory=lambda: _address_doc("ShippingAddress"))
+
+
+def rule_paths(spec: Any) -> set[str]:
+    """Every source path a rule (or condition) reads: its path, template placeholders, alternatives, ``when``."""
+    if isinstance(spec, list):
+        return set().union(*(rule_paths(part) for part in spec)) if spec else set()
+    if not isinstance(spec, Mapping):
+        return set()
+    paths: set[str] = set()
+    for key in ("path", "each"):
+        if isinstance(spec.get(key), str):
+            paths.add(spec[key])
+    if isinstance(spec.get("template"), str):
+        with suppress(ValueError):  # compile_rule names a malformed template
+            paths |= {name for _, name, _, _ in Formatter().parse(spec["template"]) if name}
+    for key in ("first_of", "when", "any", "all", "not"):
+        paths |= rule_paths(spec.get(key))
+    return paths
 
 
 # --- compiled ---------------------------------------------------------------------------------
