@@ -223,7 +223,7 @@ def test_golden_quickbooks_class_department_and_custom_fields_from_yaml() -> Non
 
     assert body["ClassRef"] == {"value": "200"}  # store 2 in the class_by_store lookup
     assert body["DepartmentRef"] == {"value": "7"}
-    assert body["CustomerMemo"] == {"value": "Thank you for order 1046!"}
+    assert body["CustomerMemo"] == {"value": "Thank you for order 2046!"}
     assert [(f["DefinitionId"], f["Name"], f["StringValue"]) for f in body["CustomField"]] == [
         ("1", "Sales channel", "Web store 2"),
         ("2", "Payment method", "Payments.PayPalCommerce.Standar"),  # QuickBooks keeps 31 characters
