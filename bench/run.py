@@ -9,7 +9,9 @@ machine, so the figure does not depend on the machine's speed.
    Lambda, where the layer carries no bytecode for the runtime's Python.
 2. mapping throughput: the declarative nopcommerce-to-streak mapping against the same mapping
    written by hand (bench/handwritten.py, checked to give identical plans). Best of R rounds of
-   K orders each. Target ≤ 1.5 (time per order, mapping / hand-written).
+   K orders each. Target ≤ 2.5 (time per order, mapping / hand-written): rules are closures; the
+   generated-code fast path that bought ~6 µs per order was dropped (README, Decisions), so this guards
+   against the engine growing slower, not for µs that vanish next to a vendor round trip.
 3. QuickBooks throughput inside the rate limit (bench/qbo_throughput.py): 2,000 generated nopCommerce
    orders through the order-to-cash steps against the QuickBooks sandbox at QBO's 500/min and 10/s per
    realm, time-scaled, with production's shared limiter (DynamoRateLimiter on moto) and the state machine's
@@ -46,6 +48,7 @@ from bench.report import write_report
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CLEAR_REGRESSION = 1.10  # a ratio's median this far past its target fails the run
+MAPPING_TARGET = 2.5  # declarative / hand-written, closures only (the generated fast path is gone: README, Decisions)
 # Streak calls per order today (exact counts): more than these is a regression, whatever the target says
 STREAK_CALL_BUDGET = {"Streak calls, new order (new customer, new company)": 8,
                       "Streak calls, new order (returning customer)": 6,
@@ -141,8 +144,8 @@ def bench_mapping(orders: int, rounds: int) -> dict:
     return {"name": "mapping time per order, declarative / hand-written", "orders": orders, "rounds": rounds,
             "declarative_orders_per_s": round(orders / min(declarative)),
             "handwritten_orders_per_s": round(orders / min(handwritten)),
-            "ratio": round(ratio, 3), "spread": _spread(ratios), "target": 1.5, "met": ratio <= 1.5,
-            "regressed": _regressed(ratio, ratios, 1.5)}
+            "ratio": round(ratio, 3), "spread": _spread(ratios), "target": MAPPING_TARGET,
+            "met": ratio <= MAPPING_TARGET, "regressed": _regressed(ratio, ratios, MAPPING_TARGET)}
 
 
 def _spread(values: list[float]) -> dict[str, float]:

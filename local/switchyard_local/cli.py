@@ -1,6 +1,6 @@
 """``switchyard``: the operator's and developer's command line.
 
-    switchyard dry-run FLOW EVENT.json         what an event becomes, without calling anyone
+    switchyard dry-run FLOW EVENT.json [--item ITEM.json]   what an event becomes, without calling anyone
     switchyard dlq list FLOW [--stack NAME]    dead letters of a flow, with their reasons
     switchyard dlq redrive FLOW [--stack NAME] send them back through the flow (idempotent)
     switchyard drops FLOW [--stack NAME]       events accepted but not applied (stale, not master, ...), with reasons
@@ -53,9 +53,12 @@ def _dry_run(args: argparse.Namespace) -> int:
     except WebhookRejectedError as exc:
         print(json.dumps({"status": exc.status_code, **exc.body()}, indent=2, ensure_ascii=False))
         return 1
+    item = json.loads(Path(args.item).read_text(), parse_float=Decimal) if args.item else None
     shown = []
     for event in events:
         data = json.loads(event.body, parse_float=Decimal)["data"]  # as the worker reads it: money exact
+        if item is not None:  # what the worker would read from the target's API (QuickBooks' Item)
+            data = {**data, "Item": item}
         try:
             action, plan = dry_run(flow.target, flow.mapping_document, event.event_type, data)
         except (DeliveryError, SwitchyardError) as exc:
@@ -227,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("flow")
     dry.add_argument("event", help="a webhook body (JSON file)")
     dry.add_argument("--event-type", default=None, help="for deliveries of bare objects (Streak)")
+    dry.add_argument("--item", default=None,
+                     help="quickbooks-to-nopcommerce: the QuickBooks Item (JSON file) the notification names, "
+                          "as the worker would read it")
     dry.set_defaults(run=_dry_run)
 
     dlq = commands.add_parser("dlq", help="inspect or redrive a flow's dead-letter queue")

@@ -115,7 +115,7 @@ class FlowConfig(_Strict):
     connection: str
     # connections the flow reads besides its target's (e.g. QuickBooks items for nopCommerce stock)
     uses: tuple[str, ...] = ()
-    # the mapping document in config/mappings/; none for a flow whose semantics are fixed (stock levels)
+    # the mapping document in config/mappings/ (every shipped flow has one)
     mapping: str | None = None
     # worker: the queue's Lambda delivers; state-machine: the queue's Lambda starts one execution per event
     runs_as: Literal["worker", "state-machine"] = "worker"

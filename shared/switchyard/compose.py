@@ -227,17 +227,20 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
     if flow.target == "nopcommerce":
         from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
         from switchyard.systems.nopcommerce.stock import NopCommerceStockTarget
+        from switchyard.systems.nopcommerce.stock_mapping import load_stock_mapping
 
         quickbooks = _systems(flow, catalog).get("quickbooks")
         if quickbooks is None:
             raise ValueError(f"flow {flow.name}: nopCommerce stock needs a quickbooks connection under uses")
+
+        stock_mapping = load_stock_mapping(flow.mapping_document)
 
         def build(secrets: dict[str, Any]) -> Any:
             qbo = _quickbooks_client(secrets[quickbooks], connection=quickbooks,
                                      secret_arn=settings.connection_secret_arns[quickbooks],
                                      table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
             shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
-            return NopCommerceStockTarget(qbo, shop, state)
+            return NopCommerceStockTarget(qbo, shop, state, stock_mapping)
 
         return build
     raise ValueError(f"no target for system {flow.target!r}")

@@ -15,6 +15,7 @@ from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
 from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
 from switchyard.systems.nopcommerce.stock import NopCommerceStockTarget, entity_key
+from switchyard.systems.nopcommerce.stock_mapping import load_stock_mapping, parse_stock_mapping
 from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.sandboxes.nopcommerce import DEFAULT_API_EMAIL, DEFAULT_API_PASSWORD, NopCommerceSandbox
@@ -305,3 +306,36 @@ def test_two_edits_in_the_same_second_both_reach_the_shop(
 
     assert target.deliver(second).outcome == "updated"
     assert shop_sandbox.product(product["id"])["stock_quantity"] == 6
+
+
+# --------------------------------------------------------------------------- the mapping document
+
+
+def test_shipped_mapping_document_carries_stock_like_the_defaults(
+    qbo: QuickBooksClient, shop: NopCommerceClient, state: InMemoryEntityState, qbo_sandbox: QuickBooksSandbox,
+    shop_sandbox: NopCommerceSandbox, notification: Callable[[WebhookEvent], FlowEvent],
+) -> None:
+    target = NopCommerceStockTarget(qbo, shop, state, load_stock_mapping("quickbooks-to-nopcommerce.yaml"))
+    product = shop_sandbox.seed_product("Cap", "CAP-1", stock=0)
+    qbo_sandbox.seed_item(REALM, "Cap", " CAP-1 ", qty_on_hand=40.9, unit_price=15.0, notify=True)
+
+    result = target.deliver(notification(latest(qbo_sandbox)))
+
+    assert (result.outcome, result.detail["sku"]) == ("updated", "CAP-1")
+    assert shop_sandbox.product(product["id"])["stock_quantity"] == 40
+
+
+def test_mapping_document_matching_products_by_the_items_name(
+    qbo: QuickBooksClient, shop: NopCommerceClient, state: InMemoryEntityState, qbo_sandbox: QuickBooksSandbox,
+    shop_sandbox: NopCommerceSandbox, notification: Callable[[WebhookEvent], FlowEvent],
+) -> None:
+    by_name = parse_stock_mapping("flow: quickbooks-to-nopcommerce\ntarget: nopcommerce\n"
+                                  "match: {item_key: {path: Name}}\n")
+    target = NopCommerceStockTarget(qbo, shop, state, by_name)
+    product = shop_sandbox.seed_product("Beanie", "BEANIE-RED", stock=3)
+    qbo_sandbox.seed_item(REALM, "BEANIE-RED", "Q-0042", qty_on_hand=17, unit_price=9.0, notify=True)
+
+    result = target.deliver(notification(latest(qbo_sandbox)))
+
+    assert (result.outcome, result.detail["sku"]) == ("updated", "BEANIE-RED")
+    assert shop_sandbox.product(product["id"])["stock_quantity"] == 17

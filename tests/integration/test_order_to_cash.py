@@ -18,7 +18,7 @@ from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import flow_message
 from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
-from switchyard.systems.quickbooks.order_mapping import QuickBooksOrderMapping, load_order_mapping
+from switchyard.systems.quickbooks.order_mapping import QuickBooksOrderMapping, load_order_mapping, parse_order_mapping
 from switchyard.systems.quickbooks.order_to_cash import CUSTOMER_LINKS, ItemCache, OrderToCash
 from switchyard.tokens import InMemoryTokenStore
 from switchyard_local.nop_orders import paid_in_customer_currency, random_order
@@ -723,3 +723,42 @@ def test_step_results_are_plain_json(o2c: OrderToCash) -> None:
     assert json.loads(json.dumps(state)) == state
     assert not any(isinstance(value, Decimal) for result in state.values() if isinstance(result, dict)
                    for value in result.values())
+
+
+# --------------------------------------------------------------------------- fields chosen in the mapping document
+
+
+def test_fields_chosen_in_yaml_reach_quickbooks_and_later_events_find_the_document(
+    qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState, clock: FakeClock, items: dict[str, str],
+    sandbox: QuickBooksSandbox,
+) -> None:
+    mapping = parse_order_mapping("""
+flow: nopcommerce-to-quickbooks
+target: quickbooks
+lookups: {class_by_store: {1: "100", "*": null}, state_provinces: {40: NY, "*": null}}
+customer:
+  display_name: {value: {template: "{Customer.LastName}, {Customer.FirstName}"}}
+document:
+  doc_number: {template: "W-{Order.CustomOrderNumber}"}
+  class_id: {path: Order.StoreId, transforms: [{lookup: class_by_store}]}
+  custom_fields: [{definition_id: "1", name: Sales channel, value: {const: Web shop}}]
+lines:
+  description: {template: "{Item.Product.Name} / {Item.Product.Sku}"}
+""", name="custom.yaml")
+    o2c = OrderToCash(mapping, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+    document = placed(PaymentStatusId=10)
+    document["data"]["BillingAddress"]["StateProvinceId"] = 40
+
+    result = run(o2c, document, PLACED_STEPS)
+
+    (customer,) = entities(sandbox, "customers")
+    assert customer["DisplayName"] == "Doe, Jane" and customer["BillAddr"]["CountrySubDivisionCode"] == "NY"
+    (invoice,) = entities(sandbox, "invoices")
+    assert (invoice["DocNumber"], invoice["ClassRef"], invoice["CustomField"][0]["StringValue"]) == (
+        "W-1042", {"value": "100"}, "Web shop")
+    assert invoice["Line"][0]["Description"] == "Standing desk / DESK-STD-01"
+    assert result["write_back"]["note"] == "Sent to QuickBooks: Invoice W-1042"
+    # order.paid and the cancellation carry the order alone: the same rule finds the document
+    payment = run(o2c, paid(), ("payment",))["payment"]
+    assert (payment["action"], payment["doc_number"]) == ("created", "W-1042")
+    assert run(o2c, cancelled(), ("cancel",))["cancel"]["action"] == "flagged_for_review"

@@ -30,9 +30,53 @@ def test_dry_run_cancellation_says_void_or_flag(capsys: pytest.CaptureFixture[st
     assert json.loads(capsys.readouterr().out)["action"] == "cancel"
 
 
-def test_dry_run_flow_without_mapping_document_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["dry-run", "quickbooks-to-nopcommerce", str(SAMPLES_DIR / "nop_order_b2b.json")]) == 2
+def test_dry_run_flow_without_mapping_document_says_so(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    catalog = load_catalog()
+    flows = {**catalog.flows, "quickbooks-to-nopcommerce": catalog.flows["quickbooks-to-nopcommerce"].model_copy(
+        update={"mapping": None})}
+    monkeypatch.setattr("switchyard.catalog.load_catalog", lambda: catalog.model_copy(update={"flows": flows}))
+
+    assert main(["dry-run", "quickbooks-to-nopcommerce", str(SAMPLES_DIR / "qbo_item_updated.json")]) == 2
     assert "no mapping document" in capsys.readouterr().err
+
+
+# --- quickbooks-to-nopcommerce: a notification names the Item; --item shows what that Item becomes -----------
+
+ITEM = SAMPLES_DIR / "items" / "qbo_item_inventory.json"
+
+
+def test_dry_run_stock_notification_says_what_is_read_and_written(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dry-run", "quickbooks-to-nopcommerce", str(SAMPLES_DIR / "qbo_item_updated.json")]) == 0
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["action"] == "set_stock"
+    assert shown["plan"]["read"] == "GET /v3/company/9130/item/21"
+    assert "result" not in shown["plan"]  # nothing read: the notification carries ids only
+
+
+def test_dry_run_stock_with_the_item_shows_the_sku_and_the_whole_quantity(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dry-run", "quickbooks-to-nopcommerce", str(SAMPLES_DIR / "qbo_item_updated.json"),
+                 "--item", str(ITEM)]) == 0
+
+    result = json.loads(capsys.readouterr().out)["plan"]["result"]
+    assert result == {"sku": "DESK-STD-01", "product": {"stock_quantity": 12}}  # " DESK-STD-01 ", 12.5 on hand
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"Type": "Service"}, {"skipped": "not carried: Item.Type 'Service'"}),
+    ({"Sku": "  "}, {"skipped": "the item has no key (match.item_key)"}),
+    ({"TrackQtyOnHand": False}, {"skipped": "quantity on hand not tracked", "sku": "DESK-STD-01"}),
+    ({"QtyOnHand": "lots"}, {"error": "malformed_item"}),
+], ids=["service", "no-sku", "untracked", "bad-quantity"])
+def test_dry_run_stock_with_an_item_the_flow_skips_says_why(change: dict[str, Any], expected: dict[str, Any],
+                                                            capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    item = {**json.loads(ITEM.read_text()), **change}
+
+    assert main(["dry-run", "quickbooks-to-nopcommerce", str(SAMPLES_DIR / "qbo_item_updated.json"),
+                 "--item", write(tmp_path, item, "item.json")]) == 0
+
+    result = json.loads(capsys.readouterr().out)["plan"]["result"]
+    assert {key: result[key] for key in expected} == expected
 
 
 def test_dry_run_unknown_flow_lists_the_flows(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,6 +110,8 @@ INVALID_EVENTS = {
     "clarity-to-streak": {"type": "order.created", "timestamp": "2026-11-20T09:15:02Z", "data": {"orderId": 7}},
     "streak-to-clarity": [{"key": "box_1", "pipelineKey": "pl", "lastUpdatedTimestamp": 1795860000000}],
     "nopcommerce-to-quickbooks": {"type": "order.paid", "timestamp": "yesterday", "data": {}},
+    "quickbooks-to-nopcommerce": {"eventNotifications": [{"realmId": "9130", "dataChangeEvent": {"entities": [
+        {"name": "Item", "id": "21", "operation": "Update", "lastUpdated": "not a time"}]}}]},
 }
 
 

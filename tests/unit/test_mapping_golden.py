@@ -1,8 +1,10 @@
 """Golden files: what every sample webhook becomes under each flow's mapping (dry run).
 
 Every flow is run on every sample of its source (``nop_*`` nopCommerce, ``clarity_*`` Clarity,
-``streak_<event>`` Streak deliveries). Regenerate after an intended mapping change with
-``UPDATE_GOLDEN=1 pytest tests/unit/test_mapping_golden.py`` and review the diff like code.
+``streak_<event>`` Streak deliveries, ``qbo_*`` QuickBooks notifications). A variant document
+(``tests/golden/variants/<flow>.<name>.yaml``) is another mapping of a flow, run on the same samples: it
+shows what a user's own choices (written in YAML only) make of them. Regenerate after an intended mapping
+change with ``UPDATE_GOLDEN=1 pytest tests/unit/test_mapping_golden.py`` and review the diff like code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from typing import Any
 import pytest
 from switchyard.catalog import load_catalog
 from switchyard.errors import DeliveryError
+from switchyard.ingest import split_delivery
 from switchyard.mapping import dry_run
+from switchyard.systems.quickbooks import dry_run as quickbooks_dry_run
+from switchyard.systems.quickbooks.order_mapping import parse_order_mapping
+from switchyard.webhook_json import decode
 
 from tests.conftest import REPO_ROOT, SAMPLES_DIR, sample_names
 
@@ -24,6 +30,8 @@ FLOW = "nopcommerce-to-streak"
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden" / FLOW
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_", "quickbooks": "qbo_"}
+VARIANTS_DIR = REPO_ROOT / "tests" / "golden" / "variants"
+VARIANTS = {path.stem: path for path in sorted(VARIANTS_DIR.glob("*.yaml"))}  # "<flow>.<name>" -> document
 
 
 def cases() -> list[tuple[str, str]]:
@@ -32,34 +40,83 @@ def cases() -> list[tuple[str, str]]:
             if name.startswith(PREFIX[config.source])]
 
 
+def variant_cases() -> list[tuple[str, str]]:
+    catalog = load_catalog()
+    return [(variant, name) for variant in VARIANTS for name in sample_names()
+            if name.startswith(PREFIX[catalog.flows[variant.split(".")[0]].source])]
+
+
+def sample_event(flow: str, name: str) -> tuple[str, Any]:
+    """(event type, data) of a sample, as the flow's worker would get it."""
+    config = load_catalog().flows[flow]
+    text = (SAMPLES_DIR / f"{name}.json").read_text()
+    document = json.loads(text, parse_float=Decimal)
+    if isinstance(document, list):  # a Streak delivery: the event type is in its file name
+        return name.removeprefix("streak_").upper(), document[0]
+    if "type" in document:
+        return document["type"], document["data"]
+    source = load_catalog().sources[config.source]  # a vendor's own delivery format (QuickBooks): as ingest splits it
+    (event, *_), _ignored = split_delivery(config.source, source.format, decode(text.encode()), event_type="",
+                                           routes={event_type: {flow: ""} for event_type in config.events}, body=text)
+    return event.event_type, json.loads(event.body, parse_float=Decimal)["data"]
+
+
+def shown(action: str, plan: Any) -> str:
+    plain = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
+    return json.dumps({"action": action, "plan": plain}, sort_keys=True, indent=2, default=str) + "\n"
+
+
+def variant_plan_text(variant: str, name: str) -> str:
+    flow = variant.split(".")[0]
+    mapping = parse_order_mapping(VARIANTS[variant].read_text(), name=VARIANTS[variant].name)  # QuickBooks only, so far
+    event_type, data = sample_event(flow, name)
+    try:
+        return shown(*quickbooks_dry_run.plan(mapping, event_type, data))
+    except DeliveryError as exc:
+        return json.dumps({"error": exc.reason}, indent=2) + "\n"
+
+
 def plan_text(flow: str, name: str) -> str:
     config = load_catalog().flows[flow]
-    document = json.loads((SAMPLES_DIR / f"{name}.json").read_text(), parse_float=Decimal)
-    if isinstance(document, list):  # a Streak delivery: the event type is in its file name
-        event_type, data = name.removeprefix("streak_").upper(), document[0]
-    else:
-        event_type, data = document["type"], document["data"]
+    event_type, data = sample_event(flow, name)
     try:
         action, plan = dry_run(config.target, config.mapping_document, event_type, data)
     except DeliveryError as exc:
         return json.dumps({"error": exc.reason}, indent=2) + "\n"
-    shown = dataclasses.asdict(plan) if dataclasses.is_dataclass(plan) else plan
-    return json.dumps({"action": action, "plan": shown}, sort_keys=True, indent=2, default=str) + "\n"
+    return shown(action, plan)
 
 
 def test_golden_every_case_has_a_golden_file_and_no_stale_ones() -> None:
     if UPDATE:
         pytest.skip("regenerating")
-    expected = {f"{flow}/{name}.json" for flow, name in cases()}
+    expected = ({f"{flow}/{name}.json" for flow, name in cases()}
+                | {f"variants/{variant}/{name}.json" for variant, name in variant_cases()})
     actual = {p.relative_to(REPO_ROOT / "tests" / "golden").as_posix()
               for p in (REPO_ROOT / "tests" / "golden").rglob("*.json")}
     assert actual == expected
+
+
+def test_golden_every_flow_is_dry_run_on_a_sample_without_error() -> None:
+    planned = {flow for flow, name in cases() if "error" not in json.loads(plan_text(flow, name))}
+
+    assert planned == set(load_catalog().flows)
 
 
 @pytest.mark.parametrize(("flow", "name"), cases(), ids=lambda v: v)
 def test_golden_dry_run_plan_matches_golden_file(flow: str, name: str) -> None:
     actual = plan_text(flow, name)
     golden_file = REPO_ROOT / "tests" / "golden" / flow / f"{name}.json"
+    if UPDATE:
+        golden_file.parent.mkdir(parents=True, exist_ok=True)
+        golden_file.write_text(actual)
+    assert golden_file.is_file(), f"no golden file {golden_file}; run with UPDATE_GOLDEN=1"
+    assert actual == golden_file.read_text()
+
+
+@pytest.mark.parametrize(("variant", "name"), variant_cases(), ids=lambda v: v)
+def test_golden_variant_dry_run_plan_matches_golden_file(variant: str, name: str) -> None:
+    actual = variant_plan_text(variant, name)
+    golden_file = VARIANTS_DIR / variant / f"{name}.json"
     if UPDATE:
         golden_file.parent.mkdir(parents=True, exist_ok=True)
         golden_file.write_text(actual)
@@ -136,3 +193,77 @@ def test_golden_streak_contact_edit_writes_back_only_fields_streak_may_own() -> 
     plan = golden("streak_contact_update", "streak-to-clarity")
 
     assert plan == {"firstName": "Janet", "lastName": "Doe"}  # email and phone: Clarity is master
+
+
+# nopcommerce-to-quickbooks: the shipped document, and the variant that sets every choosable field in YAML
+
+QBO = "nopcommerce-to-quickbooks"
+CUSTOM = "variants/nopcommerce-to-quickbooks.custom"
+
+
+def test_golden_quickbooks_addresses_carry_the_state_or_province() -> None:
+    customer = golden("nop_order_us_state", QBO)["customer"]
+
+    assert customer["BillAddr"] == {"Line1": "200 Hudson St", "Line2": "Apt 5", "City": "New York",
+                                    "CountrySubDivisionCode": "NY", "PostalCode": "10013", "Country": "US"}
+    # no abbreviation sent, and the shipped state_provinces table lists no id: the province's name
+    assert customer["ShipAddr"]["CountrySubDivisionCode"] == "Ontario"
+    assert golden("nop_order_us_state", CUSTOM)["customer"]["ShipAddr"]["CountrySubDivisionCode"] == "ON"  # the table
+
+
+def test_golden_quickbooks_display_name_from_other_fields_in_yaml() -> None:
+    assert golden("nop_order_us_state", QBO)["customer"]["DisplayName"] == "Maria Garcia"
+    assert golden("nop_order_us_state", CUSTOM)["customer"]["DisplayName"] == "Garcia, Maria"
+    assert golden("nop_order_b2b", CUSTOM)["customer"]["DisplayName"] == "Doe, Jane"  # not the company now
+    assert golden("nop_order_consumer", CUSTOM)["customer"]["DisplayName"] == "Lee, Sam (EUR)"  # suffix kept
+
+
+def test_golden_quickbooks_class_department_and_custom_fields_from_yaml() -> None:
+    body = golden("nop_order_us_state", CUSTOM)["document"]["body"]
+
+    assert body["ClassRef"] == {"value": "200"}  # store 2 in the class_by_store lookup
+    assert body["DepartmentRef"] == {"value": "7"}
+    assert body["CustomerMemo"] == {"value": "Thank you for order 2046!"}
+    assert [(f["DefinitionId"], f["Name"], f["StringValue"]) for f in body["CustomField"]] == [
+        ("1", "Sales channel", "Web store 2"),
+        ("2", "Payment method", "Payments.PayPalCommerce.Standar"),  # QuickBooks keeps 31 characters
+        ("3", "VAT number", "US-987654321")]
+    assert body["ShipAddr"]["City"] == "Toronto"
+    assert not {"ClassRef", "DepartmentRef", "CustomField", "CustomerMemo", "ShipAddr"} & set(
+        golden("nop_order_us_state", QBO)["document"]["body"])  # the shipped document sets none of them
+
+
+def test_golden_quickbooks_line_description_tax_code_and_class_from_yaml() -> None:
+    lines = golden("nop_order_us_state", CUSTOM)["document"]["body"]["Line"]
+
+    assert [line["Description"] for line in lines] == ["Standing desk (DESK-STD-01)", "Monitor arm (ARM-MON-02)",
+                                                       "Delivery: Ground (UPS)"]
+    details = [line["SalesItemLineDetail"] for line in lines]
+    assert [d["TaxCodeRef"]["value"] for d in details] == ["TAX", "TAX", "NON"]  # products / shipping
+    assert [d.get("ClassRef") for d in details] == [{"value": "200"}, {"value": "200"}, None]
+    shipped = golden("nop_order_us_state", QBO)["document"]["body"]["Line"]
+    assert [line["Description"] for line in shipped] == ["Standing desk", "Monitor arm", "Shipping (Ground (UPS))"]
+
+
+def test_golden_quickbooks_private_note_of_a_user_rule_still_proves_the_order() -> None:
+    note = golden("nop_order_consumer", CUSTOM)["document"]["body"]["PrivateNote"]
+
+    assert note.startswith("Web order 1043, paid by")
+    assert "OrderGuid a3e5d9c2-1f44-4f0e-8d2a-7e6b5c4d3e21" in note  # added: the rule left it out
+    assert "CurrencyRate 0.92" in note  # the conversion is still named
+
+
+def test_golden_quickbooks_variant_keeps_the_accounting() -> None:
+    for name in ("nop_order_b2b", "nop_order_consumer", "nop_order_us_state"):
+        shipped, custom = golden(name, QBO)["document"]["body"], golden(name, CUSTOM)["document"]["body"]
+        assert [line["Amount"] for line in custom["Line"]] == [line["Amount"] for line in shipped["Line"]], name
+        assert (custom["DocNumber"], custom["TxnTaxDetail"]) == (shipped["DocNumber"], shipped["TxnTaxDetail"])
+        assert custom.get("ExchangeRate") == shipped.get("ExchangeRate")
+
+
+def test_golden_stock_notification_plan_reads_the_item_and_writes_stock() -> None:
+    plan = golden("qbo_item_updated", "quickbooks-to-nopcommerce")
+
+    assert plan["read"] == "GET /v3/company/9130/item/21"
+    assert plan["match"] == {"nopcommerce_product_sku": {"path": "Sku", "transforms": ["trim", "empty_to_null"]}}
+    assert plan["write"]["stock_quantity"] == {"path": "QtyOnHand"}

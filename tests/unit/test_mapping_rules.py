@@ -11,7 +11,7 @@ import pytest
 import yaml
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.mapping.rules import compile_path, compile_rule
+from switchyard.mapping.rules import compile_path, compile_rule, compile_rules
 from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
 
 LOOKUPS = {"stage": {10: "5001", 20: "5002"}, "by_name": {"paid": "9003"}}
@@ -350,3 +350,92 @@ def test_compile_path_three_segments_missing_step_gives_none(data: Any) -> None:
 
 def test_rule_three_segment_path_reads_source_field() -> None:
     assert value({"path": "Order.Customer.City"}, {"Order": {"Customer": {"City": "Lyon"}}}) == "Lyon"
+
+
+# --- rule groups (compile_rules) -------------------------------------------------------------------
+
+
+def test_compile_rules_each_rule_joins_items_with_its_own_separator() -> None:
+    evaluate = compile_rules([("x", {"each": "Order.Items", "item": "{Qty} x {Name}", "join": " | "})], {})
+
+    items = [{"Qty": 2, "Name": "Desk"}, {"Qty": 1, "Name": "Arm"}]
+
+    assert evaluate({"Order": {"Items": items}}) == ("2 x Desk | 1 x Arm",)
+
+
+@pytest.mark.parametrize("data", [{"Order": {}}, {"Order": {"Note": ""}}, {"Order": {"Note": None}}],
+                         ids=["missing", "blank", "null"])
+def test_compile_rules_rule_without_a_value_takes_its_default(data: dict[str, Any]) -> None:
+    evaluate = compile_rules([("x", {"path": "Order.Note", "default": "(no note)"})], {})
+
+    assert evaluate(data) == ("(no note)",)
+
+
+def test_compile_rules_rule_with_a_value_ignores_its_default() -> None:
+    evaluate = compile_rules([("x", {"path": "Order.Note", "default": "(no note)"})], {})
+
+    assert evaluate({"Order": {"Note": "gift"}}) == ("gift",)
+
+
+def test_compile_rules_errors_are_the_rules_own() -> None:
+    evaluate = compile_rules([("x", {"path": "a.b", "transforms": [{"lookup": "t"}], "required": True})],
+                             {"t": {"1": "one"}})
+    assert evaluate({"a": {"b": 1}}) == ("one",)
+    with pytest.raises(PermanentError) as missing:
+        evaluate({"a": {}})
+    assert missing.value.reason == "missing_required_field"
+    with pytest.raises(PermanentError) as unmapped:
+        evaluate({"a": {"b": 2}})
+    assert unmapped.value.reason == "unmapped_value"
+
+
+# --- first_of: the first rule with a value ---------------------------------------------------------
+
+FIRST_OF = {"first_of": [{"path": "Customer.Company"}, {"path": "Billing.Company"},
+                         {"template": "{Customer.FirstName} {Customer.LastName}"}, {"path": "Customer.Email"}]}
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"Customer": {"Company": "Acme", "Email": "a@x"}, "Billing": {"Company": "Bill Co"}}, "Acme"),
+    ({"Customer": {"Company": "  ", "Email": "a@x"}, "Billing": {"Company": "Bill Co"}}, "Bill Co"),
+    ({"Customer": {"Company": None, "FirstName": "Jane", "Email": "a@x"}}, "Jane"),
+    ({"Customer": {"Email": "a@x"}}, "a@x"),
+    ({"Customer": {}}, None),
+], ids=["first", "blank-skipped", "template", "last", "none"])
+def test_rule_first_of_takes_the_first_alternative_with_a_value(data: dict[str, Any], expected: Any) -> None:
+    assert compile_rule(FIRST_OF, {}, "x")(data) == expected
+
+
+def test_rule_first_of_zero_is_a_value_and_outer_transforms_apply() -> None:
+    rule = {"first_of": [{"path": "a"}, {"const": 5}], "transforms": ["string", {"prefix": "#"}, {"suffix": "!"}]}
+    assert compile_rule(rule, {}, "x")({"a": 0}) == "#0!"
+    assert compile_rule(rule, {}, "x")({}) == "#5!"
+
+
+def test_rule_first_of_alternatives_keep_their_own_transforms_and_lookups() -> None:
+    rule = {"first_of": [{"path": "state.code", "transforms": ["trim", "upper", "empty_to_null"]},
+                         {"path": "state.id", "transforms": [{"lookup": "states"}]}], "required": True}
+    lookups = {"states": {"7": "NY", "*": None}}
+    assert compile_rule(rule, lookups, "x")({"state": {"code": " ca "}}) == "CA"
+    assert compile_rule(rule, lookups, "x")({"state": {"code": "", "id": 7}}) == "NY"
+    with pytest.raises(PermanentError) as missing:
+        compile_rule(rule, lookups, "x")({"state": {"id": 8}})
+    assert missing.value.reason == "missing_required_field"
+
+
+@pytest.mark.parametrize("rule", [{"first_of": []}, {"first_of": {"path": "a"}}, {"first_of": [{"pth": "a"}]}])
+def test_rule_first_of_malformed_raises_mapping_error_naming_the_rule(rule: dict[str, Any]) -> None:
+    with pytest.raises(MappingError, match=r"^x"):
+        compile_rule(rule, {}, "x")
+
+
+def test_rule_when_yields_the_value_only_while_the_condition_holds() -> None:
+    rule = {"template": "{Customer.LastName}, {Customer.FirstName}",
+            "when": {"path": "Customer.LastName", "present": True}, "default": "(none)"}
+    assert compile_rule(rule, {}, "x")({"Customer": {"LastName": "Lee", "FirstName": "Sam"}}) == "Lee, Sam"
+    assert compile_rule(rule, {}, "x")({"Customer": {"FirstName": "Sam"}}) == "(none)"
+
+
+def test_rule_when_with_a_malformed_condition_raises_mapping_error_naming_it() -> None:
+    with pytest.raises(MappingError, match=r"x\.when"):
+        compile_rule({"path": "a", "when": {"path": "b", "bigger": 1}}, {}, "x")

@@ -8,15 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import yaml
+from switchyard.catalog import mapping_path
 from switchyard.connectors.http import jsonable
 from switchyard.errors import MappingError, PermanentError
 from switchyard.systems.quickbooks.order_mapping import (
+    OrderMappingDoc,
     QuickBooksOrderMapping,
     customer_changes,
     customer_fields,
     customer_key,
     display_name,
     doc_number,
+    document_number,
     exchange_rate,
     is_paid,
     item_skus,
@@ -25,8 +29,10 @@ from switchyard.systems.quickbooks.order_mapping import (
     order_skus,
     owns,
     parse_order_mapping,
+    placed_data,
     sales_document,
 )
+from switchyard.systems.quickbooks.order_rules import CustomerRulesDoc
 
 GUID = "6f1c2b7e-3a7d-4c4e-9a55-0b9e2f1d7a10"
 REFS = {"DESK": "11", "ARM": "12", "SHIPPING": "90"}
@@ -472,3 +478,132 @@ def test_sales_document_extra_amount_that_is_not_an_amount_is_an_invalid_event(
     with pytest.raises(PermanentError) as caught:
         sales_document(mapping, data, customer_id="5", item_refs=REFS)
     assert caught.value.reason == "invalid_event" and "OrderShippingInclTax" in caught.value.message
+
+
+# --------------------------------------------------------------------------- the rules (YAML), issue 9
+
+
+def variant(text: str) -> QuickBooksOrderMapping:
+    return parse_order_mapping("flow: nopcommerce-to-quickbooks\ntarget: quickbooks\n" + text, name="variant.yaml")
+
+
+def test_shipped_document_spells_out_the_default_rules() -> None:
+    shipped = OrderMappingDoc.model_validate(yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text()))
+    defaults = OrderMappingDoc(flow="f", target="quickbooks")
+
+    customer_rules = set(CustomerRulesDoc.model_fields) | {"display_name"}
+    assert shipped.customer.model_dump(include=customer_rules) == defaults.customer.model_dump(include=customer_rules)
+    assert (shipped.document, shipped.lines) == (defaults.document, defaults.lines)
+
+
+def test_rule_set_to_null_leaves_the_quickbooks_field_out(mapping: QuickBooksOrderMapping) -> None:
+    quiet = variant("customer: {phone: null, ship_address: null}\nlines: {description: null}\n")
+    data = order_data(shipping_address={"Address1": "9 Dock Rd", "City": "Portland", "CountryId": 2})
+
+    assert {"PrimaryPhone", "ShipAddr"} <= set(customer_fields(mapping, data))
+    assert not {"PrimaryPhone", "ShipAddr"} & set(customer_fields(quiet, data))
+    body = sales_document(quiet, data, customer_id="5", item_refs=REFS).body
+    assert all("Description" not in line for line in body["Line"])
+
+
+def test_display_name_rule_reads_another_field_and_keeps_quickbooks_naming_rules() -> None:
+    by_attribute = variant('customer: {display_name: {value: {path: Customer.Nickname}}}\n')
+    data = order_data(customer={"Id": 77, "Email": "j@x.example", "Nickname": "  JD:  Trading  "},
+                      CustomerCurrencyCode="EUR", CurrencyRate=D("0.9"))
+
+    assert display_name(by_attribute, data) == "JD- Trading (EUR)"  # ':' replaced, spaces collapsed, suffix
+    assert display_name(by_attribute, data, disambiguate=True) == "JD- Trading (EUR) [nop 77]"
+    with pytest.raises(PermanentError) as missing:
+        display_name(by_attribute, order_data())
+    assert missing.value.reason == "missing_required_field"
+
+
+def test_item_key_rule_finds_items_by_another_product_field() -> None:
+    by_gtin = variant("lines: {item_key: {path: Item.Product.Gtin}}\n")
+    lines = [item(1, "DESK", 1, "10"), item(2, "ARM", 1, "5")]
+    lines[0]["Product"]["Gtin"], lines[1]["Product"]["Gtin"] = "0001", "0002"
+    data = order_data(items=lines)
+
+    assert item_skus(by_gtin, data) == ["0001", "0002"]
+    body = sales_document(by_gtin, data, customer_id="5", item_refs={"0001": "11", "0002": "12"}).body
+    assert [ref for ref, *_ in sales_lines(body)] == ["11", "12"]
+    del lines[1]["Product"]["Gtin"]
+    with pytest.raises(PermanentError) as missing:
+        item_skus(by_gtin, order_data(items=lines))
+    assert missing.value.reason == "missing_sku"
+
+
+def test_private_note_rule_cannot_drop_the_order_number_or_the_order_guid() -> None:
+    terse = variant('document: {private_note: {const: "Web shop"}, doc_number: {path: Order.CustomOrderNumber}}\n')
+    body = sales_document(terse, order_data(CustomOrderNumber="WEBSHOP-EU-2026-11-000123"), customer_id="5",
+                          item_refs=REFS).body
+
+    assert body["PrivateNote"] == f"Web shop; nopCommerce order WEBSHOP-EU-2026-11-000123; OrderGuid {GUID}"
+    assert owns(body, GUID)
+
+
+def test_private_note_longer_than_quickbooks_allows_is_cut_in_the_rules_text_only() -> None:
+    wordy = variant('document: {private_note: {template: "{Order.Remark}"}}\n')
+    data = order_data(Remark="x" * 5000, CustomerCurrencyCode="EUR", CurrencyRate=D("0.9"))
+
+    note = sales_document(wordy, data, customer_id="5", item_refs=REFS).body["PrivateNote"]
+
+    assert len(note) == 4000 and note.startswith("xxx")
+    assert note.endswith("ExchangeRate 1.111111)") and f"OrderGuid {GUID}" in note
+
+
+def test_doc_number_rule_reads_another_field_for_every_event() -> None:
+    prefixed = variant('document: {doc_number: {template: "W-{Order.CustomOrderNumber}"}}\n')
+    data = order_data()
+
+    assert sales_document(prefixed, data, customer_id="5", item_refs=REFS).body["DocNumber"] == "W-1042"
+    assert document_number(prefixed, {"Order": data["Order"]}) == "W-1042"  # order.paid, cancellations
+    assert document_number(prefixed, data["Order"]) == "W-1042"  # a bare order
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("document: {custom_fields: [{definition_id: '1', value: {const: a}}, {definition_id: '1', value: {const: b}}]}\n",
+     "definition_id twice"),
+    ("document: {custom_fields: [" + ", ".join(f"{{definition_id: '{n}', value: {{const: a}}}}" for n in range(4))
+     + "]}\n", "document.custom_fields"),
+    ("lookups: {countries: {1: US}}\ncustomer: {countries: {1: US}}\n", "countries are given twice"),
+    ("document: {class_id: {path: Order.StoreId, transforms: [{lookup: nope}]}}\n", "document.class_id"),
+    ("lines: {description: {pth: Item.Product.Name}}\n", "lines.description"),
+    ("customer: {bill_address: {street: {path: x}}}\n", "customer.bill_address.street"),
+    ("document: {doc_number: {template: '{Customer.Id}-{Order.Id}'}}\n", "Order.* only"),
+    ("document: {doc_number: {first_of: [{path: Order.X}, {path: Customer.Id}]}}\n", "Customer.Id"),
+])
+def test_parse_order_mapping_bad_rule_names_the_document_and_the_rule(text: str, message: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        variant(text)
+    assert "variant.yaml" in str(caught.value) and message in str(caught.value)
+
+
+def test_legacy_customer_countries_still_fill_the_country() -> None:
+    legacy = variant("customer: {countries: {1: US}}\n")
+
+    assert customer_fields(legacy, order_data())["BillAddr"]["Country"] == "US"
+    assert "Country" not in customer_fields(legacy, order_data(billing={"City": "X", "CountryId": 2}))["BillAddr"]
+
+
+def test_state_province_from_abbreviation_then_id_table_then_name() -> None:
+    states = variant('lookups: {state_provinces: {40: NY, "*": null}}\n')
+    address = {"City": "Albany", "CountryId": 1}
+
+    def state(extra: dict[str, Any]) -> str | None:
+        billing = customer_fields(states, order_data(billing={**address, **extra}))["BillAddr"]
+        return billing.get("CountrySubDivisionCode")
+
+    assert state({"StateProvinceId": 40, "StateProvince": {"Name": "New York", "Abbreviation": " ny "}}) == "ny"
+    assert state({"StateProvinceId": 40, "StateProvince": {"Name": "New York"}}) == "NY"
+    assert state({"StateProvinceId": 41, "StateProvince": {"Name": "New  Jersey"}}) == "New Jersey"
+    assert state({"StateProvinceId": 41}) is None
+
+
+def test_typed_and_raw_order_data_map_alike() -> None:
+    data = order_data(billing={"City": "Albany", "CountryId": 1, "StateProvince": {"Abbreviation": "NY"}})
+    shipped = load_order_mapping("nopcommerce-to-quickbooks.yaml")
+
+    assert customer_fields(shipped, placed_data(data)) == customer_fields(shipped, data)
+    assert (sales_document(shipped, placed_data(data), customer_id="5", item_refs=REFS).body
+            == sales_document(shipped, data, customer_id="5", item_refs=REFS).body)

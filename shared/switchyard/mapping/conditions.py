@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from switchyard.errors import MappingError
-from switchyard.mapping.rules import _path_expression, compile_path
+from switchyard.mapping.rules import compile_path
 
 Predicate = Callable[[Any], bool]
 
@@ -60,64 +60,8 @@ def _matcher(expression: Any, where: str) -> Callable[[Any], bool]:
 
 
 def compile_condition(spec: Any, where: str) -> Predicate:
-    """A predicate over the event's data: generated code, with the closures as reference and
-    fallback (see ``switchyard.mapping.rules.compile_rules``)."""
-    reference = _compile_reference(spec, where)
-    namespace: dict[str, Any] = {"_decimal": _decimal}
-    reads: list[str] = []
-    expression = _expression(spec, namespace, reads)
-    prefixes: dict[str, str] = {}
-    lines = [f"_c{n} = {_path_expression(path, prefixes)}" for n, path in enumerate(reads)]
-    source = "\n".join(["def generated(data):",
-                        *(f"    {name} = data.get({key!r})" for key, name in prefixes.items()),
-                        *(f"    {line}" for line in lines),
-                        f"    return {expression}"])
-    exec(compile(source, f"<condition {where}>", "exec"), namespace)
-    generated = namespace["generated"]
-
-    def predicate(data: Any) -> bool:
-        try:
-            return generated(data)
-        except Exception:  # an odd shape: the reference decides
-            return reference(data)
-
-    predicate.reference = reference  # type: ignore[attr-defined]
-    predicate.generated = generated  # type: ignore[attr-defined]
-    predicate.source = source  # type: ignore[attr-defined]
-    return predicate
-
-
-def _expression(spec: Mapping[str, Any], namespace: dict[str, Any], reads: list[str]) -> str:
-    if "any" in spec or "all" in spec:
-        joiner = " or " if "any" in spec else " and "
-        parts = spec["any"] if "any" in spec else spec["all"]
-        return "(" + joiner.join(_expression(part, namespace, reads) for part in parts) + ")"
-    if "not" in spec:
-        return f"(not {_expression(spec['not'], namespace, reads)})"
-    reads.append(spec["path"])
-    var, n = f"_c{len(reads) - 1}", len(namespace)
-    (name,) = set(spec) - {"path"}
-    expected = spec[name]
-    namespace[f"E{n}"] = expected
-    if name in _COMPARISONS:
-        namespace[f"E{n}"] = _decimal(expected)
-        return (f"({var} is not None and (_n{n} := _decimal({var})) is not None "
-                f"and _n{n} {_COMPARISONS[name]} E{n})")
-    if name in ("eq", "ne"):
-        namespace[f"S{n}"] = str(expected)
-        test = f"({var} == E{n} or str({var}) == S{n})"
-        return test if name == "eq" else f"(not {test})"
-    if name == "in":
-        namespace[f"E{n}"] = frozenset(str(x) for x in expected)
-        return f"(str({var}) in E{n})"
-    if name == "matches":
-        namespace[f"E{n}"] = re.compile(str(expected))
-        return f"({var} is not None and E{n}.search(str({var})) is not None)"
-    namespace[f"E{n}"] = bool(expected)  # present
-    return f"(({var} is not None and str({var}).strip() != '') == E{n})"
-
-
-_COMPARISONS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
+    """A predicate over the event's data; MappingError names ``where`` for a malformed condition."""
+    return _compile_reference(spec, where)
 
 
 def _compile_reference(spec: Any, where: str) -> Predicate:

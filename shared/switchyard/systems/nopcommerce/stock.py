@@ -4,7 +4,9 @@ QBO's change notifications carry ids only (``{"realm_id", "entity": "Item", "id"
 "last_updated"}``), so each event re-reads the Item and writes the quantity QBO has *now* to the product with
 the same SKU, as an absolute value: a redelivered or repeated event finds nothing to change.
 
-Only Inventory items with a SKU and quantity tracking are carried, and only to products whose stock
+The mapping document (``quickbooks-to-nopcommerce.yaml``, ``stock_mapping``) says which Items are carried,
+which Item field finds the product by SKU and which Item field becomes ``stock_quantity``. By default only
+Inventory items with a SKU and quantity tracking are carried, and only to products whose stock
 nopCommerce manages per product (``manage_inventory_method_id`` 1, one warehouse): elsewhere the storefront
 would ignore ``stock_quantity``. Fractional quantities are floored (never promise stock QBO does not have);
 negative ones are kept, as nopCommerce allows them.
@@ -28,13 +30,10 @@ from switchyard.entity_state import EntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
 from switchyard.systems.nopcommerce.client import NopCommerceClient
+from switchyard.systems.nopcommerce.stock_mapping import IGNORED_TYPES, StockMapping, StockMappingDoc
 from switchyard.systems.quickbooks.client import QuickBooksClient
 from switchyard.targets import DeliveryResult
 
-EVENT_TYPES = frozenset({"item.created", "item.updated"})
-# QBO never really deletes items (they become inactive), and a merged item's stock lives on in the surviving
-# one, which gets its own Update: nothing to carry, and nothing to dead-letter either.
-IGNORED_TYPES = frozenset({"item.deleted", "item.merged"})
 MANAGE_STOCK = 1  # nopCommerce ManageInventoryMethod.ManageStock
 
 
@@ -77,16 +76,20 @@ def whole_quantity(value: Any) -> int:
 
 
 class NopCommerceStockTarget:
-    def __init__(self, qbo: QuickBooksClient, shop: NopCommerceClient, state: EntityState) -> None:
+    def __init__(self, qbo: QuickBooksClient, shop: NopCommerceClient, state: EntityState,
+                 mapping: StockMapping | None = None) -> None:
         self._qbo = qbo
         self._shop = shop
         self._state = state
+        # None: the document's defaults (Inventory items, Sku, QtyOnHand)
+        self._mapping = mapping if mapping is not None else StockMapping(
+            StockMappingDoc(flow="quickbooks-to-nopcommerce", target="nopcommerce"))
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
         if event.type in IGNORED_TYPES:
             return DeliveryResult("filtered", {"reason": f"{event.type}: a product is never removed for it",
                                                "item_id": str(event.data.get("id"))})
-        if event.type not in EVENT_TYPES:
+        if event.type not in self._mapping.events:
             raise PermanentError(f"flow {event.flow} does not handle {event.type}", reason="unsupported_event")
         try:
             realm = str(event.data["realm_id"])
@@ -101,8 +104,9 @@ class NopCommerceStockTarget:
             return DeliveryResult("filtered", {"reason": "other realm", "realm_id": realm, "item_id": item_id})
 
         item = self._qbo.read("Item", item_id)
-        sku = str(item.get("Sku") or "").strip()
-        if item.get("Type") != "Inventory":
+        values = self._mapping.item_values(item)
+        sku = values.sku
+        if not self._mapping.carries(item):
             return DeliveryResult("filtered", {"reason": "not an inventory item", "item_id": item_id,
                                                "type": item.get("Type")})
         if not sku:
@@ -110,7 +114,7 @@ class NopCommerceStockTarget:
         if item.get("TrackQtyOnHand") is False:
             return DeliveryResult("filtered", {"reason": "quantity on hand not tracked", "item_id": item_id,
                                                "sku": sku})
-        quantity = whole_quantity(item.get("QtyOnHand"))
+        quantity = whole_quantity(values.stock_quantity)
 
         changed_at = item_change_time(item, event.timestamp)
         if not self._state.claim(entity_key(realm, item_id), changed_at, event.event_id):

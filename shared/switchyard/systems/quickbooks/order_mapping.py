@@ -3,7 +3,9 @@
 The document (``config/mappings/nopcommerce-to-quickbooks.yaml``) holds the settings: home currency, which
 payment statuses mean "paid now", how products find their Items, the shipping item, discount and tax
 handling, the DocNumber rule, customer naming (and what to do when QuickBooks says a name is taken, 6240)
-and the write-back to nopCommerce. ``load_order_mapping`` validates it once per process.
+and the write-back to nopCommerce; and the rules saying which nopCommerce field fills which QuickBooks
+field (customer, addresses, document header, lines: ``order_rules``). ``load_order_mapping`` validates
+and compiles it once per process.
 
 The functions here are pure (no I/O): they turn an event's ``data`` (nopCommerce's names, numbers parsed
 as Decimal) into QuickBooks bodies. ``switchyard.systems.quickbooks.order_to_cash`` calls QuickBooks and
@@ -24,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -37,7 +39,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.systems.nopcommerce.source import NopAddress, NopOrder, NopOrderItem, OrderPlacedData
+from switchyard.mapping.rules import LOOKUP_DEFAULT
+from switchyard.systems.nopcommerce.source import NopOrder, NopOrderItem, OrderPlacedData
+from switchyard.systems.quickbooks.order_rules import (
+    DEFAULT_DISPLAY_NAME,
+    CustomerRulesDoc,
+    DocumentRulesDoc,
+    LineRulesDoc,
+    OrderRules,
+    Rule,
+    rule_paths,
+)
 
 CENT = Decimal("0.01")
 HALF_CENT = Decimal("0.005")
@@ -47,6 +59,8 @@ QBO_DOC_NUMBER_MAX = 21
 QBO_NAME_MAX = 100
 QBO_NOTE_MAX = 4000
 QBO_DESCRIPTION_MAX = 4000
+QBO_MEMO_MAX = 1000  # CustomerMemo
+QBO_CUSTOM_FIELD_MAX = 31  # a custom field's StringValue
 ORDER_CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 SALES_RECEIPT = "SalesReceipt"
 ROUNDING_DESCRIPTION = "Rounding adjustment"
@@ -110,14 +124,17 @@ class TxnDateDoc(_Doc):
 
 
 class DisplayNameDoc(_Doc):
+    value: Rule = Field(default_factory=lambda: dict(DEFAULT_DISPLAY_NAME))  # the name before the rules below
     colon_replacement: str = "-"
     max_length: int = Field(default=QBO_NAME_MAX, ge=20, le=QBO_NAME_MAX)
     currency_suffix: str = " ({currency})"
 
 
-class CustomerDoc(_Doc):
+class CustomerDoc(CustomerRulesDoc):
     display_name: DisplayNameDoc = Field(default_factory=DisplayNameDoc)
     duplicate_name_suffix: str = " [nop {customer_id}]"
+    # nopCommerce CountryId -> ISO code: the lookup table ``countries`` (older documents); ``lookups.countries``
+    # is the place now
     countries: dict[int, str] = Field(default_factory=dict)
 
 
@@ -138,6 +155,7 @@ class OrderMappingDoc(_Doc):
     flow: str = Field(min_length=1)
     target: Literal["quickbooks"]
     description: str = ""
+    lookups: dict[str, dict[str | int, Any]] = Field(default_factory=dict)  # tables for the rules' {lookup: name}
     currency: CurrencyDoc = Field(default_factory=CurrencyDoc)
     payment: PaymentDoc = Field(default_factory=PaymentDoc)
     items: ItemsDoc = Field(default_factory=ItemsDoc)
@@ -147,7 +165,20 @@ class OrderMappingDoc(_Doc):
     doc_number: DocNumberDoc = Field(default_factory=DocNumberDoc)
     txn_date: TxnDateDoc = Field(default_factory=TxnDateDoc)
     customer: CustomerDoc = Field(default_factory=CustomerDoc)
+    document: DocumentRulesDoc = Field(default_factory=DocumentRulesDoc)
+    lines: LineRulesDoc = Field(default_factory=LineRulesDoc)
     write_back: WriteBackDoc = Field(default_factory=WriteBackDoc)
+
+
+@cache
+def default_rules() -> OrderRules:
+    """The rules of a document that states none (what the flow has always done)."""
+    doc = OrderMappingDoc(flow="-", target="quickbooks")
+    return _compile_rules(doc, {})
+
+
+def _compile_rules(doc: OrderMappingDoc, tables: dict[str, dict[Any, Any]]) -> OrderRules:
+    return OrderRules(doc.customer, doc.customer.display_name.value, doc.document, doc.lines, tables)
 
 
 @dataclass(frozen=True)
@@ -173,7 +204,6 @@ class QuickBooksOrderMapping:
     display_name_max_length: int = QBO_NAME_MAX
     currency_suffix: str = " ({currency})"
     duplicate_name_suffix: str = " [nop {customer_id}]"
-    countries: Mapping[int, str] = field(default_factory=dict)
     display_to_customer: bool = False
     sent_note: str = WriteBackDoc().sent_note
     payment_note: str = WriteBackDoc().payment_note
@@ -182,6 +212,7 @@ class QuickBooksOrderMapping:
     paid_voided_note: str = WriteBackDoc().paid_voided_note
     set_status_id: int | None = 20
     set_status_only_from: frozenset[int] = frozenset({10})
+    rules: OrderRules = field(default_factory=default_rules, compare=False, repr=False)
 
     def timezone(self) -> tzinfo:
         return _zone(self.txn_timezone)
@@ -238,6 +269,22 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
     bad_countries = {key: code for key, code in doc.customer.countries.items() if not re.fullmatch(r"[A-Z]{2,3}", code)}
     if bad_countries:
         raise MappingError(f"{name}: customer.countries must map ids to ISO country codes, got {bad_countries}")
+    tables: dict[str, dict[Any, Any]] = {table: dict(entries) for table, entries in doc.lookups.items()}
+    if doc.customer.countries:
+        if "countries" in tables:
+            raise MappingError(f"{name}: countries are given twice (lookups.countries and customer.countries)")
+        tables["countries"] = {**doc.customer.countries, LOOKUP_DEFAULT: None}  # an unlisted id: no Country
+    outside_order = sorted(path for path in rule_paths(doc.document.doc_number) if not path.startswith("Order."))
+    if outside_order:
+        raise MappingError(f"{name}: document.doc_number may read Order.* only (order.paid and cancellations carry "
+                           f"the order alone, and find its document by this number), not {outside_order}")
+    definitions = [custom.definition_id for custom in doc.document.custom_fields]
+    if len(set(definitions)) != len(definitions):
+        raise MappingError(f"{name}: document.custom_fields names a definition_id twice: {definitions}")
+    try:
+        rules = _compile_rules(doc, tables)
+    except MappingError as exc:
+        raise MappingError(f"{name}: {exc}") from None
     return QuickBooksOrderMapping(
         flow=doc.flow,
         description=doc.description,
@@ -258,7 +305,6 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         display_name_max_length=doc.customer.display_name.max_length,
         currency_suffix=doc.customer.display_name.currency_suffix,
         duplicate_name_suffix=doc.customer.duplicate_name_suffix,
-        countries=dict(doc.customer.countries),
         display_to_customer=doc.write_back.display_to_customer,
         sent_note=doc.write_back.sent_note,
         payment_note=doc.write_back.payment_note,
@@ -267,6 +313,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         paid_voided_note=doc.write_back.paid_voided_note,
         set_status_id=doc.write_back.set_status_id,
         set_status_only_from=frozenset(doc.write_back.set_status_only_from),
+        rules=rules,
     )
 
 
@@ -317,8 +364,28 @@ def _invalid(exc: ValidationError, what: str) -> PermanentError:
     return PermanentError(f"the {what} does not match nopCommerce's order model: {fields}", reason="invalid_event")
 
 
-def placed_data(order_data: Mapping[str, Any] | OrderPlacedData) -> OrderPlacedData:
+@dataclass(frozen=True)
+class ParsedOrder:
+    """An ``order.placed``'s data validated once: the typed model (amounts) and the data as sent (rules)."""
+
+    data: OrderPlacedData
+    raw: Mapping[str, Any]
+
+
+OrderData = Mapping[str, Any] | OrderPlacedData | ParsedOrder
+
+
+def parsed_order(order_data: OrderData) -> ParsedOrder:
+    """Validate once for several of the functions below (each accepts the result)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data
+    return ParsedOrder(placed_data(order_data), _raw(order_data))
+
+
+def placed_data(order_data: OrderData) -> OrderPlacedData:
     """The ``order.placed`` data as the typed model (PermanentError ``invalid_event`` if it is not one)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data.data
     if isinstance(order_data, OrderPlacedData):
         return order_data
     try:
@@ -357,6 +424,32 @@ def _clean(value: str | None) -> str | None:
     return cleaned or None
 
 
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """A rule's value as QuickBooks text: whitespace runs made one space, trimmed, cut to the field's length;
+    None when nothing is left."""
+    if value is None:
+        return None
+    cleaned = _clean(value if isinstance(value, str) else str(value))
+    if cleaned is None or limit is None:
+        return cleaned
+    return cleaned[:limit].rstrip() or None
+
+
+def _raw(order_data: OrderData | NopOrder) -> Mapping[str, Any]:
+    """The event's data as the rules read it (nopCommerce's names, as sent; a model as its JSON)."""
+    if isinstance(order_data, ParsedOrder):
+        return order_data.raw
+    if isinstance(order_data, BaseModel):
+        return order_data.model_dump(mode="json")
+    return order_data
+
+
+def _order_data(order_data: Mapping[str, Any] | NopOrder) -> Mapping[str, Any]:
+    """Data with an ``Order`` (a later event's data, or a bare order)."""
+    raw = _raw(order_data)
+    return raw if "Order" in raw else {"Order": raw}
+
+
 def doc_number(mapping: QuickBooksOrderMapping, custom_order_number: str) -> str:
     """DocNumber: CustomOrderNumber if it fits, else its LAST ``max_length`` characters (the running
     sequence is at the end of custom number formats; the full number is in PrivateNote), or PermanentError
@@ -370,6 +463,13 @@ def doc_number(mapping: QuickBooksOrderMapping, custom_order_number: str) -> str
         raise PermanentError(f"order number {number} is longer than QuickBooks' {mapping.doc_number_max_length} "
                              "characters for DocNumber", reason="doc_number_too_long")
     return number[-mapping.doc_number_max_length:].strip()
+
+
+def document_number(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | NopOrder) -> str:
+    """The DocNumber of any order event: the ``document.doc_number`` rule's value (CustomOrderNumber by
+    default) under the 21-character rule (``doc_number``)."""
+    value = mapping.rules.doc_number(_order_data(order_data))
+    return doc_number(mapping, str(value))
 
 
 def is_paid(mapping: QuickBooksOrderMapping, order: Mapping[str, Any] | NopOrder) -> bool:
@@ -401,19 +501,46 @@ def exchange_rate(currency_rate: Decimal) -> Decimal:
     return (Decimal(1) / currency_rate).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
 
 
-def _item_sku(item: NopOrderItem) -> str:
-    sku = _clean(item.Product.Sku) if item.Product is not None else None
+def _item_key(item: NopOrderItem, key: Any) -> str:
+    sku = _text(key)
     if sku is None:
         name = item.Product.Name if item.Product is not None else f"ProductId {item.ProductId}"
-        raise PermanentError(f"order item {item.Id} ({name}) has no Product.Sku to find its QuickBooks item",
-                             reason="missing_sku")
+        raise PermanentError(f"order item {item.Id} ({name}) has no item key (lines.item_key, Product.Sku by "
+                             "default) to find its QuickBooks item", reason="missing_sku")
     return sku
 
 
-def order_skus(order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
-    """The products' SKUs, each once, in order (PermanentError ``missing_sku`` for a line without one)."""
-    data = placed_data(order_data)
-    return list(dict.fromkeys(_item_sku(item) for item in data.OrderItems))
+@dataclass(frozen=True)
+class OrderLine:
+    """One order item with what the ``lines`` rules say about it."""
+
+    item: NopOrderItem
+    sku: str  # the item key: looked for in the QuickBooks Item field items.match_on
+    description: str | None
+    tax_code: str | None
+    class_id: str | None
+
+
+def order_lines(mapping: QuickBooksOrderMapping, order_data: OrderData) -> tuple[OrderLine, ...]:
+    """The order's items with their item keys, descriptions, tax codes and classes (PermanentError
+    ``missing_sku`` for a line without an item key)."""
+    order = parsed_order(order_data)
+    data, raw = order.data, order.raw
+    raw_items = raw.get("OrderItems") or []
+    lines = []
+    for index, item in enumerate(data.OrderItems):
+        values = mapping.rules.line(raw, raw_items[index] if index < len(raw_items) else {})
+        lines.append(OrderLine(item=item, sku=_item_key(item, values.item_key),
+                               description=_text(values.description, QBO_DESCRIPTION_MAX),
+                               tax_code=_text(values.tax_code), class_id=_text(values.class_id)))
+    return tuple(lines)
+
+
+def order_skus(order_data: OrderData, mapping: QuickBooksOrderMapping | None = None) -> list[str]:
+    """The products' item keys (SKUs by default), each once, in order (PermanentError ``missing_sku`` for a
+    line without one)."""
+    chosen = mapping if mapping is not None else QuickBooksOrderMapping(flow="-")
+    return list(dict.fromkeys(line.sku for line in order_lines(chosen, order_data)))
 
 
 def shipping_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
@@ -435,18 +562,24 @@ def discount_amount(order: NopOrder, amounts: str = "excl_tax") -> Decimal:
     return (subtotal or Decimal(0)) + (order.OrderDiscount or Decimal(0))
 
 
-def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> list[str]:
+def item_skus(mapping: QuickBooksOrderMapping, order_data: OrderData) -> list[str]:
     """Every SKU the document needs an Item for: the products', the shipping item's when the order has
     shipping, and the rounding item's when the amounts need a rounding adjustment to equal the order total."""
-    data = placed_data(order_data)
-    skus = order_skus(data)
+    order = parsed_order(order_data)
+    lines = order_lines(mapping, order)
+    return _item_skus(mapping, order.data, lines, lambda: _document_amounts(mapping, order.data, lines))
+
+
+def _item_skus(mapping: QuickBooksOrderMapping, data: OrderPlacedData, lines: tuple[OrderLine, ...],
+               amounts: Callable[[], DocumentAmounts]) -> list[str]:
+    skus = list(dict.fromkeys(line.sku for line in lines))
     if shipping_amount(data.Order, mapping.tax_amounts) > 0:
         if mapping.shipping_sku is None:
             raise PermanentError("the order has a shipping charge but the mapping names no shipping item",
                                  reason="unmapped_product")
         if mapping.shipping_sku not in skus:
             skus.append(mapping.shipping_sku)
-    if document_amounts(mapping, data).adjustment and mapping.rounding_sku not in skus:
+    if amounts().adjustment and mapping.rounding_sku not in skus:
         skus.append(str(mapping.rounding_sku))  # document_amounts raised if the mapping names none
     return skus
 
@@ -454,29 +587,21 @@ def item_skus(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | O
 # --- the customer -----------------------------------------------------------------------------
 
 
-def _person(first: str | None, last: str | None) -> str | None:
-    return _clean(" ".join(part for part in (_clean(first), _clean(last)) if part))
+def display_name(mapping: QuickBooksOrderMapping, order_data: OrderData, *, disambiguate: bool = False) -> str:
+    """The customer's DisplayName: the ``customer.display_name.value`` rule's value (company, else "First
+    Last", else the e-mail by default); ':' replaced (QuickBooks forbids it); `` (EUR)`` for an order in a
+    foreign currency (a customer has one currency); with ``disambiguate`` the 6240 suffix `` [nop <customer
+    id>]``. The name is shortened, never the suffixes, to fit ``max_length`` (100)."""
+    order = parsed_order(order_data)
+    return _display_name(mapping, order.data, mapping.rules.customer(order.raw).display_name,
+                         disambiguate=disambiguate)
 
 
-def _base_name(data: OrderPlacedData) -> str:
-    # the nopCommerce customer first (the account: stable across orders), the billing address for guests
-    customer, billing = data.Customer, data.BillingAddress
-    company = _clean(customer.Company) or _clean(billing.Company)
-    if company:
-        return company
-    return (_person(customer.FirstName, customer.LastName) or _person(billing.FirstName, billing.LastName)
-            or customer.Email.strip())
-
-
-def display_name(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
-                 disambiguate: bool = False) -> str:
-    """The customer's DisplayName: company, else "First Last", else the e-mail; ':' replaced (QuickBooks
-    forbids it); `` (EUR)`` for an order in a foreign currency (a customer has one currency); with
-    ``disambiguate`` the 6240 suffix `` [nop <customer id>]``. The name is shortened, never the suffixes,
-    to fit ``max_length`` (100)."""
-    data = placed_data(order_data)
-    base = _base_name(data).replace(":", mapping.colon_replacement)
-    base = _SPACES.sub(" ", base).strip()
+def _display_name(mapping: QuickBooksOrderMapping, data: OrderPlacedData, value: Any, *, disambiguate: bool) -> str:
+    base = _text(str(value).replace(":", mapping.colon_replacement))
+    if base is None:
+        raise PermanentError("customer.display_name.value: required value is missing",
+                             reason="missing_required_field")
     suffix = ""
     currency, _ = order_currency(mapping, data.Order)
     if currency != mapping.home_currency:
@@ -487,7 +612,7 @@ def display_name(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] 
     return base[:room].rstrip() + suffix
 
 
-def customer_key(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData) -> str:
+def customer_key(mapping: QuickBooksOrderMapping, order_data: OrderData) -> str:
     """The entity-state key of the QuickBooks customer: the nopCommerce customer id, qualified by the
     currency for a foreign one (one QuickBooks customer per currency)."""
     data = placed_data(order_data)
@@ -496,41 +621,39 @@ def customer_key(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] 
     return key if currency == mapping.home_currency else f"{key}:{currency}"
 
 
-def customer_email(order_data: Mapping[str, Any] | OrderPlacedData) -> str:
-    return placed_data(order_data).Customer.Email.strip().lower()
+def customer_email(mapping: QuickBooksOrderMapping, order_data: OrderData) -> str:
+    """The customer's e-mail (``customer.email``: Customer.Email, trimmed and lower-cased, by default)."""
+    return _email(mapping.rules.email(parsed_order(order_data).raw))
 
 
-def _address(mapping: QuickBooksOrderMapping, address: NopAddress | None) -> dict[str, Any] | None:
-    if address is None:
-        return None
-    country = mapping.countries.get(address.CountryId) if address.CountryId is not None else None
-    fields = {"Line1": _clean(address.Address1), "Line2": _clean(address.Address2), "City": _clean(address.City),
-              "PostalCode": _clean(address.ZipPostalCode), "Country": country}
-    present = {key: value for key, value in fields.items() if value}
+def _email(value: Any) -> str:
+    email = _text(value)
+    if email is None:
+        raise PermanentError("customer.email: required value is missing", reason="missing_required_field")
+    return email
+
+
+def _address(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    present = {key: text for key, value in values.items() if (text := _text(value))}
     return present or None
 
 
-def customer_fields(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData,
-                    ) -> dict[str, Any]:
+def customer_fields(mapping: QuickBooksOrderMapping, order_data: OrderData) -> dict[str, Any]:
     """The QuickBooks Customer body for the order's customer (only fields that have a value)."""
-    data = placed_data(order_data)
-    customer, billing = data.Customer, data.BillingAddress
-    body: dict[str, Any] = {"DisplayName": display_name(mapping, data)}
-    given = _clean(customer.FirstName) or _clean(billing.FirstName)
-    family = _clean(customer.LastName) or _clean(billing.LastName)
-    company = _clean(customer.Company) or _clean(billing.Company)
-    if given:
-        body["GivenName"] = given[:QBO_NAME_MAX]
-    if family:
-        body["FamilyName"] = family[:QBO_NAME_MAX]
-    if company:
-        body["CompanyName"] = company[:QBO_NAME_MAX]
-    body["PrimaryEmailAddr"] = {"Address": customer_email(data)}
-    phone = _clean(billing.PhoneNumber) or _clean((customer.model_extra or {}).get("Phone"))
+    order = parsed_order(order_data)
+    data = order.data
+    values = mapping.rules.customer(order.raw)
+    body: dict[str, Any] = {"DisplayName": _display_name(mapping, data, values.display_name, disambiguate=False)}
+    for key, value in values.names.items():
+        text = _text(value, QBO_NAME_MAX)
+        if text:
+            body[key] = text
+    body["PrimaryEmailAddr"] = {"Address": _email(values.email)}
+    phone = _text(values.phone)
     if phone:
         body["PrimaryPhone"] = {"FreeFormNumber": phone}
-    for key, address in (("BillAddr", billing), ("ShipAddr", data.ShippingAddress)):
-        rendered = _address(mapping, address)
+    for key, address in (("BillAddr", values.bill_address), ("ShipAddr", values.ship_address)):
+        rendered = _address(address)
         if rendered:
             body[key] = rendered
     currency, _ = order_currency(mapping, data.Order)
@@ -597,19 +720,34 @@ class SalesDocument:
                 "exchange_rate": float(self.exchange_rate) if self.exchange_rate is not None else None}
 
 
-def private_note(mapping: QuickBooksOrderMapping, order: NopOrder, amounts: DocumentAmounts | None = None) -> str:
-    """The internal memo: the full order number, nopCommerce's id and OrderGuid (which proves a document is
-    this order's), for a foreign currency the rate it was converted with, and a rounding adjustment with
-    what it corrects."""
-    note = f"nopCommerce order {order.CustomOrderNumber.strip()} (Id {order.Id}, OrderGuid {order.OrderGuid})"
+def private_note(mapping: QuickBooksOrderMapping, order_data: OrderData, amounts: DocumentAmounts | None = None,
+                 ) -> str:
+    """The internal memo: the ``document.private_note`` rule's text (by default the full order number,
+    nopCommerce's id and OrderGuid), with what it must always say added when the rule leaves it out: the full
+    order number (DocNumber may be its last 21 characters) and the OrderGuid (which proves a document is this
+    order's); then, for a foreign currency, the rate it was converted with, and a rounding adjustment with what
+    it corrects. Only the rule's text is shortened to fit QuickBooks' 4,000 characters."""
+    parsed = parsed_order(order_data)
+    order, raw = parsed.data.Order, parsed.raw
+    text = _text(mapping.rules.document(raw).private_note) or ""
+    facts: list[str] = []
+    number = _text(mapping.rules.doc_number(_order_data(raw))) or order.CustomOrderNumber.strip()
+    guid = str(order.OrderGuid).lower()
+    if number not in text:
+        facts.append(f"nopCommerce order {number}")
+    if guid not in text.lower():
+        facts.append(f"OrderGuid {guid}")
     currency, rate = order_currency(mapping, order)
     if rate is not None:
-        note += (f"; amounts converted from {mapping.home_currency} at nopCommerce CurrencyRate {_plain(rate)} "
-                 f"(1 {mapping.home_currency} = {_plain(rate)} {currency}; ExchangeRate {exchange_rate(rate)})")
+        facts.append(f"amounts converted from {mapping.home_currency} at nopCommerce CurrencyRate {_plain(rate)} "
+                     f"(1 {mapping.home_currency} = {_plain(rate)} {currency}; ExchangeRate {exchange_rate(rate)})")
     if amounts is not None and amounts.adjustment:
-        note += (f"; {ROUNDING_DESCRIPTION.lower()} {amounts.adjustment:+} {currency} on item {mapping.rounding_sku}: "
-                 f"the rounded amounts add up to {amounts.lines_total}, OrderTotal is {amounts.expected_total}")
-    return note[:QBO_NOTE_MAX]
+        facts.append(f"{ROUNDING_DESCRIPTION.lower()} {amounts.adjustment:+} {currency} on item "
+                     f"{mapping.rounding_sku}: the rounded amounts add up to {amounts.lines_total}, "
+                     f"OrderTotal is {amounts.expected_total}")
+    tail = "; ".join(facts)
+    room = QBO_NOTE_MAX - len(tail) - (2 if tail and text else 0)
+    return "; ".join(part for part in (text[:max(room, 0)].rstrip(), tail) if part)[:QBO_NOTE_MAX]
 
 
 def txn_date(mapping: QuickBooksOrderMapping, moment: datetime) -> str:
@@ -679,8 +817,7 @@ def _line_price(item: NopOrderItem, amounts: str) -> Decimal:
     return item.PriceInclTax
 
 
-def document_amounts(mapping: QuickBooksOrderMapping,
-                     order_data: Mapping[str, Any] | OrderPlacedData) -> DocumentAmounts:
+def document_amounts(mapping: QuickBooksOrderMapping, order_data: OrderData) -> DocumentAmounts:
     """The amounts of an ``order.placed``'s document and the rounding adjustment that makes it equal the
     order total. PermanentError ``totals_mismatch`` when the difference is more than rounding explains
     (a store setting the mapping does not book: payment fees, gift cards, reward points, taxed prices as
@@ -689,7 +826,12 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     Every amount is rounded at most twice: by nopCommerce, to half a cent of the store currency (``rate``
     times that once converted), and by the conversion, to half a cent: rounding explains no more than that
     per amount (a cent per amount in the home currency)."""
-    data = placed_data(order_data)
+    order = parsed_order(order_data)
+    return _document_amounts(mapping, order.data, order_lines(mapping, order))
+
+
+def _document_amounts(mapping: QuickBooksOrderMapping, data: OrderPlacedData,
+                      lines: tuple[OrderLine, ...]) -> DocumentAmounts:
     order = data.Order
     currency, rate = order_currency(mapping, order)
 
@@ -697,7 +839,7 @@ def document_amounts(mapping: QuickBooksOrderMapping,
         return money(amount * rate if rate is not None else amount)
 
     mode = mapping.tax_amounts
-    items = tuple(ItemAmount(item, _item_sku(item), convert(_line_price(item, mode))) for item in data.OrderItems)
+    items = tuple(ItemAmount(line.item, line.sku, convert(_line_price(line.item, mode))) for line in lines)
     shipping = convert(shipping_amount(order, mode))
     discount = convert(discount_amount(order, mode))
     tax = convert(order.OrderTax or Decimal(0))
@@ -725,39 +867,46 @@ def document_amounts(mapping: QuickBooksOrderMapping,
     return dataclasses.replace(amounts, adjustment=difference)
 
 
-def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any] | OrderPlacedData, *,
+def sales_document(mapping: QuickBooksOrderMapping, order_data: OrderData, *,
                    customer_id: str, item_refs: Mapping[str, str]) -> SalesDocument:
     """The SalesReceipt (paid now) or Invoice (paid later) of an ``order.placed``: a line per order item,
     shipping, a rounding adjustment if one is needed, the discount, the tax, in the order's currency; its
     total equals ``Order.OrderTotal`` (converted) to the cent. PermanentError ``unmapped_product`` when an
     SKU has no entry in ``item_refs``, ``totals_mismatch`` as ``document_amounts`` says."""
-    data = placed_data(order_data)
+    parsed = parsed_order(order_data)
+    data, raw = parsed.data, parsed.raw
     order = data.Order
-    needed = item_skus(mapping, data)
-    amounts = document_amounts(mapping, data)
+    order_items = order_lines(mapping, parsed)
+    needed = _item_skus(mapping, data, order_items, lambda: _document_amounts(mapping, data, order_items))
+    amounts = _document_amounts(mapping, data, order_items)
     currency, rate = amounts.currency, amounts.rate
     missing = [sku for sku in needed if not item_refs.get(sku)]
     if missing:
         raise _unmapped(missing)
     tax_code = {"TaxCodeRef": {"value": mapping.line_tax_code}} if mapping.line_tax_code else {}
     lines: list[dict[str, Any]] = []
-    for line_amount in amounts.items:
-        item, product = line_amount.item, line_amount.item.Product
+    for line_amount, order_line in zip(amounts.items, order_items, strict=True):
+        item = line_amount.item
         line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": line_amount.amount}
-        if product is not None and _clean(product.Name):
-            line["Description"] = (_clean(product.Name) or "")[:QBO_DESCRIPTION_MAX]
+        if order_line.description:
+            line["Description"] = order_line.description
         detail: dict[str, Any] = {"ItemRef": {"value": str(item_refs[line_amount.sku])}, "Qty": item.Quantity}
         unit = line_amount.unit_price
         if unit is not None:
             detail["UnitPrice"] = unit
-        line["SalesItemLineDetail"] = {**detail, **tax_code}
+        if order_line.class_id:
+            detail["ClassRef"] = {"value": order_line.class_id}
+        line_tax = {"TaxCodeRef": {"value": order_line.tax_code}} if order_line.tax_code else tax_code
+        line["SalesItemLineDetail"] = {**detail, **line_tax}
         lines.append(line)
     if amounts.shipping > 0 and mapping.shipping_sku is not None:  # item_skus raised if it had no item
-        method = _clean(str((order.model_extra or {}).get("ShippingMethod") or ""))
-        lines.append({"DetailType": "SalesItemLineDetail", "Amount": amounts.shipping,
-                      "Description": f"Shipping ({method})" if method else "Shipping",
-                      "SalesItemLineDetail": {"ItemRef": {"value": str(item_refs[mapping.shipping_sku])},
-                                              "Qty": 1, "UnitPrice": amounts.shipping, **tax_code}})
+        shipping_line: dict[str, Any] = {"DetailType": "SalesItemLineDetail", "Amount": amounts.shipping}
+        description = _text(mapping.rules.shipping_description(raw), QBO_DESCRIPTION_MAX)
+        if description:
+            shipping_line["Description"] = description
+        shipping_line["SalesItemLineDetail"] = {"ItemRef": {"value": str(item_refs[mapping.shipping_sku])},
+                                                "Qty": 1, "UnitPrice": amounts.shipping, **tax_code}
+        lines.append(shipping_line)
     if amounts.adjustment and mapping.rounding_sku is not None:
         lines.append({"DetailType": "SalesItemLineDetail", "Amount": amounts.adjustment,
                       "Description": ROUNDING_DESCRIPTION,
@@ -769,16 +918,17 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any
             discount["DiscountAccountRef"] = {"value": mapping.discount_account_id}
         lines.append({"DetailType": "DiscountLineDetail", "Amount": amounts.discount,
                       "Description": mapping.discount_description, "DiscountLineDetail": discount})
-    number = doc_number(mapping, order.CustomOrderNumber)
+    number = document_number(mapping, raw)
     body: dict[str, Any] = {
         "CustomerRef": {"value": str(customer_id)},
         "DocNumber": number,
         "TxnDate": txn_date(mapping, order.CreatedOnUtc),
-        "PrivateNote": private_note(mapping, order, amounts),
+        "PrivateNote": private_note(mapping, parsed, amounts),
         "Line": lines,
         "TxnTaxDetail": {"TotalTax": amounts.tax},
-        "BillEmail": {"Address": customer_email(data)},
+        "BillEmail": {"Address": _email(mapping.rules.email(raw))},
     }
+    body.update(_header_fields(mapping, raw))
     if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
         body["GlobalTaxCalculation"] = "TaxInclusive"
     xrate = exchange_rate(rate) if rate is not None else None
@@ -787,6 +937,32 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: Mapping[str, Any
         body["ExchangeRate"] = xrate
     return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=amounts.total,
                          currency=currency, exchange_rate=xrate)
+
+
+def _header_fields(mapping: QuickBooksOrderMapping, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """CustomerMemo, ClassRef, DepartmentRef, CustomField and ShipAddr, as the document's rules say."""
+    values = mapping.rules.document(raw)
+    fields: dict[str, Any] = {}
+    memo = _text(values.customer_memo, QBO_MEMO_MAX)
+    if memo:
+        fields["CustomerMemo"] = {"value": memo}
+    for key, value in (("ClassRef", values.class_id), ("DepartmentRef", values.department_id)):
+        reference = _text(value)
+        if reference:
+            fields[key] = {"value": reference}
+    custom = []
+    for definition, name, value in values.custom_fields:
+        text = _text(value, QBO_CUSTOM_FIELD_MAX)
+        if text:
+            custom.append({"DefinitionId": definition, **({"Name": name} if name else {}), "Type": "StringType",
+                           "StringValue": text})
+    if custom:
+        fields["CustomField"] = custom
+    if mapping.rules.ship_address_on_document:
+        shipping = _address(mapping.rules.customer(raw).ship_address)
+        if shipping:
+            fields["ShipAddr"] = shipping
+    return fields
 
 
 def owns(document: Mapping[str, Any], order_guid: str) -> bool:

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from switchyard.entity_state import EntityState
 from switchyard.errors import DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.systems.nopcommerce.source import NopOrder, OrderPlacedData
+from switchyard.systems.nopcommerce.source import NopOrder
 from switchyard.systems.quickbooks.client import QuickBooksClient, quote_value
 from switchyard.systems.quickbooks.order_mapping import (
     INVOICE,
@@ -49,8 +49,8 @@ from switchyard.systems.quickbooks.order_mapping import (
     customer_fields,
     customer_key,
     display_name,
-    doc_number,
     document_entity,
+    document_number,
     exchange_rate,
     is_cancelled,
     item_skus,
@@ -196,12 +196,12 @@ class OrderToCash:
         """Find or create the order's QuickBooks customer; bring its fields up to date."""
         data = placed_data(event.data)
         guid = str(data.Order.OrderGuid)
-        desired = customer_fields(self.mapping, data)
+        desired = customer_fields(self.mapping, event.data)
         currency, _ = order_currency(self.mapping, data.Order)
         key = customer_key(self.mapping, data)
-        found, how = self._find_customer(data, desired, currency, key)
+        found, how = self._find_customer(event.data, desired, currency, key)
         if found is None:
-            found, action = self._create_customer(data, desired, currency, guid, name_taken=how == "name_taken")
+            found, action = self._create_customer(event.data, desired, currency, guid, name_taken=how == "name_taken")
         else:
             action = how
         if action != "created":
@@ -218,7 +218,7 @@ class OrderToCash:
         return (customer.get("Active") is not False and currency_matches(self.mapping, customer, currency)
                 and held in ("", email.casefold()))
 
-    def _find_customer(self, data: OrderPlacedData, desired: Mapping[str, Any], currency: str,
+    def _find_customer(self, data: Mapping[str, Any], desired: Mapping[str, Any], currency: str,
                        key: str) -> tuple[dict[str, Any] | None, str]:
         """(the customer, "remembered" (the entity-state link) | "found" (its e-mail) | "linked" (its name)),
         or (None, "absent" | "name_taken")."""
@@ -233,7 +233,7 @@ class OrderToCash:
             else:
                 if linked.get("Active") is not False and currency_matches(self.mapping, linked, currency):
                     return linked, "remembered"
-        email = customer_email(data)
+        email = customer_email(self.mapping, data)
         try:
             rows = self.qbo.query(f"select * from Customer where PrimaryEmailAddr = {quote_value(email)}")
         except PermanentError as exc:
@@ -253,9 +253,9 @@ class OrderToCash:
     def _customer_named(self, name: str) -> dict[str, Any] | None:
         return self.qbo.query_one("Customer", DisplayName=name)
 
-    def _create_customer(self, data: OrderPlacedData, desired: dict[str, Any], currency: str, guid: str, *,
+    def _create_customer(self, data: Mapping[str, Any], desired: dict[str, Any], currency: str, guid: str, *,
                          name_taken: bool) -> tuple[dict[str, Any], str]:
-        email = customer_email(data)
+        email = customer_email(self.mapping, data)
         request_id = f"{self.flow}:{guid}:customer"
         if not name_taken:
             try:
@@ -276,7 +276,7 @@ class OrderToCash:
             raise PermanentError(
                 f"QuickBooks names {desired['DisplayName']!r} and {suffixed['DisplayName']!r} are both taken by "
                 f"other customers, vendors or employees: rename one in QuickBooks (nopCommerce customer "
-                f"{data.Customer.Id})", reason="duplicate_name", target_status=exc.target_status,
+                f"{placed_data(data).Customer.Id})", reason="duplicate_name", target_status=exc.target_status,
                 target_response=exc.target_response) from exc
 
     def _update_customer(self, customer: dict[str, Any], desired: Mapping[str, Any],
@@ -301,7 +301,7 @@ class OrderToCash:
 
     def items(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
         """The Item id of every SKU the document needs (products, shipping): {"refs": {sku: id}}."""
-        return {"refs": self._item_refs(item_skus(self.mapping, placed_data(event.data)))}
+        return {"refs": self._item_refs(item_skus(self.mapping, event.data))}
 
     def _item_refs(self, skus: list[str]) -> dict[str, str]:
         realm, field = self.qbo.realm, self.mapping.item_match_field
@@ -348,7 +348,7 @@ class OrderToCash:
         order = data.Order
         guid = str(order.OrderGuid)
         entity = document_entity(self.mapping, order)
-        number = doc_number(self.mapping, order.CustomOrderNumber)
+        number = document_number(self.mapping, event.data)
         existing = self._find_document(entity, number, guid)
         if existing is not None:
             return self._document_result(entity, existing, "existing")
@@ -362,8 +362,8 @@ class OrderToCash:
         if not customer_id:
             raise PermanentError("the document step needs the customer step's result", reason="missing_step_result")
         # resolved here, not taken from the items step's result: after a 610 the retry must see fresh ids
-        refs = self._item_refs(item_skus(self.mapping, data))
-        document = sales_document(self.mapping, data, customer_id=str(customer_id), item_refs=refs)
+        refs = self._item_refs(item_skus(self.mapping, event.data))
+        document = sales_document(self.mapping, event.data, customer_id=str(customer_id), item_refs=refs)
         # the references are part of the request id: a retry after a 610 sends other ids, and QBO would
         # answer the same requestid with the stored 610 again
         references = hashlib.sha256(repr((str(customer_id), sorted(refs.items()))).encode()).hexdigest()[:12]
@@ -425,7 +425,7 @@ class OrderToCash:
         """order.paid: a Payment of what the customer paid, applied to the invoice (up to its open balance)."""
         order = parse_order(event.data)
         guid = str(order.OrderGuid)
-        number = doc_number(self.mapping, order.CustomOrderNumber)
+        number = document_number(self.mapping, event.data)
         invoice = self._find_document(INVOICE, number, guid)
         if invoice is None:
             receipt = self._find_document(SALES_RECEIPT, number, guid)
@@ -490,7 +490,7 @@ class OrderToCash:
         """order.status_changed to Cancelled: void the unpaid Invoice (compensation); a paid document is
         flagged for review and left as it is."""
         order = parse_order(event.data)
-        number = doc_number(self.mapping, order.CustomOrderNumber)
+        number = document_number(self.mapping, event.data)
         if not is_cancelled(order):
             return {"action": "not_cancelled", "entity": None, "id": None, "doc_number": number}
         guid = str(order.OrderGuid)
