@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
+from switchyard.aws.tokens import SecretsManagerTokenStore
 from switchyard.catalog import load_catalog
 from switchyard.compose import StepApp
 from switchyard.connection_state import METRIC, ConnectionGuard, ConnectionStatus, DynamoConnectionStates
@@ -28,7 +29,6 @@ from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksCon
 from switchyard.systems.quickbooks.order_mapping import load_order_mapping
 from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
 from switchyard.table_keys import ConnectionKeys
-from switchyard.tokens import SecretsManagerTokenStore
 from switchyard.worker import FlowWorker, RetryLater
 from switchyard_local.connections import exchange_authorization_code, reconnect
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox

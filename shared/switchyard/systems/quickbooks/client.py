@@ -62,7 +62,7 @@ from switchyard.errors import (
     PermanentError,
     RetryableError,
 )
-from switchyard.rate_limit import RateLimiter
+from switchyard.rate_limit import Limit, RateLimiter
 from switchyard.tokens import DEFAULT_MARGIN_SECONDS, TokenResponse, TokenStore
 
 SYSTEM = "QuickBooks"
@@ -79,6 +79,11 @@ TOKEN_RETRY_BUDGET_SECONDS = 25.0  # no new attempt after this: the token lease 
 _NO_ANSWER = frozenset({"target_timeout", "target_unreachable", "target_unavailable"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+QBO_LIMITS = (Limit(500, 61.0), Limit(10, 1.2))
+"""QuickBooks Online, per realm (key ``qbo#<realmId>``): 500 requests/minute and 10/second, each window
+padded for uneven network latency (``switchyard.rate_limit``'s docstring)."""
 
 
 class QuickBooksConnection(BaseModel):
