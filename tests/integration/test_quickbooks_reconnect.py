@@ -182,7 +182,7 @@ def test_lost_refresh_answer_waits_for_reconnect_then_drains_every_order_once(aw
     flow = catalog.flows[FLOW]
     states = DynamoConnectionStates(aws["dynamodb"], TABLE)
 
-    class Steps:  # what ConnectionBound gives the step Lambda: OrderToCash over the live connection secret
+    class Steps:  # what SecretBound gives the step Lambda: OrderToCash over the live connection secret
         def get(self) -> OrderToCash:
             tokens = SecretsManagerTokenStore(aws["secrets"], aws["dynamodb"], TABLE, secret_arn,
                                               keys=ConnectionKeys("quickbooks"))

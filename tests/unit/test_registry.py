@@ -86,3 +86,15 @@ def test_secret_bound_ignores_keys_its_own_client_writes():
     assert bound.get() is first
     reader.values["arn:q"] = {"client_id": "c2", "refresh_token": "r2", "access_token": "a2"}
     assert bound.get() is not first
+
+
+def test_reading_every_entry_imports_no_pydantic_httpx_or_yaml():
+    """The ingest Lambda reads the entries at its cold start (signature schemes, formats): they stay cheap."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from switchyard import registry; from switchyard.signatures import CORE_SCHEMES;"
+            "registry.systems(); registry.signature_schemes(CORE_SCHEMES);"
+            "print(sorted({'pydantic', 'httpx', 'yaml', 'boto3'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

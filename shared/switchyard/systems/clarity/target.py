@@ -37,11 +37,11 @@ class ClarityTarget:
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
         action = self._mapping.events.get(event.type)
-        if action in ("update_order_status", "update_customer") and self._pairs is None:
+        if action not in ("update_order_status", "update_customer"):
+            raise PermanentError(f"flow {event.flow} does not handle {event.type}", reason="unsupported_event")
+        if self._pairs is None:
             raise PermanentError(f"flow {event.flow} syncs both ways but has no two_way settings in flows.yaml",
                                  reason="not_two_way")
         if action == "update_order_status":
-            return self._pairs.order_from_streak(event)  # type: ignore[union-attr]
-        if action == "update_customer":
-            return self._pairs.customer_from_streak(event)  # type: ignore[union-attr]
-        raise PermanentError(f"flow {event.flow} does not handle {event.type}", reason="unsupported_event")
+            return self._pairs.order_from_streak(event)
+        return self._pairs.customer_from_streak(event)
