@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from switchyard import registry
 from switchyard.aws import clients
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from switchyard.targets import DeliveryResult
     from switchyard.tokens import TokenStore
     from switchyard.worker import DeadLetters, FlowWorker, Metrics
+
+Built = TypeVar("Built")
 
 # longer than DLQ retention (14 d) + queue retention (4 d): redrives stay deduplicated
 IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
@@ -162,7 +164,7 @@ class _CurrentTarget:
         return self._bound.get().deliver(event)
 
 
-def _connection_bound(settings: WorkerSettings | StepSettings, build: Callable[[Secrets], Any]) -> SecretBound[Any]:
+def _connection_bound(settings: WorkerSettings | StepSettings, build: Callable[[Secrets], Built]) -> SecretBound[Built]:
     # the token store's own writes (a rotated refresh token) are no reason to rebuild
     return SecretBound(SecretReader(clients.client("secretsmanager")).get_json, settings.connection_secret_arns,
                        build, ignored_keys=STORE_WRITTEN_KEYS)
@@ -179,7 +181,8 @@ class WorkerApp(NamedTuple):
     idempotency_config: IdempotencyConfig  # register the Lambda context on it per invocation
 
 
-def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None, logger: Any = None) -> WorkerApp:
+def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
+                 logger: Logger | None = None) -> WorkerApp:
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
         IdempotencyConfig,

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from switchyard.errors import ConnectionConfigError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from switchyard.catalog import Catalog, FlowConfig
     from switchyard.echoes import EchoLedger
     from switchyard.entity_state import EntityState
@@ -77,6 +79,8 @@ class ConnectionSpec:
 
     # the connection secret's keys, as the CDK app creates it (``base_url`` may point at a sandbox)
     secret_template: Mapping[str, Any]
+    # the secret's model (pydantic, imported when called): what the client accepts, with its defaults
+    settings: Callable[[], type[BaseModel]]
     client: ClientFactory
     # the client keeps per-connection state in the shared table (a token lease, a shared rate limiter) and
     # writes its own secret (a rotating refresh token): its functions get those grants

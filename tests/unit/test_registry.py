@@ -98,3 +98,16 @@ def test_reading_every_entry_imports_no_pydantic_httpx_or_yaml():
             "print(sorted({'pydantic', 'httpx', 'yaml', 'boto3'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_each_systems_secret_template_holds_only_keys_its_connection_model_reads():
+    for name, entry in registry.systems().items():
+        fields = set(entry.connection.settings().model_fields)
+        assert set(entry.connection.secret_template) <= fields, name
+
+
+def test_reconnect_finds_the_default_token_url_in_the_connection_model():
+    from switchyard_local.connections import default_token_url
+
+    assert default_token_url("quickbooks") == "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    assert default_token_url("streak") is None

@@ -6,9 +6,18 @@ The registry entry (``switchyard.registry``); everything heavy is imported when 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchyard.registry import Adapters, ConnectionSpec, EchoRules, MappingSpec, Secret, System, WebhookSource
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+def settings() -> type[BaseModel]:
+    from switchyard.systems.clarity.client import ClarityConnection
+
+    return ClarityConnection
 
 
 def client(secret: Secret, _connection: str, _adapters: Adapters) -> Any:
@@ -41,6 +50,7 @@ SYSTEM = System(
     connection=ConnectionSpec(
         # API key, or OAuth2 client credentials (token_url defaults to <base_url>/oauth/token)
         secret_template={"base_url": "", "api_key": "", "client_id": "", "client_secret": "", "token_url": ""},
+        settings=settings,
         client=client,
     ),
     webhook=WebhookSource(event_models=_event_models),

@@ -6,9 +6,18 @@ The registry entry (``switchyard.registry``); everything heavy is imported when 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchyard.registry import Adapters, ConnectionSpec, FlowContext, Secret, Secrets, System, Target, WebhookSource
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+def settings() -> type[BaseModel]:
+    from switchyard.systems.nopcommerce.client import NopCommerceConnection
+
+    return NopCommerceConnection
 
 
 def client(secret: Secret, _connection: str, _adapters: Adapters) -> Any:
@@ -44,6 +53,7 @@ SYSTEM = System(
     connection=ConnectionSpec(
         # the Web API backend plugin's login (a customer in a role with "Access Web API backend")
         secret_template={"base_url": "", "email": "", "password": ""},
+        settings=settings,
         client=client,
     ),
     webhook=WebhookSource(event_models=_event_models),

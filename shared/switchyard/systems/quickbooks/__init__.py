@@ -24,10 +24,18 @@ from switchyard.registry import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from switchyard.ingest import Authenticator, SplitEvent
 
 # the steps of order-to-cash (``OrderToCash.run``); a state machine's task names them ``quickbooks.<step>``
 ORDER_TO_CASH_STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
+
+
+def settings() -> type[BaseModel]:
+    from switchyard.systems.quickbooks.client import QuickBooksConnection
+
+    return QuickBooksConnection
 
 
 def client(secret: Secret, connection: str, adapters: Adapters) -> Any:
@@ -95,6 +103,7 @@ SYSTEM = System(
         # Switchyard then keeps the rotated one here (switchyard.tokens)
         secret_template={"base_url": "https://quickbooks.api.intuit.com", "client_id": "", "client_secret": "",
                          "realm_id": "", "refresh_token": ""},
+        settings=settings,
         client=client,
         keeps_state=True,
     ),

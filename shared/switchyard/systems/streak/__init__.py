@@ -24,7 +24,15 @@ from switchyard.registry import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from switchyard.ingest import Authenticator, SplitEvent
+
+
+def settings() -> type[BaseModel]:
+    from switchyard.systems.streak.client import StreakConnection
+
+    return StreakConnection
 
 
 def client(secret: Secret, _connection: str, _adapters: Adapters) -> Any:
@@ -82,6 +90,7 @@ SYSTEM = System(
     name="streak",
     connection=ConnectionSpec(
         secret_template={"base_url": "https://api.streak.com", "api_key": "", "team_key": "", "pipeline_key": ""},
+        settings=settings,
         client=client,
     ),
     webhook=WebhookSource(event_models=_event_models, formats={"object-array": _split},
