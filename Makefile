@@ -39,9 +39,10 @@ synth: $(STAMP) node_modules/.installed ## synthesize the CDK app (layer with de
 	npx cdk synth --quiet
 	$(VENV)/bin/cfn-lint cdk.out/Switchyard-*.template.json --non-zero-exit-code error
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the layer contracts (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	PYTHONPATH=shared:local:. $(VENV)/bin/lint-imports
 
 bench: $(STAMP) ## benchmarks (ratios in one run, cost per order per flow): bench/REPORT.md
 	$(PY) -m bench.run

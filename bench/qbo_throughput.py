@@ -583,9 +583,9 @@ def bench_qbo_throughput(orders: int = 2000, time_scale: float = 6.0, workers: i
     from moto import mock_aws
     from switchyard.catalog import load_catalog
     from switchyard.entity_state import DynamoEntityState
-    from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter, Limit
+    from switchyard.rate_limit import DynamoRateLimiter, Limit
     from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
-    from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
+    from switchyard.systems.quickbooks.client import QBO_LIMITS, QuickBooksClient, QuickBooksConnection
     from switchyard.systems.quickbooks.order_mapping import load_order_mapping
     from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
     from switchyard.table_keys import ConnectionKeys, TableKeys

@@ -8,7 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 from switchyard.catalog import Catalog
-from switchyard.table_keys import table_grants
+from switchyard.table_keys import keeps_connection_state, table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
 from infra.constructs.state_machine import OrderToCashStateMachine
@@ -68,8 +68,8 @@ class SwitchyardStack(Stack):
         tag_component(self.monitoring, "monitoring")
 
         functions = FunctionFactory(stage=stage, layer=layer.layer)
-        # QuickBooks rotates its refresh token on every refresh: whoever calls it saves the new one
-        writable = frozenset(name for name, c in catalog.connections.items() if c.system == "quickbooks")
+        # a system whose refresh token rotates on every refresh: whoever calls it saves the new one
+        writable = frozenset(name for name, c in catalog.connections.items() if keeps_connection_state(c.system))
         self.flows: dict[str, FlowPipeline] = {}
         self.state_machines: dict[str, OrderToCashStateMachine] = {}
         for flow in stage.flows(catalog):

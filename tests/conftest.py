@@ -249,8 +249,9 @@ def streak_events() -> Callable[..., list[FlowEvent]]:
     accepted by the real IngestService (object-array format, shared token) and read back by the flow."""
     from switchyard.ingest import IngestService, WebhookRequest
     from switchyard.signatures import SharedTokenAuthenticator
+    from switchyard.systems.streak.webhooks import TOKEN_HEADER
 
-    authenticator = SharedTokenAuthenticator([STREAK_WEBHOOK_TOKEN])
+    authenticator = SharedTokenAuthenticator([STREAK_WEBHOOK_TOKEN], header=TOKEN_HEADER)
 
     def build(event_type: str, objects: list[dict[str, Any]], *, flow: str = "streak-to-clarity") -> list[FlowEvent]:
         publisher = _CapturingPublisher()

@@ -14,29 +14,22 @@ from typing import Any
 from aws_cdk import RemovalPolicy, SecretValue
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+from switchyard import registry
 from switchyard.catalog import Catalog
+from switchyard.signatures import CORE_SCHEMES
 
 from infra.metadata import annotate
 from infra.nag import acknowledge
 
-# Empty lists: every webhook from the source is rejected (401) until a secret is put.
-SOURCE_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
-    "standard-webhooks": {"signing_secrets": []},
-    "shared-token": {"tokens": []},
-    "intuit-signature": {"verifier_tokens": []},
-}
-# Per target system; ``base_url`` can point a connection at any HTTP server (a sandbox, a proxy).
-CONNECTION_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
-    "streak": {"base_url": "https://api.streak.com", "api_key": "", "team_key": "", "pipeline_key": ""},
-    # API key, or OAuth2 client credentials (token_url defaults to <base_url>/oauth/token)
-    "clarity": {"base_url": "", "api_key": "", "client_id": "", "client_secret": "", "token_url": ""},
-    # OAuth2 authorization code: the operator connects the company once and puts its first refresh token;
-    # Switchyard then keeps the rotated one here (switchyard.tokens)
-    "quickbooks": {"base_url": "https://quickbooks.api.intuit.com", "client_id": "", "client_secret": "",
-                   "realm_id": "", "refresh_token": ""},
-    # the Web API backend plugin's login (a customer in a role with "Access Web API backend")
-    "nopcommerce": {"base_url": "", "email": "", "password": ""},
-}
+
+def source_secret_placeholder(signature: str) -> dict[str, Any]:
+    """An empty list of current values: every webhook from the source is rejected (401) until a secret is put."""
+    return {registry.signature_schemes(CORE_SCHEMES)[signature].secret_key: []}
+
+
+def connection_secret_placeholder(system: str) -> dict[str, Any]:
+    """The registered system's secret template; ``base_url`` can point a connection at any HTTP server."""
+    return dict(registry.system(system).connection.secret_template)
 
 
 class IntegrationSecrets(Construct):
@@ -50,7 +43,7 @@ class IntegrationSecrets(Construct):
                 f"Source-{name}",
                 tag=f"source:{name}",
                 description=f"Switchyard: {name} webhook signing secrets ({source.signature})",
-                placeholder=SOURCE_SECRET_PLACEHOLDERS[source.signature],
+                placeholder=source_secret_placeholder(source.signature),
             )
             for name, source in catalog.sources.items()
         }
@@ -59,15 +52,15 @@ class IntegrationSecrets(Construct):
                 f"Connection-{name}",
                 tag=f"connection:{name}",
                 description=f"Switchyard: {connection.system} connection {name!r} (base URL and credentials)",
-                placeholder=CONNECTION_SECRET_PLACEHOLDERS[connection.system],
+                placeholder=connection_secret_placeholder(connection.system),
             )
             for name, connection in catalog.connections.items()
         }
         acknowledge(
             self,
             "SMG4",
-            "Webhook signing secrets are issued by the source system and API keys by the target (e.g. "
-            "Streak); neither offers an API a rotation Lambda could call. Operators rotate by hand; "
+            "Webhook signing secrets are issued by the source system and API keys by the target; neither "
+            "offers an API a rotation Lambda could call. Operators rotate by hand; "
             "sources accept two signing secrets at once, so rotation needs no downtime.",
         )
 

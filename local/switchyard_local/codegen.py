@@ -14,7 +14,7 @@ from typing import Any
 
 import fastjsonschema
 from pydantic import TypeAdapter
-from switchyard.sources import EVENT_MODELS
+from switchyard.sources import event_models
 
 TARGET = Path(__file__).resolve().parents[2] / "shared" / "switchyard" / "validators"
 FORMATS = {"uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
@@ -75,7 +75,7 @@ def generated() -> dict[str, str]:
     """File name -> source code, for every event type of every source."""
     index = []
     files: dict[str, str] = {}
-    for source, models in sorted(EVENT_MODELS.items()):
+    for source, models in sorted(event_models().items()):
         for event_type, model in sorted(models.items()):
             schema = nullable_as_type_list(TypeAdapter(model).json_schema())
             code = fastjsonschema.compile_to_code(schema, formats=FORMATS, use_default=False)  # never alter the event

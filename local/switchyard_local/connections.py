@@ -20,14 +20,21 @@ from switchyard.connection_state import ConnectionState, DynamoConnectionStates
 
 # what a dead set of credentials leaves in a connection secret and must not outlive it
 _TOKEN_KEYS = ("access_token", "access_token_expires_at", "refresh_token_expires_at", "tokens_refreshed_at")
-DEFAULT_TOKEN_URLS = {"quickbooks": "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"}
+
+
+def default_token_url(system: str) -> str | None:
+    """The token endpoint the system's connection model defaults to (registry), if it has one."""
+    from switchyard import registry
+
+    field = registry.system(system).connection.settings().model_fields.get("token_url")
+    return field.default if field is not None and isinstance(field.default, str) and field.default else None
 
 
 def exchange_authorization_code(secret: dict[str, Any], code: str, redirect_uri: str, *, system: str,
                                 transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
     """The consent's one-time ``code`` exchanged for tokens (OAuth 2 ``authorization_code`` grant, client
     credentials from the connection secret)."""
-    token_url = secret.get("token_url") or DEFAULT_TOKEN_URLS.get(system)
+    token_url = secret.get("token_url") or default_token_url(system)
     if not token_url:
         raise SystemExit(f"the connection secret has no token_url and {system} has no default")
     with httpx.Client(transport=transport, timeout=30) as client:

@@ -206,7 +206,8 @@ class IngestUnderTest:
 
 
 def signed_headers(source: str, body: bytes, *, event_id: str | None = None) -> dict[str, str]:
-    from switchyard.signatures import intuit_sign, sign
+    from switchyard.signatures import sign
+    from switchyard.systems.quickbooks.webhooks import intuit_sign
 
     if source == "streak":
         return {"X-Streak-Webhook-Token": STREAK_TOKEN}

@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,28 +476,51 @@ class LocalStack:
                 ),
             )
 
+    def _webhook_credentials(self) -> dict[str, str]:
+        """Signature scheme -> what the local senders (sandboxes, demo, tests) sign or authenticate with."""
+        return {"standard-webhooks": self.signing_secret, "shared-token": self.streak_token,
+                "intuit-signature": self.quickbooks.verifier_token}
+
+    def _connection_secrets(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """Registered system -> its sandbox's connection secret, as an operator would put it."""
+        return {
+            "streak": lambda: {"base_url": self.streak.base_url, "api_key": self.streak.api_key,
+                               "team_key": self.streak.team_key, "pipeline_key": self.streak.pipeline.key},
+            # OAuth2 client credentials, as in production
+            "clarity": lambda: {"base_url": self.clarity.base_url, "client_id": self.clarity.client_id,
+                                "client_secret": self.clarity.client_secret},
+            # the first refresh token of the consent flow
+            "quickbooks": lambda: {"base_url": self.quickbooks.base_url,
+                                   "token_url": f"{self.quickbooks.base_url}{TOKEN_PATH}",
+                                   "client_id": self.quickbooks.client_id,
+                                   "client_secret": self.quickbooks.client_secret,
+                                   "realm_id": self.qbo_realm, "refresh_token": self._qbo_tokens["refresh_token"]},
+            "nopcommerce": lambda: {"base_url": self.nopcommerce.base_url, "email": self.nopcommerce.api_email,
+                                    "password": self.nopcommerce.api_password},
+        }
+
     def _configure_secrets(self, template: dict[str, Any], physical: dict[str, str]) -> None:
+        """Every source and connection secret the template declares, filled from the catalog and the registry:
+        the source's signature scheme says the secret's key, the connection's system which sandbox it reaches."""
+        from switchyard import registry
+        from switchyard.catalog import load_catalog
+        from switchyard.signatures import CORE_SCHEMES
+
+        catalog, schemes = load_catalog(), registry.signature_schemes(CORE_SCHEMES)
+        credentials, connection_secrets = self._webhook_credentials(), self._connection_secrets()
         secrets = self.client("secretsmanager")
         for logical_id, resource in _resources(template, "AWS::SecretsManager::Secret"):
             kind, _, name = str((resource.get("Metadata") or {}).get("switchyard:secret", "")).partition(":")
             if kind == "source":
                 self.sources.append(name)
-                value = ({"tokens": [self.streak_token]} if name == "streak"
-                         else {"verifier_tokens": [self.quickbooks.verifier_token]} if name == "quickbooks"
-                         else {"signing_secrets": [self.signing_secret]})
-            elif kind == "connection" and name == "streak":
-                value = {"base_url": self.streak.base_url, "api_key": self.streak.api_key,
-                         "team_key": self.streak.team_key, "pipeline_key": self.streak.pipeline.key}
-            elif kind == "connection" and name == "clarity":  # OAuth2 client credentials, as in production
-                value = {"base_url": self.clarity.base_url, "client_id": self.clarity.client_id,
-                         "client_secret": self.clarity.client_secret}
-            elif kind == "connection" and name == "quickbooks":  # the first refresh token of the consent flow
-                value = {"base_url": self.quickbooks.base_url, "token_url": f"{self.quickbooks.base_url}{TOKEN_PATH}",
-                         "client_id": self.quickbooks.client_id, "client_secret": self.quickbooks.client_secret,
-                         "realm_id": self.qbo_realm, "refresh_token": self._qbo_tokens["refresh_token"]}
-            elif kind == "connection" and name == "nopcommerce":
-                value = {"base_url": self.nopcommerce.base_url, "email": self.nopcommerce.api_email,
-                         "password": self.nopcommerce.api_password}
+                signature = catalog.sources[name].signature
+                value: dict[str, Any] = {schemes[signature].secret_key: [credentials[signature]]}
+            elif kind == "connection":
+                system = catalog.connections[name].system
+                if system not in connection_secrets:
+                    raise LookupError(f"the local stack has no sandbox for system {system!r} (connection {name!r}): "
+                                      "add one under local/switchyard_local/sandboxes/ and its secret here")
+                value = connection_secrets[system]()
             else:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]

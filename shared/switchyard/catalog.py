@@ -22,23 +22,20 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
+    """A system sending webhooks; the source is named after its system (``switchyard.registry``)."""
+
     description: str = ""
-    # standard-webhooks: HMAC over id.timestamp.body; shared-token: a token the sender echoes back;
-    # intuit-signature: base64 HMAC-SHA256 of the raw body with the app's verifier token (QuickBooks)
-    signature: Literal["standard-webhooks", "shared-token", "intuit-signature"]
-    # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak);
-    # intuit: QuickBooks notifications (legacy eventNotifications or a CloudEvents array), one event per entity
-    format: Literal["envelope", "object-array", "intuit"] = "envelope"
-    # what a queued delivery is answered with: 202, unless the sender counts only 200 (Streak retries a 202)
+    # standard-webhooks (HMAC over id.timestamp.body), or a scheme the system registers
+    signature: str
+    # envelope: one {"type", "timestamp", "data"}; another: a format the system registers, split by it
+    format: str = "envelope"
+    # what a queued delivery is answered with: 202, unless the sender counts only 200 (some retry a 202)
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
 
 
-System = Literal["streak", "clarity", "quickbooks", "nopcommerce"]
-
-
 class ConnectionConfig(_Strict):
-    system: System
+    system: str  # a registered system (switchyard.registry)
     description: str = ""
 
 
@@ -111,9 +108,9 @@ class FlowConfig(_Strict):
     description: str = ""
     source: str
     events: tuple[str, ...]
-    target: System
+    target: str  # a registered system
     connection: str
-    # connections the flow reads besides its target's (e.g. QuickBooks items for nopCommerce stock)
+    # connections the flow reads besides its target's (e.g. its source system's, to read or write back)
     uses: tuple[str, ...] = ()
     # the mapping document in config/mappings/ (every shipped flow has one)
     mapping: str | None = None
@@ -154,6 +151,26 @@ class Catalog(_Strict):
             if isinstance(flow, dict):
                 flow.setdefault("name", name)
         return data
+
+    @model_validator(mode="after")
+    def _check_systems(self) -> Catalog:
+        from switchyard.registry import RegistryError, signature_schemes, system, webhook
+        from switchyard.signatures import CORE_SCHEMES
+
+        schemes = signature_schemes(CORE_SCHEMES)
+        try:
+            for name, source in self.sources.items():
+                if source.signature not in schemes:
+                    raise ValueError(f"source {name!r}: unknown signature {source.signature!r} "
+                                     f"(known: {', '.join(sorted(schemes))})")
+                # a format of its own is split by the source's system (the source is named after it)
+                if source.format != "envelope" and source.format not in webhook(name).formats:
+                    raise ValueError(f"source {name!r}: its system splits no format {source.format!r}")
+            for connection in self.connections.values():
+                system(connection.system)
+        except RegistryError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:

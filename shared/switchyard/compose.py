@@ -1,51 +1,76 @@
-"""Builds the services each Lambda runs, from its settings and the real adapters.
+"""Builds the services each Lambda runs, from its settings, the registered systems and the real adapters.
 
-The only module that knows which adapter serves which port; handlers call it once per cold start.
+The only module that knows which adapter serves which port. Handlers call a ``build_*`` once per cold start;
+what must follow a secret's rotation is a ``SecretBound`` (rebuilt only when a value changes), so a request
+does no building of its own.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
+from switchyard import registry
 from switchyard.aws import clients
 from switchyard.aws.secrets import SecretReader
 from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
 from switchyard.ingest import Authenticator, IngestService
+from switchyard.registry import FlowContext, Secrets, StepRunner, Target
+from switchyard.secret_bound import SecretBound
 from switchyard.settings import IngestSettings, StepSettings, WorkerSettings
-from switchyard.signatures import (
-    IntuitSignatureAuthenticator,
-    SharedTokenAuthenticator,
-    StandardWebhookAuthenticator,
-)
+from switchyard.signatures import CORE_SCHEMES
+from switchyard.tokens import STORE_WRITTEN_KEYS
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    from switchyard.catalog import Catalog, FlowConfig
+    from switchyard.connection_state import ConnectionGuard
+    from switchyard.echoes import DynamoEchoLedger
+    from switchyard.entity_state import DynamoEntityState
+    from switchyard.events import FlowEvent
+    from switchyard.rate_limit import DynamoRateLimiter, Limit
+    from switchyard.sync import DynamoPairStore
+    from switchyard.targets import DeliveryResult
+    from switchyard.tokens import TokenStore
+    from switchyard.worker import DeadLetters, FlowWorker, Metrics
+
+Built = TypeVar("Built")
 
 # longer than DLQ retention (14 d) + queue retention (4 d): redrives stay deduplicated
 IDEMPOTENCY_TTL_SECONDS = 21 * 24 * 3600
 
 
+class Logger(Protocol):
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class Current(Protocol):
+    """The step runner over the current connection secrets (a ``SecretBound``)."""
+
+    def get(self) -> StepRunner: ...
+
+
 def build_ingest(settings: IngestSettings) -> IngestService:
     secrets = SecretReader(clients.client("secretsmanager"))
+    schemes = registry.signature_schemes(CORE_SCHEMES)
+    authenticators: dict[str, SecretBound[Authenticator]] = {}
+    for source, config in settings.sources.items():
+        scheme = schemes.get(config.signature)
+        if scheme is None:
+            raise ValueError(f"source {source}: no signature scheme {config.signature!r} is registered")
 
-    authenticators: dict[str, tuple[tuple[str, ...], Authenticator]] = {}
-    # signature scheme -> the secret's key holding the current values, and the authenticator they build
-    schemes: dict[str, tuple[str, Any]] = {
-        "standard-webhooks": ("signing_secrets", StandardWebhookAuthenticator),
-        "shared-token": ("tokens", SharedTokenAuthenticator),
-        "intuit-signature": ("verifier_tokens", IntuitSignatureAuthenticator),
-    }
+        def build(values: Secrets, source: str = source, key: str = scheme.secret_key,
+                  make: Callable[[tuple[str, ...]], Authenticator] = scheme.build) -> Authenticator:
+            return make(tuple(values[source].get(key) or ()))
 
-    def authenticator_for(source: str) -> Authenticator:
-        config = settings.sources[source]
-        key, build = schemes.get(config.signature, schemes["standard-webhooks"])
-        secret = secrets.get_json(config.secret_arn)
-        current = tuple(secret.get(key) or ())
-        cached = authenticators.get(source)
-        if cached is None or cached[0] != current:  # first use, or the secret was rotated
-            cached = authenticators[source] = (current, build(current))
-        return cached[1]
+        authenticators[source] = SecretBound(secrets.get_json, {source: config.secret_arn}, build)
 
     return IngestService(
         routes=settings.routes,
-        authenticator_for=authenticator_for,
+        authenticator_for=lambda source: authenticators[source].get(),
         publisher=SqsQueues(clients.client("sqs")),
         max_body_bytes=settings.max_body_bytes,
         formats={name: source.format for name, source in settings.sources.items()},
@@ -53,42 +78,111 @@ def build_ingest(settings: IngestSettings) -> IngestService:
     )
 
 
+class AwsAdapters:
+    """The registry's ``Adapters`` for one flow's functions: DynamoDB (under the flow's keys, which IAM lets it
+    reach) and Secrets Manager. The flow's stores are made once and shared by everything built for it."""
+
+    def __init__(self, flow: FlowConfig, *, table: str, connection_secret_arns: Mapping[str, str],
+                 time_scale: float = 1.0) -> None:
+        from switchyard.table_keys import TableKeys
+
+        self._table = table
+        self._secret_arns = connection_secret_arns
+        self._time_scale = time_scale
+        self._keys = TableKeys.for_flow(flow)
+        self._dynamodb = clients.client("dynamodb")
+
+    @property
+    def time_scale(self) -> float:
+        return self._time_scale
+
+    @cached_property
+    def _entity_state(self) -> DynamoEntityState:
+        from switchyard.entity_state import DynamoEntityState
+
+        return DynamoEntityState(self._dynamodb, self._table, keys=self._keys)
+
+    @cached_property
+    def _echo_ledger(self) -> DynamoEchoLedger:
+        from switchyard.echoes import DynamoEchoLedger
+
+        return DynamoEchoLedger(self._dynamodb, self._table, keys=self._keys)
+
+    def entity_state(self) -> DynamoEntityState:
+        return self._entity_state
+
+    def echo_ledger(self) -> DynamoEchoLedger:
+        return self._echo_ledger
+
+    def pair_store(self) -> DynamoPairStore:
+        from switchyard.sync import DynamoPairStore
+
+        return DynamoPairStore(self._dynamodb, self._table, keys=self._keys)
+
+    def token_store(self, connection: str) -> TokenStore:
+        from switchyard.aws.tokens import SecretsManagerTokenStore
+        from switchyard.table_keys import ConnectionKeys
+
+        return SecretsManagerTokenStore(clients.client("secretsmanager"), self._dynamodb, self._table,
+                                        self._secret_arns[connection], keys=ConnectionKeys(connection))
+
+    def rate_limiter(self, connection: str, limits: Sequence[Limit]) -> DynamoRateLimiter:
+        from switchyard.rate_limit import DynamoRateLimiter
+        from switchyard.table_keys import ConnectionKeys
+
+        return DynamoRateLimiter(self._dynamodb, self._table, tuple(limits), time_scale=self._time_scale,
+                                 keys=ConnectionKeys(connection))
+
+
+def flow_target(context: FlowContext) -> Callable[[Secrets], Target]:
+    """The registered factory of a flow's target: its pair's for a two-way flow, else its target system's."""
+    flow = context.flow
+    if flow.two_way is not None:
+        return registry.pair(flow.source, flow.target).target(context)
+    factory = registry.system(flow.target).target
+    if factory is None:
+        raise ValueError(f"flow {flow.name}: system {flow.target!r} registers no target for one-way flows")
+    return factory(context)
+
+
+def step_runner(context: FlowContext) -> Callable[[Secrets], StepRunner]:
+    """The registered step set of a state-machine flow's target system (its one set, for now)."""
+    step_sets = registry.system(context.flow.target).step_sets
+    if len(step_sets) != 1:
+        raise ValueError(f"flow {context.flow.name}: system {context.flow.target!r} registers "
+                         f"{len(step_sets)} step sets; a flow needs exactly one")
+    return next(iter(step_sets.values())).build(context)
+
+
+class _CurrentTarget:
+    """A flow's target over the current connection secrets."""
+
+    def __init__(self, bound: SecretBound[Target]) -> None:
+        self._bound = bound
+
+    def deliver(self, event: FlowEvent) -> DeliveryResult:
+        return self._bound.get().deliver(event)
+
+
+def _connection_bound(settings: WorkerSettings | StepSettings, build: Callable[[Secrets], Built]) -> SecretBound[Built]:
+    # the token store's own writes (a rotated refresh token) are no reason to rebuild
+    return SecretBound(SecretReader(clients.client("secretsmanager")).get_json, settings.connection_secret_arns,
+                       build, ignored_keys=STORE_WRITTEN_KEYS)
+
+
+def _context(catalog: Catalog, flow: FlowConfig, settings: WorkerSettings | StepSettings) -> FlowContext:
+    return FlowContext(flow=flow, catalog=catalog, adapters=AwsAdapters(
+        flow, table=settings.idempotency_table, connection_secret_arns=settings.connection_secret_arns,
+        time_scale=settings.rate_limit_time_scale))
+
+
 class WorkerApp(NamedTuple):
-    worker: Any  # FlowWorker
-    idempotency_config: Any  # register the Lambda context on it per invocation
+    worker: FlowWorker
+    idempotency_config: IdempotencyConfig  # register the Lambda context on it per invocation
 
 
-# What the QuickBooks token store writes into a connection secret: rotating tokens are no reason to rebuild.
-_VOLATILE_SECRET_KEYS = frozenset({"access_token", "access_token_expires_at", "refresh_token",
-                                   "refresh_token_expires_at", "tokens_refreshed_at"})
-
-
-class ConnectionBound:
-    """Builds an object (a target, the order-to-cash steps) from its connection secrets, and rebuilds it
-    when a secret changes (key rotation, a new base URL) without a redeploy. ``factory`` receives
-    ``{connection name: secret value}``."""
-
-    def __init__(self, secrets: SecretReader, secret_arns: dict[str, str], factory: Any) -> None:
-        self._secrets = secrets
-        self._secret_arns = secret_arns
-        self._factory = factory
-        self._current: tuple[dict[str, Any], Any] | None = None
-
-    def get(self) -> Any:
-        values = {name: self._secrets.get_json(arn) for name, arn in self._secret_arns.items()}
-        stable = {name: {k: v for k, v in value.items() if k not in _VOLATILE_SECRET_KEYS}
-                  for name, value in values.items()}
-        if self._current is None or self._current[0] != stable:
-            self._current = (stable, self._factory(values))
-        return self._current[1]
-
-
-class ConnectionBoundTarget(ConnectionBound):
-    def deliver(self, event: Any) -> Any:
-        return self.get().deliver(event)
-
-
-def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any = None) -> WorkerApp:
+def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
+                 logger: Logger | None = None) -> WorkerApp:
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
         IdempotencyConfig,
@@ -98,8 +192,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.drops import DynamoDropLog
-    from switchyard.echoes import DynamoEchoLedger, EchoSuppressingTarget
-    from switchyard.entity_state import DynamoEntityState
+    from switchyard.echoes import EchoSuppressingTarget
     from switchyard.table_keys import TableKeys, records_echoes
     from switchyard.worker import FlowWorker
 
@@ -107,9 +200,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
     flow = catalog.flows[settings.flow]
     dynamodb = clients.client("dynamodb")
     keys = TableKeys.for_flow(flow)  # IAM lets this flow's functions reach these keys only
-    state = DynamoEntityState(dynamodb, settings.idempotency_table, keys=keys)
-    echoes = DynamoEchoLedger(dynamodb, settings.idempotency_table, keys=keys)
-    target: Any
+    target: Target
     if flow.runs_as == "state-machine":
         from switchyard.state_machines import ExecutionStarter
 
@@ -117,11 +208,10 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
             raise ValueError(f"flow {flow.name} runs as a state machine: SWITCHYARD_STATE_MACHINE_ARN is not set")
         target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn)
     else:
-        bound = ConnectionBoundTarget(
-            SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns,
-            _target_factory(flow, catalog, settings, state, echoes))
+        context = _context(catalog, flow, settings)
+        bound = _CurrentTarget(_connection_bound(settings, flow_target(context)))
         # only two-way pairs write what they will hear about again; the others have no echo to suppress
-        target = EchoSuppressingTarget(bound, echoes) if records_echoes(flow) else bound
+        target = EchoSuppressingTarget(bound, context.adapters.echo_ledger()) if records_echoes(flow) else bound
 
     config = IdempotencyConfig(
         expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
@@ -164,99 +254,17 @@ def _count_drop(flow: str, reason: str) -> None:
         metric.add_dimension(name="reason", value=reason)
 
 
-def _systems(flow: Any, catalog: Any) -> dict[str, str]:
-    """system -> connection name, for every connection the flow uses."""
-    return {catalog.connections[name].system: name for name in flow.connections}
-
-
-def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, secret_arn: str, table: str,
-                       time_scale: float = 1.0) -> Any:
-    """A QuickBooks client whose tokens live in the connection secret (one refresher per realm) and whose
-    requests take permits from the realm's limiter shared by every function (DynamoDB)."""
-    from switchyard.rate_limit import QBO_LIMITS, DynamoRateLimiter
-    from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
-    from switchyard.table_keys import ConnectionKeys
-    from switchyard.tokens import SecretsManagerTokenStore
-
-    dynamodb = clients.client("dynamodb")
-    keys = ConnectionKeys(connection)
-    tokens = SecretsManagerTokenStore(clients.client("secretsmanager"), dynamodb, table, secret_arn, keys=keys)
-    limiter = DynamoRateLimiter(dynamodb, table, QBO_LIMITS, time_scale=time_scale, keys=keys)
-    # a short wait per request: a step that cannot get permits soon is retried later by the state machine
-    return QuickBooksClient(QuickBooksConnection.from_secret(connection_secret), tokens, rate_limiter=limiter,
-                            rate_limit_wait=5.0 / time_scale, connection_name=connection)
-
-
-def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
-    """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
-    connection = flow.connection
-    if flow.target in ("streak", "clarity"):
-        from switchyard.pairs.clarity_streak import ClarityStreakPairs
-        from switchyard.sync import DynamoPairStore
-        from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
-        from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
-        from switchyard.systems.clarity.target import ClarityTarget
-        from switchyard.systems.streak.client import StreakClient, StreakConnection
-        from switchyard.systems.streak.deal_mapping import load_deal_mapping
-        from switchyard.systems.streak.deals import StreakDealTarget
-        from switchyard.table_keys import TableKeys
-
-        systems = _systems(flow, catalog)
-        two_way = flow.two_way
-        if two_way is not None:  # Clarity ⇄ Streak: both flows' mappings describe the pair
-            reverse = catalog.flows[two_way.reverse]
-            documents = {f.target: f.mapping_document for f in (flow, reverse)}
-            deals, sync = load_deal_mapping(documents["streak"]), load_clarity_sync_mapping(documents["clarity"])
-            pair_store = DynamoPairStore(clients.client("dynamodb"), settings.idempotency_table,
-                                         keys=TableKeys.for_flow(flow))
-
-        def build(secrets: dict[str, Any]) -> Any:
-            pairs = None
-            if two_way is not None:
-                pairs = ClarityStreakPairs(
-                    deals, sync, ClarityClient(ClarityConnection.from_secret(secrets[systems["clarity"]])),
-                    StreakClient(StreakConnection.from_secret(secrets[systems["streak"]])), state, pair_store,
-                    echoes, echo_window_seconds=two_way.echo_window_seconds)
-            if flow.target == "streak":
-                return StreakDealTarget(load_deal_mapping(flow.mapping_document),
-                                        StreakClient(StreakConnection.from_secret(secrets[connection])), state,
-                                        echoes, pairs=pairs)
-            return ClarityTarget(load_clarity_sync_mapping(flow.mapping_document), pairs)
-
-        return build
-    if flow.target == "nopcommerce":
-        from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
-        from switchyard.systems.nopcommerce.stock import NopCommerceStockTarget
-        from switchyard.systems.nopcommerce.stock_mapping import load_stock_mapping
-
-        quickbooks = _systems(flow, catalog).get("quickbooks")
-        if quickbooks is None:
-            raise ValueError(f"flow {flow.name}: nopCommerce stock needs a quickbooks connection under uses")
-
-        stock_mapping = load_stock_mapping(flow.mapping_document)
-
-        def build(secrets: dict[str, Any]) -> Any:
-            qbo = _quickbooks_client(secrets[quickbooks], connection=quickbooks,
-                                     secret_arn=settings.connection_secret_arns[quickbooks],
-                                     table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
-            shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
-            return NopCommerceStockTarget(qbo, shop, state, stock_mapping)
-
-        return build
-    raise ValueError(f"no target for system {flow.target!r}")
-
-
 class StepApp(NamedTuple):
     """The step Lambda of a state-machine flow: ``handle({"step", "state"})``. Every failure is logged with
     its cause (type, reason, message; the traceback of an unexpected one) before the state machine sees it."""
 
     flow: str
-    steps: Any  # ConnectionBound -> OrderToCash
-    dead_letters: Any
-    logger: Any = None
-    guard: Any = None  # ConnectionGuard of the flow's connections
+    steps: Current
+    dead_letters: DeadLetters
+    logger: Logger | None = None
+    guard: ConnectionGuard | None = None  # of the flow's connections
 
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         from switchyard.state_machines import StepError, record_failure, run_step, step_failure
 
         step, state = event["step"], event["state"]
@@ -272,29 +280,13 @@ class StepApp(NamedTuple):
             raise
 
 
-def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = None) -> StepApp:
+def build_steps(settings: StepSettings, *, metrics: Metrics | None = None, logger: Logger | None = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
-    from switchyard.entity_state import DynamoEntityState
-    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
-    from switchyard.systems.quickbooks.order_mapping import load_order_mapping
-    from switchyard.systems.quickbooks.order_to_cash import OrderToCash
-    from switchyard.table_keys import TableKeys
 
     catalog = load_catalog()
     flow = catalog.flows[settings.flow]
-    systems = _systems(flow, catalog)
-    mapping = load_order_mapping(flow.mapping_document)
-    state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table, keys=TableKeys.for_flow(flow))
-
-    def build(secrets: dict[str, Any]) -> Any:
-        qbo = _quickbooks_client(secrets[systems["quickbooks"]], connection=systems["quickbooks"],
-                                 secret_arn=settings.connection_secret_arns[systems["quickbooks"]],
-                                 table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
-        shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[systems["nopcommerce"]]))
-        return OrderToCash(mapping, qbo, shop, flow=flow.name, state=state)
-
-    steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
+    steps: SecretBound[StepRunner] = _connection_bound(settings, step_runner(_context(catalog, flow, settings)))
     guard = ConnectionGuard(DynamoConnectionStates(clients.client("dynamodb"), settings.idempotency_table),
                             flow.connections, metrics=metrics, logger=logger)
     return StepApp(flow=flow.name, steps=steps,

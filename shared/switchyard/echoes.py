@@ -1,6 +1,6 @@
-"""No echo loops in two-way sync (invariant 3).
+"""No echo loops in two-way sync.
 
-When Switchyard writes into a system that also sends events back (Streak ⇄ Clarity), the write
+When Switchyard writes into a system that also sends events back (a two-way pair), the write
 comes back as an inbound event. Every write is recorded as an *echo*, just before it is made: the
 written system, the entity, its key and a fingerprint of the synced attributes as that system will
 hold them, kept for a short time. An inbound event whose entity and fingerprint match a recorded echo is Switchyard's
@@ -18,31 +18,18 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from switchyard.registry import echo_rules
 from switchyard.table_keys import TableKeys
 from switchyard.targets import DeliveryResult
 
 ECHO_TTL_SECONDS = 10 * 60
 
-# (system, entity) -> the attributes a sync writes, in the system's own names
-SYNCED_ATTRIBUTES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("streak", "box"): ("stageKey",),
-    ("streak", "contact"): ("givenName", "familyName", "emailAddresses", "phoneNumbers"),
-    ("clarity", "order"): ("status",),
-    ("clarity", "customer"): ("firstName", "lastName", "email", "phone"),
-}
-# (source, event type) -> (entity, attribute holding its key): inbound events that can be echoes
-ECHO_SUBJECTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("streak", "BOX_CHANGE_STAGE"): ("box", "key"),
-    ("streak", "CONTACT_UPDATE"): ("contact", "key"),
-    ("clarity", "order.status_changed"): ("order", "orderId"),
-    ("clarity", "customer.updated"): ("customer", "customerId"),
-}
-
 
 def fingerprint(system: str, entity: str, state: Mapping[str, Any]) -> str:
-    """Of the synced attributes of a system's object; of the whole ``state`` for entities not listed
-    (e.g. one field of a synced pair, ``switchyard.sync``)."""
-    attributes = SYNCED_ATTRIBUTES.get((system, entity)) or tuple(sorted(state))
+    """Of the attributes a sync writes of a system's object (its ``registry.EchoRules``); of the whole
+    ``state`` for entities not listed (e.g. one field of a synced pair, ``switchyard.sync``)."""
+    rules = echo_rules(system)
+    attributes = (rules.synced_attributes.get(entity) if rules is not None else None) or tuple(sorted(state))
     canonical = json.dumps({name: state.get(name) for name in attributes}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
@@ -124,7 +111,8 @@ class EchoSuppressingTarget:
         self._ledger = ledger
 
     def deliver(self, event: Any) -> Any:
-        subject = ECHO_SUBJECTS.get((event.source, event.type))
+        rules = echo_rules(event.source)  # a source is named after its system
+        subject = rules.subjects.get(event.type) if rules is not None else None
         if subject is not None:
             entity, key_attribute = subject
             key = str(event.data.get(key_attribute, ""))

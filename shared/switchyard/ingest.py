@@ -8,12 +8,10 @@ The body is strict JSON (``switchyard.webhook_json``), a delivery holds at most
 An event's identity is its id and the digest of its body: a sender that reuses a ``webhook-id`` for a
 different (correctly signed) body gets a new event, never one dropped as a duplicate of the first.
 
-Three delivery formats (``catalog.SourceConfig.format``):
-- ``envelope``: one signed event ``{"type", "timestamp", "data"}``; the event id is ``webhook-id``.
-- ``object-array``: Streak's bare objects in an array, the event type in the URL (``?event=``);
-  one event per object, its id derived from the object's key and change time.
-- ``intuit``: a QuickBooks Online notification (``switchyard.systems.quickbooks.webhooks``), one event per
-  changed entity, of mixed types; changes of entities no flow routes are acknowledged, not queued.
+Delivery formats (``catalog.SourceConfig.format``): ``envelope`` is one signed event ``{"type", "timestamp",
+"data"}`` whose id is ``webhook-id``; any other format is split into events by the source's system
+(``registry.WebhookSource.formats``): e.g. bare objects in an array with the event type in the URL, or one
+notification of changes of mixed types, where changes no flow routes are acknowledged, not queued.
 """
 
 from __future__ import annotations
@@ -29,15 +27,13 @@ from switchyard.envelopes import validate_envelope
 from switchyard.errors import (
     EnqueueError,
     PayloadTooLargeError,
-    SchemaError,
     UnknownSourceError,
 )
 from switchyard.events import flow_message
-from switchyard.systems.quickbooks.webhooks import parse_notification
-from switchyard.systems.streak.webhooks import change_time, delivery_event_id
+from switchyard.registry import Delivery, webhook
 from switchyard.webhook_json import decode
 
-# Above this many events in one delivery (Streak objects, QuickBooks changes) the delivery is refused
+# Above this many events in one delivery (objects in an array, changes in a notification) the delivery is refused
 # with 413: its events must be queued well within the ingest function's 10 s, even on a slow SQS day.
 MAX_EVENTS_PER_DELIVERY = 500
 
@@ -67,13 +63,13 @@ class QueuePublisher(Protocol):
 
 @dataclass(frozen=True)
 class Accepted:
-    event_ids: tuple[str, ...]  # empty only when a QuickBooks delivery held no routed change
+    event_ids: tuple[str, ...]  # empty only when a notification held no routed change
     event_type: str  # of the first event ("" when there is none)
     flows: tuple[str, ...]  # every flow that got at least one event, in routing order
     status: int = 202  # the HTTP status the source expects for "queued"
-    # the type of each of event_ids, when a delivery may mix types (QuickBooks); empty: all are event_type
+    # the type of each of event_ids, when a delivery may mix types; empty: all are event_type
     event_types: tuple[str, ...] = ()
-    # changes acknowledged but not queued, as no flow routes their type (QuickBooks); None: not applicable
+    # changes acknowledged but not queued, as no flow routes their type; None: not applicable
     ignored: int | None = None
 
     @property
@@ -94,7 +90,9 @@ class Accepted:
 
 
 @dataclass(frozen=True)
-class _Event:
+class SplitEvent:
+    """One event of a delivery, as it is queued."""
+
     event_id: str
     timestamp: str
     body: str  # the queued event: as signed (envelope) or rebuilt from one object or change
@@ -156,7 +154,7 @@ class IngestService:
                 more = f" (and {len(ids) - 1} more)" if len(ids) > 1 else ""
                 raise EnqueueError(f"could not queue event {ids[0]}{more} "
                                    f"for flow {', '.join(sorted(queue_flows[queue_url]))}") from exc
-        mixed = delivery_format == "intuit"  # one delivery, several event types
+        mixed = ignored is not None  # a notification of changes: one delivery, several event types
         types = tuple(e.event_type for e in events) if mixed else (event_type,)
         flows = dict.fromkeys(flow for t in types for flow in source_routes.get(t, {}))  # ordered, no repeats
         return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows),
@@ -165,74 +163,24 @@ class IngestService:
 
 
 def split_delivery(source: str, delivery_format: str, document: Any, *, routes: Mapping[str, Any],
-                   event_type: str = "", event_id: str = "", body: str = "") -> tuple[list[_Event], int | None]:
+                   event_type: str = "", event_id: str = "", body: str = "") -> tuple[list[SplitEvent], int | None]:
     """The events of one decoded delivery, each validated as ingest validates it (dry-run uses this too),
-    and how many changes were acknowledged without being queued (QuickBooks; None for the others).
+    and how many changes were acknowledged without being queued (None for formats without such changes).
 
-    ``routes``: the source's event type -> flows; ``event_type``: the URL's ``?event=`` (Streak);
+    ``routes``: the source's event type -> flows; ``event_type``: the URL's ``?event=``;
     ``event_id`` and ``body`` (envelopes): the delivery's id and the body as signed.
     Raises WebhookRejectedError with the answer ingest gives.
     """
-    if delivery_format == "object-array":
-        return _split_object_array(source, event_type, document), None
-    if delivery_format == "intuit":
-        return _split_intuit(source, document, routes)
+    if delivery_format != "envelope":  # the source's system knows its own format (registry); source = system
+        split = webhook(source).formats[delivery_format]
+        return split(Delivery(source=source, document=document, routes=routes, event_type=event_type))
     envelope_type = validate_envelope(source, document)
-    return [_Event(event_id, document["timestamp"], body or json.dumps(document, separators=(",", ":")),
-                   envelope_type)], None
+    return [SplitEvent(event_id, document["timestamp"], body or json.dumps(document, separators=(",", ":")),
+                       envelope_type)], None
 
 
-def _bounded(count: int) -> None:
+def check_delivery_size(count: int) -> None:
+    """413 for a delivery of more than ``MAX_EVENTS_PER_DELIVERY`` events."""
     if count > MAX_EVENTS_PER_DELIVERY:
         raise PayloadTooLargeError(f"a delivery holds at most {MAX_EVENTS_PER_DELIVERY} events; this one holds "
                                    f"{count}: send them in smaller deliveries")
-
-
-def _split_object_array(source: str, event_type: str, document: Any) -> list[_Event]:
-    if not isinstance(document, list) or not document:
-        raise SchemaError("the body must be a non-empty JSON array of objects",
-                          fields=[{"field": "$", "message": "expected a non-empty array"}])
-    _bounded(len(document))
-    events = []
-    for index, item in enumerate(document):
-        if not isinstance(item, dict):
-            raise SchemaError("the event does not match the source's schema",
-                              fields=[{"field": f"[{index}]", "message": "expected an object"}])
-        envelope: dict[str, Any] = {"type": event_type, "timestamp": change_time(item), "data": item}
-        try:
-            validate_envelope(source, envelope)
-        except SchemaError as exc:
-            for problem in exc.fields:  # name the field as the sender wrote it
-                if problem["field"] == "timestamp":  # derived from the object's change time
-                    problem.update(field=f"[{index}].lastUpdatedTimestamp",
-                                   message="must be the change time in epoch milliseconds")
-                else:
-                    problem["field"] = ("event" if problem["field"] == "type" else
-                                        problem["field"].replace("data", f"[{index}]", 1))
-            raise
-        events.append(_Event(delivery_event_id(event_type, item), envelope["timestamp"],
-                             json.dumps(envelope, separators=(",", ":")), event_type))
-    return events
-
-
-def _split_intuit(source: str, document: Any, routes: Mapping[str, Any]) -> tuple[list[_Event], int]:
-    """The routed changes of a QuickBooks notification as events, and how many changes were not routed.
-
-    QBO notifies every entity the app subscribed to (for every connected realm); a change of a type
-    the source does not route is acknowledged and dropped, so QBO does not retry it.
-    """
-    changes = parse_notification(document)
-    _bounded(len(changes))
-    routed = [change for change in changes if change.event_type in routes]
-    events = []
-    for change in routed:
-        envelope = change.envelope()
-        try:
-            validate_envelope(source, envelope)
-        except SchemaError as exc:
-            for problem in exc.fields:  # name the field as QBO wrote it
-                problem["field"] = change.origin(problem["field"])
-            raise
-        events.append(_Event(change.event_id, change.timestamp, json.dumps(envelope, separators=(",", ":")),
-                             change.event_type))
-    return events, len(changes) - len(routed)

@@ -1,12 +1,12 @@
 """A rate limiter shared by every worker that calls one API account, so Switchyard slows down before
 the target answers 429.
 
-QuickBooks Online allows 500 requests per minute and 10 per second per realm (API-NOTES §3.4) and
-asks for a 60 s pause after a 429. Several Lambda workers call the same realm at once, so the count
-lives in DynamoDB (one item per key) and every call takes a permit first::
+An accounting API may allow, say, 500 requests per minute and 10 per second per company (QBO:
+API-NOTES §3.4) and ask for a 60 s pause after a 429. Several Lambda workers call the same company at
+once, so the count lives in DynamoDB (one item per key) and every call takes a permit first::
 
-    limiter = DynamoRateLimiter(client, table, QBO_LIMITS, keys=ConnectionKeys("quickbooks"))
-    with throttled(limiter, f"qbo#{realm_id}", max_wait=5.0):
+    limiter = DynamoRateLimiter(client, table, LIMITS, keys=ConnectionKeys(connection))
+    with throttled(limiter, f"company#{company_id}", max_wait=5.0):
         response = send(...)
 
 Algorithm: a sliding-window log, not token buckets. The limiter remembers when each recent permit
@@ -76,11 +76,6 @@ class Limit:
             raise ValueError(f"a limit needs at least one request per window, got {self.requests}")
         if not self.per_seconds > 0:
             raise ValueError(f"a limit's window must be positive, got {self.per_seconds}")
-
-
-QBO_LIMITS = (Limit(500, 61.0), Limit(10, 1.2))
-"""QuickBooks Online, per realm (key ``qbo#<realmId>``): 500 requests/minute and 10/second, each window
-padded for uneven network latency (module docstring)."""
 
 
 class RateLimitedError(RetryableError):

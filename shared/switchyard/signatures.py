@@ -2,15 +2,14 @@
 
 The cryptography is the ``standardwebhooks`` library's; this module adds what a receiver needs
 around it: several secrets valid at once (rotation), a precise error for a stale timestamp, and
-one error type for everything else. Senders with their own schemes have their own authenticators:
-a shared token (Streak) and Intuit's ``intuit-signature`` (QuickBooks Online).
+one error type for everything else. A shared token is here too (senders that sign nothing); a system with
+a scheme of its own registers it with its webhook source (``switchyard.registry.WebhookSource.signatures``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import time
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from switchyard.errors import SignatureError, StaleTimestampError
+from switchyard.registry import SignatureScheme
 
 TOLERANCE_SECONDS = 5 * 60
 REQUIRED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -105,21 +105,19 @@ class StandardWebhookAuthenticator:
         return self._verifier.verify(request.body, request.headers)  # type: ignore[attr-defined]
 
 
-TOKEN_HEADER = "x-streak-webhook-token"
-
-
 class SharedTokenAuthenticator:
-    """Senders that do not sign bodies (Streak) echo a token registered with them, in a header
-    (``X-Streak-Webhook-Token``) or in the URL (``?token=``). Compared in constant time; several
-    tokens may be valid at once during a rotation."""
+    """Senders that do not sign bodies echo a token registered with them, in a header (``header``, named
+    by the sender's system) or in the URL (``?token=``). Compared in constant time; several tokens may be
+    valid at once during a rotation."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
+    def __init__(self, tokens: Sequence[str], *, header: str) -> None:
         self._tokens = [token.encode() for token in tokens if token]
+        self._header = header.lower()
 
     def authenticate(self, request: object) -> None:
-        presented = (request.headers.get(TOKEN_HEADER) or request.query.get("token") or "")  # type: ignore[attr-defined]
+        presented = (request.headers.get(self._header) or request.query.get("token") or "")  # type: ignore[attr-defined]
         if not presented:
-            raise SignatureError(f"missing {TOKEN_HEADER} header or token parameter")
+            raise SignatureError(f"missing {self._header} header or token parameter")
         if not self._tokens:
             raise SignatureError("no token is configured for this source")
         candidate = presented.encode()
@@ -131,41 +129,7 @@ class SharedTokenAuthenticator:
         return None
 
 
-INTUIT_SIGNATURE_HEADER = "intuit-signature"
-
-
-def _intuit_digest(verifier_token: bytes, body: bytes) -> bytes:
-    return hmac.new(verifier_token, body, hashlib.sha256).digest()
-
-
-def intuit_sign(verifier_token: str, body: bytes) -> dict[str, str]:
-    """Headers QuickBooks Online would send (used by the demo, tests and the CLI)."""
-    return {INTUIT_SIGNATURE_HEADER: base64.b64encode(_intuit_digest(verifier_token.encode(), body)).decode()}
-
-
-class IntuitSignatureAuthenticator:
-    """QuickBooks Online: ``intuit-signature`` = base64(HMAC-SHA256(key=the app's verifier token,
-    msg=the raw body)). No timestamp and no delivery id: replays are absorbed by the event ids the
-    parser derives (``switchyard.systems.quickbooks.webhooks``). Several verifier tokens may be valid at
-    once during a rotation."""
-
-    def __init__(self, verifier_tokens: Sequence[str]) -> None:
-        self._tokens = [token.encode() for token in verifier_tokens if token]
-
-    def authenticate(self, request: object) -> None:
-        presented = (request.headers.get(INTUIT_SIGNATURE_HEADER) or "").strip()  # type: ignore[attr-defined]
-        if not presented:
-            raise SignatureError(f"missing {INTUIT_SIGNATURE_HEADER} header")
-        if not self._tokens:
-            raise SignatureError("no verifier token is configured for this source")
-        try:
-            offered = base64.b64decode(presented, validate=True)
-        except (binascii.Error, ValueError):
-            raise SignatureError(f"{INTUIT_SIGNATURE_HEADER} is not base64") from None
-        body: bytes = request.body  # type: ignore[attr-defined]
-        matched = False
-        for token in self._tokens:  # no early exit: the time taken does not tell which token matched
-            matched |= hmac.compare_digest(_intuit_digest(token, body), offered)
-        if not matched:
-            raise SignatureError("the signature does not match a current verifier token")
-        return None
+# the schemes every system may use; a system registers its own besides (``registry.WebhookSource.signatures``)
+CORE_SCHEMES: dict[str, SignatureScheme] = {
+    "standard-webhooks": SignatureScheme("signing_secrets", StandardWebhookAuthenticator),
+}

@@ -67,10 +67,14 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
 }
 
-# Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
-ECHO_TARGETS = frozenset({"streak", "clarity"})
-# Systems whose clients keep per-connection state in the table: a token lease and a shared rate limiter.
-CONNECTION_STATE_SYSTEMS = frozenset({"quickbooks"})
+
+
+def keeps_connection_state(system: str) -> bool:
+    """Whether the system's clients keep per-connection state in the table (a token lease, a shared rate
+    limiter) and write their own connection secret (a rotating refresh token)."""
+    from switchyard.registry import system as registered
+
+    return registered(system).connection.keeps_state
 
 
 class TableKeyError(ValueError):
@@ -94,8 +98,11 @@ def pair_scope(flow: FlowConfig) -> str:
 
 
 def records_echoes(flow: FlowConfig) -> bool:
-    """Whether the flow's writes come back as events (two-way systems), so it keeps an echo ledger."""
-    return flow.target in ECHO_TARGETS
+    """Whether the flow's writes come back as events its pair's other direction hears (the target registers
+    echo rules), so it keeps an echo ledger."""
+    from switchyard.registry import system as registered
+
+    return registered(flow.target).echoes is not None
 
 
 def drop_key(flow: str, event_id: str = "") -> str:
@@ -198,7 +205,7 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
         if records_echoes(flow):
             grants.append(TableGrant(Store.ECHOES, keys.pair))
         for name in flow.connections:
-            if catalog.connections[name].system in CONNECTION_STATE_SYSTEMS:
+            if keeps_connection_state(catalog.connections[name].system):
                 connection = ConnectionKeys(name).connection
                 grants += [TableGrant(Store.TOKEN_LEASE, connection), TableGrant(Store.RATE_LIMIT, connection)]
     return tuple(sorted(set(grants)))

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 import pytest
 from switchyard.errors import RetryableError
 from switchyard.rate_limit import (
-    QBO_LIMITS,
     DynamoRateLimiter,
     InMemoryRateLimiter,
     Limit,
@@ -18,6 +17,7 @@ from switchyard.rate_limit import (
     RateLimiter,
     throttled,
 )
+from switchyard.systems.quickbooks.client import QBO_LIMITS
 
 from tests.contract.conftest import CONNECTION_KEYS, TABLE
 

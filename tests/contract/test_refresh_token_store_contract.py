@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from switchyard.aws.tokens import SecretsManagerTokenStore
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 from switchyard.tokens import (
     InMemoryTokenStore,
     LeasedTokenStore,
-    SecretsManagerTokenStore,
     TokenResponse,
 )
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard.signatures import intuit_sign
+from switchyard.systems.quickbooks.webhooks import intuit_sign
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from switchyard.table_keys import (
-    CONNECTION_STATE_SYSTEMS,
     STORE_ACTIONS,
     ConnectionKeys,
     Store,
     TableKeyError,
     TableKeys,
     delivering_role,
+    keeps_connection_state,
     pair_scope,
     records_echoes,
     table_grants,
@@ -152,7 +152,7 @@ def test_every_key_the_library_builds_for_a_flow_is_granted_to_the_function_that
             if records_echoes(flow):
                 built.append((Store.ECHOES, keys.echo(flow.target, "contact", odd, "f" * 24)))
             for name in flow.connections:
-                if catalog.connections[name].system in CONNECTION_STATE_SYSTEMS:
+                if keeps_connection_state(catalog.connections[name].system):
                     built += [(Store.TOKEN_LEASE, ConnectionKeys(name).token_lease(odd)),
                               (Store.RATE_LIMIT, ConnectionKeys(name).rate_limit(f"qbo#{odd}"))]
         for store, key in built:

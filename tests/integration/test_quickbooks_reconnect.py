@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from switchyard.aws.sqs import SqsDeadLetters, SqsQueues
+from switchyard.aws.tokens import SecretsManagerTokenStore
 from switchyard.catalog import load_catalog
 from switchyard.compose import StepApp
 from switchyard.connection_state import METRIC, ConnectionGuard, ConnectionStatus, DynamoConnectionStates
@@ -28,7 +29,6 @@ from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksCon
 from switchyard.systems.quickbooks.order_mapping import load_order_mapping
 from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
 from switchyard.table_keys import ConnectionKeys
-from switchyard.tokens import SecretsManagerTokenStore
 from switchyard.worker import FlowWorker, RetryLater
 from switchyard_local.connections import exchange_authorization_code, reconnect
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
@@ -182,7 +182,7 @@ def test_lost_refresh_answer_waits_for_reconnect_then_drains_every_order_once(aw
     flow = catalog.flows[FLOW]
     states = DynamoConnectionStates(aws["dynamodb"], TABLE)
 
-    class Steps:  # what ConnectionBound gives the step Lambda: OrderToCash over the live connection secret
+    class Steps:  # what SecretBound gives the step Lambda: OrderToCash over the live connection secret
         def get(self) -> OrderToCash:
             tokens = SecretsManagerTokenStore(aws["secrets"], aws["dynamodb"], TABLE, secret_arn,
                                               keys=ConnectionKeys("quickbooks"))

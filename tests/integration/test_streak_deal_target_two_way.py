@@ -1,7 +1,7 @@
 """StreakDealTarget for clarity-to-streak, the forward half of the two-way sync, against the Streak
 sandbox: deals with contact, phone and payment comment, cross-references for the reverse flow,
 stage moves and contact updates recorded as echoes, e-mail normalisation. The last tests run both
-halves against both sandboxes to show that no change ping-pongs between the systems (invariant 3)."""
+halves against both sandboxes to show that no change ping-pongs between the systems."""
 
 from __future__ import annotations
 

@@ -475,7 +475,7 @@ def test_ingest_handler_queue_unavailable_503(
     assert response["statusCode"] == 503
 
 
-# --- invariant 5: no personal data or card numbers in logs ------------------------------------------------
+# --- no personal data or card numbers in logs ------------------------------------------------------------
 
 
 def test_handlers_logs_contain_no_email_or_card_number(

@@ -174,3 +174,87 @@ def test_jsonable_decimals_become_json_numbers() -> None:
     assert jsonable(value) == {"total": 1299, "items": [24.99, [1, "a"]], "n": None}
     assert type(jsonable(Decimal("1299.00"))) is int
     assert type(jsonable(Decimal("24.99"))) is float
+
+
+# --- RefreshingTokenAuth: refresh and retry once on a 401, for every connector ---------------------------
+
+
+def _token_server(accepted: set[str]) -> tuple[httpx.MockTransport, list[str]]:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        seen.append(token)
+        return httpx.Response(200 if token in accepted else 401, json={"token": token})
+
+    return httpx.MockTransport(answer), seen
+
+
+def test_refreshing_token_auth_401_new_token_once_and_retried() -> None:
+    from switchyard.connectors.http import RefreshingTokenAuth
+
+    transport, seen = _token_server({"t2"})
+    asked: list[str | None] = []
+
+    def token(rejected: str | None) -> str:
+        asked.append(rejected)
+        return "t2" if rejected == "t1" else "t1"
+
+    client = httpx.Client(transport=transport, auth=RefreshingTokenAuth(token), base_url="https://api.test")
+    assert client.get("/x").status_code == 200
+    assert (asked, seen) == ([None, "t1"], ["t1", "t2"])
+
+
+def test_refreshing_token_auth_second_401_is_the_answer_no_third_try() -> None:
+    from switchyard.connectors.http import RefreshingTokenAuth
+
+    transport, seen = _token_server(set())
+    client = httpx.Client(transport=transport, auth=RefreshingTokenAuth(lambda rejected: f"after-{rejected}"),
+                          base_url="https://api.test")
+    assert client.get("/x").status_code == 401
+    assert seen == ["after-None", "after-after-None"]
+
+
+def test_refreshing_token_auth_token_error_marked_as_not_the_answer() -> None:
+    from switchyard.connectors.http import RefreshingTokenAuth, raised_getting_token
+
+    def token(_rejected: str | None) -> str:
+        raise PermanentError("sign-in refused", reason="target_auth_failed", target_status=401)
+
+    transport, seen = _token_server(set())
+    client = httpx.Client(transport=transport, auth=RefreshingTokenAuth(token), base_url="https://api.test")
+    with pytest.raises(PermanentError) as caught:
+        client.get("/x")
+    assert raised_getting_token(caught.value) and seen == []
+
+
+def test_clarity_401_renews_only_its_own_token_not_every_clients() -> None:
+    """Regression: a 401 used to clear httpx-auth's token cache of every client in the process."""
+    import base64
+    import uuid
+
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+
+    issued: dict[str, int] = {}
+    revoked = {"a-1"}  # client a's first token is revoked early
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            client_id = base64.b64decode(request.headers["Authorization"].split()[1]).decode().split(":")[0]
+            issued[client_id] = issued.get(client_id, 0) + 1
+            return httpx.Response(200, json={"access_token": f"{client_id}-{issued[client_id]}",
+                                             "token_type": "Bearer", "expires_in": 3600})
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        if token in revoked:
+            return httpx.Response(401, json={"error": "invalid_token"})
+        return httpx.Response(200, json={"orderId": "CL-1", "token": token})
+
+    transport = httpx.MockTransport(answer)
+    base = f"https://clarity-{uuid.uuid4().hex[:8]}.test"  # httpx-auth's cache is per process: keys unique here
+    a, b = (ClarityClient(ClarityConnection(base_url=base, client_id=name, client_secret="s"), transport=transport)
+            for name in ("a", "b"))
+
+    assert b.get_order("CL-1")["token"] == "b-1"
+    assert a.get_order("CL-1")["token"] == "a-2"  # a-1 refused: renewed once, retried once
+    assert b.get_order("CL-1")["token"] == "b-1"  # b's token survived a's renewal
+    assert issued == {"a": 2, "b": 1}

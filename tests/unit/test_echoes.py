@@ -1,4 +1,4 @@
-"""Echo suppression (invariant 3): fingerprints over synced attributes only, one-shot consumption."""
+"""Echo suppression: fingerprints over synced attributes only, one-shot consumption."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from switchyard import registry
 from switchyard.echoes import (
-    ECHO_SUBJECTS,
     ECHO_TTL_SECONDS,
-    SYNCED_ATTRIBUTES,
     EchoSuppressingTarget,
     InMemoryEchoLedger,
     fingerprint,
@@ -74,7 +73,7 @@ def test_fingerprint_synced_attribute_changed_other_fingerprint() -> None:
     assert fingerprint("streak", "box", {**BOX, "stageKey": "5003"}) != fingerprint("streak", "box", BOX)
 
 
-@pytest.mark.parametrize("attribute", SYNCED_ATTRIBUTES[("clarity", "customer")])
+@pytest.mark.parametrize("attribute", registry.system("clarity").echoes.synced_attributes["customer"])
 def test_fingerprint_each_synced_customer_attribute_changed_other_fingerprint(attribute: str) -> None:
     changed = {**CUSTOMER, attribute: "changed"}
 
@@ -100,8 +99,11 @@ def test_fingerprint_order_status_changed_other_fingerprint() -> None:
 
 
 def test_echo_subjects_every_echo_entity_has_synced_attributes() -> None:
-    for (source, _event_type), (entity, _key) in ECHO_SUBJECTS.items():
-        assert (source, entity) in SYNCED_ATTRIBUTES
+    rules = {name: entry.echoes for name, entry in registry.systems().items() if entry.echoes is not None}
+    assert set(rules) == {"streak", "clarity"}
+    for echo in rules.values():
+        for entity, _key in echo.subjects.values():
+            assert entity in echo.synced_attributes
 
 
 # --- in-memory ledger -------------------------------------------------------------------------------

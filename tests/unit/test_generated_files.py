@@ -20,10 +20,10 @@ def test_ingest_validators_committed_equal_generated():
 
 def test_ingest_validators_cover_every_modelled_event():
     from switchyard.envelopes import EVENT_TYPES
-    from switchyard.sources import EVENT_MODELS
+    from switchyard.sources import event_models
     from switchyard.validators import validator
 
-    assert {s: set(t) for s, t in EVENT_TYPES.items()} == {s: set(m) for s, m in EVENT_MODELS.items()}
+    assert {s: set(t) for s, t in EVENT_TYPES.items()} == {s: set(m) for s, m in event_models().items()}
     assert all(validator(s, t) for s, types in EVENT_TYPES.items() for t in types)
 
 

@@ -11,6 +11,7 @@ from switchyard.aws.sqs import BATCH_BYTES, BatchSendError, SqsQueues
 from switchyard.errors import EnqueueError, PayloadTooLargeError
 from switchyard.ingest import MAX_EVENTS_PER_DELIVERY, IngestService, OutgoingMessage, WebhookRequest
 from switchyard.signatures import SharedTokenAuthenticator
+from switchyard.systems.streak.webhooks import TOKEN_HEADER
 
 TOKEN = "streak-token"
 QUEUE = "https://sqs.test/q/streak-to-clarity"
@@ -96,7 +97,8 @@ def box(index: int) -> dict[str, Any]:
 
 
 def service(sqs: Any) -> IngestService:
-    return IngestService(routes=ROUTES, authenticator_for=lambda _s: SharedTokenAuthenticator([TOKEN]),
+    return IngestService(routes=ROUTES,
+                         authenticator_for=lambda _s: SharedTokenAuthenticator([TOKEN], header=TOKEN_HEADER),
                          publisher=SqsQueues(sqs, sleep=lambda _s: None), max_body_bytes=10 * 1024 * 1024,
                          formats={"streak": "object-array"}, ack_statuses={"streak": 200})
 

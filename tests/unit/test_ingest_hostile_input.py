@@ -151,9 +151,11 @@ def test_duplicate_keys_are_400_naming_the_key(service, signed, publisher, sampl
 
 def test_body_in_utf16_is_400(signing_secret, publisher, sample_text) -> None:
     from switchyard.signatures import SharedTokenAuthenticator
+    from switchyard.systems.streak.webhooks import TOKEN_HEADER
 
     body = sample_text("nop_order_small").encode("utf-16")  # json.loads would guess the encoding
-    service = IngestService(routes=ROUTES, authenticator_for=lambda _source: SharedTokenAuthenticator(["t"]),
+    service = IngestService(routes=ROUTES,
+                            authenticator_for=lambda _source: SharedTokenAuthenticator(["t"], header=TOKEN_HEADER),
                             publisher=publisher, max_body_bytes=256 * 1024)
 
     with pytest.raises(MalformedBodyError):
@@ -196,10 +198,12 @@ def test_idempotency_key_of_a_message_without_digest_is_unchanged() -> None:
 @pytest.mark.parametrize("millis", [10**16, -10**15, 2**63 - 1])
 def test_streak_change_time_beyond_any_datetime_is_422(millis: int) -> None:
     from switchyard.signatures import SharedTokenAuthenticator
+    from switchyard.systems.streak.webhooks import TOKEN_HEADER
 
     publisher = Publisher()
     service = IngestService(routes={"streak": {"BOX_CHANGE_STAGE": {"streak-to-clarity": QUEUE}}},
-                            authenticator_for=lambda _source: SharedTokenAuthenticator(["t"]), publisher=publisher,
+                            authenticator_for=lambda _source: SharedTokenAuthenticator(["t"], header=TOKEN_HEADER),
+                            publisher=publisher,
                             max_body_bytes=256 * 1024, formats={"streak": "object-array"})
     box = {"key": "box_1", "pipelineKey": "pl", "stageKey": "5001", "lastUpdatedTimestamp": millis}
     request = WebhookRequest(source="streak", headers={"x-streak-webhook-token": "t"},

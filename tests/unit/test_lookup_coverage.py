@@ -15,7 +15,7 @@ from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.mapping.lookup_coverage import uncovered_lookups
 from switchyard.mapping.rules import compile_rules
-from switchyard.sources import EVENT_MODELS
+from switchyard.sources import event_models
 from switchyard.systems.streak.deal_mapping import load_deal_mapping
 
 from tests.conftest import SAMPLES_DIR
@@ -24,8 +24,8 @@ MAPPED_FLOWS = [flow for flow in load_catalog().flows.values() if flow.mapping]
 
 
 def schemas_for(source: str, document: dict[str, Any]) -> dict[str, Any]:
-    return {event_type: TypeAdapter(EVENT_MODELS[source][event_type]).json_schema()
-            for event_type in document.get("events", {}) if event_type in EVENT_MODELS[source]}
+    return {event_type: TypeAdapter(event_models()[source][event_type]).json_schema()
+            for event_type in document.get("events", {}) if event_type in event_models()[source]}
 
 
 @pytest.mark.parametrize("flow", MAPPED_FLOWS, ids=lambda flow: flow.name)

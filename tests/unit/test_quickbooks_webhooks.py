@@ -15,8 +15,12 @@ from switchyard.catalog import SourceConfig, load_catalog
 from switchyard.errors import EnqueueError, SchemaError, SignatureError
 from switchyard.events import FlowEvent
 from switchyard.ingest import Accepted, IngestService, WebhookRequest
-from switchyard.signatures import IntuitSignatureAuthenticator, intuit_sign
-from switchyard.systems.quickbooks.webhooks import EntityChange, parse_notification
+from switchyard.systems.quickbooks.webhooks import (
+    EntityChange,
+    IntuitSignatureAuthenticator,
+    intuit_sign,
+    parse_notification,
+)
 from switchyard_local.sandboxes.quickbooks import (
     QuickBooksSandbox,
     WebhookEvent,

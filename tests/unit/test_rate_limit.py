@@ -15,7 +15,6 @@ import boto3
 import pytest
 from switchyard.errors import RetryableError
 from switchyard.rate_limit import (
-    QBO_LIMITS,
     TTL_MARGIN_SECONDS,
     DynamoRateLimiter,
     InMemoryRateLimiter,
@@ -23,6 +22,7 @@ from switchyard.rate_limit import (
     RateLimitedError,
     RateLimiter,
 )
+from switchyard.systems.quickbooks.client import QBO_LIMITS
 
 from tests.contract.conftest import CONNECTION_KEYS, TABLE, aws_env, dynamo_client  # noqa: F401  (moto fixtures)
 

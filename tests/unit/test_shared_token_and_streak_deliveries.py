@@ -13,7 +13,7 @@ from switchyard.errors import SchemaError, SignatureError
 from switchyard.events import FlowEvent
 from switchyard.ingest import IngestService, WebhookRequest
 from switchyard.signatures import SharedTokenAuthenticator, StandardWebhookAuthenticator, sign
-from switchyard.systems.streak.webhooks import delivery_event_id
+from switchyard.systems.streak.webhooks import TOKEN_HEADER, delivery_event_id
 
 TOKEN = "streak-token-1"
 NEW_TOKEN = "streak-token-2"
@@ -21,6 +21,10 @@ NOW = 1_795_166_100
 RECEIVED_AT = datetime(2026, 11, 20, 9, 15, 3, tzinfo=UTC)
 STREAK_QUEUE = "https://sqs.test/q/streak-to-clarity"
 CLARITY_QUEUE = "https://sqs.test/q/clarity-to-streak"
+
+
+def shared_token(tokens: list[str]) -> SharedTokenAuthenticator:
+    return SharedTokenAuthenticator(tokens, header=TOKEN_HEADER)
 
 
 def request(*, headers: Mapping[str, str] | None = None, query: Mapping[str, str] | None = None,
@@ -32,11 +36,11 @@ def request(*, headers: Mapping[str, str] | None = None, query: Mapping[str, str
 
 
 def test_shared_token_in_header_accepted() -> None:
-    assert SharedTokenAuthenticator([TOKEN]).authenticate(request(headers={"x-streak-webhook-token": TOKEN})) is None
+    assert shared_token([TOKEN]).authenticate(request(headers={"x-streak-webhook-token": TOKEN})) is None
 
 
 def test_shared_token_in_query_accepted() -> None:
-    assert SharedTokenAuthenticator([TOKEN]).authenticate(request(query={"token": TOKEN})) is None
+    assert shared_token([TOKEN]).authenticate(request(query={"token": TOKEN})) is None
 
 
 @pytest.mark.parametrize("presented", [
@@ -47,35 +51,35 @@ def test_shared_token_in_query_accepted() -> None:
 ])
 def test_shared_token_wrong_signature_error(presented: dict[str, Any]) -> None:
     with pytest.raises(SignatureError, match="does not match"):
-        SharedTokenAuthenticator([TOKEN]).authenticate(request(**presented))
+        shared_token([TOKEN]).authenticate(request(**presented))
 
 
 @pytest.mark.parametrize("presented", [{}, {"headers": {"x-streak-webhook-token": ""}}, {"query": {"token": ""}}])
 def test_shared_token_missing_signature_error(presented: dict[str, Any]) -> None:
     with pytest.raises(SignatureError, match="missing"):
-        SharedTokenAuthenticator([TOKEN]).authenticate(request(**presented))
+        shared_token([TOKEN]).authenticate(request(**presented))
 
 
 @pytest.mark.parametrize("configured", [[], [""], ["", ""]])
 def test_shared_token_none_configured_signature_error(configured: list[str]) -> None:
     with pytest.raises(SignatureError, match="no token is configured"):
-        SharedTokenAuthenticator(configured).authenticate(request(headers={"x-streak-webhook-token": TOKEN}))
+        shared_token(configured).authenticate(request(headers={"x-streak-webhook-token": TOKEN}))
 
 
 def test_shared_token_none_configured_empty_token_rejected() -> None:
     with pytest.raises(SignatureError):
-        SharedTokenAuthenticator([""]).authenticate(request(query={"token": ""}))
+        shared_token([""]).authenticate(request(query={"token": ""}))
 
 
 def test_shared_token_rotation_both_tokens_accepted() -> None:
-    authenticator = SharedTokenAuthenticator([TOKEN, NEW_TOKEN])
+    authenticator = shared_token([TOKEN, NEW_TOKEN])
 
     assert authenticator.authenticate(request(headers={"x-streak-webhook-token": TOKEN})) is None
     assert authenticator.authenticate(request(query={"token": NEW_TOKEN})) is None
 
 
 def test_shared_token_rotation_finished_old_token_rejected() -> None:
-    authenticator = SharedTokenAuthenticator([NEW_TOKEN])
+    authenticator = shared_token([NEW_TOKEN])
 
     with pytest.raises(SignatureError):
         authenticator.authenticate(request(headers={"x-streak-webhook-token": TOKEN}))
@@ -83,7 +87,7 @@ def test_shared_token_rotation_finished_old_token_rejected() -> None:
 
 
 def test_shared_token_header_wins_over_query() -> None:
-    authenticator = SharedTokenAuthenticator([TOKEN])
+    authenticator = shared_token([TOKEN])
 
     with pytest.raises(SignatureError):
         authenticator.authenticate(request(headers={"x-streak-webhook-token": "wrong"}, query={"token": TOKEN}))
@@ -110,7 +114,7 @@ def service(publisher: FakePublisher, signing_secret: str) -> IngestService:
     """Ingest as compose builds it: formats and ack statuses from the catalog (config/flows.yaml)."""
     catalog = load_catalog()
     standard = StandardWebhookAuthenticator([signing_secret], clock=lambda: NOW)
-    shared = SharedTokenAuthenticator([TOKEN])
+    shared = shared_token([TOKEN])
     return IngestService(
         routes={"streak": {"BOX_CHANGE_STAGE": {"streak-to-clarity": STREAK_QUEUE},
                            "CONTACT_UPDATE": {"streak-to-clarity": STREAK_QUEUE}},

@@ -1,7 +1,9 @@
-"""What every connector shares: error classification of an HTTP exchange, and JSON-safe values."""
+"""What every connector shares: error classification of an HTTP exchange, JSON-safe values, and the token
+auth that refreshes and retries once on a 401."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from time import time
@@ -73,3 +75,38 @@ def send(client: httpx.Client, method: str, url: str, *, system: str, **kwargs: 
     if status == 404:
         raise PermanentError(where, reason="target_not_found", **details)
     raise PermanentError(where, reason="target_rejected", **details)
+
+
+class RefreshingTokenAuth(httpx.Auth):
+    """The one "refresh the token and retry once on 401" of every connector: each request carries the current
+    token; a 401 (a token expired or revoked early) asks for a newer one once and sends the request once more.
+    A second 401 is the answer the caller classifies (usually a permanent auth failure).
+
+    ``token(rejected)``: the token to use; with ``rejected`` (the one just refused) a newer one, fetched
+    unless another caller already replaced it. Only this connection's token is ever dropped."""
+
+    def __init__(self, token: Callable[[str | None], str], *, header: str = "Authorization",
+                 template: str = "Bearer {token}") -> None:
+        self._token = token
+        self._header = header
+        self._template = template
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._current(None)
+        request.headers[self._header] = self._template.format(token=token)
+        response = yield request
+        if response.status_code == 401:
+            request.headers[self._header] = self._template.format(token=self._current(token))
+            yield request
+
+    def _current(self, rejected: str | None) -> str:
+        try:
+            return self._token(rejected)
+        except Exception as exc:  # classified by whoever fetched the token: the caller must not classify it again
+            exc.raised_getting_token = True  # type: ignore[attr-defined]
+            raise
+
+
+def raised_getting_token(exc: BaseException) -> bool:
+    """Whether an error came from getting a token (``RefreshingTokenAuth``), not from the request's answer."""
+    return bool(getattr(exc, "raised_getting_token", False))

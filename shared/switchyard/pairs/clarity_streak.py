@@ -18,6 +18,7 @@ from switchyard.echoes import EchoLedger
 from switchyard.entity_state import EntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
+from switchyard.registry import FlowContext, Pair, Secrets, Target
 from switchyard.sync import PairSpec, PairStore, PairSync, SyncField
 from switchyard.systems.clarity.client import ClarityClient
 from switchyard.systems.clarity.sync_mapping import ClaritySyncMapping
@@ -278,8 +279,31 @@ def _unless_gone(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         raise
 
 
-def require_pairs(pairs: ClarityStreakPairs | None, flow: str) -> ClarityStreakPairs:
-    if pairs is None:
-        raise PermanentError(f"flow {flow} syncs both ways but has no two_way settings in flows.yaml",
-                             reason="not_two_way")
-    return pairs
+def _target(context: FlowContext) -> Any:
+    """Either direction's target: both flows' mapping documents describe the pair (loaded once, here)."""
+    from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+    from switchyard.systems.clarity.target import ClarityTarget
+    from switchyard.systems.streak.deal_mapping import load_deal_mapping
+    from switchyard.systems.streak.deals import StreakDealTarget
+
+    flow, two_way = context.flow, context.flow.two_way
+    if two_way is None:
+        raise ValueError(f"flow {flow.name}: a pair's target needs two_way settings")
+    reverse = context.catalog.flows[two_way.reverse]
+    documents = {f.target: f.mapping_document for f in (flow, reverse)}
+    deals, sync = load_deal_mapping(documents[STREAK]), load_clarity_sync_mapping(documents[CLARITY])
+    adapters = context.adapters
+    state, echoes, pair_store = adapters.entity_state(), adapters.echo_ledger(), adapters.pair_store()
+    clarity, streak = context.connection_to(CLARITY), context.connection_to(STREAK)
+
+    def build(secrets: Secrets) -> Target:
+        pairs = ClarityStreakPairs(deals, sync, context.client(clarity, secrets), context.client(streak, secrets),
+                                   state, pair_store, echoes, echo_window_seconds=two_way.echo_window_seconds)
+        if flow.target == STREAK:
+            return StreakDealTarget(deals, context.client(streak, secrets), state, echoes, pairs=pairs)
+        return ClarityTarget(sync, pairs)
+
+    return build
+
+
+PAIR = Pair(systems=frozenset({CLARITY, STREAK}), target=_target)

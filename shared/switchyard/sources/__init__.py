@@ -6,33 +6,29 @@ instead: validators generated from these models, without pydantic's cold-start c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from functools import cache
+from typing import Annotated, Any, NamedTuple, Union
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
+from switchyard import registry
 from switchyard.errors import SchemaError
-from switchyard.systems.clarity import source as clarity
-from switchyard.systems.nopcommerce import source as nopcommerce
-from switchyard.systems.quickbooks import source as quickbooks
-from switchyard.systems.streak import source as streak
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "nopcommerce": TypeAdapter(nopcommerce.NopCommerceEvent),
-    "clarity": TypeAdapter(clarity.ClarityEvent),
-    "streak": TypeAdapter(streak.StreakEvent),
-    "quickbooks": TypeAdapter(quickbooks.QuickBooksEvent),
-}
-# source -> event type -> model: what `make generate` compiles into switchyard.validators
-EVENT_MODELS: dict[str, dict[str, type]] = {
-    "nopcommerce": {"order.placed": nopcommerce.OrderPlaced, "order.status_changed": nopcommerce.OrderStatusChanged,
-                    "order.paid": nopcommerce.OrderPaid},
-    "clarity": {"order.created": clarity.OrderCreated, "order.status_changed": clarity.OrderStatusChanged,
-                "customer.updated": clarity.CustomerUpdated},
-    "streak": {"BOX_CHANGE_STAGE": streak.BoxChangeStage, "CONTACT_UPDATE": streak.ContactUpdate},
-    "quickbooks": {"item.created": quickbooks.ItemCreated, "item.updated": quickbooks.ItemUpdated,
-                   "item.deleted": quickbooks.ItemDeleted},
-}
+
+def event_models() -> dict[str, Mapping[str, type]]:
+    """source -> event type -> model, for every system that sends webhooks: what ``make generate`` compiles
+    into switchyard.validators (a source is named after its system)."""
+    return {name: entry.webhook.event_models() for name, entry in registry.systems().items()
+            if entry.webhook is not None}
+
+
+@cache
+def _adapter(source: str) -> TypeAdapter[Any]:
+    models = tuple(registry.webhook(source).event_models().values())
+    union: Any = models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    return TypeAdapter(union)
 
 
 class ParsedEvent(NamedTuple):
@@ -42,11 +38,11 @@ class ParsedEvent(NamedTuple):
 
 
 def supported_sources() -> frozenset[str]:
-    return frozenset(_ADAPTERS)
+    return frozenset(name for name, entry in registry.systems().items() if entry.webhook is not None)
 
 
 def envelope_json_schema(source: str, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
-    return _ADAPTERS[source].json_schema(ref_template=ref_template)
+    return _adapter(source).json_schema(ref_template=ref_template)
 
 
 def _field_error(error: Any) -> dict[str, str]:
@@ -61,7 +57,7 @@ def _field_error(error: Any) -> dict[str, str]:
 def parse_event(source: str, document: Any) -> ParsedEvent:
     """Validate a decoded webhook body; SchemaError names every offending field."""
     try:
-        event = _ADAPTERS[source].validate_python(document)
+        event = _adapter(source).validate_python(document)
     except ValidationError as exc:
         fields = [_field_error(error) for error in exc.errors(include_url=False)]
         raise SchemaError("the event does not match the source's schema", fields=fields) from None

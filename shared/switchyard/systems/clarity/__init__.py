@@ -1,0 +1,62 @@
+"""Clarity eCommerce: orders and customers; Standard Webhooks; written back to by a two-way pair.
+
+The registry entry (``switchyard.registry``); everything heavy is imported when first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from switchyard.registry import Adapters, ConnectionSpec, EchoRules, MappingSpec, Secret, System, WebhookSource
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+def settings() -> type[BaseModel]:
+    from switchyard.systems.clarity.client import ClarityConnection
+
+    return ClarityConnection
+
+
+def client(secret: Secret, _connection: str, _adapters: Adapters) -> Any:
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+
+    return ClarityClient(ClarityConnection.from_secret(dict(secret)))
+
+
+def _event_models() -> Mapping[str, type]:
+    from switchyard.systems.clarity import source
+
+    return {"order.created": source.OrderCreated, "order.status_changed": source.OrderStatusChanged,
+            "customer.updated": source.CustomerUpdated}
+
+
+def _load_mapping(document: str) -> Any:
+    from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
+
+    return load_clarity_sync_mapping(document)
+
+
+def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
+    from switchyard.systems.clarity.sync_mapping import dry_run
+
+    return dry_run(document, event_type, data)
+
+
+SYSTEM = System(
+    name="clarity",
+    connection=ConnectionSpec(
+        # API key, or OAuth2 client credentials (token_url defaults to <base_url>/oauth/token)
+        secret_template={"base_url": "", "api_key": "", "client_id": "", "client_secret": "", "token_url": ""},
+        settings=settings,
+        client=client,
+    ),
+    webhook=WebhookSource(event_models=_event_models),
+    mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
+    echoes=EchoRules(
+        synced_attributes={"order": ("status",), "customer": ("firstName", "lastName", "email", "phone")},
+        subjects={"order.status_changed": ("order", "orderId"), "customer.updated": ("customer", "customerId")},
+    ),
+)

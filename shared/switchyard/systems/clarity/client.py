@@ -1,8 +1,9 @@
 """Clarity eCommerce client: the write-back calls of docs/clarity-contract.md.
 
 Auth is an API key (``X-Api-Key``) or OAuth2 client credentials; tokens are fetched, cached and
-renewed before expiry by httpx-auth. A 401 with OAuth2 means the token was revoked early: the
-cached token is dropped and the call retried once with a new one.
+renewed before expiry by httpx-auth. A 401 with OAuth2 means the token was revoked early: this
+connection's cached token (and no other client's) is dropped and the call retried once with a new one
+(``connectors.http.RefreshingTokenAuth``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import httpx
 import httpx_auth
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, retry_after_seconds, send
+from switchyard.connectors.http import DEFAULT_TIMEOUT, RefreshingTokenAuth, jsonable, retry_after_seconds, send
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 
 
@@ -56,6 +57,16 @@ def _raise_transient_token_answer(response: httpx.Response) -> None:
                              target_response=response.text[:2000])
 
 
+def _client_credentials_token(credentials: httpx_auth.OAuth2ClientCredentials, rejected: str | None) -> str:
+    """The cached token of these credentials (httpx-auth's cache, shared by the process, keyed by the credentials'
+    ``state``); a rejected one is dropped from it first, unless another call already replaced it."""
+    cache = httpx_auth.OAuth2.token_cache
+    if rejected is not None and (cache.tokens.get(credentials.state) or (None,))[0] == rejected:
+        cache.tokens.pop(credentials.state, None)
+    return str(cache.get_token(credentials.state, early_expiry=credentials.early_expiry,
+                               on_missing_token=credentials.request_new_token))
+
+
 class ClarityClient:
     def __init__(self, connection: ClarityConnection, *, transport: httpx.BaseTransport | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
@@ -66,14 +77,14 @@ class ClarityClient:
         if connection.api_key:
             headers["X-Api-Key"] = connection.api_key
         else:
-            auth = httpx_auth.OAuth2ClientCredentials(
+            credentials = httpx_auth.OAuth2ClientCredentials(
                 connection.token_url or f"{base_url}/oauth/token",
                 client_id=connection.client_id,
                 client_secret=connection.client_secret,
                 client=httpx.Client(transport=transport, timeout=timeout,
                                     event_hooks={"response": [_raise_transient_token_answer]}),
             )
-        self._oauth = auth is not None
+            auth = RefreshingTokenAuth(lambda rejected: _client_credentials_token(credentials, rejected))
         self._http = httpx.Client(base_url=base_url, headers=headers, auth=auth, timeout=timeout,
                                   transport=transport)
 
@@ -81,24 +92,19 @@ class ClarityClient:
         self._http.close()
 
     def _call(self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None) -> Any:
-        for attempt in (1, 2):
-            try:
-                response = send(self._http, method, path, system="Clarity",
-                                json=jsonable(json) if json is not None else None, headers=headers)
-            except PermanentError as exc:
-                if exc.target_status == 401 and self._oauth and attempt == 1:
-                    httpx_auth.OAuth2.token_cache.clear()  # revoked before expiry: get a new token
-                    continue
-                if exc.target_status == 412:  # someone changed it since we read it: read again, retry
-                    raise RetryableError(str(exc), reason="stale_version", target_status=412,
-                                         target_response=exc.target_response) from exc
-                raise
-            try:
-                return response.json() if response.content else None
-            except ValueError:
-                raise RetryableError(f"Clarity answered {method} {path} with a body that is not JSON",
-                                     reason="target_bad_response", target_status=response.status_code) from None
-        raise AssertionError("unreachable")
+        try:
+            response = send(self._http, method, path, system="Clarity",
+                            json=jsonable(json) if json is not None else None, headers=headers)
+        except PermanentError as exc:
+            if exc.target_status == 412:  # someone changed it since we read it: read again, retry
+                raise RetryableError(str(exc), reason="stale_version", target_status=412,
+                                     target_response=exc.target_response) from exc
+            raise
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            raise RetryableError(f"Clarity answered {method} {path} with a body that is not JSON",
+                                 reason="target_bad_response", target_status=response.status_code) from None
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/orders/{order_id}")

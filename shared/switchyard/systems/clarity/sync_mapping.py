@@ -164,3 +164,13 @@ def parse_clarity_sync_mapping(text: str, *, name: str = "<document>") -> Clarit
 @cache
 def load_clarity_sync_mapping(file_name: str) -> ClaritySyncMapping:
     return parse_clarity_sync_mapping(mapping_path(file_name).read_text(), name=file_name)
+
+
+def dry_run(mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
+    """What an event becomes under a Clarity sync mapping, calling nobody: (action, plan)."""
+    sync = load_clarity_sync_mapping(mapping_file)
+    action = sync.events.get(event_type)
+    plans = {"update_order_status": sync.plan_order_status, "update_customer": sync.plan_customer}
+    if action is None:
+        raise MappingError(f"{mapping_file} does not handle event type {event_type!r}")
+    return action, plans[action](data)

@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.connectors.http import DEFAULT_TIMEOUT, RefreshingTokenAuth, jsonable, raised_getting_token, send
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
 
 SYSTEM = "nopCommerce"
@@ -125,7 +125,7 @@ class NopCommerceClient:
         self._settle = settle_seconds
         self._sleep = sleep
         self._http = httpx.Client(base_url=connection.base_url.rstrip("/"), headers={"Accept": "application/json"},
-                                  timeout=timeout, transport=transport)
+                                  timeout=timeout, transport=transport, auth=RefreshingTokenAuth(self._token_for))
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at: float | None = None
@@ -265,31 +265,24 @@ class NopCommerceClient:
     # ----------------------------------------------------------------- plumbing
 
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-        """One API call with the cached token; on a 401 a new token and one more try. Returns the JSON body
-        (None for the plugin's empty ``Ok()``)."""
-        for attempt in (1, 2):
-            token = self._current_token()
-            try:
-                response = send(self._http, method, path, system=SYSTEM, params=params,
-                                json=jsonable(json) if json is not None else None,
-                                headers={"Authorization": f"Bearer {token}"})
-            except PermanentError as exc:
-                if exc.target_status == 401 and attempt == 1:
-                    self._forget_token(token)  # expired early, or the shop's secret key was regenerated
-                    continue
-                explained = self._explained(exc, method, path)
-                if explained is None:
-                    raise
-                raise explained from exc
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:  # a 2xx that is not JSON (a proxy's page?); our writes are safe to repeat
-                raise RetryableError(f"{SYSTEM} answered {method} {path} with a body that is not JSON",
-                                     reason="target_bad_response", target_status=response.status_code,
-                                     target_response=response.text[:2000]) from None
-        raise AssertionError("unreachable")
+        """One API call with the cached token (on a 401 a new token and one more try: ``RefreshingTokenAuth``).
+        Returns the JSON body (None for the plugin's empty ``Ok()``)."""
+        try:
+            response = send(self._http, method, path, system=SYSTEM, params=params,
+                            json=jsonable(json) if json is not None else None)
+        except PermanentError as exc:
+            explained = None if raised_getting_token(exc) else self._explained(exc, method, path)
+            if explained is None:
+                raise
+            raise explained from exc
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:  # a 2xx that is not JSON (a proxy's page?); our writes are safe to repeat
+            raise RetryableError(f"{SYSTEM} answered {method} {path} with a body that is not JSON",
+                                 reason="target_bad_response", target_status=response.status_code,
+                                 target_response=response.text[:2000]) from None
 
     def _explained(self, exc: PermanentError, method: str, path: str) -> PermanentError | None:
         """A clearer message for the answers whose cause is configuration, not the request; None to keep ``exc``."""
@@ -309,6 +302,11 @@ class NopCommerceClient:
             return None
         return PermanentError(message, reason="target_auth_failed", target_status=status, target_response=body)
 
+    def _token_for(self, rejected: str | None) -> str:
+        if rejected is not None:
+            self._forget_token(rejected)  # expired early, or the shop's secret key was regenerated
+        return self._current_token()
+
     def _current_token(self) -> str:
         with self._lock:  # held while fetching: concurrent callers wait for one GetToken instead of racing
             if self._token is not None and (self._expires_at is None
@@ -326,7 +324,7 @@ class NopCommerceClient:
     def _fetch_token(self) -> str:
         credentials = {"email": self.connection.email, "password": self.connection.password}
         try:
-            response = send(self._http, "POST", TOKEN_PATH, system=SYSTEM, json=credentials)
+            response = send(self._http, "POST", TOKEN_PATH, system=SYSTEM, json=credentials, auth=None)
         except PermanentError as exc:
             if exc.target_status in (400, 401, 403):
                 body = exc.target_response

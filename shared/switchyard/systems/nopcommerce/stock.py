@@ -24,15 +24,22 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from switchyard.entity_state import EntityState
 from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
 from switchyard.systems.nopcommerce.client import NopCommerceClient
 from switchyard.systems.nopcommerce.stock_mapping import IGNORED_TYPES, StockMapping, StockMappingDoc
-from switchyard.systems.quickbooks.client import QuickBooksClient
 from switchyard.targets import DeliveryResult
+
+
+class ItemSource(Protocol):
+    """The accounting system's client the stock is read from (the flow's source system's, passed in)."""
+
+    @property
+    def realm(self) -> str: ...
+    def read(self, entity: str, entity_id: str) -> dict[str, Any]: ...
 
 MANAGE_STOCK = 1  # nopCommerce ManageInventoryMethod.ManageStock
 
@@ -76,7 +83,7 @@ def whole_quantity(value: Any) -> int:
 
 
 class NopCommerceStockTarget:
-    def __init__(self, qbo: QuickBooksClient, shop: NopCommerceClient, state: EntityState,
+    def __init__(self, qbo: ItemSource, shop: NopCommerceClient, state: EntityState,
                  mapping: StockMapping | None = None) -> None:
         self._qbo = qbo
         self._shop = shop

@@ -53,7 +53,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
-from switchyard.connectors.http import DEFAULT_TIMEOUT, jsonable, send
+from switchyard.connectors.http import DEFAULT_TIMEOUT, RefreshingTokenAuth, jsonable, raised_getting_token, send
 from switchyard.errors import (
     ConnectionConfigError,
     ConnectionDownError,
@@ -62,7 +62,7 @@ from switchyard.errors import (
     PermanentError,
     RetryableError,
 )
-from switchyard.rate_limit import RateLimiter
+from switchyard.rate_limit import Limit, RateLimiter
 from switchyard.tokens import DEFAULT_MARGIN_SECONDS, TokenResponse, TokenStore
 
 SYSTEM = "QuickBooks"
@@ -79,6 +79,11 @@ TOKEN_RETRY_BUDGET_SECONDS = 25.0  # no new attempt after this: the token lease 
 _NO_ANSWER = frozenset({"target_timeout", "target_unreachable", "target_unavailable"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+QBO_LIMITS = (Limit(500, 61.0), Limit(10, 1.2))
+"""QuickBooks Online, per realm (key ``qbo#<realmId>``): 500 requests/minute and 10/second, each window
+padded for uneven network latency (``switchyard.rate_limit``'s docstring)."""
 
 
 class QuickBooksConnection(BaseModel):
@@ -222,8 +227,11 @@ class QuickBooksClient:
         self._clock = clock
         self._margin = margin_seconds
         base = connection.base_url.rstrip("/")
+        # every API request counts against the realm's limits, a retry after a 401 too
+        hooks = {"request": [self._take_permit]} if rate_limiter is not None else {}
         self._http = httpx.Client(base_url=f"{base}/v3/company/{quote(self.realm, safe='')}",
-                                  headers={"Accept": "application/json"}, timeout=timeout, transport=transport)
+                                  headers={"Accept": "application/json"}, timeout=timeout, transport=transport,
+                                  auth=RefreshingTokenAuth(self._access_token), event_hooks=hooks)
         self._oauth = httpx.Client(headers={"Accept": "application/json"}, timeout=token_timeout,
                                    transport=transport or httpx.HTTPTransport(retries=TOKEN_CONNECT_RETRIES))
         self._token_retrying = Retrying(
@@ -329,37 +337,32 @@ class QuickBooksClient:
             query["requestid"] = requestid_for(write_id, limit=id_limit)
         query.update(params or {})
         where = f"{SYSTEM} {method} {path}"
-        rejected: str | None = None
-        for attempt in (1, 2):
-            token = self._access_token(rejected)
-            if self._limiter is not None:  # every API request counts against the realm's limits
-                self._limiter.acquire(self._limit_key, max_wait=self._limit_wait)
-            try:
-                response = send(self._http, method, path, system=SYSTEM, params=query,
-                                json=jsonable(json) if json is not None else None,
-                                headers={"Authorization": f"Bearer {token}"})
-            except DeliveryError as exc:
-                if exc.target_status == 401 and attempt == 1:
-                    rejected = token  # expired or revoked early: refresh once, then try once more
-                    continue
-                if exc.target_status is None:  # no answer (timeout, unreachable): already classified
-                    raise
-                raise fault_error(exc.target_response, status=exc.target_status, where=where,
-                                  retry_after=getattr(exc, "retry_after", None), name=name, fallback=exc) from exc
-            try:
-                body = response.json()
-            except ValueError:
-                raise RetryableError(f"{where} answered with a body that is not JSON", reason="target_bad_response",
-                                     target_status=response.status_code,
-                                     target_response=response.text[:2000]) from None
-            if not isinstance(body, dict):
-                raise RetryableError(f"{where} answered with a body that is not an object",
-                                     reason="target_bad_response", target_status=response.status_code,
-                                     target_response=body)
-            if _fault_of(body) is not None:  # a Fault under a 200
-                raise fault_error(body, status=response.status_code, where=where, name=name)
-            return body
-        raise AssertionError("unreachable")
+        try:
+            response = send(self._http, method, path, system=SYSTEM, params=query,
+                            json=jsonable(json) if json is not None else None)
+        except DeliveryError as exc:
+            # no answer (timeout, unreachable), or the token could not be had: already classified
+            if exc.target_status is None or raised_getting_token(exc):
+                raise
+            raise fault_error(exc.target_response, status=exc.target_status, where=where,
+                              retry_after=getattr(exc, "retry_after", None), name=name, fallback=exc) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise RetryableError(f"{where} answered with a body that is not JSON", reason="target_bad_response",
+                                 target_status=response.status_code,
+                                 target_response=response.text[:2000]) from None
+        if not isinstance(body, dict):
+            raise RetryableError(f"{where} answered with a body that is not an object",
+                                 reason="target_bad_response", target_status=response.status_code,
+                                 target_response=body)
+        if _fault_of(body) is not None:  # a Fault under a 200
+            raise fault_error(body, status=response.status_code, where=where, name=name)
+        return body
+
+    def _take_permit(self, _request: httpx.Request) -> None:
+        if self._limiter is not None:
+            self._limiter.acquire(self._limit_key, max_wait=self._limit_wait)
 
     def _access_token(self, rejected: str | None) -> str:
         if rejected is None:

@@ -1,7 +1,7 @@
 """QuickBooks Online webhook deliveries, split into entity changes (no pydantic: on the ingest cold-start path).
 
 QBO posts thin notifications (ids only, no entity data) in one of two shapes, both signed with
-``intuit-signature`` (``switchyard.signatures``):
+``intuit-signature`` (``IntuitSignatureAuthenticator`` below):
 
 - legacy: ``{"eventNotifications": [{"realmId", "dataChangeEvent": {"entities": [{"name", "id",
   "operation", "lastUpdated", "deletedId"?}]}}]}``, several realms and entities per delivery;
@@ -16,13 +16,23 @@ QBO's redeliveries (the CloudEvents ``id``; for legacy, which has none, a hash o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchyard.errors import SchemaError
+from switchyard.envelopes import validate_envelope
+from switchyard.errors import SchemaError, SignatureError
+
+if TYPE_CHECKING:
+    from switchyard.ingest import SplitEvent
+    from switchyard.registry import Delivery
 
 # QBO operation -> the verb of the event type (CloudEvents spells them this way too)
 VERBS = {"Create": "created", "Update": "updated", "Delete": "deleted", "Merge": "merged", "Void": "voided",
@@ -179,3 +189,67 @@ def _utc(container: dict[str, Any], key: str, at: str) -> str:
     if utc is None:
         raise _problem(f"{at}.{key}", f"expected an ISO 8601 date-time, got {text[:100]!r}")
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def split_notification(delivery: Delivery) -> tuple[list[SplitEvent], int]:
+    """Format ``intuit``: the routed changes of a notification as events, and how many were not routed.
+
+    QBO notifies every entity the app subscribed to (for every connected realm); a change of a type
+    the source does not route is acknowledged and dropped, so QBO does not retry it.
+    """
+    from switchyard.ingest import SplitEvent, check_delivery_size
+
+    changes = parse_notification(delivery.document)
+    check_delivery_size(len(changes))
+    routed = [change for change in changes if change.event_type in delivery.routes]
+    events = []
+    for change in routed:
+        envelope = change.envelope()
+        try:
+            validate_envelope(delivery.source, envelope)
+        except SchemaError as exc:
+            for problem in exc.fields:  # name the field as QBO wrote it
+                problem["field"] = change.origin(problem["field"])
+            raise
+        events.append(SplitEvent(change.event_id, change.timestamp, json.dumps(envelope, separators=(",", ":")),
+                                 change.event_type))
+    return events, len(changes) - len(routed)
+
+
+INTUIT_SIGNATURE_HEADER = "intuit-signature"
+
+
+def _intuit_digest(verifier_token: bytes, body: bytes) -> bytes:
+    return hmac.new(verifier_token, body, hashlib.sha256).digest()
+
+
+def intuit_sign(verifier_token: str, body: bytes) -> dict[str, str]:
+    """Headers QuickBooks Online would send (used by the demo, tests and the CLI)."""
+    return {INTUIT_SIGNATURE_HEADER: base64.b64encode(_intuit_digest(verifier_token.encode(), body)).decode()}
+
+
+class IntuitSignatureAuthenticator:
+    """QuickBooks Online: ``intuit-signature`` = base64(HMAC-SHA256(key=the app's verifier token,
+    msg=the raw body)). No timestamp and no delivery id: replays are absorbed by the event ids the
+    parser derives (``parse_notification``). Several verifier tokens may be valid at once during a rotation."""
+
+    def __init__(self, verifier_tokens: Sequence[str]) -> None:
+        self._tokens = [token.encode() for token in verifier_tokens if token]
+
+    def authenticate(self, request: object) -> None:
+        presented = (request.headers.get(INTUIT_SIGNATURE_HEADER) or "").strip()  # type: ignore[attr-defined]
+        if not presented:
+            raise SignatureError(f"missing {INTUIT_SIGNATURE_HEADER} header")
+        if not self._tokens:
+            raise SignatureError("no verifier token is configured for this source")
+        try:
+            offered = base64.b64decode(presented, validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureError(f"{INTUIT_SIGNATURE_HEADER} is not base64") from None
+        body: bytes = request.body  # type: ignore[attr-defined]
+        matched = False
+        for token in self._tokens:  # no early exit: the time taken does not tell which token matched
+            matched |= hmac.compare_digest(_intuit_digest(token, body), offered)
+        if not matched:
+            raise SignatureError("the signature does not match a current verifier token")
+        return None

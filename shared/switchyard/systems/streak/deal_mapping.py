@@ -372,3 +372,14 @@ def load_deal_mapping(file_name: str) -> DealMapping:
     """Load a flow's mapping document once per process (cold start), not per record."""
     path = mapping_path(file_name)
     return parse_deal_mapping(path.read_text(), name=file_name)
+
+
+def dry_run(mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
+    """What an event becomes under a deal mapping, calling nobody: (action, plan)."""
+    deals = load_deal_mapping(mapping_file)
+    action = deals.events.get(event_type)
+    plans = {"upsert_deal": deals.plan_deal, "move_stage": deals.plan_stage_change,
+             "update_contact": deals.plan_contact_update}
+    if action is None:
+        raise MappingError(f"{mapping_file} does not handle event type {event_type!r}")
+    return action, plans[action](data)

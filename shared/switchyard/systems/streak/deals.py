@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 from switchyard.concurrency import settle_all
 from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
-from switchyard.pairs.clarity_streak import ClarityStreakPairs, require_pairs
 from switchyard.systems.streak.client import StreakClient
 from switchyard.systems.streak.deal_mapping import (
     DEFAULT_SETTLE_SECONDS,
@@ -37,6 +37,17 @@ from switchyard.systems.streak.deal_mapping import (
 )
 from switchyard.systems.streak.schema import PIPELINE_SCHEMAS, PipelineSchemas
 from switchyard.targets import DeliveryResult
+
+
+class DealPairs(Protocol):
+    """A two-way pair whose one record decides deals' stages and contacts (``switchyard.pairs``): a source
+    order's status and customer edits go through it, so the latest change of a field wins on both sides."""
+
+    def seed_customer(self, customer: Mapping[str, Any], contact: Mapping[str, Any], changed_at: datetime) -> None: ...
+    def seed_order(self, order_key: str, box: Mapping[str, Any], stage_key: str, changed_at: datetime) -> None: ...
+    def box_key(self, order_key: str) -> str | None: ...
+    def order_from_clarity(self, event: FlowEvent, box_key: str) -> DeliveryResult: ...
+    def customer_from_clarity(self, event: FlowEvent) -> DeliveryResult: ...
 
 __all__ = ["DEFAULT_SETTLE_SECONDS", "StreakDealTarget", "audit_boxes", "notes_with_order_key", "order_key_in_notes"]
 
@@ -103,7 +114,7 @@ def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = Fals
 
 class StreakDealTarget:
     def __init__(self, mapping: DealMapping, client: StreakClient, state: EntityState,
-                 echoes: EchoLedger | None = None, *, pairs: ClarityStreakPairs | None = None,
+                 echoes: EchoLedger | None = None, *, pairs: DealPairs | None = None,
                  settle_seconds: float | None = None, clock: Callable[[], float] = time.time,
                  schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
         self._mapping = mapping
@@ -391,4 +402,7 @@ class StreakDealTarget:
     # --- customer updated ----------------------------------------------------------------------
 
     def _update_contact(self, event: FlowEvent) -> DeliveryResult:
-        return require_pairs(self._pairs, event.flow).customer_from_clarity(event)
+        if self._pairs is None:
+            raise PermanentError(f"flow {event.flow} syncs both ways but has no two_way settings in flows.yaml",
+                                 reason="not_two_way")
+        return self._pairs.customer_from_clarity(event)
