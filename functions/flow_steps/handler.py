@@ -1,4 +1,5 @@
-"""The task Lambda of a flow's state machine: runs one step (``{"step", "state"}``) or records a failure."""
+"""The task Lambda of a flow's state machine: runs one step (``{"step", "state"}``), records a failure, or
+dead-letters an execution that ended without one (an EventBridge execution-status event)."""
 
 import os
 from functools import cache
@@ -22,7 +23,7 @@ def lambda_handler(event: dict, context) -> dict:
     step = event.get("step")
     logger.append_keys(flow=app().flow, step=step, event_id=(event.get("state") or {}).get("event_id"))
     result = app().handle(event)
-    if step == "record_failure":
+    if step == "record_failure" or ("detail-type" in event and result.get("dead_lettered")):
         logger.error("dead-lettered", extra={"reason": result.get("reason"), "outcome": "dead_lettered"})
         metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
     else:

@@ -115,7 +115,8 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
 
         if not settings.state_machine_arn:
             raise ValueError(f"flow {flow.name} runs as a state machine: SWITCHYARD_STATE_MACHINE_ARN is not set")
-        target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn)
+        assert flow.state_machine is not None  # the catalog pairs runs_as: state-machine with its declaration
+        target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn, flow.state_machine)
     else:
         bound = ConnectionBoundTarget(
             SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns,
@@ -244,22 +245,36 @@ def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: An
 
 
 class StepApp(NamedTuple):
-    """The step Lambda of a state-machine flow: ``handle({"step", "state"})``. Every failure is logged with
-    its cause (type, reason, message; the traceback of an unexpected one) before the state machine sees it."""
+    """The step Lambda of a state-machine flow: ``handle({"step", "state"})`` runs a declared step, a wait's own
+    step, or the failure handler; an EventBridge execution-status event dead-letters an execution that ended
+    without one (timed out, aborted). Every failure is logged with its cause (type, reason, message; the
+    traceback of an unexpected one) before the state machine sees it."""
 
     flow: str
-    steps: Any  # ConnectionBound -> OrderToCash
+    steps: Any  # ConnectionBound -> StepHandlers (or anything with run(step, state))
     dead_letters: Any
     logger: Any = None
     guard: Any = None  # ConnectionGuard of the flow's connections
+    wait_steps: Any = None  # switchyard.state_machines.WaitSteps, for a declaration with waits
+    describe: Any = None  # executionArn -> DescribeExecution's answer (an ended execution's input)
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        from switchyard.state_machines import StepError, record_failure, run_step, step_failure
+        from switchyard.state_machines import (
+            StepError,
+            execution_ended,
+            record_failure,
+            run_step,
+            step_failure,
+        )
 
+        if "detail-type" in event:  # EventBridge: Step Functions Execution Status Change
+            return execution_ended(self.flow, event.get("detail") or {}, self.dead_letters, describe=self.describe)
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
         try:
+            if self.wait_steps is not None and self.wait_steps.handles(step):
+                return run_step(lambda: self.wait_steps.run(event))  # calls no connection: no guard
             return run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
         except Exception as exc:
             if self.logger is not None:
@@ -269,31 +284,70 @@ class StepApp(NamedTuple):
             raise
 
 
+def step_factories() -> dict[str, Any]:
+    """Every system's step factories by name (``quickbooks.customer`` -> StepFactory): the step registry a
+    flow's state machine declaration names its steps from. One line per system that has steps; the system
+    registry takes this over once it lands."""
+    from switchyard.systems.quickbooks.steps import STEP_FACTORIES as quickbooks_steps
+
+    return {**quickbooks_steps}
+
+
+def _step_client(system: str, connection: str, secrets: dict[str, Any], settings: StepSettings) -> Any:
+    """The client of one of the flow's connections, for its steps."""
+    if system == "quickbooks":
+        return _quickbooks_client(secrets[connection], connection=connection,
+                                  secret_arn=settings.connection_secret_arns[connection],
+                                  table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
+    if system == "nopcommerce":
+        from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+
+        return NopCommerceClient(NopCommerceConnection.from_secret(secrets[connection]))
+    raise ValueError(f"no step client for system {system!r}")
+
+
 def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.entity_state import DynamoEntityState
-    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
-    from switchyard.systems.quickbooks.order_mapping import load_order_mapping
-    from switchyard.systems.quickbooks.order_to_cash import OrderToCash
+    from switchyard.state_machines import StepContext, WaitSteps, build_handlers
     from switchyard.table_keys import TableKeys
+    from switchyard.waits import Waits
 
     catalog = load_catalog()
     flow = catalog.flows[settings.flow]
+    declaration = flow.state_machine
+    if declaration is None:
+        raise ValueError(f"flow {flow.name} does not run as a state machine")
     systems = _systems(flow, catalog)
-    mapping = load_order_mapping(flow.mapping_document)
+    factories = step_factories()
     state = DynamoEntityState(clients.client("dynamodb"), settings.idempotency_table, keys=TableKeys.for_flow(flow))
 
     def build(secrets: dict[str, Any]) -> Any:
-        qbo = _quickbooks_client(secrets[systems["quickbooks"]], connection=systems["quickbooks"],
-                                 secret_arn=settings.connection_secret_arns[systems["quickbooks"]],
-                                 table=settings.idempotency_table, time_scale=settings.rate_limit_time_scale)
-        shop = NopCommerceClient(NopCommerceConnection.from_secret(secrets[systems["nopcommerce"]]))
-        return OrderToCash(mapping, qbo, shop, flow=flow.name, state=state)
+        def client(system: str) -> Any:
+            if system not in systems:
+                raise ValueError(f"flow {flow.name} has no connection to {system} (add it under uses)")
+            return _step_client(system, systems[system], secrets, settings)
+
+        return build_handlers(factories, declaration.handlers, StepContext(flow, client, state))
 
     steps = ConnectionBound(SecretReader(clients.client("secretsmanager")), settings.connection_secret_arns, build)
     guard = ConnectionGuard(DynamoConnectionStates(clients.client("dynamodb"), settings.idempotency_table),
                             flow.connections, metrics=metrics, logger=logger)
+    stepfunctions = clients.client("stepfunctions")
+    wait_steps = None
+    if declaration.waits:
+        waits = Waits(clients.client("dynamodb"), settings.idempotency_table, stepfunctions, flow.name)
+        wait_steps = WaitSteps(declaration, waits, metrics=metrics, logger=logger)
     return StepApp(flow=flow.name, steps=steps,
                    dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger,
-                   guard=guard)
+                   guard=guard, wait_steps=wait_steps,
+                   describe=lambda arn: stepfunctions.describe_execution(executionArn=arn))
+
+
+def build_waits(flow_name: str, table: str) -> Any:
+    """The waits of another flow's state machine, for a function that completes, fails or cancels them (a
+    flow with ``completes_waits_of``): ``complete(wait, entity, output)`` and friends (switchyard.waits)."""
+    from switchyard.waits import Waits
+
+    return Waits(clients.client("dynamodb"), table, clients.client("stepfunctions"), flow_name)

@@ -345,7 +345,8 @@ def test_unmapped_sku_dead_letters_without_a_document_and_redrive_books_it_once(
     assert f"unmapped product {sku}" in letter["message"]
     # the step's own log line names the failure before the state machine catches it
     failed = [r for r in stack.logs.records() if r.get("message") == "step failed" and r.get("event_id") == event_id]
-    assert [(r["step"], r["error_type"], r["reason"]) for r in failed] == [("items", "StepFailed", "unmapped_product")]
+    assert [(r["step"], r["error_type"], r["reason"]) for r in failed] == [
+        ("quickbooks.items", "StepFailed", "unmapped_product")]
     assert f"unmapped product {sku}" in failed[0]["error_message"]
     assert documents(stack, order, "salesReceipts") == [] and documents(stack, order, "invoices") == []
     assert notes(stack, order) == [] and stack.nopcommerce.order(4107)["order_status_id"] == 10

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
+from switchyard.catalog import load_catalog
 from switchyard.compose import StepApp
 from switchyard.connection_state import ConnectionGuard, InMemoryConnectionStates
 from switchyard.errors import (
@@ -29,7 +30,6 @@ from switchyard.state_machines import (
     StepWaitingForConnection,
     execution_name,
     failure_letter,
-    order_to_cash_route,
     record_failure,
     run_step,
     step_failure,
@@ -39,6 +39,8 @@ from switchyard.systems.quickbooks.client import fault_error
 FLOW = "nopcommerce-to-quickbooks"
 GUID = "5b0ef1d6-3c5e-4d1b-9a51-0d3f3c1a2b77"
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:OrderToCash"
+# the order-to-cash declaration of flows.yaml: its routes and key name the executions
+DECLARATION = load_catalog().flows[FLOW].state_machine
 
 
 def event(event_type: str = "order.placed", status: int = 10, guid: str = GUID, event_id: str = "msg_1") -> FlowEvent:
@@ -77,34 +79,34 @@ class FakeStepFunctions:
     ("order.status_changed", 20, None), ("order.status_changed", 30, None),
 ])
 def test_route_only_events_order_to_cash_acts_on(event_type, status, route):
-    assert order_to_cash_route(event(event_type, status)) == route
+    assert DECLARATION.route_for(event(event_type, status)) == route
 
 
 def test_execution_name_is_flow_and_order_guid_plus_kind_and_redrive():
     placed = event()
-    assert execution_name(FLOW, placed, "placed") == f"{FLOW}-{GUID}"
-    assert execution_name(FLOW, placed, "paid") == f"{FLOW}-{GUID}-paid"
-    assert execution_name(FLOW, placed, "cancel", attempt=3) == f"{FLOW}-{GUID}-cancel-r3"
+    assert execution_name(DECLARATION, FLOW, placed, "placed") == f"{FLOW}-{GUID}"
+    assert execution_name(DECLARATION, FLOW, placed, "paid") == f"{FLOW}-{GUID}-paid"
+    assert execution_name(DECLARATION, FLOW, placed, "cancel", attempt=3) == f"{FLOW}-{GUID}-cancel-r3"
 
 
 def test_execution_name_over_80_characters_is_hashed_deterministically():
     long_flow = "a-very-long-flow-name-that-someone-configured-for-their-shop"
-    name = execution_name(long_flow, event(), "cancel", attempt=12)
+    name = execution_name(DECLARATION, long_flow, event(), "cancel", attempt=12)
     assert len(name) <= MAX_EXECUTION_NAME
-    assert name == execution_name(long_flow, event(), "cancel", attempt=12)
-    assert name != execution_name(long_flow, event(), "cancel", attempt=13)
+    assert name == execution_name(DECLARATION, long_flow, event(), "cancel", attempt=12)
+    assert name != execution_name(DECLARATION, long_flow, event(), "cancel", attempt=13)
 
 
 def test_execution_name_without_order_guid_is_permanent():
     broken = FlowEvent(flow=FLOW, event_id="x", source="nopcommerce", type="order.placed",
                        timestamp=datetime.now(UTC), data={"Order": {}})
     with pytest.raises(PermanentError, match="OrderGuid"):
-        execution_name(FLOW, broken, "placed")
+        execution_name(DECLARATION, FLOW, broken, "placed")
 
 
 def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
     sfn = FakeStepFunctions()
-    starter = ExecutionStarter(sfn, ARN)
+    starter = ExecutionStarter(sfn, ARN, DECLARATION)
     first = starter.deliver(event())
     assert first.outcome == "started"
     assert sfn.executions[f"{FLOW}-{GUID}"]["input"]["route"] == "placed"
@@ -117,8 +119,8 @@ def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
 def test_starter_same_event_again_while_running_is_a_duplicate_not_a_second_start():
     # the same message redelivered (e.g. the worker died after starting): Step Functions answers the original
     sfn = FakeStepFunctions()
-    assert ExecutionStarter(sfn, ARN).deliver(event("order.paid", 30)).outcome == "started"
-    redelivered = ExecutionStarter(sfn, ARN, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
+    assert ExecutionStarter(sfn, ARN, DECLARATION).deliver(event("order.paid", 30)).outcome == "started"
+    redelivered = ExecutionStarter(sfn, ARN, DECLARATION, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
     sfn.clock = lambda: datetime.now(UTC) + timedelta(minutes=5)  # a new start would be stamped then
     again = redelivered.deliver(event("order.paid", 30))
     assert (again.outcome, again.detail["execution"]) == ("duplicate", f"{FLOW}-{GUID}-paid")
@@ -127,7 +129,7 @@ def test_starter_same_event_again_while_running_is_a_duplicate_not_a_second_star
 
 def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
     sfn = FakeStepFunctions()
-    starter = ExecutionStarter(sfn, ARN)
+    starter = ExecutionStarter(sfn, ARN, DECLARATION)
     starter.deliver(event())
     sfn.executions[f"{FLOW}-{GUID}"]["status"] = "FAILED"
     assert starter.deliver(event()).detail["execution"] == f"{FLOW}-{GUID}-r2"
@@ -135,7 +137,7 @@ def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
 
 def test_starter_filters_status_changes_that_are_not_cancellations():
     sfn = FakeStepFunctions()
-    assert ExecutionStarter(sfn, ARN).deliver(event("order.status_changed", 30)).outcome == "filtered"
+    assert ExecutionStarter(sfn, ARN, DECLARATION).deliver(event("order.status_changed", 30)).outcome == "filtered"
     assert sfn.executions == {}
 
 
@@ -149,9 +151,9 @@ def test_starter_missing_state_machine_is_permanent_and_throttling_retryable():
             raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "StartExecution")
 
     with pytest.raises(PermanentError):
-        ExecutionStarter(Refusing("StateMachineDoesNotExist"), ARN).deliver(event())
+        ExecutionStarter(Refusing("StateMachineDoesNotExist"), ARN, DECLARATION).deliver(event())
     with pytest.raises(RetryableError):
-        ExecutionStarter(Refusing("ThrottlingException"), ARN).deliver(event())
+        ExecutionStarter(Refusing("ThrottlingException"), ARN, DECLARATION).deliver(event())
 
 
 @pytest.mark.parametrize(("error", "expected"), [
@@ -351,6 +353,6 @@ def test_starter_refuses_an_event_too_large_for_an_execution_with_a_clear_reason
                          "data": {"Order": {"OrderGuid": GUID}, "OrderItems": [{"Note": "x" * 250_000}]}})))
     sfn = FakeStepFunctions()
     with pytest.raises(PermanentError) as raised:
-        ExecutionStarter(sfn, ARN).deliver(huge)
+        ExecutionStarter(sfn, ARN, DECLARATION).deliver(huge)
     assert raised.value.reason == "execution_input_too_large"
     assert sfn.executions == {}
