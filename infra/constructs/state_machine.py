@@ -38,6 +38,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
@@ -127,19 +128,7 @@ class FlowStateMachine(Construct):
         pipeline.dead_letter_queue.grant_send_messages(self.steps)
         annotate(self.steps, role="steps", flow=flow.name)
 
-        failed = sfn.Fail(self, "Failed", error=DEAD_LETTERED,
-                          cause="A step failed for good; the event is in the flow's dead-letter queue")
-        # the execution's name marks the dead letter, so its redrive starts a new execution
-        self.record_failure = self._task("RecordFailure", "record_failure", result_path="$.failure",
-                                         extra={"execution": sfn.JsonPath.string_at("$$.Execution.Name")})
-        self.record_failure.add_retry(errors=["States.ALL"], interval=Duration.seconds(2),
-                                      max_attempts=FAILURE_HANDLER_ATTEMPTS, backoff_rate=2.0,
-                                      jitter_strategy=sfn.JitterType.FULL)
-        self.record_failure.next(failed)
-        self._done = sfn.Succeed(self, "Done")
-        self._cancelled: sfn.Succeed | None = None
-        self._unknown_route: sfn.Fail | None = None
-        start = self._build(config)
+        start = MachineDefinition(self, config, self.steps).start
 
         log_group = logs.LogGroup(self, "ExecutionLogs", retention=log_retention, removal_policy=removal_policy)
         self.state_machine = sfn.StateMachine(
@@ -197,135 +186,6 @@ class FlowStateMachine(Construct):
         self.alarms = self._alarms(alarm_action, thresholds.executions_failed)
         pipeline.alarms.extend(self.alarms)
 
-    # ----------------------------------------------------------------- the declaration -> states
-
-    def _build(self, config: StateMachineConfig) -> sfn.IChainable:
-        built: dict[str, sfn.State] = {}
-        for name, state in config.states.items():
-            built[name] = self._state(name, state)
-        compensations = config.compensations
-        for name, state in config.states.items():
-            node = built[name]
-            failure: sfn.IChainable = built[state.compensate] if state.compensate else self.record_failure
-            if name in compensations:  # a failing compensation still dead-letters the original error
-                failure = self.record_failure
-            if state.kind == "choose":
-                assert isinstance(node, sfn.Choice)
-                for choice in state.choose or ():
-                    node.when(self._condition(choice.route, choice.event, choice.output, choice.equals),
-                              built[choice.next])
-                node.otherwise(built[state.otherwise] if state.otherwise else self._unknown())
-                continue
-            after: sfn.IChainable = (built[state.next] if state.next else
-                                     self.record_failure if name in compensations else self._done)
-            if state.kind == "wait_for":
-                self._link_wait(name, state, node, after, failure, built)
-                continue
-            assert isinstance(node, tasks.LambdaInvoke)
-            self._policies(node, state)
-            node.add_catch(failure, errors=["States.ALL"],
-                           result_path="$.compensation_error" if name in compensations else "$.error")
-            node.next(after)
-        return built[config.start]
-
-    def _state(self, name: str, state: StateDecl) -> sfn.State:
-        if state.kind == "choose":
-            return sfn.Choice(self, name)
-        if state.kind == "run":
-            assert state.run is not None
-            return self._task(name, state.run, result_path=f"$.{state.result_key}")
-        if state.kind == "cancel_wait":
-            return self._task(name, "wait.cancel", result_path=f"$.{state.result_key}",
-                              extra={"wait": str(state.cancel_wait)})
-        return self._wait_task(name, state, state.alarm_after or state.timeout_seconds)
-
-    def _condition(self, route: str | None, event: str | None, output: str | None,
-                   equals: str | int | bool | None) -> sfn.Condition:
-        if route is not None:
-            return sfn.Condition.string_equals("$.route", route)
-        if event is not None:
-            return sfn.Condition.string_equals("$.type", event)
-        path = f"$.{output}"
-        if isinstance(equals, bool):
-            test = sfn.Condition.boolean_equals(path, equals)
-        elif isinstance(equals, int):
-            test = sfn.Condition.number_equals(path, equals)
-        else:
-            test = sfn.Condition.string_equals(path, str(equals))
-        return sfn.Condition.and_(sfn.Condition.is_present(path), test)  # a missing value is no match, no error
-
-    def _unknown(self) -> sfn.Fail:
-        if self._unknown_route is None:
-            self._unknown_route = sfn.Fail(self, "UnknownRoute", error="UnknownRoute",
-                                           cause="The execution input names no known route")
-        return self._unknown_route
-
-    # ----------------------------------------------------------------- waits
-
-    def _wait_task(self, state_id: str, state: StateDecl, timeout_seconds: int) -> tasks.LambdaInvoke:
-        heartbeat = state.heartbeat
-        return tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=self.steps,
-            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-            payload=sfn.TaskInput.from_object({
-                "step": "wait.register", "wait": state.wait_for, "token": sfn.JsonPath.task_token,
-                "execution": sfn.JsonPath.string_at("$$.Execution.Name"), "state": sfn.JsonPath.object_at("$")}),
-            task_timeout=sfn.Timeout.duration(Duration.seconds(timeout_seconds)),
-            heartbeat_timeout=sfn.Timeout.duration(Duration.seconds(heartbeat)) if heartbeat else None,
-            retry_on_service_exceptions=True,
-            result_path=f"$.{state.result_key}",
-        )
-
-    def _link_wait(self, name: str, state: StateDecl, first: sfn.State, after: sfn.IChainable,
-                   failure: sfn.IChainable, built: dict[str, sfn.State]) -> None:
-        """A wait, in one phase or two (``alarm_after``: overdue, then the rest of its timeout)."""
-        assert isinstance(first, tasks.LambdaInvoke)
-        cancelled = built[state.on_cancel] if state.on_cancel else self._cancelled_state()
-        wait = str(state.wait_for)
-        timed_out = self._ended_wait(f"{name}TimedOut", "wait_timed_out",
-                                     f"nothing completed the wait for {wait} within "
-                                     f"{_duration(state.timeout_seconds)} (state {name})", failure)
-        missed = (self._ended_wait(f"{name}HeartbeatMissed", "wait_heartbeat_missed",
-                                   f"no heartbeat for {wait} within {_duration(state.heartbeat or 0)} (state {name})",
-                                   failure) if state.heartbeat else None)
-        phases: list[tasks.LambdaInvoke] = [first]
-        on_timeout: list[sfn.IChainable] = [timed_out]
-        alarm = state.alarm_after
-        if alarm is not None:
-            overdue = self._task(f"{name}Overdue", "wait.overdue", result_path=f"$.{state.result_key}_overdue",
-                                 extra={"wait": wait, "execution": sfn.JsonPath.string_at("$$.Execution.Name")})
-            self._policies(overdue, state)
-            overdue.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-            again = self._wait_task(f"{name}Again", state, state.timeout_seconds - alarm)
-            overdue.next(again)
-            phases.append(again)
-            on_timeout.insert(0, overdue)
-        for phase, timeout_next in zip(phases, on_timeout, strict=True):
-            self._policies(phase, state)
-            phase.add_catch(cancelled, errors=[WAIT_CANCELLED], result_path=f"$.{state.result_key}")
-            last = timeout_next is timed_out
-            phase.add_catch(timeout_next, errors=["States.Timeout"],
-                            result_path="$.error" if last else f"$.{state.result_key}_timeout")
-            if missed is not None:
-                phase.add_catch(missed, errors=["States.HeartbeatTimeout"], result_path="$.error")
-            phase.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-            phase.next(after)
-
-    def _ended_wait(self, state_id: str, reason: str, message: str, failure: sfn.IChainable) -> sfn.Pass:
-        """Puts the wait's reason where RecordFailure reads it (``$.error``), then the failure path."""
-        cause = json.dumps({"reason": reason, "error_class": "timed_out", "message": message})
-        ended = sfn.Pass(self, state_id, result=sfn.Result.from_object({"Error": reason, "Cause": cause}),
-                         result_path="$.error")
-        ended.next(failure)
-        return ended
-
-    def _cancelled_state(self) -> sfn.Succeed:
-        if self._cancelled is None:
-            self._cancelled = sfn.Succeed(self, "Cancelled", comment="The wait was cancelled: nothing more to do")
-        return self._cancelled
-
     def grant_callbacks(self, grantee: iam.IGrantable) -> None:
         """Complete, fail, cancel and heartbeat this machine's waits (SendTask*); the table items of the waits
         come with the grantee's table grants (``completes_waits_of``)."""
@@ -369,36 +229,6 @@ class FlowStateMachine(Construct):
         resource = construct.node.default_child
         assert isinstance(resource, CfnElement)
         return Stack.of(construct).resolve(resource.logical_id)
-
-    def _task(self, state_id: str, step: str, *, result_path: str,
-              extra: dict[str, str] | None = None) -> tasks.LambdaInvoke:
-        return tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=self.steps,
-            payload=sfn.TaskInput.from_object({"step": step, "state": sfn.JsonPath.object_at("$"), **(extra or {})}),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path=result_path,
-        )
-
-    def _policies(self, task: tasks.LambdaInvoke, state: StateDecl) -> None:
-        for kind in ERROR_KINDS:
-            # a connection waiting for a reconnect: the execution waits, its event is not dead-lettered
-            self._retry(task, STEP_ERROR_OF[kind], self.config.policy(state, kind))
-
-    @staticmethod
-    def _retry(task: tasks.LambdaInvoke, error: str, retry: StateMachineRetry) -> None:
-        if retry.max_attempts == 0:
-            return
-        task.add_retry(
-            errors=[error],
-            interval=Duration.seconds(retry.interval_seconds),
-            max_attempts=retry.max_attempts,
-            backoff_rate=retry.backoff_rate,
-            max_delay=Duration.seconds(retry.max_delay_seconds),
-            jitter_strategy=sfn.JitterType.FULL if retry.jitter else sfn.JitterType.NONE,
-        )
 
     # ----------------------------------------------------------------- alarms
 
@@ -444,6 +274,188 @@ class FlowStateMachine(Construct):
                 action=action,
             ))
         return alarms
+
+
+class MachineDefinition:
+    """The states of one declaration, created in ``scope``, every task running ``steps``; ``start`` is the
+    first. Apart from FlowStateMachine so a test can build a declaration's ASL around any function."""
+
+    def __init__(self, scope: Construct, config: StateMachineConfig, steps: lambda_.IFunction) -> None:
+        self.scope = scope
+        self.config = config
+        self.steps = steps
+        failed = sfn.Fail(scope, "Failed", error=DEAD_LETTERED,
+                          cause="A step failed for good; the event is in the flow's dead-letter queue")
+        # the execution's name marks the dead letter, so its redrive starts a new execution
+        self.record_failure = self._task("RecordFailure", "record_failure", result_path="$.failure",
+                                         extra={"execution": sfn.JsonPath.string_at("$$.Execution.Name")})
+        self.record_failure.add_retry(errors=["States.ALL"], interval=Duration.seconds(2),
+                                      max_attempts=FAILURE_HANDLER_ATTEMPTS, backoff_rate=2.0,
+                                      jitter_strategy=sfn.JitterType.FULL)
+        self.record_failure.next(failed)
+        self._done = sfn.Succeed(scope, "Done")
+        self._cancelled: sfn.Succeed | None = None
+        self._unknown_route: sfn.Fail | None = None
+        self.start = self._build(config)
+
+    # ----------------------------------------------------------------- the declaration -> states
+
+    def _build(self, config: StateMachineConfig) -> sfn.IChainable:
+        built: dict[str, sfn.State] = {}
+        for name, state in config.states.items():
+            built[name] = self._state(name, state)
+        compensations = config.compensations
+        for name, state in config.states.items():
+            node = built[name]
+            failure: sfn.IChainable = built[state.compensate] if state.compensate else self.record_failure
+            if name in compensations:  # a failing compensation still dead-letters the original error
+                failure = self.record_failure
+            if state.kind == "choose":
+                assert isinstance(node, sfn.Choice)
+                for choice in state.choose or ():
+                    node.when(self._condition(choice.route, choice.event, choice.output, choice.equals),
+                              built[choice.next])
+                node.otherwise(built[state.otherwise] if state.otherwise else self._unknown())
+                continue
+            after: sfn.IChainable = (built[state.next] if state.next else
+                                     self.record_failure if name in compensations else self._done)
+            if state.kind == "wait_for":
+                self._link_wait(name, state, node, after, failure, built)
+                continue
+            assert isinstance(node, tasks.LambdaInvoke)
+            self._policies(node, state)
+            node.add_catch(failure, errors=["States.ALL"],
+                           result_path="$.compensation_error" if name in compensations else "$.error")
+            node.next(after)
+        return built[config.start]
+
+    def _state(self, name: str, state: StateDecl) -> sfn.State:
+        if state.kind == "choose":
+            return sfn.Choice(self.scope, name)
+        if state.kind == "run":
+            assert state.run is not None
+            return self._task(name, state.run, result_path=f"$.{state.result_key}")
+        if state.kind == "cancel_wait":
+            return self._task(name, "wait.cancel", result_path=f"$.{state.result_key}",
+                              extra={"wait": str(state.cancel_wait)})
+        return self._wait_task(name, state, state.alarm_after or state.wait_timeout_seconds)
+
+    def _condition(self, route: str | None, event: str | None, output: str | None,
+                   equals: str | int | bool | None) -> sfn.Condition:
+        if route is not None:
+            return sfn.Condition.string_equals("$.route", route)
+        if event is not None:
+            return sfn.Condition.string_equals("$.type", event)
+        path = f"$.{output}"
+        if isinstance(equals, bool):
+            test = sfn.Condition.boolean_equals(path, equals)
+        elif isinstance(equals, int):
+            test = sfn.Condition.number_equals(path, equals)
+        else:
+            test = sfn.Condition.string_equals(path, str(equals))
+        return sfn.Condition.and_(sfn.Condition.is_present(path), test)  # a missing value is no match, no error
+
+    def _unknown(self) -> sfn.Fail:
+        if self._unknown_route is None:
+            self._unknown_route = sfn.Fail(self.scope, "UnknownRoute", error="UnknownRoute",
+                                           cause="The execution input names no known route")
+        return self._unknown_route
+
+    # ----------------------------------------------------------------- waits
+
+    def _wait_task(self, state_id: str, state: StateDecl, timeout_seconds: int) -> tasks.LambdaInvoke:
+        heartbeat = state.heartbeat
+        return tasks.LambdaInvoke(
+            self.scope,
+            state_id,
+            lambda_function=self.steps,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object({
+                "step": "wait.register", "wait": state.wait_for, "token": sfn.JsonPath.task_token,
+                "execution": sfn.JsonPath.string_at("$$.Execution.Name"), "state": sfn.JsonPath.object_at("$")}),
+            task_timeout=sfn.Timeout.duration(Duration.seconds(timeout_seconds)),
+            heartbeat_timeout=sfn.Timeout.duration(Duration.seconds(heartbeat)) if heartbeat else None,
+            retry_on_service_exceptions=True,
+            result_path=f"$.{state.result_key}",
+        )
+
+    def _link_wait(self, name: str, state: StateDecl, first: sfn.State, after: sfn.IChainable,
+                   failure: sfn.IChainable, built: dict[str, sfn.State]) -> None:
+        """A wait, in one phase or two (``alarm_after``: overdue, then the rest of its timeout)."""
+        assert isinstance(first, tasks.LambdaInvoke)
+        cancelled = built[state.on_cancel] if state.on_cancel else self._cancelled_state()
+        wait = str(state.wait_for)
+        timed_out = self._ended_wait(f"{name}TimedOut", "wait_timed_out",
+                                     f"nothing completed the wait for {wait} within "
+                                     f"{_duration(state.wait_timeout_seconds)} (state {name})", failure)
+        missed = (self._ended_wait(f"{name}HeartbeatMissed", "wait_heartbeat_missed",
+                                   f"no heartbeat for {wait} within {_duration(state.heartbeat or 0)} (state {name})",
+                                   failure) if state.heartbeat else None)
+        phases: list[tasks.LambdaInvoke] = [first]
+        on_timeout: list[sfn.IChainable] = [timed_out]
+        alarm = state.alarm_after
+        if alarm is not None:
+            overdue = self._task(f"{name}Overdue", "wait.overdue", result_path=f"$.{state.result_key}_overdue",
+                                 extra={"wait": wait, "execution": sfn.JsonPath.string_at("$$.Execution.Name")})
+            self._policies(overdue, state)
+            overdue.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+            again = self._wait_task(f"{name}Again", state, state.wait_timeout_seconds - alarm)
+            overdue.next(again)
+            phases.append(again)
+            on_timeout.insert(0, overdue)
+        for phase, timeout_next in zip(phases, on_timeout, strict=True):
+            self._policies(phase, state)
+            phase.add_catch(cancelled, errors=[WAIT_CANCELLED], result_path=f"$.{state.result_key}")
+            if missed is not None:  # first: a missed heartbeat matches States.Timeout too
+                phase.add_catch(missed, errors=["States.HeartbeatTimeout"], result_path="$.error")
+            last = timeout_next is timed_out
+            phase.add_catch(timeout_next, errors=["States.Timeout"],
+                            result_path="$.error" if last else f"$.{state.result_key}_timeout")
+            phase.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+            phase.next(after)
+
+    def _ended_wait(self, state_id: str, reason: str, message: str, failure: sfn.IChainable) -> sfn.Pass:
+        """Puts the wait's reason where RecordFailure reads it (``$.error``), then the failure path."""
+        cause = json.dumps({"reason": reason, "error_class": "timed_out", "message": message})
+        ended = sfn.Pass(self.scope, state_id, result=sfn.Result.from_object({"Error": reason, "Cause": cause}),
+                         result_path="$.error")
+        ended.next(failure)
+        return ended
+
+    def _cancelled_state(self) -> sfn.Succeed:
+        if self._cancelled is None:
+            self._cancelled = sfn.Succeed(self.scope, "Cancelled", comment="The wait was cancelled: nothing more to do")
+        return self._cancelled
+
+    def _task(self, state_id: str, step: str, *, result_path: str,
+              extra: dict[str, str] | None = None) -> tasks.LambdaInvoke:
+        return tasks.LambdaInvoke(
+            self.scope,
+            state_id,
+            lambda_function=self.steps,
+            payload=sfn.TaskInput.from_object({"step": step, "state": sfn.JsonPath.object_at("$"), **(extra or {})}),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            result_path=result_path,
+        )
+
+    def _policies(self, task: tasks.LambdaInvoke, state: StateDecl) -> None:
+        for kind in ERROR_KINDS:
+            # a connection waiting for a reconnect: the execution waits, its event is not dead-lettered
+            self._retry(task, STEP_ERROR_OF[kind], self.config.policy(state, kind))
+
+    @staticmethod
+    def _retry(task: tasks.LambdaInvoke, error: str, retry: StateMachineRetry) -> None:
+        if retry.max_attempts == 0:
+            return
+        task.add_retry(
+            errors=[error],
+            interval=Duration.seconds(retry.interval_seconds),
+            max_attempts=retry.max_attempts,
+            backoff_rate=retry.backoff_rate,
+            max_delay=Duration.seconds(retry.max_delay_seconds),
+            jitter_strategy=sfn.JitterType.FULL if retry.jitter else sfn.JitterType.NONE,
+        )
 
 
 _COLON = ArnFormat.COLON_RESOURCE_NAME

@@ -7,6 +7,14 @@ every Lambda task served by the in-process functions (LOCAL-STACK notes: both ne
   through ``LambdaFunction._invoke_lambda``, which is replaced while the stack runs. A function error is
   answered the way Lambda answers it (``errorType`` = the exception's class name), so the definition's
   Retry and Catch match exactly as they do in AWS.
+* moto's engine runs the callback pattern (``lambda:invoke.waitForTaskToken`` with TimeoutSeconds and
+  HeartbeatSeconds, SendTaskSuccess, SendTaskHeartbeat), with two gaps ``CallbackFixes`` closes (moto 5.2.5):
+  its SendTaskFailure API drops the ``cause`` (``StepFunctionResponse.send_task_failure`` passes the error
+  only), so a wait failed by its callback would dead-letter without its reason; and a missed heartbeat
+  fails the task as ``States.Timeout`` where Step Functions names it ``States.HeartbeatTimeout`` (which a
+  Catch can tell from the timeout).
+* moto emits no EventBridge events for execution status changes: the rule that dead-letters an execution
+  that timed out or was stopped does not fire locally (its handler is tested by sending the event).
 """
 
 from __future__ import annotations
@@ -51,6 +59,60 @@ class InProcessLambdas:
             from moto.awslambda.models import LambdaFunction
 
             LambdaFunction._invoke_lambda = self._original  # type: ignore[method-assign]
+            self._original = None
+
+
+class CallbackFixes:
+    """While started, moto's SendTaskFailure keeps the ``cause`` it is sent, and a missed heartbeat is
+    ``States.HeartbeatTimeout`` (see the module's notes)."""
+
+    def __init__(self) -> None:
+        self._original: Any = None
+        self._original_from_error: Any = None
+
+    def start(self) -> CallbackFixes:
+        from moto.core.responses import EmptyResult
+        from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+            StatesErrorNameType,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+        from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        self._original = StepFunctionResponse.send_task_failure
+        self._original_from_error = original_from_error = StateTask._from_error
+        heartbeat = StatesErrorNameType.StatesHeartbeatTimeout
+
+        def from_error(task: Any, env: Any, ex: Exception) -> Any:
+            if isinstance(ex, HeartbeatTimeoutError):
+                return FailureEvent(env=env, error_name=StatesErrorName(typ=heartbeat),
+                                    event_type=HistoryEventType.TaskTimedOut,
+                                    event_details=EventDetails(taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                                        error=heartbeat.to_name())))
+            return original_from_error(task, env, ex)
+
+        StateTask._from_error = from_error  # type: ignore[method-assign]
+
+        def send_task_failure(response: Any) -> Any:
+            response.stepfunction_backend.send_task_failure(response._get_param("taskToken"),
+                                                            error=response._get_param("error"),
+                                                            cause=response._get_param("cause"))
+            return EmptyResult()
+
+        StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+        return self
+
+    def stop(self) -> None:
+        if self._original is not None:
+            from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+            from moto.stepfunctions.responses import StepFunctionResponse
+
+            StepFunctionResponse.send_task_failure = self._original  # type: ignore[method-assign]
+            StateTask._from_error = self._original_from_error  # type: ignore[method-assign]
             self._original = None
 
 

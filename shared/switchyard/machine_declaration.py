@@ -124,6 +124,7 @@ class StateDecl(_Strict):
     compensate: str | None = None  # a state run when this one fails for good, before the DLQ
     retry: RetryOverrides = RetryOverrides()
     # a wait: how long, a heartbeat the party that completes it must send, and when it is overdue (alarm)
+    timeout_seconds: int | None = Field(None, ge=1, le=31_536_000)
     timeout_minutes: int | None = Field(None, ge=1, le=525_600)
     timeout_days: int | None = Field(None, ge=1, le=365)
     heartbeat_hours: int | None = Field(None, ge=1, le=8760)
@@ -147,22 +148,23 @@ class StateDecl(_Strict):
             raise ValueError("a choice has no next, compensate or result: its branches say where to go")
         if kind != "choose" and self.otherwise is not None:
             raise ValueError("otherwise belongs to a choice")
-        wait_fields = ("timeout_minutes", "timeout_days", "heartbeat_hours", "heartbeat_seconds",
+        wait_fields = ("timeout_seconds", "timeout_minutes", "timeout_days", "heartbeat_hours", "heartbeat_seconds",
                        "alarm_after_hours", "alarm_after_seconds", "on_cancel")
         if kind != "wait_for" and any(getattr(self, f) is not None for f in wait_fields):
             raise ValueError(f"{', '.join(f for f in wait_fields if getattr(self, f) is not None)} belong to a wait")
         if kind == "wait_for":
-            if (self.timeout_minutes is None) == (self.timeout_days is None):
-                raise ValueError(f"wait {self.wait_for!r} needs timeout_minutes or timeout_days (one of them)")
+            timeouts = (self.timeout_seconds, self.timeout_minutes, self.timeout_days)
+            if sum(t is not None for t in timeouts) != 1:
+                raise ValueError(f"wait {self.wait_for!r} needs one of timeout_days, timeout_minutes, timeout_seconds")
             if self.heartbeat_hours is not None and self.heartbeat_seconds is not None:
                 raise ValueError("heartbeat_hours or heartbeat_seconds, not both")
             if self.alarm_after_hours is not None and self.alarm_after_seconds is not None:
                 raise ValueError("alarm_after_hours or alarm_after_seconds, not both")
             alarm = self.alarm_after
-            if alarm is not None and alarm >= self.timeout_seconds:
+            if alarm is not None and alarm >= self.wait_timeout_seconds:
                 raise ValueError(f"wait {self.wait_for!r}: alarm_after must be shorter than its timeout")
             heartbeat = self.heartbeat
-            if heartbeat is not None and heartbeat >= (alarm or self.timeout_seconds):
+            if heartbeat is not None and heartbeat >= (alarm or self.wait_timeout_seconds):
                 raise ValueError(f"wait {self.wait_for!r}: the heartbeat must be shorter than the wait")
         if self.result is not None and (self.result in RESERVED_RESULTS or not re.fullmatch(r"[a-z][a-z0-9_]*",
                                                                                               self.result)):
@@ -183,8 +185,8 @@ class StateDecl(_Strict):
         return (self.wait_for or self.cancel_wait or "").replace("-", "_")
 
     @property
-    def timeout_seconds(self) -> int:
-        return (self.timeout_minutes or 0) * 60 + (self.timeout_days or 0) * 86_400
+    def wait_timeout_seconds(self) -> int:
+        return (self.timeout_seconds or 0) + (self.timeout_minutes or 0) * 60 + (self.timeout_days or 0) * 86_400
 
     @property
     def heartbeat(self) -> int | None:

@@ -360,7 +360,7 @@ class WaitSteps:
         if step == "wait.register":
             declared = self._declaration.waits[wait]
             status = self._waits.register(wait, entity, str(request["token"]), execution=str(request["execution"]),
-                                          timeout_seconds=declared.timeout_seconds)
+                                          timeout_seconds=declared.wait_timeout_seconds)
             return {"wait": wait, "entity": entity, "status": status}
         if step == "wait.overdue":
             if self._metrics is not None:
