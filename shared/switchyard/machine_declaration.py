@@ -215,7 +215,7 @@ class StateMachineConfig(_Strict):
     step_memory_mb: int = Field(256, ge=128, le=10240)
     # 5xx, timeouts, a stale SyncToken
     retry: StateMachineRetry = StateMachineRetry(interval_seconds=2, max_attempts=5, backoff_rate=2.0)
-    # the target said 429 (QuickBooks asks for 60 s): wait, apart from the retry budget
+    # the target said 429 (e.g. 60 s): wait, apart from the retry budget
     throttled: StateMachineRetry = StateMachineRetry(interval_seconds=60, max_attempts=99, backoff_rate=1.0,
                                                      max_delay_seconds=300, jitter=False)
     # our shared rate limiter had no permit within a few seconds: come back soon, apart from the retry budget

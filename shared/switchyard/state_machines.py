@@ -1,15 +1,17 @@
 """Flows that run as Step Functions state machines (``runs_as: state-machine``): what the queue's worker,
-the step Lambda and the failure handler share.
+the step Lambda and the failure handler share. The machine itself is declared per flow in ``flows.yaml``
+(``switchyard.machine_declaration``) and built by ``infra/constructs/state_machine.py``.
 
-    flow queue ──> worker: ExecutionStarter ──StartExecution(name = flow + OrderGuid [+ kind])──> state machine
-                                                       every step: the step Lambda (run_step)
-                   Retry  StepRetryable    5xx, timeouts, stale SyncToken: backoff with jitter
-                          StepThrottled    the target said 429: waits (60 s for QuickBooks), a budget of its own
+    flow queue ──> worker: ExecutionStarter ──StartExecution(name = flow + entity key [+ route suffix])──> machine
+                                                       every step: the step Lambda (run_step), by handler name
+                   Retry  StepRetryable    5xx, timeouts, a stale version: backoff with jitter
+                          StepThrottled    the target said 429: waits as it asked, a budget of its own
                           StepRateLimited  no permit from our shared limiter soon: back shortly, a budget of its own
-                          StepOutOfOrder   a predecessor is missing (the invoice of order.paid)
+                          StepOutOfOrder   a predecessor is missing (a payment before its invoice)
                           StepWaitingForConnection  a connection needs a reconnect (switchyard.connection_
                                            state): every 10 minutes for 14 days, the waiting budget in time
-                   Catch  anything else ──> RecordFailure: the reason to the flow's DLQ ──> Fail (alarm)
+                   Catch  anything else ──> [compensation] ──> RecordFailure: the reason to the flow's DLQ ──> Failed
+                   an execution ending otherwise (timed out, aborted) ──EventBridge──> execution_ended ──> DLQ
 
 Lambda reports a function error's exception class name as ``errorType``; the state machine's Retry and
 Catch match on it, so the step errors are plain classes whose names are the contract (``STEP_ERRORS``), and
@@ -20,7 +22,7 @@ with a name it has seen, for 90 days, and what the starter makes of it:
 
 * same name, same input, the execution still running: the call succeeds and answers the original response
   (its ``startDate`` is the first start's): reported ``duplicate``, nothing new runs;
-* same name, other input (a repeated ``order.paid`` with a new webhook id) or the execution closed:
+* same name, other input (a repeated event with a new webhook id) or the execution closed:
   ``ExecutionAlreadyExists``: ``duplicate`` if it is running or succeeded, and if it failed (a DLQ redrive)
   the next name ``-r2``, ``-r3``...
 
@@ -257,7 +259,7 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
 
 
 def unexpected_message(error_type: str, message: str, trace: Any = None) -> str:
-    """``KeyError: 'Order' (at order_to_cash.py:412 in document)``: the type, its message and where it was
+    """``KeyError: 'Order' (at steps.py:412 in document)``: the type, its message and where it was
     raised (the last frame of a Lambda error's ``stackTrace``), so a dead letter says what went wrong."""
     text = f"{error_type}: {message}" if message else error_type
     frames = [str(frame) for frame in trace] if isinstance(trace, list) else []
@@ -408,7 +410,7 @@ def execution_ended(flow: str, detail: Mapping[str, Any], dead_letters: DeadLett
 class StepContext:
     """What a step factory builds its handler from: the flow, a client per system of the flow's connections
     (built by the composition root from the current secrets), the entity state, and objects the steps of one
-    system share (``once``: the QuickBooks steps share one OrderToCash)."""
+    system share (``once``: one system's steps sharing one object)."""
 
     def __init__(self, flow: Any, client: Callable[[str], Any], entity_state: Any = None) -> None:
         self.flow = flow  # switchyard.catalog.FlowConfig

@@ -356,3 +356,76 @@ def test_starter_refuses_an_event_too_large_for_an_execution_with_a_clear_reason
         ExecutionStarter(sfn, ARN, DECLARATION).deliver(huge)
     assert raised.value.reason == "execution_input_too_large"
     assert sfn.executions == {}
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, letter) -> None:
+        self.sent.append(letter)
+
+
+@pytest.mark.parametrize(("status", "reason", "error_class"), [
+    ("TIMED_OUT", "execution_timed_out", "timed_out"), ("ABORTED", "execution_aborted", "aborted"),
+    ("FAILED", "execution_failed", "unexpected"),
+])
+def test_an_execution_that_ended_without_its_dead_letter_is_dead_lettered_with_the_reason(status, reason,
+                                                                                          error_class):
+    message = event().message
+    letters = Letters()
+    detail = {"status": status, "name": f"{FLOW}-{GUID}", "error": "States.Runtime" if status == "FAILED" else None,
+              "cause": "no route" if status == "FAILED" else None,
+              "input": json.dumps({"event_id": "msg_1", "message": message})}
+    assert record_result(detail, letters)["dead_lettered"] is True
+    (letter,) = letters.sent
+    assert (letter.reason, letter.error_class, letter.event_id) == (reason, error_class, "msg_1")
+    assert letter.message.startswith(f"execution {FLOW}-{GUID} {status.lower().replace('_', ' ')}")
+    assert json.loads(letter.original)["retry_of"] == f"{FLOW}-{GUID}"  # its redrive is a new delivery
+
+
+def record_result(detail, letters, describe=None):
+    from switchyard.state_machines import execution_ended
+
+    return execution_ended(FLOW, detail, letters, describe=describe)
+
+
+def test_an_execution_dead_lettered_by_its_failure_handler_or_still_fine_is_not_dead_lettered_again():
+    from switchyard.state_machines import DEAD_LETTERED
+
+    letters = Letters()
+    assert record_result({"status": "FAILED", "error": DEAD_LETTERED}, letters)["reason"] == "dead_lettered_already"
+    assert record_result({"status": "SUCCEEDED"}, letters)["reason"] == "not_a_failure"
+    assert letters.sent == []
+
+
+def test_an_ended_execution_whose_input_eventbridge_left_out_is_read_back():
+    letters = Letters()
+    described = []
+
+    def describe(arn):
+        described.append(arn)
+        return {"input": json.dumps({"event_id": "msg_9", "message": event(event_id="msg_9").message})}
+
+    record_result({"status": "TIMED_OUT", "name": "x", "executionArn": "arn:x", "input": None}, letters, describe)
+    assert described == ["arn:x"] and letters.sent[0].event_id == "msg_9"
+
+
+def test_failure_letter_reads_a_reason_the_machine_or_a_wait_put_in_the_cause():
+    cause = json.dumps({"reason": "wait_timed_out", "error_class": "timed_out", "message": "no shipment in 30 days"})
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "wait_timed_out", "Cause": cause}})
+    assert (letter.reason, letter.error_class, letter.message) == ("wait_timed_out", "timed_out",
+                                                                   "no shipment in 30 days")
+
+
+def test_step_app_runs_a_declared_handler_by_name_and_names_the_known_ones_for_an_unknown():
+    from switchyard.state_machines import StepHandlers
+
+    class Bound:
+        def get(self):
+            return StepHandlers({"erp.customer": lambda state: {"id": state["n"]}})
+
+    app = StepApp(flow=FLOW, steps=Bound(), dead_letters=None)
+    assert app.handle({"step": "erp.customer", "state": {"n": 7}}) == {"id": 7}
+    with pytest.raises(ValueError, match=r"unknown step 'erp\.order'; this flow's steps are erp\.customer"):
+        app.handle({"step": "erp.order", "state": {}})
