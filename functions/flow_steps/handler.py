@@ -23,9 +23,12 @@ def lambda_handler(event: dict, context) -> dict:
     step = event.get("step")
     logger.append_keys(flow=app().flow, step=step, event_id=(event.get("state") or {}).get("event_id"))
     result = app().handle(event)
-    if step == "record_failure" or ("detail-type" in event and result.get("dead_lettered")):
+    ended = "detail-type" in event  # EventBridge: an execution ended (timed out, aborted, failed)
+    if step == "record_failure" or (ended and result.get("dead_lettered")):
         logger.error("dead-lettered", extra={"reason": result.get("reason"), "outcome": "dead_lettered"})
         metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
+    elif ended:  # its dead letter was written already, or it needs none
+        logger.info("execution ended", extra={"outcome": result.get("reason")})
     else:
         logger.info("step done", extra={"outcome": result.get("action")})
         metrics.add_metric(name="StepsCompleted", unit="Count", value=1)

@@ -20,6 +20,7 @@ every Lambda task served by the in-process functions (LOCAL-STACK notes: both ne
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from typing import Any
 
@@ -133,3 +134,70 @@ def register_state_machines(sfn: Any, template: dict[str, Any], physical: dict[s
         flow = (resource.get("Metadata") or {}).get("switchyard:flow", logical_id)
         machines[flow] = registered["stateMachineArn"]
     return machines
+
+
+class ExecutionStatusEvents:
+    """EventBridge's ``Step Functions Execution Status Change`` events, for the template's rules that ask for
+    them (moto emits none): ``poll()`` finds the executions of a rule's state machine that ended in one of its
+    statuses since the last poll and invokes the rule's target function with the event EventBridge would send.
+    A target that raises gets the event again on the next poll (EventBridge retries too)."""
+
+    DETAIL_TYPE = "Step Functions Execution Status Change"
+
+    def __init__(self, sfn: Any, subscriptions: list[tuple[str, tuple[str, ...], Any]]) -> None:
+        self._sfn = sfn
+        self._subscriptions = subscriptions  # (state machine ARN, statuses, in-process function)
+        self._delivered: set[str] = set()
+        self._lock = threading.Lock()  # the background pollers and a test may poll at once: one event each
+
+    @classmethod
+    def from_template(cls, sfn: Any, template: dict[str, Any], physical: dict[str, str],
+                      functions: dict[str, Any]) -> ExecutionStatusEvents:
+        subscriptions = []
+        for resource in template.get("Resources", {}).values():
+            if resource.get("Type") != "AWS::Events::Rule":
+                continue
+            pattern = resource["Properties"].get("EventPattern") or {}
+            if pattern.get("source") != ["aws.states"] or pattern.get("detail-type") != [cls.DETAIL_TYPE]:
+                continue
+            detail = pattern.get("detail") or {}
+            statuses = tuple(detail.get("status") or ())
+            for machine in detail.get("stateMachineArn") or ():
+                for target in resource["Properties"].get("Targets") or ():
+                    function = functions.get((target.get("Arn") or {}).get("Fn::GetAtt", [None])[0])
+                    if isinstance(machine, dict) and "Ref" in machine and function is not None:
+                        subscriptions.append((physical[machine["Ref"]], statuses, function))
+        return cls(sfn, subscriptions)
+
+    def poll(self) -> int:
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> int:
+        sent = 0
+        for machine, statuses, function in self._subscriptions:
+            for status in statuses:
+                pages = self._sfn.get_paginator("list_executions").paginate(stateMachineArn=machine,
+                                                                           statusFilter=status)
+                for summary in (s for page in pages for s in page["executions"]):
+                    arn = summary["executionArn"]
+                    if arn in self._delivered:
+                        continue
+                    described = self._sfn.describe_execution(executionArn=arn)
+                    detail = {"executionArn": arn, "stateMachineArn": machine, "name": described["name"],
+                              "status": described["status"], "startDate": _millis(described.get("startDate")),
+                              "stopDate": _millis(described.get("stopDate")), "input": described.get("input"),
+                              "output": described.get("output"), "error": described.get("error"),
+                              "cause": described.get("cause")}
+                    try:
+                        function.invoke({"version": "0", "detail-type": self.DETAIL_TYPE, "source": "aws.states",
+                                         "resources": [arn], "detail": detail})
+                    except Exception:  # EventBridge retries a failed target: so does the next poll
+                        continue
+                    self._delivered.add(arn)
+                    sent += 1
+        return sent
+
+
+def _millis(value: Any) -> int | None:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else None
