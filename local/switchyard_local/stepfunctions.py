@@ -13,8 +13,9 @@ every Lambda task served by the in-process functions (LOCAL-STACK notes: both ne
   only), so a wait failed by its callback would dead-letter without its reason; and a missed heartbeat
   fails the task as ``States.Timeout`` where Step Functions names it ``States.HeartbeatTimeout`` (which a
   Catch can tell from the timeout).
-* moto emits no EventBridge events for execution status changes: the rule that dead-letters an execution
-  that timed out or was stopped does not fire locally (its handler is tested by sending the event).
+* moto emits no EventBridge events for execution status changes: ``ExecutionStatusEvents`` sends the
+  template's rules for them (an execution that timed out, was stopped or failed outside any Catch is
+  dead-lettered) the event EventBridge would.
 """
 
 from __future__ import annotations
