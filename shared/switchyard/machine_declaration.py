@@ -46,6 +46,8 @@ RESERVED_RESULTS = frozenset({"flow", "event_id", "type", "route", "message", "e
                               "waits"})
 # states the builder adds to every machine: a declaration may not use their names
 BUILT_IN_STATES = frozenset({"RecordFailure", "Failed", "Done", "Cancelled", "UnknownRoute"})
+# the states the builder adds after a wait state's name: overdue, its second phase, its two failure reasons
+WAIT_PARTS = ("Overdue", "Again", "TimedOut", "HeartbeatMissed")
 ERROR_KINDS = ("retry", "throttled", "rate_limited", "out_of_order", "waiting_for_connection")
 
 
@@ -237,6 +239,10 @@ class StateMachineConfig(_Strict):
             if not STATE_NAME.fullmatch(name) or name in BUILT_IN_STATES:
                 raise ValueError(f"state name {name!r}: PascalCase, and not one of {sorted(BUILT_IN_STATES)}")
         for name, state in self.states.items():
+            if state.wait_for is not None:  # the builder adds these states around a wait
+                taken = [f"{name}{part}" for part in WAIT_PARTS if f"{name}{part}" in self.states]
+                if taken:
+                    raise ValueError(f"state names {taken} are the builder's for wait state {name!r}: rename them")
             for target in state.targets():
                 if target not in self.states:
                     raise ValueError(f"state {name!r} goes to {target!r}, which is not a declared state")

@@ -77,6 +77,8 @@ def test_a_declaration_with_a_wait_compensation_and_cancel_is_accepted_with_its_
                                                                             "suffix": ""}}},
      "name their executions alike"),
     ({"timeout_minutes": 5}, "timeout_minutes or timeout_days (one of them)"),
+    ({"states": {"Ship": {"run": "shop.ship", "next": "ShipmentAgain"}, "ShipmentAgain": {"run": "shop.again"}}},
+     "state names ['ShipmentAgain'] are the builder's for wait state 'Shipment'"),
 ])
 def test_a_broken_declaration_fails_with_a_clear_error(changes, message):
     with pytest.raises(ValidationError, match=re.escape(message)):
