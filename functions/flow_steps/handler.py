@@ -29,6 +29,7 @@ def lambda_handler(event: dict, context) -> dict:
         metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
     elif ended:  # its dead letter was written already, or it needs none
         logger.info("execution ended", extra={"outcome": result.get("reason")})
+        metrics.add_metric(name="ExecutionEndingsSeen", unit="Count", value=1)
     else:
         logger.info("step done", extra={"outcome": result.get("action")})
         metrics.add_metric(name="StepsCompleted", unit="Count", value=1)
