@@ -140,3 +140,12 @@ def test_check_definition_accepts_a_machine_whose_every_task_catches_to_the_fail
 def test_check_definition_names_what_breaks_the_rules(states, message):
     with pytest.raises(DefinitionError, match=message):
         check_definition(json.loads(json.dumps(definition(**states))))
+
+
+def test_every_step_a_flow_declares_is_provided_by_a_system():
+    from switchyard.compose import step_factories
+
+    provided = set(step_factories())
+    for flow in load_catalog().flows.values():
+        if flow.state_machine is not None:
+            assert set(flow.state_machine.handlers) <= provided, flow.name
