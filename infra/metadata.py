@@ -23,7 +23,8 @@ ROLE = "switchyard:role"
 FLOW = "switchyard:flow"
 SECRET = "switchyard:secret"
 
-Role = Literal["ingest", "worker", "steps", "state-machine", "queue", "dlq", "idempotency-table", "shared-layer"]
+Role = Literal["ingest", "worker", "steps", "state-machine", "queue", "dlq", "idempotency-table", "shared-layer",
+              "execution-ended"]
 
 
 def annotate(

@@ -7,11 +7,12 @@ import re
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
+from switchyard import registry
 from switchyard.catalog import Catalog
 from switchyard.table_keys import keeps_connection_state, table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
-from infra.constructs.state_machine import OrderToCashStateMachine
+from infra.constructs.state_machine import FlowStateMachine
 from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
 from infra.metadata import annotate
@@ -71,7 +72,8 @@ class SwitchyardStack(Stack):
         # a system whose refresh token rotates on every refresh: whoever calls it saves the new one
         writable = frozenset(name for name, c in catalog.connections.items() if keeps_connection_state(c.system))
         self.flows: dict[str, FlowPipeline] = {}
-        self.state_machines: dict[str, OrderToCashStateMachine] = {}
+        self.state_machines: dict[str, FlowStateMachine] = {}
+        step_handlers = registry.step_names()  # every step a declaration may run
         for flow in stage.flows(catalog):
             connection_secrets = {name: self.secrets.connections[name] for name in flow.connections}
             pipeline = self.flows[flow.name] = FlowPipeline(
@@ -89,8 +91,9 @@ class SwitchyardStack(Stack):
             )
             tag_flow(pipeline, flow)  # the state machine below is in the pipeline's scope: tagged too
             if flow.runs_as == "state-machine":
-                self.state_machines[flow.name] = OrderToCashStateMachine(
+                self.state_machines[flow.name] = FlowStateMachine(
                     pipeline,
+                    # the id the first such flow deployed with: its named machine cannot be replaced in place
                     "OrderToCash",
                     flow=flow,
                     pipeline=pipeline,
@@ -105,7 +108,14 @@ class SwitchyardStack(Stack):
                     removal_policy=removal_policy,
                     log_level=stage.state_machine_log_level,
                     tracing=stage.tracing == "active",
+                    step_handlers=step_handlers,
                 )
+        for flow in stage.flows(catalog):  # a flow whose events end another flow's waits (a shipment webhook)
+            for waiting in flow.completes_waits_of:
+                if waiting in self.state_machines:
+                    delivering = (self.state_machines[flow.name].steps if flow.name in self.state_machines
+                                  else self.flows[flow.name].worker)
+                    self.state_machines[waiting].grant_callbacks(delivering)
         self.ingress = WebhookIngress(
             self,
             "Ingress",

@@ -1,4 +1,5 @@
-"""The task Lambda of a flow's state machine: runs one step (``{"step", "state"}``) or records a failure."""
+"""The task Lambda of a flow's state machine: runs one step (``{"step", "state"}``), records a failure, or
+dead-letters an execution that ended without one (an EventBridge execution-status event)."""
 
 import os
 from functools import cache
@@ -22,9 +23,13 @@ def lambda_handler(event: dict, context) -> dict:
     step = event.get("step")
     logger.append_keys(flow=app().flow, step=step, event_id=(event.get("state") or {}).get("event_id"))
     result = app().handle(event)
-    if step == "record_failure":
+    ended = "detail-type" in event  # EventBridge: an execution ended (timed out, aborted, failed)
+    if step == "record_failure" or (ended and result.get("dead_lettered")):
         logger.error("dead-lettered", extra={"reason": result.get("reason"), "outcome": "dead_lettered"})
         metrics.add_metric(name="EventsDeadLettered", unit="Count", value=1)
+    elif ended:  # its dead letter was written already, or it needs none
+        logger.info("execution ended", extra={"outcome": result.get("reason")})
+        metrics.add_metric(name="ExecutionEndingsSeen", unit="Count", value=1)
     else:
         logger.info("step done", extra={"outcome": result.get("action")})
         metrics.add_metric(name="StepsCompleted", unit="Count", value=1)

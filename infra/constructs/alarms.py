@@ -26,6 +26,7 @@ class Runbook(StrEnum):
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
     CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
+    WAIT_OVERDUE = "state-machine-wait-overdue"
 
     @property
     def reference(self) -> str:

@@ -34,7 +34,12 @@ from switchyard_local.sandboxes.clarity import ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 from switchyard_local.sandboxes.streak import StreakSandbox
-from switchyard_local.stepfunctions import InProcessLambdas, register_state_machines
+from switchyard_local.stepfunctions import (
+    CallbackFixes,
+    ExecutionStatusEvents,
+    InProcessLambdas,
+    register_state_machines,
+)
 from switchyard_local.table_access import TableAccessCheck
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +149,8 @@ class LocalStack:
         self._stop_polling = threading.Event()
         self._secret_arns: dict[str, str] = {}
         self._lambdas: InProcessLambdas | None = None
+        self._callback_fixes: CallbackFixes | None = None
+        self.execution_events: ExecutionStatusEvents | None = None  # EventBridge's, which moto does not send
         self.state_machines: dict[str, str] = {}  # flow -> state machine ARN
         self.table_access: TableAccessCheck | None = None  # the functions' table grants, enforced as IAM would
 
@@ -180,8 +187,11 @@ class LocalStack:
         self.table_access = TableAccessCheck.from_template(synth.template, physical).activate()
         # Step Functions tasks invoke the same in-process functions the pollers and the front door use
         self._lambdas = InProcessLambdas({fn.function_name: fn for fn in self.functions.values()}).start()
+        self._callback_fixes = CallbackFixes().start()  # a wait's failure keeps its cause; a missed heartbeat is named
         self.state_machines = register_state_machines(self.client("stepfunctions"), synth.template, physical, ACCOUNT,
                                                       REGION)
+        self.execution_events = ExecutionStatusEvents.from_template(self.client("stepfunctions"), synth.template,
+                                                                    physical, self.functions)
         self._build_routes(synth.template)
         self._build_pollers(synth.template, physical)
         self._configure_secrets(synth.template, physical)
@@ -201,6 +211,9 @@ class LocalStack:
         if self._lambdas is not None:
             self._lambdas.stop()
             self._lambdas = None
+        if self._callback_fixes is not None:
+            self._callback_fixes.stop()
+            self._callback_fixes = None
         if self.table_access is not None:
             self.table_access.deactivate()
         if self._mock is not None:
@@ -243,7 +256,8 @@ class LocalStack:
         self._poll_thread.start()
 
     def poll_all(self) -> int:
-        return sum(flow.poller.poll_once() for flow in self.flows.values())
+        ended = self.execution_events.poll() if self.execution_events is not None else 0
+        return sum(flow.poller.poll_once() for flow in self.flows.values()) + ended
 
     def drain(self, timeout: float = 60.0, interval: float = 0.25) -> bool:
         """Run the pollers until every flow queue is empty (including delayed retries) and the

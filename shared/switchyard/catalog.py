@@ -14,6 +14,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# a flow's state machine is declared in its own module (the declaration language); re-exported here
+from switchyard.machine_declaration import StateMachineConfig
+from switchyard.machine_declaration import StateMachineRetry as StateMachineRetry
+
 CONFIG_PACKAGE = "switchyard.config"
 
 
@@ -55,46 +59,6 @@ class RetryConfig(_Strict):
     out_of_order_delay_seconds: int = Field(5, ge=0, le=43200)
 
 
-class StateMachineRetry(_Strict):
-    """Step Functions ``Retry`` of one error class: ``interval * backoff_rate**n``, full jitter."""
-
-    interval_seconds: int = Field(ge=1, le=3600)
-    max_attempts: int = Field(ge=0, le=99_999_999)  # Step Functions' own limit
-    backoff_rate: float = Field(2.0, ge=1.0, le=10.0)
-    max_delay_seconds: int = Field(300, ge=1, le=31_622_400)
-    jitter: bool = True  # full jitter spreads retries; off where the wait itself is the point (a 429's 60 s)
-
-
-class StateMachineConfig(_Strict):
-    """A flow that runs as a Standard state machine (multi-step, e.g. order-to-cash)."""
-
-    definition: Literal["order-to-cash"]
-    timeout_minutes: int = Field(240, ge=1, le=525_600)
-    step_timeout_seconds: int = Field(60, ge=3, le=900)
-    step_memory_mb: int = Field(256, ge=128, le=10240)
-    # 5xx, timeouts, a stale SyncToken
-    retry: StateMachineRetry = StateMachineRetry(interval_seconds=2, max_attempts=5, backoff_rate=2.0)
-    # the target said 429 (QuickBooks asks for 60 s): wait, apart from the retry budget
-    throttled: StateMachineRetry = StateMachineRetry(interval_seconds=60, max_attempts=99, backoff_rate=1.0,
-                                                     max_delay_seconds=300, jitter=False)
-    # our shared rate limiter had no permit within a few seconds: come back soon, apart from the retry budget
-    rate_limited: StateMachineRetry = StateMachineRetry(interval_seconds=5, max_attempts=60, backoff_rate=1.2,
-                                                        max_delay_seconds=30)
-    # a predecessor is missing (order.paid before the invoice exists)
-    out_of_order: StateMachineRetry = StateMachineRetry(interval_seconds=10, max_attempts=8, backoff_rate=2.0,
-                                                        max_delay_seconds=600)
-    # a connection waits for a reconnect (switchyard.connection_state): every 10 minutes for 14 days (about
-    # 10,000 history events, well under an execution's 25,000); the execution's timeout grows by as much
-    waiting_for_connection: StateMachineRetry = StateMachineRetry(
-        interval_seconds=600, max_attempts=2016, backoff_rate=1.0, max_delay_seconds=600, jitter=False)
-
-    @property
-    def timeout_with_waiting_minutes(self) -> int:
-        """The execution's timeout: its own budget plus the longest wait for a reconnect."""
-        wait = self.waiting_for_connection
-        return self.timeout_minutes + -(-wait.interval_seconds * wait.max_attempts // 60)
-
-
 class TwoWayConfig(_Strict):
     """One direction of a two-way pair of flows (both share one record per synced pair of objects)."""
 
@@ -120,6 +84,9 @@ class FlowConfig(_Strict):
     retry: RetryConfig = RetryConfig()
     state_machine: StateMachineConfig | None = None
     two_way: TwoWayConfig | None = None
+    # state-machine flows whose waits this flow's events complete, fail or cancel (a shipment webhook ending
+    # another flow's wait for the shipment): its delivering function may reach their waits (switchyard.waits)
+    completes_waits_of: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _state_machine_when_needed(self) -> FlowConfig:
@@ -188,6 +155,10 @@ class Catalog(_Strict):
                 raise ValueError(f"flow {name!r}: connection {flow.connection!r} is not a {flow.target}")
             if flow.mapping is not None and not mapping_path(flow.mapping).is_file():
                 raise ValueError(f"flow {name!r}: mapping document {flow.mapping!r} not found")
+            for waiting in flow.completes_waits_of:
+                other = self.flows.get(waiting)
+                if other is None or other.state_machine is None or not other.state_machine.waits:
+                    raise ValueError(f"flow {name!r}: completes_waits_of {waiting!r}, which is no flow that waits")
             if flow.two_way is not None:
                 reverse = self.flows.get(flow.two_way.reverse)
                 if reverse is None or reverse.two_way is None or reverse.two_way.reverse != name:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from switchyard.entity_state import DynamoEntityState
     from switchyard.events import FlowEvent
     from switchyard.rate_limit import DynamoRateLimiter, Limit
+    from switchyard.state_machines import WaitSteps
     from switchyard.sync import DynamoPairStore
     from switchyard.targets import DeliveryResult
     from switchyard.tokens import TokenStore
@@ -145,15 +146,6 @@ def flow_target(context: FlowContext) -> Callable[[Secrets], Target]:
     return factory(context)
 
 
-def step_runner(context: FlowContext) -> Callable[[Secrets], StepRunner]:
-    """The registered step set of a state-machine flow's target system (its one set, for now)."""
-    step_sets = registry.system(context.flow.target).step_sets
-    if len(step_sets) != 1:
-        raise ValueError(f"flow {context.flow.name}: system {context.flow.target!r} registers "
-                         f"{len(step_sets)} step sets; a flow needs exactly one")
-    return next(iter(step_sets.values())).build(context)
-
-
 class _CurrentTarget:
     """A flow's target over the current connection secrets."""
 
@@ -206,7 +198,8 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
 
         if not settings.state_machine_arn:
             raise ValueError(f"flow {flow.name} runs as a state machine: SWITCHYARD_STATE_MACHINE_ARN is not set")
-        target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn)
+        assert flow.state_machine is not None  # the catalog pairs runs_as: state-machine with its declaration
+        target = ExecutionStarter(clients.client("stepfunctions"), settings.state_machine_arn, flow.state_machine)
     else:
         context = _context(catalog, flow, settings)
         bound = _CurrentTarget(_connection_bound(settings, flow_target(context)))
@@ -255,22 +248,37 @@ def _count_drop(flow: str, reason: str) -> None:
 
 
 class StepApp(NamedTuple):
-    """The step Lambda of a state-machine flow: ``handle({"step", "state"})``. Every failure is logged with
-    its cause (type, reason, message; the traceback of an unexpected one) before the state machine sees it."""
+    """The step Lambda of a state-machine flow: ``handle({"step", "state"})`` runs a declared step, a wait's own
+    step, or the failure handler; an EventBridge execution-status event dead-letters an execution that ended
+    without one (timed out, aborted). Every failure is logged with its cause (type, reason, message; the
+    traceback of an unexpected one) before the state machine sees it."""
 
     flow: str
     steps: Current
     dead_letters: DeadLetters
     logger: Logger | None = None
     guard: ConnectionGuard | None = None  # of the flow's connections
+    wait_steps: WaitSteps | None = None  # the machinery's own steps, for a declaration with waits
+    describe: Callable[[str], Mapping[str, Any]] | None = None  # executionArn -> DescribeExecution's answer
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        from switchyard.state_machines import StepError, record_failure, run_step, step_failure
+        from switchyard.state_machines import (
+            StepError,
+            execution_ended,
+            record_failure,
+            run_step,
+            step_failure,
+        )
 
+        if "detail-type" in event:  # EventBridge: Step Functions Execution Status Change
+            return execution_ended(self.flow, event.get("detail") or {}, self.dead_letters, describe=self.describe)
         step, state = event["step"], event["state"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
         try:
+            wait_steps = self.wait_steps
+            if wait_steps is not None and wait_steps.handles(step):
+                return run_step(lambda: wait_steps.run(event))  # calls no connection: no guard
             return run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
         except Exception as exc:
             if self.logger is not None:
@@ -280,15 +288,53 @@ class StepApp(NamedTuple):
             raise
 
 
+def declared_steps(context: FlowContext, names: Sequence[str]) -> Callable[[Secrets], StepRunner]:
+    """The steps a flow's state machine declaration names (``quickbooks.customer``), from the systems'
+    registered step sets: each set is prepared once (cold start: its mapping loads here) and built once per
+    version of the connection secrets. An unknown step fails here, naming it."""
+    from functools import partial
+
+    from switchyard.state_machines import StepHandlers
+
+    located = {name: registry.step(name) for name in names}
+    prepared = {step_set: step_set.build(context) for step_set, _ in located.values()}
+
+    def build(secrets: Secrets) -> StepRunner:
+        runners = {step_set: make(secrets) for step_set, make in prepared.items()}
+        return StepHandlers({name: partial(runners[step_set].run, step) for name, (step_set, step) in located.items()})
+
+    return build
+
+
 def build_steps(settings: StepSettings, *, metrics: Metrics | None = None, logger: Logger | None = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
+    from switchyard.state_machines import WaitSteps
+    from switchyard.waits import Waits
 
     catalog = load_catalog()
     flow = catalog.flows[settings.flow]
-    steps: SecretBound[StepRunner] = _connection_bound(settings, step_runner(_context(catalog, flow, settings)))
+    declaration = flow.state_machine
+    if declaration is None:
+        raise ValueError(f"flow {flow.name} does not run as a state machine")
+    steps: SecretBound[StepRunner] = _connection_bound(
+        settings, declared_steps(_context(catalog, flow, settings), sorted(declaration.handlers)))
     guard = ConnectionGuard(DynamoConnectionStates(clients.client("dynamodb"), settings.idempotency_table),
                             flow.connections, metrics=metrics, logger=logger)
+    stepfunctions = clients.client("stepfunctions")
+    wait_steps = None
+    if declaration.waits:
+        waits = Waits(clients.client("dynamodb"), settings.idempotency_table, stepfunctions, flow.name)
+        wait_steps = WaitSteps(declaration, waits, metrics=metrics, logger=logger)
     return StepApp(flow=flow.name, steps=steps,
                    dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger,
-                   guard=guard)
+                   guard=guard, wait_steps=wait_steps,
+                   describe=lambda arn: stepfunctions.describe_execution(executionArn=arn))
+
+
+def build_waits(flow_name: str, table: str) -> Any:
+    """The waits of another flow's state machine, for a function that completes, fails or cancels them (a
+    flow with ``completes_waits_of``): ``complete(wait, entity, output)`` and friends (switchyard.waits)."""
+    from switchyard.waits import Waits
+
+    return Waits(clients.client("dynamodb"), table, clients.client("stepfunctions"), flow_name)

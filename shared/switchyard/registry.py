@@ -257,6 +257,12 @@ def webhook(source_system: str) -> WebhookSource:
     return found
 
 
+def step_names() -> frozenset[str]:
+    """Every step a state-machine declaration may run: ``<system>.<step>`` of every registered step set."""
+    return frozenset(f"{entry.name}.{step}" for entry in systems().values()
+                     for step_set in entry.step_sets.values() for step in step_set.steps)
+
+
 def step(qualified: str) -> tuple[StepSet, str]:
     """``<system>.<step>`` (e.g. a state-machine declaration's task) -> its step set and the step's name."""
     name, _, step_name = qualified.partition(".")

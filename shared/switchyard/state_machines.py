@@ -1,15 +1,17 @@
 """Flows that run as Step Functions state machines (``runs_as: state-machine``): what the queue's worker,
-the step Lambda and the failure handler share.
+the step Lambda and the failure handler share. The machine itself is declared per flow in ``flows.yaml``
+(``switchyard.machine_declaration``) and built by ``infra/constructs/state_machine.py``.
 
-    flow queue ──> worker: ExecutionStarter ──StartExecution(name = flow + OrderGuid [+ kind])──> state machine
-                                                       every step: the step Lambda (run_step)
-                   Retry  StepRetryable    5xx, timeouts, stale SyncToken: backoff with jitter
-                          StepThrottled    the target said 429: waits (60 s for QuickBooks), a budget of its own
+    flow queue ──> worker: ExecutionStarter ──StartExecution(name = flow + entity key [+ route suffix])──> machine
+                                                       every step: the step Lambda (run_step), by handler name
+                   Retry  StepRetryable    5xx, timeouts, a stale version: backoff with jitter
+                          StepThrottled    the target said 429: waits as it asked, a budget of its own
                           StepRateLimited  no permit from our shared limiter soon: back shortly, a budget of its own
-                          StepOutOfOrder   a predecessor is missing (the invoice of order.paid)
+                          StepOutOfOrder   a predecessor is missing (a payment before its invoice)
                           StepWaitingForConnection  a connection needs a reconnect (switchyard.connection_
                                            state): every 10 minutes for 14 days, the waiting budget in time
-                   Catch  anything else ──> RecordFailure: the reason to the flow's DLQ ──> Fail (alarm)
+                   Catch  anything else ──> [compensation] ──> RecordFailure: the reason to the flow's DLQ ──> Failed
+                   an execution ending otherwise (timed out, aborted) ──EventBridge──> execution_ended ──> DLQ
 
 Lambda reports a function error's exception class name as ``errorType``; the state machine's Retry and
 Catch match on it, so the step errors are plain classes whose names are the contract (``STEP_ERRORS``), and
@@ -20,7 +22,7 @@ with a name it has seen, for 90 days, and what the starter makes of it:
 
 * same name, same input, the execution still running: the call succeeds and answers the original response
   (its ``startDate`` is the first start's): reported ``duplicate``, nothing new runs;
-* same name, other input (a repeated ``order.paid`` with a new webhook id) or the execution closed:
+* same name, other input (a repeated event with a new webhook id) or the execution closed:
   ``ExecutionAlreadyExists``: ``duplicate`` if it is running or succeeded, and if it failed (a DLQ redrive)
   the next name ``-r2``, ``-r3``...
 
@@ -29,10 +31,9 @@ moto's engine does the same (``StateMachine._handle_name_input_idempotency``); a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,10 +48,11 @@ from switchyard.errors import (
     RetryableError,
 )
 from switchyard.events import FlowEvent
+from switchyard.machine_declaration import MAX_EXECUTION_NAME as MAX_EXECUTION_NAME
+from switchyard.machine_declaration import StateMachineConfig
 from switchyard.targets import DeliveryResult
 from switchyard.worker import DeadLetter, DeadLetters
 
-MAX_EXECUTION_NAME = 80
 # Step Functions caps an execution's input (and every state) at 256 KiB; the steps add their results to
 # the input, so an event must leave room for them
 MAX_EXECUTION_INPUT_BYTES = 200 * 1024
@@ -59,8 +61,6 @@ MAX_REDRIVES = 20
 # clocks of Lambda and Step Functions agree far better, and SQS redelivers a message only after its
 # visibility timeout (minutes)
 SAME_START_TOLERANCE = timedelta(seconds=2)
-CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_TARGET_RESPONSE = 2000  # characters of a target's answer kept in a step error (Cause is capped at 32 KB)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
 
@@ -102,45 +102,24 @@ STEP_ERRORS = {cls.__name__: cls for cls in (StepRetryable, StepThrottled, StepR
 
 # --------------------------------------------------------------------------- which executions, named how
 
-def order_to_cash_route(event: FlowEvent) -> str | None:
-    """The state machine's branch for an event: ``placed``, ``paid``, ``cancel``; None = nothing to do."""
-    if event.type == "order.placed":
-        return "placed"
-    if event.type == "order.paid":
-        return "paid"
-    if event.type == "order.status_changed":
-        status = (event.data.get("Order") or {}).get("OrderStatusId")
-        return "cancel" if status is not None and int(status) == CANCELLED else None
-    return None
-
-
-def execution_name(flow: str, event: FlowEvent, route: str, attempt: int = 1) -> str:
-    """``<flow>-<OrderGuid>`` for the order itself, ``-paid`` / ``-cancel`` for its later events, ``-rN`` for
-    the Nth start after failed ones. Step Functions allows 80 characters of ``[A-Za-z0-9_-]``."""
-    try:
-        key = str(event.data["Order"]["OrderGuid"])
-    except (KeyError, TypeError):
-        raise PermanentError("the event has no Order.OrderGuid", reason="malformed_event") from None
-    name = f"{flow}-{key}" + ("" if route == "placed" else f"-{route}") + (f"-r{attempt}" if attempt > 1 else "")
-    name = _NAME_UNSAFE.sub("_", name)
-    if len(name) > MAX_EXECUTION_NAME:  # still deterministic, just not readable
-        name = name[:40] + "-" + hashlib.sha256(name.encode()).hexdigest()[:39]
-    return name
+def execution_name(declaration: StateMachineConfig, flow: str, event: FlowEvent, route: str,
+                   attempt: int = 1) -> str:
+    """``<flow>-<key>`` plus the route's suffix (``-paid``), ``-rN`` for the Nth start after failed ones."""
+    return declaration.execution_name(flow, event, route, attempt)
 
 
 class ExecutionStarter:
     """The worker's target for a state-machine flow: one execution per event that needs one."""
 
-    def __init__(self, stepfunctions: Any, state_machine_arn: str, *,
-                 route: Callable[[FlowEvent], str | None] = order_to_cash_route,
+    def __init__(self, stepfunctions: Any, state_machine_arn: str, declaration: StateMachineConfig, *,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._sfn = stepfunctions
         self._arn = state_machine_arn
-        self._route = route
+        self._declaration = declaration
         self._now = now
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
-        route = self._route(event)
+        route = self._declaration.route_for(event)
         if route is None:
             return DeliveryResult("filtered", {"reason": f"{event.type} needs no execution"})
         payload = json.dumps({"flow": event.flow, "event_id": event.event_id, "type": event.type,
@@ -150,7 +129,7 @@ class ExecutionStarter:
                                  f"Step Functions states hold 256 KiB and the steps need room for their results",
                                  reason="execution_input_too_large")
         for attempt in range(1, MAX_REDRIVES + 1):
-            name = execution_name(event.flow, event, route, attempt)
+            name = self._declaration.execution_name(event.flow, event, route, attempt)
             asked_at = self._now()
             try:
                 started = self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=payload)
@@ -249,7 +228,9 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
         cause = json.loads(cause_text)  # a Lambda function error: {"errorMessage", "errorType", ...}
     except ValueError:
         cause = None
-    if isinstance(cause, Mapping):
+    if isinstance(cause, Mapping) and "reason" in cause and "errorMessage" not in cause:
+        details = dict(cause)  # a wait's failure, or a timed-out wait: the builder and switchyard.waits write it
+    elif isinstance(cause, Mapping):
         try:
             parsed = json.loads(str(cause.get("errorMessage", "")))
             details = dict(parsed) if isinstance(parsed, Mapping) else {}
@@ -278,7 +259,7 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
 
 
 def unexpected_message(error_type: str, message: str, trace: Any = None) -> str:
-    """``KeyError: 'Order' (at order_to_cash.py:412 in document)``: the type, its message and where it was
+    """``KeyError: 'Order' (at steps.py:412 in document)``: the type, its message and where it was
     raised (the last frame of a Lambda error's ``stackTrace``), so a dead letter says what went wrong."""
     text = f"{error_type}: {message}" if message else error_type
     frames = [str(frame) for frame in trace] if isinstance(trace, list) else []
@@ -332,3 +313,124 @@ def _clipped(value: Any) -> Any:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"
+
+
+# --------------------------------------------------------------------------- declared steps, waits, endings
+
+StepHandler = Callable[[Mapping[str, Any]], dict[str, Any]]
+# the Fail state after RecordFailure: an execution that failed with it has its dead letter already
+DEAD_LETTERED = "EventDeadLettered"
+_ENDED_REASONS = {"TIMED_OUT": ("execution_timed_out", "timed_out"), "ABORTED": ("execution_aborted", "aborted"),
+                  "FAILED": ("execution_failed", "unexpected")}
+
+
+class StepHandlers:
+    """The step handlers a flow's declaration runs, by name (``quickbooks.customer``): what the step Lambda's
+    ``run(step, state)`` dispatches to, built from the systems' step factories."""
+
+    def __init__(self, handlers: Mapping[str, StepHandler]) -> None:
+        self._handlers = dict(handlers)
+
+    def run(self, step: str, state: Mapping[str, Any]) -> dict[str, Any]:
+        handler = self._handlers.get(step)
+        if handler is None:
+            raise ValueError(f"unknown step {step!r}; this flow's steps are {', '.join(sorted(self._handlers))}")
+        return handler(state)
+
+
+class WaitSteps:
+    """The machinery's own steps of a wait (``wait.register``, ``wait.overdue``, ``wait.cancel``): the entity
+    comes from the execution's queue message and the declaration's ``key``."""
+
+    def __init__(self, declaration: StateMachineConfig, waits: Any, *, metrics: Any = None, logger: Any = None,
+                 now: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._declaration = declaration
+        self._waits = waits  # switchyard.waits.Waits
+        self._metrics = metrics
+        self._logger = logger
+        self._now = now or time.time
+
+    def handles(self, step: str) -> bool:
+        return step in ("wait.register", "wait.overdue", "wait.cancel")
+
+    def run(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        step, wait, state = request["step"], str(request["wait"]), request.get("state") or {}
+        event = FlowEvent.from_message(str(state.get("message", "")))
+        entity = self._declaration.entity_key(event)
+        if step == "wait.register":
+            declared = self._declaration.waits[wait]
+            status = self._waits.register(wait, entity, str(request["token"]), execution=str(request["execution"]),
+                                          timeout_seconds=declared.wait_timeout_seconds)
+            return {"wait": wait, "entity": entity, "status": status}
+        if step == "wait.overdue":
+            if self._metrics is not None:
+                self._metrics.add_metric(name="WaitsOverdue", unit="Count", value=1)
+            if self._logger is not None:
+                self._logger.warning("wait overdue", extra={"wait": wait, "entity": entity,
+                                                            "execution": request.get("execution")})
+            return {"wait": wait, "entity": entity, "overdue_at": self._now()}
+        if step == "wait.cancel":
+            status = self._waits.cancel(wait, entity, reason="cancelled",
+                                        message=f"{event.type} {event.event_id} cancelled the wait for {wait}")
+            return {"wait": wait, "entity": entity, "action": status}
+        raise ValueError(f"unknown wait step {step!r}")
+
+
+def execution_ended(flow: str, detail: Mapping[str, Any], dead_letters: DeadLetters, *,
+                    describe: Callable[[str], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """An execution that ended without its own dead letter (EventBridge ``Step Functions Execution Status
+    Change``: timed out, aborted, or failed outside a Catch) dead-letters its event with the reason.
+
+    An execution that failed through RecordFailure (error ``EventDeadLettered``) is in the DLQ already. An input
+    EventBridge left out (events are capped at 256 KB) is read with DescribeExecution."""
+    status = str(detail.get("status", ""))
+    if status not in _ENDED_REASONS:
+        return {"dead_lettered": False, "reason": "not_a_failure"}
+    if status == "FAILED" and detail.get("error") == DEAD_LETTERED:
+        return {"dead_lettered": False, "reason": "dead_lettered_already"}
+    raw = detail.get("input")
+    if not raw and describe is not None and detail.get("executionArn"):
+        raw = describe(str(detail["executionArn"])).get("input")
+    try:
+        state = json.loads(raw) if raw else {}
+    except ValueError:
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    reason, error_class = _ENDED_REASONS[status]
+    name = str(detail.get("name") or "")
+    said = ": ".join(str(part) for part in (detail.get("error"), detail.get("cause")) if part)
+    message = f"execution {name} {status.lower().replace('_', ' ')}" + (f" ({said})" if said else "")
+    cause = json.dumps({"reason": reason, "error_class": error_class, "message": message})
+    return record_failure(flow, {**state, "error": {"Error": status, "Cause": cause}}, dead_letters,
+                          execution=name or None)
+
+
+class StepContext:
+    """What a step factory builds its handler from: the flow, a client per system of the flow's connections
+    (built by the composition root from the current secrets), the entity state, and objects the steps of one
+    system share (``once``: one system's steps sharing one object)."""
+
+    def __init__(self, flow: Any, client: Callable[[str], Any], entity_state: Any = None) -> None:
+        self.flow = flow  # switchyard.catalog.FlowConfig
+        self.client = client  # system name -> its client over the flow's connection to it
+        self.entity_state = entity_state
+        self._shared: dict[str, Any] = {}
+
+    def once(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._shared:
+            self._shared[key] = build()
+        return self._shared[key]
+
+
+StepFactory = Callable[[StepContext], StepHandler]
+
+
+def build_handlers(factories: Mapping[str, StepFactory], names: Iterable[str], context: StepContext) -> StepHandlers:
+    """The handlers a declaration runs, from the step factories; ValueError naming an unknown one."""
+    unknown = sorted(set(names) - set(factories))
+    if unknown:
+        raise ValueError(f"flow {getattr(context.flow, 'name', '?')}: no step handler {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(factories))}")
+    return StepHandlers({name: factories[name](context) for name in names})

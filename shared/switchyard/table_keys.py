@@ -23,6 +23,10 @@ drop           the flow                                events accepted but delib
 connection     the connection                          whether the connection is usable or waits for a reconnect
                                                        (``switchyard.connection_state``), read by every function
                                                        that calls it
+wait           the flow whose execution waits          a state machine's wait for a callback: the task token
+                                                       stored against the entity, or an outcome that came first
+                                                       (``switchyard.waits``); the flow's steps and the flows
+                                                       that complete its waits (``completes_waits_of``)
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -53,6 +57,7 @@ class Store(StrEnum):
     RATE_LIMIT = "ratelimit"
     CONNECTION_STATE = "connection"
     DROPS = "drop"
+    WAITS = "wait"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -65,6 +70,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
+    Store.WAITS: ("GetItem", "UpdateItem"),
 }
 
 
@@ -150,6 +156,11 @@ class TableKeys:
         return _key(Store.ECHOES, self.pair, system, entity, key, fingerprint)
 
 
+def wait_key(flow: str, wait: str, entity: str) -> str:
+    """The wait ``wait`` of one entity in ``flow``'s state machine (its task token, or an early outcome)."""
+    return _key(Store.WAITS, _checked(flow, "flow"), _checked(wait, "wait"), entity)
+
+
 @dataclass(frozen=True)
 class ConnectionKeys:
     """The keys of state shared by every function that calls one connection (tokens, rate limit)."""
@@ -208,4 +219,7 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
             if keeps_connection_state(catalog.connections[name].system):
                 connection = ConnectionKeys(name).connection
                 grants += [TableGrant(Store.TOKEN_LEASE, connection), TableGrant(Store.RATE_LIMIT, connection)]
+    if role == delivering_role(flow):
+        waiting = [flow.name] if flow.state_machine is not None and flow.state_machine.waits else []
+        grants += [TableGrant(Store.WAITS, _checked(name, "flow")) for name in (*waiting, *flow.completes_waits_of)]
     return tuple(sorted(set(grants)))

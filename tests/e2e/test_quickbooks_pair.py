@@ -339,7 +339,8 @@ def test_unmapped_sku_dead_letters_without_a_document_and_redrive_books_it_once(
     assert f"unmapped product {sku}" in letter["message"]
     # the step's own log line names the failure before the state machine catches it
     failed = [r for r in stack.logs.records() if r.get("message") == "step failed" and r.get("event_id") == event_id]
-    assert [(r["step"], r["error_type"], r["reason"]) for r in failed] == [("items", "StepFailed", "unmapped_product")]
+    assert [(r["step"], r["error_type"], r["reason"]) for r in failed] == [
+        ("quickbooks.items", "StepFailed", "unmapped_product")]
     assert f"unmapped product {sku}" in failed[0]["error_message"]
     assert documents(stack, order, "salesReceipts") == [] and documents(stack, order, "invoices") == []
     assert notes(stack, order) == [] and stack.nopcommerce.order(4107)["order_status_id"] == 10
@@ -442,3 +443,30 @@ def test_quickbooks_webhook_with_a_forged_signature_gets_401_and_queues_nothing(
                         headers={"content-type": "application/json",
                                  **intuit_sign(stack.quickbooks.verifier_token, body)})
     assert genuine.status_code == 200
+
+
+def test_an_execution_failing_outside_any_catch_is_dead_lettered_through_the_execution_status_rule(stack, http):
+    # Given an execution whose input names no route (no Catch covers a Choice's default Fail)
+    from switchyard.events import flow_message
+
+    event_id = f"evt_unrouted_{uuid.uuid4().hex[:8]}"
+    message = flow_message(flow=FLOW, event_id=event_id, source="nopcommerce", event_type="order.placed",
+                           timestamp="2026-12-03T10:00:00+00:00", received_at="2026-12-03T10:00:01+00:00",
+                           body=json.dumps({"type": "order.placed", "data": {}}))
+    name = f"{FLOW}-unrouted-{event_id}"
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.state_machines[FLOW], name=name,
+        input=json.dumps({"flow": FLOW, "event_id": event_id, "type": "order.placed", "route": "bogus",
+                          "message": message}))
+
+    # When it fails and Step Functions' status change event reaches the steps function (the local stack
+    # sends what EventBridge would, for the template's rule)
+    assert wait_until(lambda: stack.poll_all() >= 0 and letters_for(stack, event_id), timeout=30)
+
+    # Then its event is in the DLQ with the reason, once, marked so a redrive starts a new execution
+    (letter,) = letters_for(stack, event_id)
+    assert (letter["reason"], letter["error_class"]) == ("execution_failed", "unexpected")
+    assert "UnknownRoute" in letter["message"]
+    assert json.loads(letter["original"])["retry_of"] == name
+    stack.poll_all()
+    assert len(letters_for(stack, event_id)) == 1

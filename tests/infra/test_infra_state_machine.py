@@ -55,10 +55,11 @@ def test_state_machine_every_step_retries_by_error_class_and_catches_to_the_fail
     states = definition["States"]
     for name in TASKS:
         task = states[name]
-        assert task["Parameters"]["step"] == {"Customer": "customer", "Items": "items", "Document": "document",
-                                              "Payment": "payment", "Cancel": "cancel",
-                                              "WriteBack": "write_back"}[name]
-        assert task["ResultPath"] == f"$.{task['Parameters']['step']}"
+        # the declared handler (the step registry's name), its result where the later steps read it
+        result = {"Customer": "customer", "Items": "items", "Document": "document", "Payment": "payment",
+                  "Cancel": "cancel", "WriteBack": "write_back"}[name]
+        assert task["Parameters"]["step"] == f"quickbooks.{result}"
+        assert task["ResultPath"] == f"$.{result}"
         retriers = {tuple(r["ErrorEquals"]): r for r in task["Retry"]}
         for error, retry in (("StepRetryable", config.retry), ("StepThrottled", config.throttled),
                              ("StepRateLimited", config.rate_limited), ("StepOutOfOrder", config.out_of_order)):

@@ -14,11 +14,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from switchyard.catalog import load_catalog
 from switchyard.events import FlowEvent, flow_message
 from switchyard.state_machines import ExecutionStarter
 
 REGION = "us-east-1"
 FLOW = "nopcommerce-to-quickbooks"
+DECLARATION = load_catalog().flows[FLOW].state_machine  # its routes and key name the executions
 GUID = "6f1c2b7e-3a7d-4c4e-9a55-0b9e2f1d7a10"
 # an execution runs a second, or fails at once for the event "msg_fail"
 DEFINITION = {"StartAt": "Route", "States": {
@@ -81,9 +83,9 @@ def test_moto_start_execution_answers_a_seen_name_like_step_functions(sfn: Any) 
 
 
 def test_repeated_order_paid_never_starts_a_second_execution(sfn: Any, arn: str) -> None:
-    assert ExecutionStarter(sfn, arn).deliver(paid("msg_1")).outcome == "started"
+    assert ExecutionStarter(sfn, arn, DECLARATION).deliver(paid("msg_1")).outcome == "started"
     # SQS redelivers a message after its visibility timeout: the worker's clock is minutes on
-    starter = ExecutionStarter(sfn, arn, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
+    starter = ExecutionStarter(sfn, arn, DECLARATION, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
     outcomes = [starter.deliver(paid("msg_1")).outcome,  # redelivered while running
                 starter.deliver(paid("msg_2")).outcome]  # nopCommerce sent it again, under a new id
     settle(sfn, arn)
@@ -93,7 +95,7 @@ def test_repeated_order_paid_never_starts_a_second_execution(sfn: Any, arn: str)
 
 
 def test_event_of_a_failed_execution_starts_the_next_name(sfn: Any, arn: str) -> None:
-    starter = ExecutionStarter(sfn, arn)
+    starter = ExecutionStarter(sfn, arn, DECLARATION)
     assert starter.deliver(paid("msg_fail")).outcome == "started"
     settle(sfn, arn)
     redriven = starter.deliver(paid("msg_fail"))

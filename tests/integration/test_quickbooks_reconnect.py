@@ -196,7 +196,7 @@ def test_lost_refresh_answer_waits_for_reconnect_then_drains_every_order_once(aw
                     guard=ConnectionGuard(states, flow.connections, metrics=metrics))
     machine = StateMachine(steps)
     queues = SqsQueues(aws["sqs"])
-    worker = FlowWorker(flow=flow, target=ExecutionStarter(machine, ARN), dead_letters=dead_letters,
+    worker = FlowWorker(flow=flow, target=ExecutionStarter(machine, ARN, flow.state_machine), dead_letters=dead_letters,
                         delay=lambda receipt, seconds: queues.delay(aws["queue"], receipt, 0),
                         requeue=lambda body, seconds: queues.requeue(aws["queue"], body, 0),
                         max_receive_count=flow.worker.max_receive_count,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
+from switchyard.catalog import load_catalog
 from switchyard.compose import StepApp
 from switchyard.connection_state import ConnectionGuard, InMemoryConnectionStates
 from switchyard.errors import (
@@ -29,7 +30,6 @@ from switchyard.state_machines import (
     StepWaitingForConnection,
     execution_name,
     failure_letter,
-    order_to_cash_route,
     record_failure,
     run_step,
     step_failure,
@@ -39,6 +39,8 @@ from switchyard.systems.quickbooks.client import fault_error
 FLOW = "nopcommerce-to-quickbooks"
 GUID = "5b0ef1d6-3c5e-4d1b-9a51-0d3f3c1a2b77"
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:OrderToCash"
+# the order-to-cash declaration of flows.yaml: its routes and key name the executions
+DECLARATION = load_catalog().flows[FLOW].state_machine
 
 
 def event(event_type: str = "order.placed", status: int = 10, guid: str = GUID, event_id: str = "msg_1") -> FlowEvent:
@@ -77,34 +79,34 @@ class FakeStepFunctions:
     ("order.status_changed", 20, None), ("order.status_changed", 30, None),
 ])
 def test_route_only_events_order_to_cash_acts_on(event_type, status, route):
-    assert order_to_cash_route(event(event_type, status)) == route
+    assert DECLARATION.route_for(event(event_type, status)) == route
 
 
 def test_execution_name_is_flow_and_order_guid_plus_kind_and_redrive():
     placed = event()
-    assert execution_name(FLOW, placed, "placed") == f"{FLOW}-{GUID}"
-    assert execution_name(FLOW, placed, "paid") == f"{FLOW}-{GUID}-paid"
-    assert execution_name(FLOW, placed, "cancel", attempt=3) == f"{FLOW}-{GUID}-cancel-r3"
+    assert execution_name(DECLARATION, FLOW, placed, "placed") == f"{FLOW}-{GUID}"
+    assert execution_name(DECLARATION, FLOW, placed, "paid") == f"{FLOW}-{GUID}-paid"
+    assert execution_name(DECLARATION, FLOW, placed, "cancel", attempt=3) == f"{FLOW}-{GUID}-cancel-r3"
 
 
 def test_execution_name_over_80_characters_is_hashed_deterministically():
     long_flow = "a-very-long-flow-name-that-someone-configured-for-their-shop"
-    name = execution_name(long_flow, event(), "cancel", attempt=12)
+    name = execution_name(DECLARATION, long_flow, event(), "cancel", attempt=12)
     assert len(name) <= MAX_EXECUTION_NAME
-    assert name == execution_name(long_flow, event(), "cancel", attempt=12)
-    assert name != execution_name(long_flow, event(), "cancel", attempt=13)
+    assert name == execution_name(DECLARATION, long_flow, event(), "cancel", attempt=12)
+    assert name != execution_name(DECLARATION, long_flow, event(), "cancel", attempt=13)
 
 
 def test_execution_name_without_order_guid_is_permanent():
     broken = FlowEvent(flow=FLOW, event_id="x", source="nopcommerce", type="order.placed",
                        timestamp=datetime.now(UTC), data={"Order": {}})
     with pytest.raises(PermanentError, match="OrderGuid"):
-        execution_name(FLOW, broken, "placed")
+        execution_name(DECLARATION, FLOW, broken, "placed")
 
 
 def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
     sfn = FakeStepFunctions()
-    starter = ExecutionStarter(sfn, ARN)
+    starter = ExecutionStarter(sfn, ARN, DECLARATION)
     first = starter.deliver(event())
     assert first.outcome == "started"
     assert sfn.executions[f"{FLOW}-{GUID}"]["input"]["route"] == "placed"
@@ -117,8 +119,8 @@ def test_starter_starts_once_and_a_duplicate_start_is_a_no_op():
 def test_starter_same_event_again_while_running_is_a_duplicate_not_a_second_start():
     # the same message redelivered (e.g. the worker died after starting): Step Functions answers the original
     sfn = FakeStepFunctions()
-    assert ExecutionStarter(sfn, ARN).deliver(event("order.paid", 30)).outcome == "started"
-    redelivered = ExecutionStarter(sfn, ARN, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
+    assert ExecutionStarter(sfn, ARN, DECLARATION).deliver(event("order.paid", 30)).outcome == "started"
+    redelivered = ExecutionStarter(sfn, ARN, DECLARATION, now=lambda: datetime.now(UTC) + timedelta(minutes=5))
     sfn.clock = lambda: datetime.now(UTC) + timedelta(minutes=5)  # a new start would be stamped then
     again = redelivered.deliver(event("order.paid", 30))
     assert (again.outcome, again.detail["execution"]) == ("duplicate", f"{FLOW}-{GUID}-paid")
@@ -127,7 +129,7 @@ def test_starter_same_event_again_while_running_is_a_duplicate_not_a_second_star
 
 def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
     sfn = FakeStepFunctions()
-    starter = ExecutionStarter(sfn, ARN)
+    starter = ExecutionStarter(sfn, ARN, DECLARATION)
     starter.deliver(event())
     sfn.executions[f"{FLOW}-{GUID}"]["status"] = "FAILED"
     assert starter.deliver(event()).detail["execution"] == f"{FLOW}-{GUID}-r2"
@@ -135,7 +137,7 @@ def test_starter_after_a_failed_execution_starts_the_next_name_a_redrive():
 
 def test_starter_filters_status_changes_that_are_not_cancellations():
     sfn = FakeStepFunctions()
-    assert ExecutionStarter(sfn, ARN).deliver(event("order.status_changed", 30)).outcome == "filtered"
+    assert ExecutionStarter(sfn, ARN, DECLARATION).deliver(event("order.status_changed", 30)).outcome == "filtered"
     assert sfn.executions == {}
 
 
@@ -149,9 +151,9 @@ def test_starter_missing_state_machine_is_permanent_and_throttling_retryable():
             raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "StartExecution")
 
     with pytest.raises(PermanentError):
-        ExecutionStarter(Refusing("StateMachineDoesNotExist"), ARN).deliver(event())
+        ExecutionStarter(Refusing("StateMachineDoesNotExist"), ARN, DECLARATION).deliver(event())
     with pytest.raises(RetryableError):
-        ExecutionStarter(Refusing("ThrottlingException"), ARN).deliver(event())
+        ExecutionStarter(Refusing("ThrottlingException"), ARN, DECLARATION).deliver(event())
 
 
 @pytest.mark.parametrize(("error", "expected"), [
@@ -351,6 +353,79 @@ def test_starter_refuses_an_event_too_large_for_an_execution_with_a_clear_reason
                          "data": {"Order": {"OrderGuid": GUID}, "OrderItems": [{"Note": "x" * 250_000}]}})))
     sfn = FakeStepFunctions()
     with pytest.raises(PermanentError) as raised:
-        ExecutionStarter(sfn, ARN).deliver(huge)
+        ExecutionStarter(sfn, ARN, DECLARATION).deliver(huge)
     assert raised.value.reason == "execution_input_too_large"
     assert sfn.executions == {}
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, letter) -> None:
+        self.sent.append(letter)
+
+
+@pytest.mark.parametrize(("status", "reason", "error_class"), [
+    ("TIMED_OUT", "execution_timed_out", "timed_out"), ("ABORTED", "execution_aborted", "aborted"),
+    ("FAILED", "execution_failed", "unexpected"),
+])
+def test_an_execution_that_ended_without_its_dead_letter_is_dead_lettered_with_the_reason(status, reason,
+                                                                                          error_class):
+    message = event().message
+    letters = Letters()
+    detail = {"status": status, "name": f"{FLOW}-{GUID}", "error": "States.Runtime" if status == "FAILED" else None,
+              "cause": "no route" if status == "FAILED" else None,
+              "input": json.dumps({"event_id": "msg_1", "message": message})}
+    assert record_result(detail, letters)["dead_lettered"] is True
+    (letter,) = letters.sent
+    assert (letter.reason, letter.error_class, letter.event_id) == (reason, error_class, "msg_1")
+    assert letter.message.startswith(f"execution {FLOW}-{GUID} {status.lower().replace('_', ' ')}")
+    assert json.loads(letter.original)["retry_of"] == f"{FLOW}-{GUID}"  # its redrive is a new delivery
+
+
+def record_result(detail, letters, describe=None):
+    from switchyard.state_machines import execution_ended
+
+    return execution_ended(FLOW, detail, letters, describe=describe)
+
+
+def test_an_execution_dead_lettered_by_its_failure_handler_or_still_fine_is_not_dead_lettered_again():
+    from switchyard.state_machines import DEAD_LETTERED
+
+    letters = Letters()
+    assert record_result({"status": "FAILED", "error": DEAD_LETTERED}, letters)["reason"] == "dead_lettered_already"
+    assert record_result({"status": "SUCCEEDED"}, letters)["reason"] == "not_a_failure"
+    assert letters.sent == []
+
+
+def test_an_ended_execution_whose_input_eventbridge_left_out_is_read_back():
+    letters = Letters()
+    described = []
+
+    def describe(arn):
+        described.append(arn)
+        return {"input": json.dumps({"event_id": "msg_9", "message": event(event_id="msg_9").message})}
+
+    record_result({"status": "TIMED_OUT", "name": "x", "executionArn": "arn:x", "input": None}, letters, describe)
+    assert described == ["arn:x"] and letters.sent[0].event_id == "msg_9"
+
+
+def test_failure_letter_reads_a_reason_the_machine_or_a_wait_put_in_the_cause():
+    cause = json.dumps({"reason": "wait_timed_out", "error_class": "timed_out", "message": "no shipment in 30 days"})
+    letter = failure_letter(FLOW, {"message": "m", "error": {"Error": "wait_timed_out", "Cause": cause}})
+    assert (letter.reason, letter.error_class, letter.message) == ("wait_timed_out", "timed_out",
+                                                                   "no shipment in 30 days")
+
+
+def test_step_app_runs_a_declared_handler_by_name_and_names_the_known_ones_for_an_unknown():
+    from switchyard.state_machines import StepHandlers
+
+    class Bound:
+        def get(self):
+            return StepHandlers({"erp.customer": lambda state: {"id": state["n"]}})
+
+    app = StepApp(flow=FLOW, steps=Bound(), dead_letters=None)
+    assert app.handle({"step": "erp.customer", "state": {"n": 7}}) == {"id": 7}
+    with pytest.raises(ValueError, match=r"unknown step 'erp\.order'; this flow's steps are erp\.customer"):
+        app.handle({"step": "erp.order", "state": {}})
