@@ -767,7 +767,8 @@ class BngSandbox(http.SandboxApp):
         parts = {name: _money(totals_in.get(name, 0), currency, f"Totals.{name}", problems)
                  for name in ("Shipping", "Tax", "Discount")}
         expected = subtotal + parts["Shipping"] + parts["Tax"] - parts["Discount"]
-        if "Total" in totals_in:
+        every_line_known = isinstance(body.get("Lines"), list) and len(lines) == len(body["Lines"])
+        if "Total" in totals_in and every_line_known:  # a sum over unresolved lines would only add noise
             total = _money(totals_in["Total"], currency, "Totals.Total", problems)
             if total != expected:
                 problems.add("Totals.Total", f"{total} is not lines {subtotal} + shipping {parts['Shipping']} + tax "
