@@ -26,6 +26,7 @@ class Runbook(StrEnum):
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
     CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
+    CIRCUIT_OPEN = "circuit-open"
 
     @property
     def reference(self) -> str:

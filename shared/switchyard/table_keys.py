@@ -23,6 +23,9 @@ drop           the flow                                events accepted but delib
 connection     the connection                          whether the connection is usable or waits for a reconnect
                                                        (``switchyard.connection_state``), read by every function
                                                        that calls it
+breaker        the connection                          the connection's circuit breaker (closed, open, half-open;
+                                                       ``switchyard.circuit_breaker``), read and written by every
+                                                       function that calls it
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -53,6 +56,7 @@ class Store(StrEnum):
     RATE_LIMIT = "ratelimit"
     CONNECTION_STATE = "connection"
     DROPS = "drop"
+    CIRCUIT_BREAKER = "breaker"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -65,6 +69,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
+    Store.CIRCUIT_BREAKER: ("GetItem", "UpdateItem"),
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
@@ -161,6 +166,9 @@ class ConnectionKeys:
     def connection_state(self) -> str:
         return _key(Store.CONNECTION_STATE, self.connection, "state")
 
+    def circuit_breaker(self) -> str:
+        return _key(Store.CIRCUIT_BREAKER, self.connection, "state")
+
 
 @dataclass(frozen=True, order=True)
 class TableGrant:
@@ -193,6 +201,8 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
         grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow)]
     # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
     grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
+    # ... and each connection's circuit breaker: the worker checks it, whoever calls the target counts its failures
+    grants += [TableGrant(Store.CIRCUIT_BREAKER, ConnectionKeys(name).connection) for name in flow.connections]
     if role == delivering_role(flow):
         grants.append(TableGrant(Store.STATE, keys.pair))
         if records_echoes(flow):
