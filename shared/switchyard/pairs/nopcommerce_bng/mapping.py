@@ -109,6 +109,11 @@ class ShipmentDoc(_Doc):
     review_note: str
 
 
+class ProductsDoc(_Doc):
+    # BNG product attribute -> nopCommerce specification attribute name; BNG attributes not listed stay in BNG
+    specification_attributes: dict[str, str] = {}
+
+
 class MappingDoc(_Doc):
     flow: str
     target: Literal["bng"]
@@ -118,6 +123,7 @@ class MappingDoc(_Doc):
     sales_order: SalesOrderDoc
     status: StatusDoc
     shipment: ShipmentDoc
+    products: ProductsDoc = ProductsDoc()
 
 
 def _choice(spec: dict[str, Any] | list[dict[str, Any]], lookups: Mapping[str, Any], where: str) -> Getter:

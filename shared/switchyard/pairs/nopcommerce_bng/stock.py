@@ -62,12 +62,17 @@ class BngStockTarget:
         if not product_id:
             raise PermanentError(f"inventory.changed event {event.event_id} has no ProductID", reason="malformed_event")
         product = self._bng.get_product(str(product_id))  # the quantity BNG has now, not the event's
+        return self.apply(product, event.event_id)
+
+    def apply(self, product: dict[str, Any], event_id: str) -> DeliveryResult:
+        """Write the product's OnHand as read, unless a newer version was applied already."""
+        product_id = product.get("ProductID")
         sku = str(product.get("SKU") or "").strip()
         on_hand = product.get("OnHand")
         if not sku or isinstance(on_hand, bool) or not isinstance(on_hand, int):
             raise PermanentError(f"BNG product {product_id} has no SKU or no whole OnHand", reason="malformed_product")
         changed_at = version_time(product)
-        if not self._state.claim(product_entity(str(product_id)), changed_at, event.event_id):
+        if not self._state.claim(product_entity(str(product_id)), changed_at, event_id):
             return DeliveryResult("stale", {"sku": sku, "changed_at": changed_at.isoformat()})
         shop_product = self._shop.product_by_sku(sku)
         if shop_product is None:

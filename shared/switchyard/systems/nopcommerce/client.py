@@ -338,6 +338,54 @@ class NopCommerceClient:
         self._call("PUT", f"{PREFIX}/Product/Update", json=changed)
         return True
 
+    # ----------------------------------------------------------------- specification attributes
+
+    def set_specifications(self, product_id: int, values: Mapping[str, str]) -> dict[str, str]:
+        """Give the product the specification attribute ``name`` with the option ``value``, for each item of
+        ``values`` (attributes and options found by name, case-insensitively, and created when missing; a
+        mapping of the product to another option of that attribute is updated by read-modify-write). Other
+        attributes of the product are left as they are. Returns what was written (empty: nothing)."""
+        path = f"{PREFIX}/SpecificationAttribute/GetAll"
+        page = self._object(self._call("GET", path, params={"pageIndex": 0, "pageSize": 1000}), path)
+        attributes = {str(a.get("name") or "").casefold(): a for a in page.get("items") or []}
+        mappings = self._list(f"{PREFIX}/ProductSpecificationAttribute/GetAll", {"productId": int(product_id)})
+        written: dict[str, str] = {}
+        for name, value in values.items():
+            attribute = attributes.get(name.casefold())
+            if attribute is None:
+                attribute = self._object(self._call("POST", f"{PREFIX}/SpecificationAttribute/Create", json={
+                    "name": name, "display_order": 0, "specification_attribute_group_id": None}), name)
+                attributes[name.casefold()] = attribute
+            options = self._list(f"{PREFIX}/SpecificationAttributeOption/"
+                                 f"GetSpecificationAttributeOptionsBySpecificationAttribute/{int(attribute['id'])}")
+            option = next((o for o in options if str(o.get("name") or "").casefold() == value.casefold()), None)
+            if option is None:
+                option = self._object(self._call("POST", f"{PREFIX}/SpecificationAttributeOption/Create", json={
+                    "specification_attribute_id": int(attribute["id"]), "name": value, "color_squares_rgb": None,
+                    "display_order": 0}), value)
+            option_ids = {int(o["id"]) for o in options} | {int(option["id"])}
+            held = next((m for m in mappings if int(m.get("specification_attribute_option_id") or 0) in option_ids),
+                        None)
+            if held is not None and int(held["specification_attribute_option_id"]) == int(option["id"]):
+                continue
+            if held is None:
+                self._call("POST", f"{PREFIX}/ProductSpecificationAttribute/Create", json={
+                    "product_id": int(product_id), "attribute_type_id": 0,  # SpecificationAttributeType.Option
+                    "specification_attribute_option_id": int(option["id"]), "custom_value": None,
+                    "allow_filtering": True, "show_on_product_page": True, "display_order": 0})
+            else:
+                self._call("PUT", f"{PREFIX}/ProductSpecificationAttribute/Update",
+                           json={**held, "specification_attribute_option_id": int(option["id"])})
+            written[name] = value
+        return written
+
+    def _list(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        body = self._call("GET", path, params=params)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list",
+                                 reason="target_bad_response", target_response=body)
+        return body
+
     # ----------------------------------------------------------------- plumbing
 
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
