@@ -254,11 +254,11 @@ class CircuitBreaker:
                 return
 
     def failed(self, exc: BaseException | None = None) -> BreakerState:
-        """Count a failure; the state afterwards. An ``exc`` that does not count as one is the target answering
-        (a success for the breaker) when it is a DeliveryError, and ignored otherwise (a bug of ours)."""
+        """Count a failure; the state afterwards. An ``exc`` that does not count as one is a success for the
+        breaker when the target answered it (a 4xx, a 429), and ignored otherwise (our own limiter, a bug)."""
         for _ in range(CAS_ATTEMPTS):
             if exc is not None and not counts_as_failure(exc):
-                if isinstance(exc, DeliveryError):  # the target answered (a 4xx, a 429): it is up
+                if isinstance(exc, DeliveryError) and exc.target_status is not None:  # it answered: a 4xx, a 429
                     self.succeeded()
                 return self._store.get(self.connection)
             state = self._store.get(self.connection)

@@ -182,3 +182,14 @@ def test_an_open_breaker_never_marks_the_connection_for_a_reconnect(breaker: Cir
         breaker.check()
     guard.report(raised.value)
     assert states.get("bng").usable
+
+
+def test_an_error_of_our_own_neither_counts_nor_closes_a_half_open_breaker(breaker: CircuitBreaker,
+                                                                          clock: Clock) -> None:
+    for _ in range(3):
+        breaker.failed(DOWN)
+    clock.now += 30
+    breaker.check()
+    breaker.failed(RetryableError("no permit from our limiter", reason="rate_limited_locally"))
+    breaker.failed(RetryableError("the breaker item kept changing", reason="circuit_contended"))
+    assert breaker.state().status is BreakerStatus.HALF_OPEN
