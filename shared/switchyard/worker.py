@@ -156,7 +156,7 @@ class FlowWorker:
             if self._breaker is not None:
                 self._breaker.check()  # open: CircuitOpenError, waits below like a reconnect
             result = self._deliver_once(key=event.idempotency_key, event=event)
-            if self._breaker is not None:
+            if self._breaker is not None and not result.get("duplicate"):  # a duplicate never reached the target
                 self._breaker.succeeded()
         except ConnectionDownError as exc:
             self._wait_for_reconnect(exc, event, body, receive_count, receipt_handle)
