@@ -425,3 +425,22 @@ def test_a_shipment_create_whose_answer_was_lost_is_found_not_made_twice(shop: N
     assert shipment["id"] == shipment_id and [i["order_item_id"] for i in shipment["items"]] == [5001]
     assert client.set_order_statuses(7, {"shipping_status_id": 30}) == {"shipping_status_id": 30}
     assert client.set_order_statuses(7, {"order_status_id": 40}, never_from={"order_status_id": [10]}) == {}
+
+
+def test_a_callback_with_the_last_of_two_shipments_writes_both_and_completes(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    from switchyard.pairs.nopcommerce_bng.order_to_cash import shipment_callback
+
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    bng.ship_order(state["sales_order"]["id"], carrier="DHL", tracking_number="JD01",
+                   lines=[{"LineNo": 2, "Quantity": 4}])
+    last = bng.ship_order(state["sales_order"]["id"], carrier="UPS", tracking_number="1Z02")
+    entity, output = shipment_callback({**last, "OrderStatus": "Shipped"})
+    assert entity == document["data"]["Order"]["OrderGuid"]
+    state["shipment"] = output  # how the wait-for-callback step ends
+    result = steps.run("write_shipment", state)
+    assert result["complete"] is True
+    assert sorted(s["tracking_number"] for s in shop.shipments(1042)) == ["1Z02", "JD01"]
+    assert shop.order(1042)["shipping_status_id"] == 30

@@ -184,10 +184,11 @@ class BngOrderToCash:
     def write_shipment(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
         """Every BNG shipment of the order as a nopCommerce shipment (tracking number, shipped date, items),
         a note for the customer with carrier and tracking number, then the mapped statuses."""
-        shipped = state.get("shipment") or {}
-        shipments = shipped.get("shipments")
-        if not shipments:  # completed by a callback that carried no shipments: read them
-            shipments = self.shipment(event, state).get("shipments") or []
+        # read again whichever way the wait ended: a callback carries one shipment, the order may have several
+        shipped = self.shipment(event, state)
+        if shipped["action"] != "shipped":
+            return {"shipments": [], "complete": False, "statuses": {}, "action": shipped["action"]}
+        shipments = shipped["shipments"]
         order_id = int(event.data["Order"]["Id"])
         items = {int(item["Id"]): int(item["Quantity"]) for item in event.data.get("OrderItems") or []}
         skus = {int(item["Id"]): str((item.get("Product") or {}).get("Sku") or "").casefold()
@@ -285,3 +286,11 @@ class BngOrderToCash:
                 order_id, self.mapping.doc.shipment.invoiced_note.format(invoice_number=data["InvoiceNumber"]),
                 marker=marker(self.flow, str(data["SalesOrderID"]), "invoiced"))
         return {"status": status, "statuses": changed, "note_added": note_added}
+
+
+def shipment_callback(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """For BNG's ``shipment.created`` webhook: the entity whose waiting task token it completes (the
+    ExternalOrderID, which is the nopCommerce OrderGuid) and the task output, in the ``shipment`` step's shape
+    (``write_shipment`` reads every shipment of the order again, so one shipment in it is enough)."""
+    return str(data["ExternalOrderID"]), {"action": "shipped", "shipments": [dict(data)],
+                                          "status": data.get("OrderStatus"), "sales_order": data.get("SalesOrderID")}
