@@ -23,6 +23,12 @@ wait instead of hammering it or being dead-lettered.
   success closes the breaker, its failure opens it again with the cool-down doubled (up to
   ``max_open_seconds``). Everyone else waits for the probe.
 
+Where it is checked: the flow worker, for the flow's target connection (``FlowWorker(breaker=...)``, built by
+``compose.build_worker`` for flows whose worker calls the target). A failure is counted against that
+connection whichever client raised it (errors do not say which connection they came from), so a flow whose
+target reads another connection (``uses``) pauses while either is down. State-machine steps keep their own
+retry budgets (not wired to the breaker yet).
+
 One item per connection in the shared table: ``breaker#<connection>#state`` (``switchyard.table_keys``),
 written by compare-and-set on ``version``. The metric ``CircuitOpen`` counts every refused call and every
 opening; its alarm names docs/runbooks.md#circuit-open.
