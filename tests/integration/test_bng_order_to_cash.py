@@ -444,3 +444,25 @@ def test_a_callback_with_the_last_of_two_shipments_writes_both_and_completes(
     assert result["complete"] is True
     assert sorted(s["tracking_number"] for s in shop.shipments(1042)) == ["1Z02", "JD01"]
     assert shop.order(1042)["shipping_status_id"] == 30
+
+
+def test_the_step_factories_run_the_steps_on_one_shared_object(bng_client: BngClient,
+                                                                shop_client: NopCommerceClient,
+                                                                bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    from types import SimpleNamespace
+
+    from switchyard.pairs.nopcommerce_bng.steps import STEP_FACTORIES
+
+    built: dict[str, Any] = {}
+    context = SimpleNamespace(
+        flow=SimpleNamespace(name=FLOW, mapping_document="nopcommerce-to-bng.yaml"),
+        client={"bng": bng_client, "nopcommerce": shop_client}.__getitem__,
+        once=lambda key, build: built.setdefault(key, build()))
+    assert set(STEP_FACTORIES) == {"bng.customer", "bng.sales_order", "bng.shipment", "bng.write_shipment",
+                                   "bng.cancel", "bng.write_status"}
+    document = placed()
+    seeded(shop, document)
+    state = state_for(document)
+    state["customer"] = STEP_FACTORIES["bng.customer"](context)(state)
+    state["sales_order"] = STEP_FACTORIES["bng.sales_order"](context)(state)
+    assert state["sales_order"]["action"] == "created" and len(built) == 1
