@@ -1,5 +1,6 @@
 """nopCommerce client over the commercial "Web API Backend" plugin (``/api-backend/[controller]/[action]``):
-the write-backs Switchyard needs (order notes, order status, product stock) and the reads they rest on.
+the write-backs Switchyard needs (order notes, order statuses, shipments with their items, product stock,
+product specification attributes) and the reads they rest on.
 
 * **JSON is snake_case both ways.** The plugin's DTOs use Newtonsoft's ``SnakeCaseNamingStrategy``; a property
   name it does not know is silently dropped. Bodies are therefore never built by hand from our own names:
@@ -22,6 +23,10 @@ the write-backs Switchyard needs (order notes, order status, product stock) and 
   again before it reports the attempt as failed, so the retry does not add it a second time. After every
   create it reads the notes once more and deletes later copies of a marked note (two attempts that raced
   both added one): one note per marker remains, the oldest.
+
+A shipment (``Shipment/Create`` + ``ShipmentItem/Create``) carries a ``[ref <marker>]`` in its admin comment
+and is found by it before one is created; unlike notes, copies left by two attempts racing are not cleaned
+up (the order-to-cash steps of one order run one at a time, in one execution).
 
 Stock is written with ``Product/Update`` (the whole DTO with the new ``stock_quantity``), not with
 ``Product/AdjustInventory?quantityToChange=``. A delta is not idempotent (a retry after a lost answer applies
