@@ -131,6 +131,8 @@ class SwitchyardStack(Stack):
         for pipeline in self.flows.values():
             self.monitoring.watch_flow(pipeline)
         self.monitoring.watch_connections(self.flows.values())
+        # the breaker guards the worker's target connection: flows whose worker calls the target itself
+        self.monitoring.watch_circuits([p for p in self.flows.values() if p.flow.runs_as == "worker"])
         # last: the composite alarm of an integration covers every alarm its flows have by now
         self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         self._outputs()

@@ -27,6 +27,7 @@ class Runbook(StrEnum):
     EXECUTIONS_FAILED = "state-machine-executions-failed"
     CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
     WAIT_OVERDUE = "state-machine-wait-overdue"
+    CIRCUIT_OPEN = "circuit-open"
 
     @property
     def reference(self) -> str:

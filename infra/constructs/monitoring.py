@@ -17,6 +17,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+from switchyard.circuit_breaker import METRIC as CIRCUIT_OPEN_METRIC
 from switchyard.connection_state import METRIC as CONNECTION_NEEDS_RECONNECT_METRIC
 from switchyard.connection_state import RECONNECT_POLL_SECONDS
 
@@ -236,6 +237,26 @@ class Monitoring(Construct):
                                    width=_WIDGET_WIDTH),
             cloudwatch.AlarmStatusWidget(title="Waiting for a reconnect", alarms=alarms, width=_WIDGET_WIDTH),
         )
+        return alarms
+
+    def watch_circuits(self, pipelines: Iterable[FlowPipeline]) -> list[cloudwatch.Alarm]:
+        """Per flow, an alarm while the circuit breaker of a connection it calls is open
+        (``switchyard.circuit_breaker``): the metric ``CircuitOpen`` counts every opening and every call it
+        refused, and waiting events look again at least every 10 minutes, so the alarm stays on while the
+        target is down and clears once the breaker closed."""
+        alarms = []
+        for pipeline in pipelines:
+            metric = cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=CIRCUIT_OPEN_METRIC,
+                                       dimensions_map={"service": pipeline.flow.name},
+                                       statistic=cloudwatch.Stats.SUM, period=CONNECTION_ALARM_PERIOD)
+            alarm = runbook_alarm(
+                pipeline, "CircuitOpenAlarm", metric=metric, threshold=1,
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                summary=f"Flow {pipeline.flow.name}: the circuit breaker of {pipeline.flow.connection} is open (its "
+                "target kept failing with 5xx or timeouts); events wait in the queue, none is dead-lettered for it.",
+                runbook=Runbook.CIRCUIT_OPEN, action=self.alarm_action)
+            pipeline.alarms.append(alarm)
+            alarms.append(alarm)
         return alarms
 
     def watch_flow(self, pipeline: FlowPipeline) -> None:

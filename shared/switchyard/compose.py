@@ -182,6 +182,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
     )
 
     from switchyard.catalog import load_catalog
+    from switchyard.circuit_breaker import CircuitBreaker, DynamoBreakerStore
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.drops import DynamoDropLog
     from switchyard.echoes import EchoSuppressingTarget
@@ -218,6 +219,10 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
     # reconnect, its events wait in the queue instead of starting executions or reaching the target
     guard = ConnectionGuard(DynamoConnectionStates(dynamodb, settings.idempotency_table), flow.connections,
                             metrics=metrics, logger=logger)
+    # the target connection's circuit breaker, for a flow whose worker calls the target itself (a state
+    # machine's worker only starts executions: their steps retry on their own budgets)
+    breaker = (CircuitBreaker(DynamoBreakerStore(dynamodb, settings.idempotency_table), flow.connection,
+                              metrics=metrics, logger=logger) if flow.runs_as == "worker" else None)
     worker = FlowWorker(
         flow=flow,
         target=target,
@@ -232,6 +237,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
         metrics=metrics,
         logger=logger,
         guard=guard,
+        breaker=breaker,
         drops=DynamoDropLog(dynamodb, settings.idempotency_table),  # keys: switchyard.table_keys.drop_key
         count_drop=_count_drop if metrics is not None else None,
     )

@@ -184,6 +184,8 @@ class ConnectionGuard:
         """Mark the error's connection down for every function (the first report wins) and count it."""
         if error.reason == WAITING_REASON:  # raised by ``check``: already marked and counted
             return
+        if not error.marks_connection_down:  # an open circuit breaker: it closes by itself
+            return
         connection = error.connection or (self.connections[0] if self.connections else None)
         if connection is None:
             return

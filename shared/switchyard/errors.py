@@ -140,6 +140,7 @@ class ConnectionDownError(DeliveryError):
     is marked for every function, and an alarm asks for the reconnect."""
 
     error_class = "connection_down"
+    marks_connection_down = True  # False: waiting heals by itself (an open circuit breaker), no reconnect needed
 
     def __init__(self, message: str, *, connection: str | None, reason: str = "credentials_rejected",
                  down_since: float | None = None, **kwargs: Any) -> None:

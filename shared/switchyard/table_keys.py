@@ -27,6 +27,9 @@ wait           the flow whose execution waits          a state machine's wait fo
                                                        stored against the entity, or an outcome that came first
                                                        (``switchyard.waits``); the flow's steps and the flows
                                                        that complete its waits (``completes_waits_of``)
+breaker        the connection                          the connection's circuit breaker (closed, open, half-open;
+                                                       ``switchyard.circuit_breaker``), read and written by every
+                                                       function that calls it
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -58,6 +61,7 @@ class Store(StrEnum):
     CONNECTION_STATE = "connection"
     DROPS = "drop"
     WAITS = "wait"
+    CIRCUIT_BREAKER = "breaker"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -71,6 +75,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
     Store.WAITS: ("GetItem", "UpdateItem"),
+    Store.CIRCUIT_BREAKER: ("GetItem", "UpdateItem"),
 }
 
 
@@ -179,6 +184,9 @@ class ConnectionKeys:
     def connection_state(self) -> str:
         return _key(Store.CONNECTION_STATE, self.connection, "state")
 
+    def circuit_breaker(self) -> str:
+        return _key(Store.CIRCUIT_BREAKER, self.connection, "state")
+
 
 @dataclass(frozen=True, order=True)
 class TableGrant:
@@ -211,6 +219,8 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
         grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow)]
     # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
     grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
+    # ... and each connection's circuit breaker: the worker checks it, whoever calls the target counts its failures
+    grants += [TableGrant(Store.CIRCUIT_BREAKER, ConnectionKeys(name).connection) for name in flow.connections]
     if role == delivering_role(flow):
         grants.append(TableGrant(Store.STATE, keys.pair))
         if records_echoes(flow):

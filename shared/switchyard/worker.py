@@ -12,7 +12,9 @@ with its reason. Nothing is dropped silently.
        │ PermanentError / bad config ───────>   dead-lettered at once, with the reason
        │ ConnectionDownError, or a connection   sent again as a new message every RECONNECT_POLL_SECONDS while
        │ of the flow marked needs_reconnect ─>  the connection waits for a reconnect (switchyard.connection_
-                                                state): a budget in time, then dead-lettered
+       │                                        state): a budget in time, then dead-lettered
+       │ the target's circuit breaker is open,  the same wait (a CircuitOpenError is a ConnectionDownError), sent
+       │ or this failure opened it ─────────>   back for when the cool-down ends (switchyard.circuit_breaker)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from switchyard.catalog import FlowConfig
+from switchyard.circuit_breaker import CircuitBreaker, CircuitOpenError
 from switchyard.connection_state import (
     RECONNECT_POLL_SECONDS,
     RECONNECT_WAIT_SECONDS,
@@ -110,9 +113,11 @@ class FlowWorker:
         clock: Callable[[], float] = time.time,
         drops: DropLog | None = None,
         count_drop: Callable[[str, str], None] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.flow = flow
         self._guard = guard
+        self._breaker = breaker  # of the target's connection: checked before, told after every delivery
         self._reconnect_wait = reconnect_wait_seconds
         self._reconnect_poll = reconnect_poll_seconds
         self._clock = clock
@@ -148,14 +153,24 @@ class FlowWorker:
             event = FlowEvent.from_message(body)
             if self._guard is not None:
                 self._guard.check()  # a connection waiting for a reconnect: nothing to try
+            if self._breaker is not None:
+                self._breaker.check()  # open: CircuitOpenError, waits below like a reconnect
             result = self._deliver_once(key=event.idempotency_key, event=event)
+            if self._breaker is not None and not result.get("duplicate"):  # a duplicate never reached the target
+                self._breaker.succeeded()
         except ConnectionDownError as exc:
             self._wait_for_reconnect(exc, event, body, receive_count, receipt_handle)
             return None
         except (PermanentError, ConnectionConfigError, MappingError) as exc:
+            if self._breaker is not None:
+                self._breaker.failed(exc)  # the target answered (a 4xx): it is up
             self._dead_letter(exc, event, body, receive_count)
             return None
         except Exception as exc:  # retryable, out of order, in progress elsewhere, or a bug
+            opened = self._breaker_opened_by(exc)
+            if opened is not None:  # the target is down: wait for it, do not spend this event's receives
+                self._wait_for_reconnect(opened, event, body, receive_count, receipt_handle)
+                return None
             if self._requeued_while_throttled(exc, event, body):
                 return None
             if receive_count >= self._max_receive_count:
@@ -174,6 +189,13 @@ class FlowWorker:
         self._log("info", "delivered", event, outcome=outcome, duplicate=bool(result.get("duplicate")))
         self._metric("EventsDuplicate" if result.get("duplicate") else f"Events{outcome.capitalize()}")
         return result
+
+    def _breaker_opened_by(self, exc: Exception) -> CircuitOpenError | None:
+        """Count the failure on the breaker; the wait if the breaker is open now."""
+        if self._breaker is None:
+            return None
+        state = self._breaker.failed(exc)
+        return self._breaker.refusal(state) if state.status.value == "open" else None
 
     def _record_drop(self, event: FlowEvent, reason: str, detail: dict[str, Any]) -> None:
         """Accepted but deliberately not applied: logged, counted with its reason, kept for `switchyard drops`."""
@@ -225,12 +247,15 @@ class FlowWorker:
         if now - since >= self._reconnect_wait or not isinstance(raw, dict):
             self._dead_letter(exc, event, body, receive_count)
             return
+        # an open breaker says when it will let a probe through; a reconnect is polled for
+        retry_in = exc.retry_in if isinstance(exc, CircuitOpenError) else None
+        poll = self._reconnect_poll if retry_in is None else max(1, min(self._reconnect_poll, math.ceil(retry_in)))
         self._log("warning", "waiting for reconnect", event, connection=exc.connection, reason=exc.reason,
-                  waiting_seconds=round(now - since), delay=self._reconnect_poll)
+                  waiting_seconds=round(now - since), delay=poll)
         if self._requeue is None:  # no way to send it again: wait on this receive (spends the budget)
-            self._delay(receipt_handle, self._reconnect_poll)
-            raise RetryLater(exc.reason, self._reconnect_poll) from exc
-        self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), self._reconnect_poll)
+            self._delay(receipt_handle, poll)
+            raise RetryLater(exc.reason, poll) from exc
+        self._requeue(json.dumps({**raw, WAITING_SINCE: since}, separators=(",", ":")), poll)
 
     def _retry_delay(self, exc: Exception, receive_count: int) -> int:
         if isinstance(exc, OutOfOrderError):

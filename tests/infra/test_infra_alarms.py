@@ -122,13 +122,14 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "Throttles": {4}, "ExecutionsFailed": {6}, "ExecutionsTimedOut": {6}, "5xx": {7},
         "SignatureRejected": {90}, "ReadThrottleEvents": {11}, "WriteThrottleEvents": {11},
         "ConnectionNeedsReconnect": {1},  # not a stage setting: one waiting event means someone must reconnect
+        "CircuitOpen": {1},  # neither: an open breaker means a target is down
     }
     # dev declares none: the defaults, the first occurrence pages (signatures: a spike of 20)
     assert thresholds(dev) == {
         "ApproximateNumberOfMessagesVisible": {1}, "ApproximateAgeOfOldestMessage": {900}, "Errors": {1},
         "Throttles": {1}, "ExecutionsFailed": {1}, "ExecutionsTimedOut": {1}, "5xx": {1},
         "SignatureRejected": {20}, "ReadThrottleEvents": {1}, "WriteThrottleEvents": {1},
-        "ConnectionNeedsReconnect": {1},
+        "ConnectionNeedsReconnect": {1}, "CircuitOpen": {1},
     }
     (rejected,) = [a for a in strict.of_type("AWS::CloudWatch::Alarm")
                    if a.properties["MetricName"] == "SignatureRejected"]
@@ -142,3 +143,15 @@ def test_alarm_thresholds_invalid_in_context_fail_naming_the_stage(thresholds):
 
     with pytest.raises(SettingsError, match=r"switchyard:stages\.qa"):
         stages_from_context({"qa": {"alarm_thresholds": thresholds}})
+
+
+def test_every_flow_whose_worker_calls_its_target_alarms_while_its_circuit_is_open(dev):
+    from switchyard.catalog import load_catalog
+
+    flows = {name for name, flow in load_catalog().flows.items() if flow.runs_as == "worker"}
+    alarms = [a.properties for a in dev.of_type("AWS::CloudWatch::Alarm")
+              if a.properties.get("MetricName") == "CircuitOpen"]
+    assert {dimension["Value"] for alarm in alarms for dimension in alarm["Dimensions"]} == flows
+    for alarm in alarms:
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert_pages_topic_and_names_runbook(dev, alarm, "circuit-open")

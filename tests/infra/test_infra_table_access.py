@@ -107,27 +107,32 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
     assert patterns == {
         ("nopcommerce-to-streak", "worker"): {"idempotency#nopcommerce-to-streak#*", "drop#nopcommerce-to-streak#*",
                                               "state#nopcommerce+streak#*",
-                                              "echo#nopcommerce+streak#*", "connection#streak#*"},
+                                              "echo#nopcommerce+streak#*", "connection#streak#*", "breaker#streak#*"},
         # the two directions of the Clarity ⇄ Streak pair share cross-references, sync records and echoes
         ("clarity-to-streak", "worker"): {"idempotency#clarity-to-streak#*", "drop#clarity-to-streak#*",
                                           "state#clarity+streak#*",
-                                          "echo#clarity+streak#*", "connection#streak#*", "connection#clarity#*"},
+                                          "echo#clarity+streak#*", "connection#streak#*", "breaker#streak#*",
+                                          "connection#clarity#*", "breaker#clarity#*"},
         ("streak-to-clarity", "worker"): {"idempotency#streak-to-clarity#*", "drop#streak-to-clarity#*",
                                           "state#clarity+streak#*",
-                                          "echo#clarity+streak#*", "connection#clarity#*", "connection#streak#*"},
+                                          "echo#clarity+streak#*", "connection#clarity#*", "breaker#clarity#*",
+                                          "connection#streak#*", "breaker#streak#*"},
         # the worker starts executions: its own idempotency records, and whether its connections are usable
         ("nopcommerce-to-quickbooks", "worker"): {"idempotency#nopcommerce-to-quickbooks#*",
                                                   "drop#nopcommerce-to-quickbooks#*",
-                                                  "connection#quickbooks#*", "connection#nopcommerce#*"},
+                                                  "connection#quickbooks#*", "breaker#quickbooks#*",
+                                                  "connection#nopcommerce#*", "breaker#nopcommerce#*"},
         ("nopcommerce-to-quickbooks", "steps"): {"state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
                                                  "ratelimit#quickbooks#*", "connection#quickbooks#*",
-                                                 "connection#nopcommerce#*"},
+                                                 "breaker#quickbooks#*",
+                                                 "connection#nopcommerce#*", "breaker#nopcommerce#*"},
         # reads items from QuickBooks: the same connection's token lease and rate limiter as the steps
         ("quickbooks-to-nopcommerce", "worker"): {"idempotency#quickbooks-to-nopcommerce#*",
                                                   "drop#quickbooks-to-nopcommerce#*",
                                                   "state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
                                                   "ratelimit#quickbooks#*", "connection#quickbooks#*",
-                                                  "connection#nopcommerce#*"},
+                                                  "breaker#quickbooks#*",
+                                                  "connection#nopcommerce#*", "breaker#nopcommerce#*"},
     }
 
 

@@ -43,9 +43,9 @@ def test_both_directions_of_a_new_pair_share_state_and_echoes_but_not_idempotenc
     reverse = table_grants(CATALOG, CATALOG.flows["crm-to-shop"], "worker")
 
     assert {g.prefix for g in forward} == {"idempotency#shop-to-crm#", "drop#shop-to-crm#", "state#crm+shop#",
-                                           "echo#crm+shop#", "connection#crm#"}
+                                           "echo#crm+shop#", "connection#crm#", "breaker#crm#"}
     assert {g.prefix for g in reverse} == {"idempotency#crm-to-shop#", "drop#crm-to-shop#", "state#crm+shop#",
-                                           "echo#crm+shop#", "connection#shop#"}
+                                           "echo#crm+shop#", "connection#shop#", "breaker#shop#"}
 
 
 def test_a_flow_that_calls_quickbooks_gets_that_connections_lease_and_limiter_with_their_actions():
@@ -54,8 +54,10 @@ def test_a_flow_that_calls_quickbooks_gets_that_connections_lease_and_limiter_wi
     assert grants == {TableGrant(Store.IDEMPOTENCY, "shop-stock"), TableGrant(Store.DROPS, "shop-stock"),
                       TableGrant(Store.STATE, "shop+stock"),
                       TableGrant(Store.TOKEN_LEASE, "books"), TableGrant(Store.RATE_LIMIT, "books"),
-                      TableGrant(Store.CONNECTION_STATE, "stock"), TableGrant(Store.CONNECTION_STATE, "books")}
+                      TableGrant(Store.CONNECTION_STATE, "stock"), TableGrant(Store.CONNECTION_STATE, "books"),
+                      TableGrant(Store.CIRCUIT_BREAKER, "stock"), TableGrant(Store.CIRCUIT_BREAKER, "books")}
     assert TableGrant(Store.CONNECTION_STATE, "books").actions == ("GetItem", "UpdateItem")
+    assert TableGrant(Store.CIRCUIT_BREAKER, "books").actions == ("GetItem", "UpdateItem")
     assert TableGrant(Store.TOKEN_LEASE, "books").actions == ("UpdateItem",)
     assert "Scan" not in {a for g in grants for a in g.actions}
 

@@ -247,6 +247,28 @@ PRODUCT_DTO = DtoSpec.parse(
     """,
 )
 
+SHIPMENT_DTO = DtoSpec.parse(
+    "ShipmentDto",
+    """
+    OrderId:int TrackingNumber:str TotalWeight:dec? ShippedDateUtc:date? DeliveryDateUtc:date?
+    ReadyForPickupDateUtc:date? AdminComment:str CreatedOnUtc:date
+    """,
+)
+
+SHIPMENT_ITEM_DTO = DtoSpec.parse("ShipmentItemDto", "ShipmentId:int OrderItemId:int Quantity:int WarehouseId:int")
+
+SPECIFICATION_ATTRIBUTE_DTO = DtoSpec.parse(
+    "SpecificationAttributeDto", "Name:str DisplayOrder:int SpecificationAttributeGroupId:int?")
+SPECIFICATION_OPTION_DTO = DtoSpec.parse(
+    "SpecificationAttributeOptionDto", "SpecificationAttributeId:int Name:str ColorSquaresRgb:str DisplayOrder:int")
+PRODUCT_SPECIFICATION_DTO = DtoSpec.parse(
+    "ProductSpecificationAttributeDto",
+    """
+    ProductId:int AttributeTypeId:int SpecificationAttributeOptionId:int CustomValue:str AllowFiltering:bool
+    ShowOnProductPage:bool DisplayOrder:int
+    """,
+)
+
 AUTHENTICATE_REQUEST = DtoSpec("AuthenticateAdminRequest", {"username": "str", "email": "str", "password": "str"})
 
 # Sandbox-only strictness (strict_enums): the plugin itself stores any integer in these fields.
@@ -497,6 +519,22 @@ _ROUTES = Map(
         Rule("/api-backend/product/getproductbysku", endpoint="product_get_by_sku", methods=["GET"]),
         Rule("/api-backend/product/update", endpoint="product_update", methods=["PUT"]),
         Rule("/api-backend/product/adjustinventory/<product_id>", endpoint="product_adjust", methods=["POST"]),
+        Rule("/api-backend/shipment/getbyid/<id>", endpoint="shipment_get_by_id", methods=["GET"]),
+        Rule("/api-backend/shipment/getbyorderid/<order_id>", endpoint="shipments_by_order", methods=["GET"]),
+        Rule("/api-backend/shipment/create", endpoint="shipment_create", methods=["POST"]),
+        Rule("/api-backend/shipment/update", endpoint="shipment_update", methods=["PUT"]),
+        Rule("/api-backend/shipmentitem/create", endpoint="shipment_item_create", methods=["POST"]),
+        Rule("/api-backend/shipmentitem/getbyshipmentid/<id>", endpoint="shipment_items", methods=["GET"]),
+        Rule("/api-backend/specificationattribute/getall", endpoint="spec_attributes", methods=["GET"]),
+        Rule("/api-backend/specificationattribute/create", endpoint="spec_attribute_create", methods=["POST"]),
+        Rule("/api-backend/specificationattributeoption/getspecificationattributeoptionsbyspecificationattribute/"
+             "<attribute_id>", endpoint="spec_options", methods=["GET"]),
+        Rule("/api-backend/specificationattributeoption/create", endpoint="spec_option_create", methods=["POST"]),
+        Rule("/api-backend/productspecificationattribute/getall", endpoint="product_specs", methods=["GET"]),
+        Rule("/api-backend/productspecificationattribute/create", endpoint="product_spec_create", methods=["POST"]),
+        Rule("/api-backend/productspecificationattribute/update", endpoint="product_spec_update", methods=["PUT"]),
+        Rule("/api-backend/productspecificationattribute/delete/<id>", endpoint="product_spec_delete",
+             methods=["DELETE"]),
         Rule("/_sandbox/state", endpoint="admin_state", methods=["GET"]),
         Rule("/_sandbox/reset", endpoint="admin_reset", methods=["POST"]),
         Rule("/_sandbox/faults", endpoint="admin_set_faults", methods=["POST"]),
@@ -524,6 +562,11 @@ class _State:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: dict[int, dict[str, Any]] = field(default_factory=dict)
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
+    shipments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    shipment_items: dict[int, dict[str, Any]] = field(default_factory=dict)
+    spec_attributes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    spec_options: dict[int, dict[str, Any]] = field(default_factory=dict)
+    product_specs: dict[int, dict[str, Any]] = field(default_factory=dict)
     note_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     inventory_notes: list[dict[str, Any]] = field(default_factory=list)
     ignored_fields: list[dict[str, Any]] = field(default_factory=list)
@@ -791,6 +834,14 @@ class NopCommerceSandbox(http.SandboxApp):
             if product is None:
                 raise KeyError(sku)
             return copy.deepcopy(product)
+
+    def shipments(self, order_id: int) -> list[dict[str, Any]]:
+        """The order's shipments, each with its ``items`` (sandbox inspection)."""
+        with self._lock:
+            found = sorted((s for s in self._state.shipments.values() if s["order_id"] == order_id),
+                           key=lambda s: s["id"])
+            return [{**copy.deepcopy(s), "items": [copy.deepcopy(i) for i in self._state.shipment_items.values()
+                                                   if i["shipment_id"] == s["id"]]} for s in found]
 
     def notes(self, order_id: int) -> list[dict[str, Any]]:
         """The order's notes in insertion order (empty if none)."""
@@ -1162,6 +1213,132 @@ class NopCommerceSandbox(http.SandboxApp):
         if wanted <= 0:
             raise _bad_request()
         return http.json_response(copy.deepcopy(self._notes_of(wanted, display)))
+
+    # ----------------------------------------------------------------- Shipment (Controllers/Shipping)
+
+    def _ep_shipment_get_by_id(self, request: Request, id: str) -> Response:
+        shipment_id = _parse_int(id, "id")
+        if shipment_id <= 0:
+            raise _bad_request()
+        shipment = self._state.shipments.get(shipment_id)
+        if shipment is None:
+            raise _Reply(_string(404, f"Shipment Id={shipment_id} not found"))
+        return http.json_response(copy.deepcopy(shipment))
+
+    def _ep_shipments_by_order(self, request: Request, order_id: str) -> Response:
+        """``GetShipmentsByOrderIdAsync``: the order's shipments, ``shipped`` filtering on ShippedDateUtc (an
+        unknown order has none: an empty list, not 404)."""
+        wanted = _parse_int(order_id, "orderId")
+        shipped = self._bool_query(request, "shipped")
+        found = [s for s in self._state.shipments.values() if s["order_id"] == wanted
+                 and (shipped is None or (s["shipped_date_utc"] is not None) == shipped)]
+        return http.json_response(copy.deepcopy(sorted(found, key=lambda s: s["id"])))
+
+    def _ep_shipment_create(self, request: Request) -> Response:
+        values = self._bind(SHIPMENT_DTO, request)
+        if values["order_id"] not in self._state.orders:  # FK_Shipment_OrderId_Order_Id
+            raise _server_error(500, 'The INSERT statement conflicted with the FOREIGN KEY constraint '
+                                '"FK_Shipment_OrderId_Order_Id".', "Microsoft.Data.SqlClient.SqlException",
+                                self.developer_mode)
+        values["id"] = _next_id(self._state.shipments)  # identity column: a sent id is ignored
+        self._state.shipments[values["id"]] = values
+        return http.json_response(copy.deepcopy(values))
+
+    def _ep_shipment_update(self, request: Request) -> Response:
+        values = self._bind(SHIPMENT_DTO, request)
+        if values["id"] not in self._state.shipments:
+            raise _Reply(_string(404, "Shipment is not found"))
+        self._state.shipments[values["id"]] = values  # FromDto: the whole entity is replaced
+        return _ok_empty()
+
+    def _ep_shipment_item_create(self, request: Request) -> Response:
+        values = self._bind(SHIPMENT_ITEM_DTO, request)
+        if values["shipment_id"] not in self._state.shipments:  # FK_ShipmentItem_ShipmentId_Shipment_Id
+            raise _server_error(500, 'The INSERT statement conflicted with the FOREIGN KEY constraint '
+                                '"FK_ShipmentItem_ShipmentId_Shipment_Id".', "Microsoft.Data.SqlClient.SqlException",
+                                self.developer_mode)
+        values["id"] = _next_id(self._state.shipment_items)
+        self._state.shipment_items[values["id"]] = values
+        return http.json_response(copy.deepcopy(values))
+
+    def _ep_shipment_items(self, request: Request, id: str) -> Response:
+        shipment_id = _parse_int(id, "id")
+        if shipment_id <= 0:
+            raise _bad_request()
+        items = [i for i in self._state.shipment_items.values() if i["shipment_id"] == shipment_id]
+        return http.json_response(copy.deepcopy(sorted(items, key=lambda i: i["id"])))
+
+    # ----------------------------------------------------------------- specification attributes (Controllers/Catalog)
+
+    def _ep_spec_attributes(self, request: Request) -> Response:
+        page_index = self._int_query(request, "pageIndex", 0)
+        page_size = self._int_query(request, "pageSize", INT_MAX)
+        items = sorted(self._state.spec_attributes.values(), key=lambda a: (a["display_order"], a["id"]))
+        return http.json_response(_paged(items, page_index, page_size, False))
+
+    def _ep_spec_attribute_create(self, request: Request) -> Response:
+        values = self._bind(SPECIFICATION_ATTRIBUTE_DTO, request)
+        values["id"] = _next_id(self._state.spec_attributes)
+        self._state.spec_attributes[values["id"]] = values
+        return http.json_response(copy.deepcopy(values))
+
+    def _ep_spec_options(self, request: Request, attribute_id: str) -> Response:
+        wanted = _parse_int(attribute_id, "specificationAttributeId")
+        options = [o for o in self._state.spec_options.values() if o["specification_attribute_id"] == wanted]
+        return http.json_response(copy.deepcopy(sorted(options, key=lambda o: (o["display_order"], o["id"]))))
+
+    def _ep_spec_option_create(self, request: Request) -> Response:
+        values = self._bind(SPECIFICATION_OPTION_DTO, request)
+        if values["specification_attribute_id"] not in self._state.spec_attributes:
+            raise _server_error(500, 'The INSERT statement conflicted with the FOREIGN KEY constraint '
+                                '"FK_SpecificationAttributeOption_SpecificationAttributeId_SpecificationAttribute_Id".',
+                                "Microsoft.Data.SqlClient.SqlException", self.developer_mode)
+        values["id"] = _next_id(self._state.spec_options)
+        self._state.spec_options[values["id"]] = values
+        return http.json_response(copy.deepcopy(values))
+
+    def _ep_product_specs(self, request: Request) -> Response:
+        product_id = self._int_query(request, "productId", 0)
+        specs = [m for m in self._state.product_specs.values() if product_id in (0, m["product_id"])]
+        return http.json_response(copy.deepcopy(sorted(specs, key=lambda m: (m["display_order"], m["id"]))))
+
+    def _ep_product_spec_create(self, request: Request) -> Response:
+        values = self._bind(PRODUCT_SPECIFICATION_DTO, request)
+        if values["product_id"] not in self._state.products or \
+                values["specification_attribute_option_id"] not in self._state.spec_options:
+            raise _server_error(500, 'The INSERT statement conflicted with a FOREIGN KEY constraint of '
+                                '"Product_SpecificationAttribute_Mapping".', "Microsoft.Data.SqlClient.SqlException",
+                                self.developer_mode)
+        values["id"] = _next_id(self._state.product_specs)
+        self._state.product_specs[values["id"]] = values
+        return http.json_response(copy.deepcopy(values))
+
+    def _ep_product_spec_update(self, request: Request) -> Response:
+        values = self._bind(PRODUCT_SPECIFICATION_DTO, request)
+        if values["id"] not in self._state.product_specs:
+            raise _Reply(_string(404, f"Product specification attribute Id={values['id']} is not found"))
+        self._state.product_specs[values["id"]] = values  # FromDto: the whole entity is replaced
+        return _ok_empty()
+
+    def _ep_product_spec_delete(self, request: Request, id: str) -> Response:
+        spec_id = _parse_int(id, "id")
+        if spec_id <= 0:
+            raise _bad_request()
+        if self._state.product_specs.pop(spec_id, None) is None:
+            raise _Reply(_string(404, f"Product specification attribute Id={spec_id} not found"))
+        return _ok_empty()
+
+    def specifications(self, product_id: int) -> dict[str, str]:
+        """The product's specification attributes as ``{attribute name: option name}`` (sandbox inspection)."""
+        with self._lock:
+            found = {}
+            for mapping in self._state.product_specs.values():
+                if mapping["product_id"] != product_id:
+                    continue
+                option = self._state.spec_options[mapping["specification_attribute_option_id"]]
+                attribute = self._state.spec_attributes[option["specification_attribute_id"]]
+                found[attribute["name"]] = option["name"]
+            return found
 
     # ----------------------------------------------------------------- Product
 

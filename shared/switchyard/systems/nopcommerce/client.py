@@ -1,5 +1,6 @@
 """nopCommerce client over the commercial "Web API Backend" plugin (``/api-backend/[controller]/[action]``):
-the write-backs Switchyard needs (order notes, order status, product stock) and the reads they rest on.
+the write-backs Switchyard needs (order notes, order statuses, shipments with their items, product stock,
+product specification attributes) and the reads they rest on.
 
 * **JSON is snake_case both ways.** The plugin's DTOs use Newtonsoft's ``SnakeCaseNamingStrategy``; a property
   name it does not know is silently dropped. Bodies are therefore never built by hand from our own names:
@@ -22,6 +23,10 @@ the write-backs Switchyard needs (order notes, order status, product stock) and 
   again before it reports the attempt as failed, so the retry does not add it a second time. After every
   create it reads the notes once more and deletes later copies of a marked note (two attempts that raced
   both added one): one note per marker remains, the oldest.
+
+A shipment (``Shipment/Create`` + ``ShipmentItem/Create``) carries a ``[ref <marker>]`` in its admin comment
+and is found by it before one is created; unlike notes, copies left by two attempts racing are not cleaned
+up (the order-to-cash steps of one order run one at a time, in one execution).
 
 Stock is written with ``Product/Update`` (the whole DTO with the new ``stock_quantity``), not with
 ``Product/AdjustInventory?quantityToChange=``. A delta is not idempotent (a retry after a lost answer applies
@@ -236,6 +241,82 @@ class NopCommerceClient:
         self._call("PUT", f"{PREFIX}/Order/Update", json={**order, "order_status_id": status_id})
         return True
 
+    def set_order_statuses(self, order_id: int, statuses: Mapping[str, int], *,
+                           never_from: Mapping[str, Collection[int]] | None = None) -> dict[str, int]:
+        """Set several status ids at once (``order_status_id``, ``shipping_status_id``, ``payment_status_id``) by
+        one read-modify-write; a field whose current value is in ``never_from[field]`` is left as it is (e.g.
+        a Cancelled order is not moved to Complete). Returns the fields written (empty: nothing written)."""
+        order = self.get_order(order_id)
+        guard = never_from or {}
+        changes = {name: int(value) for name, value in statuses.items()
+                   if order.get(name) != value and order.get(name) not in guard.get(name, ())}
+        if changes:
+            self._call("PUT", f"{PREFIX}/Order/Update", json={**order, **changes})
+        return changes
+
+    # ----------------------------------------------------------------- shipments
+
+    def order_shipments(self, order_id: int) -> list[dict[str, Any]]:
+        """The order's shipments (``Shipment/GetByOrderId``; an unknown order has none)."""
+        path = f"{PREFIX}/Shipment/GetByOrderId/{int(order_id)}"
+        body = self._call("GET", path)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list of shipments",
+                                 reason="target_bad_response", target_response=body)
+        return body
+
+    def shipment_items(self, shipment_id: int) -> list[dict[str, Any]]:
+        path = f"{PREFIX}/ShipmentItem/GetByShipmentId/{int(shipment_id)}"
+        body = self._call("GET", path)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list of items",
+                                 reason="target_bad_response", target_response=body)
+        return body
+
+    def add_shipment(self, order_id: int, *, tracking_number: str, shipped_date_utc: str | None,
+                     items: Mapping[int, int], marker: str, admin_comment: str = "") -> tuple[int, bool]:
+        """The order's shipment marked ``[ref <marker>]`` in its admin comment, with ``items`` (order item id ->
+        quantity): found, or created (``Shipment/Create``, then one ``ShipmentItem/Create`` per item it lacks).
+        Returns (shipment id, created). A create whose outcome is unknown is looked for again after
+        ``settle_seconds`` (RetryableError ``write_outcome_unknown`` if still missing); a retry adds only the
+        items a failed attempt left out."""
+        tag = f"[ref {marker}]"
+        found = self._marked_shipment(order_id, tag)
+        created = False
+        if found is None:
+            self.get_order(order_id)  # a missing order would answer a foreign-key 500, retried forever
+            body = {"order_id": int(order_id), "tracking_number": tracking_number, "total_weight": None,
+                    "shipped_date_utc": shipped_date_utc, "delivery_date_utc": None,
+                    "ready_for_pickup_date_utc": None, "admin_comment": f"{admin_comment} {tag}".strip(),
+                    "created_on_utc": _wire_now(self._clock)}
+            try:
+                answer = self._call("POST", f"{PREFIX}/Shipment/Create", json=body)
+            except RetryableError as exc:
+                if not _outcome_unknown(exc):
+                    raise
+                self._sleep(self._settle)
+                found = self._marked_shipment(order_id, tag)
+                if found is None:
+                    raise RetryableError(f"{SYSTEM} did not answer the shipment for order {order_id} and does not "
+                                         f"show it {self._settle:g} s later: will look again before adding it",
+                                         reason="write_outcome_unknown", target_status=exc.target_status,
+                                         target_response=exc.target_response) from exc
+            else:
+                found = self._object(answer, f"{PREFIX}/Shipment/Create")
+                created = True
+        shipment_id = int(found["id"])
+        held = {int(item.get("order_item_id") or 0) for item in self.shipment_items(shipment_id)}
+        for order_item_id, quantity in items.items():
+            if int(order_item_id) not in held:
+                self._call("POST", f"{PREFIX}/ShipmentItem/Create", json={
+                    "shipment_id": shipment_id, "order_item_id": int(order_item_id), "quantity": int(quantity),
+                    "warehouse_id": 0})
+        return shipment_id, created
+
+    def _marked_shipment(self, order_id: int, tag: str) -> dict[str, Any] | None:
+        marked = [s for s in self.order_shipments(order_id) if tag in str(s.get("admin_comment") or "")]
+        return min(marked, key=lambda s: int(s.get("id") or 0), default=None)
+
     # ----------------------------------------------------------------- products
 
     def product_by_sku(self, sku: str) -> dict[str, Any] | None:
@@ -261,6 +342,54 @@ class NopCommerceClient:
         changed = {**product, "stock_quantity": int(quantity), "updated_on_utc": _wire_now(self._clock)}
         self._call("PUT", f"{PREFIX}/Product/Update", json=changed)
         return True
+
+    # ----------------------------------------------------------------- specification attributes
+
+    def set_specifications(self, product_id: int, values: Mapping[str, str]) -> dict[str, str]:
+        """Give the product the specification attribute ``name`` with the option ``value``, for each item of
+        ``values`` (attributes and options found by name, case-insensitively, and created when missing; a
+        mapping of the product to another option of that attribute is updated by read-modify-write). Other
+        attributes of the product are left as they are. Returns what was written (empty: nothing)."""
+        path = f"{PREFIX}/SpecificationAttribute/GetAll"
+        page = self._object(self._call("GET", path, params={"pageIndex": 0, "pageSize": 1000}), path)
+        attributes = {str(a.get("name") or "").casefold(): a for a in page.get("items") or []}
+        mappings = self._list(f"{PREFIX}/ProductSpecificationAttribute/GetAll", {"productId": int(product_id)})
+        written: dict[str, str] = {}
+        for name, value in values.items():
+            attribute = attributes.get(name.casefold())
+            if attribute is None:
+                attribute = self._object(self._call("POST", f"{PREFIX}/SpecificationAttribute/Create", json={
+                    "name": name, "display_order": 0, "specification_attribute_group_id": None}), name)
+                attributes[name.casefold()] = attribute
+            options = self._list(f"{PREFIX}/SpecificationAttributeOption/"
+                                 f"GetSpecificationAttributeOptionsBySpecificationAttribute/{int(attribute['id'])}")
+            option = next((o for o in options if str(o.get("name") or "").casefold() == value.casefold()), None)
+            if option is None:
+                option = self._object(self._call("POST", f"{PREFIX}/SpecificationAttributeOption/Create", json={
+                    "specification_attribute_id": int(attribute["id"]), "name": value, "color_squares_rgb": None,
+                    "display_order": 0}), value)
+            option_ids = {int(o["id"]) for o in options} | {int(option["id"])}
+            held = next((m for m in mappings if int(m.get("specification_attribute_option_id") or 0) in option_ids),
+                        None)
+            if held is not None and int(held["specification_attribute_option_id"]) == int(option["id"]):
+                continue
+            if held is None:
+                self._call("POST", f"{PREFIX}/ProductSpecificationAttribute/Create", json={
+                    "product_id": int(product_id), "attribute_type_id": 0,  # SpecificationAttributeType.Option
+                    "specification_attribute_option_id": int(option["id"]), "custom_value": None,
+                    "allow_filtering": True, "show_on_product_page": True, "display_order": 0})
+            else:
+                self._call("PUT", f"{PREFIX}/ProductSpecificationAttribute/Update",
+                           json={**held, "specification_attribute_option_id": int(option["id"])})
+            written[name] = value
+        return written
+
+    def _list(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        body = self._call("GET", path, params=params)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list",
+                                 reason="target_bad_response", target_response=body)
+        return body
 
     # ----------------------------------------------------------------- plumbing
 

@@ -52,6 +52,12 @@ Rate = Annotated[
 ]
 
 
+# Custom attributes as the webhook plugin resolves them from nopCommerce's XML (``CustomCustomerAttributesXML``,
+# the order's ``CustomValuesXml``): attribute name -> the value shown, e.g. {"Customer Type": "B2B"}
+NopCustomAttributes = Annotated[dict[Annotated[str, Field(min_length=1, max_length=400)],
+                                  Annotated[str, Field(max_length=4000)]], Field(max_length=100)]
+
+
 class _NopEntity(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -68,6 +74,9 @@ class NopAddress(_NopEntity):
     PhoneNumber: Text | None = None
     CountryId: NopId | None = None
     StateProvinceId: NopId | None = None
+    # resolved by the webhook plugin from the Country / StateProvince tables, when it sends them
+    CountryTwoLetterIsoCode: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+    StateProvinceAbbreviation: Annotated[str, Field(max_length=100)] | None = None
 
 
 class NopCustomer(_NopEntity):
@@ -76,6 +85,7 @@ class NopCustomer(_NopEntity):
     FirstName: Text | None = None
     LastName: Text | None = None
     Company: Text | None = None
+    CustomAttributes: NopCustomAttributes | None = None
 
 
 class NopProduct(_NopEntity):
@@ -112,6 +122,7 @@ class NopOrder(_NopEntity):
     OrderTax: Money | None = None
     OrderDiscount: Money | None = None  # a discount on the order total
     PaidDateUtc: datetime | None = None
+    CustomAttributes: NopCustomAttributes | None = None
 
 
 class OrderPlacedData(_NopEntity):
