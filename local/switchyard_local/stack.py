@@ -30,6 +30,7 @@ from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
 from switchyard_local.operations import peek_all
 from switchyard_local.pollers import QueuePoller
+from switchyard_local.sandboxes.bng import BngSandbox
 from switchyard_local.sandboxes.clarity import ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
@@ -124,6 +125,7 @@ class LocalStack:
     clarity: ClaritySandbox | None = None  # built with the signing secret below
     quickbooks: QuickBooksSandbox = field(default_factory=QuickBooksSandbox)
     nopcommerce: NopCommerceSandbox = field(default_factory=NopCommerceSandbox)
+    bng: BngSandbox | None = None  # built with the signing secret below
     qbo_realm: str = DEMO_QBO_REALM
     signing_secret: str = DEMO_SIGNING_SECRET
     streak_token: str = DEMO_STREAK_TOKEN
@@ -136,6 +138,8 @@ class LocalStack:
     def __post_init__(self) -> None:
         if self.clarity is None:
             self.clarity = ClaritySandbox(webhook_secret=self.signing_secret)
+        if self.bng is None:
+            self.bng = BngSandbox(webhook_secret=self.signing_secret)
         self.base_url: str | None = None
         self.flows: dict[str, FlowResources] = {}
         self.functions: dict[str, InProcessFunction] = {}
@@ -274,11 +278,12 @@ class LocalStack:
         return False
 
     def _sandboxes(self) -> list[Any]:
-        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce]
+        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce, self.bng]
 
     def _sandboxes_quiet(self) -> bool:
         return (self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
-                and self.quickbooks.wait_for_webhooks(timeout=0.5) and self.running_executions() == 0)
+                and self.quickbooks.wait_for_webhooks(timeout=0.5) and self.bng.wait_for_webhooks(timeout=0.5)
+                and self.running_executions() == 0)
 
     def running_executions(self) -> int:
         sfn = self.client("stepfunctions")
@@ -511,6 +516,8 @@ class LocalStack:
                                    "realm_id": self.qbo_realm, "refresh_token": self._qbo_tokens["refresh_token"]},
             "nopcommerce": lambda: {"base_url": self.nopcommerce.base_url, "email": self.nopcommerce.api_email,
                                     "password": self.nopcommerce.api_password},
+            "bng": lambda: {"base_url": self.bng.base_url, "api_key": self.bng.api_key,
+                            "api_prefix": self.bng.api_prefix},
         }
 
     def _configure_secrets(self, template: dict[str, Any], physical: dict[str, str]) -> None:

@@ -9,10 +9,20 @@ import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from switchyard.errors import ConnectionConfigError, SignatureError
-from switchyard.systems.bng import BngEvent, authenticator_for, connection_from_secret
+from switchyard.signatures import StandardWebhookAuthenticator
+from switchyard.systems.bng.client import BngConnection
+from switchyard.systems.bng.source import BngEvent
 from switchyard_local.sandboxes.bng import DEFAULT_WEBHOOK_SECRET, BngSandbox
 
 EVENTS = TypeAdapter(BngEvent)
+
+
+def connection_from_secret(secret: dict) -> BngConnection:
+    return BngConnection.from_secret(secret)
+
+
+def authenticator_for(secret: dict) -> StandardWebhookAuthenticator:
+    return StandardWebhookAuthenticator(list(BngConnection.from_secret(secret).webhook_secrets))
 
 
 class Request:

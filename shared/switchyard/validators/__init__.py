@@ -8,6 +8,9 @@ import importlib
 from typing import Any, Callable
 
 MODULES = {
+    ('bng', 'inventory.changed'): 'switchyard.validators.bng_inventory_changed',
+    ('bng', 'salesorder.status_changed'): 'switchyard.validators.bng_salesorder_status_changed',
+    ('bng', 'shipment.created'): 'switchyard.validators.bng_shipment_created',
     ('clarity', 'customer.updated'): 'switchyard.validators.clarity_customer_updated',
     ('clarity', 'order.created'): 'switchyard.validators.clarity_order_created',
     ('clarity', 'order.status_changed'): 'switchyard.validators.clarity_order_status_changed',

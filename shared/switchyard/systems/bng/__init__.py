@@ -1,34 +1,47 @@
-"""BNG ERP: its connection settings and client (``client``) and its webhook events (``source``).
+"""BNG ERP: customers, sales orders, shipments, products and stock (Switchyard's contract, docs/bng-contract.md).
 
-The contract is Switchyard's own (docs/bng-contract.md). Factories the registry and compose use:
-``connection_from_secret`` and ``client_for``; the webhook source verifies Standard Webhooks with the
-connection's ``webhook_secrets`` (``authenticator_for``)."""
+The registry entry (``switchyard.registry``); everything heavy is imported when first used. BNG signs its
+webhooks with Standard Webhooks (a core scheme). The order-to-cash steps, stock and product sync join BNG
+with nopCommerce, so they live in ``switchyard.pairs.nopcommerce_bng``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from switchyard.registry import Adapters, ConnectionSpec, Secret, System, WebhookSource
 
-from switchyard.signatures import StandardWebhookAuthenticator
-from switchyard.systems.bng.client import BngClient, BngConnection, DuplicateExternalIdError
-from switchyard.systems.bng.source import EVENT_TYPES, BngEvent
-
-SYSTEM = "bng"
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
-def connection_from_secret(secret: Mapping[str, Any]) -> BngConnection:
-    return BngConnection.from_secret(secret)
+def settings() -> type[BaseModel]:
+    from switchyard.systems.bng.client import BngConnection
+
+    return BngConnection
 
 
-def client_for(secret: Mapping[str, Any], *, transport: httpx.BaseTransport | None = None) -> BngClient:
-    return BngClient(connection_from_secret(secret), transport=transport)
+def client(secret: Secret, _connection: str, _adapters: Adapters) -> Any:
+    from switchyard.systems.bng.client import BngClient, BngConnection
+
+    return BngClient(BngConnection.from_secret(secret))
 
 
-def authenticator_for(secret: Mapping[str, Any]) -> StandardWebhookAuthenticator:
-    return StandardWebhookAuthenticator(list(connection_from_secret(secret).webhook_secrets))
+def _event_models() -> Mapping[str, type]:
+    from switchyard.systems.bng import source
+
+    return {"salesorder.status_changed": source.SalesOrderStatusChanged,
+            "shipment.created": source.ShipmentCreated, "inventory.changed": source.InventoryChanged}
 
 
-__all__ = ["EVENT_TYPES", "SYSTEM", "BngClient", "BngConnection", "BngEvent", "DuplicateExternalIdError",
-           "authenticator_for", "client_for", "connection_from_secret"]
+SYSTEM = System(
+    name="bng",
+    connection=ConnectionSpec(
+        # API key; paths, the key's header and the external-id field names are optional (docs/bng-contract.md)
+        secret_template={"base_url": "", "api_key": ""},
+        settings=settings,
+        client=client,
+    ),
+    webhook=WebhookSource(event_models=_event_models),
+)
