@@ -23,6 +23,11 @@ drop           the flow                                events accepted but delib
 connection     the connection                          whether the connection is usable or waits for a reconnect
                                                        (``switchyard.connection_state``), read by every function
                                                        that calls it
+poll           the polled connection                   the poller's scan cursor and a snapshot per item it has
+                                                       seen (``switchyard.polling``), written only by its poller
+pushed         the source                              ids of events its webhooks queued, written by ingest and
+                                                       read by the source's sweep (a source both pushed and
+                                                       polled)
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -53,6 +58,8 @@ class Store(StrEnum):
     RATE_LIMIT = "ratelimit"
     CONNECTION_STATE = "connection"
     DROPS = "drop"
+    POLL = "poll"
+    PUSHED = "pushed"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -65,6 +72,8 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
+    Store.POLL: ("GetItem", "PutItem", "BatchGetItem", "BatchWriteItem"),
+    Store.PUSHED: ("PutItem", "BatchGetItem"),  # ingest puts, the sweep reads
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
@@ -160,6 +169,47 @@ class ConnectionKeys:
 
     def connection_state(self) -> str:
         return _key(Store.CONNECTION_STATE, self.connection, "state")
+
+
+@dataclass(frozen=True)
+class PollKeys:
+    """The keys of one polled connection (cursor, snapshots) and of its source's pushed-event log."""
+
+    connection: str
+    source: str
+
+    def __post_init__(self) -> None:
+        _checked(self.connection, "connection")
+        _checked(self.source, "source")
+
+    def cursor(self) -> str:
+        return _key(Store.POLL, self.connection, "cursor")
+
+    def snapshot(self, item: str) -> str:
+        return _key(Store.POLL, self.connection, "item", item)
+
+    def item_key(self, table_key: str) -> str:
+        """The item key back from ``snapshot(item)``."""
+        return table_key.removeprefix(_key(Store.POLL, self.connection, "item") + SEPARATOR)
+
+    def pushed(self, event_id: str) -> str:
+        return _key(Store.PUSHED, self.source, event_id)
+
+    def pushed_id(self, table_key: str) -> str:
+        return table_key.removeprefix(_key(Store.PUSHED, self.source) + SEPARATOR)
+
+
+def poll_grants(connection: str, source: str) -> tuple[TableGrant, ...]:
+    """What a poller may reach: its connection's cursor and snapshots, its source's pushed log, and the
+    connection's state (it does not poll a connection that waits for a reconnect)."""
+    return (TableGrant(Store.POLL, _checked(connection, "connection")),
+            TableGrant(Store.PUSHED, _checked(source, "source")),
+            TableGrant(Store.CONNECTION_STATE, connection))
+
+
+def pushed_grant(source: str) -> TableGrant:
+    """What ingest needs for a source that is also swept: recording the ids its webhooks queued."""
+    return TableGrant(Store.PUSHED, _checked(source, "source"))
 
 
 @dataclass(frozen=True, order=True)

@@ -26,7 +26,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 # source -> event type -> model: what `make generate` compiles into switchyard.validators
 EVENT_MODELS: dict[str, dict[str, type]] = {
     "nopcommerce": {"order.placed": nopcommerce.OrderPlaced, "order.status_changed": nopcommerce.OrderStatusChanged,
-                    "order.paid": nopcommerce.OrderPaid},
+                    "order.paid": nopcommerce.OrderPaid, "order.refunded": nopcommerce.OrderRefunded},
     "clarity": {"order.created": clarity.OrderCreated, "order.status_changed": clarity.OrderStatusChanged,
                 "customer.updated": clarity.CustomerUpdated},
     "streak": {"BOX_CHANGE_STAGE": streak.BoxChangeStage, "CONTACT_UPDATE": streak.ContactUpdate},

@@ -112,6 +112,7 @@ class NopOrder(_NopEntity):
     OrderTax: Money | None = None
     OrderDiscount: Money | None = None  # a discount on the order total
     PaidDateUtc: datetime | None = None
+    RefundedAmount: Money | None = None  # what was refunded so far (order.refunded)
 
 
 class OrderPlacedData(_NopEntity):
@@ -147,4 +148,13 @@ class OrderPaid(BaseModel):
     data: OrderStatusChangedData
 
 
-NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid, Field(discriminator="type")]
+class OrderRefunded(BaseModel):
+    """``OrderRefundedEvent`` (or a poll seeing ``RefundedAmount`` grow): PaymentStatusId 35 (partially) or 40."""
+
+    type: Literal["order.refunded"]
+    timestamp: datetime
+    data: OrderStatusChangedData
+
+
+NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid | OrderRefunded,
+                             Field(discriminator="type")]
