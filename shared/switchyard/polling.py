@@ -27,7 +27,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from switchyard.table_keys import PollKeys
+from switchyard.events import flow_message
+from switchyard.ingest import OutgoingMessage, QueuePublisher
+from switchyard.table_keys import PollKeys, pushed_key
 
 PollMode = Literal["poll", "both"]
 DYNAMO_BATCH_GET = 100  # BatchGetItem's limit
@@ -190,8 +192,10 @@ class Poller:
             self._store.save(cursor, {}, {})
             report.scan_finished = True
             break
-        watermark = cursor.watermark
-        report.lag_seconds = max(0.0, (now - watermark).total_seconds()) if watermark else float("inf")
+        # how far behind the poll is: items created after the watermark may not have been seen yet (a first
+        # backlog: after the start of the scan in progress)
+        seen_until = cursor.watermark or cursor.scan_from or now
+        report.lag_seconds = max(0.0, (now - seen_until).total_seconds())
         return report
 
     def _start_scan(self, cursor: ScanCursor, now: datetime) -> ScanCursor:
@@ -266,6 +270,32 @@ class Poller:
             held_ids = {event.event_id for event in hold}
             to_hold[key] = (hold, {event_id: at for event_id, at in since.items() if event_id in held_ids})
         return to_queue, to_hold
+
+
+class QueueingPublisher:
+    """Queues polled events on every subscribed flow's queue, as ingest queues a webhook's: the same message,
+    without a body digest, so the worker's idempotency key is the flow and the deterministic event id (a
+    page queued again after a crash is recognised whatever the change time it carries)."""
+
+    def __init__(self, *, source: str, routes: Mapping[str, Mapping[str, str]], publisher: QueuePublisher,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._source = source
+        self._routes = routes
+        self._publisher = publisher
+        self._clock = clock
+
+    def __call__(self, events: Sequence[PolledEvent]) -> None:
+        received_at = self._clock().isoformat()
+        batches: dict[str, list[OutgoingMessage]] = {}
+        for event in events:
+            attributes = {"event_id": event.event_id, "event_type": event.event_type, "source": self._source}
+            for flow, queue_url in self._routes.get(event.event_type, {}).items():
+                message = flow_message(flow=flow, event_id=event.event_id, source=self._source,
+                                       event_type=event.event_type, timestamp=event.timestamp,
+                                       received_at=received_at, body=event.body)
+                batches.setdefault(queue_url, []).append(OutgoingMessage(message, attributes))
+        for queue_url, messages in batches.items():
+            self._publisher.publish_batch(queue_url, messages)
 
 
 # --------------------------------------------------------------------------- stores
@@ -369,11 +399,12 @@ class DynamoPollStore:
 class DynamoPushedLog:
     """Event ids a source's webhooks queued, kept ``retention`` (longer than any sweep holds an event)."""
 
-    def __init__(self, client: Any, table: str, *, keys: PollKeys, retention: timedelta = timedelta(days=7),
+    def __init__(self, client: Any, table: str, *, source: str, retention: timedelta = timedelta(days=7),
                  clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table
-        self._keys = keys
+        self._source = source
+        self._prefix = pushed_key(source)
         self._retention = retention
         self._clock = clock
 
@@ -381,12 +412,12 @@ class DynamoPushedLog:
         found: set[str] = set()
         unique = list(dict.fromkeys(event_ids))
         for start in range(0, len(unique), DYNAMO_BATCH_GET):
-            request = {self._table: {"Keys": [{"id": {"S": self._keys.pushed(event_id)}}
+            request = {self._table: {"Keys": [{"id": {"S": pushed_key(self._source, event_id)}}
                                               for event_id in unique[start:start + DYNAMO_BATCH_GET]],
                                      "ProjectionExpression": "id"}}
             for attempt in range(UNPROCESSED_ATTEMPTS):
                 response = self._client.batch_get_item(RequestItems=request)
-                found |= {self._keys.pushed_id(item["id"]["S"])
+                found |= {item["id"]["S"].removeprefix(self._prefix)
                           for item in response.get("Responses", {}).get(self._table, [])}
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -404,4 +435,4 @@ class DynamoPushedLog:
         expiration = str(int(self._clock() + self._retention.total_seconds()))
         for event_id in dict.fromkeys(event_ids):
             self._client.put_item(TableName=self._table, Item={
-                "id": {"S": self._keys.pushed(event_id)}, "expiration": {"N": expiration}})
+                "id": {"S": pushed_key(self._source, event_id)}, "expiration": {"N": expiration}})

@@ -193,18 +193,18 @@ class PollKeys:
         return table_key.removeprefix(_key(Store.POLL, self.connection, "item") + SEPARATOR)
 
     def pushed(self, event_id: str) -> str:
-        return _key(Store.PUSHED, self.source, event_id)
+        return pushed_key(self.source, event_id)
 
-    def pushed_id(self, table_key: str) -> str:
-        return table_key.removeprefix(_key(Store.PUSHED, self.source) + SEPARATOR)
+
+def pushed_key(source: str, event_id: str = "") -> str:
+    """A source's record that its webhooks queued ``event_id``; with no id, the prefix of all of them."""
+    return _key(Store.PUSHED, _checked(source, "source"), event_id)
 
 
 def poll_grants(connection: str, source: str) -> tuple[TableGrant, ...]:
-    """What a poller may reach: its connection's cursor and snapshots, its source's pushed log, and the
-    connection's state (it does not poll a connection that waits for a reconnect)."""
+    """What a poller may reach: its connection's cursor and snapshots, and its source's pushed log."""
     return (TableGrant(Store.POLL, _checked(connection, "connection")),
-            TableGrant(Store.PUSHED, _checked(source, "source")),
-            TableGrant(Store.CONNECTION_STATE, connection))
+            TableGrant(Store.PUSHED, _checked(source, "source")))
 
 
 def pushed_grant(source: str) -> TableGrant:

@@ -35,7 +35,8 @@ def store(request: pytest.FixtureRequest) -> PollStore:
 def pushed(request: pytest.FixtureRequest) -> PushedLog:
     if request.param == "in_memory":
         return InMemoryPushedLog()
-    return DynamoPushedLog(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: NOW)
+    return DynamoPushedLog(request.getfixturevalue("dynamo_client"), TABLE, source="nopcommerce",
+                           clock=lambda: NOW)
 
 
 def test_a_fresh_store_has_no_scan_and_no_snapshots(store: PollStore) -> None:
