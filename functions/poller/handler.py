@@ -22,7 +22,6 @@ def settings() -> PollerSettings:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    metrics.add_dimension(name="source", value=settings().source)
     grace = (event or {}).get("grace_seconds")
     try:
         report = build_poller(settings(), grace_seconds=float(grace) if grace is not None else None).run()

@@ -26,6 +26,9 @@ class Runbook(StrEnum):
     SIGNATURE_REJECTED = "signature-rejected-spike"
     EXECUTIONS_FAILED = "state-machine-executions-failed"
     CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
+    POLL_FAILURES = "poll-failures"
+    POLL_LAG = "poll-lag"
+    POLL_RECOVERED = "poll-recovered-by-sweep"
 
     @property
     def reference(self) -> str:

@@ -32,9 +32,6 @@ from switchyard.ingest import OutgoingMessage, QueuePublisher
 from switchyard.table_keys import PollKeys, pushed_key
 
 PollMode = Literal["poll", "both"]
-DYNAMO_BATCH_GET = 100  # BatchGetItem's limit
-DYNAMO_BATCH_WRITE = 25  # BatchWriteItem's limit
-UNPROCESSED_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -347,13 +344,16 @@ def _parse_snapshot(text: str) -> StoredSnapshot:
 
 
 class DynamoPollStore:
-    """The cursor and the snapshots of one polled connection (``table_keys.PollKeys``), TTL ``expiration``."""
+    """The cursor and the snapshots of one polled connection (``table_keys.PollKeys``), TTL ``expiration``.
 
-    def __init__(self, client: Any, table: str, *, keys: PollKeys, sleep: Callable[[float], None] = time.sleep) -> None:
+    Single-item reads and writes only: IAM's per-item condition (``dynamodb:LeadingKeys``) is what keeps a
+    function to its own items, and the project grants no batch actions on the table. A page of 100 orders
+    costs 100 strongly consistent reads and a write per changed order."""
+
+    def __init__(self, client: Any, table: str, *, keys: PollKeys) -> None:
         self._client = client
         self._table = table
         self._keys = keys
-        self._sleep = sleep
 
     def cursor(self) -> ScanCursor:
         item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.cursor()}},
@@ -362,36 +362,18 @@ class DynamoPollStore:
 
     def snapshots(self, keys: Sequence[str]) -> dict[str, StoredSnapshot]:
         found: dict[str, StoredSnapshot] = {}
-        for start in range(0, len(keys), DYNAMO_BATCH_GET):
-            request = {self._table: {"Keys": [{"id": {"S": self._keys.snapshot(key)}}
-                                              for key in keys[start:start + DYNAMO_BATCH_GET]],
-                                     "ConsistentRead": True}}
-            for attempt in range(UNPROCESSED_ATTEMPTS):
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[self._keys.item_key(item["id"]["S"])] = _parse_snapshot(item["snapshot"]["S"])
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._sleep(0.05 * 2 ** attempt)
-            else:
-                raise RuntimeError("DynamoDB left snapshot reads unprocessed")
+        for key in keys:
+            item = self._client.get_item(TableName=self._table, Key={"id": {"S": self._keys.snapshot(key)}},
+                                         ConsistentRead=True).get("Item")
+            if item:
+                found[key] = _parse_snapshot(item["snapshot"]["S"])
         return found
 
     def save(self, cursor: ScanCursor, snapshots: Mapping[str, StoredSnapshot], expires_at: Mapping[str, int]) -> None:
-        writes = [{"PutRequest": {"Item": {"id": {"S": self._keys.snapshot(key)},
-                                           "snapshot": {"S": _snapshot_item(snapshot)},
-                                           "expiration": {"N": str(expires_at[key])}}}}
-                  for key, snapshot in snapshots.items()]
-        for start in range(0, len(writes), DYNAMO_BATCH_WRITE):
-            request = {self._table: writes[start:start + DYNAMO_BATCH_WRITE]}
-            for attempt in range(UNPROCESSED_ATTEMPTS):
-                request = self._client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-                self._sleep(0.05 * 2 ** attempt)
-            else:
-                raise RuntimeError("DynamoDB left snapshot writes unprocessed")
+        for key, snapshot in snapshots.items():
+            self._client.put_item(TableName=self._table, Item={
+                "id": {"S": self._keys.snapshot(key)}, "snapshot": {"S": _snapshot_item(snapshot)},
+                "expiration": {"N": str(expires_at[key])}})
         self._client.put_item(TableName=self._table, Item={
             "id": {"S": self._keys.cursor()}, "cursor": {"S": json.dumps(cursor.to_json())}})
 
@@ -404,32 +386,14 @@ class DynamoPushedLog:
         self._client = client
         self._table = table
         self._source = source
-        self._prefix = pushed_key(source)
         self._retention = retention
         self._clock = clock
 
     def pushed(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        unique = list(dict.fromkeys(event_ids))
-        for start in range(0, len(unique), DYNAMO_BATCH_GET):
-            request = {self._table: {"Keys": [{"id": {"S": pushed_key(self._source, event_id)}}
-                                              for event_id in unique[start:start + DYNAMO_BATCH_GET]],
-                                     "ProjectionExpression": "id"}}
-            for attempt in range(UNPROCESSED_ATTEMPTS):
-                response = self._client.batch_get_item(RequestItems=request)
-                found |= {item["id"]["S"].removeprefix(self._prefix)
-                          for item in response.get("Responses", {}).get(self._table, [])}
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._sleep(attempt)
-            else:
-                raise RuntimeError("DynamoDB left pushed-event reads unprocessed")
-        return found
-
-    @staticmethod
-    def _sleep(attempt: int) -> None:
-        time.sleep(0.05 * 2 ** attempt)
+        return {event_id for event_id in dict.fromkeys(event_ids)
+                if "Item" in self._client.get_item(TableName=self._table, ConsistentRead=True,
+                                                   Key={"id": {"S": pushed_key(self._source, event_id)}},
+                                                   ProjectionExpression="id")}
 
     def record(self, event_ids: Sequence[str]) -> None:
         expiration = str(int(self._clock() + self._retention.total_seconds()))

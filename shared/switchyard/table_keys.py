@@ -72,8 +72,8 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.RATE_LIMIT: ("GetItem", "PutItem"),
     Store.CONNECTION_STATE: ("GetItem", "UpdateItem"),
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
-    Store.POLL: ("GetItem", "PutItem", "BatchGetItem", "BatchWriteItem"),
-    Store.PUSHED: ("PutItem", "BatchGetItem"),  # ingest puts, the sweep reads
+    Store.POLL: ("GetItem", "PutItem"),
+    Store.PUSHED: ("GetItem", "PutItem"),  # ingest puts, the sweep reads
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
@@ -204,12 +204,12 @@ def pushed_key(source: str, event_id: str = "") -> str:
 def poll_grants(connection: str, source: str) -> tuple[TableGrant, ...]:
     """What a poller may reach: its connection's cursor and snapshots, and its source's pushed log."""
     return (TableGrant(Store.POLL, _checked(connection, "connection")),
-            TableGrant(Store.PUSHED, _checked(source, "source")))
+            TableGrant(Store.PUSHED, _checked(source, "source"), only=("GetItem",)))
 
 
 def pushed_grant(source: str) -> TableGrant:
     """What ingest needs for a source that is also swept: recording the ids its webhooks queued."""
-    return TableGrant(Store.PUSHED, _checked(source, "source"))
+    return TableGrant(Store.PUSHED, _checked(source, "source"), only=("PutItem",))
 
 
 @dataclass(frozen=True, order=True)
@@ -218,6 +218,11 @@ class TableGrant:
 
     store: Store
     scope: str
+    only: tuple[str, ...] = ()  # a subset of the store's actions, for a function that needs fewer
+
+    def __post_init__(self) -> None:
+        if not set(self.only) <= set(STORE_ACTIONS[self.store]):
+            raise ValueError(f"{self.store} items are never reached with {sorted(set(self.only))}")
 
     @property
     def prefix(self) -> str:
@@ -225,7 +230,7 @@ class TableGrant:
 
     @property
     def actions(self) -> tuple[str, ...]:
-        return STORE_ACTIONS[self.store]
+        return self.only or STORE_ACTIONS[self.store]
 
 
 def delivering_role(flow: FlowConfig) -> FunctionRole:

@@ -28,7 +28,7 @@ NOW = 1_795_000_000
 def store(request: pytest.FixtureRequest) -> PollStore:
     if request.param == "in_memory":
         return InMemoryPollStore()
-    return DynamoPollStore(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, sleep=lambda _: None)
+    return DynamoPollStore(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS)
 
 
 @pytest.fixture(params=["in_memory", "dynamodb"])
@@ -54,7 +54,7 @@ def test_cursor_and_snapshots_with_held_events_read_back_as_saved(store: PollSto
     store.save(cursor, snapshots, {key: NOW for key in snapshots})
 
     assert store.cursor() == cursor
-    found = store.snapshots([str(n) for n in range(135)])  # more than one BatchGetItem, some missing
+    found = store.snapshots([str(n) for n in range(135)])  # some missing
     assert found == snapshots
 
 
