@@ -37,6 +37,10 @@ def lambda_handler(event: dict, context) -> dict:
                "events_queued": report.events_queued, "recovered": report.recovered,
                "already_pushed": report.already_pushed, "held": report.held,
                "scan_finished": report.scan_finished, "lag_seconds": report.lag_seconds,
+               "invalid": report.invalid,
                "event_ids": report.queued_ids}
+    if report.invalid:  # the shop holds something the webhook contract refuses: never queued
+        logger.error("polled events not queued: they fail the source's schema", extra={"invalid": report.invalid})
+        metrics.add_metric(name="PollInvalidEvents", unit="Count", value=len(report.invalid))
     logger.info("poll finished", extra={k: v for k, v in summary.items() if k != "event_ids"})
     return summary

@@ -338,8 +338,10 @@ def build_poller(settings: Any, *, grace_seconds: float | None = None) -> Any:
     """The ``Poller`` of one polled source (``PollerSettings``); ``grace_seconds`` overrides the sweep's
     grace for this run (an operator's "recover now" after a known sender outage)."""
     import importlib
+    import json
     from datetime import UTC, datetime, timedelta
 
+    from switchyard.envelopes import validate_envelope
     from switchyard.polling import DynamoPollStore, DynamoPushedLog, Poller, PollSettings, QueueingPublisher
     from switchyard.table_keys import PollKeys
 
@@ -360,5 +362,8 @@ def build_poller(settings: Any, *, grace_seconds: float | None = None) -> Any:
     )
     publish = QueueingPublisher(source=settings.source, routes=settings.routes,
                                 publisher=SqsQueues(clients.client("sqs")))
+    def validate(event: Any) -> None:  # the webhook's own schema: a poll queues nothing ingest would refuse
+        validate_envelope(settings.source, json.loads(event.body))
+
     return Poller(factory(secret), DynamoPollStore(dynamodb, settings.table, keys=keys), publish, options,
-                  pushed=DynamoPushedLog(dynamodb, settings.table, source=settings.source))
+                  pushed=DynamoPushedLog(dynamodb, settings.table, source=settings.source), validate=validate)

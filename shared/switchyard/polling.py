@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from switchyard.errors import WebhookRejectedError
 from switchyard.events import flow_message
 from switchyard.ingest import OutgoingMessage, QueuePublisher
 from switchyard.table_keys import PollKeys, pushed_key
@@ -150,6 +151,7 @@ class PollReport:
     already_pushed: int = 0  # sweep: events the webhooks had delivered
     held: int = 0  # sweep: events waiting for the grace period
     scan_finished: bool = False
+    invalid: list[dict[str, str]] = field(default_factory=list)  # events that fail the source's schema
     lag_seconds: float = 0.0  # now - watermark: how old the newest fully seen creation time is
     queued_ids: list[str] = field(default_factory=list)
 
@@ -159,6 +161,7 @@ class Poller:
 
     def __init__(self, source: PollSource, store: PollStore, publish: Callable[[Sequence[PolledEvent]], None],
                  settings: PollSettings, *, pushed: PushedLog | None = None,
+                 validate: Callable[[PolledEvent], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if settings.mode == "both" and pushed is None:
             raise ValueError("a sweep (mode both) needs the log of what the webhooks delivered")
@@ -167,6 +170,7 @@ class Poller:
         self._publish = publish
         self._settings = settings
         self._pushed = pushed
+        self._validate = validate
         self._clock = clock
 
     def run(self) -> PollReport:
@@ -214,7 +218,7 @@ class Poller:
             fresh = self._source.events(item, previous.state if previous else None, now)
             held = list(previous.held) if previous else []
             known = {event.event_id for event in held}
-            found[key] = held + [event for event in fresh if event.event_id not in known]
+            found[key] = held + [event for event in fresh if event.event_id not in known and self._valid(event, report)]
         to_queue, to_hold = self._sweep(found, stored, now, report)
         queued = [event for key in items for event in to_queue.get(key, ())]
         if queued:
@@ -236,6 +240,18 @@ class Poller:
                                 + self._settings.retention).timestamp())
         if snapshots:
             self._store.save(cursor, snapshots, expires)
+
+    def _valid(self, event: PolledEvent, report: PollReport) -> bool:
+        """Whether the event passes the webhook's own schema; one that does not (an order the shop holds
+        without items) is reported and never queued: re-reading it would not change it."""
+        if self._validate is None:
+            return True
+        try:
+            self._validate(event)
+        except WebhookRejectedError as exc:  # SchemaError: what ingest answers 422
+            report.invalid.append({"event_id": event.event_id, "problem": json.dumps(exc.body())[:500]})
+            return False
+        return True
 
     def _sweep(self, found: Mapping[str, list[PolledEvent]], stored: Mapping[str, StoredSnapshot], now: datetime,
                report: PollReport) -> tuple[dict[str, list[PolledEvent]], dict[str, tuple[list[PolledEvent],

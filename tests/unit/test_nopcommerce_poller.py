@@ -306,3 +306,17 @@ def test_search_always_sends_a_page_size_and_a_fixed_creation_window(
     assert [params["pageSize"] for params in searches] == ["50", "50"]
     assert searches[0]["createdToUtc"] == datetime.fromtimestamp(START, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     assert searches[1]["createdFromUtc"] < searches[0]["createdToUtc"] < searches[1]["createdToUtc"]
+
+
+def test_an_order_that_fails_the_webhook_schema_is_reported_and_never_queued(harness: Harness) -> None:
+    from switchyard.envelopes import validate_envelope
+
+    harness.shop.seed_order(order_total=10.0)  # an order without items: order.placed needs at least one
+    poller = Poller(NopCommerceOrderSource(harness.client), harness.store, harness.publish, harness.settings,
+                    clock=harness.clock.at,
+                    validate=lambda event: validate_envelope("nopcommerce", json.loads(event.body)))
+    report = poller.run()
+    assert harness.queued == [] and report.events_queued == 0
+    assert [entry["event_id"].rsplit(":", 1)[1] for entry in report.invalid] == ["placed"]
+    assert "invalid_event" in report.invalid[0]["problem"]
+    assert poller.run().invalid == []  # reported once: the snapshot moved on

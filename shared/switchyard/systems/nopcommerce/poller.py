@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from switchyard.errors import PermanentError
 from switchyard.polling import Page, PolledEvent
 
 PAID = 30
@@ -190,16 +191,32 @@ class NopCommerceOrderSource:
             line["Product"] = {key: value for key, value in (("Id", product.get("id")), ("Name", product.get("name")),
                                                              ("Sku", product.get("sku"))) if value is not None}
             items.append(line)
-        billing = _pick(self._client.get_entity("Address", int(item["billing_address_id"])), ADDRESS_FIELDS)
-        data: dict[str, Any] = {"Order": dict(order), "OrderItems": items, "BillingAddress": billing}
-        customer = _pick(self._client.get_entity("Customer", int(item["customer_id"])), CUSTOMER_FIELDS)
-        if not customer.get("Email") and billing.get("Email"):
-            customer["Email"] = billing["Email"]  # a guest: the shop keeps the e-mail on the address
-        data["Customer"] = customer
-        if item.get("shipping_address_id"):
-            data["ShippingAddress"] = _pick(self._client.get_entity("Address", int(item["shipping_address_id"])),
-                                            ADDRESS_FIELDS)
+        data: dict[str, Any] = {"Order": dict(order), "OrderItems": items}
+        billing = self._entity("Address", item.get("billing_address_id"), ADDRESS_FIELDS)
+        if billing is not None:
+            data["BillingAddress"] = billing
+        customer = self._entity("Customer", item.get("customer_id"), CUSTOMER_FIELDS)
+        if customer is not None:
+            if not customer.get("Email") and billing and billing.get("Email"):
+                customer["Email"] = billing["Email"]  # a guest: the shop keeps the e-mail on the address
+            data["Customer"] = customer
+        shipping = self._entity("Address", item.get("shipping_address_id"), ADDRESS_FIELDS)
+        if shipping is not None:
+            data["ShippingAddress"] = shipping
         return data
+
+    def _entity(self, controller: str, entity_id: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+        """The entity's fields, or None when the order names none or the shop no longer has it (the event is
+        then left without it: the schema decides, and an order that cannot be a valid event is reported,
+        not retried forever)."""
+        if not entity_id:
+            return None
+        try:
+            return _pick(self._client.get_entity(controller, int(entity_id)), names)
+        except PermanentError as exc:
+            if exc.reason != "target_not_found":
+                raise
+            return None
 
     def _product(self, product_id: int) -> dict[str, Any]:
         if product_id not in self._products:
