@@ -864,12 +864,13 @@ class NopCommerceSandbox(http.SandboxApp):
                                                          **_seed_values(ADDRESS_DTO, data[name]),
                                                          "id": address_id, "created_on_utc": now}
                     address_ids[name] = address_id
-            order_fields = {key: value for key, value in dict(data["Order"]).items() if key != "CustomerId"}
+            order_fields = _with_excl_tax({key: value for key, value in dict(data["Order"]).items()
+                                           if key != "CustomerId"}, _ORDER_TAX_PAIRS)
             order = self.seed_order(order_fields, customer_id=customer_id,
                                     billing_address_id=address_ids.get("BillingAddress", 0),
                                     shipping_address_id=address_ids.get("ShippingAddress"))
             for raw_item in data.get("OrderItems") or ():
-                item = dict(raw_item)
+                item = _with_excl_tax(dict(raw_item), _ITEM_TAX_PAIRS)
                 product = dict(item.pop("Product", None) or {})
                 product_id = int(item.get("ProductId") or product.get("Id") or 0)
                 if product_id not in self._state.products:
@@ -878,9 +879,8 @@ class NopCommerceSandbox(http.SandboxApp):
                                                    sku=str(product.get("Sku") or ""), stock=100, **extra)["id"]
                 values = {**ORDER_ITEM_DTO.defaults(), **_seed_values(ORDER_ITEM_DTO, item),
                           "order_id": order["id"], "product_id": product_id}
-                values["id"] = values["id"] or _next_id(self._state.order_items)
-                if values["id"] in self._state.order_items:
-                    raise ValueError(f"order item id {values['id']} already exists")
+                if not values["id"] or values["id"] in self._state.order_items:
+                    values["id"] = _next_id(self._state.order_items)  # an identity column: the shop numbers it
                 if values["order_item_guid"] == EMPTY_GUID:
                     values["order_item_guid"] = str(uuid.uuid5(_GUID_NAMESPACE, f"order-item:{values['id']}"))
                 self._state.order_items[values["id"]] = values
@@ -1523,6 +1523,24 @@ def _seed_values(spec: DtoSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(str(error)) from error
     if unknown:
         raise ValueError(f"unknown {spec.name} fields: {', '.join(sorted(unknown))}")
+    return values
+
+
+# checkout stores both sides of every amount; data that gives only the incl.-tax side is a shop without tax
+_ORDER_TAX_PAIRS = (("OrderSubtotalInclTax", "OrderSubtotalExclTax"),
+                    ("OrderSubTotalDiscountInclTax", "OrderSubTotalDiscountExclTax"),
+                    ("OrderShippingInclTax", "OrderShippingExclTax"),
+                    ("PaymentMethodAdditionalFeeInclTax", "PaymentMethodAdditionalFeeExclTax"))
+_ITEM_TAX_PAIRS = (("UnitPriceInclTax", "UnitPriceExclTax"), ("PriceInclTax", "PriceExclTax"),
+                   ("DiscountAmountInclTax", "DiscountAmountExclTax"))
+
+
+def _with_excl_tax(values: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    for incl, excl in pairs:
+        if values.get(excl) is None and values.get(incl) is not None:
+            values[excl] = values[incl]
+        if values.get(incl) is None and values.get(excl) is not None:
+            values[incl] = values[excl]
     return values
 
 
