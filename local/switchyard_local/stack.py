@@ -142,6 +142,7 @@ class LocalStack:
         self._poll_thread: threading.Thread | None = None
         self._stop_polling = threading.Event()
         self._secret_arns: dict[str, str] = {}
+        self.connection_secret_arns: dict[str, str] = {}  # connection name -> its secret (created by the API)
         self._lambdas: InProcessLambdas | None = None
         self.state_machines: dict[str, str] = {}  # flow -> state machine ARN
         self.table_access: TableAccessCheck | None = None  # the functions' table grants, enforced as IAM would
@@ -511,6 +512,8 @@ class LocalStack:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]
             secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+            if kind == "connection":
+                self.connection_secret_arns[name] = secret_id
 
 
 def _listed_executions(sfn: Any, state_machine_arn: str, **filters: Any) -> list[dict[str, Any]]:

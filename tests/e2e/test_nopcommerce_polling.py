@@ -114,3 +114,32 @@ def test_a_delivered_webhook_is_not_swept_again_and_a_lost_one_is_recovered_once
     assert all(":status:" in i for i in poll_and_settle(stack)["event_ids"])
     assert poll_and_settle(stack)["recovered"] == 0
     assert len(qbo_documents(stack, lost["Order"]["OrderGuid"], "salesReceipts")) == 1
+
+
+def test_reconcile_reports_an_order_missing_in_quickbooks_and_enqueues_it_once(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime
+
+    from switchyard_local.cli import reconcile_flow
+
+    missing = checkout(stack, 7301, paid=True)  # never polled: QuickBooks has no document for it
+    day = datetime.fromisoformat(missing["Order"]["CreatedOnUtc"].replace("Z", "+00:00")).replace(hour=0, minute=0)
+    flow = stack.flows["nopcommerce-to-quickbooks"]
+    table = next(t for t in stack.client("dynamodb").list_tables()["TableNames"])
+
+    def run(enqueue: bool = False) -> str:
+        reconcile_flow("nopcommerce-to-quickbooks", day, day.replace(hour=23, minute=59, second=59),
+                       secret_arns=stack.connection_secret_arns, table=table, queue_url=flow.queue_url,
+                       enqueue=enqueue, secrets=stack.client("secretsmanager"), sqs=stack.client("sqs"))
+        return capsys.readouterr().out
+
+    report = run()
+    assert "  missing   7301" in report and report.count("missing   ") == 1, report
+    run(enqueue=True)
+    assert stack.drain(timeout=120)
+    assert len(qbo_documents(stack, missing["Order"]["OrderGuid"], "salesReceipts")) == 1
+    assert "missing   " not in run()
+    # the poller later sees the order with the ids reconcile used: nothing is created twice
+    poll_and_settle(stack)
+    assert len(qbo_documents(stack, missing["Order"]["OrderGuid"], "salesReceipts")) == 1
