@@ -24,7 +24,9 @@ def settings() -> PollerSettings:
 def lambda_handler(event: dict, context) -> dict:
     grace = (event or {}).get("grace_seconds")
     try:
-        report = build_poller(settings(), grace_seconds=float(grace) if grace is not None else None).run()
+        poller = build_poller(settings(), grace_seconds=float(grace) if grace is not None else None,
+                              time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+        report = poller.run()
     except Exception:
         logger.exception("poll failed: the cursor and snapshots did not move, the next run reads the same pages")
         metrics.add_metric(name="PollFailures", unit="Count", value=1)
@@ -37,6 +39,7 @@ def lambda_handler(event: dict, context) -> dict:
                "events_queued": report.events_queued, "recovered": report.recovered,
                "already_pushed": report.already_pushed, "held": report.held,
                "scan_finished": report.scan_finished, "lag_seconds": report.lag_seconds,
+               "stopped_for_time": report.stopped_for_time,
                "invalid": report.invalid,
                "event_ids": report.queued_ids}
     if report.invalid:  # the shop holds something the webhook contract refuses: never queued

@@ -334,7 +334,7 @@ def build_steps(settings: StepSettings, *, metrics: Any = None, logger: Any = No
 POLL_SOURCES = {"nopcommerce": "switchyard.systems.nopcommerce:poll_source"}
 
 
-def build_poller(settings: Any, *, grace_seconds: float | None = None) -> Any:
+def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left: Any = None) -> Any:
     """The ``Poller`` of one polled source (``PollerSettings``); ``grace_seconds`` overrides the sweep's
     grace for this run (an operator's "recover now" after a known sender outage)."""
     import importlib
@@ -366,4 +366,5 @@ def build_poller(settings: Any, *, grace_seconds: float | None = None) -> Any:
         validate_envelope(settings.source, json.loads(event.body))
 
     return Poller(factory(secret), DynamoPollStore(dynamodb, settings.table, keys=keys), publish, options,
-                  pushed=DynamoPushedLog(dynamodb, settings.table, source=settings.source), validate=validate)
+                  pushed=DynamoPushedLog(dynamodb, settings.table, source=settings.source), validate=validate,
+                  time_left=time_left)

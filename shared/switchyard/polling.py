@@ -151,6 +151,7 @@ class PollReport:
     already_pushed: int = 0  # sweep: events the webhooks had delivered
     held: int = 0  # sweep: events waiting for the grace period
     scan_finished: bool = False
+    stopped_for_time: bool = False  # the function's remaining time would not fit another page
     invalid: list[dict[str, str]] = field(default_factory=list)  # events that fail the source's schema
     lag_seconds: float = 0.0  # now - watermark: how old the newest fully seen creation time is
     queued_ids: list[str] = field(default_factory=list)
@@ -162,7 +163,9 @@ class Poller:
     def __init__(self, source: PollSource, store: PollStore, publish: Callable[[Sequence[PolledEvent]], None],
                  settings: PollSettings, *, pushed: PushedLog | None = None,
                  validate: Callable[[PolledEvent], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 time_left: Callable[[], float] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if settings.mode == "both" and pushed is None:
             raise ValueError("a sweep (mode both) needs the log of what the webhooks delivered")
         self._source = source
@@ -171,7 +174,9 @@ class Poller:
         self._settings = settings
         self._pushed = pushed
         self._validate = validate
+        self._time_left = time_left  # seconds the function has left (Lambda's remaining time)
         self._clock = clock
+        self._monotonic = monotonic
 
     def run(self) -> PollReport:
         now = self._clock()
@@ -179,12 +184,19 @@ class Poller:
         cursor = self._store.cursor()
         if cursor.scan_to is None:
             cursor = self._start_scan(cursor, now)
+        slowest = 0.0
         while report.pages_read < self._settings.max_pages:
+            # a page of new orders costs several calls per order: stop while another slow page still fits
+            if report.pages_read and self._time_left is not None and self._time_left() < 2 * slowest:
+                report.stopped_for_time = True
+                break
             assert cursor.scan_from is not None and cursor.scan_to is not None
+            started = self._monotonic()
             page = self._source.read_page(cursor.scan_from, cursor.scan_to, cursor.page_index,
                                           self._settings.page_size)
             report.pages_read += 1
             self._page(page, now, cursor, report)
+            slowest = max(slowest, self._monotonic() - started)
             if page.has_next and page.items:
                 cursor = replace(cursor, page_index=cursor.page_index + 1)
                 self._store.save(cursor, {}, {})

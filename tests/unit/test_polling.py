@@ -148,3 +148,15 @@ def test_polled_events_are_queued_like_webhooks_on_every_subscribed_flow_without
     assert (event.flow, event.event_id, event.source, event.type, event.data) == (
         "to-streak", "shop:order:g:placed", "shop", "order.placed", {"Order": {"Id": 1}})
     assert event.idempotency_key == {"flow": "to-streak", "event_id": "shop:order:g:placed"}
+
+
+def test_a_run_stops_before_a_page_that_would_not_fit_in_the_time_left() -> None:
+    items = [{"id": n, "created": NOW - timedelta(minutes=n), "state": "a"} for n in range(1, 11)]
+    ticks = iter([0.0, 30.0, 30.0, 40.0, 40.0, 50.0])  # pages take 30 s, then 10 s
+    left = iter([100.0, 55.0])  # after page 1: 100 s (fits 2 x 30); after page 2: 55 s (does not)
+    store = InMemoryPollStore()
+    poller = Poller(FakeSource(items), store, lambda events: None, PollSettings(page_size=2, max_pages=10),
+                    clock=lambda: NOW, time_left=lambda: next(left), monotonic=lambda: next(ticks))
+    report = poller.run()
+    assert (report.pages_read, report.stopped_for_time, report.scan_finished) == (2, True, False)
+    assert store.cursor().page_index == 2  # the next run goes on with the third page
