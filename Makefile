@@ -23,7 +23,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: $(STAMP) ## run the demo: signed webhooks end to end on the embedded local stack
+demo: $(STAMP) ## run the demo: signed webhooks end to end on the embedded local stack, then a polled shop
 	$(PY) -m switchyard_local.demo
 
 dev: $(STAMP) ## keep the local stack running (prints the webhook URL and signing secret)

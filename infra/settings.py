@@ -73,6 +73,9 @@ class AlarmThresholds(BaseModel):
     ingest_errors: int = Field(1, ge=1)
     signature_rejected: int = Field(20, ge=1)
     table_throttle_events: int = Field(1, ge=1)  # reads, and writes, each
+    poll_failures: int = Field(3, ge=1)  # failed poller runs in 5 minutes (one a minute: three in a row)
+    poll_lag_minutes: int = Field(15, ge=1, le=1440)  # newest creation time every order before it was seen
+    poll_recovered: int = Field(1, ge=1)  # events the sweep queued that the webhooks had missed
 
 
 class StageSettings(BaseModel):
@@ -100,6 +103,8 @@ class StageSettings(BaseModel):
     api_throttle_rate_limit: float = Field(50, gt=0)
     api_throttle_burst_limit: int = Field(100, ge=1)
     termination_protection: bool = False
+    # how often each polled source (delivery poll or both, flows.yaml) is read: EventBridge Scheduler rate
+    poll_rate_minutes: int = Field(1, ge=1, le=1440)
     alarm_thresholds: AlarmThresholds = AlarmThresholds()
 
     @field_validator("log_retention_days")

@@ -12,6 +12,7 @@ from switchyard.catalog import Catalog
 from switchyard.table_keys import keeps_connection_state, table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.constructs.poller import SourcePoller
 from infra.constructs.state_machine import FlowStateMachine
 from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
@@ -124,8 +125,10 @@ class SwitchyardStack(Stack):
             functions=functions,
             source_secrets=self.secrets.sources,
             flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
+            table=self.idempotency_table,
         )
         tag_component(self.ingress, "ingress")
+        self.pollers = self._pollers(stage, catalog, functions)
         self.monitoring.watch_ingress(self.ingress)
         self.monitoring.watch_table(self.idempotency_table)
         for pipeline in self.flows.values():
@@ -136,6 +139,20 @@ class SwitchyardStack(Stack):
         # last: the composite alarm of an integration covers every alarm its flows have by now
         self.integration_alarms = self.monitoring.watch_integrations(list(self.flows.values()))
         self._outputs()
+
+    def _pollers(self, stage: StageSettings, catalog: Catalog, functions: FunctionFactory) -> dict[str, SourcePoller]:
+        """A scheduled poller per polled source (delivery poll or both) that a deployed flow listens to."""
+        pollers: dict[str, SourcePoller] = {}
+        queues = {name: pipeline.queue for name, pipeline in self.flows.items()}
+        for source in catalog.polled_sources():
+            if not any(flow.source == source for flow in (p.flow for p in self.flows.values())):
+                continue
+            poller = pollers[source] = SourcePoller(
+                self, f"Poller-{source}", source=source, stage=stage, catalog=catalog, functions=functions,
+                connection_secrets=self.secrets.connections, flow_queues=queues, table=self.idempotency_table,
+                alarm_action=self.monitoring.alarm_action)
+            tag_component(poller, "poller")
+        return pollers
 
     def _outputs(self) -> None:
         def output(output_id: str, value: str, description: str) -> None:
@@ -155,3 +172,6 @@ class SwitchyardStack(Stack):
                    f"Flow {name} state machine")
         output("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic every Switchyard alarm notifies")
         output("IdempotencyTableName", self.idempotency_table.table_name, "Worker idempotency records")
+        for source, poller in self.pollers.items():
+            output(f"PollerFunctionName{_pascal(source)}", poller.function.function_name,
+                   f"Invoke to poll {source} now (the schedule does every few minutes)")

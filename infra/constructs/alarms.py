@@ -28,6 +28,9 @@ class Runbook(StrEnum):
     CONNECTION_NEEDS_RECONNECT = "connection-needs-reconnect"
     WAIT_OVERDUE = "state-machine-wait-overdue"
     CIRCUIT_OPEN = "circuit-open"
+    POLL_FAILURES = "poll-failures"
+    POLL_LAG = "poll-lag"
+    POLL_RECOVERED = "poll-recovered-by-sweep"
 
     @property
     def reference(self) -> str:

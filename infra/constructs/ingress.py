@@ -10,6 +10,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
@@ -88,9 +89,14 @@ class WebhookIngress(Construct):
         functions: FunctionFactory,
         source_secrets: Mapping[str, secretsmanager.ISecret],
         flow_queues: Mapping[str, sqs.IQueue],
+        table: dynamodb.ITable | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        # sources a poller also sweeps: ingest records the ids their webhooks queued (switchyard.polling)
+        swept = sorted(name for name, config in catalog.sources.items() if config.delivery == "both")
+        if swept and table is None:
+            raise ValueError("sources swept by a poller need the table for their pushed-event log")
         sources = {
             name: {"secret_arn": source_secrets[name].secret_arn, "signature": config.signature,
                    "format": config.format, "ack_status": config.ack_status}
@@ -109,8 +115,16 @@ class WebhookIngress(Construct):
                 "SWITCHYARD_SOURCES": stack.to_json_string(sources),
                 "SWITCHYARD_ROUTES": stack.to_json_string(routes),
                 "SWITCHYARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+                **({"SWITCHYARD_SWEPT_SOURCES": ",".join(swept),
+                    "SWITCHYARD_IDEMPOTENCY_TABLE": table.table_name} if swept and table is not None else {}),
             },
         )
+        if swept and table is not None:
+            from switchyard.table_keys import pushed_grant
+
+            from infra.table_access import grant_table_items
+
+            grant_table_items(self.function, table, [pushed_grant(source) for source in swept])
         annotate(self.function, role="ingest")
         for queue in flow_queues.values():
             queue.grant_send_messages(self.function)

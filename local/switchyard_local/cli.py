@@ -18,6 +18,7 @@ import dataclasses
 import json
 import sys
 import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,69 @@ def curl_example(url: str, secret: str, sample: Path) -> str:
     )
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """Thin: the comparison is ``switchyard.pairs.nopcommerce_quickbooks_reconcile``."""
+    import os
+    from datetime import UTC, datetime, timedelta
+    from datetime import time as clock_time
+
+    import boto3
+    from switchyard.catalog import load_catalog
+
+    from switchyard_local.stackinfo import flow_queue_urls, idempotency_table, tagged_resource
+
+    flow = load_catalog().flows.get(args.flow)
+    if flow is None or (flow.source, flow.target) != ("nopcommerce", "quickbooks"):
+        print("reconcile compares nopCommerce orders with QuickBooks documents: give a nopcommerce -> "
+              "quickbooks flow", file=sys.stderr)
+        return 2
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # the library's own clients (QuickBooks tokens)
+    session = boto3.session.Session(region_name=args.region)
+    cfn = session.client("cloudformation", endpoint_url=args.endpoint_url)
+    arns = {name: tagged_resource(cfn, args.stack, secret=f"connection:{name}") for name in flow.connections}
+    queue_url, _ = flow_queue_urls(cfn, args.stack, flow.name)
+    start = datetime.combine(args.date_from, clock_time.min, tzinfo=UTC)
+    end = datetime.combine(args.date_to, clock_time.min, tzinfo=UTC) + timedelta(days=1) - timedelta(seconds=1)
+    return reconcile_flow(flow.name, start, end, secret_arns=arns, table=idempotency_table(cfn, args.stack),
+                          queue_url=queue_url, enqueue=args.enqueue,
+                          secrets=session.client("secretsmanager", endpoint_url=args.endpoint_url),
+                          sqs=session.client("sqs", endpoint_url=args.endpoint_url))
+
+
+def reconcile_flow(flow_name: str, start: Any, end: Any, *, secret_arns: dict[str, str], table: str, queue_url: str,
+                   enqueue: bool, secrets: Any, sqs: Any) -> int:
+    """``reconcile`` once the stack's resources are known (the local stack passes its own)."""
+    from datetime import UTC, datetime
+
+    from switchyard.aws.sqs import SqsQueues
+    from switchyard.catalog import load_catalog
+    from switchyard.compose import _quickbooks_client
+    from switchyard.pairs.nopcommerce_quickbooks_reconcile import missing_events, reconcile
+    from switchyard.polling import QueueingPublisher
+    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+    from switchyard.systems.quickbooks.order_mapping import load_order_mapping
+
+    catalog = load_catalog()
+    flow = catalog.flows[flow_name]
+
+    def secret(name: str) -> dict[str, Any]:
+        return dict(json.loads(secrets.get_secret_value(SecretId=secret_arns[name])["SecretString"]))
+
+    shop_name = next(name for name in flow.uses if catalog.connections[name].system == "nopcommerce")
+    shop = NopCommerceClient(NopCommerceConnection.from_secret(secret(shop_name)))
+    books = _quickbooks_client(secret(flow.connection), connection=flow.connection,
+                               secret_arn=secret_arns[flow.connection], table=table)
+    report = reconcile(shop, books, load_order_mapping(flow.mapping_document), created_from=start, created_to=end)
+    print("\n".join(report.lines()))
+    if enqueue and report.of("missing"):
+        events = missing_events(shop, report, start, end, datetime.now(UTC))
+        routes = {event.event_type: {flow.name: queue_url} for event in events}
+        QueueingPublisher(source=flow.source, routes=routes, publisher=SqsQueues(sqs))(events)
+        print(f"queued {len(events)} event(s) of the missing orders on {flow.name}", file=sys.stderr)
+    return 1 if report.findings else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument("--region", default=None)
     connection.add_argument("--endpoint-url", default=None)
     connection.set_defaults(run=_connection)
+
+    reconcile = commands.add_parser("reconcile", help="shop orders of a period vs QuickBooks documents: missing, "
+                                    "extra, different (exit 1 if any)")
+    reconcile.add_argument("flow", help="a nopcommerce -> quickbooks flow")
+    reconcile.add_argument("--from", dest="date_from", required=True, type=date.fromisoformat,
+                           help="first day (UTC), YYYY-MM-DD")
+    reconcile.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat,
+                           help="last day (UTC), YYYY-MM-DD")
+    reconcile.add_argument("--enqueue", action="store_true",
+                           help="queue the missing orders' events on the flow (the poller's ids: never twice)")
+    reconcile.add_argument("--stack", default="Switchyard-dev")
+    reconcile.add_argument("--region", default=None)
+    reconcile.add_argument("--endpoint-url", default=None)
+    reconcile.set_defaults(run=_reconcile)
 
     local = commands.add_parser("local", help="the embedded local stack")
     local.add_argument("action", choices=["demo", "up"])

@@ -1,4 +1,5 @@
-"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak.
+"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak, then
+nopCommerce ⇄ QuickBooks; then, on a second stack, a nopCommerce shop that is polled instead (acts 9 and 10).
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -314,13 +315,96 @@ GUID_1046 = "0c9d3b9e-4f55-4a43-9e0b-3f0a6e2d1c46"
 GUID_1047 = "7a2e4c1d-8b3f-4e6a-9c5d-1f0e2d3c4b47"
 
 
+class PollingDemo:
+    """A shop with no webhook sender (issue 10): the poller reads nopCommerce through the Web API plugin.
+
+    Runs on a stack of its own: the first acts' webhooks carry ids of their own, which a sweep cannot
+    recognise (a real sender uses the poll's ids, docs/sources.md)."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.shop = demo.stack.nopcommerce
+
+    def poll(self, label: str) -> dict[str, Any]:
+        report = self.stack.poll_source("nopcommerce", grace_seconds=0)  # the schedule's runs wait the grace
+        self.demo.say(f"  → poll: {label:<44} pages {report['pages_read']}, queued {report['events_queued']} "
+                      f"(already pushed {report['already_pushed']}), lag {report['lag_seconds']:.0f}s")
+        self.demo.drain()
+        return report
+
+    def run(self) -> int:
+        say, expect = self.demo.say, self.demo.expect
+        say("9. A shop with no webhook sender: nopCommerce polled through the Web API plugin, every minute")
+        say("   (locally run on demand, with no sweep grace; the shop's checkout and admin send nothing)")
+        first = self.poll("the shop's three orders")
+        expect(first["events_queued"] >= 5, "placed for 1042, 1043, 1044; paid for 1042 and 1044")
+        receipts, invoices = self.documents("salesReceipts"), self.documents("invoices")
+        expect(set(receipts) == {"1042", "1044"} and set(invoices) == {"1043"},
+               "QuickBooks: SalesReceipts 1042 and 1044, Invoice 1043")
+        expect(sorted(self.box_numbers()) == ["1042", "1043"], "Streak: deals 1042 and 1043 (1044 below the rule)")
+        self.poll("the write-back's status changes")
+        say("  → the admin marks 1043 paid and ships it; 1042 is partially refunded (nothing is sent)")
+        self.shop.mark_paid(1043)
+        self.shop.ship(1043)
+        self.shop.refund(1042, 99.0)
+        changed = self.poll("what changed")
+        kinds = sorted(i.split(":")[3] for i in changed["event_ids"])
+        expect("paid" in kinds and "refunded" in kinds, f"order.paid and order.refunded polled: {kinds}")
+        invoice = self.documents("invoices")["1043"]
+        expect(float(invoice.get("Balance", -1)) == 0, "invoice 1043 paid (balance 0)")
+        self.poll("the write-back's echoes")
+        quiet = self.poll("nothing changed")
+        expect(quiet["events_queued"] == 0, "nothing is queued twice")
+        expect(len(self.documents("salesReceipts")) == 2 and len(self.box_numbers()) == 2,
+               "still one document and one deal per order")
+
+        say("\n10. A shop that does send webhooks, one of them lost: the sweep recovers it")
+        sent, lost = self.checkout(1050), self.checkout(1051)
+        body = json.dumps({"type": "order.placed", "timestamp": sent["Order"]["CreatedOnUtc"], "data": sent}).encode()
+        self.demo.send("order 1050 placed (webhook-id = the poll's id)", body, expect=202,
+                       event_id=f"nopcommerce:order:{sent['Order']['OrderGuid']}:placed")
+        say("  → order 1051's webhook is lost (the sender gave up)")
+        self.demo.drain()
+        swept = self.poll("the sweep")
+        recovered = sorted(i.split(":")[3] for i in swept["event_ids"] if lost["Order"]["OrderGuid"] in i)
+        expect(swept["already_pushed"] >= 1, "1050's placed event was pushed: not queued again")
+        expect(recovered == ["paid", "placed"], f"1051 recovered once: {recovered}")
+        expect(set(self.documents("salesReceipts")) >= {"1050", "1051"}
+               and len(self.documents("salesReceipts")) == 4, "1050 and 1051 each one SalesReceipt")
+        return len(self.demo.problems)
+
+    def checkout(self, number: int) -> dict[str, Any]:
+        data = json.loads(sample("nop_order_b2b"))["data"]
+        data["Order"].update(Id=number, CustomOrderNumber=str(number), CustomerId=number,
+                             OrderGuid=f"00000000-0000-4000-8000-00000000{number}",
+                             CreatedOnUtc=self.shop.order(1042)["created_on_utc"] + "Z")
+        data["Customer"].update(Id=number, Email=f"buyer{number}@example.com", Company=f"Buyer {number} Ltd")
+        for item in data["OrderItems"]:
+            item["Id"] = 0  # numbered by the shop
+        self.shop.place_order(data)
+        return data
+
+    def documents(self, kind: str) -> dict[str, dict[str, Any]]:
+        realm = self.stack.quickbooks.snapshot()["realms"][self.stack.qbo_realm]
+        return {d.get("DocNumber"): d for d in realm[kind]}
+
+    def box_numbers(self) -> list[str]:
+        return [b["fields"].get("Order number") for b in self.stack.streak.snapshot()["boxes"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     log = Path(".local-stack") / "functions.log"
     log.parent.mkdir(exist_ok=True)
     with LocalStack(log_path=log) as stack:
         code = Demo(stack).run()
+    with LocalStack(log_path=log.with_name("functions-polling.log")) as stack:
+        print("\n(a second local stack: a shop polled instead of pushing)\n")
+        polling = Demo(stack)
+        problems = PollingDemo(polling).run()
+        print(f"Polling acts {'FAILED: ' + str(polling.problems) if problems else 'passed'}.")
     print(f"(function logs: {log})")
-    return code
+    return code or (1 if problems else 0)
 
 
 if __name__ == "__main__":

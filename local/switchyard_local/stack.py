@@ -152,6 +152,7 @@ class LocalStack:
         self._poll_thread: threading.Thread | None = None
         self._stop_polling = threading.Event()
         self._secret_arns: dict[str, str] = {}
+        self.connection_secret_arns: dict[str, str] = {}  # connection name -> its secret (created by the API)
         self._lambdas: InProcessLambdas | None = None
         self._callback_fixes: CallbackFixes | None = None
         self.execution_events: ExecutionStatusEvents | None = None  # EventBridge's, which moto does not send
@@ -314,13 +315,10 @@ class LocalStack:
             self.seed_shop_order(json.loads(path.read_text())["data"])
 
     def seed_shop_order(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Put the order a nopCommerce webhook describes into the shop, as it exists there before the
-        webhook is sent (the order-to-cash write-back reads and updates it through the Web API)."""
-        order = data["Order"]
-        fields = {key: order[key] for key in ("Id", "OrderGuid", "CustomOrderNumber", "OrderStatusId",
-                                               "PaymentStatusId", "ShippingStatusId", "OrderTotal",
-                                               "CustomerCurrencyCode", "CurrencyRate") if key in order}
-        return self.nopcommerce.seed_order(fields)
+        """Put the order a nopCommerce webhook describes into the shop, as checkout stored it before the
+        webhook is sent: the order with its items, customer and addresses (the order-to-cash write-back
+        reads and updates it through the Web API; the poller reads all of it)."""
+        return self.nopcommerce.place_order(data)
 
     def subscribe_to_vendor_webhooks(self) -> None:
         """What an operator does once per account: register Switchyard's URLs with Streak and
@@ -336,6 +334,19 @@ class LocalStack:
                 target = f"{self.webhook_url(self.base_url, 'streak')}?event={event}"
                 streak.post("/api/v2/webhooks", params={scope: key},
                             json={"event": event, "targetUrl": target, "token": self.streak_token}).raise_for_status()
+
+    def poll_source(self, source: str, *, grace_seconds: float | None = None) -> dict[str, Any]:
+        """Run the source's poller once, as its schedule does (``functions/poller``, deployed from the
+        template); ``grace_seconds=0`` queues what the webhooks missed without the sweep's grace period.
+        Returns the run's summary (pages read, events queued, recovered, ...)."""
+        pollers = [fn for fn in self.functions.values()
+                   if fn.environment.get("SWITCHYARD_SOURCE") == source and "SWITCHYARD_POLL" in fn.environment]
+        if not pollers:
+            raise KeyError(f"no poller for source {source!r}: its delivery in flows.yaml is push")
+        (poller,) = pollers
+        event = {} if grace_seconds is None else {"grace_seconds": grace_seconds}
+        result: dict[str, Any] = poller.invoke(event)
+        return result
 
     def dead_letters(self, flow: str) -> list[dict[str, Any]]:
         """Everything in a flow's DLQ, read without consuming it."""
@@ -546,6 +557,8 @@ class LocalStack:
                 continue
             secret_id = self._secret_arns.get(logical_id) or physical[logical_id]
             secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+            if kind == "connection":
+                self.connection_secret_arns[name] = secret_id
 
 
 def _listed_executions(sfn: Any, state_machine_arn: str, **filters: Any) -> list[dict[str, Any]]:

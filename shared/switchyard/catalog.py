@@ -6,6 +6,7 @@ new flow appears in both at once. Validated on load: a typo fails synth, not a d
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,10 +26,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PollConfig(_Strict):
+    """How a source is polled (``switchyard.polling``): through which connection, how much per run."""
+
+    connection: str  # whose client reads the source (nopCommerce: the Web API plugin connection)
+    page_size: int = Field(100, ge=1, le=500)
+    max_pages: int = Field(10, ge=1, le=100)  # per run: a run ends well inside the function's timeout
+    lookback_days: int = Field(30, ge=1, le=365)  # how long an order's status is still watched
+    start: date | None = None  # the first scan reads orders created since (a backlog catches up over runs)
+    sweep_grace_minutes: int = Field(10, ge=0, le=24 * 60)  # delivery both: how long a webhook may still come
+    timeout_seconds: int = Field(120, ge=10, le=900)
+    memory_mb: int = Field(256, ge=128, le=10240)
+
+
 class SourceConfig(_Strict):
     """A system sending webhooks; the source is named after its system (``switchyard.registry``)."""
 
     description: str = ""
+    # push: signed webhooks only; poll: the poller is the source; both: webhooks, and the poll sweeps for
+    # what they missed (the same event ids on both paths)
+    delivery: Literal["push", "poll", "both"] = "push"
+    poll: PollConfig | None = None
     # standard-webhooks (HMAC over id.timestamp.body), or a scheme the system registers
     signature: str
     # envelope: one {"type", "timestamp", "data"}; another: a format the system registers, split by it
@@ -36,6 +54,12 @@ class SourceConfig(_Strict):
     # what a queued delivery is answered with: 202, unless the sender counts only 200 (some retry a 202)
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
+
+    @model_validator(mode="after")
+    def _poll_when_polled(self) -> SourceConfig:
+        if (self.delivery != "push") != (self.poll is not None):
+            raise ValueError("poll settings go with delivery: poll or both, only")
+        return self
 
 
 class ConnectionConfig(_Strict):
@@ -141,6 +165,10 @@ class Catalog(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:
+        for name, polled in self.polled_sources().items():
+            assert polled.poll is not None
+            if polled.poll.connection not in self.connections:
+                raise ValueError(f"source {name!r}: unknown poll connection {polled.poll.connection!r}")
         for name, flow in self.flows.items():
             source = self.sources.get(flow.source)
             if source is None:
@@ -164,6 +192,10 @@ class Catalog(_Strict):
                 if reverse is None or reverse.two_way is None or reverse.two_way.reverse != name:
                     raise ValueError(f"flow {name!r}: two_way.reverse must name a flow whose two_way.reverse is it")
         return self
+
+    def polled_sources(self) -> dict[str, SourceConfig]:
+        """Sources read by a poller (delivery poll or both)."""
+        return {name: source for name, source in self.sources.items() if source.poll is not None}
 
     def flows_for(self, source: str, event_type: str) -> list[FlowConfig]:
         """Flows subscribed to one event type of one source, in declaration order."""

@@ -76,6 +76,7 @@ def build_ingest(settings: IngestSettings) -> IngestService:
         max_body_bytes=settings.max_body_bytes,
         formats={name: source.format for name, source in settings.sources.items()},
         ack_statuses={name: source.ack_status for name, source in settings.sources.items()},
+        on_queued=_pushed_recorder(settings),
     )
 
 
@@ -166,6 +167,34 @@ def _context(catalog: Catalog, flow: FlowConfig, settings: WorkerSettings | Step
     return FlowContext(flow=flow, catalog=catalog, adapters=AwsAdapters(
         flow, table=settings.idempotency_table, connection_secret_arns=settings.connection_secret_arns,
         time_scale=settings.rate_limit_time_scale))
+
+
+def _pushed_recorder(settings: IngestSettings) -> Any:
+    """For sources a poller sweeps: record the ids their webhooks queued, so the sweep does not queue them
+    again. A failure to record is logged, not answered 503: the events are queued; at worst the sweep queues
+    them once more after its grace period, and the targets find what exists."""
+    if not settings.swept_sources:
+        return None
+    if not settings.table:
+        raise ValueError("SWITCHYARD_SWEPT_SOURCES is set but SWITCHYARD_IDEMPOTENCY_TABLE is not")
+    import logging
+
+    from switchyard.polling import DynamoPushedLog
+
+    dynamodb = clients.client("dynamodb")
+    table = settings.table
+    logs = {source: DynamoPushedLog(dynamodb, table, source=source) for source in settings.swept_sources}
+
+    def record(source: str, event_ids: Any) -> None:
+        log = logs.get(source)
+        if log is None:
+            return
+        try:
+            log.record(list(event_ids))
+        except Exception:  # queued already: see the docstring
+            logging.getLogger(__name__).exception("could not record pushed event ids for the sweep")
+
+    return record
 
 
 class WorkerApp(NamedTuple):
@@ -344,3 +373,41 @@ def build_waits(flow_name: str, table: str) -> Any:
     from switchyard.waits import Waits
 
     return Waits(clients.client("dynamodb"), table, clients.client("stepfunctions"), flow_name)
+
+
+# --------------------------------------------------------------------------- poller (issue 10)
+
+def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left: Any = None) -> Any:
+    """The ``Poller`` of one polled source (``PollerSettings``); ``grace_seconds`` overrides the sweep's
+    grace for this run (an operator's "recover now" after a known sender outage)."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from switchyard.envelopes import validate_envelope
+    from switchyard.polling import DynamoPollStore, DynamoPushedLog, Poller, PollSettings, QueueingPublisher
+    from switchyard.table_keys import PollKeys
+
+    factory = registry.system(settings.system).poll_source
+    if factory is None:
+        raise ValueError(f"system {settings.system!r} registers no poll source")
+    secret = SecretReader(clients.client("secretsmanager")).get_json(settings.connection_secret_arn)
+    dynamodb = clients.client("dynamodb")
+    keys = PollKeys(connection=settings.connection, source=settings.source)
+    poll = settings.poll
+    start = poll.get("start")
+    grace = timedelta(minutes=int(poll.get("sweep_grace_minutes", 10)))
+    options = PollSettings(
+        page_size=int(poll.get("page_size", 100)), max_pages=int(poll.get("max_pages", 10)),
+        lookback=timedelta(days=int(poll.get("lookback_days", 30))),
+        start=datetime.fromisoformat(start).replace(tzinfo=UTC) if start else None,
+        mode="both" if settings.delivery == "both" else "poll",
+        sweep_grace=grace if grace_seconds is None else timedelta(seconds=grace_seconds),
+    )
+    publish = QueueingPublisher(source=settings.source, routes=settings.routes,
+                                publisher=SqsQueues(clients.client("sqs")))
+    def validate(event: Any) -> None:  # the webhook's own schema: a poll queues nothing ingest would refuse
+        validate_envelope(settings.source, json.loads(event.body))
+
+    return Poller(factory(secret), DynamoPollStore(dynamodb, settings.table, keys=keys), publish, options,
+                  pushed=DynamoPushedLog(dynamodb, settings.table, source=settings.source), validate=validate,
+                  time_left=time_left)

@@ -190,6 +190,9 @@ class System:
     step_sets: Mapping[str, StepSet] = field(default_factory=dict)
     mapping: MappingSpec | None = None
     echoes: EchoRules | None = None
+    # connection secret -> the source a poller reads changes from (``switchyard.polling.PollSource``), for a
+    # system that cannot push (or whose webhooks a poll sweeps)
+    poll_source: Callable[[Secret], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,19 @@ class IngestSettings(_Settings):
     sources: dict[str, SourceSettings]  # source -> where its signing secrets live
     routes: dict[str, dict[str, dict[str, str]]]  # source -> event type -> flow -> queue URL
     max_body_bytes: int
+    # sources also swept by a poller (delivery both): the ids their webhooks queued are recorded in the table
+    swept_sources: tuple[str, ...] = ()
+    table: str | None = None
 
     ENV: ClassVar[dict[str, str]] = {
         "stage": "SWITCHYARD_STAGE",
         "sources": "SWITCHYARD_SOURCES",
         "routes": "SWITCHYARD_ROUTES",
         "max_body_bytes": "SWITCHYARD_MAX_BODY_BYTES",
+        "swept_sources": "SWITCHYARD_SWEPT_SOURCES",
+        "table": "SWITCHYARD_IDEMPOTENCY_TABLE",
     }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_SWEPT_SOURCES", "SWITCHYARD_IDEMPOTENCY_TABLE"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
@@ -96,6 +102,8 @@ class IngestSettings(_Settings):
             sources=sources,
             routes=_json_object(environ, "SWITCHYARD_ROUTES"),
             max_body_bytes=_positive_int(environ, "SWITCHYARD_MAX_BODY_BYTES"),
+            swept_sources=tuple(s for s in (environ.get("SWITCHYARD_SWEPT_SOURCES") or "").split(",") if s),
+            table=environ.get("SWITCHYARD_IDEMPOTENCY_TABLE") or None,
         )
 
 
@@ -189,3 +197,50 @@ def _string_map(environ: Mapping[str, str], name: str) -> dict[str, str]:
     if not all(isinstance(v, str) and v for v in value.values()):
         raise SettingsError(f"{name} must map names to non-empty strings")
     return value
+
+
+@dataclass(frozen=True)
+class PollerSettings(_Settings):
+    """``functions/poller``: one deployed instance per polled source (``delivery: poll`` or ``both``).
+
+    ``poll`` holds the catalog's ``PollConfig`` fields as JSON (``switchyard.catalog.PollConfig``);
+    ``routes`` the source's event type -> flow -> queue URL, as ingest has them."""
+
+    stage: str
+    source: str
+    delivery: str  # poll or both
+    system: str  # of the poll connection: which system's poll source reads it
+    connection: str
+    connection_secret_arn: str
+    table: str
+    routes: dict[str, dict[str, str]]
+    poll: dict[str, Any]
+
+    ENV: ClassVar[dict[str, str]] = {
+        "stage": "SWITCHYARD_STAGE",
+        "source": "SWITCHYARD_SOURCE",
+        "delivery": "SWITCHYARD_DELIVERY",
+        "system": "SWITCHYARD_POLL_SYSTEM",
+        "connection": "SWITCHYARD_POLL_CONNECTION",
+        "connection_secret_arn": "SWITCHYARD_CONNECTION_SECRET_ARN",
+        "table": "SWITCHYARD_IDEMPOTENCY_TABLE",
+        "routes": "SWITCHYARD_ROUTES",
+        "poll": "SWITCHYARD_POLL",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PollerSettings:
+        delivery = _env(environ, "SWITCHYARD_DELIVERY")
+        if delivery not in ("poll", "both"):
+            raise SettingsError("SWITCHYARD_DELIVERY must be poll or both")
+        return cls(
+            stage=_env(environ, "SWITCHYARD_STAGE"),
+            source=_env(environ, "SWITCHYARD_SOURCE"),
+            delivery=delivery,
+            system=_env(environ, "SWITCHYARD_POLL_SYSTEM"),
+            connection=_env(environ, "SWITCHYARD_POLL_CONNECTION"),
+            connection_secret_arn=_env(environ, "SWITCHYARD_CONNECTION_SECRET_ARN"),
+            table=_env(environ, "SWITCHYARD_IDEMPOTENCY_TABLE"),
+            routes=_json_object(environ, "SWITCHYARD_ROUTES"),
+            poll=_json_object(environ, "SWITCHYARD_POLL"),
+        )

@@ -30,6 +30,11 @@ wait           the flow whose execution waits          a state machine's wait fo
 breaker        the connection                          the connection's circuit breaker (closed, open, half-open;
                                                        ``switchyard.circuit_breaker``), read and written by every
                                                        function that calls it
+poll           the polled connection                   the poller's scan cursor and a snapshot per item it has
+                                                       seen (``switchyard.polling``), written only by its poller
+pushed         the source                              ids of events its webhooks queued, written by ingest and
+                                                       read by the source's sweep (a source both pushed and
+                                                       polled)
 =============  ======================================  =====================================================
 
 Scopes are catalog names (``[a-z0-9-]``), so no scope is a prefix of another once ``#`` follows, and
@@ -62,6 +67,8 @@ class Store(StrEnum):
     DROPS = "drop"
     WAITS = "wait"
     CIRCUIT_BREAKER = "breaker"
+    POLL = "poll"
+    PUSHED = "pushed"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -76,6 +83,8 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.DROPS: ("PutItem",),  # listing them is an operator's Scan, never a function's
     Store.WAITS: ("GetItem", "UpdateItem"),
     Store.CIRCUIT_BREAKER: ("GetItem", "UpdateItem"),
+    Store.POLL: ("GetItem", "PutItem"),
+    Store.PUSHED: ("GetItem", "PutItem"),  # ingest puts, the sweep reads
 }
 
 
@@ -188,12 +197,58 @@ class ConnectionKeys:
         return _key(Store.CIRCUIT_BREAKER, self.connection, "state")
 
 
+@dataclass(frozen=True)
+class PollKeys:
+    """The keys of one polled connection (cursor, snapshots) and of its source's pushed-event log."""
+
+    connection: str
+    source: str
+
+    def __post_init__(self) -> None:
+        _checked(self.connection, "connection")
+        _checked(self.source, "source")
+
+    def cursor(self) -> str:
+        return _key(Store.POLL, self.connection, "cursor")
+
+    def snapshot(self, item: str) -> str:
+        return _key(Store.POLL, self.connection, "item", item)
+
+    def item_key(self, table_key: str) -> str:
+        """The item key back from ``snapshot(item)``."""
+        return table_key.removeprefix(_key(Store.POLL, self.connection, "item") + SEPARATOR)
+
+    def pushed(self, event_id: str) -> str:
+        return pushed_key(self.source, event_id)
+
+
+def pushed_key(source: str, event_id: str = "") -> str:
+    """A source's record that its webhooks queued ``event_id``; with no id, the prefix of all of them."""
+    return _key(Store.PUSHED, _checked(source, "source"), event_id)
+
+
+def poll_grants(connection: str, source: str) -> tuple[TableGrant, ...]:
+    """What a poller may reach: its connection's cursor and snapshots, and its source's pushed log."""
+    return (TableGrant(Store.POLL, _checked(connection, "connection")),
+            TableGrant(Store.PUSHED, _checked(source, "source"), only=("GetItem",)))
+
+
+def pushed_grant(source: str) -> TableGrant:
+    """What ingest needs for a source that is also swept: recording the ids its webhooks queued."""
+    return TableGrant(Store.PUSHED, _checked(source, "source"), only=("PutItem",))
+
+
 @dataclass(frozen=True, order=True)
 class TableGrant:
     """One store's items under one scope, and the actions on them: ``prefix`` + anything."""
 
     store: Store
     scope: str
+    only: tuple[str, ...] = ()  # a subset of the store's actions, for a function that needs fewer
+
+    def __post_init__(self) -> None:
+        if not set(self.only) <= set(STORE_ACTIONS[self.store]):
+            raise ValueError(f"{self.store} items are never reached with {sorted(set(self.only))}")
 
     @property
     def prefix(self) -> str:
@@ -201,7 +256,7 @@ class TableGrant:
 
     @property
     def actions(self) -> tuple[str, ...]:
-        return STORE_ACTIONS[self.store]
+        return self.only or STORE_ACTIONS[self.store]
 
 
 def delivering_role(flow: FlowConfig) -> FunctionRole:

@@ -101,7 +101,7 @@ def strict(tmp_path_factory):
     stages = project_context()[STAGES_CONTEXT]
     thresholds = {"dead_letters": 5, "oldest_message_age_minutes": 45, "worker_errors": 3, "worker_throttles": 4,
                   "executions_failed": 6, "ingest_5xx": 7, "ingest_errors": 8, "signature_rejected": 90,
-                  "table_throttle_events": 11}
+                  "table_throttle_events": 11, "poll_failures": 12, "poll_lag_minutes": 13, "poll_recovered": 14}
     context = {STAGES_CONTEXT: {**stages, "dev": {**stages["dev"], "alarm_thresholds": thresholds}},
                BUNDLE_DEPENDENCIES_CONTEXT: False}
     assembly = synth_assembly(build_app(stages=["dev"], context=context, outdir=outdir), outdir)
@@ -123,6 +123,7 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "SignatureRejected": {90}, "ReadThrottleEvents": {11}, "WriteThrottleEvents": {11},
         "ConnectionNeedsReconnect": {1},  # not a stage setting: one waiting event means someone must reconnect
         "CircuitOpen": {1},  # neither: an open breaker means a target is down
+        "PollFailures": {12}, "PollLagSeconds": {13 * 60}, "PollRecoveredBySweep": {14},
     }
     # dev declares none: the defaults, the first occurrence pages (signatures: a spike of 20)
     assert thresholds(dev) == {
@@ -130,6 +131,7 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "Throttles": {1}, "ExecutionsFailed": {1}, "ExecutionsTimedOut": {1}, "5xx": {1},
         "SignatureRejected": {20}, "ReadThrottleEvents": {1}, "WriteThrottleEvents": {1},
         "ConnectionNeedsReconnect": {1}, "CircuitOpen": {1},
+        "PollFailures": {3}, "PollLagSeconds": {15 * 60}, "PollRecoveredBySweep": {1},  # three failed runs in a row
     }
     (rejected,) = [a for a in strict.of_type("AWS::CloudWatch::Alarm")
                    if a.properties["MetricName"] == "SignatureRejected"]

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 @pytest.fixture(scope="module")
 def functions(dev):
     found = dev.of_type("AWS::Lambda::Function")
-    assert {f.metadata.get("switchyard:role") for f in found} == {"ingest", "worker", "steps"}
+    assert {f.metadata.get("switchyard:role") for f in found} == {"ingest", "worker", "steps", "poller"}
     return found
 
 

@@ -136,9 +136,10 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
     }
 
 
-def test_ingest_function_has_no_table_access(dev):
+def test_ingest_function_may_only_record_the_pushed_ids_of_swept_sources(dev, catalog):
     (ingest,) = dev.tagged(role="ingest")
-    assert table_statements(dev, ingest) == []
+    swept = [name for name, source in catalog.sources.items() if source.delivery == "both"]
+    assert granted_patterns(dev, ingest) == {f"pushed#{name}#*": {"dynamodb:PutItem"} for name in swept}
 
 
 def test_every_key_the_library_builds_for_a_flow_is_granted_to_the_function_that_builds_it(dev, catalog):

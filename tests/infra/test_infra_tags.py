@@ -29,7 +29,7 @@ def test_every_taggable_resource_carries_project_stage_and_component(dev):
         tags = tags_of(resource)
         assert tags.get("project") == "switchyard", resource.logical_id
         assert tags.get("stage") == "dev", resource.logical_id
-        assert tags.get("component") in {"ingress", "flow", "monitoring", "shared"}, resource.logical_id
+        assert tags.get("component") in {"ingress", "flow", "monitoring", "shared", "poller"}, resource.logical_id
 
 
 def test_a_flows_resources_carry_its_flow_and_integration(dev, catalog):

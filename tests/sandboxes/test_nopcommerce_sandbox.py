@@ -790,3 +790,100 @@ def test_admin_faults_queue_slow_answers_and_reject_bad_ones(sandbox: NopCommerc
     for bad in ({"seconds": 1, "carry_out": "never"}, {"n": 1}, "slow"):
         assert anonymous.post("/_sandbox/faults", json={"slow_next": bad}).status_code == 400
     assert anonymous.delete("/_sandbox/faults").status_code == 200 and sandbox._slow == []
+
+
+# --------------------------------------------------------------------------- checkout and admin changes (no webhook)
+
+
+@pytest.fixture
+def placed(sandbox: NopCommerceSandbox, sample: Any) -> dict[str, Any]:
+    data = sample("nop_order_b2b")["data"]
+    data["Order"]["PaymentStatusId"] = 10  # pay later
+    return sandbox.place_order(data)
+
+
+def test_checkout_stores_items_customer_and_addresses_readable_through_the_plugin_routes(
+    client: httpx.Client, placed: dict[str, Any]
+) -> None:
+    items = client.get(f"/api-backend/OrderItem/GetOrderItems/{placed['id']}").json()
+    customer = client.get(f"/api-backend/Customer/GetById/{placed['customer_id']}").json()
+    billing = client.get(f"/api-backend/Address/GetById/{placed['billing_address_id']}").json()
+    shipping = client.get(f"/api-backend/Address/GetById/{placed['shipping_address_id']}").json()
+    product = client.get(f"/api-backend/Product/GetById/{items[0]['product_id']}").json()
+
+    assert placed["id"] == 1042 and placed["customer_id"] == 77
+    assert [(i["id"], i["product_id"], i["quantity"], i["price_excl_tax"]) for i in items] == [
+        (5001, 31, 2, 900.0), (5002, 48, 4, 360.0)]
+    assert customer["email"] == " Jane.Doe@Acme-Corp.example " and customer["company"] == "Acme Corp"
+    assert billing["city"] == "Springfield" and billing["email"] == "jane.doe@acme-corp.example"
+    assert shipping["address1"] == "1 Main St"
+    assert (product["name"], product["sku"]) == ("Standing desk", "DESK-STD-01")
+
+
+def test_order_items_of_an_unknown_order_are_an_empty_list_and_unknown_entities_404_with_a_string(
+    client: httpx.Client,
+) -> None:
+    assert client.get("/api-backend/OrderItem/GetOrderItems/99").json() == []
+    missing = client.get("/api-backend/Customer/GetById/99")
+    assert (missing.status_code, missing.json()) == (404, "Customer Id=99 not found")
+    assert client.get("/api-backend/Address/GetById/0").status_code == 400
+
+
+def test_mark_paid_then_ship_then_deliver_follows_check_order_status(
+    sandbox: NopCommerceSandbox, placed: dict[str, Any], clock: FakeClock
+) -> None:
+    clock.advance(60)
+    paid = sandbox.mark_paid(placed["id"])
+    assert (paid["order_status_id"], paid["payment_status_id"], paid["shipping_status_id"]) == (20, 30, 20)
+    assert paid["paid_date_utc"] == "2023-11-14T22:14:20"
+    shipped = sandbox.ship(placed["id"])
+    assert (shipped["order_status_id"], shipped["shipping_status_id"]) == (20, 30)  # complete when delivered
+    delivered = sandbox.ship(placed["id"], delivered=True)
+    assert (delivered["order_status_id"], delivered["shipping_status_id"]) == (30, 40)
+
+
+def test_shipping_an_unpaid_order_makes_it_processing_not_complete(
+    sandbox: NopCommerceSandbox, placed: dict[str, Any]
+) -> None:
+    order = sandbox.ship(placed["id"], delivered=True)
+    assert (order["order_status_id"], order["payment_status_id"]) == (20, 10)
+
+
+def test_cancel_voids_an_authorized_payment_and_keeps_a_pending_one(sandbox: NopCommerceSandbox) -> None:
+    authorized = sandbox.seed_order(payment_status_id=20)
+    pending = sandbox.seed_order()
+    assert (sandbox.cancel(authorized["id"])["order_status_id"], sandbox.order(authorized["id"])["payment_status_id"]) \
+        == (40, 50)
+    assert sandbox.cancel(pending["id"])["payment_status_id"] == 10
+
+
+def test_partial_then_full_refund_sets_refunded_amount_and_payment_status_35_then_40(
+    sandbox: NopCommerceSandbox,
+) -> None:
+    order = sandbox.seed_order(order_total=100.0, payment_status_id=30)
+    partial = sandbox.refund(order["id"], 30.25)
+    assert (partial["refunded_amount"], partial["payment_status_id"]) == (30.25, 35)
+    full = sandbox.refund(order["id"])
+    assert (full["refunded_amount"], full["payment_status_id"]) == (100.0, 40)
+    with pytest.raises(ValueError, match="not paid"):
+        sandbox.refund(order["id"], 1.0)
+
+
+def test_a_refund_larger_than_what_is_left_is_refused(sandbox: NopCommerceSandbox) -> None:
+    order = sandbox.seed_order(order_total=10.0, payment_status_id=30)
+    with pytest.raises(ValueError, match="does not fit"):
+        sandbox.refund(order["id"], 10.01)
+    assert sandbox.order(order["id"])["refunded_amount"] == 0.0
+
+
+def test_admin_routes_check_out_and_change_orders(anonymous: httpx.Client, sample: Any) -> None:
+    data = sample("nop_order_small")["data"]
+    created = anonymous.post("/_sandbox/checkout", json=data)
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+    refunded = anonymous.post(f"/_sandbox/orders/{order_id}/pay")
+    assert refunded.json()["payment_status_id"] == 30
+    part = anonymous.post(f"/_sandbox/orders/{order_id}/refund", json={"amount": 1.0}).json()
+    assert (part["payment_status_id"], part["refunded_amount"]) == (35, 1.0)
+    assert anonymous.post(f"/_sandbox/orders/{order_id}/explode").status_code == 404
+    assert anonymous.post("/_sandbox/orders/999/pay").status_code == 404

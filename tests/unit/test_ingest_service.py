@@ -217,3 +217,27 @@ def test_accept_publisher_failure_raises_enqueue_error(service_for, signed, samp
 
     assert "msg_x" in str(raised.value)
     assert isinstance(raised.value.__cause__, ConnectionError)
+
+
+# --------------------------------------------------------------------------- swept sources (issue 10)
+
+
+def test_queued_event_ids_are_told_to_the_sweep_log_only_once_queued(
+    signing_secret: str, signed, sample_text: Callable[[str], str]
+) -> None:
+    told: list[tuple[str, list[str]]] = []
+    authenticator = StandardWebhookAuthenticator([signing_secret], clock=lambda: NOW)
+
+    def service(publisher: Any) -> IngestService:
+        return IngestService(routes=ROUTES, authenticator_for=lambda _source: authenticator, publisher=publisher,
+                             max_body_bytes=256 * 1024, clock=lambda: RECEIVED_AT,
+                             on_queued=lambda source, ids: told.append((source, list(ids))))
+
+    body = sample_text("nop_order_b2b").encode()
+    service(FakePublisher()).accept(signed(body, event_id="nopcommerce:order:g:placed"))
+    with pytest.raises(EnqueueError):
+        service(FakePublisher(fail_on=OTHER_QUEUE)).accept(signed(body, event_id="nopcommerce:order:h:placed"))
+    with pytest.raises(SignatureError):
+        service(FakePublisher()).accept(WebhookRequest(source="nopcommerce", headers={}, body=body))
+
+    assert told == [("nopcommerce", ["nopcommerce:order:g:placed"])]

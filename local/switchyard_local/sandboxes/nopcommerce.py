@@ -48,6 +48,13 @@ and this sandbox therefore does:
   before the late answer (the shop was busy: a lookup made meanwhile finds nothing yet) or at once with only
   the answer late. This is how a retried write turns into a duplicate.
 
+Checkout and the admin change orders through ``place_order`` (order, items, customer, addresses), ``mark_paid``,
+``ship``, ``cancel`` and ``refund`` (``RefundedAmount``, PaymentStatusId 35/40), with nopCommerce's own status
+rules (``CheckOrderStatusAsync``); like a real shop, none of them sends anything anywhere. The poller reads
+them back through ``Order/Search``, ``OrderItem/GetOrderItems/{orderId}``, ``Customer/GetById/{id}``,
+``Address/GetById/{id}`` and ``Product/GetById/{id}`` (the plugin's ``[controller]/[action]/{id}`` pattern;
+``OrderItemController`` read in the plugin source, the Customer and Address actions by the same pattern).
+
 Sandbox-only additions (not in the plugin): the ``/_sandbox/*`` admin routes, ``strict_enums`` (on by
 default: unknown ``order_status_id``/``payment_status_id``/``shipping_status_id``/``manage_inventory_method_id``
 values get a 400 validation problem, while the real plugin stores any integer), ``ignored_fields``,
@@ -266,6 +273,35 @@ PRODUCT_SPECIFICATION_DTO = DtoSpec.parse(
     """
     ProductId:int AttributeTypeId:int SpecificationAttributeOptionId:int CustomValue:str AllowFiltering:bool
     ShowOnProductPage:bool DisplayOrder:int
+    """,
+)
+
+ORDER_ITEM_DTO = DtoSpec.parse(
+    "OrderItemDto",
+    """
+    OrderItemGuid:guid OrderId:int ProductId:int Quantity:int UnitPriceInclTax:dec UnitPriceExclTax:dec
+    PriceInclTax:dec PriceExclTax:dec DiscountAmountInclTax:dec DiscountAmountExclTax:dec OriginalProductCost:dec
+    AttributeDescription:str AttributesXml:str DownloadCount:int IsDownloadActivated:bool LicenseDownloadId:int?
+    ItemWeight:dec? RentalStartDateUtc:date? RentalEndDateUtc:date?
+    """,
+)
+
+CUSTOMER_DTO = DtoSpec.parse(
+    "CustomerDto",
+    """
+    CustomerGuid:guid Username:str Email:str FirstName:str LastName:str Gender:str DateOfBirth:date? Company:str
+    StreetAddress:str StreetAddress2:str ZipPostalCode:str City:str County:str CountryId:int StateProvinceId:int
+    Phone:str Fax:str VatNumber:str AdminComment:str IsTaxExempt:bool AffiliateId:int VendorId:int Active:bool
+    Deleted:bool IsSystemAccount:bool CreatedOnUtc:date LastActivityDateUtc:date RegisteredInStoreId:int
+    BillingAddressId:int? ShippingAddressId:int?
+    """,
+)
+
+ADDRESS_DTO = DtoSpec.parse(
+    "AddressDto",
+    """
+    FirstName:str LastName:str Email:str Company:str CountryId:int? StateProvinceId:int? County:str City:str
+    Address1:str Address2:str ZipPostalCode:str PhoneNumber:str FaxNumber:str CustomAttributes:str CreatedOnUtc:date
     """,
 )
 
@@ -511,6 +547,9 @@ _ROUTES = Map(
         Rule("/api-backend/order/getbycustomordernumber", endpoint="order_get_by_custom_number", methods=["GET"]),
         Rule("/api-backend/order/search", endpoint="order_search", methods=["GET"]),
         Rule("/api-backend/order/update", endpoint="order_update", methods=["PUT"]),
+        Rule("/api-backend/orderitem/getorderitems/<order_id>", endpoint="order_items", methods=["GET"]),
+        Rule("/api-backend/customer/getbyid/<id>", endpoint="customer_get_by_id", methods=["GET"]),
+        Rule("/api-backend/address/getbyid/<id>", endpoint="address_get_by_id", methods=["GET"]),
         Rule("/api-backend/ordernote/create", endpoint="note_create", methods=["POST"]),
         Rule("/api-backend/ordernote/getbyid/<id>", endpoint="note_get_by_id", methods=["GET"]),
         Rule("/api-backend/ordernote/getordernotesbyorderid/<order_id>", endpoint="notes_by_order", methods=["GET"]),
@@ -541,6 +580,8 @@ _ROUTES = Map(
         Rule("/_sandbox/faults", endpoint="admin_clear_faults", methods=["DELETE"]),
         Rule("/_sandbox/orders", endpoint="admin_seed_order", methods=["POST"]),
         Rule("/_sandbox/products", endpoint="admin_seed_product", methods=["POST"]),
+        Rule("/_sandbox/checkout", endpoint="admin_checkout", methods=["POST"]),
+        Rule("/_sandbox/orders/<order_id>/<action>", endpoint="admin_order_action", methods=["POST"]),
     ],
     strict_slashes=False,
 )
@@ -571,6 +612,9 @@ class _State:
     inventory_notes: list[dict[str, Any]] = field(default_factory=list)
     ignored_fields: list[dict[str, Any]] = field(default_factory=list)
     ignored_filters: list[dict[str, Any]] = field(default_factory=list)
+    order_items: dict[int, dict[str, Any]] = field(default_factory=dict)
+    shoppers: dict[int, dict[str, Any]] = field(default_factory=dict)  # Customer DTOs of checkout customers
+    addresses: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -842,6 +886,110 @@ class NopCommerceSandbox(http.SandboxApp):
                            key=lambda s: s["id"])
             return [{**copy.deepcopy(s), "items": [copy.deepcopy(i) for i in self._state.shipment_items.values()
                                                    if i["shipment_id"] == s["id"]]} for s in found]
+
+    # ----------------------------------------------------------------- checkout and admin (no webhook)
+
+    def place_order(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A shopper checks out: the order, its items, the customer and the addresses are stored as checkout
+        stores them. ``data`` has the shape of an ``order.placed`` webhook's data (``Order``, ``OrderItems``
+        with their ``Product``, ``Customer``, ``BillingAddress``, optional ``ShippingAddress``; nopCommerce
+        names), so a test can compare what the poller reads back with what was placed. Nothing is sent
+        anywhere: nopCommerce has no webhooks. Returns the stored order DTO."""
+        with self._lock:
+            now = _epoch_to_wire(self.clock())
+            customer = dict(data.get("Customer") or {})
+            customer_id = int(customer.pop("Id", 0) or 0) or max(
+                [*self._state.customers, *self._state.shoppers, 0]) + 1
+            if customer_id not in self._state.shoppers and customer_id not in self._state.customers:
+                shopper = {**CUSTOMER_DTO.defaults(), **_seed_values(CUSTOMER_DTO, customer),
+                           "id": customer_id, "active": True, "registered_in_store_id": 1,
+                           "created_on_utc": now, "last_activity_date_utc": now}
+                if shopper["customer_guid"] == EMPTY_GUID:
+                    shopper["customer_guid"] = str(uuid.uuid5(_GUID_NAMESPACE, f"shopper:{customer_id}"))
+                self._state.shoppers[customer_id] = shopper
+            address_ids = {}
+            for name in ("BillingAddress", "ShippingAddress"):
+                if data.get(name) is not None:
+                    address_id = _next_id(self._state.addresses)
+                    self._state.addresses[address_id] = {**ADDRESS_DTO.defaults(),
+                                                         **_seed_values(ADDRESS_DTO, data[name]),
+                                                         "id": address_id, "created_on_utc": now}
+                    address_ids[name] = address_id
+            order_fields = _with_excl_tax({key: value for key, value in dict(data["Order"]).items()
+                                           if key != "CustomerId"}, _ORDER_TAX_PAIRS)
+            order = self.seed_order(order_fields, customer_id=customer_id,
+                                    billing_address_id=address_ids.get("BillingAddress", 0),
+                                    shipping_address_id=address_ids.get("ShippingAddress"))
+            for raw_item in data.get("OrderItems") or ():
+                item = _with_excl_tax(dict(raw_item), _ITEM_TAX_PAIRS)
+                product = dict(item.pop("Product", None) or {})
+                product_id = int(item.get("ProductId") or product.get("Id") or 0)
+                if product_id not in self._state.products:
+                    extra = {"id": product_id} if product_id else {}
+                    product_id = self.seed_product(name=str(product.get("Name") or f"Product {product_id}"),
+                                                   sku=str(product.get("Sku") or ""), stock=100, **extra)["id"]
+                values = {**ORDER_ITEM_DTO.defaults(), **_seed_values(ORDER_ITEM_DTO, item),
+                          "order_id": order["id"], "product_id": product_id}
+                if not values["id"] or values["id"] in self._state.order_items:
+                    values["id"] = _next_id(self._state.order_items)  # an identity column: the shop numbers it
+                if values["order_item_guid"] == EMPTY_GUID:
+                    values["order_item_guid"] = str(uuid.uuid5(_GUID_NAMESPACE, f"order-item:{values['id']}"))
+                self._state.order_items[values["id"]] = values
+            return copy.deepcopy(self._state.orders[order["id"]])
+
+    def mark_paid(self, order_id: int) -> dict[str, Any]:
+        """The admin's "Mark as paid" (``MarkOrderAsPaidAsync``): Paid, ``PaidDateUtc`` now, then the order
+        status as ``CheckOrderStatusAsync`` derives it."""
+        with self._lock:
+            order = self._state.orders[order_id]
+            order.update(payment_status_id=30, paid_date_utc=_epoch_to_wire(self.clock()))
+            self._check_order_status(order)
+            return copy.deepcopy(order)
+
+    def ship(self, order_id: int, *, delivered: bool = False) -> dict[str, Any]:
+        """A shipment of every item is sent (``ShipmentSentEvent``), or delivered; the order status follows."""
+        with self._lock:
+            order = self._state.orders[order_id]
+            order["shipping_status_id"] = 40 if delivered else 30
+            self._check_order_status(order)
+            return copy.deepcopy(order)
+
+    def cancel(self, order_id: int) -> dict[str, Any]:
+        """The admin cancels the order (``CancelOrderAsync``): Cancelled; an authorized payment is voided."""
+        with self._lock:
+            order = self._state.orders[order_id]
+            order["order_status_id"] = 40
+            if order["payment_status_id"] == 20:
+                order["payment_status_id"] = 50
+            return copy.deepcopy(order)
+
+    def refund(self, order_id: int, amount: float | None = None) -> dict[str, Any]:
+        """An offline refund (``RefundOfflineAsync`` / ``PartiallyRefundOfflineAsync``): ``RefundedAmount`` grows;
+        PartiallyRefunded (35) until it reaches ``OrderTotal``, then Refunded (40). ``amount`` None: the rest."""
+        with self._lock:
+            order = self._state.orders[order_id]
+            if order["payment_status_id"] not in (30, 35):
+                raise ValueError(f"order {order_id} is not paid (payment status {order['payment_status_id']})")
+            rest = round(order["order_total"] - order["refunded_amount"], 4)
+            amount = rest if amount is None else amount
+            if not 0 < amount <= rest:
+                raise ValueError(f"a refund of {amount} does not fit the {rest} still refundable")
+            order["refunded_amount"] = round(order["refunded_amount"] + amount, 4)
+            order["payment_status_id"] = 40 if order["refunded_amount"] >= order["order_total"] else 35
+            return copy.deepcopy(order)
+
+    @staticmethod
+    def _check_order_status(order: dict[str, Any]) -> None:
+        """``OrderProcessingService.CheckOrderStatusAsync`` with ``CompleteOrderWhenDelivered`` on (the default):
+        Pending becomes Processing once paid/authorized or shipped; Complete once paid and delivered (or
+        paid and needing no shipping). Cancelled and Complete orders are left alone."""
+        if order["order_status_id"] in (30, 40):
+            return
+        if order["order_status_id"] == 10 and (order["payment_status_id"] in (20, 30)
+                                               or order["shipping_status_id"] in (25, 30, 40)):
+            order["order_status_id"] = 20
+        if order["payment_status_id"] == 30 and order["shipping_status_id"] in (10, 40):
+            order["order_status_id"] = 30
 
     def notes(self, order_id: int) -> list[dict[str, Any]]:
         """The order's notes in insertion order (empty if none)."""
@@ -1340,6 +1488,39 @@ class NopCommerceSandbox(http.SandboxApp):
                 found[attribute["name"]] = option["name"]
             return found
 
+    # ----------------------------------------------------------------- OrderItem, Customer, Address
+
+    def _ep_order_items(self, request: Request, order_id: str) -> Response:
+        """``OrderItem/GetOrderItems/{orderId}``: the order's items (an unknown order has none: an empty list)."""
+        wanted = _parse_int(order_id, "orderId")
+        if wanted <= 0:
+            raise _bad_request()
+        items = sorted((i for i in self._state.order_items.values() if i["order_id"] == wanted),
+                       key=lambda item: item["id"])
+        return http.json_response(copy.deepcopy(items))
+
+    def _ep_customer_get_by_id(self, request: Request, id: str) -> Response:
+        customer_id = _parse_int(id, "id")
+        if customer_id <= 0:
+            raise _bad_request()
+        customer = self._state.shoppers.get(customer_id)
+        if customer is None and customer_id in self._state.customers:
+            api = self._state.customers[customer_id]
+            customer = {**CUSTOMER_DTO.defaults(), "id": api.id, "email": api.email, "username": api.email,
+                        "customer_guid": api.customer_guid, "active": api.active}
+        if customer is None:
+            raise _Reply(_string(404, f"Customer Id={customer_id} not found"))
+        return http.json_response(copy.deepcopy(customer))
+
+    def _ep_address_get_by_id(self, request: Request, id: str) -> Response:
+        address_id = _parse_int(id, "id")
+        if address_id <= 0:
+            raise _bad_request()
+        address = self._state.addresses.get(address_id)
+        if address is None:
+            raise _Reply(_string(404, f"Address Id={address_id} not found"))
+        return http.json_response(copy.deepcopy(address))
+
     # ----------------------------------------------------------------- Product
 
     def _ep_product_get_by_id(self, request: Request, id: str) -> Response:
@@ -1430,6 +1611,31 @@ class NopCommerceSandbox(http.SandboxApp):
         except ValueError as error:
             return _admin_error(str(error))
 
+    def _ep_admin_checkout(self, request: Request) -> Response:
+        body = http.read_json_object(request)
+        if body is None or not isinstance(body.get("Order"), dict):
+            return _admin_error("the request body must be order.placed data: {Order, OrderItems, Customer, ...}")
+        try:
+            return http.json_response(self.place_order(body), status=201)
+        except (TypeError, ValueError, KeyError) as error:
+            return _admin_error(str(error))
+
+    def _ep_admin_order_action(self, request: Request, order_id: str, action: str) -> Response:
+        """``/_sandbox/orders/{id}/pay|ship|deliver|cancel|refund`` (refund: optional ``{"amount": 5.0}``)."""
+        body = http.read_json_object(request) or {}
+        actions: dict[str, Callable[[int], dict[str, Any]]] = {
+            "pay": self.mark_paid, "ship": self.ship, "deliver": lambda oid: self.ship(oid, delivered=True),
+            "cancel": self.cancel, "refund": lambda oid: self.refund(oid, body.get("amount")),
+        }
+        if action not in actions:
+            return _admin_error(f"unknown action {action!r}; one of {', '.join(actions)}", status=404)
+        try:
+            return http.json_response(actions[action](int(order_id)))
+        except KeyError:
+            return _admin_error(f"no order {order_id}", status=404)
+        except ValueError as error:
+            return _admin_error(str(error))
+
     def _ep_admin_seed_product(self, request: Request) -> Response:
         body = http.read_json_object(request)
         if body is None:
@@ -1494,6 +1700,24 @@ def _seed_values(spec: DtoSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(str(error)) from error
     if unknown:
         raise ValueError(f"unknown {spec.name} fields: {', '.join(sorted(unknown))}")
+    return values
+
+
+# checkout stores both sides of every amount; data that gives only the incl.-tax side is a shop without tax
+_ORDER_TAX_PAIRS = (("OrderSubtotalInclTax", "OrderSubtotalExclTax"),
+                    ("OrderSubTotalDiscountInclTax", "OrderSubTotalDiscountExclTax"),
+                    ("OrderShippingInclTax", "OrderShippingExclTax"),
+                    ("PaymentMethodAdditionalFeeInclTax", "PaymentMethodAdditionalFeeExclTax"))
+_ITEM_TAX_PAIRS = (("UnitPriceInclTax", "UnitPriceExclTax"), ("PriceInclTax", "PriceExclTax"),
+                   ("DiscountAmountInclTax", "DiscountAmountExclTax"))
+
+
+def _with_excl_tax(values: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    for incl, excl in pairs:
+        if values.get(excl) is None and values.get(incl) is not None:
+            values[excl] = values[incl]
+        if values.get(incl) is None and values.get(excl) is not None:
+            values[incl] = values[excl]
     return values
 
 

@@ -16,6 +16,7 @@ MODULES = {
     ('clarity', 'order.status_changed'): 'switchyard.validators.clarity_order_status_changed',
     ('nopcommerce', 'order.paid'): 'switchyard.validators.nopcommerce_order_paid',
     ('nopcommerce', 'order.placed'): 'switchyard.validators.nopcommerce_order_placed',
+    ('nopcommerce', 'order.refunded'): 'switchyard.validators.nopcommerce_order_refunded',
     ('nopcommerce', 'order.status_changed'): 'switchyard.validators.nopcommerce_order_status_changed',
     ('quickbooks', 'item.created'): 'switchyard.validators.quickbooks_item_created',
     ('quickbooks', 'item.deleted'): 'switchyard.validators.quickbooks_item_deleted',

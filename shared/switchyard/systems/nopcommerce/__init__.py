@@ -1,4 +1,5 @@
-"""nopCommerce: orders (Standard Webhooks from the Switchyard plugin), notes, statuses and product stock.
+"""nopCommerce: orders (the Web API backend plugin polled, or Standard Webhooks from a sender), notes,
+statuses and product stock.
 
 The registry entry (``switchyard.registry``); everything heavy is imported when first used.
 """
@@ -40,7 +41,7 @@ def _event_models() -> Mapping[str, type]:
     from switchyard.systems.nopcommerce import source
 
     return {"order.placed": source.OrderPlaced, "order.status_changed": source.OrderStatusChanged,
-            "order.paid": source.OrderPaid}
+            "order.paid": source.OrderPaid, "order.refunded": source.OrderRefunded}
 
 
 def _target(context: FlowContext) -> Any:
@@ -57,6 +58,14 @@ def _target(context: FlowContext) -> Any:
                                       context.client(context.flow.connection, secrets), state, mapping)
 
     return build
+
+
+def poll_source(connection_secret: Secret) -> Any:
+    """The poll source of ``switchyard.polling`` for one shop, from its connection secret."""
+    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+    from switchyard.systems.nopcommerce.poller import NopCommerceOrderSource
+
+    return NopCommerceOrderSource(NopCommerceClient(NopCommerceConnection.from_secret(connection_secret)))
 
 
 def _load_mapping(document: str) -> Any:
@@ -82,4 +91,5 @@ SYSTEM = System(
     webhook=WebhookSource(event_models=_event_models),
     target=_target,
     mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
+    poll_source=poll_source,
 )

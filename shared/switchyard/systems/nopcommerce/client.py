@@ -46,6 +46,8 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
+from json import loads as json_loads
 from typing import Any
 
 import httpx
@@ -102,6 +104,11 @@ def token_expiry(token: str) -> float | None:
 def _wire_now(clock: Callable[[], float]) -> str:
     """A UTC instant as the plugin's DTOs carry dates (nopCommerce stores UTC)."""
     return datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _wire_date(value: datetime) -> str:
+    """A query date as the plugin binds it (ISO 8601, UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _outcome_unknown(exc: RetryableError) -> bool:
@@ -273,6 +280,30 @@ class NopCommerceClient:
                                  reason="target_bad_response", target_response=body)
         return body
 
+    # ----------------------------------------------------------------- reads for the poller (money as Decimal)
+
+    def search_orders(self, *, created_from: datetime, created_to: datetime, page_index: int,
+                      page_size: int) -> dict[str, Any]:
+        """One page of ``Order/Search`` (newest first): ``{"items", "has_next_page", "total_count", ...}``.
+        ``pageSize`` is always sent: the plugin's default is int.MaxValue (every order in one answer)."""
+        path = f"{PREFIX}/Order/Search"
+        params = {"createdFromUtc": _wire_date(created_from), "createdToUtc": _wire_date(created_to),
+                  "pageIndex": int(page_index), "pageSize": int(page_size)}
+        page = self._object(self._call("GET", path, params=params, decimals=True), path)
+        if not isinstance(page.get("items"), list):
+            raise RetryableError(f"{SYSTEM} answered {path} without a list of items", reason="target_bad_response",
+                                 target_response=page)
+        return page
+
+    def order_items(self, order_id: int) -> list[dict[str, Any]]:
+        """``OrderItem/GetOrderItems/{orderId}`` (an unknown order has none)."""
+        path = f"{PREFIX}/OrderItem/GetOrderItems/{int(order_id)}"
+        body = self._call("GET", path, decimals=True)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list of items",
+                                 reason="target_bad_response", target_response=body)
+        return body
+
     def add_shipment(self, order_id: int, *, tracking_number: str, shipped_date_utc: str | None,
                      items: Mapping[int, int], marker: str, admin_comment: str = "") -> tuple[int, bool]:
         """The order's shipment marked ``[ref <marker>]`` in its admin comment, with ``items`` (order item id ->
@@ -316,6 +347,11 @@ class NopCommerceClient:
     def _marked_shipment(self, order_id: int, tag: str) -> dict[str, Any] | None:
         marked = [s for s in self.order_shipments(order_id) if tag in str(s.get("admin_comment") or "")]
         return min(marked, key=lambda s: int(s.get("id") or 0), default=None)
+
+    def get_entity(self, controller: str, entity_id: int) -> dict[str, Any]:
+        """``{controller}/GetById/{id}`` (Customer, Address, Product); PermanentError ``target_not_found``."""
+        path = f"{PREFIX}/{controller}/GetById/{int(entity_id)}"
+        return self._object(self._call("GET", path, decimals=True), path)
 
     # ----------------------------------------------------------------- products
 
@@ -393,9 +429,10 @@ class NopCommerceClient:
 
     # ----------------------------------------------------------------- plumbing
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+              decimals: bool = False) -> Any:
         """One API call with the cached token (on a 401 a new token and one more try: ``RefreshingTokenAuth``).
-        Returns the JSON body (None for the plugin's empty ``Ok()``)."""
+        Returns the JSON body (None for the plugin's empty ``Ok()``), numbers as Decimal with ``decimals``."""
         try:
             response = send(self._http, method, path, system=SYSTEM, params=params,
                             json=jsonable(json) if json is not None else None)
@@ -407,7 +444,7 @@ class NopCommerceClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return json_loads(response.content, parse_float=Decimal) if decimals else response.json()
         except ValueError:  # a 2xx that is not JSON (a proxy's page?); our writes are safe to repeat
             raise RetryableError(f"{SYSTEM} answered {method} {path} with a body that is not JSON",
                                  reason="target_bad_response", target_status=response.status_code,

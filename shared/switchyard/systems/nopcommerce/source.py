@@ -123,6 +123,7 @@ class NopOrder(_NopEntity):
     OrderDiscount: Money | None = None  # a discount on the order total
     PaidDateUtc: datetime | None = None
     CustomAttributes: NopCustomAttributes | None = None
+    RefundedAmount: Money | None = None  # what was refunded so far (order.refunded)
 
 
 class OrderPlacedData(_NopEntity):
@@ -158,4 +159,13 @@ class OrderPaid(BaseModel):
     data: OrderStatusChangedData
 
 
-NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid, Field(discriminator="type")]
+class OrderRefunded(BaseModel):
+    """``OrderRefundedEvent`` (or a poll seeing ``RefundedAmount`` grow): PaymentStatusId 35 (partially) or 40."""
+
+    type: Literal["order.refunded"]
+    timestamp: datetime
+    data: OrderStatusChangedData
+
+
+NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid | OrderRefunded,
+                             Field(discriminator="type")]

@@ -1,0 +1,145 @@
+"""End to end on the local stack: a nopCommerce shop with no webhook sender at all (issue 10).
+
+Orders are placed, paid, cancelled and refunded in the nopCommerce sandbox, which sends nothing; the poller
+(``functions/poller`` from the synthesized template, as its EventBridge schedule runs it) reads them through
+the Web API plugin and queues the webhook's events, which reach Streak and QuickBooks exactly once. A webhook
+that arrived is not queued again by the sweep; one lost on purpose is recovered, once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from switchyard_local.stack import LocalStack
+from switchyard_local.webhooks import post_webhook, sample, signed_headers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+NOW_GRACE = 0  # the demo's and these tests' "recover now": the schedule's runs wait sweep_grace_minutes
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with LocalStack() as running:
+        running.poll_source("nopcommerce", grace_seconds=NOW_GRACE)  # the stack's own seeded orders first
+        assert running.drain(timeout=120)
+        yield running
+
+
+def checkout(stack: LocalStack, number: int, *, paid: bool) -> dict[str, Any]:
+    """A shopper checks out in the sandbox shop: nothing is sent anywhere."""
+    data = json.loads(sample("nop_order_b2b"))["data"]
+    guid = str(uuid.uuid4())
+    data["Order"].update(Id=number, CustomOrderNumber=str(number), OrderGuid=guid, PaymentStatusId=30 if paid else 10,
+                         CustomerId=number, CreatedOnUtc=stack.nopcommerce.order(1042)["created_on_utc"] + "Z")
+    data["Customer"].update(Id=number, Email=f"buyer{number}@example.com", Company=f"Company {number}")
+    data["BillingAddress"].update(Email=f"buyer{number}@example.com", Company=f"Company {number}")
+    for index, item in enumerate(data["OrderItems"]):
+        item.update(Id=number * 10 + index, OrderItemGuid=str(uuid.uuid4()))
+    stack.nopcommerce.place_order(data)
+    return data
+
+
+def qbo_documents(stack: LocalStack, guid: str, kind: str) -> list[dict[str, Any]]:
+    realm = stack.quickbooks.snapshot()["realms"][stack.qbo_realm]
+    return [doc for doc in realm[kind] if guid in (doc.get("PrivateNote") or "")]
+
+
+def boxes(stack: LocalStack, number: int) -> list[dict[str, Any]]:
+    return [b for b in stack.streak.snapshot()["boxes"] if b["fields"].get("Order number") == str(number)]
+
+
+def poll_and_settle(stack: LocalStack) -> dict[str, Any]:
+    report = stack.poll_source("nopcommerce", grace_seconds=NOW_GRACE)
+    assert stack.drain(timeout=120), "flows did not settle"
+    return report
+
+
+def test_orders_reach_streak_and_quickbooks_with_no_webhook_exactly_once(stack: LocalStack) -> None:
+    paid = checkout(stack, 7101, paid=True)
+    later = checkout(stack, 7102, paid=False)
+    cancelled = checkout(stack, 7103, paid=False)
+    guids = {o["Order"]["OrderGuid"] for o in (paid, later, cancelled)}
+
+    first = poll_and_settle(stack)
+    # the QuickBooks flow wrote the order status back to the shop: the next poll sees that change, as the
+    # webhook plugin would (EntityUpdatedEvent<Order>); nothing else, and after it nothing at all
+    echoed = poll_and_settle(stack)
+    again = poll_and_settle(stack)
+
+    mine = [i for i in first["event_ids"] if i.split(":")[2] in guids]
+    assert sorted(i.split(":", 3)[3] for i in mine) == ["paid", "placed", "placed", "placed"]
+    assert all(":status:" in i for i in echoed["event_ids"]) and again["events_queued"] == 0
+    assert len(qbo_documents(stack, paid["Order"]["OrderGuid"], "salesReceipts")) == 1
+    assert len(qbo_documents(stack, later["Order"]["OrderGuid"], "invoices")) == 1
+    assert [len(boxes(stack, number)) for number in (7101, 7102, 7103)] == [1, 1, 1]
+
+    stack.nopcommerce.mark_paid(7102)
+    stack.nopcommerce.cancel(7103)
+    changed = poll_and_settle(stack)
+
+    kinds = {(i.split(":")[2], i.split(":")[3]) for i in changed["event_ids"]}
+    assert {(later["Order"]["OrderGuid"], "paid"), (cancelled["Order"]["OrderGuid"], "status")} <= kinds
+    assert len(qbo_documents(stack, later["Order"]["OrderGuid"], "payments")) == 1
+    (invoice,) = qbo_documents(stack, cancelled["Order"]["OrderGuid"], "invoices")
+    assert str(invoice.get("PrivateNote")).startswith("Voided") and float(invoice["TotalAmt"]) == 0
+    assert [box["stage"] for box in boxes(stack, 7103)] == ["Cancelled"]
+    poll_and_settle(stack)  # the write-back's echoes
+    assert poll_and_settle(stack)["events_queued"] == 0
+    assert len(qbo_documents(stack, later["Order"]["OrderGuid"], "payments")) == 1
+
+
+def test_a_delivered_webhook_is_not_swept_again_and_a_lost_one_is_recovered_once(stack: LocalStack) -> None:
+    delivered = checkout(stack, 7201, paid=True)
+    lost = checkout(stack, 7202, paid=True)
+    event = {"type": "order.placed", "timestamp": delivered["Order"]["CreatedOnUtc"], "data": delivered}
+    body = json.dumps(event).encode()
+    with httpx.Client(transport=httpx.WSGITransport(app=stack.front_door), base_url="http://local") as http:
+        status, answer = post_webhook(http, "nopcommerce", body, signed_headers(
+            stack.signing_secret, body, event_id=f"nopcommerce:order:{delivered['Order']['OrderGuid']}:placed"))
+    assert status == 202, answer
+    assert stack.drain(timeout=120)
+
+    report = poll_and_settle(stack)
+
+    assert report["already_pushed"] == 1
+    recovered = [i for i in report["event_ids"] if lost["Order"]["OrderGuid"] in i]
+    assert sorted(i.rsplit(":", 1)[1] for i in recovered) == ["paid", "placed"]
+    assert len(qbo_documents(stack, lost["Order"]["OrderGuid"], "salesReceipts")) == 1
+    assert len(qbo_documents(stack, delivered["Order"]["OrderGuid"], "salesReceipts")) == 1
+    # the write-back's status change: this shop's sender pushed only order.placed, so the sweep brings it
+    assert all(":status:" in i for i in poll_and_settle(stack)["event_ids"])
+    assert poll_and_settle(stack)["recovered"] == 0
+    assert len(qbo_documents(stack, lost["Order"]["OrderGuid"], "salesReceipts")) == 1
+
+
+def test_reconcile_reports_an_order_missing_in_quickbooks_and_enqueues_it_once(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime
+
+    from switchyard_local.cli import reconcile_flow
+
+    missing = checkout(stack, 7301, paid=True)  # never polled: QuickBooks has no document for it
+    day = datetime.fromisoformat(missing["Order"]["CreatedOnUtc"].replace("Z", "+00:00")).replace(hour=0, minute=0)
+    flow = stack.flows["nopcommerce-to-quickbooks"]
+    table = next(t for t in stack.client("dynamodb").list_tables()["TableNames"])
+
+    def run(enqueue: bool = False) -> str:
+        reconcile_flow("nopcommerce-to-quickbooks", day, day.replace(hour=23, minute=59, second=59),
+                       secret_arns=stack.connection_secret_arns, table=table, queue_url=flow.queue_url,
+                       enqueue=enqueue, secrets=stack.client("secretsmanager"), sqs=stack.client("sqs"))
+        return capsys.readouterr().out
+
+    report = run()
+    assert "  missing   7301" in report and report.count("missing   ") == 1, report
+    run(enqueue=True)
+    assert stack.drain(timeout=120)
+    assert len(qbo_documents(stack, missing["Order"]["OrderGuid"], "salesReceipts")) == 1
+    assert "missing   " not in run()
+    # the poller later sees the order with the ids reconcile used: nothing is created twice
+    poll_and_settle(stack)
+    assert len(qbo_documents(stack, missing["Order"]["OrderGuid"], "salesReceipts")) == 1
