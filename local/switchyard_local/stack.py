@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from switchyard_cli.operations import peek_all
+
 from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
-from switchyard_local.operations import peek_all
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.sandboxes.clarity import ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox

@@ -32,6 +32,9 @@ class SourceConfig(_Strict):
     # what a queued delivery is answered with: 202, unless the sender counts only 200 (Streak retries a 202)
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
+    # dotted paths in an event's data that name the order (or other entity) it is about, as operators know it:
+    # the first present is shown, any matches (`switchyard dlq list --order 1042`)
+    order_ref: tuple[str, ...] = ()
 
 
 System = Literal["streak", "clarity", "quickbooks", "nopcommerce"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from switchyard.catalog import load_catalog
-from switchyard_local.cli import main
+from switchyard_cli.main import main
 
 from tests.conftest import SAMPLES_DIR
 
