@@ -16,8 +16,8 @@ import boto3
 import httpx
 import pytest
 from switchyard.catalog import load_catalog
-from switchyard_cli.errors import ExitCode
 from switchyard_cli import main as cli_main
+from switchyard_cli.errors import ExitCode
 from switchyard_cli.main import main
 from switchyard_cli.target import LOCAL_ENDPOINT_FILE
 from switchyard_local.devmode import aws_endpoint, banner

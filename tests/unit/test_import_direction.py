@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN_IN_LIBRARY = {"switchyard_local", "switchyard_cli", "infra", "functions", "moto", "aws_cdk", "constructs", "cdk_nag",
-                        "pytest", "werkzeug", "boto3"}
+FORBIDDEN_IN_LIBRARY = {"switchyard_local", "switchyard_cli", "infra", "functions", "moto", "aws_cdk", "constructs",
+                        "cdk_nag", "pytest", "werkzeug", "boto3"}
 
 
 def imported_roots(path: Path) -> set[str]:
