@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -431,27 +430,26 @@ def dlq_discard(flow: FlowArg = None, reason: ReasonOpt = None, order: OrderOpt 
 
 @app.command()
 @stack_command
-def drops(flow: Annotated[str, typer.Argument(help="the flow")], *, target: Target, as_json: bool) -> None:
+def drops(flow: FlowArg = None, *, target: Target, as_json: bool) -> None:
     """Events accepted but deliberately not applied (stale, not master, superseded), with their reasons."""
     from switchyard.drops import DynamoDropLog
 
-    _known_flow(flow)
-    table_name = target.resources().one(role="idempotency-table")
-    found = DynamoDropLog(target.client("dynamodb"), table_name).list(flow)
+    log = DynamoDropLog(target.client("dynamodb"), target.resources().one(role="idempotency-table"))
+    found = [drop for name in _flows(target, flow) for drop in log.list(name)]
     if as_json:
         print_json([drop.to_dict() for drop in found])
     elif found:
         table = Table()
-        for column in ("event id", "event", "reason", "dropped at"):
-            table.add_column(column)
+        for column in ("flow", "event id", "event", "reason", "dropped at"):
+            table.add_column(column, no_wrap=True)
         for drop in found:
             row = drop.to_dict()
-            table.add_row(str(row.get("event_id")), str(row.get("event_type")), str(row.get("reason")),
-                          _when(row.get("dropped_at")))
+            table.add_row(str(row.get("flow")), str(row.get("event_id")), str(row.get("event_type")),
+                          str(row.get("reason")), _when(row.get("dropped_at")))
         out.print(table)
     reasons = Counter(drop.reason for drop in found)
     summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())) or "none"
-    err.print(f"{len(found)} dropped event(s) in {flow}: {summary}", markup=False)
+    err.print(f"{len(found)} dropped event(s) in {flow or 'every flow'}: {summary}", markup=False)
 
 
 def _when(value: Any) -> str:
@@ -620,13 +618,17 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="switchyard", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted: nothing more was done")
         return int(ExitCode.PROBLEM)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: says which argument, with the usage line
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}", markup=False)
         return int(exc.exit_code)
     except CliError as exc:
         return _fail(str(exc), exc.code)

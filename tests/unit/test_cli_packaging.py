@@ -3,6 +3,7 @@ the local stack (a development extra) and outside the Lambda layer."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -56,3 +57,59 @@ def test_the_cli_runs_without_the_local_stack_or_moto() -> None:
     assert result.returncode == 3, result.stderr
     assert result.stderr.strip().startswith("error: the local stack is a development extra")
     assert "Traceback" not in result.stderr
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """Every ``switchyard ...`` command quoted in the operator docs: (file, command)."""
+    import re
+
+    found = []
+    for name in ("README.md", "docs/runbooks.md", "docs/local-stack.md", "docs/infrastructure.md"):
+        text = (ROOT / name).read_text()
+        for match in re.finditer(r"`((?:\.venv/bin/)?switchyard [^`]+)`", text.replace("\n", " ")):
+            found.append((name, re.sub(r"\s+", " ", match.group(1))))
+    return found
+
+
+def parse(words: list[str]) -> None:
+    """Resolve a command line as ``switchyard`` would, without running it: an unknown command, option or a
+    missing argument raises."""
+    import typer
+    from switchyard_cli.main import app
+
+    group = typer.main.get_command(app)
+    context = group.make_context("switchyard", list(words))
+    rest = [*getattr(context, "_protected_args", []), *context.args]
+    while hasattr(group, "get_command") and rest:
+        name, *rest = rest
+        command = group.get_command(context, name)
+        assert command is not None, f"no command {name!r}"
+        group, context = command, command.make_context(name, rest, parent=context)
+        rest = [*getattr(context, "_protected_args", []), *context.args] if hasattr(group, "get_command") else []
+
+
+def test_parse_refuses_what_switchyard_refuses() -> None:
+    import pytest
+    import typer
+
+    parse(["dlq", "list", "FLOW", "--stack", "S", "--order", "1"])
+    for words in (["dlq", "frobnicate"], ["dlq", "list", "--bogus"], ["dlq", "show"]):
+        with pytest.raises((AssertionError, typer.TyperException)):
+            parse(words)
+
+
+def test_every_documented_switchyard_command_exists_with_its_options() -> None:
+    import shlex
+
+    import typer
+
+    commands = documented_commands()
+    assert len(commands) > 10
+    for doc, command in commands:
+        words = shlex.split(re.sub(r"<[^>]+>", "X", command.split(" | ")[-1]))[1:]
+        try:
+            parse(words)
+        except typer.Exit as done:  # --help, --version
+            assert done.exit_code == 0, f"{doc}: `{command}`"
+        except Exception as exc:
+            raise AssertionError(f"{doc}: `{command}`: {exc}") from exc
