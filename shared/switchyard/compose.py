@@ -95,6 +95,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         idempotent_function,
     )
 
+    from switchyard.audit import DynamoDeliveryAudit
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
     from switchyard.drops import DynamoDropLog
@@ -151,6 +152,9 @@ def build_worker(settings: WorkerSettings, *, metrics: Any = None, logger: Any =
         guard=guard,
         drops=DynamoDropLog(dynamodb, settings.idempotency_table),  # keys: switchyard.table_keys.drop_key
         count_drop=_count_drop if metrics is not None else None,
+        # what happened to each order (switchyard trace); keys: switchyard.table_keys.audit_key
+        audit=DynamoDeliveryAudit(dynamodb, settings.idempotency_table, retention_days=settings.audit_retention_days),
+        order_ref=catalog.sources[flow.source].order_ref,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
 

@@ -584,6 +584,45 @@ def _oldest_age(target: Target, queue_url: str) -> float | None:
     return max((point["Maximum"] for point in points), default=None)
 
 
+@app.command()
+@stack_command
+def trace(order: Annotated[str, typer.Argument(help="the order as its source names it first (flows.yaml order_ref: "
+                                                    "nopCommerce's order number, Clarity's orderId)")],
+          flow: FlowArg = None, *, target: Target, as_json: bool) -> None:
+    """One order's whole story: every delivery of every flow (created, duplicate, stale, dead-lettered and why,
+    the target's record ids) and the letters still waiting in a DLQ."""
+    from switchyard.audit import DynamoDeliveryAudit
+
+    flows = _flows(target, flow)
+    audit = DynamoDeliveryAudit(target.client("dynamodb"), target.resources().one(role="idempotency-table"))
+    story = sorted(((name, entry) for name in flows for entry in audit.read(name, order)),
+                   key=lambda item: item[1].at)
+    waiting = [letter for letter, _, _ in _letters(target, flows, _selection(None, [order], None, None, None))]
+    if as_json:
+        print_json({"order": order, "deliveries": [{"flow": name, **entry.to_dict()} for name, entry in story],
+                    "dead_letters": [letter.summary() for letter in waiting]})
+    else:
+        table = Table(title=f"order {order}")
+        for column in ("at", "flow", "event", "event id", "outcome", "reason"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("details", overflow="fold", ratio=1)
+        for name, entry in story:
+            table.add_row(_when(entry.at), name, entry.event_type, entry.event_id, entry.outcome, entry.reason or "-",
+                          ", ".join(f"{key} {value}" for key, value in entry.detail.items() if value is not None))
+        if story:
+            out.print(table)
+        if waiting:
+            out.print("Waiting in a DLQ (switchyard dlq show ID)")
+            out.print(_letters_table(waiting))
+    outcomes = Counter(entry.outcome for _, entry in story)
+    err.print(f"order {order}: {len(story)} deliveries in {len({name for name, _ in story})} flow(s)"
+              + (f" ({', '.join(f'{count} {outcome}' for outcome, count in outcomes.most_common())})" if story else "")
+              + f", {len(waiting)} dead letter(s) waiting", markup=False)
+    if not story and not waiting:
+        raise CliError(f"no trace of order {order!r} in {target.stack_name} (kept for the stage's log retention)",
+                       ExitCode.PROBLEM)
+
+
 # --- the local stack (development extra) ------------------------------------------------------------------
 
 def _local_package() -> Any:

@@ -6,15 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from switchyard.audit import order_refs as refs_in
 from switchyard.catalog import Catalog
-
-
-def _at(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
 
 
 def event_data(queued: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,8 +25,7 @@ def order_refs(catalog: Catalog, source: str | None, data: dict[str, Any] | None
     config = catalog.sources.get(source or "")
     if config is None or data is None:
         return []
-    found = (_at(data, path) for path in config.order_ref)
-    return [str(value) for value in found if isinstance(value, str | int) and not isinstance(value, bool)]
+    return refs_in(config.order_ref, data)
 
 
 def order_reader(catalog: Catalog) -> Callable[[dict[str, Any]], list[str]]:

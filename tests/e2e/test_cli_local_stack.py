@@ -134,6 +134,18 @@ def test_broken_target_letters_show_their_order_then_redrive_delivers_each_once(
     assert stack.drain(timeout=30)
     assert len(boxes_for(stack, 7101)) == 1 and boxes_for(stack, 7102) == []
     assert cli("dlq", "list", FLOW, "--json")[0] == []
+    # and trace tells each order's story: dead-lettered and why, then delivered once (with the box's key)
+    story, said = cli("trace", "7101", "--json")
+    streak = [d for d in story["deliveries"] if d["flow"] == FLOW]
+    assert [(d["outcome"], d["reason"]) for d in streak] == [("dead_lettered", "target_rejected"), ("created", None)]
+    assert streak[1]["detail"]["box_key"] == boxes_for(stack, 7101)[0]["key"]
+    assert [d["flow"] for d in story["dead_letters"]].count(FLOW) == 0 and "order 7101:" in said
+    story, _ = cli("trace", "7102", "--json")
+    assert [d["outcome"] for d in story["deliveries"] if d["flow"] == FLOW] == ["dead_lettered"]
+    _, said = cli("trace", "no-such-order", code=ExitCode.PROBLEM)
+    assert "no trace of order 'no-such-order'" in said
+    table, _ = cli("trace", "7101")
+    assert "dead_lettered" in table and "target_rejected" in table
 
 
 def test_connection_override_through_the_endpoint_reaches_what_functions_read(stack, endpoint) -> None:
