@@ -501,7 +501,7 @@ def connection_reconnect(
     if name not in catalog.connections:
         raise CliError(f"unknown connection {name!r}; connections: {', '.join(catalog.connections)}")
     secrets = target.client("secretsmanager")
-    secret_id = target.resources().one(secret=f"connection:{name}")
+    secret_id = target.resources().secret(secrets, f"connection:{name}")
     token = sys.stdin.readline().strip() if refresh_token == "-" else refresh_token
     if auth_code:
         if not redirect_uri:
@@ -621,6 +621,68 @@ def trace(order: Annotated[str, typer.Argument(help="the order as its source nam
     if not story and not waiting:
         raise CliError(f"no trace of order {order!r} in {target.stack_name} (kept for the stage's log retention)",
                        ExitCode.PROBLEM)
+
+
+def _secret_table(states: list[Any]) -> Table:
+    table = Table()
+    for column in ("secret", "state", "empty keys"):
+        table.add_column(column, no_wrap=True)
+    colour = {"set": "green", "partial": "yellow", "missing": "red"}
+    for state in states:
+        table.add_row(state.tag, f"[{colour[state.state]}]{state.state}[/]", ", ".join(state.empty_keys) or "-")
+    return table
+
+
+@app.command()
+@stack_command
+def setup(stage_name: Annotated[str | None, typer.Argument(
+              metavar="STAGE", help="the stage (dev, qa, prod): its stack Switchyard-<stage>")] = None,
+          check: Annotated[bool, typer.Option("--check", help="only report which secrets are missing")] = False,
+          *, target: Target, as_json: bool) -> None:
+    """After a deploy: fill the stack's secrets. Generates the webhook signing secrets and tokens, asks for the
+    vendors' credentials, changes no value already there. With --check: reports only (exit 1 if any is missing)."""
+    from switchyard_cli import setup as secrets_setup
+
+    if stage_name and not target.stack:
+        target.stage = stage_name
+    client = target.client("secretsmanager")
+    arns = target.resources().secrets(client)
+    if not arns:
+        raise CliError(f"stack {target.stack_name} has no secrets to set up", ExitCode.CONFIGURATION)
+    states = secrets_setup.read_states(client, arns)
+    filled: list[dict[str, Any]] = []
+    if not check:
+        for state in states:
+            if state.state == "set":
+                continue
+            values = secrets_setup.generate(state)
+            asked = [key for key in state.empty_keys if key not in values]
+            if asked and sys.stdin.isatty():
+                err.print(f"{state.tag}: enter the values from the vendor (empty: leave it empty)", markup=False)
+                for key in asked:
+                    values[key] = typer.prompt(f"  {key}", default="", show_default=False,
+                                               hide_input=key not in secrets_setup.NOT_A_CREDENTIAL, err=True)
+            document = secrets_setup.with_values(state, values)
+            if document != state.value:
+                client.put_secret_value(SecretId=state.arn, SecretString=json.dumps(document))
+                generated = {key: value for key, value in values.items() if key in secrets_setup.GENERATED}
+                filled.append({"secret": state.tag, "put": sorted(k for k in values if values[k]),
+                               "generated": generated})
+        if filled:
+            states = secrets_setup.read_states(client, arns)
+    reports = [state.report() for state in states]
+    if as_json:
+        print_json({"stack": target.stack_name, "secrets": reports, "filled": filled})
+    else:
+        out.print(_secret_table(states))
+        for entry in filled:
+            for key, value in entry["generated"].items():
+                out.print(f"{entry['secret']}: generated {key}: {value}  (give it to the sender)", markup=False)
+    missing = [state.tag for state in states if state.state == "missing"]
+    err.print(f"{len(missing)} of {len(states)} secret(s) missing" + (f": {', '.join(missing)}" if missing else "")
+              + (" (every webhook of a missing source is rejected with 401)" if missing else ""), markup=False)
+    if missing:
+        raise typer.Exit(ExitCode.PROBLEM)
 
 
 # --- the local stack (development extra) ------------------------------------------------------------------

@@ -51,6 +51,28 @@ class StackResources:
             raise CliError(f"stack {self.name} has no queues for flow {flow!r}", ExitCode.CONFIGURATION)
         return queues["queue"], queues["dlq"]
 
+    def secrets(self, secretsmanager: Any) -> dict[str, str]:
+        """``{"source:nopcommerce": ARN, "connection:streak": ARN, ...}``: from the template's metadata or, where
+        the template has none (the local stack creates its secrets beside CloudFormation), from their tags."""
+        found = {str(resource["Metadata"]["switchyard:secret"]): physical
+                 for physical, resource in self.find() if (resource.get("Metadata") or {}).get("switchyard:secret")}
+        if found:
+            return found
+        pages = secretsmanager.get_paginator("list_secrets").paginate(
+            Filters=[{"Key": "tag-key", "Values": ["switchyard:stack"]}, {"Key": "tag-value", "Values": [self.name]}])
+        for page in pages:
+            for secret in page["SecretList"]:
+                tags = {tag["Key"]: tag["Value"] for tag in secret.get("Tags", [])}
+                if tags.get("switchyard:stack") == self.name and tags.get("switchyard:secret"):
+                    found[tags["switchyard:secret"]] = secret["ARN"]
+        return found
+
+    def secret(self, secretsmanager: Any, tag: str) -> str:
+        arn = self.secrets(secretsmanager).get(tag)
+        if arn is None:
+            raise CliError(f"stack {self.name} has no secret {tag!r}", ExitCode.CONFIGURATION)
+        return arn
+
     def flows(self) -> list[str]:
         """The flows this stack deploys (a stage may enable only some), in template order."""
         names: list[str] = []

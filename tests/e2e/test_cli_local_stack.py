@@ -212,3 +212,39 @@ def test_dev_banner_matches_docs_local_stack(stack, endpoint) -> None:
                       if not line.startswith("   ")]
     assert printed_labels == labels, "make dev prints lines docs/local-stack.md does not show"
     assert printed.splitlines()[0] == documented.splitlines()[0]
+
+
+def test_setup_check_reports_missing_secrets_and_setup_fills_what_it_can(stack, endpoint, cli) -> None:
+    aws = boto3.session.Session(aws_access_key_id="any", aws_secret_access_key="any", region_name=REGION)
+    secrets = aws.client("secretsmanager", endpoint_url=endpoint["url"])
+    shown, _ = cli("setup", "--check", "--json")
+    arns = {entry["secret"]: entry["arn"] for entry in shown["secrets"]}
+    assert set(arns) == {f"source:{name}" for name in load_catalog().sources} | {
+        f"connection:{name}" for name in load_catalog().connections}
+    assert all(entry["state"] != "missing" for entry in shown["secrets"])  # the local stack filled every one
+    source, connection = "source:nopcommerce", "connection:streak"
+    before = {tag: secrets.get_secret_value(SecretId=arns[tag])["SecretString"] for tag in (source, connection)}
+    try:
+        # Given a stack as a first deploy leaves it: a source's signing secrets and a connection's keys empty
+        secrets.put_secret_value(SecretId=arns[source], SecretString='{"signing_secrets": []}')
+        secrets.put_secret_value(SecretId=arns[connection], SecretString=json.dumps(
+            {"base_url": "https://api.streak.com", "api_key": "", "team_key": "", "pipeline_key": ""}))
+        # Then --check names both and exits 1
+        shown, said = cli("setup", "dev", "--check", "--json", code=ExitCode.PROBLEM)
+        states = {entry["secret"]: entry["state"] for entry in shown["secrets"]}
+        assert (states[source], states[connection]) == ("missing", "missing")
+        assert "2 of" in said and source in said and connection in said
+        # When setup runs (no terminal to ask for Streak's keys): it makes the signing secret, asks nothing
+        shown, said = cli("setup", "dev", "--json", code=ExitCode.PROBLEM)
+        (filled,) = shown["filled"]
+        assert filled["secret"] == source and filled["generated"]["signing_secrets"].startswith("whsec_")
+        put = json.loads(secrets.get_secret_value(SecretId=arns[source])["SecretString"])
+        assert put == {"signing_secrets": [filled["generated"]["signing_secrets"]]}
+        assert "1 of" in said and connection in said
+        # and run again, changes nothing it made
+        shown, _ = cli("setup", "dev", "--json", code=ExitCode.PROBLEM)
+        assert shown["filled"] == []
+        assert json.loads(secrets.get_secret_value(SecretId=arns[source])["SecretString"]) == put
+    finally:
+        for tag, value in before.items():
+            secrets.put_secret_value(SecretId=arns[tag], SecretString=value)
