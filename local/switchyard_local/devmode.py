@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from switchyard_cli.errors import CliError, ExitCode
 from switchyard_cli.target import LOCAL_ENDPOINT_FILE, stack_name, write_local_endpoint
+from werkzeug.serving import make_server
 
-from switchyard_local.stack import REGION, LocalStack
+from switchyard_local.stack import REGION, ROOT, LocalStack
 from switchyard_local.webhooks import SAMPLES
 
 
@@ -30,9 +32,6 @@ def aws_endpoint(*, port: int = 0, endpoint_file: Path | None = None, stack_name
 
     moto's ``ThreadedMotoServer`` binds inside its thread and waits forever when the port is taken, so the
     server is bound here (a taken port fails at once) and only served from a thread."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     try:
         server = make_server("127.0.0.1", port, DomainDispatcherApplication(create_backend_app), threaded=True,
@@ -87,6 +86,8 @@ Act in the sandboxes as their users would (docs/local-stack.md): place an order 
 def run(*, port: int = 8080, aws_port: int = 4566, endpoint_file: Path = LOCAL_ENDPOINT_FILE,
         wait: Callable[[LocalStack, str], None] | None = None) -> int:
     """Start the stack and its endpoint, print how to use them, run until Ctrl-C (or until ``wait`` returns)."""
+    if not (ROOT / "infra" / "synth.py").is_file():  # it deploys what the checkout's CDK app synthesizes
+        raise CliError("the local stack runs from a checkout of Switchyard: `make dev` there", ExitCode.CONFIGURATION)
     log = Path(".local-stack") / "functions.log"
     log.parent.mkdir(exist_ok=True)
     with LocalStack(log_path=log, port=port) as stack, aws_endpoint(
