@@ -2,7 +2,8 @@
 
 Bundled locally, without Docker: :class:`SharedLibraryBundler` copies the package to
 ``python/switchyard`` and, when dependencies are wanted (``cdk synth`` / deploy), pip-installs
-``requirements/lambda.txt`` as manylinux aarch64 wheels for the Lambda runtime's Python version.
+``requirements/lambda.lock`` (``lambda.txt`` with every transitive dependency pinned) with ``--no-deps`` as
+manylinux aarch64 wheels for the Lambda runtime's Python version: the same layer from every build.
 Tests and the local stack skip the dependencies: the host venv already has them.
 
 The asset hash is computed here from exactly what goes in (library files, requirements, target
@@ -27,7 +28,7 @@ from constructs import Construct
 
 from infra.functions import ARCHITECTURE, RUNTIME
 from infra.metadata import annotate
-from infra.paths import LAMBDA_REQUIREMENTS, SHARED_LIBRARY
+from infra.paths import LAMBDA_LOCK, SHARED_LIBRARY
 
 PLATFORM = "manylinux2014_aarch64"  # matches ARCHITECTURE (arm64)
 _IGNORED = ("__pycache__", "*.pyc", "*.pyo")
@@ -46,7 +47,7 @@ class SharedLibraryBundler:
         self,
         *,
         library: Path = SHARED_LIBRARY,
-        requirements: Path | None = LAMBDA_REQUIREMENTS,
+        requirements: Path | None = LAMBDA_LOCK,
         python_version: str | None = None,
         platform: str = PLATFORM,
     ) -> None:
@@ -73,6 +74,7 @@ class SharedLibraryBundler:
             "--implementation", "cp",
             "--python-version", self.python_version,
             "--only-binary=:all:",
+            "--no-deps",  # the lock lists every package: nothing unpinned comes in
             "--no-compile",  # host .pyc files would not match the runtime's Python
             "--disable-pip-version-check",
             "--quiet",
@@ -104,12 +106,12 @@ class SharedLayer(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, bundle_dependencies: bool) -> None:
         super().__init__(scope, construct_id)
-        bundler = SharedLibraryBundler(requirements=LAMBDA_REQUIREMENTS if bundle_dependencies else None)
+        bundler = SharedLibraryBundler(requirements=LAMBDA_LOCK if bundle_dependencies else None)
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
             description="switchyard shared library"
-            + (" and its dependencies (requirements/lambda.txt)" if bundle_dependencies else " only"),
+            + (" and its dependencies (requirements/lambda.lock)" if bundle_dependencies else " only"),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             code=lambda_.Code.from_asset(

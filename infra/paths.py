@@ -8,6 +8,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO_ROOT / "cdk.json"
 SHARED_LIBRARY = REPO_ROOT / "shared" / "switchyard"
 LAMBDA_REQUIREMENTS = REPO_ROOT / "requirements" / "lambda.txt"
+LAMBDA_LOCK = REPO_ROOT / "requirements" / "lambda.lock"  # lambda.txt with every transitive dependency pinned
 
 # Lambda code folders, relative to the repository root (also written into template metadata).
 INGEST_CODE = "functions/ingest"

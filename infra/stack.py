@@ -89,6 +89,7 @@ class SwitchyardStack(Stack):
                 alarm_action=self.monitoring.alarm_action,
                 thresholds=stage.alarm_thresholds,
                 removal_policy=removal_policy,
+                audit_retention_days=stage.log_retention_days,  # an order's story lives as long as its logs
             )
             tag_flow(pipeline, flow)  # the state machine below is in the pipeline's scope: tagged too
             if flow.runs_as == "state-machine":

@@ -61,7 +61,7 @@ def synthesize(stage: str = "dev", *, bundle_dependencies: bool = False, outdir:
     """Synthesize the stack of ``stage`` into ``outdir`` (a new temporary folder if not given).
 
     ``bundle_dependencies=False`` (tests, local stack) builds the layer from ``shared/switchyard``
-    alone; ``True`` also pip-installs ``requirements/lambda.txt`` for the Lambda platform, as
+    alone; ``True`` also pip-installs ``requirements/lambda.lock`` for the Lambda platform, as
     ``cdk synth`` does.
     """
     outdir = outdir or tempfile.mkdtemp(prefix=f"switchyard-{stage}-cdk-")

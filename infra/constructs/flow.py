@@ -66,6 +66,7 @@ class FlowPipeline(Construct):
         alarm_action: cloudwatch.IAlarmAction,
         thresholds: AlarmThresholds,
         removal_policy: RemovalPolicy,
+        audit_retention_days: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
         self.flow = flow
@@ -105,6 +106,7 @@ class FlowPipeline(Construct):
                 "SWITCHYARD_QUEUE_URL": self.queue.queue_url,
                 "SWITCHYARD_DLQ_URL": self.dead_letter_queue.queue_url,
                 "SWITCHYARD_MAX_RECEIVE_COUNT": str(sizing.max_receive_count),
+                "SWITCHYARD_AUDIT_RETENTION_DAYS": str(audit_retention_days),  # switchyard trace's records
             },
         )
         self.worker.add_event_source(

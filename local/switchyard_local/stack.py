@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from switchyard_cli.operations import peek_all
+
 from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
-from switchyard_local.operations import peek_all
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.sandboxes.bng import BngSandbox
 from switchyard_local.sandboxes.clarity import ClaritySandbox
@@ -415,8 +416,12 @@ class LocalStack:
         for logical_id, resource in list(resources.items()):
             if resource["Type"] == "AWS::SecretsManager::Secret":
                 props = resource.get("Properties", {})
+                # tagged with its role, so tools find it without the template (switchyard setup --check)
+                tag = str((resource.get("Metadata") or {}).get("switchyard:secret", ""))
                 created = secrets.create_secret(Name=f"{stack_name}-{logical_id}",
-                                                SecretString=props.get("SecretString", "{}"))
+                                                SecretString=props.get("SecretString", "{}"),
+                                                Tags=[{"Key": "switchyard:secret", "Value": tag},
+                                                      {"Key": "switchyard:stack", "Value": stack_name}])
                 replacements[logical_id] = created["ARN"]
                 self._secret_arns[logical_id] = created["ARN"]
                 del resources[logical_id]

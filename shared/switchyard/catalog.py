@@ -54,6 +54,9 @@ class SourceConfig(_Strict):
     # what a queued delivery is answered with: 202, unless the sender counts only 200 (some retry a 202)
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
+    # dotted paths in an event's data that name the order (or other entity) it is about, as operators know it:
+    # the first present is shown, any matches (`switchyard dlq list --order 1042`)
+    order_ref: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _poll_when_polled(self) -> SourceConfig:

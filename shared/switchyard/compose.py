@@ -210,6 +210,7 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
         idempotent_function,
     )
 
+    from switchyard.audit import DynamoDeliveryAudit
     from switchyard.catalog import load_catalog
     from switchyard.circuit_breaker import CircuitBreaker, DynamoBreakerStore
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
@@ -269,6 +270,9 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
         breaker=breaker,
         drops=DynamoDropLog(dynamodb, settings.idempotency_table),  # keys: switchyard.table_keys.drop_key
         count_drop=_count_drop if metrics is not None else None,
+        # what happened to each order (switchyard trace); keys: switchyard.table_keys.audit_key
+        audit=DynamoDeliveryAudit(dynamodb, settings.idempotency_table, retention_days=settings.audit_retention_days),
+        order_ref=catalog.sources[flow.source].order_ref,
     )
     return WorkerApp(worker=worker, idempotency_config=config)
 

@@ -122,6 +122,7 @@ class WorkerSettings(_Settings):
     max_receive_count: int
     state_machine_arn: str | None = None
     rate_limit_time_scale: float = 1.0  # shrinks a target's shared rate-limit windows (time-scaled local runs)
+    audit_retention_days: int = 30  # how long what happened to an order is kept: the stage's log retention
 
     ENV: ClassVar[dict[str, str]] = {
         "stage": "SWITCHYARD_STAGE",
@@ -134,6 +135,7 @@ class WorkerSettings(_Settings):
         "max_receive_count": "SWITCHYARD_MAX_RECEIVE_COUNT",
         "state_machine_arn": "SWITCHYARD_STATE_MACHINE_ARN",
         "rate_limit_time_scale": "SWITCHYARD_RATE_LIMIT_TIME_SCALE",
+        "audit_retention_days": "SWITCHYARD_AUDIT_RETENTION_DAYS",
     }
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_STATE_MACHINE_ARN", "SWITCHYARD_RATE_LIMIT_TIME_SCALE"})
 
@@ -145,6 +147,7 @@ class WorkerSettings(_Settings):
         values["connection_secret_arns"] = _string_map(environ, "SWITCHYARD_CONNECTION_SECRET_ARNS")
         values["state_machine_arn"] = environ.get("SWITCHYARD_STATE_MACHINE_ARN") or None
         values["rate_limit_time_scale"] = _time_scale(environ)
+        values["audit_retention_days"] = _positive_int(environ, "SWITCHYARD_AUDIT_RETENTION_DAYS")
         return cls(**values)
 
 

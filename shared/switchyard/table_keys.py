@@ -20,6 +20,8 @@ ratelimit      the connection                          the connection's request 
                                                        calls it takes permits from the same item)
 drop           the flow                                events accepted but deliberately not applied (stale,
                                                        superseded), kept for ``switchyard drops``
+audit          the flow                                what the flow did with each order (``switchyard trace``):
+                                                       one item per order, appended by the delivering function
 connection     the connection                          whether the connection is usable or waits for a reconnect
                                                        (``switchyard.connection_state``), read by every function
                                                        that calls it
@@ -69,6 +71,7 @@ class Store(StrEnum):
     CIRCUIT_BREAKER = "breaker"
     POLL = "poll"
     PUSHED = "pushed"
+    AUDIT = "audit"
 
 
 # The DynamoDB actions each store's code calls, and nothing more: IAM grants exactly these per prefix.
@@ -85,6 +88,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
     Store.CIRCUIT_BREAKER: ("GetItem", "UpdateItem"),
     Store.POLL: ("GetItem", "PutItem"),
     Store.PUSHED: ("GetItem", "PutItem"),  # ingest puts, the sweep reads
+    Store.AUDIT: ("UpdateItem",),  # appends only; reading the trail is the operator's
 }
 
 
@@ -128,6 +132,11 @@ def records_echoes(flow: FlowConfig) -> bool:
 def drop_key(flow: str, event_id: str = "") -> str:
     """A dropped event's record; with no event id, the prefix of all of the flow's (for listing them)."""
     return _key(Store.DROPS, _checked(flow, "flow"), event_id)
+
+
+def audit_key(flow: str, order: str) -> str:
+    """What ``flow`` did with one order (``order`` is source data: anything but the separator is kept)."""
+    return _key(Store.AUDIT, _checked(flow, "flow"), order.replace(SEPARATOR, "_"))
 
 
 @dataclass(frozen=True)
@@ -271,7 +280,8 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
     keys = TableKeys.for_flow(flow)
     grants: list[TableGrant] = []
     if role == "worker":  # the worker deduplicates deliveries; a state machine's worker only starts executions
-        grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow)]
+        grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow),
+                   TableGrant(Store.AUDIT, keys.flow)]
     # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
     grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
     # ... and each connection's circuit breaker: the worker checks it, whoever calls the target counts its failures

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from switchyard.audit import AuditEntry, DeliveryAudit, order_refs
 from switchyard.catalog import FlowConfig
 from switchyard.circuit_breaker import CircuitBreaker, CircuitOpenError
 from switchyard.connection_state import (
@@ -114,8 +115,12 @@ class FlowWorker:
         drops: DropLog | None = None,
         count_drop: Callable[[str, str], None] | None = None,
         breaker: CircuitBreaker | None = None,
+        audit: DeliveryAudit | None = None,
+        order_ref: tuple[str, ...] = (),
     ) -> None:
         self.flow = flow
+        self._audit = audit  # what happened to each order, for `switchyard trace`
+        self._order_ref = order_ref  # the source's paths naming an event's order: in every log line too
         self._guard = guard
         self._breaker = breaker  # of the target's connection: checked before, told after every delivery
         self._reconnect_wait = reconnect_wait_seconds
@@ -185,8 +190,11 @@ class FlowWorker:
         outcome = result.get("outcome", "delivered")
         if outcome in DROPPED_OUTCOMES and not result.get("duplicate"):
             self._record_drop(event, outcome, result.get("detail") or {})
+            self._audit_entry(event, "dropped", reason=outcome, detail=result.get("detail") or {})
             return result
         self._log("info", "delivered", event, outcome=outcome, duplicate=bool(result.get("duplicate")))
+        self._audit_entry(event, "duplicate" if result.get("duplicate") else outcome,
+                          detail=result.get("detail") or {})
         self._metric("EventsDuplicate" if result.get("duplicate") else f"Events{outcome.capitalize()}")
         return result
 
@@ -285,7 +293,28 @@ class FlowWorker:
         self._dead_letters.send(letter)
         self._log("error", "dead-lettered", event, error_class=letter.error_class, reason=letter.reason,
                   target_status=letter.target_status, attempt=attempts)
+        if event is not None:
+            self._audit_entry(event, "dead_lettered", reason=letter.reason,
+                              detail={"error_class": letter.error_class, "target_status": letter.target_status,
+                                      "message": letter.message[:500], "attempts": attempts})
         self._metric("EventsDeadLettered")
+
+    def _order(self, event: FlowEvent) -> str | None:
+        refs = order_refs(self._order_ref, event.data) if self._order_ref else []
+        return refs[0] if refs else None
+
+    def _audit_entry(self, event: FlowEvent, outcome: str, *, reason: str | None = None,
+                     detail: dict[str, Any] | None = None) -> None:
+        """One line of the order's story; the delivery is done whatever the audit store says."""
+        order = self._order(event)
+        if self._audit is None or order is None:
+            return
+        try:
+            self._audit.record(self.flow.name, order, AuditEntry(
+                at=self._clock(), event_id=event.event_id, event_type=event.type, outcome=outcome, reason=reason,
+                detail=json.loads(json.dumps(detail or {}, default=str))))
+        except Exception as exc:
+            self._log("warning", "audit not recorded", event, error=f"{type(exc).__name__}: {exc}")
 
     def _metric(self, name: str) -> None:
         if self._metrics is not None:
@@ -296,7 +325,7 @@ class FlowWorker:
             return
         context = {"flow": self.flow.name, **fields}
         if event is not None:
-            context.update(event_id=event.event_id, event_type=event.type)
+            context.update(event_id=event.event_id, event_type=event.type, order=self._order(event))
         getattr(self._logger, level)(message, extra=context)
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import httpx
 import pytest
-from switchyard_local.operations import list_dead_letters, redrive
+from switchyard_cli.operations import list_dead_letters, redrive
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 

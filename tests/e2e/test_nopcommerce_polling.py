@@ -121,7 +121,7 @@ def test_reconcile_reports_an_order_missing_in_quickbooks_and_enqueues_it_once(
 ) -> None:
     from datetime import datetime
 
-    from switchyard_local.cli import reconcile_flow
+    from switchyard_cli.reconcile import reconcile_flow
 
     missing = checkout(stack, 7301, paid=True)  # never polled: QuickBooks has no document for it
     day = datetime.fromisoformat(missing["Order"]["CreatedOnUtc"].replace("Z", "+00:00")).replace(hour=0, minute=0)

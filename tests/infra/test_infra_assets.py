@@ -73,7 +73,26 @@ def test_layer_bundler_with_requirements_pip_installs_aarch64_wheels_for_runtime
     assert options["--python-version"] == RUNTIME.name.removeprefix("python")
     assert options["-r"] == str(requirements)
     assert "--only-binary=:all:" in command
+    assert "--no-deps" in command  # the lock pins every transitive dependency: pip adds none of its own
     assert (tmp_path / "out/python/switchyard/catalog.py").is_file()
+
+
+def test_the_layer_installs_the_lock_which_pins_every_dependency_of_lambda_txt():
+    from infra.layer import SharedLibraryBundler
+    from infra.paths import LAMBDA_LOCK, LAMBDA_REQUIREMENTS
+
+    def pins(path):
+        return {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].strip()
+                for line in path.read_text().splitlines() if "==" in line and not line.startswith("#")}
+
+    lock, direct = pins(LAMBDA_LOCK), pins(LAMBDA_REQUIREMENTS)
+    assert SharedLibraryBundler().requirements == LAMBDA_LOCK
+    assert {name: lock.get(name) for name in direct} == direct  # the direct pins, unchanged
+    assert {"pydantic-core", "httpcore", "anyio", "jmespath"} <= set(lock)  # and what they pull in
+    assert all(line.count("==") == 1 for line in LAMBDA_LOCK.read_text().splitlines()
+               if line and not line.startswith("#"))
+    dev = pins(LAMBDA_LOCK.parent / "dev.lock")
+    assert {name: dev.get(name) for name in lock} == lock  # tests run what the layer ships
 
 
 def test_layer_bundler_without_requirements_copies_library_only(tmp_path, monkeypatch):

@@ -106,20 +106,24 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
 
     assert patterns == {
         ("nopcommerce-to-streak", "worker"): {"idempotency#nopcommerce-to-streak#*", "drop#nopcommerce-to-streak#*",
+                                              "audit#nopcommerce-to-streak#*",
                                               "state#nopcommerce+streak#*",
                                               "echo#nopcommerce+streak#*", "connection#streak#*", "breaker#streak#*"},
         # the two directions of the Clarity ⇄ Streak pair share cross-references, sync records and echoes
         ("clarity-to-streak", "worker"): {"idempotency#clarity-to-streak#*", "drop#clarity-to-streak#*",
+                                          "audit#clarity-to-streak#*",
                                           "state#clarity+streak#*",
                                           "echo#clarity+streak#*", "connection#streak#*", "breaker#streak#*",
                                           "connection#clarity#*", "breaker#clarity#*"},
         ("streak-to-clarity", "worker"): {"idempotency#streak-to-clarity#*", "drop#streak-to-clarity#*",
+                                          "audit#streak-to-clarity#*",
                                           "state#clarity+streak#*",
                                           "echo#clarity+streak#*", "connection#clarity#*", "breaker#clarity#*",
                                           "connection#streak#*", "breaker#streak#*"},
         # the worker starts executions: its own idempotency records, and whether its connections are usable
         ("nopcommerce-to-quickbooks", "worker"): {"idempotency#nopcommerce-to-quickbooks#*",
                                                   "drop#nopcommerce-to-quickbooks#*",
+                                                  "audit#nopcommerce-to-quickbooks#*",
                                                   "connection#quickbooks#*", "breaker#quickbooks#*",
                                                   "connection#nopcommerce#*", "breaker#nopcommerce#*"},
         ("nopcommerce-to-quickbooks", "steps"): {"state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
@@ -129,6 +133,7 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
         # reads items from QuickBooks: the same connection's token lease and rate limiter as the steps
         ("quickbooks-to-nopcommerce", "worker"): {"idempotency#quickbooks-to-nopcommerce#*",
                                                   "drop#quickbooks-to-nopcommerce#*",
+                                                  "audit#quickbooks-to-nopcommerce#*",
                                                   "state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
                                                   "ratelimit#quickbooks#*", "connection#quickbooks#*",
                                                   "breaker#quickbooks#*",

@@ -8,7 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from switchyard.drops import Drop, DynamoDropLog
-from switchyard_local import cli, stackinfo
+from switchyard_cli import main as cli
+from switchyard_cli.stackinfo import StackResources
 
 
 def test_cli_drops_lists_flow_drops_with_reasons(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -26,9 +27,11 @@ def test_cli_drops_lists_flow_drops_with_reasons(monkeypatch: pytest.MonkeyPatch
                                        ("evt_3", "stale", "streak-to-clarity")):
             log.record(Drop(flow=flow, event_id=event_id, event_type="customer.updated", reason=reason,
                             dropped_at=float(event_id[-1])))
-        monkeypatch.setattr(stackinfo, "idempotency_table", lambda cfn, stack: "table-1")
+        template = {"Resources": {"Table": {"Metadata": {"switchyard:role": "idempotency-table"}}}}
+        monkeypatch.setattr(StackResources, "read", classmethod(
+            lambda cls, cfn, stack: cls(stack, template, {"Table": "table-1"})))
 
-        assert cli.main(["drops", "clarity-to-streak", "--stack", "Switchyard-dev"]) == 0
+        assert cli.main(["drops", "clarity-to-streak", "--stack", "Switchyard-dev", "--json"]) == 0
 
     out, err = capsys.readouterr()
     assert [(d["event_id"], d["reason"]) for d in json.loads(out)] == [("evt_1", "stale"), ("evt_2", "not_master")]

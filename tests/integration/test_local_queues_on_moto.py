@@ -10,9 +10,10 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from switchyard_local import cli
+from switchyard_cli import main as cli
+from switchyard_cli.operations import list_dead_letters, redrive
+from switchyard_cli.stackinfo import StackResources
 from switchyard_local.functions import InProcessFunction
-from switchyard_local.operations import list_dead_letters, redrive
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.stack import FlowResources, LocalStack
 
@@ -58,9 +59,10 @@ def test_cli_dlq_list_counts_every_letter(sqs: Any, monkeypatch: pytest.MonkeyPa
                                          capsys: pytest.CaptureFixture[str]) -> None:
     url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
     fill(sqs, url, 17)
-    monkeypatch.setattr(cli, "_stack_queues", lambda args: (sqs, "unused", url))
+    monkeypatch.setattr(StackResources, "flow_queues", lambda self, flow: ("unused", url))
+    monkeypatch.setattr(StackResources, "read", classmethod(lambda cls, cfn, stack: cls(stack, {}, {})))
 
-    assert cli.main(["dlq", "list", "nopcommerce-to-quickbooks"]) == 0
+    assert cli.main(["dlq", "list", "nopcommerce-to-quickbooks", "--json"]) == 0
 
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)) == 17

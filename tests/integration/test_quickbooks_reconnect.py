@@ -30,7 +30,7 @@ from switchyard.systems.quickbooks.order_mapping import load_order_mapping
 from switchyard.systems.quickbooks.order_to_cash import ItemCache, OrderToCash
 from switchyard.table_keys import ConnectionKeys
 from switchyard.worker import FlowWorker, RetryLater
-from switchyard_local.connections import exchange_authorization_code, reconnect
+from switchyard_cli.connections import exchange_authorization_code, reconnect
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 
 FLOW = "nopcommerce-to-quickbooks"

@@ -120,6 +120,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, served_sandbox: StreakSandbox, signin
             "SWITCHYARD_QUEUE_URL": queue_url,
             "SWITCHYARD_DLQ_URL": dlq_url,
             "SWITCHYARD_MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
+            "SWITCHYARD_AUDIT_RETENTION_DAYS": "14",
             # ingest
             "SWITCHYARD_SOURCES": json.dumps({"nopcommerce": {"secret_arn": signing_arn}}),
             "SWITCHYARD_ROUTES": json.dumps({"nopcommerce": {"order.placed": {FLOW: queue_url},

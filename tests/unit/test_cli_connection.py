@@ -11,8 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 from switchyard.connection_state import DynamoConnectionStates
-from switchyard_local.cli import main
-from switchyard_local.stackinfo import tagged_resource
+from switchyard_cli.errors import CliError
+from switchyard_cli.main import main
+from switchyard_cli.stackinfo import tagged_resource
 
 STACK = "Switchyard-test"
 TABLE = "Switchyard-test-IdempotencyTable-1X2Y"
@@ -59,7 +60,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 def test_tagged_resource_finds_by_metadata_and_names_what_is_missing(stack: dict[str, Any]) -> None:
     assert tagged_resource(stack["cfn"], STACK, role="idempotency-table") == TABLE
-    with pytest.raises(SystemExit, match="no resource"):
+    with pytest.raises(CliError, match="no resource"):
         tagged_resource(stack["cfn"], STACK, secret="connection:streak")
 
 
@@ -68,7 +69,7 @@ def test_reconnect_stores_the_token_from_stdin_drops_the_dead_access_token_and_c
 ) -> None:
     states = DynamoConnectionStates(boto3.client("dynamodb"), stack["table"])
     states.mark_needs_reconnect("quickbooks", reason="credentials_rejected", message="invalid_grant")
-    assert json.loads(_run(capsys, "connection", "status", "--stack", STACK))[2] == {
+    assert json.loads(_run(capsys, "connection", "status", "--stack", STACK, "--json"))[2] == {
         "connection": "quickbooks", "status": "needs_reconnect", "reason": "credentials_rejected",
         "message": "invalid_grant", "since": pytest.approx(states.get("quickbooks").since)}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from switchyard.catalog import load_catalog
-from switchyard_local.cli import main
+from switchyard_cli.main import main
 
 from tests.conftest import SAMPLES_DIR
 
@@ -163,3 +163,18 @@ def test_dry_run_streak_delivery_shows_every_object(capsys, tmp_path) -> None:
 
     shown = json.loads(capsys.readouterr().out)
     assert [entry["plan"]["status"] for entry in shown] == ["delivered", "cancelled"]
+
+
+def test_dry_run_missing_or_unreadable_file_is_one_line_and_exit_2(capsys, tmp_path) -> None:
+    assert main(["dry-run", "nopcommerce-to-streak", str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.json'}: no such file"
+    assert main(["dry-run", "nopcommerce-to-streak", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_cli_usage_errors_exit_2_without_a_traceback(capsys) -> None:
+    assert main(["dlq", "list", "--bogus"]) == 2
+    said = capsys.readouterr().err
+    assert "No such option: --bogus" in said and "Traceback" not in said
+    assert main(["dlq", "list", "--since", "yesterday-ish", "--stack", "S"]) == 2
+    assert "not a time: 'yesterday-ish'" in capsys.readouterr().err

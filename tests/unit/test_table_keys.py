@@ -42,17 +42,17 @@ def test_both_directions_of_a_new_pair_share_state_and_echoes_but_not_idempotenc
     forward = table_grants(CATALOG, CATALOG.flows["shop-to-crm"], "worker")
     reverse = table_grants(CATALOG, CATALOG.flows["crm-to-shop"], "worker")
 
-    assert {g.prefix for g in forward} == {"idempotency#shop-to-crm#", "drop#shop-to-crm#", "state#crm+shop#",
-                                           "echo#crm+shop#", "connection#crm#", "breaker#crm#"}
-    assert {g.prefix for g in reverse} == {"idempotency#crm-to-shop#", "drop#crm-to-shop#", "state#crm+shop#",
-                                           "echo#crm+shop#", "connection#shop#", "breaker#shop#"}
+    assert {g.prefix for g in forward} == {"idempotency#shop-to-crm#", "drop#shop-to-crm#", "audit#shop-to-crm#",
+                                           "state#crm+shop#", "echo#crm+shop#", "connection#crm#", "breaker#crm#"}
+    assert {g.prefix for g in reverse} == {"idempotency#crm-to-shop#", "drop#crm-to-shop#", "audit#crm-to-shop#",
+                                           "state#crm+shop#", "echo#crm+shop#", "connection#shop#", "breaker#shop#"}
 
 
 def test_a_flow_that_calls_quickbooks_gets_that_connections_lease_and_limiter_with_their_actions():
     grants = set(table_grants(CATALOG, CATALOG.flows["shop-stock"], "worker"))
 
     assert grants == {TableGrant(Store.IDEMPOTENCY, "shop-stock"), TableGrant(Store.DROPS, "shop-stock"),
-                      TableGrant(Store.STATE, "shop+stock"),
+                      TableGrant(Store.AUDIT, "shop-stock"), TableGrant(Store.STATE, "shop+stock"),
                       TableGrant(Store.TOKEN_LEASE, "books"), TableGrant(Store.RATE_LIMIT, "books"),
                       TableGrant(Store.CONNECTION_STATE, "stock"), TableGrant(Store.CONNECTION_STATE, "books"),
                       TableGrant(Store.CIRCUIT_BREAKER, "stock"), TableGrant(Store.CIRCUIT_BREAKER, "books")}
@@ -65,3 +65,11 @@ def test_a_flow_that_calls_quickbooks_gets_that_connections_lease_and_limiter_wi
 def test_a_worker_flow_has_no_steps_function():
     with pytest.raises(ValueError, match="no steps function"):
         table_grants(CATALOG, CATALOG.flows["shop-stock"], "steps")
+
+
+def test_an_audit_key_keeps_the_order_inside_its_flows_prefix():
+    from switchyard.table_keys import audit_key
+
+    assert audit_key("shop-to-crm", "1042") == "audit#shop-to-crm#1042"
+    assert audit_key("shop-to-crm", "a#b") == "audit#shop-to-crm#a_b"  # an order cannot reach another scope
+    assert TableGrant(Store.AUDIT, "shop-to-crm").actions == ("UpdateItem",)
