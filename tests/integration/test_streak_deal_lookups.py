@@ -274,6 +274,29 @@ def test_order_of_a_known_company_reuses_its_organization(
     assert streak_client.get_box(boxes(sandbox)[0]["key"])["organizations"] == [{"key": acme["key"]}]
 
 
+def test_known_company_gets_the_orders_billing_address_once(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent,
+) -> None:
+    # Given Acme Corp is known with another address of its own
+    acme = streak_client.create_organization("team_1", "Acme Corp", domains=["acme-corp.example"])
+    streak_client.update_organization(acme["key"], {"addresses": ["9 Dock Rd, Springfield"]})
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    # When its order arrives, and is delivered again
+    event = make_event("nop_order_b2b")
+    target.deliver(event)
+    writes_before = len(sandbox.requests)
+    target.deliver(event)
+
+    # Then the billing address is added beside the existing one (Streak replaces the list), and the
+    # redelivery does not write the organization again
+    (org,) = sandbox.snapshot()["organizations"]
+    assert org["addresses"] == ["9 Dock Rd, Springfield", "1 Main St, Springfield, 12345, US"]
+    assert not [path for method, path, _ in sandbox.requests[writes_before:]
+                if method == "POST" and path.startswith("/api/v2/organizations/")]
+
+
 # --- item 6: a write refused half-way -------------------------------------------------------------------
 
 

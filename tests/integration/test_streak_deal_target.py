@@ -87,6 +87,9 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
         "1004": "9003",
         "1005": "2 x Standing desk [DESK-STD-01]; 4 x Monitor arm [ARM-MON-02]",
         "1006": "USD",
+        # the billing and shipping addresses, part by part (the order's billing address has no state)
+        "1021": "1 Main St", "1022": "Springfield", "1024": "12345", "1025": "US",
+        "1026": "1 Main St", "1027": "Springfield", "1029": "12345", "1030": "US",
     }
     snap = sandbox.snapshot()
     (contact,) = snap["contacts"]
@@ -94,6 +97,7 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
     assert (contact["givenName"], contact["familyName"]) == ("Jane", "Doe")
     (org,) = snap["organizations"]
     assert (org["name"], org["domains"]) == ("Acme Corp", ["acme-corp.example"])
+    assert org["addresses"] == ["1 Main St, Springfield, 12345, US"]  # sent with the create: no extra call
     assert box["contacts"] == [{"key": contact["key"]}]
     assert box["organizations"] == [{"key": org["key"]}]
     (task,) = snap["boxes"][0]["tasks"]

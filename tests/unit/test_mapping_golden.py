@@ -142,8 +142,25 @@ def test_golden_b2b_order_streak_formats() -> None:
     assert plan["contact"]["email"] == "jane.doe@acme-corp.example"  # trimmed + lower-cased
     # matched on name and domain: a shared mail domain alone is not the same company
     assert plan["organization"] == {"name": "Acme Corp", "domain": "acme-corp.example",
-                                    "match_on": ["name", "domain"]}
+                                    "match_on": ["name", "domain"],
+                                    "addresses": ["1 Main St, Springfield, 12345, US"]}  # billing, one line
     assert plan["task"]["due_date_ms"] == 1_795_166_100_000 + 3 * 86_400_000
+
+
+def test_golden_addresses_are_parsed_into_the_fields_the_mapping_names() -> None:
+    fields = golden("nop_order_us_state")["fields"]
+
+    # billing: street lines joined, the state's abbreviation, CountryId 1 looked up as US
+    assert [fields[key] for key in ("1021", "1022", "1023", "1024", "1025")] == [
+        "200 Hudson St Apt 5", "New York", "NY", "10013", "US"]
+    # shipping: no abbreviation sent, so the province's name
+    assert [fields[key] for key in ("1026", "1027", "1028", "1029", "1030")] == [
+        "15 Front St W", "Toronto", "Ontario", "M5J 2N1", "CA"]
+    # a part the order lacks sets no field (the b2b order's billing address has no state)
+    assert "1023" not in golden("nop_order_b2b")["fields"]
+    clarity = golden("clarity_order_b2b", "clarity-to-streak")
+    assert clarity["addresses"]["billing"]["street"] == "1 Main St"
+    assert clarity["organization"]["addresses"] == ["1 Main St, Springfield, 12345, US"]
 
 
 def test_golden_foreign_currency_order_total_is_in_the_currency_it_is_labelled_with() -> None:

@@ -282,6 +282,47 @@ def test_parse_deal_mapping_schema_problem_names_location(document, change, mess
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["addresses"]["shipping"]["fields"].__setitem__("city", "1002"),
+         "addresses.shipping.fields.city: field '1002' is set twice"),
+        (lambda d: d["addresses"]["shipping"]["fields"].__setitem__("city", "1022"),
+         "addresses.shipping.fields.city: field '1022' is set twice"),
+        (lambda d: d["addresses"]["billing"].pop("city"), "addresses.billing.fields.city: the address has no city"),
+        (lambda d: d["organization"].__setitem__("addresses", ["head_office"]),
+         "organization.addresses: ['head_office'] are not among addresses"),
+        (lambda d: d["addresses"]["billing"]["fields"].__setitem__("county", "1040"),
+         "addresses.billing.fields.county"),
+    ],
+)
+def test_parse_deal_mapping_address_problems_are_named(document, change, message: str) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(document))
+    change(doc)
+
+    with pytest.raises(MappingError) as raised:
+        parse(doc)
+
+    assert message in str(raised.value)
+
+
+def test_plan_addresses_leave_out_blank_parts_and_the_organization_gets_each_line_once(document) -> None:
+    mapping = parse(yaml.safe_load(yaml.safe_dump(document)))
+    address = {"Address1": " 1 Main St ", "Address2": None, "City": "  ", "ZipPostalCode": 12345, "CountryId": 2,
+               "StateProvince": {"Name": "Ontario"}}
+    data = {"Order": {"CustomOrderNumber": "7", "OrderStatusId": 10, "PaymentStatusId": 10, "OrderTotal": 500,
+                      "CreatedOnUtc": "2026-11-20T09:15:00Z", "CurrencyRate": 1, "CustomerCurrencyCode": "CAD"},
+            "OrderItems": [], "Customer": {"Email": "a@b.example", "Company": "B Ltd"},
+            "BillingAddress": address, "ShippingAddress": address}
+
+    plan = mapping.plan_deal(data)
+
+    assert plan.addresses["billing"] == {"street": "1 Main St", "state": "Ontario", "postal_code": "12345",
+                                         "country": "CA"}
+    assert "1022" not in plan.fields and plan.fields["1024"] == "12345"
+    assert plan.organization is not None and plan.organization.addresses == ("1 Main St, Ontario 12345, CA",)
+
+
 @pytest.mark.parametrize("text", ["", "- a list\n", "just text\n"])
 def test_parse_deal_mapping_not_a_mapping_raises_mapping_error(text: str) -> None:
     with pytest.raises(MappingError, match=r"^doc\.yaml: "):

@@ -158,6 +158,16 @@ DEMO_PIPELINE = PipelineSpec(
         ),
         FieldSpec("1005", "Line items", "TEXT_INPUT"),
         FieldSpec("1006", "Currency", "TEXT_INPUT"),
+        FieldSpec("1021", "Billing street", "TEXT_INPUT"),
+        FieldSpec("1022", "Billing city", "TEXT_INPUT"),
+        FieldSpec("1023", "Billing state/province", "TEXT_INPUT"),
+        FieldSpec("1024", "Billing postal code", "TEXT_INPUT"),
+        FieldSpec("1025", "Billing country", "TEXT_INPUT"),
+        FieldSpec("1026", "Shipping street", "TEXT_INPUT"),
+        FieldSpec("1027", "Shipping city", "TEXT_INPUT"),
+        FieldSpec("1028", "Shipping state/province", "TEXT_INPUT"),
+        FieldSpec("1029", "Shipping postal code", "TEXT_INPUT"),
+        FieldSpec("1030", "Shipping country", "TEXT_INPUT"),
     ),
 )
 

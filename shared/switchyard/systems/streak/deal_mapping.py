@@ -58,6 +58,22 @@ class ContactUpdateDoc(_Doc):
     family_name: Rule | None = None
 
 
+AddressPart = Literal["street", "street2", "city", "state", "postal_code", "country"]
+ADDRESS_PARTS: tuple[AddressPart, ...] = ("street", "street2", "city", "state", "postal_code", "country")
+
+
+class AddressDoc(_Doc):
+    """One of the order's addresses, parsed into parts; ``fields`` names the box field of each part."""
+
+    street: Rule | None = None
+    street2: Rule | None = None
+    city: Rule | None = None
+    state: Rule | None = None  # state, province or region
+    postal_code: Rule | None = None
+    country: Rule | None = None
+    fields: dict[AddressPart, str] = Field(default_factory=dict)  # part -> Streak field key
+
+
 class OrganizationDoc(_Doc):
     when: dict[str, Any] | None = None
     name: Rule
@@ -67,6 +83,8 @@ class OrganizationDoc(_Doc):
     # what must agree for an existing organization to be the order's: a shared mail domain alone
     # (resellers, group companies, a shared mail host) would link another company
     match_on: tuple[Literal["name", "domain"], ...] = ("name", "domain")
+    # names of the document's `addresses` put on the organization (Streak keeps them as one line each)
+    addresses: tuple[str, ...] = ()
 
 
 class AmountDoc(_Doc):
@@ -121,6 +139,7 @@ class DealMappingDoc(_Doc):
     change_time: Rule | None = None  # per-entity version; default: the event's timestamp
     create_when: dict[str, Any] | None = None
     contact: ContactDoc
+    addresses: dict[str, AddressDoc] = Field(default_factory=dict)  # e.g. billing, shipping
     organization: OrganizationDoc | None = None
     box: BoxDoc
     task: TaskDoc | None = None
@@ -154,6 +173,7 @@ class OrganizationPlan:
     name: str
     domain: str | None  # None: find by name
     match_on: tuple[str, ...] = ("name", "domain")
+    addresses: tuple[str, ...] = ()  # one line each, added to the organization's when missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +195,7 @@ class DealPlan:
     organization: OrganizationPlan | None = None
     task: TaskPlan | None = None
     comment: str | None = None
+    addresses: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> part -> value
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +248,7 @@ class DealMapping:
                 deal.append(("box.amount.rate", amount.rate))
         self._amount = amount
         self._field_keys = tuple(doc.box.fields)
+        self._compile_addresses(doc)
         deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
         at = {where: index for index, (where, _spec) in enumerate(deal)}
         self._deal = compile_rules(deal, doc.lookups)
@@ -272,6 +294,39 @@ class DealMapping:
             doc.lookups,
         )
 
+    def _compile_addresses(self, doc: DealMappingDoc) -> None:
+        """Each address's parts in one rule group; which box field each part goes to, each field set once."""
+        parts = [(name, part) for name, address in doc.addresses.items() for part in ADDRESS_PARTS
+                 if getattr(address, part) is not None]
+        self._address_parts = tuple(parts)
+        self._addresses = compile_rules(
+            [(f"addresses.{name}.{part}", getattr(doc.addresses[name], part)) for name, part in parts], doc.lookups)
+        self._address_fields: dict[tuple[str, str], str] = {}
+        amount = doc.box.amount
+        taken = set(doc.box.fields) | ({amount.field, amount.currency_field} if amount else set())
+        for name, address in doc.addresses.items():
+            for part, key in address.fields.items():
+                if getattr(address, part) is None:
+                    raise MappingError(f"addresses.{name}.fields.{part}: the address has no {part} rule")
+                if key in taken:
+                    raise MappingError(f"addresses.{name}.fields.{part}: field {key!r} is set twice")
+                taken.add(key)
+                self._address_fields[(name, part)] = key
+        named = doc.organization.addresses if doc.organization else ()
+        unknown = [name for name in named if name not in doc.addresses]
+        if unknown:
+            raise MappingError(f"organization.addresses: {unknown} are not among addresses ({sorted(doc.addresses)})")
+        self._org_addresses = tuple(dict.fromkeys(named))
+
+    def plan_addresses(self, data: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        """The order's addresses, part by part (trimmed; empty parts and empty addresses left out)."""
+        addresses: dict[str, dict[str, str]] = {}
+        for (name, part), value in zip(self._address_parts, self._addresses(data), strict=True):
+            text = "" if value is None else str(value).strip()
+            if text:
+                addresses.setdefault(name, {})[part] = text
+        return addresses
+
     def plan_deal(self, data: Mapping[str, Any]) -> DealPlan:
         values = self._deal(data)
         at = (*values, None)  # at[i]: the optional rule i's value; an absent rule's index is -1, this None
@@ -286,6 +341,10 @@ class DealMapping:
                 raise PermanentError("box.amount.rate: required value is missing", reason="missing_required_field")
             fields[self._amount.field], fields[self._amount.currency_field] = self._shown_amount(
                 values[self._i_total], at[self._i_rate], values[self._i_currency])
+        addresses = self.plan_addresses(data)
+        for (name, part), key in self._address_fields.items():
+            if (value := addresses.get(name, {}).get(part)) is not None:
+                fields[key] = value
         task = None
         if self._i_text >= 0:
             due = values[self._i_due]
@@ -302,9 +361,10 @@ class DealMapping:
             contact=ContactPlan(email=values[3], given_name=at[self._i_given], family_name=at[self._i_family],
                                 phone=at[self._i_phone],
                                 customer_key=None if (key := at[self._i_customer]) is None else str(key)),
-            organization=self._plan_organization(data),
+            organization=self._plan_organization(data, addresses),
             task=task,
             comment=at[self._i_comment],
+            addresses=addresses,
         )
 
     def _shown_amount(self, total: Any, rate: Any, currency: Any) -> tuple[int | float, str]:
@@ -342,14 +402,24 @@ class DealMapping:
         order_key, stage = self._stage_change(data)
         return StageChangePlan(order_key=str(order_key), stage_key=str(stage))
 
-    def _plan_organization(self, data: Mapping[str, Any]) -> OrganizationPlan | None:
+    def _plan_organization(self, data: Mapping[str, Any],
+                           addresses: Mapping[str, Mapping[str, str]]) -> OrganizationPlan | None:
         if self._org is None or (self._org_when is not None and not self._org_when(data)):
             return None
         name, *rest = self._org(data)
         domain = rest[0] if rest else None
         if domain and domain.lower() in self._public_domains:
             domain = None
-        return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on)
+        lines = (one_line_address(addresses[n]) for n in self._org_addresses if n in addresses)
+        return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on,
+                                addresses=tuple(dict.fromkeys(lines)))  # billing = shipping: once
+
+
+def one_line_address(parts: Mapping[str, str]) -> str:
+    """"1 Main St, Springfield, IL 62701, US": how an address reads on one line (Streak's form)."""
+    region = " ".join(p for p in (parts.get("state"), parts.get("postal_code")) if p)
+    return ", ".join(p for p in (parts.get("street"), parts.get("street2"), parts.get("city"), region,
+                                 parts.get("country")) if p)
 
 
 def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:

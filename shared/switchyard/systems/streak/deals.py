@@ -295,9 +295,7 @@ class StreakDealTarget:
         both), so a shared e-mail domain alone does not link another company; created when none matches."""
         if plan.domain and plan.match_on == ("domain",):
             org = self._client.find_or_create_organization(self._team, plan.domain)
-            if not org.get("name"):
-                org = self._client.update_organization(org["key"], {"name": plan.name})
-            return org
+            return self._complete_organization(org, plan, {} if org.get("name") else {"name": plan.name})
         use_domain = plan.domain is not None and "domain" in plan.match_on
         by_name = "name" in plan.match_on or not use_domain
         looked_at = self._clock()
@@ -308,12 +306,24 @@ class StreakDealTarget:
             if use_domain and plan.domain not in domains:
                 if domains:
                     continue  # the same name, but another company's domain
-                org = self._client.update_organization(org["key"], {"domains": [str(plan.domain)]})
-            return org
+                return self._complete_organization(org, plan, {"domains": [str(plan.domain)]})
+            return self._complete_organization(org, plan, {})
         new_domains = [plan.domain] if use_domain and plan.domain else None
         return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
-                                 lambda: self._client.create_organization(self._team, plan.name,
-                                                                          domains=new_domains), shared=True)
+                                 lambda: self._client.create_organization(
+                                     self._team, plan.name, domains=new_domains,
+                                     addresses=list(plan.addresses) or None), shared=True)
+
+    def _complete_organization(self, org: dict[str, Any], plan: OrganizationPlan,
+                               changes: dict[str, Any]) -> dict[str, Any]:
+        """An existing organization plus what it lacks (its name, domain, the order's addresses), in one
+        update and only when something is missing: a redelivery writes nothing."""
+        have = list(org.get("addresses") or [])
+        known = {str(line).casefold() for line in have}
+        missing = [line for line in plan.addresses if line.casefold() not in known]
+        if missing:  # Streak replaces the list: send the existing lines plus the new ones
+            changes = {**changes, "addresses": [*have, *missing]}
+        return self._client.update_organization(org["key"], changes) if changes else org
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]
