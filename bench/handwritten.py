@@ -3,8 +3,10 @@ mapping is measured against. It must produce exactly the same plan (the benchmar
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from hashlib import sha256
 from typing import Any
 
 from switchyard.systems.streak.deal_mapping import MINOR_UNITS, ContactPlan, DealPlan, OrganizationPlan, TaskPlan
@@ -62,6 +64,24 @@ ADDRESS_FIELDS = {"billing": ("1021", "1022", "1023", "1024", "1025"),
 PARTS = ("street", "city", "state", "postal_code", "country")
 
 
+NORTH_AMERICA = ("ana.north@example.com", "ben.north@example.com", "carla.north@example.com")
+EUROPE = ("chloe.europe@example.com", "dan.europe@example.com")
+ACME = re.compile(r"(?i)^\s*acme\b")
+
+
+def _assignee(order: dict[str, Any], company: Any, country: Any, number: str) -> str:
+    def pick(team: tuple[str, ...]) -> str:
+        return team[int.from_bytes(sha256(number.encode()).digest()[:8], "big") % len(team)]
+
+    if Decimal(str(order["OrderTotal"])) >= 5000:
+        return "kim.accounts@example.com"
+    if company is not None and ACME.search(str(company)):
+        return "kim.accounts@example.com"
+    if str(order.get("StoreId")) == "2" or str(country) == "73":
+        return pick(EUROPE)
+    return pick(NORTH_AMERICA)
+
+
 def plan_deal(data: dict[str, Any]) -> DealPlan:
     order, customer = data["Order"], data["Customer"]
     number = order["CustomOrderNumber"]
@@ -94,6 +114,8 @@ def plan_deal(data: dict[str, Any]) -> DealPlan:
     for kind, parts in addresses.items():
         fields.update({key: parts[part] for key, part in zip(ADDRESS_FIELDS[kind], PARTS, strict=True)
                        if part in parts})
+    assignee = _assignee(order, company, (data.get("BillingAddress") or {}).get("CountryId"), number) \
+        if create else None
     return DealPlan(
         order_key=number,
         create=create,
@@ -104,6 +126,7 @@ def plan_deal(data: dict[str, Any]) -> DealPlan:
         contact=ContactPlan(email=email, given_name=_blank_to_none(first), family_name=_blank_to_none(last)),
         organization=organization,
         task=TaskPlan(text=f"Follow up on order {number}", due_date_ms=_ms(order["CreatedOnUtc"], days=3),
-                      assignee_email="sales-rep@example.com"),
+                      assignee_email=assignee),
         addresses=addresses,
+        assignee=assignee,
     )

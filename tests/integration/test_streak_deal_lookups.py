@@ -297,6 +297,28 @@ def test_known_company_gets_the_orders_billing_address_once(
                 if method == "POST" and path.startswith("/api/v2/organizations/")]
 
 
+def test_box_someone_already_assigned_keeps_its_rep_on_redelivery(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent,
+) -> None:
+    # Given the order's box, assigned by the mapping's rules, then handed to another rep in Streak
+    target = StreakDealTarget(mapping, streak_client, state)
+    event = make_event("nop_order_b2b")
+    target.deliver(event)
+    (box,) = boxes(sandbox)
+    assert box["assignees"] == ["kim.accounts@example.com"]
+    streak_client.update_box(box["key"], {"assignedToSharingEntries": [{"email": "dan.europe@example.com"}]})
+    writes_before = len(sandbox.requests)
+
+    # When the order is delivered again
+    target.deliver(event)
+
+    # Then the rep's choice stands and the box is not written
+    assert boxes(sandbox)[0]["assignees"] == ["dan.europe@example.com"]
+    assert not [path for method, path, _ in sandbox.requests[writes_before:]
+                if method == "POST" and path.startswith("/api/v1/boxes/")]
+
+
 # --- item 6: a write refused half-way -------------------------------------------------------------------
 
 

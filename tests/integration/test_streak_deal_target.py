@@ -101,8 +101,10 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
     assert box["contacts"] == [{"key": contact["key"]}]
     assert box["organizations"] == [{"key": org["key"]}]
     (task,) = snap["boxes"][0]["tasks"]
+    # Acme Corp belongs to the key-account rep (a rule of the mapping): the box and its task are hers
     assert task == {"text": "Follow up on order 1042", "dueDate": 1_795_425_300_000,
-                    "assignee": "sales-rep@example.com"}
+                    "assignee": "kim.accounts@example.com"}
+    assert snap["boxes"][0]["assignees"] == ["kim.accounts@example.com"]
     assert len(posts(sandbox.requests)) == WRITES_OF_B2B_ORDER
 
 

@@ -163,6 +163,16 @@ def test_golden_addresses_are_parsed_into_the_fields_the_mapping_names() -> None
     assert clarity["organization"]["addresses"] == ["1 Main St, Springfield, 12345, US"]
 
 
+def test_golden_deals_are_assigned_by_the_mappings_rules() -> None:
+    # Acme Corp: the key-account rep, for the box and its task
+    b2b = golden("nop_order_b2b")
+    assert b2b["assignee"] == b2b["task"]["assignee_email"] == "kim.accounts@example.com"
+    # store 2 is the European team's, whatever the country; the hash of order 2046 picks Dan
+    assert golden("nop_order_us_state")["assignee"] == "dan.europe@example.com"
+    assert golden("nop_order_small")["assignee"] is None  # filtered: no deal, no rep
+    assert golden("clarity_order_consumer", "clarity-to-streak")["assignee"] == "ben.north@example.com"
+
+
 def test_golden_foreign_currency_order_total_is_in_the_currency_it_is_labelled_with() -> None:
     plan = golden("nop_order_consumer")
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
+from hashlib import sha256
 from typing import Any, Literal
 
 import yaml
@@ -106,6 +107,24 @@ class BoxDoc(_Doc):
     amount: AmountDoc | None = None
 
 
+class AssignmentRuleDoc(_Doc):
+    """``when`` the condition holds (none: always), the deal goes to ``rep`` or round-robin within ``team``."""
+
+    when: dict[str, Any] | None = None
+    rep: str | None = None  # a team member's e-mail
+    team: str | None = None  # a name from assignment.teams
+
+
+class AssignmentDoc(_Doc):
+    """Who gets the deal (the box and its follow-up task): the first rule that holds, else ``fallback``."""
+
+    teams: dict[str, list[str]] = Field(default_factory=dict)  # team name -> members' e-mail addresses
+    rules: list[AssignmentRuleDoc] = Field(default_factory=list)
+    fallback: AssignmentRuleDoc
+    # what picks a member within a team: one hash of it, so a redelivery picks the same rep (default: order key)
+    spread_by: Rule | None = None
+
+
 class TaskDoc(_Doc):
     text: Rule
     due: Rule  # a date-time; the connector sends epoch ms
@@ -143,6 +162,7 @@ class DealMappingDoc(_Doc):
     organization: OrganizationDoc | None = None
     box: BoxDoc
     task: TaskDoc | None = None
+    assignment: AssignmentDoc | None = None
     stage_change: StageChangeDoc
     contact_update: ContactUpdateDoc | None = None
 
@@ -196,6 +216,7 @@ class DealPlan:
     task: TaskPlan | None = None
     comment: str | None = None
     addresses: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> part -> value
+    assignee: str | None = None  # the sales rep's e-mail the box is assigned to
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +270,7 @@ class DealMapping:
         self._amount = amount
         self._field_keys = tuple(doc.box.fields)
         self._compile_addresses(doc)
+        self._compile_assignment(doc)
         deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
         at = {where: index for index, (where, _spec) in enumerate(deal)}
         self._deal = compile_rules(deal, doc.lookups)
@@ -318,6 +340,46 @@ class DealMapping:
             raise MappingError(f"organization.addresses: {unknown} are not among addresses ({sorted(doc.addresses)})")
         self._org_addresses = tuple(dict.fromkeys(named))
 
+    def _compile_assignment(self, doc: DealMappingDoc) -> None:
+        """Rules in order, each a (condition, rep or team); every team named must exist and have members."""
+        assignment = doc.assignment
+        self._assign: list[tuple[Predicate | None, str | None, tuple[str, ...]]] = []
+        self._spread_by = None
+        if assignment is None:
+            return
+        for team, members in assignment.teams.items():
+            if not members or len(set(members)) != len(members):
+                raise MappingError(f"assignment.teams.{team}: name each member once, at least one")
+        rules = [(f"assignment.rules[{i}]", rule) for i, rule in enumerate(assignment.rules)]
+        for where, rule in [*rules, ("assignment.fallback", assignment.fallback)]:
+            if (rule.rep is None) == (rule.team is None):
+                raise MappingError(f"{where}: name either a rep or a team")
+            if rule.team is not None and rule.team not in assignment.teams:
+                raise MappingError(f"{where}: team {rule.team!r} is not among assignment.teams "
+                                   f"({sorted(assignment.teams)})")
+            if rule.rep is not None and "@" not in rule.rep:
+                raise MappingError(f"{where}: rep {rule.rep!r} is not an e-mail address")
+            when = compile_condition(rule.when, f"{where}.when") if rule.when else None
+            members = tuple(assignment.teams[rule.team]) if rule.team else ()
+            self._assign.append((when, rule.rep, members))
+        if assignment.fallback.when is not None:
+            raise MappingError("assignment.fallback: the fallback applies when no rule does; it takes no 'when'")
+        if assignment.spread_by is not None:
+            self._spread_by = compile_rules([("assignment.spread_by", assignment.spread_by)], doc.lookups)
+
+    def plan_assignee(self, data: Mapping[str, Any], order_key: str) -> str | None:
+        """The rep of the first rule that holds; within a team, the member a stable hash of the order picks
+        (the same on every redelivery and every worker; spread evenly over many orders)."""
+        for when, rep, members in self._assign:
+            if when is not None and not when(data):
+                continue
+            if rep is not None:
+                return rep
+            spread = self._spread_by(data)[0] if self._spread_by else None
+            seed = str(order_key if spread is None else spread).encode()
+            return members[int.from_bytes(sha256(seed).digest()[:8], "big") % len(members)]
+        return None
+
     def plan_addresses(self, data: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         """The order's addresses, part by part (trimmed; empty parts and empty addresses left out)."""
         addresses: dict[str, dict[str, str]] = {}
@@ -345,12 +407,13 @@ class DealMapping:
         for (name, part), key in self._address_fields.items():
             if (value := addresses.get(name, {}).get(part)) is not None:
                 fields[key] = value
+        assignee = self.plan_assignee(data, str(values[0])) if create else None
         task = None
         if self._i_text >= 0:
             due = values[self._i_due]
             task = TaskPlan(text=values[self._i_text],
                             due_date_ms=due if isinstance(due, int) else int(due.timestamp() * 1000),
-                            assignee_email=at[self._i_assignee])
+                            assignee_email=at[self._i_assignee] or assignee)  # the task's own rule, else the rep
         return DealPlan(
             order_key=str(values[0]),
             create=create,
@@ -365,6 +428,7 @@ class DealMapping:
             task=task,
             comment=at[self._i_comment],
             addresses=addresses,
+            assignee=assignee,
         )
 
     def _shown_amount(self, total: Any, rate: Any, currency: Any) -> tuple[int | float, str]:

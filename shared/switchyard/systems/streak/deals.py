@@ -209,6 +209,9 @@ class StreakDealTarget:
             existing = list(box.get(name) or [])
             if entity and all(link.get("key") != entity["key"] for link in existing):
                 changes[name] = [*({"key": link["key"]} for link in existing), {"key": entity["key"]}]
+        # the rep the mapping's rules chose, in the same call; a box someone already assigned keeps its rep
+        if plan.assignee and not box.get("assignedToSharingEntries"):
+            changes["assignedToSharingEntries"] = [{"email": plan.assignee}]
         if changes:
             self._client.update_box(box["key"], changes)
 
