@@ -196,7 +196,10 @@ def test_golden_consumer_order_has_no_organization() -> None:
 
 
 def test_golden_status_change_moves_to_processing() -> None:
-    assert golden("nop_status_processing") == {"order_key": "1042", "stage_key": "5002"}
+    assert golden("nop_status_processing") == {
+        "order_key": "1042", "stage_key": "5002",
+        "fields": {"1004": "9003"},  # the payment status follows the order
+        "timeline": "Order status: Processing · Payment: Paid · Shipping: shipped"}
 
 
 def test_golden_clarity_order_becomes_a_deal_with_payment_comment_without_card_digits() -> None:

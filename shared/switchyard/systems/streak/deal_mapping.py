@@ -133,6 +133,11 @@ class TaskDoc(_Doc):
 
 class StageChangeDoc(_Doc):
     stage: Rule
+    # box fields that follow the order after it is placed (e.g. the payment status), written with the stage
+    fields: dict[str, Rule] = Field(default_factory=dict)
+    # one line on the box's timeline (a comment) per change, posted once however often the event comes:
+    # its parts' values joined with " · " (a part without a value is left out)
+    timeline: list[Rule] = Field(default_factory=list)
     # stage keys in the order an order moves through them: of two status changes with the same change
     # time, the one whose stage comes later wins whatever the order they arrive in (empty: arrival order)
     lifecycle: list[str] = Field(default_factory=list)
@@ -223,6 +228,8 @@ class DealPlan:
 class StageChangePlan:
     order_key: str
     stage_key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    timeline: str | None = None
 
 
 # --- compiled mapping -------------------------------------------------------------------------
@@ -311,8 +318,14 @@ class DealMapping:
         self._create_when: Predicate | None = (
             compile_condition(doc.create_when, "create_when") if doc.create_when else None
         )
+        change = doc.stage_change
+        if doc.order_key_field in change.fields:
+            raise MappingError("stage_change.fields: the order key field cannot change")
+        self._change_field_keys = tuple(change.fields)
         self._stage_change = compile_rules(
-            [("order_key", required(doc.order_key)), ("stage_change.stage", required(doc.stage_change.stage))],
+            [("order_key", required(doc.order_key)), ("stage_change.stage", required(change.stage))]
+            + [(f"stage_change.fields.{key}", spec) for key, spec in change.fields.items()]
+            + [(f"stage_change.timeline[{index}]", spec) for index, spec in enumerate(change.timeline)],
             doc.lookups,
         )
 
@@ -360,8 +373,8 @@ class DealMapping:
             if rule.rep is not None and "@" not in rule.rep:
                 raise MappingError(f"{where}: rep {rule.rep!r} is not an e-mail address")
             when = compile_condition(rule.when, f"{where}.when") if rule.when else None
-            members = tuple(assignment.teams[rule.team]) if rule.team else ()
-            self._assign.append((when, rule.rep, members))
+            team_members = tuple(assignment.teams[rule.team]) if rule.team else ()
+            self._assign.append((when, rule.rep, team_members))
         if assignment.fallback.when is not None:
             raise MappingError("assignment.fallback: the fallback applies when no rule does; it takes no 'when'")
         if assignment.spread_by is not None:
@@ -463,8 +476,12 @@ class DealMapping:
         return lifecycle.index(stage_key) if stage_key in lifecycle else None
 
     def plan_stage_change(self, data: Mapping[str, Any]) -> StageChangePlan:
-        order_key, stage = self._stage_change(data)
-        return StageChangePlan(order_key=str(order_key), stage_key=str(stage))
+        order_key, stage, *values = self._stage_change(data)
+        count = len(self._change_field_keys)
+        fields = {key: value for key, value in zip(self._change_field_keys, values[:count], strict=True)
+                  if value is not None and value != ""}  # a value the event lacks leaves the field alone
+        line = " · ".join(text for part in values[count:] if part is not None and (text := str(part).strip()))
+        return StageChangePlan(order_key=str(order_key), stage_key=str(stage), fields=fields, timeline=line or None)
 
     def _plan_organization(self, data: Mapping[str, Any],
                            addresses: Mapping[str, Mapping[str, str]]) -> OrganizationPlan | None:
