@@ -82,6 +82,14 @@ def _assignee(order: dict[str, Any], company: Any, country: Any, number: str) ->
     return pick(NORTH_AMERICA)
 
 
+def _contact_fields(data: dict[str, Any]) -> dict[str, Any]:
+    phone = _blank_to_none((data.get("BillingAddress") or {}).get("PhoneNumber")) or \
+        _blank_to_none(data["Customer"].get("Phone"))
+    fields: dict[str, Any] = {"phoneNumbers": [phone]} if phone else {}
+    fields["other"] = f"nopCommerce customer {data['Customer'].get('Id')}"
+    return fields
+
+
 def plan_deal(data: dict[str, Any]) -> DealPlan:
     order, customer = data["Order"], data["Customer"]
     number = order["CustomOrderNumber"]
@@ -95,8 +103,15 @@ def plan_deal(data: dict[str, Any]) -> DealPlan:
     organization = None
     if has_company:
         domain = email.rpartition("@")[2] or None
+        billing = data.get("BillingAddress") or {}
+        org_fields: dict[str, Any] = {}
+        if phone := _blank_to_none(billing.get("PhoneNumber")):
+            org_fields["phoneNumbers"] = [phone]
+        if vat := _blank_to_none(customer.get("VatNumber")):
+            org_fields["other"] = f"VAT number {vat}"
         organization = OrganizationPlan(name=company.strip(), domain=None if domain in PUBLIC else domain,
-                                        addresses=(_one_line(addresses["billing"]),) if "billing" in addresses else ())
+                                        addresses=(_one_line(addresses["billing"]),) if "billing" in addresses else (),
+                                        fields=org_fields)
     items = "; ".join(
         " ".join(f"{i['Quantity']} x {i['Product']['Name']} [{i['Product']['Sku']}]".split())
         for i in data["OrderItems"]
@@ -123,7 +138,8 @@ def plan_deal(data: dict[str, Any]) -> DealPlan:
         stage_key=STAGES[order["OrderStatusId"]],
         notes=f"nopCommerce order {order['Id']} ({order['OrderGuid']})",
         fields=fields,
-        contact=ContactPlan(email=email, given_name=_blank_to_none(first), family_name=_blank_to_none(last)),
+        contact=ContactPlan(email=email, given_name=_blank_to_none(first), family_name=_blank_to_none(last),
+                            fields=_contact_fields(data)),
         organization=organization,
         task=TaskPlan(text=f"Follow up on order {number}", due_date_ms=_ms(order["CreatedOnUtc"], days=3),
                       assignee_email=assignee),

@@ -297,6 +297,31 @@ def test_known_company_gets_the_orders_billing_address_once(
                 if method == "POST" and path.startswith("/api/v2/organizations/")]
 
 
+def test_contact_and_organization_fields_fill_what_is_empty_and_keep_a_reps_edit(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent, sample,
+) -> None:
+    data = sample("nop_order_b2b")["data"]
+    data["BillingAddress"]["PhoneNumber"] = "+1 555 0100"
+    data["Customer"]["VatNumber"] = "US-1"
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    # a new contact and organization get the mapping's fields (the organization in its create request)
+    target.deliver(make_event("nop_order_b2b", data=data))
+    (contact,), (org,) = sandbox.snapshot()["contacts"], sandbox.snapshot()["organizations"]
+    assert (contact["phoneNumbers"], contact["other"]) == (["+1 555 0100"], "nopCommerce customer 77")
+    assert (org["phoneNumbers"], org["other"]) == (["+1 555 0100"], "VAT number US-1")
+
+    # a rep edits the contact's note; the customer's next order keeps it and writes nothing to either
+    streak_client.update_contact(contact["key"], {"other": "prefers phone calls"})
+    data["Order"]["CustomOrderNumber"] = "1099"
+    before = len(sandbox.requests)
+    target.deliver(make_event("nop_order_b2b", event_id="msg_next", data=data))
+    assert sandbox.snapshot()["contacts"][0]["other"] == "prefers phone calls"
+    assert not [path for method, path, _ in sandbox.requests[before:]
+                if method == "POST" and path.startswith(("/api/v2/contacts/", "/api/v2/organizations/"))]
+
+
 def test_box_someone_already_assigned_keeps_its_rep_on_redelivery(
     mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
     make_event: MakeEvent,

@@ -143,7 +143,8 @@ def test_golden_b2b_order_streak_formats() -> None:
     # matched on name and domain: a shared mail domain alone is not the same company
     assert plan["organization"] == {"name": "Acme Corp", "domain": "acme-corp.example",
                                     "match_on": ["name", "domain"],
-                                    "addresses": ["1 Main St, Springfield, 12345, US"]}  # billing, one line
+                                    "addresses": ["1 Main St, Springfield, 12345, US"],  # billing, one line
+                                    "fields": {}}  # no phone, no VAT number on this order
     assert plan["task"]["due_date_ms"] == 1_795_166_100_000 + 3 * 86_400_000
 
 
@@ -161,6 +162,15 @@ def test_golden_addresses_are_parsed_into_the_fields_the_mapping_names() -> None
     clarity = golden("clarity_order_b2b", "clarity-to-streak")
     assert clarity["addresses"]["billing"]["street"] == "1 Main St"
     assert clarity["organization"]["addresses"] == ["1 Main St, Springfield, 12345, US"]
+
+
+def test_golden_contact_custom_fields_are_streak_contact_properties() -> None:
+    contact = golden("nop_order_us_state")["contact"]
+
+    # a list property gets the value as its one entry
+    assert contact["fields"] == {"phoneNumbers": ["+1 212 555 0146"], "other": "nopCommerce customer 81"}
+    assert golden("clarity_order_b2b", "clarity-to-streak")["organization"]["fields"] == {
+        "other": "Clarity customer C-501"}
 
 
 def test_golden_deals_are_assigned_by_the_mappings_rules() -> None:

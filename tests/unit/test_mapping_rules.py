@@ -306,6 +306,31 @@ def test_parse_deal_mapping_address_problems_are_named(document, change, message
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["contact"]["fields"].__setitem__("Customer tier", {"const": "gold"}),
+         "contact.fields: Streak has no writable property 'Customer tier'"),
+        (lambda d: d["contact"]["fields"].__setitem__("emailAddresses", {"const": "x@y.example"}),
+         "contact.fields: Streak has no writable property 'emailAddresses'"),  # contact.email sets it
+        (lambda d: d["organization"]["fields"].__setitem__("title", {"const": "x"}),
+         "organization.fields: Streak has no writable property 'title'"),  # a contact's, not an org's
+        (lambda d: d["contact"].__setitem__("phone", {"path": "Customer.Phone"}),
+         "contact.fields.phoneNumbers: the contact's phone is contact.phone already"),
+    ],
+)
+def test_parse_deal_mapping_contact_and_organization_fields_streak_cannot_hold_are_refused(
+    document, change, message: str
+) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(document))
+    change(doc)
+
+    with pytest.raises(MappingError) as raised:
+        parse(doc)
+
+    assert message in str(raised.value)
+
+
 def test_plan_addresses_leave_out_blank_parts_and_the_organization_gets_each_line_once(document) -> None:
     mapping = parse(yaml.safe_load(yaml.safe_dump(document)))
     address = {"Address1": " 1 Main St ", "Address2": None, "City": "  ", "ZipPostalCode": 12345, "CountryId": 2,

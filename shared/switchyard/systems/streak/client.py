@@ -139,9 +139,10 @@ class StreakClient:
                           params={"getIfExisting": "true"}, json={"domains": [domain]})
 
     def create_organization(self, team_key: str, name: str, *, domains: list[str] | None = None,
-                            addresses: list[str] | None = None) -> dict[str, Any]:
+                            addresses: list[str] | None = None,
+                            properties: dict[str, Any] | None = None) -> dict[str, Any]:
         """A new organization (no ``getIfExisting``: that would return whichever one has the domain)."""
-        payload: dict[str, Any] = {"name": name}
+        payload: dict[str, Any] = {**(properties or {}), "name": name}
         if domains:
             payload["domains"] = domains
         if addresses:

@@ -9,7 +9,7 @@ that ``switchyard.systems.streak.deals`` carries out. ``switchyard dry-run`` pri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
@@ -41,12 +41,22 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# What Streak lets a client write on a team's contacts and organizations besides the keys Switchyard sets
+# itself (e-mail, names, domains, addresses): text properties, and lists of text (a value becomes one entry).
+# Streak keeps no user-defined fields on them; anything else it silently ignores, so a document is refused.
+CONTACT_FIELDS = {"title": str, "phoneNumbers": list, "other": str, "twitterHandle": str, "facebookHandle": str,
+                  "linkedinHandle": str, "photoUrl": str}
+ORGANIZATION_FIELDS = {"phoneNumbers": list, "industry": str, "logoURL": str, "other": str, "twitterHandle": str,
+                       "facebookHandle": str, "linkedinHandle": str}
+
+
 class ContactDoc(_Doc):
     email: Rule
     given_name: Rule | None = None
     family_name: Rule | None = None
     phone: Rule | None = None
     customer_key: Rule | None = None  # the source's customer id: linked to the Streak contact
+    fields: dict[str, Rule] = Field(default_factory=dict)  # Streak contact property -> rule (CONTACT_FIELDS)
 
 
 class ContactUpdateDoc(_Doc):
@@ -86,6 +96,7 @@ class OrganizationDoc(_Doc):
     match_on: tuple[Literal["name", "domain"], ...] = ("name", "domain")
     # names of the document's `addresses` put on the organization (Streak keeps them as one line each)
     addresses: tuple[str, ...] = ()
+    fields: dict[str, Rule] = Field(default_factory=dict)  # Streak organization property -> rule
 
 
 class AmountDoc(_Doc):
@@ -182,6 +193,7 @@ class ContactPlan:
     family_name: str | None
     phone: str | None = None
     customer_key: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # Streak contact properties, filled when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +211,7 @@ class OrganizationPlan:
     domain: str | None  # None: find by name
     match_on: tuple[str, ...] = ("name", "domain")
     addresses: tuple[str, ...] = ()  # one line each, added to the organization's when missing
+    fields: dict[str, Any] = field(default_factory=dict)  # Streak organization properties, filled when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +291,12 @@ class DealMapping:
         self._field_keys = tuple(doc.box.fields)
         self._compile_addresses(doc)
         self._compile_assignment(doc)
+        self._contact_fields = _compile_properties("contact.fields", doc.contact.fields, CONTACT_FIELDS,
+                                                   doc.lookups)
+        if doc.contact.phone is not None and "phoneNumbers" in doc.contact.fields:
+            raise MappingError("contact.fields.phoneNumbers: the contact's phone is contact.phone already")
+        self._org_fields = _compile_properties("organization.fields", doc.organization.fields, ORGANIZATION_FIELDS,
+                                               doc.lookups) if doc.organization else None
         deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
         at = {where: index for index, (where, _spec) in enumerate(deal)}
         self._deal = compile_rules(deal, doc.lookups)
@@ -436,7 +455,8 @@ class DealMapping:
             fields=fields,
             contact=ContactPlan(email=values[3], given_name=at[self._i_given], family_name=at[self._i_family],
                                 phone=at[self._i_phone],
-                                customer_key=None if (key := at[self._i_customer]) is None else str(key)),
+                                customer_key=None if (key := at[self._i_customer]) is None else str(key),
+                                fields=self._contact_fields(data)),
             organization=self._plan_organization(data, addresses),
             task=task,
             comment=at[self._i_comment],
@@ -493,7 +513,30 @@ class DealMapping:
             domain = None
         lines = (one_line_address(addresses[n]) for n in self._org_addresses if n in addresses)
         return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on,
-                                addresses=tuple(dict.fromkeys(lines)))  # billing = shipping: once
+                                addresses=tuple(dict.fromkeys(lines)),  # billing = shipping: once
+                                fields=self._org_fields(data) if self._org_fields else {})
+
+
+def _compile_properties(where: str, rules: Mapping[str, Rule], allowed: Mapping[str, type],
+                        lookups: Any) -> Callable[[Any], dict[str, Any]]:
+    """Rules for a contact's or organization's properties: only names Streak writes, values as it wants them
+    (text; a list property gets the value as its one entry); a value the event lacks is left out."""
+    unknown = sorted(set(rules) - set(allowed))
+    if unknown:
+        raise MappingError(f"{where}: Streak has no writable property {', '.join(map(repr, unknown))} "
+                           f"(it has {', '.join(sorted(allowed))})")
+    names = tuple(rules)
+    values = compile_rules([(f"{where}.{name}", rules[name]) for name in names], lookups)
+
+    def plan(data: Any) -> dict[str, Any]:
+        planned: dict[str, Any] = {}
+        for name, value in zip(names, values(data), strict=True):
+            text = "" if value is None else str(value).strip()
+            if text:
+                planned[name] = [text] if allowed[name] is list else text
+        return planned
+
+    return plan
 
 
 def one_line_address(parts: Mapping[str, str]) -> str:

@@ -289,6 +289,8 @@ class StreakDealTarget:
             changes["familyName"] = plan.family_name
         if plan.phone and not contact.get("phoneNumbers"):
             changes["phoneNumbers"] = [plan.phone]
+        # the mapping's contact fields, like the names: filled when empty, never over a rep's value
+        changes.update({name: value for name, value in plan.fields.items() if not contact.get(name)})
         if changes:
             with recorded_echo(self._echoes, "streak", "contact", contact["key"], {**contact, **changes}):
                 contact = self._client.update_contact(contact["key"], changes)
@@ -319,7 +321,7 @@ class StreakDealTarget:
         return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
                                  lambda: self._client.create_organization(
                                      self._team, plan.name, domains=new_domains,
-                                     addresses=list(plan.addresses) or None), shared=True)
+                                     addresses=list(plan.addresses) or None, properties=plan.fields), shared=True)
 
     def _complete_organization(self, org: dict[str, Any], plan: OrganizationPlan,
                                changes: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +332,8 @@ class StreakDealTarget:
         missing = [line for line in plan.addresses if line.casefold() not in known]
         if missing:  # Streak replaces the list: send the existing lines plus the new ones
             changes = {**changes, "addresses": [*have, *missing]}
+        # the mapping's organization fields: filled when empty, never over a rep's value
+        changes = {**changes, **{name: value for name, value in plan.fields.items() if not org.get(name)}}
         return self._client.update_organization(org["key"], changes) if changes else org
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
