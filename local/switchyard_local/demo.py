@@ -74,8 +74,13 @@ class Demo:
         self.send_rejected_order()
         self.drain()
 
+        self.say("\n3b. The deal keeps up: a later payment change (1043 authorized), delivered twice")
+        self.send_payment_change()
+        self.drain()
+
         self.say("\n4. What Streak now holds")
         self.show_streak()
+        self.show_deal_details()
         self.say("\n5. What sits in the dead-letter queue")
         self.show_dead_letters()
 
@@ -103,6 +108,48 @@ class Demo:
         self.stack.streak.faults.fail_next(1, status=400)
         self.say("     (the Streak sandbox will refuse the next call with 400)")
         self.send("order 1045 placed", json.dumps(order).encode(), expect=202)
+
+    def send_payment_change(self) -> None:
+        change = json.loads(sample("nop_order_consumer"))
+        change.update(type="order.status_changed", timestamp="2026-11-20T11:00:00Z")
+        change["data"] = {"Order": {**change["data"]["Order"], "PaymentStatusId": 20}}  # Pending → Authorized
+        body = json.dumps(change).encode()
+        first = self.send("order 1043 payment → Authorized", body, expect=202)
+        self.drain()
+        # the same delivery again, as a retry after a lost answer: the worker's idempotency and the target's
+        # own check (the timeline line is keyed by the event) both stand in its way
+        self.send("order 1043 payment → Authorized again (same webhook-id)", body, expect=202,
+                  event_id=first["headers"]["webhook-id"])
+
+    def show_deal_details(self) -> None:
+        """Addresses, the rep, contact and organization fields, the timeline: what issue 11 added."""
+        snapshot = self.stack.streak.snapshot()
+        by_order = {b["fields"].get("Order number"): b for b in snapshot["boxes"]}
+        b2b, consumer = by_order.get("1042", {}), by_order.get("1043", {})
+        for box in (b2b, consumer):
+            self.say(f"  box {box.get('key')}: assigned to {box.get('assignees')}, "
+                     f"task for {[t['assignee'] for t in box.get('tasks', [])]}, timeline {box.get('comments')}")
+        org = next((o for o in snapshot["organizations"] if o.get("name") == "Acme Corp"), {})
+        self.say(f"  organization Acme Corp: addresses {org.get('addresses')}")
+        fields = b2b.get("fields", {})
+        self.expect((fields.get("Billing street"), fields.get("Billing city"), fields.get("Billing postal code"),
+                     fields.get("Billing country")) == ("1 Main St", "Springfield", "12345", "US"),
+                    "1042's billing address parsed into its fields; the shipping address into its own")
+        self.expect(org.get("addresses") == ["1 Main St, Springfield, 12345, US"],
+                    "Acme Corp's organization carries the billing address")
+        self.expect(b2b.get("assignees") == ["kim.accounts@example.com"]
+                    and [t["assignee"] for t in b2b.get("tasks", [])] == ["kim.accounts@example.com"],
+                    "1042 (Acme Corp) and its task go to the key-account rep (a rule in the mapping)")
+        reps = consumer.get("assignees", [])
+        self.expect(len(reps) == 1 and reps[0].endswith(".europe@example.com"),
+                    "1043 (billed in France) goes to a rep of the European team, picked by the order's hash")
+        contact = next((c for c in snapshot["contacts"] if c.get("emailAddresses") == ["sam.lee@gmail.com"]), {})
+        self.expect(contact.get("other") == "nopCommerce customer 78", "the contact's fields from the mapping")
+        self.expect(consumer.get("fields", {}).get("Payment status") == "9002",
+                    "1043's payment field follows to Authorized")
+        lines = [c for c in consumer.get("comments", []) if c.startswith("Order status")]
+        self.expect(len(lines) == 1 and "Payment: Authorized" in lines[0],
+                    "one timeline line for the payment change, none for its redelivery")
 
     def show_streak(self) -> None:
         snapshot = self.stack.streak.snapshot()

@@ -274,6 +274,76 @@ def test_order_of_a_known_company_reuses_its_organization(
     assert streak_client.get_box(boxes(sandbox)[0]["key"])["organizations"] == [{"key": acme["key"]}]
 
 
+def test_known_company_gets_the_orders_billing_address_once(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent,
+) -> None:
+    # Given Acme Corp is known with another address of its own
+    acme = streak_client.create_organization("team_1", "Acme Corp", domains=["acme-corp.example"])
+    streak_client.update_organization(acme["key"], {"addresses": ["9 Dock Rd, Springfield"]})
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    # When its order arrives, and is delivered again
+    event = make_event("nop_order_b2b")
+    target.deliver(event)
+    writes_before = len(sandbox.requests)
+    target.deliver(event)
+
+    # Then the billing address is added beside the existing one (Streak replaces the list), and the
+    # redelivery does not write the organization again
+    (org,) = sandbox.snapshot()["organizations"]
+    assert org["addresses"] == ["9 Dock Rd, Springfield", "1 Main St, Springfield, 12345, US"]
+    assert not [path for method, path, _ in sandbox.requests[writes_before:]
+                if method == "POST" and path.startswith("/api/v2/organizations/")]
+
+
+def test_contact_and_organization_fields_fill_what_is_empty_and_keep_a_reps_edit(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent, sample,
+) -> None:
+    data = sample("nop_order_b2b")["data"]
+    data["BillingAddress"]["PhoneNumber"] = "+1 555 0100"
+    data["Customer"]["VatNumber"] = "US-1"
+    target = StreakDealTarget(mapping, streak_client, state)
+
+    # a new contact and organization get the mapping's fields (the organization in its create request)
+    target.deliver(make_event("nop_order_b2b", data=data))
+    (contact,), (org,) = sandbox.snapshot()["contacts"], sandbox.snapshot()["organizations"]
+    assert (contact["phoneNumbers"], contact["other"]) == (["+1 555 0100"], "nopCommerce customer 77")
+    assert (org["phoneNumbers"], org["other"]) == (["+1 555 0100"], "VAT number US-1")
+
+    # a rep edits the contact's note; the customer's next order keeps it and writes nothing to either
+    streak_client.update_contact(contact["key"], {"other": "prefers phone calls"})
+    data["Order"]["CustomOrderNumber"] = "1099"
+    before = len(sandbox.requests)
+    target.deliver(make_event("nop_order_b2b", event_id="msg_next", data=data))
+    assert sandbox.snapshot()["contacts"][0]["other"] == "prefers phone calls"
+    assert not [path for method, path, _ in sandbox.requests[before:]
+                if method == "POST" and path.startswith(("/api/v2/contacts/", "/api/v2/organizations/"))]
+
+
+def test_box_someone_already_assigned_keeps_its_rep_on_redelivery(
+    mapping: DealMapping, streak_client: StreakClient, state: InMemoryEntityState, sandbox: StreakSandbox,
+    make_event: MakeEvent,
+) -> None:
+    # Given the order's box, assigned by the mapping's rules, then handed to another rep in Streak
+    target = StreakDealTarget(mapping, streak_client, state)
+    event = make_event("nop_order_b2b")
+    target.deliver(event)
+    (box,) = boxes(sandbox)
+    assert box["assignees"] == ["kim.accounts@example.com"]
+    streak_client.update_box(box["key"], {"assignedToSharingEntries": [{"email": "dan.europe@example.com"}]})
+    writes_before = len(sandbox.requests)
+
+    # When the order is delivered again
+    target.deliver(event)
+
+    # Then the rep's choice stands and the box is not written
+    assert boxes(sandbox)[0]["assignees"] == ["dan.europe@example.com"]
+    assert not [path for method, path, _ in sandbox.requests[writes_before:]
+                if method == "POST" and path.startswith("/api/v1/boxes/")]
+
+
 # --- item 6: a write refused half-way -------------------------------------------------------------------
 
 

@@ -87,6 +87,9 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
         "1004": "9003",
         "1005": "2 x Standing desk [DESK-STD-01]; 4 x Monitor arm [ARM-MON-02]",
         "1006": "USD",
+        # the billing and shipping addresses, part by part (the order's billing address has no state)
+        "1021": "1 Main St", "1022": "Springfield", "1024": "12345", "1025": "US",
+        "1026": "1 Main St", "1027": "Springfield", "1029": "12345", "1030": "US",
     }
     snap = sandbox.snapshot()
     (contact,) = snap["contacts"]
@@ -94,11 +97,14 @@ def test_deliver_b2b_order_creates_box_contact_org_and_task(
     assert (contact["givenName"], contact["familyName"]) == ("Jane", "Doe")
     (org,) = snap["organizations"]
     assert (org["name"], org["domains"]) == ("Acme Corp", ["acme-corp.example"])
+    assert org["addresses"] == ["1 Main St, Springfield, 12345, US"]  # sent with the create: no extra call
     assert box["contacts"] == [{"key": contact["key"]}]
     assert box["organizations"] == [{"key": org["key"]}]
     (task,) = snap["boxes"][0]["tasks"]
+    # Acme Corp belongs to the key-account rep (a rule of the mapping): the box and its task are hers
     assert task == {"text": "Follow up on order 1042", "dueDate": 1_795_425_300_000,
-                    "assignee": "sales-rep@example.com"}
+                    "assignee": "kim.accounts@example.com"}
+    assert snap["boxes"][0]["assignees"] == ["kim.accounts@example.com"]
     assert len(posts(sandbox.requests)) == WRITES_OF_B2B_ORDER
 
 
@@ -271,8 +277,71 @@ def test_deliver_status_change_to_current_stage_unchanged(
 
     result = target.deliver(make_event("nop_status_processing", data=data))
 
+    # the stage and payment stay (nothing written to the box); the shipping status changed: one timeline line
     assert result.outcome == "unchanged"
-    assert len(posts(sandbox.requests)) == writes
+    assert posts(sandbox.requests)[writes:] == ["/api/v2/boxes/box_1/comments"]
+    assert sandbox.snapshot()["boxes"][0]["comments"][-1].startswith(
+        "Order status: Pending · Payment: Paid · Shipping: shipped [ref ")
+
+
+def status_change(sample, *, order_status: int, payment_status: int, number: str = "2046") -> dict[str, Any]:
+    data = sample("nop_status_processing")["data"]
+    data["Order"].update(CustomOrderNumber=number, OrderStatusId=order_status, PaymentStatusId=payment_status)
+    return data
+
+
+def test_deliver_payment_change_updates_the_payment_field_and_adds_one_timeline_line(
+    target: StreakDealTarget, make_event: MakeEvent, sample, sandbox: StreakSandbox, streak_client: StreakClient
+) -> None:
+    # Given an order placed unpaid (payment Pending: item 9001)
+    target.deliver(make_event("nop_order_us_state"))
+    (box,) = raw_boxes(streak_client)
+    assert box["fields"]["1004"] == "9001"
+    before = len(sandbox.requests)
+
+    # When its payment is captured (still Pending as an order), then refunded later
+    paid = make_event("nop_status_processing", event_id="msg_paid", timestamp="2026-12-01T10:00:00Z",
+                      data=status_change(sample, order_status=10, payment_status=30))
+    assert target.deliver(paid).outcome == "updated"
+    refunded = make_event("nop_status_processing", event_id="msg_refunded", timestamp="2026-12-02T10:00:00Z",
+                          data=status_change(sample, order_status=40, payment_status=40))
+    assert target.deliver(refunded).outcome == "moved"
+
+    # Then the payment field follows, each in one update with the stage, and each change is one line
+    box = streak_client.get_box(box["key"])
+    assert (box["stageKey"], box["fields"]["1004"]) == ("5004", "9005")
+    assert posts(sandbox.requests[before:]) == ["/api/v1/boxes/box_1", "/api/v2/boxes/box_1/comments"] * 2
+    lines = sandbox.snapshot()["boxes"][0]["comments"]
+    assert [line.split(" [ref ")[0] for line in lines] == [
+        "Order status: Pending · Payment: Paid · Shipping: shipped",
+        "Order status: Cancelled · Payment: Refunded · Shipping: shipped"]
+
+    # And redelivering either changes nothing: no write, no second line
+    before = len(sandbox.requests)
+    target.deliver(paid), target.deliver(refunded)
+    assert posts(sandbox.requests[before:]) == []
+    assert len(sandbox.snapshot()["boxes"][0]["comments"]) == 2
+
+
+@pytest.mark.parametrize("after_work", [False, True], ids=["failed-before", "answer-lost"])
+def test_timeline_line_whose_post_failed_is_posted_once_on_retry(
+    mapping: DealMapping, make_event: MakeEvent, sample, streak_connection: StreakConnection, after_work: bool,
+) -> None:
+    sandbox = StreakSandbox()
+    sabotage = Sabotage(sandbox, 0, after_work=after_work)
+    client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=sabotage))
+    target = StreakDealTarget(mapping, client, InMemoryEntityState())
+    target.deliver(make_event("nop_order_us_state"))
+    event = make_event("nop_status_processing", event_id="msg_paid", timestamp="2026-12-01T10:00:00Z",
+                       data=status_change(sample, order_status=20, payment_status=30))
+    sabotage.seen, sabotage.nth = 0, 2  # the status change's second write: its timeline comment
+
+    with pytest.raises(RetryableError):
+        target.deliver(event)
+    target.deliver(event)
+
+    lines = sandbox.snapshot()["boxes"][0]["comments"]
+    assert len(lines) == 1 and lines[0].startswith("Order status: Processing · Payment: Paid")
 
 
 def test_deliver_status_change_for_unknown_order_raises_out_of_order(
@@ -495,10 +564,11 @@ def test_calls_per_order_fields_and_links_in_one_update_status_change_in_two(
     assert in_order(new_order, expected[6], expected[8]) and in_order(new_order, expected[2], expected[7])
     assert not any("/fields/" in call for call in new_order)
 
-    # A status change: the box the order went to (no search), then the move
+    # A status change: the box the order went to (no search), the move with the payment field, its timeline line
     before = len(sandbox.requests)
     target.deliver(make_event("nop_status_processing"))
-    assert calls(sandbox, before) == ["GET /api/v1/boxes/box_1", "POST /api/v1/boxes/box_1"]
+    assert calls(sandbox, before) == ["GET /api/v1/boxes/box_1", "POST /api/v1/boxes/box_1",
+                                      "POST /api/v2/boxes/box_1/comments"]
 
     # A returning customer's next order (her contact and company known): 6 calls
     data = make_event("nop_order_b2b").data

@@ -380,6 +380,29 @@ def test_two_way_rep_moves_box_clarity_updated_once_no_move_back(
     assert clarity_writes(clarity_transport) == [("PATCH", f"/api/v1/orders/{order_id}/status")]
 
 
+def test_two_way_status_changes_add_one_timeline_line_each_and_echoes_none(
+    two_way: TwoWay, clarity_sandbox: ClaritySandbox, sandbox: StreakSandbox, streak_client: StreakClient,
+    fake_clock,
+) -> None:
+    order_id = clarity_sandbox.place_order(DEMO_ORDERS[0])["orderId"]
+    (created,) = two_way.clarity_webhooks()
+    box_key = created.detail["box_key"]
+    fake_clock.advance(60)
+
+    # An admin's change in Clarity (processing → shipped, one stage): the timeline still gets the line
+    clarity_sandbox.set_order_status(order_id, "shipped")
+    assert [r.outcome for r in two_way.clarity_webhooks()] == ["unchanged"]  # shipped: the same stage
+    fake_clock.advance(60)
+    # A rep's move in Streak reaches Clarity; Clarity's webhook of it is an echo: no line for it
+    moved = sandbox.move_box(box_key, "5003")
+    assert two_way.streak_webhook("BOX_CHANGE_STAGE", moved).outcome == "updated"
+    assert [r.outcome for r in two_way.clarity_webhooks()] == ["echo"]
+
+    lines = [c["message"].split(" [ref ")[0] for c in streak_client.list_comments(box_key)
+             if c["message"].startswith("Order status")]
+    assert lines == [f"Order status: shipped · Payment: {DEMO_ORDERS[0]['paymentInfo']['status']}"]
+
+
 def test_two_way_admin_refunds_box_moved_once_no_write_back(
     two_way: TwoWay, clarity_sandbox: ClaritySandbox, sandbox: StreakSandbox, streak_client: StreakClient,
     clarity_transport, fake_clock,

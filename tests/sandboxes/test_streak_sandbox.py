@@ -575,6 +575,28 @@ def test_task_create_on_unknown_box_returns_404(client: httpx.Client) -> None:
     assert client.post("/api/v2/boxes/box_404/tasks", json={"text": "x"}).status_code == 404
 
 
+def test_box_assigned_to_a_team_member_replaces_the_list(client: httpx.Client) -> None:
+    box = create_box(client)
+    entries = [{"email": "ana.north@example.com"}, {"email": "Sales-Rep@example.com"}]
+    updated = client.post(f"/api/v1/boxes/{box['key']}", json={"assignedToSharingEntries": entries}).json()
+    assert updated["assignedToSharingEntries"] == entries
+
+    again = client.post(f"/api/v1/boxes/{box['key']}", json={"assignedToSharingEntries": entries[:1]}).json()
+    assert again["assignedToSharingEntries"] == entries[:1]
+
+
+@pytest.mark.parametrize("entries", [[{"email": "stranger@elsewhere.example"}], [{"mail": "x"}], "ana"])
+def test_box_assigned_to_someone_outside_the_team_returns_400_and_changes_nothing(
+    client: httpx.Client, entries: Any
+) -> None:
+    box = create_box(client)
+    response = client.post(f"/api/v1/boxes/{box['key']}",
+                           json={"assignedToSharingEntries": entries, "fields": {"1001": "1001"}})
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+    assert client.get(f"/api/v1/boxes/{box['key']}").json()["fields"] == {}
+
+
 def test_comment_create_then_list_returns_it(client: httpx.Client) -> None:
     box = create_box(client)
     comment = client.post(f"/api/v2/boxes/{box['key']}/comments", json={"message": "Paid in full"}).json()
@@ -592,7 +614,8 @@ def test_snapshot_after_scenario_uses_names_instead_of_keys(
     contact = create_contact(client, {"givenName": "Jane", "emailAddresses": ["jane@x.com"]}).json()
     org = create_org(client, {"name": "Acme", "domains": ["acme.com"]}).json()
     links = {"contacts": [{"key": contact["key"]}], "organizations": [{"key": org["key"]}]}
-    client.post(f"/api/v1/boxes/{box['key']}", json={**links, "fields": {"1004": "9003", "1003": ORDER_MS}})
+    client.post(f"/api/v1/boxes/{box['key']}", json={**links, "fields": {"1004": "9003", "1003": ORDER_MS},
+                                                      "assignedToSharingEntries": [{"email": "ana.north@example.com"}]})
     client.post(
         f"/api/v2/boxes/{box['key']}/tasks",
         json={"text": "Call", "assignedToSharingEntries": [{"email": "r@x"}]},
@@ -612,6 +635,7 @@ def test_snapshot_after_scenario_uses_names_instead_of_keys(
             "organizations": ["Acme"],
             "tasks": [{"text": "Call", "dueDate": None, "assignee": "r@x"}],
             "comments": ["hello"],
+            "assignees": ["ana.north@example.com"],
         }
     ]
     assert [c["key"] for c in snapshot["contacts"]] == [contact["key"]]

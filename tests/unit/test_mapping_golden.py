@@ -142,8 +142,45 @@ def test_golden_b2b_order_streak_formats() -> None:
     assert plan["contact"]["email"] == "jane.doe@acme-corp.example"  # trimmed + lower-cased
     # matched on name and domain: a shared mail domain alone is not the same company
     assert plan["organization"] == {"name": "Acme Corp", "domain": "acme-corp.example",
-                                    "match_on": ["name", "domain"]}
+                                    "match_on": ["name", "domain"],
+                                    "addresses": ["1 Main St, Springfield, 12345, US"],  # billing, one line
+                                    "fields": {}}  # no phone, no VAT number on this order
     assert plan["task"]["due_date_ms"] == 1_795_166_100_000 + 3 * 86_400_000
+
+
+def test_golden_addresses_are_parsed_into_the_fields_the_mapping_names() -> None:
+    fields = golden("nop_order_us_state")["fields"]
+
+    # billing: street lines joined, the state's abbreviation, CountryId 1 looked up as US
+    assert [fields[key] for key in ("1021", "1022", "1023", "1024", "1025")] == [
+        "200 Hudson St Apt 5", "New York", "NY", "10013", "US"]
+    # shipping: no abbreviation sent, so the province's name
+    assert [fields[key] for key in ("1026", "1027", "1028", "1029", "1030")] == [
+        "15 Front St W", "Toronto", "Ontario", "M5J 2N1", "CA"]
+    # a part the order lacks sets no field (the b2b order's billing address has no state)
+    assert "1023" not in golden("nop_order_b2b")["fields"]
+    clarity = golden("clarity_order_b2b", "clarity-to-streak")
+    assert clarity["addresses"]["billing"]["street"] == "1 Main St"
+    assert clarity["organization"]["addresses"] == ["1 Main St, Springfield, 12345, US"]
+
+
+def test_golden_contact_custom_fields_are_streak_contact_properties() -> None:
+    contact = golden("nop_order_us_state")["contact"]
+
+    # a list property gets the value as its one entry
+    assert contact["fields"] == {"phoneNumbers": ["+1 212 555 0146"], "other": "nopCommerce customer 81"}
+    assert golden("clarity_order_b2b", "clarity-to-streak")["organization"]["fields"] == {
+        "other": "Clarity customer C-501"}
+
+
+def test_golden_deals_are_assigned_by_the_mappings_rules() -> None:
+    # Acme Corp: the key-account rep, for the box and its task
+    b2b = golden("nop_order_b2b")
+    assert b2b["assignee"] == b2b["task"]["assignee_email"] == "kim.accounts@example.com"
+    # store 2 is the European team's, whatever the country; the hash of order 2046 picks Dan
+    assert golden("nop_order_us_state")["assignee"] == "dan.europe@example.com"
+    assert golden("nop_order_small")["assignee"] is None  # filtered: no deal, no rep
+    assert golden("clarity_order_consumer", "clarity-to-streak")["assignee"] == "ben.north@example.com"
 
 
 def test_golden_foreign_currency_order_total_is_in_the_currency_it_is_labelled_with() -> None:
@@ -169,7 +206,10 @@ def test_golden_consumer_order_has_no_organization() -> None:
 
 
 def test_golden_status_change_moves_to_processing() -> None:
-    assert golden("nop_status_processing") == {"order_key": "1042", "stage_key": "5002"}
+    assert golden("nop_status_processing") == {
+        "order_key": "1042", "stage_key": "5002",
+        "fields": {"1004": "9003"},  # the payment status follows the order
+        "timeline": "Order status: Processing · Payment: Paid · Shipping: shipped"}
 
 
 def test_golden_clarity_order_becomes_a_deal_with_payment_comment_without_card_digits() -> None:

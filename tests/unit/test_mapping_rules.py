@@ -282,6 +282,150 @@ def test_parse_deal_mapping_schema_problem_names_location(document, change, mess
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["addresses"]["shipping"]["fields"].__setitem__("city", "1002"),
+         "addresses.shipping.fields.city: field '1002' is set twice"),
+        (lambda d: d["addresses"]["shipping"]["fields"].__setitem__("city", "1022"),
+         "addresses.shipping.fields.city: field '1022' is set twice"),
+        (lambda d: d["addresses"]["billing"].pop("city"), "addresses.billing.fields.city: the address has no city"),
+        (lambda d: d["organization"].__setitem__("addresses", ["head_office"]),
+         "organization.addresses: ['head_office'] are not among addresses"),
+        (lambda d: d["addresses"]["billing"]["fields"].__setitem__("county", "1040"),
+         "addresses.billing.fields.county"),
+    ],
+)
+def test_parse_deal_mapping_address_problems_are_named(document, change, message: str) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(document))
+    change(doc)
+
+    with pytest.raises(MappingError) as raised:
+        parse(doc)
+
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["contact"]["fields"].__setitem__("Customer tier", {"const": "gold"}),
+         "contact.fields: Streak has no writable property 'Customer tier'"),
+        (lambda d: d["contact"]["fields"].__setitem__("emailAddresses", {"const": "x@y.example"}),
+         "contact.fields: Streak has no writable property 'emailAddresses'"),  # contact.email sets it
+        (lambda d: d["organization"]["fields"].__setitem__("title", {"const": "x"}),
+         "organization.fields: Streak has no writable property 'title'"),  # a contact's, not an org's
+        (lambda d: d["contact"].__setitem__("phone", {"path": "Customer.Phone"}),
+         "contact.fields.phoneNumbers: the contact's phone is contact.phone already"),
+    ],
+)
+def test_parse_deal_mapping_contact_and_organization_fields_streak_cannot_hold_are_refused(
+    document, change, message: str
+) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(document))
+    change(doc)
+
+    with pytest.raises(MappingError) as raised:
+        parse(doc)
+
+    assert message in str(raised.value)
+
+
+def test_plan_addresses_leave_out_blank_parts_and_the_organization_gets_each_line_once(document) -> None:
+    mapping = parse(yaml.safe_load(yaml.safe_dump(document)))
+    address = {"Address1": " 1 Main St ", "Address2": None, "City": "  ", "ZipPostalCode": 12345, "CountryId": 2,
+               "StateProvince": {"Name": "Ontario"}}
+    data = {"Order": {"CustomOrderNumber": "7", "OrderStatusId": 10, "PaymentStatusId": 10, "OrderTotal": 500,
+                      "CreatedOnUtc": "2026-11-20T09:15:00Z", "CurrencyRate": 1, "CustomerCurrencyCode": "CAD"},
+            "OrderItems": [], "Customer": {"Email": "a@b.example", "Company": "B Ltd"},
+            "BillingAddress": address, "ShippingAddress": address}
+
+    plan = mapping.plan_deal(data)
+
+    assert plan.addresses["billing"] == {"street": "1 Main St", "state": "Ontario", "postal_code": "12345",
+                                         "country": "CA"}
+    assert "1022" not in plan.fields and plan.fields["1024"] == "12345"
+    assert plan.organization is not None and plan.organization.addresses == ("1 Main St, Ontario 12345, CA",)
+
+
+def order(number: str = "7", *, total: float = 500, company: str | None = None, store: int = 1,
+          country: int | None = 1) -> dict[str, Any]:
+    return {"Order": {"CustomOrderNumber": number, "OrderStatusId": 10, "PaymentStatusId": 10, "OrderTotal": total,
+                      "StoreId": store, "CreatedOnUtc": "2026-11-20T09:15:00Z", "CurrencyRate": 1,
+                      "CustomerCurrencyCode": "USD"},
+            "OrderItems": [], "Customer": {"Email": "a@b.example", "Company": company},
+            "BillingAddress": {"CountryId": country}}
+
+
+NORTH_AMERICA = ["ana.north@example.com", "ben.north@example.com", "carla.north@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("data", "rep"),
+    [
+        (order(total=5000, company="Acme Corp", store=2), "kim.accounts@example.com"),  # total: the first rule
+        (order(company=" ACME Labs"), "kim.accounts@example.com"),  # the customer's company
+        (order(company="Acmeville Ltd"), None),  # not Acme: the word must end
+        (order(store=2, country=1), "europe"),  # the store before the country
+        (order(country=73), "europe"),
+        (order(country=2), "north_america"),
+        (order(country=None), "north_america"),  # no rule holds: the fallback
+    ],
+)
+def test_plan_assignee_first_rule_that_holds_names_the_rep_or_team(data: dict[str, Any], rep: str | None) -> None:
+    mapping = load_deal_mapping("nopcommerce-to-streak.yaml")
+
+    assignee = mapping.plan_deal(data).assignee
+
+    teams = {"europe": ["chloe.europe@example.com", "dan.europe@example.com"], "north_america": NORTH_AMERICA}
+    if rep is None:
+        assert assignee in NORTH_AMERICA  # Acmeville: falls through to its country's team
+    elif rep in teams:
+        assert assignee in teams[rep]
+    else:
+        assert assignee == rep
+
+
+def test_plan_assignee_round_robin_is_the_same_for_an_order_and_spreads_orders_evenly() -> None:
+    mapping = load_deal_mapping("nopcommerce-to-streak.yaml")
+
+    picks = [mapping.plan_deal(order(str(number))).assignee for number in range(3000)]
+
+    assert [mapping.plan_deal(order(str(number))).assignee for number in range(50)] == picks[:50]
+    assert set(picks) == set(NORTH_AMERICA)
+    assert all(900 <= picks.count(rep) <= 1100 for rep in NORTH_AMERICA)  # about a third each
+    assert mapping.plan_deal(order()).task.assignee_email == mapping.plan_deal(order()).assignee  # type: ignore[union-attr]
+
+
+def test_plan_assignee_filtered_order_is_assigned_to_nobody() -> None:
+    plan = load_deal_mapping("nopcommerce-to-streak.yaml").plan_deal(order(total=20))
+
+    assert plan.create is False and plan.assignee is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a["rules"].append({"team": "asia"}), "assignment.rules[5]: team 'asia' is not among"),
+        (lambda a: a["rules"].append({"team": "europe", "rep": "kim.accounts@example.com"}),
+         "assignment.rules[5]: name either a rep or a team"),
+        (lambda a: a["rules"].append({"when": {"path": "Order.StoreId", "eq": 3}}), "name either a rep or a team"),
+        (lambda a: a["rules"].append({"rep": "kim"}), "rep 'kim' is not an e-mail address"),
+        (lambda a: a["teams"].__setitem__("europe", []), "assignment.teams.europe: name each member once"),
+        (lambda a: a["fallback"].__setitem__("when", {"path": "Order.StoreId", "eq": 3}), "it takes no 'when'"),
+        (lambda a: a["rules"][0]["when"].__setitem__("gte", "lots"), "assignment.rules[0].when"),
+    ],
+)
+def test_parse_deal_mapping_assignment_problems_are_named(document, change, message: str) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(document))
+    change(doc["assignment"])
+
+    with pytest.raises(MappingError) as raised:
+        parse(doc)
+
+    assert message in str(raised.value)
+
+
 @pytest.mark.parametrize("text", ["", "- a list\n", "just text\n"])
 def test_parse_deal_mapping_not_a_mapping_raises_mapping_error(text: str) -> None:
     with pytest.raises(MappingError, match=r"^doc\.yaml: "):

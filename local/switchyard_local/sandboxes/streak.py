@@ -158,7 +158,26 @@ DEMO_PIPELINE = PipelineSpec(
         ),
         FieldSpec("1005", "Line items", "TEXT_INPUT"),
         FieldSpec("1006", "Currency", "TEXT_INPUT"),
+        FieldSpec("1021", "Billing street", "TEXT_INPUT"),
+        FieldSpec("1022", "Billing city", "TEXT_INPUT"),
+        FieldSpec("1023", "Billing state/province", "TEXT_INPUT"),
+        FieldSpec("1024", "Billing postal code", "TEXT_INPUT"),
+        FieldSpec("1025", "Billing country", "TEXT_INPUT"),
+        FieldSpec("1026", "Shipping street", "TEXT_INPUT"),
+        FieldSpec("1027", "Shipping city", "TEXT_INPUT"),
+        FieldSpec("1028", "Shipping state/province", "TEXT_INPUT"),
+        FieldSpec("1029", "Shipping postal code", "TEXT_INPUT"),
+        FieldSpec("1030", "Shipping country", "TEXT_INPUT"),
     ),
+)
+
+
+# the sales team of the demo: the reps the shipped mapping documents assign deals to
+DEMO_TEAM_MEMBERS = (
+    "sales-rep@example.com",
+    "ana.north@example.com", "ben.north@example.com", "carla.north@example.com",
+    "chloe.europe@example.com", "dan.europe@example.com",
+    "kim.accounts@example.com",
 )
 
 
@@ -665,6 +684,7 @@ class StreakSandbox(http.SandboxApp):
         team_key: str = "team_1",
         pipeline: PipelineSpec = DEMO_PIPELINE,
         user_email: str = "sales-rep@example.com",
+        team_members: Iterable[str] = DEMO_TEAM_MEMBERS,
         webhook_retry_delays: Sequence[float] = DEFAULT_WEBHOOK_RETRY_DELAYS,
         webhook_timeout: float = 5.0,
         search_lag_seconds: float = 0.0,
@@ -679,6 +699,8 @@ class StreakSandbox(http.SandboxApp):
         self.team_key = team_key
         self.pipeline = pipeline
         self.user_email = user_email
+        # who can be assigned a box: the team's members (the API key's user always is one)
+        self.team_members = frozenset(email.lower() for email in (user_email, *team_members))
         self.user_key = "user_1"
         self.requests = http.RequestLog()
         self.faults = FaultInjector(error_body=error_body)
@@ -772,6 +794,7 @@ class StreakSandbox(http.SandboxApp):
             "organizations": [_organization_label(org) for org in orgs],
             "tasks": [_task_summary(task) for task in self._state.tasks[box["key"]]],
             "comments": [comment["message"] for comment in self._state.comments[box["key"]]],
+            "assignees": [entry["email"] for entry in box.get("assignedToSharingEntries", [])],
         }
 
     def _field_name(self, key: str) -> str:
@@ -959,6 +982,7 @@ class StreakSandbox(http.SandboxApp):
             "fields": {},
             "contacts": [],
             "organizations": [],
+            "assignedToSharingEntries": [],
         }
 
     def _ep_get_box(self, call: _Call, box_key: str) -> dict[str, Any]:
@@ -1002,7 +1026,19 @@ class StreakSandbox(http.SandboxApp):
             )
         if "fields" in body:
             changes["fields"] = self._validated_fields(body["fields"])
+        if "assignedToSharingEntries" in body:  # replaces the list; only the team's members can be assigned
+            changes["assignedToSharingEntries"] = self._assignees(body["assignedToSharingEntries"])
         return changes
+
+    def _assignees(self, entries: Any) -> list[dict[str, str]]:
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("email"), str) for e in entries
+        ):
+            raise StreakError(400, 'assignedToSharingEntries must be a list of {"email": ...} objects')
+        strangers = [e["email"] for e in entries if e["email"].lower() not in self.team_members]
+        if strangers:
+            raise StreakError(400, f"Cannot assign users who are not members of the team: {', '.join(strangers)}")
+        return [{"email": e["email"]} for e in entries]
 
     def _ep_get_box_fields(self, call: _Call, box_key: str) -> list[dict[str, Any]]:
         fields = self._box(box_key)["fields"]

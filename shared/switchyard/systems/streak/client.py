@@ -138,11 +138,15 @@ class StreakClient:
         return self._call("POST", f"/api/v2/teams/{team_key}/organizations",
                           params={"getIfExisting": "true"}, json={"domains": [domain]})
 
-    def create_organization(self, team_key: str, name: str, *, domains: list[str] | None = None) -> dict[str, Any]:
+    def create_organization(self, team_key: str, name: str, *, domains: list[str] | None = None,
+                            addresses: list[str] | None = None,
+                            properties: dict[str, Any] | None = None) -> dict[str, Any]:
         """A new organization (no ``getIfExisting``: that would return whichever one has the domain)."""
-        payload: dict[str, Any] = {"name": name}
+        payload: dict[str, Any] = {**(properties or {}), "name": name}
         if domains:
             payload["domains"] = domains
+        if addresses:
+            payload["addresses"] = addresses
         return self._call("POST", f"/api/v2/teams/{team_key}/organizations", json=payload)
 
     def update_organization(self, org_key: str, changes: dict[str, Any]) -> dict[str, Any]:

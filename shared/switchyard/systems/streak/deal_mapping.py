@@ -9,10 +9,11 @@ that ``switchyard.systems.streak.deals`` carries out. ``switchyard dry-run`` pri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
+from hashlib import sha256
 from typing import Any, Literal
 
 import yaml
@@ -40,12 +41,22 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# What Streak lets a client write on a team's contacts and organizations besides the keys Switchyard sets
+# itself (e-mail, names, domains, addresses): text properties, and lists of text (a value becomes one entry).
+# Streak keeps no user-defined fields on them; anything else it silently ignores, so a document is refused.
+CONTACT_FIELDS = {"title": str, "phoneNumbers": list, "other": str, "twitterHandle": str, "facebookHandle": str,
+                  "linkedinHandle": str, "photoUrl": str}
+ORGANIZATION_FIELDS = {"phoneNumbers": list, "industry": str, "logoURL": str, "other": str, "twitterHandle": str,
+                       "facebookHandle": str, "linkedinHandle": str}
+
+
 class ContactDoc(_Doc):
     email: Rule
     given_name: Rule | None = None
     family_name: Rule | None = None
     phone: Rule | None = None
     customer_key: Rule | None = None  # the source's customer id: linked to the Streak contact
+    fields: dict[str, Rule] = Field(default_factory=dict)  # Streak contact property -> rule (CONTACT_FIELDS)
 
 
 class ContactUpdateDoc(_Doc):
@@ -58,6 +69,22 @@ class ContactUpdateDoc(_Doc):
     family_name: Rule | None = None
 
 
+AddressPart = Literal["street", "street2", "city", "state", "postal_code", "country"]
+ADDRESS_PARTS: tuple[AddressPart, ...] = ("street", "street2", "city", "state", "postal_code", "country")
+
+
+class AddressDoc(_Doc):
+    """One of the order's addresses, parsed into parts; ``fields`` names the box field of each part."""
+
+    street: Rule | None = None
+    street2: Rule | None = None
+    city: Rule | None = None
+    state: Rule | None = None  # state, province or region
+    postal_code: Rule | None = None
+    country: Rule | None = None
+    fields: dict[AddressPart, str] = Field(default_factory=dict)  # part -> Streak field key
+
+
 class OrganizationDoc(_Doc):
     when: dict[str, Any] | None = None
     name: Rule
@@ -67,6 +94,9 @@ class OrganizationDoc(_Doc):
     # what must agree for an existing organization to be the order's: a shared mail domain alone
     # (resellers, group companies, a shared mail host) would link another company
     match_on: tuple[Literal["name", "domain"], ...] = ("name", "domain")
+    # names of the document's `addresses` put on the organization (Streak keeps them as one line each)
+    addresses: tuple[str, ...] = ()
+    fields: dict[str, Rule] = Field(default_factory=dict)  # Streak organization property -> rule
 
 
 class AmountDoc(_Doc):
@@ -88,6 +118,24 @@ class BoxDoc(_Doc):
     amount: AmountDoc | None = None
 
 
+class AssignmentRuleDoc(_Doc):
+    """``when`` the condition holds (none: always), the deal goes to ``rep`` or round-robin within ``team``."""
+
+    when: dict[str, Any] | None = None
+    rep: str | None = None  # a team member's e-mail
+    team: str | None = None  # a name from assignment.teams
+
+
+class AssignmentDoc(_Doc):
+    """Who gets the deal (the box and its follow-up task): the first rule that holds, else ``fallback``."""
+
+    teams: dict[str, list[str]] = Field(default_factory=dict)  # team name -> members' e-mail addresses
+    rules: list[AssignmentRuleDoc] = Field(default_factory=list)
+    fallback: AssignmentRuleDoc
+    # what picks a member within a team: one hash of it, so a redelivery picks the same rep (default: order key)
+    spread_by: Rule | None = None
+
+
 class TaskDoc(_Doc):
     text: Rule
     due: Rule  # a date-time; the connector sends epoch ms
@@ -96,6 +144,11 @@ class TaskDoc(_Doc):
 
 class StageChangeDoc(_Doc):
     stage: Rule
+    # box fields that follow the order after it is placed (e.g. the payment status), written with the stage
+    fields: dict[str, Rule] = Field(default_factory=dict)
+    # one line on the box's timeline (a comment) per change, posted once however often the event comes:
+    # its parts' values joined with " · " (a part without a value is left out)
+    timeline: list[Rule] = Field(default_factory=list)
     # stage keys in the order an order moves through them: of two status changes with the same change
     # time, the one whose stage comes later wins whatever the order they arrive in (empty: arrival order)
     lifecycle: list[str] = Field(default_factory=list)
@@ -121,9 +174,11 @@ class DealMappingDoc(_Doc):
     change_time: Rule | None = None  # per-entity version; default: the event's timestamp
     create_when: dict[str, Any] | None = None
     contact: ContactDoc
+    addresses: dict[str, AddressDoc] = Field(default_factory=dict)  # e.g. billing, shipping
     organization: OrganizationDoc | None = None
     box: BoxDoc
     task: TaskDoc | None = None
+    assignment: AssignmentDoc | None = None
     stage_change: StageChangeDoc
     contact_update: ContactUpdateDoc | None = None
 
@@ -138,6 +193,7 @@ class ContactPlan:
     family_name: str | None
     phone: str | None = None
     customer_key: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # Streak contact properties, filled when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +210,8 @@ class OrganizationPlan:
     name: str
     domain: str | None  # None: find by name
     match_on: tuple[str, ...] = ("name", "domain")
+    addresses: tuple[str, ...] = ()  # one line each, added to the organization's when missing
+    fields: dict[str, Any] = field(default_factory=dict)  # Streak organization properties, filled when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +233,16 @@ class DealPlan:
     organization: OrganizationPlan | None = None
     task: TaskPlan | None = None
     comment: str | None = None
+    addresses: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> part -> value
+    assignee: str | None = None  # the sales rep's e-mail the box is assigned to
 
 
 @dataclass(frozen=True, slots=True)
 class StageChangePlan:
     order_key: str
     stage_key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    timeline: str | None = None
 
 
 # --- compiled mapping -------------------------------------------------------------------------
@@ -227,6 +289,14 @@ class DealMapping:
                 deal.append(("box.amount.rate", amount.rate))
         self._amount = amount
         self._field_keys = tuple(doc.box.fields)
+        self._compile_addresses(doc)
+        self._compile_assignment(doc)
+        self._contact_fields = _compile_properties("contact.fields", doc.contact.fields, CONTACT_FIELDS,
+                                                   doc.lookups)
+        if doc.contact.phone is not None and "phoneNumbers" in doc.contact.fields:
+            raise MappingError("contact.fields.phoneNumbers: the contact's phone is contact.phone already")
+        self._org_fields = _compile_properties("organization.fields", doc.organization.fields, ORGANIZATION_FIELDS,
+                                               doc.lookups) if doc.organization else None
         deal += [(f"box.fields.{key}", spec) for key, spec in doc.box.fields.items()]
         at = {where: index for index, (where, _spec) in enumerate(deal)}
         self._deal = compile_rules(deal, doc.lookups)
@@ -267,10 +337,89 @@ class DealMapping:
         self._create_when: Predicate | None = (
             compile_condition(doc.create_when, "create_when") if doc.create_when else None
         )
+        change = doc.stage_change
+        if doc.order_key_field in change.fields:
+            raise MappingError("stage_change.fields: the order key field cannot change")
+        self._change_field_keys = tuple(change.fields)
         self._stage_change = compile_rules(
-            [("order_key", required(doc.order_key)), ("stage_change.stage", required(doc.stage_change.stage))],
+            [("order_key", required(doc.order_key)), ("stage_change.stage", required(change.stage))]
+            + [(f"stage_change.fields.{key}", spec) for key, spec in change.fields.items()]
+            + [(f"stage_change.timeline[{index}]", spec) for index, spec in enumerate(change.timeline)],
             doc.lookups,
         )
+
+    def _compile_addresses(self, doc: DealMappingDoc) -> None:
+        """Each address's parts in one rule group; which box field each part goes to, each field set once."""
+        parts = [(name, part) for name, address in doc.addresses.items() for part in ADDRESS_PARTS
+                 if getattr(address, part) is not None]
+        self._address_parts = tuple(parts)
+        self._addresses = compile_rules(
+            [(f"addresses.{name}.{part}", getattr(doc.addresses[name], part)) for name, part in parts], doc.lookups)
+        self._address_fields: dict[tuple[str, str], str] = {}
+        amount = doc.box.amount
+        taken = set(doc.box.fields) | ({amount.field, amount.currency_field} if amount else set())
+        for name, address in doc.addresses.items():
+            for part, key in address.fields.items():
+                if getattr(address, part) is None:
+                    raise MappingError(f"addresses.{name}.fields.{part}: the address has no {part} rule")
+                if key in taken:
+                    raise MappingError(f"addresses.{name}.fields.{part}: field {key!r} is set twice")
+                taken.add(key)
+                self._address_fields[(name, part)] = key
+        named = doc.organization.addresses if doc.organization else ()
+        unknown = [name for name in named if name not in doc.addresses]
+        if unknown:
+            raise MappingError(f"organization.addresses: {unknown} are not among addresses ({sorted(doc.addresses)})")
+        self._org_addresses = tuple(dict.fromkeys(named))
+
+    def _compile_assignment(self, doc: DealMappingDoc) -> None:
+        """Rules in order, each a (condition, rep or team); every team named must exist and have members."""
+        assignment = doc.assignment
+        self._assign: list[tuple[Predicate | None, str | None, tuple[str, ...]]] = []
+        self._spread_by = None
+        if assignment is None:
+            return
+        for team, members in assignment.teams.items():
+            if not members or len(set(members)) != len(members):
+                raise MappingError(f"assignment.teams.{team}: name each member once, at least one")
+        rules = [(f"assignment.rules[{i}]", rule) for i, rule in enumerate(assignment.rules)]
+        for where, rule in [*rules, ("assignment.fallback", assignment.fallback)]:
+            if (rule.rep is None) == (rule.team is None):
+                raise MappingError(f"{where}: name either a rep or a team")
+            if rule.team is not None and rule.team not in assignment.teams:
+                raise MappingError(f"{where}: team {rule.team!r} is not among assignment.teams "
+                                   f"({sorted(assignment.teams)})")
+            if rule.rep is not None and "@" not in rule.rep:
+                raise MappingError(f"{where}: rep {rule.rep!r} is not an e-mail address")
+            when = compile_condition(rule.when, f"{where}.when") if rule.when else None
+            team_members = tuple(assignment.teams[rule.team]) if rule.team else ()
+            self._assign.append((when, rule.rep, team_members))
+        if assignment.fallback.when is not None:
+            raise MappingError("assignment.fallback: the fallback applies when no rule does; it takes no 'when'")
+        if assignment.spread_by is not None:
+            self._spread_by = compile_rules([("assignment.spread_by", assignment.spread_by)], doc.lookups)
+
+    def plan_assignee(self, data: Mapping[str, Any], order_key: str) -> str | None:
+        """The rep of the first rule that holds; within a team, the member a stable hash of the order picks
+        (the same on every redelivery and every worker; spread evenly over many orders)."""
+        for when, rep, members in self._assign:
+            if when is not None and not when(data):
+                continue
+            if rep is not None:
+                return rep
+            spread = self._spread_by(data)[0] if self._spread_by else None
+            seed = str(order_key if spread is None else spread).encode()
+            return members[int.from_bytes(sha256(seed).digest()[:8], "big") % len(members)]
+        return None
+
+    def plan_addresses(self, data: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        """The order's addresses, part by part (trimmed; empty parts and empty addresses left out)."""
+        addresses: dict[str, dict[str, str]] = {}
+        for (name, part), value in zip(self._address_parts, self._addresses(data), strict=True):
+            text = "" if value is None else str(value).strip()
+            if text:
+                addresses.setdefault(name, {})[part] = text
+        return addresses
 
     def plan_deal(self, data: Mapping[str, Any]) -> DealPlan:
         values = self._deal(data)
@@ -286,12 +435,17 @@ class DealMapping:
                 raise PermanentError("box.amount.rate: required value is missing", reason="missing_required_field")
             fields[self._amount.field], fields[self._amount.currency_field] = self._shown_amount(
                 values[self._i_total], at[self._i_rate], values[self._i_currency])
+        addresses = self.plan_addresses(data)
+        for (name, part), key in self._address_fields.items():
+            if (value := addresses.get(name, {}).get(part)) is not None:
+                fields[key] = value
+        assignee = self.plan_assignee(data, str(values[0])) if create else None
         task = None
         if self._i_text >= 0:
             due = values[self._i_due]
             task = TaskPlan(text=values[self._i_text],
                             due_date_ms=due if isinstance(due, int) else int(due.timestamp() * 1000),
-                            assignee_email=at[self._i_assignee])
+                            assignee_email=at[self._i_assignee] or assignee)  # the task's own rule, else the rep
         return DealPlan(
             order_key=str(values[0]),
             create=create,
@@ -301,10 +455,13 @@ class DealMapping:
             fields=fields,
             contact=ContactPlan(email=values[3], given_name=at[self._i_given], family_name=at[self._i_family],
                                 phone=at[self._i_phone],
-                                customer_key=None if (key := at[self._i_customer]) is None else str(key)),
-            organization=self._plan_organization(data),
+                                customer_key=None if (key := at[self._i_customer]) is None else str(key),
+                                fields=self._contact_fields(data)),
+            organization=self._plan_organization(data, addresses),
             task=task,
             comment=at[self._i_comment],
+            addresses=addresses,
+            assignee=assignee,
         )
 
     def _shown_amount(self, total: Any, rate: Any, currency: Any) -> tuple[int | float, str]:
@@ -339,17 +496,54 @@ class DealMapping:
         return lifecycle.index(stage_key) if stage_key in lifecycle else None
 
     def plan_stage_change(self, data: Mapping[str, Any]) -> StageChangePlan:
-        order_key, stage = self._stage_change(data)
-        return StageChangePlan(order_key=str(order_key), stage_key=str(stage))
+        order_key, stage, *values = self._stage_change(data)
+        count = len(self._change_field_keys)
+        fields = {key: value for key, value in zip(self._change_field_keys, values[:count], strict=True)
+                  if value is not None and value != ""}  # a value the event lacks leaves the field alone
+        line = " · ".join(text for part in values[count:] if part is not None and (text := str(part).strip()))
+        return StageChangePlan(order_key=str(order_key), stage_key=str(stage), fields=fields, timeline=line or None)
 
-    def _plan_organization(self, data: Mapping[str, Any]) -> OrganizationPlan | None:
+    def _plan_organization(self, data: Mapping[str, Any],
+                           addresses: Mapping[str, Mapping[str, str]]) -> OrganizationPlan | None:
         if self._org is None or (self._org_when is not None and not self._org_when(data)):
             return None
         name, *rest = self._org(data)
         domain = rest[0] if rest else None
         if domain and domain.lower() in self._public_domains:
             domain = None
-        return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on)
+        lines = (one_line_address(addresses[n]) for n in self._org_addresses if n in addresses)
+        return OrganizationPlan(name=name, domain=domain, match_on=self._org_match_on,
+                                addresses=tuple(dict.fromkeys(lines)),  # billing = shipping: once
+                                fields=self._org_fields(data) if self._org_fields else {})
+
+
+def _compile_properties(where: str, rules: Mapping[str, Rule], allowed: Mapping[str, type],
+                        lookups: Any) -> Callable[[Any], dict[str, Any]]:
+    """Rules for a contact's or organization's properties: only names Streak writes, values as it wants them
+    (text; a list property gets the value as its one entry); a value the event lacks is left out."""
+    unknown = sorted(set(rules) - set(allowed))
+    if unknown:
+        raise MappingError(f"{where}: Streak has no writable property {', '.join(map(repr, unknown))} "
+                           f"(it has {', '.join(sorted(allowed))})")
+    names = tuple(rules)
+    values = compile_rules([(f"{where}.{name}", rules[name]) for name in names], lookups)
+
+    def plan(data: Any) -> dict[str, Any]:
+        planned: dict[str, Any] = {}
+        for name, value in zip(names, values(data), strict=True):
+            text = "" if value is None else str(value).strip()
+            if text:
+                planned[name] = [text] if allowed[name] is list else text
+        return planned
+
+    return plan
+
+
+def one_line_address(parts: Mapping[str, str]) -> str:
+    """"1 Main St, Springfield, IL 62701, US": how an address reads on one line (Streak's form)."""
+    region = " ".join(p for p in (parts.get("state"), parts.get("postal_code")) if p)
+    return ", ".join(p for p in (parts.get("street"), parts.get("street2"), parts.get("city"), region,
+                                 parts.get("country")) if p)
 
 
 def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:

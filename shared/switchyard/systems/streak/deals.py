@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from hashlib import sha256
 from typing import Any, Protocol, TypeVar
 
 from switchyard.concurrency import settle_all
@@ -33,6 +34,7 @@ from switchyard.systems.streak.deal_mapping import (
     DealMapping,
     DealPlan,
     OrganizationPlan,
+    StageChangePlan,
     TaskPlan,
 )
 from switchyard.systems.streak.schema import PIPELINE_SCHEMAS, PipelineSchemas
@@ -58,6 +60,8 @@ _ORDER_KEY_LINE = re.compile(r"^Switchyard order key: (.+)$", re.MULTILINE)
 DUPLICATE_NOTE = "Switchyard: duplicate of box {canonical} for order {order_key}"
 GHOST_NOTE = "Switchyard: this box has no order key ({order}); it was created by a request that did not finish"
 INCOMPLETE_NOTE = "Switchyard: delivery of event {event_id} stopped part-way ({reason}); this box may be incomplete"
+# a pair's outcomes for a status change that is no new change: dropped (README: drops), or its own write back
+_DROPPED = frozenset({"stale", "superseded", "not_master", "echo"})
 # a create that failed with one of these was certainly not carried out
 _NOT_CARRIED_OUT = frozenset({"rate_limited"})
 
@@ -209,6 +213,9 @@ class StreakDealTarget:
             existing = list(box.get(name) or [])
             if entity and all(link.get("key") != entity["key"] for link in existing):
                 changes[name] = [*({"key": link["key"]} for link in existing), {"key": entity["key"]}]
+        # the rep the mapping's rules chose, in the same call; a box someone already assigned keeps its rep
+        if plan.assignee and not box.get("assignedToSharingEntries"):
+            changes["assignedToSharingEntries"] = [{"email": plan.assignee}]
         if changes:
             self._client.update_box(box["key"], changes)
 
@@ -282,6 +289,8 @@ class StreakDealTarget:
             changes["familyName"] = plan.family_name
         if plan.phone and not contact.get("phoneNumbers"):
             changes["phoneNumbers"] = [plan.phone]
+        # the mapping's contact fields, like the names: filled when empty, never over a rep's value
+        changes.update({name: value for name, value in plan.fields.items() if not contact.get(name)})
         if changes:
             with recorded_echo(self._echoes, "streak", "contact", contact["key"], {**contact, **changes}):
                 contact = self._client.update_contact(contact["key"], changes)
@@ -295,9 +304,7 @@ class StreakDealTarget:
         both), so a shared e-mail domain alone does not link another company; created when none matches."""
         if plan.domain and plan.match_on == ("domain",):
             org = self._client.find_or_create_organization(self._team, plan.domain)
-            if not org.get("name"):
-                org = self._client.update_organization(org["key"], {"name": plan.name})
-            return org
+            return self._complete_organization(org, plan, {} if org.get("name") else {"name": plan.name})
         use_domain = plan.domain is not None and "domain" in plan.match_on
         by_name = "name" in plan.match_on or not use_domain
         looked_at = self._clock()
@@ -308,12 +315,26 @@ class StreakDealTarget:
             if use_domain and plan.domain not in domains:
                 if domains:
                     continue  # the same name, but another company's domain
-                org = self._client.update_organization(org["key"], {"domains": [str(plan.domain)]})
-            return org
+                return self._complete_organization(org, plan, {"domains": [str(plan.domain)]})
+            return self._complete_organization(org, plan, {})
         new_domains = [plan.domain] if use_domain and plan.domain else None
         return self._create_once("organization", f"{plan.name.casefold()}|{plan.domain or ''}", looked_at,
-                                 lambda: self._client.create_organization(self._team, plan.name,
-                                                                          domains=new_domains), shared=True)
+                                 lambda: self._client.create_organization(
+                                     self._team, plan.name, domains=new_domains,
+                                     addresses=list(plan.addresses) or None, properties=plan.fields), shared=True)
+
+    def _complete_organization(self, org: dict[str, Any], plan: OrganizationPlan,
+                               changes: dict[str, Any]) -> dict[str, Any]:
+        """An existing organization plus what it lacks (its name, domain, the order's addresses), in one
+        update and only when something is missing: a redelivery writes nothing."""
+        have = list(org.get("addresses") or [])
+        known = {str(line).casefold() for line in have}
+        missing = [line for line in plan.addresses if line.casefold() not in known]
+        if missing:  # Streak replaces the list: send the existing lines plus the new ones
+            changes = {**changes, "addresses": [*have, *missing]}
+        # the mapping's organization fields: filled when empty, never over a rep's value
+        changes = {**changes, **{name: value for name, value in plan.fields.items() if not org.get(name)}}
+        return self._client.update_organization(org["key"], changes) if changes else org
 
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]
@@ -369,27 +390,70 @@ class StreakDealTarget:
     def _move_stage(self, event: FlowEvent) -> DeliveryResult:
         plan = self._mapping.plan_stage_change(event.data)
         entity = f"{event.flow}#{plan.order_key}"
+        if plan.fields:  # judged before the first write, like a new deal's (cached: no call)
+            self._schemas.check(self._client, self._pipeline, plan.stage_key, plan.fields)
         if self._pairs is not None:
             box_key = self._pairs.box_key(plan.order_key)
             if box_key is not None:
-                return self._pairs.order_from_clarity(event, box_key)
+                return self._keep_up_after_pair(self._pairs.order_from_clarity(event, box_key), box_key, plan,
+                                                event)
         box = self._find_box(plan.order_key)
         if box is None:
             if self._state.is_filtered(entity):
                 return DeliveryResult("filtered", {"order_key": plan.order_key})
             raise OutOfOrderError(f"no box for order {plan.order_key} yet", reason="box_not_found")
         if self._pairs is not None:
-            return self._pairs.order_from_clarity(event, box["key"])
+            return self._keep_up_after_pair(self._pairs.order_from_clarity(event, box["key"]), box["key"], plan,
+                                            event)
         if not self._mapping.source_may_write("status"):
             return DeliveryResult("not_master", {"field": "status", "box_key": box["key"]})
         refused = self._claim(entity, event, plan.stage_key)
         if refused:
             return DeliveryResult(refused, {"order_key": plan.order_key, "box_key": box["key"]})
-        if box.get("stageKey") == plan.stage_key:
-            return DeliveryResult("unchanged", {"box_key": box["key"], "stage_key": plan.stage_key})
-        with recorded_echo(self._echoes, "streak", "box", box["key"], {**box, "stageKey": plan.stage_key}):
-            self._client.update_box(box["key"], {"stageKey": plan.stage_key})
-        return DeliveryResult("moved", {"box_key": box["key"], "stage_key": plan.stage_key})
+        # the stage and the fields that follow the order (the payment status): one update, only what differs
+        changes: dict[str, Any] = {}
+        if box.get("stageKey") != plan.stage_key:
+            changes["stageKey"] = plan.stage_key
+        current = box.get("fields") or {}
+        if fields := {key: value for key, value in plan.fields.items() if current.get(key) != value}:
+            changes["fields"] = fields
+        if "stageKey" in changes:
+            with recorded_echo(self._echoes, "streak", "box", box["key"], {**box, "stageKey": plan.stage_key}):
+                self._client.update_box(box["key"], changes)
+        elif changes:
+            self._client.update_box(box["key"], changes)
+        self._post_timeline(box["key"], plan.timeline, event)
+        detail = {"box_key": box["key"], "stage_key": plan.stage_key}
+        if "stageKey" in changes:
+            return DeliveryResult("moved", detail)
+        return DeliveryResult("updated" if changes else "unchanged", detail)
+
+    def _keep_up_after_pair(self, result: DeliveryResult, box_key: str, plan: StageChangePlan,
+                            event: FlowEvent) -> DeliveryResult:
+        """The pair's record decides the stage; the payment field and the timeline line follow any status
+        change it did not drop (a field no reverse flow reads, a comment no one syncs: no echo)."""
+        if result.outcome in _DROPPED:
+            return result
+        if plan.fields:
+            current = self._client.get_box(box_key).get("fields") or {}
+            if fields := {key: value for key, value in plan.fields.items() if current.get(key) != value}:
+                self._client.update_box(box_key, {"fields": fields})
+        self._post_timeline(box_key, plan.timeline, event)
+        return result
+
+    def _post_timeline(self, box_key: str, line: str | None, event: FlowEvent) -> None:
+        """One comment per applied change, keyed by its event: a marker derived from the event id ends the
+        line. The store notes the attempt before the post; only when an earlier attempt may have posted it
+        (its answer lost, the event redelivered) are the box's comments read to look for the marker."""
+        if not line:
+            return
+        marker = f"[ref {sha256(f'{event.flow}|{event.event_id}'.encode()).hexdigest()[:12]}]"
+        namespace = f"{event.flow}:timeline>streak:comment"
+        if self._state.linked(namespace, event.event_id) and any(
+                marker in str(comment.get("message", "")) for comment in self._client.list_comments(box_key)):
+            return
+        self._state.link(namespace, event.event_id, box_key)
+        self._client.create_comment(box_key, f"{line} {marker}")
 
     def _claim(self, entity: str, event: FlowEvent, stage_key: str) -> str | None:
         """Claim the order for this change: None, or why not (``stale``; ``superseded`` by a change of the
