@@ -107,7 +107,7 @@ def test_each_systems_secret_template_holds_only_keys_its_connection_model_reads
 
 
 def test_reconnect_finds_the_default_token_url_in_the_connection_model():
-    from switchyard_local.connections import default_token_url
+    from switchyard_cli.connections import default_token_url
 
     assert default_token_url("quickbooks") == "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
     assert default_token_url("streak") is None
