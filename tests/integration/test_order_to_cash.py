@@ -762,3 +762,64 @@ lines:
     payment = run(o2c, paid(), ("payment",))["payment"]
     assert (payment["action"], payment["doc_number"]) == ("created", "W-1042")
     assert run(o2c, cancelled(), ("cancel",))["cancel"]["action"] == "flagged_for_review"
+
+
+# --------------------------------------------------------------------------- payment details
+
+
+@pytest.fixture
+def payment_methods(sandbox: QuickBooksSandbox, tokens: dict[str, Any]) -> dict[str, str]:
+    """The ids the mapping's lookups.payment_methods names (1 Credit Card, 2 PayPal), as on the local stack."""
+    card = sandbox.seed_payment_method(REALM, "Credit Card", "CREDIT_CARD")
+    paypal = sandbox.seed_payment_method(REALM, "PayPal", "NON_CREDIT_CARD")
+    assert (card["Id"], paypal["Id"]) == ("1", "2")
+    return {"card": card["Id"], "paypal": paypal["Id"]}
+
+
+def test_sales_receipt_in_quickbooks_names_the_payment_method_and_capture_id(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(o2c, placed(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="ch_3QxR8dLkdIwHu7ix0snN0B15"),
+        PLACED_STEPS)
+
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert receipt["PaymentMethodRef"] == {"value": payment_methods["card"]}
+    assert receipt["PaymentRefNum"] == "R8dLkdIwHu7ix0snN0B15"
+    assert "payment reference ch_3QxR8dLkdIwHu7ix0snN0B15" in receipt["PrivateNote"]
+
+
+def test_payment_of_an_invoice_names_the_method_and_capture_id_once_when_redelivered(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(o2c, placed(PaymentStatusId=10, PaymentMethodSystemName="Payments.PayPalCommerce.Standard"), PLACED_STEPS)
+    (invoice,) = entities(sandbox, "invoices")
+    assert "PaymentMethodRef" not in invoice
+
+    event = paid(PaymentMethodSystemName="Payments.PayPalCommerce.Standard", CaptureTransactionId="8AB12345CD6789012")
+    run(o2c, event, ("payment", "write_back"))
+    again = run(o2c, event, ("payment", "write_back"))
+
+    (payment,) = entities(sandbox, "payments")
+    assert (payment["PaymentMethodRef"], payment["PaymentRefNum"]) == (
+        {"value": payment_methods["paypal"]}, "8AB12345CD6789012")
+    assert again["payment"]["action"] == "already_paid"
+
+
+def test_payment_without_a_transaction_id_is_referenced_by_the_doc_number(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
+    run(o2c, paid(PaymentMethodSystemName="Payments.CheckMoneyOrder"), ("payment", "write_back"))
+
+    (payment,) = entities(sandbox, "payments")
+    assert payment["PaymentRefNum"] == "1042" and "PaymentMethodRef" not in payment
+
+
+def test_a_payment_method_missing_in_quickbooks_dead_letters_the_order(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:  # no payment methods seeded: id 1 does not exist
+    with pytest.raises(PermanentError) as caught:
+        run(o2c, placed(PaymentMethodSystemName="Payments.Manual"), PLACED_STEPS)
+
+    assert caught.value.reason == "object_not_found"
+    assert entities(sandbox, "salesReceipts") == []

@@ -1197,3 +1197,23 @@ def test_state_is_per_realm_and_reset_forgets_everything(
 def test_unknown_entity_path_returns_unsupported_operation(client: httpx.Client) -> None:
     response = client.post(f"/v3/company/{REALM}/widget", json={"Name": "x"})
     assert (response.status_code, error_code(response)) == (400, "500")
+
+
+def test_salesreceipt_payment_method_must_exist_and_ref_num_fits_21_characters(
+    sandbox: QuickBooksSandbox, client: httpx.Client, customer: dict[str, Any], item: dict[str, Any]
+) -> None:
+    card = sandbox.seed_payment_method(REALM, "Visa")
+    url = f"/v3/company/{REALM}/salesreceipt"
+
+    unknown = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": "99"}))
+    too_long = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]},
+                                                  PaymentRefNum="x" * 22))
+    on_invoice = client.post(f"/v3/company/{REALM}/invoice",
+                             json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]}))
+    fine = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]},
+                                              PaymentRefNum="x" * 21))
+
+    assert (error_code(unknown), error_code(too_long), on_invoice.status_code) == ("610", "2050", 400)
+    assert fine.json()["SalesReceipt"]["PaymentMethodRef"] == {"value": card["Id"]}
+    listed = client.get(f"/v3/company/{REALM}/query", params={"query": "select * from PaymentMethod"})
+    assert [row["Name"] for row in listed.json()["QueryResponse"]["PaymentMethod"]] == ["Visa"]

@@ -607,3 +607,63 @@ def test_typed_and_raw_order_data_map_alike() -> None:
     assert customer_fields(shipped, placed_data(data)) == customer_fields(shipped, data)
     assert (sales_document(shipped, placed_data(data), customer_id="5", item_refs=REFS).body
             == sales_document(shipped, data, customer_id="5", item_refs=REFS).body)
+
+
+# --------------------------------------------------------------------------- payment details
+
+
+def test_sales_receipt_carries_the_payment_method_and_the_capture_id(mapping: QuickBooksOrderMapping) -> None:
+    data = order_data(PaymentMethodSystemName="Payments.PayPalCommerce.Standard",
+                      CaptureTransactionId="8AB12345CD6789012", AuthorizationTransactionId="AUTH-1")
+
+    body = sales_document(mapping, data, customer_id="7", item_refs=REFS).body
+
+    assert (body["PaymentMethodRef"], body["PaymentRefNum"]) == ({"value": "2"}, "8AB12345CD6789012")
+    assert "payment reference" not in body["PrivateNote"]  # it fits: nothing to add
+
+
+def test_payment_reference_falls_back_to_the_authorization_and_unknown_methods_are_left_out(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.CheckMoneyOrder",
+                                              AuthorizationTransactionId=" AUTH-77 "),
+                          customer_id="7", item_refs=REFS).body
+
+    assert body["PaymentRefNum"] == "AUTH-77"
+    assert "PaymentMethodRef" not in body
+
+
+def test_a_long_transaction_id_keeps_its_last_21_characters_and_is_whole_in_the_private_note(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    long_id = "ch_3QxR8dLkdIwHu7ix0snN0B15"
+
+    body = sales_document(mapping, order_data(CaptureTransactionId=long_id), customer_id="7", item_refs=REFS).body
+
+    assert body["PaymentRefNum"] == long_id[-21:] and len(body["PaymentRefNum"]) == 21
+    assert body["PrivateNote"].endswith(f"; payment reference {long_id}")
+    assert owns(body, GUID)
+
+
+def test_an_invoice_has_no_payment_fields(mapping: QuickBooksOrderMapping) -> None:
+    body = sales_document(mapping, order_data(PaymentStatusId=10, PaymentMethodSystemName="Payments.Manual",
+                                              CaptureTransactionId="X1"), customer_id="7", item_refs=REFS).body
+
+    assert "PaymentMethodRef" not in body and "PaymentRefNum" not in body
+
+
+def test_payment_rules_read_the_order_only() -> None:
+    text = ("flow: f\ntarget: quickbooks\npayment:\n  reference: {path: Customer.Email}\n")
+
+    with pytest.raises(MappingError, match=r"payment.method and payment.reference may read Order.\* only"):
+        parse_order_mapping(text)
+
+
+def test_payment_rules_can_be_switched_off() -> None:
+    mapping = parse_order_mapping("flow: f\ntarget: quickbooks\npayment:\n  method: null\n  reference: null\n"
+                                  "lookups:\n  payment_methods: {Payments.Manual: '1'}\n")
+
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="X1"),
+                          customer_id="7", item_refs=REFS).body
+
+    assert "PaymentMethodRef" not in body and "PaymentRefNum" not in body

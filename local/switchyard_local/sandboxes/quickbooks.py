@@ -107,6 +107,7 @@ READ_ONLY_KEYS = {
     "invoice": frozenset({"TotalAmt", "Balance", "HomeTotalAmt", "HomeBalance", "LinkedTxn"}),
     "salesreceipt": frozenset({"TotalAmt", "Balance", "HomeTotalAmt", "HomeBalance"}),
     "payment": frozenset({"UnappliedAmt"}),
+    "paymentmethod": frozenset(),
     "vendor": frozenset(),
     "employee": frozenset(),
 }
@@ -148,6 +149,8 @@ KINDS: dict[str, EntityKind] = {
         EntityKind("SalesReceipt", "salesreceipt", "salesReceipts", _TXN_FILTERS, voidable=True, deletable=True),
         EntityKind("Payment", "payment", "payments", (*_COMMON_FILTERS, "TxnDate", "CustomerRef", "TotalAmt"),
                    deletable=True),
+        EntityKind("PaymentMethod", "paymentmethod", "paymentMethods", (*_COMMON_FILTERS, "Name", "Type", "Active"),
+                   name_list=True),
         EntityKind("Vendor", "vendor", "vendors", _NAME_FILTERS, writable=False, name_list=True),
         EntityKind("Employee", "employee", "employees", _NAME_FILTERS, writable=False, name_list=True),
     )
@@ -1076,6 +1079,10 @@ class QuickBooksSandbox(http.SandboxApp):
             body["PrimaryEmailAddr"] = {"Address": email}
         return self._seed(realm_id, "customer", body, notify=False)
 
+    def seed_payment_method(self, realm_id: str, name: str, type: str = "CREDIT_CARD") -> dict[str, Any]:
+        """Add a payment method (Sales settings' list; same validation as the API, no webhook)."""
+        return self._seed(realm_id, "paymentmethod", {"Name": name, "Type": type}, notify=False)
+
     def seed_vendor(self, realm_id: str, display_name: str) -> dict[str, Any]:
         """Add a vendor name (vendors only exist to make DisplayName collide, 6240; readable and queryable)."""
         return self._seed(realm_id, "vendor", {"DisplayName": display_name}, notify=False)
@@ -1571,9 +1578,35 @@ class QuickBooksSandbox(http.SandboxApp):
             return self._build_name(realm, kind, data, current_id), {}
         if kind.path == "item":
             return self._build_item(realm, data, current_id), {}
+        if kind.path == "paymentmethod":
+            return self._build_payment_method(realm, data, current_id), {}
         if kind.path == "payment":
             return self._build_payment(realm, data, current_id)
         return self._build_sale(realm, kind, data, current)
+
+    def _build_payment_method(self, realm: _Realm, data: dict[str, Any], current_id: str | None) -> dict[str, Any]:
+        name = data.get("Name")
+        if not isinstance(name, str) or not name.strip():
+            raise required("Name")
+        name = data["Name"] = name.strip()
+        _check_length(data, "Name", 31)
+        for entity_id, method in realm.entities["paymentmethod"].items():
+            if entity_id != current_id and _name_key(method["Name"]) == _name_key(name):
+                raise duplicate_name(name, "payment method")
+        if data.setdefault("Type", "NON_CREDIT_CARD") not in ("CREDIT_CARD", "NON_CREDIT_CARD"):
+            raise invalid("Type", "Property Name:Type must be CREDIT_CARD or NON_CREDIT_CARD")
+        if not isinstance(data.setdefault("Active", True), bool):
+            raise invalid("Active")
+        return data
+
+    def _check_payment_fields(self, realm: _Realm, data: Mapping[str, Any]) -> None:
+        """PaymentMethodRef names an active PaymentMethod; PaymentRefNum fits QBO's 21 characters."""
+        _check_length(data, "PaymentRefNum", 21)
+        if "PaymentMethodRef" in data:
+            method_id = _ref_value(data["PaymentMethodRef"])
+            if method_id is None:
+                raise invalid("PaymentMethodRef")
+            self._find_active(realm, KINDS["paymentmethod"], method_id, "PaymentMethodRef")
 
     def _build_name(self, realm: _Realm, kind: EntityKind, data: dict[str, Any], current_id: str | None,
                     ) -> dict[str, Any]:
@@ -1646,6 +1679,10 @@ class QuickBooksSandbox(http.SandboxApp):
         """Invoice or SalesReceipt: references, lines, totals, DocNumber; side effect: the inventory sold."""
         _check_length(data, "DocNumber", 21)
         _check_length(data, "PrivateNote", 4000)
+        if kind.path == "salesreceipt":
+            self._check_payment_fields(realm, data)
+        elif "PaymentMethodRef" in data or "PaymentRefNum" in data:
+            raise invalid("PaymentMethodRef", "Property Name:PaymentMethodRef is not a property of Invoice")
         customer_id = _ref_value(data.get("CustomerRef"))
         if customer_id is None:
             raise required("CustomerRef")
@@ -1787,6 +1824,7 @@ class QuickBooksSandbox(http.SandboxApp):
 
     def _build_payment(self, realm: _Realm, data: dict[str, Any], current_id: str | None,
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._check_payment_fields(realm, data)
         customer_id = _ref_value(data.get("CustomerRef"))
         if customer_id is None:
             raise required("CustomerRef")

@@ -27,8 +27,10 @@ def plan(mapping: orders.QuickBooksOrderMapping, event_type: str, data: Mapping[
     if event_type == "order.paid":
         currency, rate = orders.order_currency(mapping, order)
         received = orders.money(order.OrderTotal * rate if rate is not None else order.OrderTotal)
+        details = orders.payment_details(mapping, data)
         return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": f"{received} {currency}",
-                                  "applied": "up to the invoice's open balance"}
+                                  "applied": "up to the invoice's open balance",
+                                  "fields": {"PaymentRefNum": number, **details.fields()}}
     if event_type == "order.status_changed":
         if orders.is_cancelled(order):
             return "cancel", {"document": number, "unpaid_invoice": "void", "paid": "flag for review, change nothing"}

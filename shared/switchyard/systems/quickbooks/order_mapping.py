@@ -47,6 +47,7 @@ from switchyard.systems.quickbooks.order_rules import (
     DocumentRulesDoc,
     LineRulesDoc,
     OrderRules,
+    PaymentRulesDoc,
     Rule,
     rule_paths,
 )
@@ -61,6 +62,7 @@ QBO_NOTE_MAX = 4000
 QBO_DESCRIPTION_MAX = 4000
 QBO_MEMO_MAX = 1000  # CustomerMemo
 QBO_CUSTOM_FIELD_MAX = 31  # a custom field's StringValue
+QBO_PAYMENT_REF_MAX = 21  # PaymentRefNum of a SalesReceipt or Payment
 ORDER_CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 SALES_RECEIPT = "SalesReceipt"
 ROUNDING_DESCRIPTION = "Rounding adjustment"
@@ -90,7 +92,7 @@ class CurrencyDoc(_Doc):
     home: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
-class PaymentDoc(_Doc):
+class PaymentDoc(PaymentRulesDoc):
     paid_status_ids: list[int] = Field(default_factory=lambda: [30], min_length=1)
 
 
@@ -178,7 +180,7 @@ def default_rules() -> OrderRules:
 
 
 def _compile_rules(doc: OrderMappingDoc, tables: dict[str, dict[Any, Any]]) -> OrderRules:
-    return OrderRules(doc.customer, doc.customer.display_name.value, doc.document, doc.lines, tables)
+    return OrderRules(doc.customer, doc.customer.display_name.value, doc.document, doc.lines, tables, doc.payment)
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,11 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
     if outside_order:
         raise MappingError(f"{name}: document.doc_number may read Order.* only (order.paid and cancellations carry "
                            f"the order alone, and find its document by this number), not {outside_order}")
+    outside_order = sorted(path for rule in (doc.payment.method, doc.payment.reference)
+                           for path in rule_paths(rule) if not path.startswith("Order."))
+    if outside_order:
+        raise MappingError(f"{name}: payment.method and payment.reference may read Order.* only (order.paid "
+                           f"carries the order alone), not {outside_order}")
     definitions = [custom.definition_id for custom in doc.document.custom_fields]
     if len(set(definitions)) != len(definitions):
         raise MappingError(f"{name}: document.custom_fields names a definition_id twice: {definitions}")
@@ -745,6 +752,10 @@ def private_note(mapping: QuickBooksOrderMapping, order_data: OrderData, amounts
         facts.append(f"{ROUNDING_DESCRIPTION.lower()} {amounts.adjustment:+} {currency} on item "
                      f"{mapping.rounding_sku}: the rounded amounts add up to {amounts.lines_total}, "
                      f"OrderTotal is {amounts.expected_total}")
+    if document_entity(mapping, order) == SALES_RECEIPT:
+        whole_reference = payment_details(mapping, parsed).note()  # PaymentRefNum keeps 21 characters
+        if whole_reference:
+            facts.append(whole_reference[:200])
     tail = "; ".join(facts)
     room = QBO_NOTE_MAX - len(tail) - (2 if tail and text else 0)
     return "; ".join(part for part in (text[:max(room, 0)].rstrip(), tail) if part)[:QBO_NOTE_MAX]
@@ -929,13 +940,17 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: OrderData, *,
         "BillEmail": {"Address": _email(mapping.rules.email(raw))},
     }
     body.update(_header_fields(mapping, raw))
+    entity = document_entity(mapping, order)
+    if entity == SALES_RECEIPT:  # paid at checkout: the receipt is the payment (an Invoice has no such fields)
+        payment = payment_details(mapping, parsed)
+        body.update(payment.fields())
     if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
         body["GlobalTaxCalculation"] = "TaxInclusive"
     xrate = exchange_rate(rate) if rate is not None else None
     if xrate is not None:
         body["CurrencyRef"] = {"value": currency}
         body["ExchangeRate"] = xrate
-    return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=amounts.total,
+    return SalesDocument(entity=entity, body=body, doc_number=number, total=amounts.total,
                          currency=currency, exchange_rate=xrate)
 
 
@@ -963,6 +978,38 @@ def _header_fields(mapping: QuickBooksOrderMapping, raw: Mapping[str, Any]) -> d
         if shipping:
             fields["ShipAddr"] = shipping
     return fields
+
+
+@dataclass(frozen=True)
+class PaymentDetails:
+    """PaymentMethodRef and PaymentRefNum of a SalesReceipt or Payment, so the bank statement can be matched."""
+
+    method_id: str | None
+    reference: str | None  # the provider's transaction id, whole
+    ref_num: str | None  # as QuickBooks keeps it: the last 21 characters (the unique tail of long ids)
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.method_id:
+            fields["PaymentMethodRef"] = {"value": self.method_id}
+        if self.ref_num:
+            fields["PaymentRefNum"] = self.ref_num
+        return fields
+
+    def note(self) -> str | None:
+        """What PrivateNote must add: the whole id when PaymentRefNum could keep only its tail."""
+        if self.reference and self.ref_num != self.reference:
+            return f"payment reference {self.reference}"
+        return None
+
+
+def payment_details(mapping: QuickBooksOrderMapping, order_data: OrderData | NopOrder) -> PaymentDetails:
+    """The ``payment`` rules' values for an order (any order event's data, or its ``Order``)."""
+    values = mapping.rules.payment(_order_data(_raw(order_data)))
+    method = _text(values.method_id)
+    reference = _text(values.reference)
+    ref_num = reference[-QBO_PAYMENT_REF_MAX:] if reference else None
+    return PaymentDetails(method_id=method, reference=reference, ref_num=ref_num)
 
 
 def owns(document: Mapping[str, Any], order_guid: str) -> bool:

@@ -58,6 +58,7 @@ from switchyard.systems.quickbooks.order_mapping import (
     order_currency,
     owns,
     parse_order,
+    payment_details,
     placed_data,
     sales_document,
     txn_date,
@@ -450,6 +451,9 @@ class OrderToCash:
         received = self._received(order, currency) or balance
         applied = min(balance, received)
         note = f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})"
+        details = payment_details(self.mapping, order)
+        if details.note():
+            note += f"; {details.note()}"
         if received != balance:
             note += (f"; received {received} {currency}, Invoice {number} was open for {balance} {currency}: "
                      + (f"{received - applied} {currency} unapplied" if received > applied else
@@ -458,8 +462,9 @@ class OrderToCash:
             "CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
             "TotalAmt": received,
             "Line": [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
-            "PaymentRefNum": number,
+            "PaymentRefNum": number,  # the DocNumber unless the provider's transaction id is known
             "PrivateNote": note,
+            **details.fields(),
         }
         if order.PaidDateUtc is not None:
             body["TxnDate"] = txn_date(self.mapping, order.PaidDateUtc)
