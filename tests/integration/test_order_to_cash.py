@@ -823,3 +823,72 @@ def test_a_payment_method_missing_in_quickbooks_dead_letters_the_order(
 
     assert caught.value.reason == "object_not_found"
     assert entities(sandbox, "salesReceipts") == []
+
+
+# --------------------------------------------------------------------------- the shop hears about failures
+
+
+def failing(o2c: OrderToCash, document: dict[str, Any], steps: tuple[str, ...] = PLACED_STEPS) -> PermanentError:
+    with pytest.raises(PermanentError) as caught:
+        run(o2c, document, steps)
+    return caught.value
+
+
+def test_an_unknown_product_notes_why_and_what_to_do_once_however_often_it_is_redelivered(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    document = placed()
+    document["data"]["OrderItems"][1]["Product"]["Sku"] = "NOPE"
+
+    errors = [failing(o2c, document) for _ in range(3)]  # the delivery, a redelivery, a redrive
+    state = run(o2c, document, ("customer",))
+    with pytest.raises(PermanentError):
+        o2c.run("document", state)  # the same reason raised by another step
+
+    assert {error.reason for error in errors} == {"unmapped_product"}
+    assert shop.notes[1042] == [
+        "Not sent to QuickBooks: unmapped product NOPE. QuickBooks has no active product or service with that SKU: "
+        "add it there (or correct the SKU here), then have the order sent again (redrive it from the dead-letter "
+        "queue)."]
+    assert entities(sandbox, "salesReceipts") == []
+
+
+def test_a_totals_mismatch_notes_the_amounts_and_the_next_reason_gets_its_own_note(
+    o2c: OrderToCash, shop: FakeShop
+) -> None:
+    document = placed(OrderTotal=1350.00)  # a payment fee the mapping does not book
+    assert failing(o2c, document).reason == "totals_mismatch"
+    assert failing(o2c, document).reason == "totals_mismatch"
+    fixed_total = placed()
+    fixed_total["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+    assert failing(o2c, fixed_total).reason == "unmapped_product"
+
+    first, second = shop.notes[1042]
+    assert first.startswith("Not sent to QuickBooks: the QuickBooks document of order 1042 would total 1299.00 USD, "
+                            "the order 1350.00 USD")
+    assert "book this order by hand" in first
+    assert second.startswith("Not sent to QuickBooks: unmapped product NOPE.")
+
+
+def test_a_shop_that_cannot_be_reached_does_not_hide_the_failure(o2c: OrderToCash, shop: FakeShop) -> None:
+    def unreachable(*_args: Any, **_kwargs: Any) -> bool:
+        raise RetryableError("nopCommerce answered 503", reason="target_unavailable")
+
+    shop.add_order_note = unreachable  # type: ignore[method-assign]
+    document = placed()
+    document["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+
+    assert failing(o2c, document).reason == "unmapped_product"
+
+
+def test_a_reason_without_a_note_in_the_mapping_adds_none(
+    mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState,
+    clock: FakeClock, items: dict[str, str]
+) -> None:
+    quiet = dataclasses.replace(mapping, failure_notes={})
+    o2c = OrderToCash(quiet, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+    document = placed()
+    document["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+
+    assert failing(o2c, document).reason == "unmapped_product"
+    assert shop.notes == {}

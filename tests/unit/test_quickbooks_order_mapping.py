@@ -667,3 +667,14 @@ def test_payment_rules_can_be_switched_off() -> None:
                           customer_id="7", item_refs=REFS).body
 
     assert "PaymentMethodRef" not in body and "PaymentRefNum" not in body
+
+
+def test_failure_notes_name_known_reasons_and_placeholders_only() -> None:
+    base = "flow: f\ntarget: quickbooks\nwrite_back:\n  failure_notes:\n"
+
+    with pytest.raises(MappingError, match="'unmaped_product' is not a reason"):
+        parse_order_mapping(base + "    unmaped_product: 'x'\n")
+    with pytest.raises(MappingError, match=r"failure_note uses unknown placeholders \['sku'\]"):
+        parse_order_mapping(base + "    unmapped_product: 'missing {sku}'\n")
+    assert dict(parse_order_mapping(base + "    totals_mismatch: '{order_number}: {detail}'\n").failure_notes) == {
+        "totals_mismatch": "{order_number}: {detail}"}

@@ -76,6 +76,7 @@ _TEMPLATE_FIELDS = {
     "void_note": {"doc_number", "doc_type"},
     "review_note": {"doc_type", "doc_number"},
     "paid_voided_note": {"doc_number"},
+    "failure_note": {"order_number", "detail"},
     "currency_suffix": {"currency"},
     "duplicate_name_suffix": {"customer_id"},
 }
@@ -140,6 +141,22 @@ class CustomerDoc(CustomerRulesDoc):
     countries: dict[int, str] = Field(default_factory=dict)
 
 
+_REDRIVE = "then have the order sent again (redrive it from the dead-letter queue)"
+# the reasons an order.placed is dead-lettered for that someone in the shop can fix, and the note each leaves
+DEFAULT_FAILURE_NOTES: dict[str, str] = {
+    "unmapped_product": ("Not sent to QuickBooks: {detail}. QuickBooks has no active product or service with that "
+                         f"SKU: add it there (or correct the SKU here), {_REDRIVE}."),
+    "ambiguous_product": ("Not sent to QuickBooks: {detail}. Make one of them inactive or give it another SKU, "
+                          f"{_REDRIVE}."),
+    "missing_sku": f"Not sent to QuickBooks: {{detail}}. Give the product a SKU, {_REDRIVE}.",
+    "totals_mismatch": ("Not sent to QuickBooks: {detail}. Nothing was booked; book this order by hand or ask for "
+                        "the mapping's settings to be corrected, " + _REDRIVE + "."),
+    "duplicate_document_number": f"Not sent to QuickBooks: {{detail}}, {_REDRIVE}.",
+    "duplicate_name": "Not sent to QuickBooks: {detail}, " + _REDRIVE + ".",
+    "doc_number_too_long": f"Not sent to QuickBooks: {{detail}}. Shorten the custom order number, {_REDRIVE}.",
+}
+
+
 class WriteBackDoc(_Doc):
     display_to_customer: bool = False
     sent_note: str = "Sent to QuickBooks: {doc_type} {doc_number}"
@@ -151,6 +168,8 @@ class WriteBackDoc(_Doc):
                              "was recorded; review it there")
     set_status_id: int | None = 20
     set_status_only_from: list[int] = Field(default_factory=lambda: [10])
+    # why an order could not be booked and what to do, noted once per reason (keyed by the DLQ reason)
+    failure_notes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
 
 
 class OrderMappingDoc(_Doc):
@@ -214,6 +233,7 @@ class QuickBooksOrderMapping:
     paid_voided_note: str = WriteBackDoc().paid_voided_note
     set_status_id: int | None = 20
     set_status_only_from: frozenset[int] = frozenset({10})
+    failure_notes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
     rules: OrderRules = field(default_factory=default_rules, compare=False, repr=False)
 
     def timezone(self) -> tzinfo:
@@ -254,6 +274,11 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
     try:
         for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note"):
             _check_template(owner, getattr(doc.write_back, owner))
+        for reason, template in doc.write_back.failure_notes.items():
+            if reason not in DEFAULT_FAILURE_NOTES:
+                raise MappingError(f"write_back.failure_notes: {reason!r} is not a reason an order fails for; "
+                                   f"the reasons: {sorted(DEFAULT_FAILURE_NOTES)}")
+            _check_template("failure_note", template)
         _check_template("currency_suffix", doc.customer.display_name.currency_suffix)
         _check_template("duplicate_name_suffix", doc.customer.duplicate_name_suffix)
     except MappingError as exc:
@@ -320,6 +345,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         paid_voided_note=doc.write_back.paid_voided_note,
         set_status_id=doc.write_back.set_status_id,
         set_status_only_from=frozenset(doc.write_back.set_status_only_from),
+        failure_notes=dict(doc.write_back.failure_notes),
         rules=rules,
     )
 

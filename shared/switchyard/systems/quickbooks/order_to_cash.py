@@ -18,7 +18,9 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   created; the payment and the void look at the invoice's Balance and state first;
 * a nopCommerce note carries a marker of what it reports (flow, OrderGuid, document/payment/cancel) and is
   only added when no note with that marker exists (``add_order_note`` returns False); a create that timed out
-  is looked for again before the step fails, and copies left by racing attempts are deleted.
+  is looked for again before the step fails, and copies left by racing attempts are deleted;
+* an order that cannot be booked (PermanentError with a ``write_back.failure_notes`` reason) gets a note why,
+  marked by the reason, before the error reaches the state machine's Catch: once per reason.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
 query. An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
@@ -27,6 +29,7 @@ query. An item deleted meanwhile answers 610 on the document: the cache is dropp
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -34,7 +37,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from switchyard.entity_state import EntityState
-from switchyard.errors import DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import DeliveryError, DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.systems.nopcommerce.source import NopOrder
 from switchyard.systems.quickbooks.client import QuickBooksClient, quote_value
@@ -64,6 +67,7 @@ from switchyard.systems.quickbooks.order_mapping import (
     txn_date,
 )
 
+LOG = logging.getLogger(__name__)
 STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
 CUSTOMER_LINKS = "quickbooks-customer"  # entity-state namespace: nopCommerce customer id -> QBO Customer Id
 STALE_RETRIES = 3  # re-reads after a 5010 (stale SyncToken) before the step gives up (and is retried)
@@ -188,8 +192,34 @@ class OrderToCash:
         message = state.get("message")
         if not isinstance(message, str):
             raise PermanentError("the execution state has no queue message", reason="malformed_message")
-        result = handler(FlowEvent.from_message(message), state)
+        event = FlowEvent.from_message(message)
+        try:
+            result = handler(event, state)
+        except PermanentError as exc:
+            self._tell_shop(event, exc)  # before the state machine's Catch dead-letters the execution
+            raise
         return dict(_jsonable(result))
+
+    # ----------------------------------------------------------------- the shop hears about failures
+
+    def _tell_shop(self, event: FlowEvent, failure: PermanentError) -> None:
+        """An order that cannot be booked gets a note saying why and what to do (``write_back.failure_notes``),
+        once per reason: the marker is the reason's, so a redelivery or redrive that fails again adds
+        nothing. A shop that cannot be reached does not hide the failure: logged, and the error is raised."""
+        template = self.mapping.failure_notes.get(failure.reason)
+        if template is None:
+            return
+        try:
+            order = parse_order(event.data)
+        except PermanentError:
+            return  # no order to write to
+        note = template.format(order_number=order.CustomOrderNumber, detail=failure.message)
+        try:
+            self.shop.add_order_note(order.Id, note, display_to_customer=False,
+                                     marker=note_marker(self.flow, str(order.OrderGuid), f"failed:{failure.reason}"))
+        except DeliveryError as exc:
+            LOG.warning("could not note on nopCommerce order %s why it was not booked (%s): %s",
+                        order.CustomOrderNumber, failure.reason, exc)
 
     # ----------------------------------------------------------------- customer
 
