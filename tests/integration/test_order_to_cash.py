@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
+from switchyard.catalog import mapping_path
 from switchyard.connectors.http import jsonable
 from switchyard.entity_state import InMemoryEntityState
-from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import MappingError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import flow_message
 from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
 from switchyard.systems.quickbooks.order_mapping import QuickBooksOrderMapping, load_order_mapping, parse_order_mapping
@@ -892,3 +894,127 @@ def test_a_reason_without_a_note_in_the_mapping_adds_none(
 
     assert failing(o2c, document).reason == "unmapped_product"
     assert shop.notes == {}
+
+
+# --------------------------------------------------------------------------- new products do not stop orders
+
+
+def creating_mapping(**create: Any) -> QuickBooksOrderMapping:
+    """The shipped document with items.unknown: create."""
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["items"] = {**doc["items"], "unknown": "create", "create": {"income_account_id": "79", **create}}
+    return parse_order_mapping(yaml.safe_dump(doc), name="creating")
+
+
+@pytest.fixture
+def creating(qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState, clock: FakeClock,
+             items: dict[str, str]) -> OrderToCash:
+    return OrderToCash(creating_mapping(), qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+
+def gift_card_order(**fields: Any) -> dict[str, Any]:
+    document = placed(**fields)
+    line = document["data"]["OrderItems"][1]
+    line["Product"] = {"Id": 99, "Name": "Gift card: 25", "Sku": "GIFT-25"}
+    return document
+
+
+def items_with_sku(sandbox: QuickBooksSandbox, sku: str) -> list[dict[str, Any]]:
+    return [item for item in entities(sandbox, "items") if item.get("Sku") == sku]
+
+
+def test_an_unknown_product_becomes_an_item_and_the_order_is_booked(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    result = run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert (item["Name"], item["Type"], item["UnitPrice"], item["IncomeAccountRef"]) == (
+        "Gift card- 25", "NonInventory", 90, {"value": "79"})  # ':' is not allowed in QuickBooks names
+    assert result["items"]["created"] == ["GIFT-25"] and result["items"]["refs"]["GIFT-25"] == item["Id"]
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert item["Id"] in [line["SalesItemLineDetail"]["ItemRef"]["value"] for line in receipt["Line"]
+                          if line["DetailType"] == "SalesItemLineDetail"]
+    assert receipt["TotalAmt"] == 1299.0 and shop.notes[1042] == ["Sent to QuickBooks: SalesReceipt 1042"]
+
+
+def test_a_redelivered_order_and_a_second_order_find_the_created_item(
+    creating: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    run(creating, gift_card_order(), PLACED_STEPS)
+    creating.items_cache.clear()
+    again = run(creating, gift_card_order(), PLACED_STEPS)
+    other = run(creating, gift_card_order(Id=1043, CustomOrderNumber="1043", OrderGuid=OTHER_GUID), PLACED_STEPS)
+
+    assert len(items_with_sku(sandbox, "GIFT-25")) == 1
+    assert "created" not in again["items"] and "created" not in other["items"]
+
+
+def test_a_create_whose_answer_was_lost_is_found_on_the_retry(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder
+) -> None:
+    inner = transport.inner
+    lost: list[str] = []
+
+    class LosesFirstItemAnswer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.method == "POST" and request.url.path.endswith("/item") and not lost:
+                lost.append(request.url.params["requestid"])
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    transport.inner = LosesFirstItemAnswer()
+    state = run(creating, gift_card_order(), ("customer",))
+    with pytest.raises(RetryableError):
+        creating.run("items", state)  # the state machine retries the step
+    state["items"] = creating.run("items", state)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert lost and state["items"]["refs"]["GIFT-25"] == item["Id"]
+
+
+def test_a_name_held_by_another_item_gives_the_new_item_its_sku_in_the_name(
+    creating: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    sandbox.seed_item(REALM, "Gift card- 25", "OLD-GIFT", qty_on_hand=0, unit_price=1.0, type="NonInventory")
+
+    run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert item["Name"] == "Gift card- 25 (GIFT-25)"
+
+
+def test_an_item_created_by_a_concurrent_order_is_taken_on_6240(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder
+) -> None:
+    def racing_order(request: httpx.Request) -> None:  # the other execution creates it between query and create
+        if request.method == "POST" and request.url.path.endswith("/item") and not items_with_sku(sandbox, "GIFT-25"):
+            sandbox.seed_item(REALM, "Gift card- 25", "GIFT-25", qty_on_hand=0, unit_price=90.0, type="NonInventory")
+
+    transport.before = racing_order
+    result = run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert result["items"]["refs"]["GIFT-25"] == item["Id"] and len(entities(sandbox, "salesReceipts")) == 1
+
+
+def test_inventory_items_need_their_accounts_and_start_at_zero(
+    qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState, clock: FakeClock, items: dict[str, str],
+    sandbox: QuickBooksSandbox
+) -> None:
+    with pytest.raises(MappingError, match=r"items\.create needs asset_account_id, expense_account_id"):
+        creating_mapping(type="Inventory")
+    mapping = creating_mapping(type="Inventory", asset_account_id="81", expense_account_id="80")
+    o2c = OrderToCash(mapping, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+    run(o2c, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert (item["Type"], item["TrackQtyOnHand"], item["AssetAccountRef"], item["ExpenseAccountRef"]) == (
+        "Inventory", True, {"value": "81"}, {"value": "80"})
+
+
+def test_without_the_switch_an_unknown_product_still_dead_letters(o2c: OrderToCash, sandbox: QuickBooksSandbox) -> None:
+    assert failing(o2c, gift_card_order()).reason == "unmapped_product"
+    assert items_with_sku(sandbox, "GIFT-25") == []

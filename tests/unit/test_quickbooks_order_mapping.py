@@ -678,3 +678,32 @@ def test_failure_notes_name_known_reasons_and_placeholders_only() -> None:
         parse_order_mapping(base + "    unmapped_product: 'missing {sku}'\n")
     assert dict(parse_order_mapping(base + "    totals_mismatch: '{order_number}: {detail}'\n").failure_notes) == {
         "totals_mismatch": "{order_number}: {detail}"}
+
+
+def test_new_item_rules_read_the_line_and_the_order_only() -> None:
+    text = ("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n  create:\n    income_account_id: '79'\n"
+            "    name: {path: Customer.Email}\n")
+
+    with pytest.raises(MappingError, match=r"items.create rules may read Item.\* and Order.\* only"):
+        parse_order_mapping(text)
+    with pytest.raises(MappingError, match=r"items\.create needs income_account_id"):
+        parse_order_mapping("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n")
+
+
+def test_new_items_come_from_the_first_line_of_each_unknown_key_only() -> None:
+    from switchyard.systems.quickbooks.order_mapping import new_item_name, new_items
+
+    mapping = parse_order_mapping("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n  create:\n"
+                                  "    income_account_id: '79'\n    type: Service\n")
+    data = order_data(items=[item(1, "DESK", 1, "450.00", name="Desk"), item(2, "DESK", 3, "440.00", name="Desk"),
+                             item(3, "ARM", 1, "90.00", name=" Arm :  long " + "x" * 120)])
+
+    bodies = new_items(mapping, data, ["DESK", "ARM", "SHIPPING"])
+
+    assert list(bodies) == ["DESK", "ARM"]  # SHIPPING is on no product line
+    assert (bodies["DESK"]["Name"], bodies["DESK"]["UnitPrice"], bodies["DESK"]["Type"]) == ("Desk", D("450"),
+                                                                                              "Service")
+    assert bodies["ARM"]["Name"].startswith("Arm - long xx") and len(bodies["ARM"]["Name"]) == 100
+    suffixed = new_item_name(mapping, bodies["ARM"]["Name"], sku="ARM")
+    assert suffixed.endswith("x (ARM)") and len(suffixed) == 100
+    assert new_items(parse_order_mapping("flow: f\ntarget: quickbooks\n"), data, ["DESK"]) == {}

@@ -22,8 +22,11 @@ def plan(mapping: orders.QuickBooksOrderMapping, event_type: str, data: Mapping[
     if event_type == "order.placed":
         refs = {sku: f"<Item {sku}>" for sku in orders.item_skus(mapping, data)}
         document = orders.sales_document(mapping, data, customer_id="<Customer>", item_refs=refs)
-        return "order_to_cash", jsonable({"customer": orders.customer_fields(mapping, data),
-                                          "document": {"entity": document.entity, "body": document.body}})
+        planned: dict[str, Any] = {"customer": orders.customer_fields(mapping, data),
+                                   "document": {"entity": document.entity, "body": document.body}}
+        if mapping.new_items is not None:  # what an SKU QuickBooks does not have would be created as
+            planned["items_created_if_missing"] = orders.new_items(mapping, data, list(refs))
+        return "order_to_cash", jsonable(planned)
     if event_type == "order.paid":
         currency, rate = orders.order_currency(mapping, order)
         received = orders.money(order.OrderTotal * rate if rate is not None else order.OrderTotal)

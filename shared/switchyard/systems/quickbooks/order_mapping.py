@@ -39,10 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.mapping.rules import LOOKUP_DEFAULT
+from switchyard.mapping.rules import LOOKUP_DEFAULT, compile_rules
 from switchyard.systems.nopcommerce.source import NopOrder, NopOrderItem, OrderPlacedData
 from switchyard.systems.quickbooks.order_rules import (
     DEFAULT_DISPLAY_NAME,
+    DEFAULT_LOOKUPS,
     CustomerRulesDoc,
     DocumentRulesDoc,
     LineRulesDoc,
@@ -97,10 +98,24 @@ class PaymentDoc(PaymentRulesDoc):
     paid_status_ids: list[int] = Field(default_factory=lambda: [30], min_length=1)
 
 
+class NewItemDoc(_Doc):
+    """The QuickBooks Item an unknown product becomes (``items.unknown: create``); rules read the order line's
+    item as ``Item`` (and ``Order``)."""
+
+    type: Literal["NonInventory", "Service", "Inventory"] = "NonInventory"
+    name: Rule = Field(default_factory=lambda: {"path": "Item.Product.Name"})
+    unit_price: Rule = Field(default_factory=lambda: {"path": "Item.UnitPriceExclTax"})  # the home currency
+    income_account_id: str | None = Field(default=None, min_length=1)  # IncomeAccountRef (required)
+    asset_account_id: str | None = Field(default=None, min_length=1)  # AssetAccountRef (Inventory)
+    expense_account_id: str | None = Field(default=None, min_length=1)  # ExpenseAccountRef, COGS (Inventory)
+
+
 class ItemsDoc(_Doc):
     match_on: Literal["Sku", "Name"] = "Sku"
     shipping_sku: str | None = Field(default="SHIPPING", min_length=1)
     cache_ttl_seconds: float = Field(default=300, ge=0)
+    unknown: Literal["dead_letter", "create"] = "dead_letter"  # a product key no active Item has
+    create: NewItemDoc = Field(default_factory=NewItemDoc)
 
 
 class DiscountDoc(_Doc):
@@ -203,6 +218,17 @@ def _compile_rules(doc: OrderMappingDoc, tables: dict[str, dict[Any, Any]]) -> O
 
 
 @dataclass(frozen=True)
+class NewItemSettings:
+    """``items.create``, its rules compiled (name, unit price)."""
+
+    type: str
+    income_account_id: str
+    asset_account_id: str | None
+    expense_account_id: str | None
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class QuickBooksOrderMapping:
     """The validated settings (``dataclasses.replace`` makes variants in tests)."""
 
@@ -234,6 +260,7 @@ class QuickBooksOrderMapping:
     set_status_id: int | None = 20
     set_status_only_from: frozenset[int] = frozenset({10})
     failure_notes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
+    new_items: NewItemSettings | None = None  # None: an unknown product dead-letters the order
     rules: OrderRules = field(default_factory=default_rules, compare=False, repr=False)
 
     def timezone(self) -> tzinfo:
@@ -315,6 +342,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         raise MappingError(f"{name}: document.custom_fields names a definition_id twice: {definitions}")
     try:
         rules = _compile_rules(doc, tables)
+        new_items = _new_item_settings(doc.items, tables)
     except MappingError as exc:
         raise MappingError(f"{name}: {exc}") from None
     return QuickBooksOrderMapping(
@@ -346,8 +374,31 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         set_status_id=doc.write_back.set_status_id,
         set_status_only_from=frozenset(doc.write_back.set_status_only_from),
         failure_notes=dict(doc.write_back.failure_notes),
+        new_items=new_items,
         rules=rules,
     )
+
+
+def _new_item_settings(items: ItemsDoc, tables: dict[str, dict[Any, Any]]) -> NewItemSettings | None:
+    if items.unknown != "create":
+        return None
+    new = items.create
+    missing = [key for key, value in (("income_account_id", new.income_account_id),) if not value]
+    if new.type == "Inventory":
+        missing += [key for key, value in (("asset_account_id", new.asset_account_id),
+                                           ("expense_account_id", new.expense_account_id)) if not value]
+    if missing:
+        raise MappingError(f"items.create needs {', '.join(missing)} (QuickBooks Account ids) to create "
+                           f"{new.type} items")
+    outside = sorted(path for rule in (new.name, new.unit_price) for path in rule_paths(rule)
+                     if not path.startswith(("Item.", "Order.")))
+    if outside:
+        raise MappingError(f"items.create rules may read Item.* and Order.* only, not {outside}")
+    values = compile_rules([("items.create.name", {**new.name, "required": True}),
+                            ("items.create.unit_price", new.unit_price)], {**DEFAULT_LOOKUPS, **tables})
+    return NewItemSettings(type=new.type, income_account_id=str(new.income_account_id),
+                           asset_account_id=new.asset_account_id, expense_account_id=new.expense_account_id,
+                           values=values)
 
 
 def load_order_mapping(name: str) -> QuickBooksOrderMapping:
@@ -615,6 +666,51 @@ def _item_skus(mapping: QuickBooksOrderMapping, data: OrderPlacedData, lines: tu
     if amounts().adjustment and mapping.rounding_sku not in skus:
         skus.append(str(mapping.rounding_sku))  # document_amounts raised if the mapping names none
     return skus
+
+
+def new_item_name(mapping: QuickBooksOrderMapping, name: str, *, sku: str | None = None) -> str:
+    """An Item Name QuickBooks takes: ':' replaced, whitespace collapsed, 100 characters; with ``sku`` the
+    name made unique by its SKU (`` (SKU)``, never cut) for when another item holds the plain one (6240)."""
+    cleaned = _clean(name.replace(":", mapping.colon_replacement)) or ""
+    suffix = f" ({sku.replace(':', mapping.colon_replacement)})" if sku else ""
+    return (cleaned[:QBO_NAME_MAX - len(suffix)].rstrip() + suffix).strip()[:QBO_NAME_MAX]
+
+
+def new_items(mapping: QuickBooksOrderMapping, order_data: OrderData, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The QuickBooks Item each of ``keys`` would be created as (``items.unknown: create``), from the first
+    order line with that key; a key on no product line (shipping, rounding) gets none, nor does any key when
+    the mapping does not create items."""
+    settings = mapping.new_items
+    if settings is None:
+        return {}
+    order = parsed_order(order_data)
+    raw_items = order.raw.get("OrderItems") or []
+    bodies: dict[str, dict[str, Any]] = {}
+    for index, line in enumerate(order_lines(mapping, order)):
+        if line.sku not in keys or line.sku in bodies:
+            continue
+        raw_item = raw_items[index] if index < len(raw_items) else {}
+        name_value, price_value = settings.values({**order.raw, "Item": raw_item})
+        name = new_item_name(mapping, _text(name_value) or line.sku)
+        if not name:
+            name = new_item_name(mapping, line.sku)
+        body: dict[str, Any] = {"Name": name, "Type": settings.type,
+                                "IncomeAccountRef": {"value": settings.income_account_id}}
+        if mapping.item_match_field == "Sku":
+            body["Sku"] = line.sku[:QBO_NAME_MAX]
+        elif line.sku != name:  # matched by Name: the name must be the key
+            body["Name"] = new_item_name(mapping, line.sku)
+        if price_value is not None:
+            body["UnitPrice"] = _plain(_decimal(price_value, "items.create.unit_price"))
+        if line.description:
+            body["Description"] = line.description
+        if settings.type == "Inventory":
+            body.update({"TrackQtyOnHand": True, "QtyOnHand": 0,
+                         "InvStartDate": txn_date(mapping, order.data.Order.CreatedOnUtc),
+                         "AssetAccountRef": {"value": settings.asset_account_id},
+                         "ExpenseAccountRef": {"value": settings.expense_account_id}})
+        bodies[line.sku] = body
+    return bodies
 
 
 # --- the customer -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   marked by the reason, before the error reaches the state machine's Catch: once per reason.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
-query. An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
+query. With ``items.unknown: create`` an unknown product's Item is created (once: see ``_create_item``). An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ from switchyard.systems.quickbooks.order_mapping import (
     is_cancelled,
     item_skus,
     money,
+    new_item_name,
+    new_items,
     order_currency,
     owns,
     parse_order,
@@ -332,9 +334,14 @@ class OrderToCash:
 
     def items(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
         """The Item id of every SKU the document needs (products, shipping): {"refs": {sku: id}}."""
-        return {"refs": self._item_refs(item_skus(self.mapping, event.data))}
+        created: list[str] = []
+        refs = self._item_refs(item_skus(self.mapping, event.data), event.data, created)
+        return {"refs": refs, "created": created} if created else {"refs": refs}
 
-    def _item_refs(self, skus: list[str]) -> dict[str, str]:
+    def _item_refs(self, skus: list[str], order_data: Mapping[str, Any] | None = None,
+                   created: list[str] | None = None) -> dict[str, str]:
+        """SKU -> Item id; unknown products are created from ``order_data`` when the mapping says so (their
+        SKUs appended to ``created``), else PermanentError ``unmapped_product``."""
         realm, field = self.qbo.realm, self.mapping.item_match_field
         now = self.clock()
         refs: dict[str, str] = {}
@@ -362,6 +369,14 @@ class OrderToCash:
                     refs[sku] = str(found[0]["Id"])
                     self.items_cache.put(realm, field, sku, refs[sku], now + self.mapping.item_cache_ttl_seconds)
         missing = [sku for sku in skus if sku not in refs and sku not in ambiguous]
+        if missing and order_data is not None and not ambiguous:
+            guid = str(placed_data(order_data).Order.OrderGuid)
+            for sku, body in new_items(self.mapping, order_data, missing).items():
+                refs[sku] = str(self._create_item(sku, body, guid)["Id"])
+                self.items_cache.put(realm, field, sku, refs[sku], now + self.mapping.item_cache_ttl_seconds)
+                if created is not None:
+                    created.append(sku)
+            missing = [sku for sku in missing if sku not in refs]
         if missing:
             raise PermanentError(f"unmapped product {', '.join(missing)}", reason="unmapped_product")
         if ambiguous:
@@ -369,6 +384,31 @@ class OrderToCash:
             raise PermanentError(f"ambiguous product {listed}: several active QuickBooks items have that {field}",
                                  reason="ambiguous_product")
         return {sku: refs[sku] for sku in skus}
+
+    def _create_item(self, sku: str, body: Mapping[str, Any], guid: str) -> dict[str, Any]:
+        """Create the Item of an unknown product once. A retry after a lost answer sends the same requestid
+        (QBO answers with the first create); a 6240 (Item names are unique) means a concurrent order created
+        it, or another item holds the name: the holder is taken if it carries this SKU, else the item is
+        named ``Name (SKU)``."""
+        field = self.mapping.item_match_field
+        request_id = f"{self.flow}:{guid}:item:{hashlib.sha256(sku.encode()).hexdigest()[:12]}"
+        attempts = [dict(body)]
+        if field == "Sku":
+            attempts.append({**body, "Name": new_item_name(self.mapping, str(body["Name"]), sku=sku)})
+        for attempt, item_body in enumerate(attempts):
+            try:
+                return self.qbo.create("Item", item_body, request_id + (":suffixed" if attempt else ""))
+            except DuplicateNameError as exc:
+                holder = self.qbo.query_one("Item", Name=item_body["Name"])
+                if holder is not None and str(holder.get(field) or "").strip().casefold() == sku.casefold():
+                    return holder
+                if attempt == len(attempts) - 1:
+                    raise PermanentError(
+                        f"cannot create the QuickBooks item of product {sku}: the names "
+                        f"{', '.join(repr(b['Name']) for b in attempts)} belong to other items",
+                        reason="duplicate_name", target_status=exc.target_status,
+                        target_response=exc.target_response) from exc
+        raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- document
 
@@ -393,7 +433,7 @@ class OrderToCash:
         if not customer_id:
             raise PermanentError("the document step needs the customer step's result", reason="missing_step_result")
         # resolved here, not taken from the items step's result: after a 610 the retry must see fresh ids
-        refs = self._item_refs(item_skus(self.mapping, event.data))
+        refs = self._item_refs(item_skus(self.mapping, event.data), event.data)
         document = sales_document(self.mapping, event.data, customer_id=str(customer_id), item_refs=refs)
         # the references are part of the request id: a retry after a 610 sends other ids, and QBO would
         # answer the same requestid with the stored 610 again
