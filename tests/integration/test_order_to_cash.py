@@ -1018,3 +1018,117 @@ def test_inventory_items_need_their_accounts_and_start_at_zero(
 def test_without_the_switch_an_unknown_product_still_dead_letters(o2c: OrderToCash, sandbox: QuickBooksSandbox) -> None:
     assert failing(o2c, gift_card_order()).reason == "unmapped_product"
     assert items_with_sku(sandbox, "GIFT-25") == []
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+@pytest.fixture
+def refund_item(sandbox: QuickBooksSandbox, items: dict[str, str]) -> str:
+    return str(sandbox.seed_item(REALM, "Refunds", "REFUND", qty_on_hand=0, unit_price=0, type="Service")["Id"])
+
+
+def refunded(refunded_amount: float, status: int = 35, **fields: Any) -> dict[str, Any]:
+    return {"type": "order.refunded", "timestamp": "2026-11-23T10:00:00Z", "data": {
+        "Order": order(**{"PaymentStatusId": status, "RefundedAmount": refunded_amount, **fields})}}
+
+
+REFUND_STEPS = ("refund", "write_back")
+
+
+def test_partial_then_full_refund_of_a_sales_receipt_books_each_new_amount_once(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop, refund_item: str
+) -> None:
+    run(o2c, placed(), PLACED_STEPS)
+
+    first = run(o2c, refunded(100.00), REFUND_STEPS)
+    run(o2c, refunded(100.00), REFUND_STEPS)  # redelivered
+    full = run(o2c, refunded(1299.00, status=40), REFUND_STEPS)
+    run(o2c, refunded(1299.00, status=40), REFUND_STEPS)  # re-polled
+
+    receipts = entities(sandbox, "refundReceipts")
+    assert [r["TotalAmt"] for r in receipts] == [100.0, 1199.0]
+    assert receipts[0]["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"] == refund_item
+    assert (first["refund"]["action"], first["refund"]["amount"], full["refund"]["amount"]) == ("created", 100, 1199)
+    assert shop.notes[1042][1:] == [f"Refund recorded in QuickBooks: RefundReceipt {receipts[0]['Id']}, 100.00 USD",
+                                    f"Refund recorded in QuickBooks: RefundReceipt {receipts[1]['Id']}, 1199.00 USD"]
+
+
+def test_a_refund_whose_answer_was_lost_is_not_booked_again(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder, refund_item: str
+) -> None:
+    run(o2c, placed(), PLACED_STEPS)
+    inner = transport.inner
+    lost: list[bool] = []
+
+    class LosesRefundAnswer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.url.path.endswith("/refundreceipt") and not lost:
+                lost.append(True)
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    transport.inner = LosesRefundAnswer()
+    state = execution(refunded(250.00))
+    with pytest.raises(RetryableError):
+        o2c.run("refund", state)
+    state["refund"] = o2c.run("refund", state)
+
+    assert lost and [r["TotalAmt"] for r in entities(sandbox, "refundReceipts")] == [250.0]
+    assert state["refund"]["action"] == "already_refunded"
+
+
+def test_a_refund_of_an_open_invoice_is_a_credit_memo_applied_to_it(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
+    (invoice,) = entities(sandbox, "invoices")
+
+    result = run(o2c, refunded(299.00), REFUND_STEPS)
+    run(o2c, refunded(299.00), REFUND_STEPS)
+
+    (memo,) = entities(sandbox, "creditMemos")
+    assert (memo["TotalAmt"], memo["Balance"]) == (299.0, 0.0)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 1000.0
+    assert (result["refund"]["entity"], result["refund"]["applied"]) == ("CreditMemo", 299)
+    (applying,) = entities(sandbox, "payments")
+    assert applying["TotalAmt"] == 0.0
+
+
+def test_a_refund_of_a_paid_invoice_leaves_the_credit_with_the_customer(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
+    run(o2c, paid(), ("payment", "write_back"))
+
+    result = run(o2c, refunded(1299.00, status=40), REFUND_STEPS)
+
+    (memo,) = entities(sandbox, "creditMemos")
+    assert (memo["TotalAmt"], memo["Balance"], result["refund"]["applied"]) == (1299.0, 1299.0, 0)
+
+
+def test_a_refund_in_a_customer_currency_uses_the_orders_rate(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    euro = {"CustomerCurrencyCode": "EUR", "CurrencyRate": 0.9}
+    run(o2c, placed(**euro), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+
+    run(o2c, refunded(100.00, **euro), REFUND_STEPS)
+
+    (refund,) = entities(sandbox, "refundReceipts")
+    assert (refund["TotalAmt"], refund["CurrencyRef"]["value"], refund["ExchangeRate"]) == (
+        90.0, "EUR", receipt["ExchangeRate"])
+
+
+def test_a_refund_before_the_document_exists_is_out_of_order_and_more_than_it_is_permanent(
+    o2c: OrderToCash, refund_item: str
+) -> None:
+    with pytest.raises(OutOfOrderError):
+        run(o2c, refunded(10.00), REFUND_STEPS)
+    run(o2c, placed(), PLACED_STEPS)
+    with pytest.raises(PermanentError) as caught:
+        run(o2c, refunded(5000.00, status=40), REFUND_STEPS)
+    assert caught.value.reason == "refund_exceeds_document"
+    assert run(o2c, refunded(0, status=30), REFUND_STEPS)["refund"]["action"] == "not_refunded"

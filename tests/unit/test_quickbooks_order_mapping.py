@@ -707,3 +707,16 @@ def test_new_items_come_from_the_first_line_of_each_unknown_key_only() -> None:
     suffixed = new_item_name(mapping, bodies["ARM"]["Name"], sku="ARM")
     assert suffixed.endswith("x (ARM)") and len(suffixed) == 100
     assert new_items(parse_order_mapping("flow: f\ntarget: quickbooks\n"), data, ["DESK"]) == {}
+
+
+def test_dry_run_of_a_refund_names_the_running_total_at_the_orders_rate(mapping: QuickBooksOrderMapping) -> None:
+    from switchyard.systems.quickbooks.dry_run import plan
+
+    refunded = {"Order": {**order_data()["Order"], "PaymentStatusId": 35, "RefundedAmount": D("100.00"),
+                          "CustomerCurrencyCode": "EUR", "CurrencyRate": D("0.9")}}
+    action, planned = plan(mapping, "order.refunded", refunded)
+
+    assert (action, planned["refunded_total"], planned["line_item"]) == ("refund", "90.00 EUR", "REFUND")
+    assert plan(mapping, "order.refunded", {"Order": order_data()["Order"]})[0] == "none"
+    with pytest.raises(MappingError, match="refund_description uses unknown placeholders"):
+        parse_order_mapping("flow: f\ntarget: quickbooks\nrefunds:\n  description: 'Refund {sku}'\n")

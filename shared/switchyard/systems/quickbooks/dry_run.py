@@ -34,6 +34,15 @@ def plan(mapping: orders.QuickBooksOrderMapping, event_type: str, data: Mapping[
         return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": f"{received} {currency}",
                                   "applied": "up to the invoice's open balance",
                                   "fields": {"PaymentRefNum": number, **details.fields()}}
+    if event_type == "order.refunded":
+        total = orders.refunded_total(mapping, order)
+        if total is None:
+            return "none", {"reason": "the order is not (partially) refunded (PaymentStatusId 35/40, RefundedAmount)"}
+        currency, _ = orders.order_currency(mapping, order)
+        return "refund", {"document": number, "refunded_total": f"{total} {currency}",
+                          "sales_receipt": "a RefundReceipt of the refunded total less what is already refunded",
+                          "invoice": "a CreditMemo of that amount, applied to the invoice's open balance",
+                          "line_item": mapping.refund_sku}
     if event_type == "order.status_changed":
         if orders.is_cancelled(order):
             return "cancel", {"document": number, "unpaid_invoice": "void", "paid": "flag for review, change nothing"}

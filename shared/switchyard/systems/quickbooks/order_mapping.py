@@ -77,8 +77,10 @@ _TEMPLATE_FIELDS = {
     "void_note": {"doc_number", "doc_type"},
     "review_note": {"doc_type", "doc_number"},
     "paid_voided_note": {"doc_number"},
+    "refund_note": {"doc_type", "refund_id", "doc_number", "amount", "currency", "refunded_total"},
     "failure_note": {"order_number", "detail"},
     "currency_suffix": {"currency"},
+    "refund_description": {"order_number"},
     "duplicate_name_suffix": {"customer_id"},
 }
 
@@ -132,6 +134,14 @@ class RoundingDoc(_Doc):
     item_sku: str | None = Field(default=None, min_length=1)
 
 
+class RefundsDoc(_Doc):
+    """order.refunded: a RefundReceipt (SalesReceipt) or CreditMemo (Invoice) of the newly refunded amount."""
+
+    item_sku: str = Field(default="REFUND", min_length=1)  # the Service item a refund's one line is booked on
+    description: str = "Refund of nopCommerce order {order_number}"
+    refund_from_account_id: str | None = Field(default=None, min_length=1)  # RefundReceipt DepositToAccountRef
+
+
 class DocNumberDoc(_Doc):
     max_length: int = Field(default=QBO_DOC_NUMBER_MAX, ge=1, le=QBO_DOC_NUMBER_MAX)
     overflow: Literal["keep_last", "reject"] = "keep_last"
@@ -181,6 +191,7 @@ class WriteBackDoc(_Doc):
                         "changed; review it there")
     paid_voided_note: str = ("Paid after cancel: Invoice {doc_number} is voided in QuickBooks and no payment "
                              "was recorded; review it there")
+    refund_note: str = "Refund recorded in QuickBooks: {doc_type} {refund_id}, {amount} {currency}"
     set_status_id: int | None = 20
     set_status_only_from: list[int] = Field(default_factory=lambda: [10])
     # why an order could not be booked and what to do, noted once per reason (keyed by the DLQ reason)
@@ -198,6 +209,7 @@ class OrderMappingDoc(_Doc):
     discount: DiscountDoc = Field(default_factory=DiscountDoc)
     tax: TaxDoc = Field(default_factory=TaxDoc)
     rounding: RoundingDoc = Field(default_factory=RoundingDoc)
+    refunds: RefundsDoc = Field(default_factory=RefundsDoc)
     doc_number: DocNumberDoc = Field(default_factory=DocNumberDoc)
     txn_date: TxnDateDoc = Field(default_factory=TxnDateDoc)
     customer: CustomerDoc = Field(default_factory=CustomerDoc)
@@ -257,6 +269,10 @@ class QuickBooksOrderMapping:
     void_note: str = WriteBackDoc().void_note
     review_note: str = WriteBackDoc().review_note
     paid_voided_note: str = WriteBackDoc().paid_voided_note
+    refund_note: str = WriteBackDoc().refund_note
+    refund_sku: str = "REFUND"
+    refund_description: str = RefundsDoc().description
+    refund_account_id: str | None = None
     set_status_id: int | None = 20
     set_status_only_from: frozenset[int] = frozenset({10})
     failure_notes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
@@ -299,7 +315,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
                              for error in exc.errors(include_url=False))
         raise MappingError(f"{name}: {problems}") from None
     try:
-        for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note"):
+        for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note", "refund_note"):
             _check_template(owner, getattr(doc.write_back, owner))
         for reason, template in doc.write_back.failure_notes.items():
             if reason not in DEFAULT_FAILURE_NOTES:
@@ -307,6 +323,7 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
                                    f"the reasons: {sorted(DEFAULT_FAILURE_NOTES)}")
             _check_template("failure_note", template)
         _check_template("currency_suffix", doc.customer.display_name.currency_suffix)
+        _check_template("refund_description", doc.refunds.description)
         _check_template("duplicate_name_suffix", doc.customer.duplicate_name_suffix)
     except MappingError as exc:
         raise MappingError(f"{name}: {exc}") from None
@@ -371,6 +388,10 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         void_note=doc.write_back.void_note,
         review_note=doc.write_back.review_note,
         paid_voided_note=doc.write_back.paid_voided_note,
+        refund_note=doc.write_back.refund_note,
+        refund_sku=doc.refunds.item_sku,
+        refund_description=doc.refunds.description,
+        refund_account_id=doc.refunds.refund_from_account_id,
         set_status_id=doc.write_back.set_status_id,
         set_status_only_from=frozenset(doc.write_back.set_status_only_from),
         failure_notes=dict(doc.write_back.failure_notes),
@@ -1132,6 +1153,19 @@ def payment_details(mapping: QuickBooksOrderMapping, order_data: OrderData | Nop
     reference = _text(values.reference)
     ref_num = reference[-QBO_PAYMENT_REF_MAX:] if reference else None
     return PaymentDetails(method_id=method, reference=reference, ref_num=ref_num)
+
+
+REFUNDED_STATUS_IDS = frozenset({35, 40})  # nopCommerce PaymentStatus PartiallyRefunded, Refunded
+
+
+def refunded_total(mapping: QuickBooksOrderMapping, order: NopOrder) -> Decimal | None:
+    """What nopCommerce says was refunded of the order so far (``RefundedAmount``, a running total), in the
+    order's currency at the order's rate, to the cent; None when the order is not (partially) refunded."""
+    refunded = _extra_money(order, "RefundedAmount")
+    if order.PaymentStatusId not in REFUNDED_STATUS_IDS or not refunded:
+        return None
+    _, rate = order_currency(mapping, order)
+    return money(refunded * rate if rate is not None else refunded)
 
 
 def owns(document: Mapping[str, Any], order_guid: str) -> bool:

@@ -4,6 +4,7 @@
     order.paid            payment (a Payment linked to the Invoice) ─> write_back
     order.status_changed  cancel (void the unpaid Invoice, else flag for review) ─> write_back
                           (to Cancelled)
+    order.refunded        refund (RefundReceipt | CreditMemo applied to the Invoice) ─> write_back
 
 ``OrderToCash.run(step, state)`` runs one step: ``state`` is the execution's state, ``{"message": <the flow's
 queue message>, <earlier step>: <its result>, ...}``; the result is plain JSON the state machine stores under
@@ -23,7 +24,8 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   marked by the reason, before the error reaches the state machine's Catch: once per reason.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
-query. With ``items.unknown: create`` an unknown product's Item is created (once: see ``_create_item``). An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
+query. With ``items.unknown: create`` an unknown product's Item is created (once: see ``_create_item``). An
+item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ from switchyard.systems.quickbooks.order_mapping import (
     parse_order,
     payment_details,
     placed_data,
+    refunded_total,
     sales_document,
     txn_date,
 )
 
 LOG = logging.getLogger(__name__)
-STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
+STEPS = ("customer", "items", "document", "payment", "cancel", "refund", "write_back")
+REFUND_RECEIPT = "RefundReceipt"
+CREDIT_MEMO = "CreditMemo"
 CUSTOMER_LINKS = "quickbooks-customer"  # entity-state namespace: nopCommerce customer id -> QBO Customer Id
 STALE_RETRIES = 3  # re-reads after a 5010 (stale SyncToken) before the step gives up (and is retried)
 SKUS_PER_QUERY = 100  # keeps the query URL short; an order of up to 100 products costs one query
@@ -183,7 +188,7 @@ class OrderToCash:
         self.items_cache = item_cache if item_cache is not None else ITEM_CACHE
         self._steps: dict[str, Callable[[FlowEvent, Mapping[str, Any]], dict[str, Any]]] = {
             "customer": self.customer, "items": self.items, "document": self.document,
-            "payment": self.payment, "cancel": self.cancel, "write_back": self.write_back,
+            "payment": self.payment, "cancel": self.cancel, "refund": self.refund, "write_back": self.write_back,
         }
 
     def run(self, step: str, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -590,6 +595,101 @@ class OrderToCash:
                 document = self.qbo.read(entity, str(document["Id"]))  # a payment may have arrived: check again
         raise AssertionError("unreachable")
 
+    # ----------------------------------------------------------------- refund
+
+    def refund(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
+        """order.refunded (PaymentStatusId 35/40): a RefundReceipt (the order's SalesReceipt) or a CreditMemo
+        applied to the order's Invoice, of the newly refunded amount: nopCommerce's running RefundedAmount
+        less what this order's refund documents already book. The running total is the create's requestid,
+        so a redelivered refund, or one whose answer was lost, books nothing twice."""
+        order = parse_order(event.data)
+        guid = str(order.OrderGuid)
+        number = document_number(self.mapping, event.data)
+        total = refunded_total(self.mapping, order)
+        if total is None:
+            return {"action": "not_refunded", "entity": None, "id": None, "doc_number": number}
+        found = self._find_any_document(number, guid)
+        if found is None:
+            raise OutOfOrderError(f"no QuickBooks document yet for refunded order {order.CustomOrderNumber}",
+                                  reason="document_missing")
+        entity, document = found
+        kind = REFUND_RECEIPT if entity == SALES_RECEIPT else CREDIT_MEMO
+        customer_id = str((document.get("CustomerRef") or {}).get("value"))
+        ref = document.get("CurrencyRef")
+        currency = (ref.get("value") if isinstance(ref, Mapping) else None) or self.mapping.home_currency
+        facts = {"entity": kind, "doc_type": entity, "doc_number": document.get("DocNumber"), "currency": currency,
+                 "refunded_total": total}
+        if _is_voided(document):
+            raise PermanentError(f"nopCommerce order {order.CustomOrderNumber} was refunded, but its {entity} "
+                                 f"{number} is voided in QuickBooks: nothing to refund against",
+                                 reason="review_required")
+        if total > _amount(document.get("TotalAmt")):
+            raise PermanentError(f"nopCommerce order {order.CustomOrderNumber} refunded {total} {currency}, more "
+                                 f"than its {entity} {number} ({_amount(document.get('TotalAmt'))} {currency})",
+                                 reason="refund_exceeds_document")
+        booked = [row for row in self.qbo.query(f"select * from {kind} where CustomerRef = {quote_value(customer_id)}"
+                                                " maxresults 1000") if owns(row, guid)]
+        already = sum((_amount(row.get("TotalAmt")) for row in booked), Decimal(0))
+        amount = total - already
+        result: dict[str, Any]
+        if amount <= 0:
+            latest = booked[-1] if booked else None
+            # the latest refund document is this total's (a redelivery): its note, if not yet written, names it
+            result = {"action": "already_refunded", "id": str(latest["Id"]) if latest else None, **facts,
+                      "amount": _amount(latest.get("TotalAmt")) if latest else Decimal(0)}
+        else:
+            created = self.qbo.create(kind, self._refund_body(kind, order, document, currency, amount, total),
+                                      f"{self.flow}:{guid}:refund:{total}")
+            booked.append(created)
+            result = {"action": "created", "id": str(created["Id"]), **facts, "amount": amount}
+        if kind == CREDIT_MEMO:
+            result["applied"] = self._apply_credit_memos(document, booked, guid)
+        return result
+
+    def _refund_body(self, kind: str, order: NopOrder, document: Mapping[str, Any], currency: str, amount: Decimal,
+                     total: Decimal) -> dict[str, Any]:
+        refund_item = self._item_refs([self.mapping.refund_sku])[self.mapping.refund_sku]
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": str((document.get("CustomerRef") or {}).get("value"))},
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": amount,
+                      "Description": self.mapping.refund_description.format(order_number=order.CustomOrderNumber),
+                      "SalesItemLineDetail": {"ItemRef": {"value": refund_item}, "Qty": 1, "UnitPrice": amount}}],
+            # the OrderGuid makes it this order's; the running total says which refund it books
+            "PrivateNote": (f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid "
+                            f"{str(order.OrderGuid).lower()}); refund of {document.get('DocNumber')}: refunded "
+                            f"total {total} {currency}"),
+        }
+        if currency != self.mapping.home_currency:  # the order's rate, as the document was booked with
+            body["CurrencyRef"] = {"value": currency}
+            if document.get("ExchangeRate") is not None:
+                body["ExchangeRate"] = Decimal(str(document["ExchangeRate"]))
+        if kind == REFUND_RECEIPT:
+            body.update(payment_details(self.mapping, order).fields())
+            if self.mapping.refund_account_id:
+                body["DepositToAccountRef"] = {"value": self.mapping.refund_account_id}
+        return body
+
+    def _apply_credit_memos(self, invoice: Mapping[str, Any], memos: list[dict[str, Any]], guid: str) -> Decimal:
+        """Apply this order's credit memos to its Invoice, up to the open balance (a zero Payment linking
+        both, QBO's way); what is already paid stays as the customer's credit. Returns the amount applied now."""
+        balance = _amount(self.qbo.read(INVOICE, str(invoice["Id"])).get("Balance"))
+        applied_now = Decimal(0)
+        for memo in memos:
+            credit = _amount(self.qbo.read(CREDIT_MEMO, str(memo["Id"])).get("Balance"))
+            applied = min(balance, credit)
+            if applied <= 0:
+                continue
+            link = [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": INVOICE}]},
+                    {"Amount": applied, "LinkedTxn": [{"TxnId": str(memo["Id"]), "TxnType": CREDIT_MEMO}]}]
+            body: dict[str, Any] = {"CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
+                                    "TotalAmt": Decimal(0), "Line": link}
+            if memo.get("CurrencyRef"):
+                body["CurrencyRef"] = memo["CurrencyRef"]
+            self.qbo.create("Payment", body, f"{self.flow}:{guid}:apply:{memo['Id']}:{applied}")
+            balance -= applied
+            applied_now += applied
+        return applied_now
+
     # ----------------------------------------------------------------- write back
 
     def write_back(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -601,7 +701,15 @@ class OrderToCash:
         review = False
         set_status = False
         reported = "cancel" if "cancel" in state else "payment" if "payment" in state else "document"
-        if "cancel" in state:
+        if "refund" in state:
+            result = self._step_result(state, "refund")
+            reported = f"refund:{result.get('refunded_total')}"  # one note per refund, not per delivery
+            if result.get("action") in ("created", "already_refunded") and result.get("id"):
+                note = self.mapping.refund_note.format(
+                    doc_type=result.get("entity"), refund_id=result.get("id"), doc_number=result.get("doc_number"),
+                    amount=_amount(result.get("amount")), currency=result.get("currency"),
+                    refunded_total=_amount(result.get("refunded_total")))
+        elif "cancel" in state:
             result = self._step_result(state, "cancel")
             action = result.get("action")
             facts = {"doc_type": result.get("entity"), "doc_number": result.get("doc_number")}
