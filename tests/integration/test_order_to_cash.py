@@ -1123,7 +1123,7 @@ def test_a_refund_in_a_customer_currency_uses_the_orders_rate(
 
 
 def test_a_refund_before_the_document_exists_is_out_of_order_and_more_than_it_is_permanent(
-    o2c: OrderToCash, refund_item: str
+    o2c: OrderToCash, shop: FakeShop, refund_item: str
 ) -> None:
     with pytest.raises(OutOfOrderError):
         run(o2c, refunded(10.00), REFUND_STEPS)
@@ -1131,4 +1131,6 @@ def test_a_refund_before_the_document_exists_is_out_of_order_and_more_than_it_is
     with pytest.raises(PermanentError) as caught:
         run(o2c, refunded(5000.00, status=40), REFUND_STEPS)
     assert caught.value.reason == "refund_exceeds_document"
+    assert shop.notes[1042][-1].startswith("Refund not booked in QuickBooks: nopCommerce order 1042 refunded 5000.00 "
+                                           "USD, more than its SalesReceipt 1042 (1299.00 USD)")
     assert run(o2c, refunded(0, status=30), REFUND_STEPS)["refund"]["action"] == "not_refunded"

@@ -179,6 +179,8 @@ DEFAULT_FAILURE_NOTES: dict[str, str] = {
     "duplicate_document_number": f"Not sent to QuickBooks: {{detail}}, {_REDRIVE}.",
     "duplicate_name": "Not sent to QuickBooks: {detail}, " + _REDRIVE + ".",
     "doc_number_too_long": f"Not sent to QuickBooks: {{detail}}. Shorten the custom order number, {_REDRIVE}.",
+    "refund_exceeds_document": ("Refund not booked in QuickBooks: {detail}. Nothing was refunded there: book the "
+                                "refund by hand."),
 }
 
 
