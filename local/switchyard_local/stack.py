@@ -52,7 +52,6 @@ DEMO_QBO_ITEMS = (
     ("CBL-ORG-01", "Cable organiser", 12.5, 500),
 )
 DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"), ("ROUNDING", "Rounding adjustment"), ("REFUND", "Refunds"))
-DEMO_QBO_PAYMENT_METHODS = (("Credit Card", "CREDIT_CARD"), ("PayPal", "NON_CREDIT_CARD"))
 # the Streak events Switchyard subscribes to, and the scope Streak registers them on
 STREAK_SUBSCRIPTIONS = {"BOX_CHANGE_STAGE": "pipelineKey", "CONTACT_UPDATE": "teamKey"}
 FAKE_CREDENTIALS = {
@@ -286,8 +285,6 @@ class LocalStack:
     def _seed_quickbooks(self) -> None:
         """The demo company: connected (OAuth consent done) and selling what the demo shop sells."""
         self._qbo_tokens = self.quickbooks.connect_realm(self.qbo_realm)
-        for method, method_type in DEMO_QBO_PAYMENT_METHODS:  # ids 1, 2: the mapping's lookups.payment_methods
-            self.quickbooks.seed_payment_method(self.qbo_realm, method, method_type)
         for sku, name, price, quantity in DEMO_QBO_ITEMS:
             self.quickbooks.seed_item(self.qbo_realm, name, sku, qty_on_hand=quantity, unit_price=price)
         for sku, name in DEMO_QBO_SERVICES:

@@ -771,17 +771,27 @@ lines:
 
 @pytest.fixture
 def payment_methods(sandbox: QuickBooksSandbox, tokens: dict[str, Any]) -> dict[str, str]:
-    """The ids the mapping's lookups.payment_methods names (1 Credit Card, 2 PayPal), as on the local stack."""
+    """The company's payment methods (ids 1 Credit Card, 2 PayPal: the mapping below names them)."""
     card = sandbox.seed_payment_method(REALM, "Credit Card", "CREDIT_CARD")
     paypal = sandbox.seed_payment_method(REALM, "PayPal", "NON_CREDIT_CARD")
     assert (card["Id"], paypal["Id"]) == ("1", "2")
     return {"card": card["Id"], "paypal": paypal["Id"]}
 
 
+@pytest.fixture
+def paying(mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState,
+           clock: FakeClock, items: dict[str, str]) -> OrderToCash:
+    """The shipped mapping with the company's payment methods in lookups.payment_methods."""
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["lookups"]["payment_methods"] = {"Payments.Manual": "1", "Payments.PayPalCommerce.Standard": "2", "*": None}
+    with_methods = parse_order_mapping(yaml.safe_dump(doc), name="with payment methods")
+    return OrderToCash(with_methods, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+
 def test_sales_receipt_in_quickbooks_names_the_payment_method_and_capture_id(
-    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
 ) -> None:
-    run(o2c, placed(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="ch_3QxR8dLkdIwHu7ix0snN0B15"),
+    run(paying, placed(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="ch_3QxR8dLkdIwHu7ix0snN0B15"),
         PLACED_STEPS)
 
     (receipt,) = entities(sandbox, "salesReceipts")
@@ -791,15 +801,15 @@ def test_sales_receipt_in_quickbooks_names_the_payment_method_and_capture_id(
 
 
 def test_payment_of_an_invoice_names_the_method_and_capture_id_once_when_redelivered(
-    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
 ) -> None:
-    run(o2c, placed(PaymentStatusId=10, PaymentMethodSystemName="Payments.PayPalCommerce.Standard"), PLACED_STEPS)
+    run(paying, placed(PaymentStatusId=10, PaymentMethodSystemName="Payments.PayPalCommerce.Standard"), PLACED_STEPS)
     (invoice,) = entities(sandbox, "invoices")
     assert "PaymentMethodRef" not in invoice
 
     event = paid(PaymentMethodSystemName="Payments.PayPalCommerce.Standard", CaptureTransactionId="8AB12345CD6789012")
-    run(o2c, event, ("payment", "write_back"))
-    again = run(o2c, event, ("payment", "write_back"))
+    run(paying, event, ("payment", "write_back"))
+    again = run(paying, event, ("payment", "write_back"))
 
     (payment,) = entities(sandbox, "payments")
     assert (payment["PaymentMethodRef"], payment["PaymentRefNum"]) == (
@@ -808,20 +818,20 @@ def test_payment_of_an_invoice_names_the_method_and_capture_id_once_when_redeliv
 
 
 def test_payment_without_a_transaction_id_is_referenced_by_the_doc_number(
-    o2c: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
 ) -> None:
-    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
-    run(o2c, paid(PaymentMethodSystemName="Payments.CheckMoneyOrder"), ("payment", "write_back"))
+    run(paying, placed(PaymentStatusId=10), PLACED_STEPS)
+    run(paying, paid(PaymentMethodSystemName="Payments.CheckMoneyOrder"), ("payment", "write_back"))
 
     (payment,) = entities(sandbox, "payments")
     assert payment["PaymentRefNum"] == "1042" and "PaymentMethodRef" not in payment
 
 
 def test_a_payment_method_missing_in_quickbooks_dead_letters_the_order(
-    o2c: OrderToCash, sandbox: QuickBooksSandbox
+    paying: OrderToCash, sandbox: QuickBooksSandbox
 ) -> None:  # no payment methods seeded: id 1 does not exist
     with pytest.raises(PermanentError) as caught:
-        run(o2c, placed(PaymentMethodSystemName="Payments.Manual"), PLACED_STEPS)
+        run(paying, placed(PaymentMethodSystemName="Payments.Manual"), PLACED_STEPS)
 
     assert caught.value.reason == "object_not_found"
     assert entities(sandbox, "salesReceipts") == []

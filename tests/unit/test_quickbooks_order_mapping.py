@@ -612,7 +612,22 @@ def test_typed_and_raw_order_data_map_alike() -> None:
 # --------------------------------------------------------------------------- payment details
 
 
-def test_sales_receipt_carries_the_payment_method_and_the_capture_id(mapping: QuickBooksOrderMapping) -> None:
+@pytest.fixture
+def with_methods(mapping: QuickBooksOrderMapping) -> QuickBooksOrderMapping:
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["lookups"]["payment_methods"] = {"Payments.Manual": "1", "Payments.PayPalCommerce.Standard": "2", "*": None}
+    return parse_order_mapping(yaml.safe_dump(doc))
+
+
+def test_the_shipped_mapping_names_no_payment_method_ids(mapping: QuickBooksOrderMapping) -> None:
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="X1"),
+                          customer_id="7", item_refs=REFS).body  # ids are each company's own
+
+    assert "PaymentMethodRef" not in body and body["PaymentRefNum"] == "X1"
+
+
+def test_sales_receipt_carries_the_payment_method_and_the_capture_id(with_methods: QuickBooksOrderMapping) -> None:
+    mapping = with_methods
     data = order_data(PaymentMethodSystemName="Payments.PayPalCommerce.Standard",
                       CaptureTransactionId="8AB12345CD6789012", AuthorizationTransactionId="AUTH-1")
 
