@@ -337,6 +337,9 @@ class QuickBooksPairDemo:
                "order 1046 in the DLQ: \"unmapped product GIFT-CARD-99\", no document created")
         expect("1046" not in self.documents("Invoice") and "1046" not in self.documents("SalesReceipt"),
                "no partial document for 1046")
+        told = [n["note"] for n in self.shop.notes(1046)]
+        expect(len(told) == 1 and told[0].startswith("Not sent to QuickBooks: unmapped product GIFT-CARD-99."),
+               f"nopCommerce note on 1046 says why and what to do: {told[:1]}")
         used = self.qbo.requests_per_realm(self.realm)
         say(f"  QuickBooks API calls for realm {self.realm}: {json.dumps(used)}")
         expect(self.stack.dead_letters(STOCK_FLOW) == [], "nothing in the stock flow's DLQ")

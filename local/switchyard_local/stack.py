@@ -58,7 +58,7 @@ DEMO_QBO_ITEMS = (
     ("CHAIR-ERG-07", "Ergonomic chair", 329.0, 25),
     ("CBL-ORG-01", "Cable organiser", 12.5, 500),
 )
-DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"), ("ROUNDING", "Rounding adjustment"))
+DEMO_QBO_SERVICES = (("SHIPPING", "Shipping"), ("ROUNDING", "Rounding adjustment"), ("REFUND", "Refunds"))
 # the Streak events Switchyard subscribes to, and the scope Streak registers them on
 STREAK_SUBSCRIPTIONS = {"BOX_CHANGE_STAGE": "pipelineKey", "CONTACT_UPDATE": "teamKey"}
 FAKE_CREDENTIALS = {

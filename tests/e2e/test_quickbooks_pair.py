@@ -343,7 +343,10 @@ def test_unmapped_sku_dead_letters_without_a_document_and_redrive_books_it_once(
         ("quickbooks.items", "StepFailed", "unmapped_product")]
     assert f"unmapped product {sku}" in failed[0]["error_message"]
     assert documents(stack, order, "salesReceipts") == [] and documents(stack, order, "invoices") == []
-    assert notes(stack, order) == [] and stack.nopcommerce.order(4107)["order_status_id"] == 10
+    # the shop hears why and what to do, before the state machine dead-letters the execution
+    (why,) = notes(stack, order)
+    assert why.startswith(f"Not sent to QuickBooks: unmapped product {sku}. QuickBooks has no active product")
+    assert stack.nopcommerce.order(4107)["order_status_id"] == 10
 
     # the accountant creates the item, the operator redrives the letter
     stack.quickbooks.seed_item(stack.qbo_realm, "Gift card", sku, qty_on_hand=0, unit_price=24.99,
@@ -359,7 +362,7 @@ def test_unmapped_sku_dead_letters_without_a_document_and_redrive_books_it_once(
     assert [line["SalesItemLineDetail"]["ItemRef"]["value"] for line in receipt["Line"]
             if line["DetailType"] == "SalesItemLineDetail"] == [item_id(stack, sku)]
     assert letters_for(stack, event_id) == []
-    assert notes(stack, order) == ["Sent to QuickBooks: SalesReceipt 4107"]
+    assert notes(stack, order) == [why, "Sent to QuickBooks: SalesReceipt 4107"]
 
     # the letter is gone, and the same letter redriven a second time (a careless operator) starts nothing
     assert redrive_letter(stack, event_id) == 0

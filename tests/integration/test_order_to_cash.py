@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
+from switchyard.catalog import mapping_path
 from switchyard.connectors.http import jsonable
 from switchyard.entity_state import InMemoryEntityState
-from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import MappingError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import flow_message
 from switchyard.systems.quickbooks.client import QuickBooksClient, QuickBooksConnection
 from switchyard.systems.quickbooks.order_mapping import QuickBooksOrderMapping, load_order_mapping, parse_order_mapping
@@ -762,3 +764,383 @@ lines:
     payment = run(o2c, paid(), ("payment",))["payment"]
     assert (payment["action"], payment["doc_number"]) == ("created", "W-1042")
     assert run(o2c, cancelled(), ("cancel",))["cancel"]["action"] == "flagged_for_review"
+
+
+# --------------------------------------------------------------------------- payment details
+
+
+@pytest.fixture
+def payment_methods(sandbox: QuickBooksSandbox, tokens: dict[str, Any]) -> dict[str, str]:
+    """The company's payment methods (ids 1 Credit Card, 2 PayPal: the mapping below names them)."""
+    card = sandbox.seed_payment_method(REALM, "Credit Card", "CREDIT_CARD")
+    paypal = sandbox.seed_payment_method(REALM, "PayPal", "NON_CREDIT_CARD")
+    assert (card["Id"], paypal["Id"]) == ("1", "2")
+    return {"card": card["Id"], "paypal": paypal["Id"]}
+
+
+@pytest.fixture
+def paying(mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState,
+           clock: FakeClock, items: dict[str, str]) -> OrderToCash:
+    """The shipped mapping with the company's payment methods in lookups.payment_methods."""
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["lookups"]["payment_methods"] = {"Payments.Manual": "1", "Payments.PayPalCommerce.Standard": "2", "*": None}
+    with_methods = parse_order_mapping(yaml.safe_dump(doc), name="with payment methods")
+    return OrderToCash(with_methods, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+
+def test_sales_receipt_in_quickbooks_names_the_payment_method_and_capture_id(
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(paying, placed(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="ch_3QxR8dLkdIwHu7ix0snN0B15"),
+        PLACED_STEPS)
+
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert receipt["PaymentMethodRef"] == {"value": payment_methods["card"]}
+    assert receipt["PaymentRefNum"] == "R8dLkdIwHu7ix0snN0B15"
+    assert "payment reference ch_3QxR8dLkdIwHu7ix0snN0B15" in receipt["PrivateNote"]
+
+
+def test_payment_of_an_invoice_names_the_method_and_capture_id_once_when_redelivered(
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(paying, placed(PaymentStatusId=10, PaymentMethodSystemName="Payments.PayPalCommerce.Standard"), PLACED_STEPS)
+    (invoice,) = entities(sandbox, "invoices")
+    assert "PaymentMethodRef" not in invoice
+
+    event = paid(PaymentMethodSystemName="Payments.PayPalCommerce.Standard", CaptureTransactionId="8AB12345CD6789012")
+    run(paying, event, ("payment", "write_back"))
+    again = run(paying, event, ("payment", "write_back"))
+
+    (payment,) = entities(sandbox, "payments")
+    assert (payment["PaymentMethodRef"], payment["PaymentRefNum"]) == (
+        {"value": payment_methods["paypal"]}, "8AB12345CD6789012")
+    assert again["payment"]["action"] == "already_paid"
+
+
+def test_payment_without_a_transaction_id_is_referenced_by_the_doc_number(
+    paying: OrderToCash, sandbox: QuickBooksSandbox, payment_methods: dict[str, str]
+) -> None:
+    run(paying, placed(PaymentStatusId=10), PLACED_STEPS)
+    run(paying, paid(PaymentMethodSystemName="Payments.CheckMoneyOrder"), ("payment", "write_back"))
+
+    (payment,) = entities(sandbox, "payments")
+    assert payment["PaymentRefNum"] == "1042" and "PaymentMethodRef" not in payment
+
+
+def test_a_payment_method_missing_in_quickbooks_dead_letters_the_order(
+    paying: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:  # no payment methods seeded: id 1 does not exist
+    with pytest.raises(PermanentError) as caught:
+        run(paying, placed(PaymentMethodSystemName="Payments.Manual"), PLACED_STEPS)
+
+    assert caught.value.reason == "object_not_found"
+    assert entities(sandbox, "salesReceipts") == []
+
+
+# --------------------------------------------------------------------------- the shop hears about failures
+
+
+def failing(o2c: OrderToCash, document: dict[str, Any], steps: tuple[str, ...] = PLACED_STEPS) -> PermanentError:
+    with pytest.raises(PermanentError) as caught:
+        run(o2c, document, steps)
+    return caught.value
+
+
+def test_an_unknown_product_notes_why_and_what_to_do_once_however_often_it_is_redelivered(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    document = placed()
+    document["data"]["OrderItems"][1]["Product"]["Sku"] = "NOPE"
+
+    errors = [failing(o2c, document) for _ in range(3)]  # the delivery, a redelivery, a redrive
+    state = run(o2c, document, ("customer",))
+    with pytest.raises(PermanentError):
+        o2c.run("document", state)  # the same reason raised by another step
+
+    assert {error.reason for error in errors} == {"unmapped_product"}
+    assert shop.notes[1042] == [
+        "Not sent to QuickBooks: unmapped product NOPE. QuickBooks has no active product or service with that SKU: "
+        "add it there (or correct the SKU here), then have the order sent again (redrive it from the dead-letter "
+        "queue)."]
+    assert entities(sandbox, "salesReceipts") == []
+
+
+def test_a_totals_mismatch_notes_the_amounts_and_the_next_reason_gets_its_own_note(
+    o2c: OrderToCash, shop: FakeShop
+) -> None:
+    document = placed(OrderTotal=1350.00)  # a payment fee the mapping does not book
+    assert failing(o2c, document).reason == "totals_mismatch"
+    assert failing(o2c, document).reason == "totals_mismatch"
+    fixed_total = placed()
+    fixed_total["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+    assert failing(o2c, fixed_total).reason == "unmapped_product"
+
+    first, second = shop.notes[1042]
+    assert first.startswith("Not sent to QuickBooks: the QuickBooks document of order 1042 would total 1299.00 USD, "
+                            "the order 1350.00 USD")
+    assert "book this order by hand" in first
+    assert second.startswith("Not sent to QuickBooks: unmapped product NOPE.")
+
+
+def test_a_shop_that_cannot_be_reached_does_not_hide_the_failure(o2c: OrderToCash, shop: FakeShop) -> None:
+    def unreachable(*_args: Any, **_kwargs: Any) -> bool:
+        raise RetryableError("nopCommerce answered 503", reason="target_unavailable")
+
+    shop.add_order_note = unreachable  # type: ignore[method-assign]
+    document = placed()
+    document["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+
+    assert failing(o2c, document).reason == "unmapped_product"
+
+
+def test_a_reason_without_a_note_in_the_mapping_adds_none(
+    mapping: QuickBooksOrderMapping, qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState,
+    clock: FakeClock, items: dict[str, str]
+) -> None:
+    quiet = dataclasses.replace(mapping, failure_notes={})
+    o2c = OrderToCash(quiet, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+    document = placed()
+    document["data"]["OrderItems"][0]["Product"]["Sku"] = "NOPE"
+
+    assert failing(o2c, document).reason == "unmapped_product"
+    assert shop.notes == {}
+
+
+# --------------------------------------------------------------------------- new products do not stop orders
+
+
+def creating_mapping(**create: Any) -> QuickBooksOrderMapping:
+    """The shipped document with items.unknown: create."""
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["items"] = {**doc["items"], "unknown": "create", "create": {"income_account_id": "79", **create}}
+    return parse_order_mapping(yaml.safe_dump(doc), name="creating")
+
+
+@pytest.fixture
+def creating(qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState, clock: FakeClock,
+             items: dict[str, str]) -> OrderToCash:
+    return OrderToCash(creating_mapping(), qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+
+def gift_card_order(**fields: Any) -> dict[str, Any]:
+    document = placed(**fields)
+    line = document["data"]["OrderItems"][1]
+    line["Product"] = {"Id": 99, "Name": "Gift card: 25", "Sku": "GIFT-25"}
+    return document
+
+
+def items_with_sku(sandbox: QuickBooksSandbox, sku: str) -> list[dict[str, Any]]:
+    return [item for item in entities(sandbox, "items") if item.get("Sku") == sku]
+
+
+def test_an_unknown_product_becomes_an_item_and_the_order_is_booked(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop
+) -> None:
+    result = run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert (item["Name"], item["Type"], item["UnitPrice"], item["IncomeAccountRef"]) == (
+        "Gift card- 25", "NonInventory", 90, {"value": "79"})  # ':' is not allowed in QuickBooks names
+    assert result["items"]["created"] == ["GIFT-25"] and result["items"]["refs"]["GIFT-25"] == item["Id"]
+    (receipt,) = entities(sandbox, "salesReceipts")
+    assert item["Id"] in [line["SalesItemLineDetail"]["ItemRef"]["value"] for line in receipt["Line"]
+                          if line["DetailType"] == "SalesItemLineDetail"]
+    assert receipt["TotalAmt"] == 1299.0 and shop.notes[1042] == ["Sent to QuickBooks: SalesReceipt 1042"]
+
+
+def test_a_redelivered_order_and_a_second_order_find_the_created_item(
+    creating: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    run(creating, gift_card_order(), PLACED_STEPS)
+    creating.items_cache.clear()
+    again = run(creating, gift_card_order(), PLACED_STEPS)
+    other = run(creating, gift_card_order(Id=1043, CustomOrderNumber="1043", OrderGuid=OTHER_GUID), PLACED_STEPS)
+
+    assert len(items_with_sku(sandbox, "GIFT-25")) == 1
+    assert "created" not in again["items"] and "created" not in other["items"]
+
+
+def test_a_create_whose_answer_was_lost_is_found_on_the_retry(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder
+) -> None:
+    inner = transport.inner
+    lost: list[str] = []
+
+    class LosesFirstItemAnswer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.method == "POST" and request.url.path.endswith("/item") and not lost:
+                lost.append(request.url.params["requestid"])
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    transport.inner = LosesFirstItemAnswer()
+    state = run(creating, gift_card_order(), ("customer",))
+    with pytest.raises(RetryableError):
+        creating.run("items", state)  # the state machine retries the step
+    state["items"] = creating.run("items", state)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert lost and state["items"]["refs"]["GIFT-25"] == item["Id"]
+
+
+def test_a_name_held_by_another_item_gives_the_new_item_its_sku_in_the_name(
+    creating: OrderToCash, sandbox: QuickBooksSandbox
+) -> None:
+    sandbox.seed_item(REALM, "Gift card- 25", "OLD-GIFT", qty_on_hand=0, unit_price=1.0, type="NonInventory")
+
+    run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert item["Name"] == "Gift card- 25 (GIFT-25)"
+
+
+def test_an_item_created_by_a_concurrent_order_is_taken_on_6240(
+    creating: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder
+) -> None:
+    def racing_order(request: httpx.Request) -> None:  # the other execution creates it between query and create
+        if request.method == "POST" and request.url.path.endswith("/item") and not items_with_sku(sandbox, "GIFT-25"):
+            sandbox.seed_item(REALM, "Gift card- 25", "GIFT-25", qty_on_hand=0, unit_price=90.0, type="NonInventory")
+
+    transport.before = racing_order
+    result = run(creating, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert result["items"]["refs"]["GIFT-25"] == item["Id"] and len(entities(sandbox, "salesReceipts")) == 1
+
+
+def test_inventory_items_need_their_accounts_and_start_at_zero(
+    qbo: QuickBooksClient, shop: FakeShop, state: InMemoryEntityState, clock: FakeClock, items: dict[str, str],
+    sandbox: QuickBooksSandbox
+) -> None:
+    with pytest.raises(MappingError, match=r"items\.create needs asset_account_id, expense_account_id"):
+        creating_mapping(type="Inventory")
+    mapping = creating_mapping(type="Inventory", asset_account_id="81", expense_account_id="80")
+    o2c = OrderToCash(mapping, qbo, shop, flow=FLOW, state=state, clock=clock, item_cache=ItemCache())
+
+    run(o2c, gift_card_order(), PLACED_STEPS)
+
+    (item,) = items_with_sku(sandbox, "GIFT-25")
+    assert (item["Type"], item["TrackQtyOnHand"], item["AssetAccountRef"], item["ExpenseAccountRef"]) == (
+        "Inventory", True, {"value": "81"}, {"value": "80"})
+
+
+def test_without_the_switch_an_unknown_product_still_dead_letters(o2c: OrderToCash, sandbox: QuickBooksSandbox) -> None:
+    assert failing(o2c, gift_card_order()).reason == "unmapped_product"
+    assert items_with_sku(sandbox, "GIFT-25") == []
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+@pytest.fixture
+def refund_item(sandbox: QuickBooksSandbox, items: dict[str, str]) -> str:
+    return str(sandbox.seed_item(REALM, "Refunds", "REFUND", qty_on_hand=0, unit_price=0, type="Service")["Id"])
+
+
+def refunded(refunded_amount: float, status: int = 35, **fields: Any) -> dict[str, Any]:
+    return {"type": "order.refunded", "timestamp": "2026-11-23T10:00:00Z", "data": {
+        "Order": order(**{"PaymentStatusId": status, "RefundedAmount": refunded_amount, **fields})}}
+
+
+REFUND_STEPS = ("refund", "write_back")
+
+
+def test_partial_then_full_refund_of_a_sales_receipt_books_each_new_amount_once(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop, refund_item: str
+) -> None:
+    run(o2c, placed(), PLACED_STEPS)
+
+    first = run(o2c, refunded(100.00), REFUND_STEPS)
+    run(o2c, refunded(100.00), REFUND_STEPS)  # redelivered
+    full = run(o2c, refunded(1299.00, status=40), REFUND_STEPS)
+    run(o2c, refunded(1299.00, status=40), REFUND_STEPS)  # re-polled
+
+    receipts = entities(sandbox, "refundReceipts")
+    assert [r["TotalAmt"] for r in receipts] == [100.0, 1199.0]
+    assert receipts[0]["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"] == refund_item
+    assert (first["refund"]["action"], first["refund"]["amount"], full["refund"]["amount"]) == ("created", 100, 1199)
+    assert shop.notes[1042][1:] == [f"Refund recorded in QuickBooks: RefundReceipt {receipts[0]['Id']}, 100.00 USD",
+                                    f"Refund recorded in QuickBooks: RefundReceipt {receipts[1]['Id']}, 1199.00 USD"]
+
+
+def test_a_refund_whose_answer_was_lost_is_not_booked_again(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, transport: Recorder, refund_item: str
+) -> None:
+    run(o2c, placed(), PLACED_STEPS)
+    inner = transport.inner
+    lost: list[bool] = []
+
+    class LosesRefundAnswer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.url.path.endswith("/refundreceipt") and not lost:
+                lost.append(True)
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    transport.inner = LosesRefundAnswer()
+    state = execution(refunded(250.00))
+    with pytest.raises(RetryableError):
+        o2c.run("refund", state)
+    state["refund"] = o2c.run("refund", state)
+
+    assert lost and [r["TotalAmt"] for r in entities(sandbox, "refundReceipts")] == [250.0]
+    assert state["refund"]["action"] == "already_refunded"
+
+
+def test_a_refund_of_an_open_invoice_is_a_credit_memo_applied_to_it(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
+    (invoice,) = entities(sandbox, "invoices")
+
+    result = run(o2c, refunded(299.00), REFUND_STEPS)
+    run(o2c, refunded(299.00), REFUND_STEPS)
+
+    (memo,) = entities(sandbox, "creditMemos")
+    assert (memo["TotalAmt"], memo["Balance"]) == (299.0, 0.0)
+    assert sandbox.get_entity(REALM, "invoice", invoice["Id"])["Balance"] == 1000.0
+    assert (result["refund"]["entity"], result["refund"]["applied"]) == ("CreditMemo", 299)
+    (applying,) = entities(sandbox, "payments")
+    assert applying["TotalAmt"] == 0.0
+
+
+def test_a_refund_of_a_paid_invoice_leaves_the_credit_with_the_customer(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
+    run(o2c, paid(), ("payment", "write_back"))
+
+    result = run(o2c, refunded(1299.00, status=40), REFUND_STEPS)
+
+    (memo,) = entities(sandbox, "creditMemos")
+    assert (memo["TotalAmt"], memo["Balance"], result["refund"]["applied"]) == (1299.0, 1299.0, 0)
+
+
+def test_a_refund_in_a_customer_currency_uses_the_orders_rate(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, refund_item: str
+) -> None:
+    euro = {"CustomerCurrencyCode": "EUR", "CurrencyRate": 0.9}
+    run(o2c, placed(**euro), PLACED_STEPS)
+    (receipt,) = entities(sandbox, "salesReceipts")
+
+    run(o2c, refunded(100.00, **euro), REFUND_STEPS)
+
+    (refund,) = entities(sandbox, "refundReceipts")
+    assert (refund["TotalAmt"], refund["CurrencyRef"]["value"], refund["ExchangeRate"]) == (
+        90.0, "EUR", receipt["ExchangeRate"])
+
+
+def test_a_refund_before_the_document_exists_is_out_of_order_and_more_than_it_is_permanent(
+    o2c: OrderToCash, shop: FakeShop, refund_item: str
+) -> None:
+    with pytest.raises(OutOfOrderError):
+        run(o2c, refunded(10.00), REFUND_STEPS)
+    run(o2c, placed(), PLACED_STEPS)
+    with pytest.raises(PermanentError) as caught:
+        run(o2c, refunded(5000.00, status=40), REFUND_STEPS)
+    assert caught.value.reason == "refund_exceeds_document"
+    assert shop.notes[1042][-1].startswith("Refund not booked in QuickBooks: nopCommerce order 1042 refunded 5000.00 "
+                                           "USD, more than its SalesReceipt 1042 (1299.00 USD)")
+    assert run(o2c, refunded(0, status=30), REFUND_STEPS)["refund"]["action"] == "not_refunded"

@@ -1197,3 +1197,48 @@ def test_state_is_per_realm_and_reset_forgets_everything(
 def test_unknown_entity_path_returns_unsupported_operation(client: httpx.Client) -> None:
     response = client.post(f"/v3/company/{REALM}/widget", json={"Name": "x"})
     assert (response.status_code, error_code(response)) == (400, "500")
+
+
+def test_salesreceipt_payment_method_must_exist_and_ref_num_fits_21_characters(
+    sandbox: QuickBooksSandbox, client: httpx.Client, customer: dict[str, Any], item: dict[str, Any]
+) -> None:
+    card = sandbox.seed_payment_method(REALM, "Visa")
+    url = f"/v3/company/{REALM}/salesreceipt"
+
+    unknown = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": "99"}))
+    too_long = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]},
+                                                  PaymentRefNum="x" * 22))
+    on_invoice = client.post(f"/v3/company/{REALM}/invoice",
+                             json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]}))
+    fine = client.post(url, json=invoice_body(customer["Id"], item["Id"], PaymentMethodRef={"value": card["Id"]},
+                                              PaymentRefNum="x" * 21))
+
+    assert (error_code(unknown), error_code(too_long), on_invoice.status_code) == ("610", "2050", 400)
+    assert fine.json()["SalesReceipt"]["PaymentMethodRef"] == {"value": card["Id"]}
+    listed = client.get(f"/v3/company/{REALM}/query", params={"query": "select * from PaymentMethod"})
+    assert [row["Name"] for row in listed.json()["QueryResponse"]["PaymentMethod"]] == ["Visa"]
+
+
+def test_credit_memo_holds_its_credit_until_a_payment_applies_it_to_an_invoice(
+    client: httpx.Client, customer: dict[str, Any], item: dict[str, Any]
+) -> None:
+    base = f"/v3/company/{REALM}"
+    invoice = client.post(f"{base}/invoice", json=invoice_body(customer["Id"], item["Id"])).json()["Invoice"]
+    memo = client.post(f"{base}/creditmemo", json=invoice_body(customer["Id"], item["Id"], qty=1)).json()["CreditMemo"]
+    refund = client.post(f"{base}/refundreceipt", json=invoice_body(customer["Id"], item["Id"], qty=1))
+    assert (memo["TotalAmt"], memo["Balance"], refund.json()["RefundReceipt"]["Balance"]) == (9.99, 9.99, 0.0)
+
+    def applying(amount: float) -> dict[str, Any]:
+        return {"CustomerRef": {"value": customer["Id"]}, "TotalAmt": 0, "Line": [
+            {"Amount": amount, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
+            {"Amount": amount, "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]}
+
+    too_much = client.post(f"{base}/payment", json=applying(10.0))
+    applied = client.post(f"{base}/payment", json=applying(9.99))
+
+    assert error_code(too_much) == "6000" and applied.status_code == 200, applied.text
+    assert client.get(f"{base}/creditmemo/{memo['Id']}").json()["CreditMemo"]["Balance"] == 0.0
+    assert client.get(f"{base}/invoice/{invoice['Id']}").json()["Invoice"]["Balance"] == 9.99
+    deleted = client.post(f"{base}/payment", params={"operation": "delete"}, json=applied.json()["Payment"])
+    assert deleted.status_code == 200, deleted.text
+    assert client.get(f"{base}/creditmemo/{memo['Id']}").json()["CreditMemo"]["Balance"] == 9.99

@@ -607,3 +607,131 @@ def test_typed_and_raw_order_data_map_alike() -> None:
     assert customer_fields(shipped, placed_data(data)) == customer_fields(shipped, data)
     assert (sales_document(shipped, placed_data(data), customer_id="5", item_refs=REFS).body
             == sales_document(shipped, data, customer_id="5", item_refs=REFS).body)
+
+
+# --------------------------------------------------------------------------- payment details
+
+
+@pytest.fixture
+def with_methods(mapping: QuickBooksOrderMapping) -> QuickBooksOrderMapping:
+    doc = yaml.safe_load(mapping_path("nopcommerce-to-quickbooks.yaml").read_text())
+    doc["lookups"]["payment_methods"] = {"Payments.Manual": "1", "Payments.PayPalCommerce.Standard": "2", "*": None}
+    return parse_order_mapping(yaml.safe_dump(doc))
+
+
+def test_the_shipped_mapping_names_no_payment_method_ids(mapping: QuickBooksOrderMapping) -> None:
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="X1"),
+                          customer_id="7", item_refs=REFS).body  # ids are each company's own
+
+    assert "PaymentMethodRef" not in body and body["PaymentRefNum"] == "X1"
+
+
+def test_sales_receipt_carries_the_payment_method_and_the_capture_id(with_methods: QuickBooksOrderMapping) -> None:
+    mapping = with_methods
+    data = order_data(PaymentMethodSystemName="Payments.PayPalCommerce.Standard",
+                      CaptureTransactionId="8AB12345CD6789012", AuthorizationTransactionId="AUTH-1")
+
+    body = sales_document(mapping, data, customer_id="7", item_refs=REFS).body
+
+    assert (body["PaymentMethodRef"], body["PaymentRefNum"]) == ({"value": "2"}, "8AB12345CD6789012")
+    assert "payment reference" not in body["PrivateNote"]  # it fits: nothing to add
+
+
+def test_payment_reference_falls_back_to_the_authorization_and_unknown_methods_are_left_out(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.CheckMoneyOrder",
+                                              AuthorizationTransactionId=" AUTH-77 "),
+                          customer_id="7", item_refs=REFS).body
+
+    assert body["PaymentRefNum"] == "AUTH-77"
+    assert "PaymentMethodRef" not in body
+
+
+def test_a_long_transaction_id_keeps_its_last_21_characters_and_is_whole_in_the_private_note(
+    mapping: QuickBooksOrderMapping,
+) -> None:
+    long_id = "ch_3QxR8dLkdIwHu7ix0snN0B15"
+
+    body = sales_document(mapping, order_data(CaptureTransactionId=long_id), customer_id="7", item_refs=REFS).body
+
+    assert body["PaymentRefNum"] == long_id[-21:] and len(body["PaymentRefNum"]) == 21
+    assert body["PrivateNote"].endswith(f"; payment reference {long_id}")
+    assert owns(body, GUID)
+
+
+def test_an_invoice_has_no_payment_fields(mapping: QuickBooksOrderMapping) -> None:
+    body = sales_document(mapping, order_data(PaymentStatusId=10, PaymentMethodSystemName="Payments.Manual",
+                                              CaptureTransactionId="X1"), customer_id="7", item_refs=REFS).body
+
+    assert "PaymentMethodRef" not in body and "PaymentRefNum" not in body
+
+
+def test_payment_rules_read_the_order_only() -> None:
+    text = ("flow: f\ntarget: quickbooks\npayment:\n  reference: {path: Customer.Email}\n")
+
+    with pytest.raises(MappingError, match=r"payment.method and payment.reference may read Order.\* only"):
+        parse_order_mapping(text)
+
+
+def test_payment_rules_can_be_switched_off() -> None:
+    mapping = parse_order_mapping("flow: f\ntarget: quickbooks\npayment:\n  method: null\n  reference: null\n"
+                                  "lookups:\n  payment_methods: {Payments.Manual: '1'}\n")
+
+    body = sales_document(mapping, order_data(PaymentMethodSystemName="Payments.Manual", CaptureTransactionId="X1"),
+                          customer_id="7", item_refs=REFS).body
+
+    assert "PaymentMethodRef" not in body and "PaymentRefNum" not in body
+
+
+def test_failure_notes_name_known_reasons_and_placeholders_only() -> None:
+    base = "flow: f\ntarget: quickbooks\nwrite_back:\n  failure_notes:\n"
+
+    with pytest.raises(MappingError, match="'unmaped_product' is not a reason"):
+        parse_order_mapping(base + "    unmaped_product: 'x'\n")
+    with pytest.raises(MappingError, match=r"failure_note uses unknown placeholders \['sku'\]"):
+        parse_order_mapping(base + "    unmapped_product: 'missing {sku}'\n")
+    assert dict(parse_order_mapping(base + "    totals_mismatch: '{order_number}: {detail}'\n").failure_notes) == {
+        "totals_mismatch": "{order_number}: {detail}"}
+
+
+def test_new_item_rules_read_the_line_and_the_order_only() -> None:
+    text = ("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n  create:\n    income_account_id: '79'\n"
+            "    name: {path: Customer.Email}\n")
+
+    with pytest.raises(MappingError, match=r"items.create rules may read Item.\* and Order.\* only"):
+        parse_order_mapping(text)
+    with pytest.raises(MappingError, match=r"items\.create needs income_account_id"):
+        parse_order_mapping("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n")
+
+
+def test_new_items_come_from_the_first_line_of_each_unknown_key_only() -> None:
+    from switchyard.systems.quickbooks.order_mapping import new_item_name, new_items
+
+    mapping = parse_order_mapping("flow: f\ntarget: quickbooks\nitems:\n  unknown: create\n  create:\n"
+                                  "    income_account_id: '79'\n    type: Service\n")
+    data = order_data(items=[item(1, "DESK", 1, "450.00", name="Desk"), item(2, "DESK", 3, "440.00", name="Desk"),
+                             item(3, "ARM", 1, "90.00", name=" Arm :  long " + "x" * 120)])
+
+    bodies = new_items(mapping, data, ["DESK", "ARM", "SHIPPING"])
+
+    assert list(bodies) == ["DESK", "ARM"]  # SHIPPING is on no product line
+    assert (bodies["DESK"]["Name"], bodies["DESK"]["UnitPrice"], bodies["DESK"]["Type"]) == ("Desk", D("450"),
+                                                                                              "Service")
+    assert bodies["ARM"]["Name"].startswith("Arm - long xx") and len(bodies["ARM"]["Name"]) == 100
+    suffixed = new_item_name(mapping, bodies["ARM"]["Name"], sku="ARM")
+    assert suffixed.endswith("x (ARM)") and len(suffixed) == 100
+    assert new_items(parse_order_mapping("flow: f\ntarget: quickbooks\n"), data, ["DESK"]) == {}
+
+
+def test_dry_run_of_a_refund_names_the_running_total_at_the_orders_rate(mapping: QuickBooksOrderMapping) -> None:
+    from switchyard.systems.quickbooks.dry_run import plan
+
+    refunded = {"Order": {**order_data()["Order"], "PaymentStatusId": 35, "RefundedAmount": D("100.00"),
+                          "CustomerCurrencyCode": "EUR", "CurrencyRate": D("0.9")}}
+    action, planned = plan(mapping, "order.refunded", refunded)
+
+    assert (action, planned["refunded_total"], planned["line_item"]) == ("refund", "90.00 EUR", "REFUND")
+    assert plan(mapping, "order.refunded", {"Order": order_data()["Order"]})[0] == "none"
+    with pytest.raises(MappingError, match="refund_description uses unknown placeholders"):
+        parse_order_mapping("flow: f\ntarget: quickbooks\nrefunds:\n  description: 'Refund {sku}'\n")

@@ -106,7 +106,10 @@ READ_ONLY_KEYS = {
     "item": frozenset({"FullyQualifiedName", "TrackQtyOnHand"}),
     "invoice": frozenset({"TotalAmt", "Balance", "HomeTotalAmt", "HomeBalance", "LinkedTxn"}),
     "salesreceipt": frozenset({"TotalAmt", "Balance", "HomeTotalAmt", "HomeBalance"}),
+    "refundreceipt": frozenset({"TotalAmt", "Balance", "HomeTotalAmt", "HomeBalance"}),
+    "creditmemo": frozenset({"TotalAmt", "Balance", "RemainingCredit", "HomeTotalAmt", "HomeBalance"}),
     "payment": frozenset({"UnappliedAmt"}),
+    "paymentmethod": frozenset(),
     "vendor": frozenset(),
     "employee": frozenset(),
 }
@@ -146,8 +149,13 @@ KINDS: dict[str, EntityKind] = {
         EntityKind("Invoice", "invoice", "invoices", (*_TXN_FILTERS, "Balance", "DueDate"), voidable=True,
                    deletable=True),
         EntityKind("SalesReceipt", "salesreceipt", "salesReceipts", _TXN_FILTERS, voidable=True, deletable=True),
+        EntityKind("RefundReceipt", "refundreceipt", "refundReceipts", _TXN_FILTERS, voidable=True, deletable=True),
+        EntityKind("CreditMemo", "creditmemo", "creditMemos", (*_TXN_FILTERS, "Balance"), voidable=True,
+                   deletable=True),
         EntityKind("Payment", "payment", "payments", (*_COMMON_FILTERS, "TxnDate", "CustomerRef", "TotalAmt"),
                    deletable=True),
+        EntityKind("PaymentMethod", "paymentmethod", "paymentMethods", (*_COMMON_FILTERS, "Name", "Type", "Active"),
+                   name_list=True),
         EntityKind("Vendor", "vendor", "vendors", _NAME_FILTERS, writable=False, name_list=True),
         EntityKind("Employee", "employee", "employees", _NAME_FILTERS, writable=False, name_list=True),
     )
@@ -871,6 +879,7 @@ class _Realm:
     voided: set[tuple[str, str]] = field(default_factory=set)
     inventory: dict[tuple[str, str], dict[str, Decimal]] = field(default_factory=dict)  # txn -> item -> qty sold
     applied: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # payment id -> invoice id -> amount
+    credits: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # payment id -> credit memo id -> amount
     counters: Counter[str] = field(default_factory=Counter)
     minor_versions: Counter[str] = field(default_factory=Counter)
     throttle: _Throttle = field(default_factory=_Throttle)
@@ -1075,6 +1084,10 @@ class QuickBooksSandbox(http.SandboxApp):
         if email is not None:
             body["PrimaryEmailAddr"] = {"Address": email}
         return self._seed(realm_id, "customer", body, notify=False)
+
+    def seed_payment_method(self, realm_id: str, name: str, type: str = "CREDIT_CARD") -> dict[str, Any]:
+        """Add a payment method (Sales settings' list; same validation as the API, no webhook)."""
+        return self._seed(realm_id, "paymentmethod", {"Name": name, "Type": type}, notify=False)
 
     def seed_vendor(self, realm_id: str, display_name: str) -> dict[str, Any]:
         """Add a vendor name (vendors only exist to make DisplayName collide, 6240; readable and queryable)."""
@@ -1499,8 +1512,11 @@ class QuickBooksSandbox(http.SandboxApp):
         entity_id = entity["Id"]
         if kind.path == "invoice" and any(entity_id in links for links in realm.applied.values()):
             raise business("this invoice has payments applied; delete the payments first", element="Id")
+        if kind.path == "creditmemo" and any(entity_id in links for links in realm.credits.values()):
+            raise business("this credit memo is applied to a payment; delete the payment first", element="Id")
         if kind.path == "payment":
             self._apply_payment(realm, entity_id, {})
+            self._apply_credits(realm, entity_id, {})
             realm.applied.pop(entity_id, None)
         else:
             self._apply_inventory(realm, (kind.path, entity_id), {})
@@ -1516,6 +1532,7 @@ class QuickBooksSandbox(http.SandboxApp):
             self._apply_inventory(realm, (kind.path, entity["Id"]), effects["inventory"])
         if kind.path == "payment":
             self._apply_payment(realm, entity["Id"], effects["applied"])
+            self._apply_credits(realm, entity["Id"], effects.get("credits", {}))
         if kind.path == "invoice":
             self._refresh_invoice(realm, entity["Id"], bump=False)
 
@@ -1542,6 +1559,20 @@ class QuickBooksSandbox(http.SandboxApp):
         for invoice_id in dict.fromkeys([*previous, *applied]):
             if invoice_id in realm.entities["invoice"]:
                 self._refresh_invoice(realm, invoice_id, bump=True)
+
+    def _apply_credits(self, realm: _Realm, payment_id: str, credits: Mapping[str, Decimal]) -> None:
+        previous = realm.credits.pop(payment_id, {})
+        if credits:
+            realm.credits[payment_id] = dict(credits)
+        for memo_id in dict.fromkeys([*previous, *credits]):
+            memo = realm.entities["creditmemo"].get(memo_id)
+            if memo is None:
+                continue
+            used = sum((links.get(memo_id, Decimal(0)) for links in realm.credits.values()), Decimal(0))
+            voided = ("creditmemo", memo_id) in realm.voided
+            memo["Balance"] = memo["RemainingCredit"] = 0.0 if voided else _money(
+                Decimal(str(memo["TotalAmt"])) - used)
+            self._touch(memo)
 
     def _refresh_invoice(self, realm: _Realm, invoice_id: str, bump: bool) -> None:
         """Recompute Balance and the Payment LinkedTxn from the payments applied to the invoice."""
@@ -1571,9 +1602,35 @@ class QuickBooksSandbox(http.SandboxApp):
             return self._build_name(realm, kind, data, current_id), {}
         if kind.path == "item":
             return self._build_item(realm, data, current_id), {}
+        if kind.path == "paymentmethod":
+            return self._build_payment_method(realm, data, current_id), {}
         if kind.path == "payment":
             return self._build_payment(realm, data, current_id)
         return self._build_sale(realm, kind, data, current)
+
+    def _build_payment_method(self, realm: _Realm, data: dict[str, Any], current_id: str | None) -> dict[str, Any]:
+        name = data.get("Name")
+        if not isinstance(name, str) or not name.strip():
+            raise required("Name")
+        name = data["Name"] = name.strip()
+        _check_length(data, "Name", 31)
+        for entity_id, method in realm.entities["paymentmethod"].items():
+            if entity_id != current_id and _name_key(method["Name"]) == _name_key(name):
+                raise duplicate_name(name, "payment method")
+        if data.setdefault("Type", "NON_CREDIT_CARD") not in ("CREDIT_CARD", "NON_CREDIT_CARD"):
+            raise invalid("Type", "Property Name:Type must be CREDIT_CARD or NON_CREDIT_CARD")
+        if not isinstance(data.setdefault("Active", True), bool):
+            raise invalid("Active")
+        return data
+
+    def _check_payment_fields(self, realm: _Realm, data: Mapping[str, Any]) -> None:
+        """PaymentMethodRef names an active PaymentMethod; PaymentRefNum fits QBO's 21 characters."""
+        _check_length(data, "PaymentRefNum", 21)
+        if "PaymentMethodRef" in data:
+            method_id = _ref_value(data["PaymentMethodRef"])
+            if method_id is None:
+                raise invalid("PaymentMethodRef")
+            self._find_active(realm, KINDS["paymentmethod"], method_id, "PaymentMethodRef")
 
     def _build_name(self, realm: _Realm, kind: EntityKind, data: dict[str, Any], current_id: str | None,
                     ) -> dict[str, Any]:
@@ -1646,6 +1703,10 @@ class QuickBooksSandbox(http.SandboxApp):
         """Invoice or SalesReceipt: references, lines, totals, DocNumber; side effect: the inventory sold."""
         _check_length(data, "DocNumber", 21)
         _check_length(data, "PrivateNote", 4000)
+        if kind.path in ("salesreceipt", "refundreceipt"):
+            self._check_payment_fields(realm, data)
+        elif "PaymentMethodRef" in data or "PaymentRefNum" in data:
+            raise invalid("PaymentMethodRef", "Property Name:PaymentMethodRef is not a property of Invoice")
         customer_id = _ref_value(data.get("CustomerRef"))
         if customer_id is None:
             raise required("CustomerRef")
@@ -1685,9 +1746,13 @@ class QuickBooksSandbox(http.SandboxApp):
         if kind.path == "invoice":
             data.setdefault("DueDate", txn_date)
             data["Balance"] = data["TotalAmt"]  # payments are subtracted on commit
+        elif kind.path == "creditmemo":  # credit the customer holds until a payment applies it
+            data["Balance"] = data["RemainingCredit"] = data["TotalAmt"]
         else:
             data["Balance"] = 0.0
         self._assign_doc_number(realm, kind, data, current)
+        if kind.path in ("refundreceipt", "creditmemo"):  # goods come back
+            sold = {item_id: -qty for item_id, qty in sold.items()}
         return data, {"inventory": sold}
 
     def _lines(self, realm: _Realm, lines: Any) -> tuple[list[dict[str, Any]], Decimal, Decimal, dict[str, Decimal]]:
@@ -1787,6 +1852,7 @@ class QuickBooksSandbox(http.SandboxApp):
 
     def _build_payment(self, realm: _Realm, data: dict[str, Any], current_id: str | None,
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._check_payment_fields(realm, data)
         customer_id = _ref_value(data.get("CustomerRef"))
         if customer_id is None:
             raise required("CustomerRef")
@@ -1801,7 +1867,9 @@ class QuickBooksSandbox(http.SandboxApp):
         if not isinstance(lines, list):
             raise invalid("Line")
         previously = realm.applied.get(current_id or "", {})
+        credited_before = realm.credits.get(current_id or "", {})
         applied: dict[str, Decimal] = {}
+        credits: dict[str, Decimal] = {}
         for raw in lines:
             if not isinstance(raw, dict) or raw.get("Amount") is None:
                 raise required("Line.Amount")
@@ -1812,9 +1880,16 @@ class QuickBooksSandbox(http.SandboxApp):
             for link in links:
                 if not isinstance(link, dict) or link.get("TxnId") in (None, ""):
                     raise required("Line.LinkedTxn.TxnId")
+                if link.get("TxnType") == "CreditMemo":  # a credit used to pay the invoices of this payment
+                    memo = self._find(realm, KINDS["creditmemo"], str(link["TxnId"]), "Line.LinkedTxn")
+                    if _ref_value(memo.get("CustomerRef")) != customer_id:
+                        raise business(f"credit memo {memo['Id']} belongs to another customer",
+                                       element="Line.LinkedTxn")
+                    credits[memo["Id"]] = credits.get(memo["Id"], Decimal(0)) + amount
+                    continue
                 if link.get("TxnType") != "Invoice":
                     raise invalid("Line.LinkedTxn.TxnType", "Property Name:Line.LinkedTxn.TxnType: this sandbox "
-                                                            "applies payments to TxnType Invoice only")
+                                                            "applies payments to Invoice and CreditMemo only")
                 invoice_id = str(link["TxnId"])
                 invoice = self._find(realm, KINDS["invoice"], invoice_id, "Line.LinkedTxn")
                 if _ref_value(invoice.get("CustomerRef")) != customer_id:
@@ -1829,7 +1904,13 @@ class QuickBooksSandbox(http.SandboxApp):
             if amount > open_balance:
                 raise business(f"the amount applied to invoice {invoice_id} ({_money(amount)}) exceeds its open "
                                f"balance ({_money(open_balance)})", element="Line.Amount")
-        applied_total = sum(applied.values(), Decimal(0))
+        for memo_id, amount in credits.items():
+            memo = realm.entities["creditmemo"][memo_id]
+            available = Decimal(str(memo["Balance"])) + credited_before.get(memo_id, Decimal(0))
+            if amount > available:
+                raise business(f"the credit applied from credit memo {memo_id} ({_money(amount)}) exceeds its "
+                               f"remaining credit ({_money(available)})", element="Line.Amount")
+        applied_total = sum(applied.values(), Decimal(0)) - sum(credits.values(), Decimal(0))
         if applied_total > total:
             raise business("the amount applied to transactions exceeds the payment's TotalAmt", element="TotalAmt")
         data["TotalAmt"] = _money(total)
@@ -1838,7 +1919,7 @@ class QuickBooksSandbox(http.SandboxApp):
         today = datetime.fromtimestamp(self.clock(), tz=COMPANY_TZ).date().isoformat()
         data.setdefault("TxnDate", today)
         _check_customer_currency(customer, data.setdefault("CurrencyRef", dict(HOME_CURRENCY)))
-        return data, {"applied": applied}
+        return data, {"applied": applied, "credits": credits}
 
     # ----------------------------------------------------------------- queries
 

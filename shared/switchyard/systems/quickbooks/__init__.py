@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from switchyard.ingest import Authenticator, SplitEvent
 
 # the steps of order-to-cash (``OrderToCash.run``); a state machine's task names them ``quickbooks.<step>``
-ORDER_TO_CASH_STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
+ORDER_TO_CASH_STEPS = ("customer", "items", "document", "payment", "cancel", "refund", "write_back")
 
 
 def settings() -> type[BaseModel]:

@@ -22,13 +22,27 @@ def plan(mapping: orders.QuickBooksOrderMapping, event_type: str, data: Mapping[
     if event_type == "order.placed":
         refs = {sku: f"<Item {sku}>" for sku in orders.item_skus(mapping, data)}
         document = orders.sales_document(mapping, data, customer_id="<Customer>", item_refs=refs)
-        return "order_to_cash", jsonable({"customer": orders.customer_fields(mapping, data),
-                                          "document": {"entity": document.entity, "body": document.body}})
+        planned: dict[str, Any] = {"customer": orders.customer_fields(mapping, data),
+                                   "document": {"entity": document.entity, "body": document.body}}
+        if mapping.new_items is not None:  # what an SKU QuickBooks does not have would be created as
+            planned["items_created_if_missing"] = orders.new_items(mapping, data, list(refs))
+        return "order_to_cash", jsonable(planned)
     if event_type == "order.paid":
         currency, rate = orders.order_currency(mapping, order)
         received = orders.money(order.OrderTotal * rate if rate is not None else order.OrderTotal)
+        details = orders.payment_details(mapping, data)
         return "record_payment", {"invoice": number, "linked_txn": "Invoice", "amount": f"{received} {currency}",
-                                  "applied": "up to the invoice's open balance"}
+                                  "applied": "up to the invoice's open balance",
+                                  "fields": {"PaymentRefNum": number, **details.fields()}}
+    if event_type == "order.refunded":
+        total = orders.refunded_total(mapping, order)
+        if total is None:
+            return "none", {"reason": "the order is not (partially) refunded (PaymentStatusId 35/40, RefundedAmount)"}
+        currency, _ = orders.order_currency(mapping, order)
+        return "refund", {"document": number, "refunded_total": f"{total} {currency}",
+                          "sales_receipt": "a RefundReceipt of the refunded total less what is already refunded",
+                          "invoice": "a CreditMemo of that amount, applied to the invoice's open balance",
+                          "line_item": mapping.refund_sku}
     if event_type == "order.status_changed":
         if orders.is_cancelled(order):
             return "cancel", {"document": number, "unpaid_invoice": "void", "paid": "flag for review, change nothing"}

@@ -39,14 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
-from switchyard.mapping.rules import LOOKUP_DEFAULT
+from switchyard.mapping.rules import LOOKUP_DEFAULT, compile_rules
 from switchyard.systems.nopcommerce.source import NopOrder, NopOrderItem, OrderPlacedData
 from switchyard.systems.quickbooks.order_rules import (
     DEFAULT_DISPLAY_NAME,
+    DEFAULT_LOOKUPS,
     CustomerRulesDoc,
     DocumentRulesDoc,
     LineRulesDoc,
     OrderRules,
+    PaymentRulesDoc,
     Rule,
     rule_paths,
 )
@@ -61,6 +63,7 @@ QBO_NOTE_MAX = 4000
 QBO_DESCRIPTION_MAX = 4000
 QBO_MEMO_MAX = 1000  # CustomerMemo
 QBO_CUSTOM_FIELD_MAX = 31  # a custom field's StringValue
+QBO_PAYMENT_REF_MAX = 21  # PaymentRefNum of a SalesReceipt or Payment
 ORDER_CANCELLED = 40  # nopCommerce OrderStatus.Cancelled
 SALES_RECEIPT = "SalesReceipt"
 ROUNDING_DESCRIPTION = "Rounding adjustment"
@@ -74,7 +77,10 @@ _TEMPLATE_FIELDS = {
     "void_note": {"doc_number", "doc_type"},
     "review_note": {"doc_type", "doc_number"},
     "paid_voided_note": {"doc_number"},
+    "refund_note": {"doc_type", "refund_id", "doc_number", "amount", "currency", "refunded_total"},
+    "failure_note": {"order_number", "detail"},
     "currency_suffix": {"currency"},
+    "refund_description": {"order_number"},
     "duplicate_name_suffix": {"customer_id"},
 }
 
@@ -90,14 +96,28 @@ class CurrencyDoc(_Doc):
     home: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
-class PaymentDoc(_Doc):
+class PaymentDoc(PaymentRulesDoc):
     paid_status_ids: list[int] = Field(default_factory=lambda: [30], min_length=1)
+
+
+class NewItemDoc(_Doc):
+    """The QuickBooks Item an unknown product becomes (``items.unknown: create``); rules read the order line's
+    item as ``Item`` (and ``Order``)."""
+
+    type: Literal["NonInventory", "Service", "Inventory"] = "NonInventory"
+    name: Rule = Field(default_factory=lambda: {"path": "Item.Product.Name"})
+    unit_price: Rule = Field(default_factory=lambda: {"path": "Item.UnitPriceExclTax"})  # the home currency
+    income_account_id: str | None = Field(default=None, min_length=1)  # IncomeAccountRef (required)
+    asset_account_id: str | None = Field(default=None, min_length=1)  # AssetAccountRef (Inventory)
+    expense_account_id: str | None = Field(default=None, min_length=1)  # ExpenseAccountRef, COGS (Inventory)
 
 
 class ItemsDoc(_Doc):
     match_on: Literal["Sku", "Name"] = "Sku"
     shipping_sku: str | None = Field(default="SHIPPING", min_length=1)
     cache_ttl_seconds: float = Field(default=300, ge=0)
+    unknown: Literal["dead_letter", "create"] = "dead_letter"  # a product key no active Item has
+    create: NewItemDoc = Field(default_factory=NewItemDoc)
 
 
 class DiscountDoc(_Doc):
@@ -112,6 +132,14 @@ class TaxDoc(_Doc):
 
 class RoundingDoc(_Doc):
     item_sku: str | None = Field(default=None, min_length=1)
+
+
+class RefundsDoc(_Doc):
+    """order.refunded: a RefundReceipt (SalesReceipt) or CreditMemo (Invoice) of the newly refunded amount."""
+
+    item_sku: str = Field(default="REFUND", min_length=1)  # the Service item a refund's one line is booked on
+    description: str = "Refund of nopCommerce order {order_number}"
+    refund_from_account_id: str | None = Field(default=None, min_length=1)  # RefundReceipt DepositToAccountRef
 
 
 class DocNumberDoc(_Doc):
@@ -138,6 +166,24 @@ class CustomerDoc(CustomerRulesDoc):
     countries: dict[int, str] = Field(default_factory=dict)
 
 
+_REDRIVE = "then have the order sent again (redrive it from the dead-letter queue)"
+# the reasons an order.placed is dead-lettered for that someone in the shop can fix, and the note each leaves
+DEFAULT_FAILURE_NOTES: dict[str, str] = {
+    "unmapped_product": ("Not sent to QuickBooks: {detail}. QuickBooks has no active product or service with that "
+                         f"SKU: add it there (or correct the SKU here), {_REDRIVE}."),
+    "ambiguous_product": ("Not sent to QuickBooks: {detail}. Make one of them inactive or give it another SKU, "
+                          f"{_REDRIVE}."),
+    "missing_sku": f"Not sent to QuickBooks: {{detail}}. Give the product a SKU, {_REDRIVE}.",
+    "totals_mismatch": ("Not sent to QuickBooks: {detail}. Nothing was booked; book this order by hand or ask for "
+                        "the mapping's settings to be corrected, " + _REDRIVE + "."),
+    "duplicate_document_number": f"Not sent to QuickBooks: {{detail}}, {_REDRIVE}.",
+    "duplicate_name": "Not sent to QuickBooks: {detail}, " + _REDRIVE + ".",
+    "doc_number_too_long": f"Not sent to QuickBooks: {{detail}}. Shorten the custom order number, {_REDRIVE}.",
+    "refund_exceeds_document": ("Refund not booked in QuickBooks: {detail}. Nothing was refunded there: book the "
+                                "refund by hand."),
+}
+
+
 class WriteBackDoc(_Doc):
     display_to_customer: bool = False
     sent_note: str = "Sent to QuickBooks: {doc_type} {doc_number}"
@@ -147,8 +193,11 @@ class WriteBackDoc(_Doc):
                         "changed; review it there")
     paid_voided_note: str = ("Paid after cancel: Invoice {doc_number} is voided in QuickBooks and no payment "
                              "was recorded; review it there")
+    refund_note: str = "Refund recorded in QuickBooks: {doc_type} {refund_id}, {amount} {currency}"
     set_status_id: int | None = 20
     set_status_only_from: list[int] = Field(default_factory=lambda: [10])
+    # why an order could not be booked and what to do, noted once per reason (keyed by the DLQ reason)
+    failure_notes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
 
 
 class OrderMappingDoc(_Doc):
@@ -162,6 +211,7 @@ class OrderMappingDoc(_Doc):
     discount: DiscountDoc = Field(default_factory=DiscountDoc)
     tax: TaxDoc = Field(default_factory=TaxDoc)
     rounding: RoundingDoc = Field(default_factory=RoundingDoc)
+    refunds: RefundsDoc = Field(default_factory=RefundsDoc)
     doc_number: DocNumberDoc = Field(default_factory=DocNumberDoc)
     txn_date: TxnDateDoc = Field(default_factory=TxnDateDoc)
     customer: CustomerDoc = Field(default_factory=CustomerDoc)
@@ -178,7 +228,18 @@ def default_rules() -> OrderRules:
 
 
 def _compile_rules(doc: OrderMappingDoc, tables: dict[str, dict[Any, Any]]) -> OrderRules:
-    return OrderRules(doc.customer, doc.customer.display_name.value, doc.document, doc.lines, tables)
+    return OrderRules(doc.customer, doc.customer.display_name.value, doc.document, doc.lines, tables, doc.payment)
+
+
+@dataclass(frozen=True)
+class NewItemSettings:
+    """``items.create``, its rules compiled (name, unit price)."""
+
+    type: str
+    income_account_id: str
+    asset_account_id: str | None
+    expense_account_id: str | None
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -210,8 +271,14 @@ class QuickBooksOrderMapping:
     void_note: str = WriteBackDoc().void_note
     review_note: str = WriteBackDoc().review_note
     paid_voided_note: str = WriteBackDoc().paid_voided_note
+    refund_note: str = WriteBackDoc().refund_note
+    refund_sku: str = "REFUND"
+    refund_description: str = RefundsDoc().description
+    refund_account_id: str | None = None
     set_status_id: int | None = 20
     set_status_only_from: frozenset[int] = frozenset({10})
+    failure_notes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FAILURE_NOTES))
+    new_items: NewItemSettings | None = None  # None: an unknown product dead-letters the order
     rules: OrderRules = field(default_factory=default_rules, compare=False, repr=False)
 
     def timezone(self) -> tzinfo:
@@ -250,9 +317,15 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
                              for error in exc.errors(include_url=False))
         raise MappingError(f"{name}: {problems}") from None
     try:
-        for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note"):
+        for owner in ("sent_note", "payment_note", "void_note", "review_note", "paid_voided_note", "refund_note"):
             _check_template(owner, getattr(doc.write_back, owner))
+        for reason, template in doc.write_back.failure_notes.items():
+            if reason not in DEFAULT_FAILURE_NOTES:
+                raise MappingError(f"write_back.failure_notes: {reason!r} is not a reason an order fails for; "
+                                   f"the reasons: {sorted(DEFAULT_FAILURE_NOTES)}")
+            _check_template("failure_note", template)
         _check_template("currency_suffix", doc.customer.display_name.currency_suffix)
+        _check_template("refund_description", doc.refunds.description)
         _check_template("duplicate_name_suffix", doc.customer.duplicate_name_suffix)
     except MappingError as exc:
         raise MappingError(f"{name}: {exc}") from None
@@ -278,11 +351,17 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
     if outside_order:
         raise MappingError(f"{name}: document.doc_number may read Order.* only (order.paid and cancellations carry "
                            f"the order alone, and find its document by this number), not {outside_order}")
+    outside_order = sorted(path for rule in (doc.payment.method, doc.payment.reference)
+                           for path in rule_paths(rule) if not path.startswith("Order."))
+    if outside_order:
+        raise MappingError(f"{name}: payment.method and payment.reference may read Order.* only (order.paid "
+                           f"carries the order alone), not {outside_order}")
     definitions = [custom.definition_id for custom in doc.document.custom_fields]
     if len(set(definitions)) != len(definitions):
         raise MappingError(f"{name}: document.custom_fields names a definition_id twice: {definitions}")
     try:
         rules = _compile_rules(doc, tables)
+        new_items = _new_item_settings(doc.items, tables)
     except MappingError as exc:
         raise MappingError(f"{name}: {exc}") from None
     return QuickBooksOrderMapping(
@@ -311,10 +390,38 @@ def parse_order_mapping(text: str, *, name: str = "<mapping>") -> QuickBooksOrde
         void_note=doc.write_back.void_note,
         review_note=doc.write_back.review_note,
         paid_voided_note=doc.write_back.paid_voided_note,
+        refund_note=doc.write_back.refund_note,
+        refund_sku=doc.refunds.item_sku,
+        refund_description=doc.refunds.description,
+        refund_account_id=doc.refunds.refund_from_account_id,
         set_status_id=doc.write_back.set_status_id,
         set_status_only_from=frozenset(doc.write_back.set_status_only_from),
+        failure_notes=dict(doc.write_back.failure_notes),
+        new_items=new_items,
         rules=rules,
     )
+
+
+def _new_item_settings(items: ItemsDoc, tables: dict[str, dict[Any, Any]]) -> NewItemSettings | None:
+    if items.unknown != "create":
+        return None
+    new = items.create
+    missing = [key for key, value in (("income_account_id", new.income_account_id),) if not value]
+    if new.type == "Inventory":
+        missing += [key for key, value in (("asset_account_id", new.asset_account_id),
+                                           ("expense_account_id", new.expense_account_id)) if not value]
+    if missing:
+        raise MappingError(f"items.create needs {', '.join(missing)} (QuickBooks Account ids) to create "
+                           f"{new.type} items")
+    outside = sorted(path for rule in (new.name, new.unit_price) for path in rule_paths(rule)
+                     if not path.startswith(("Item.", "Order.")))
+    if outside:
+        raise MappingError(f"items.create rules may read Item.* and Order.* only, not {outside}")
+    values = compile_rules([("items.create.name", {**new.name, "required": True}),
+                            ("items.create.unit_price", new.unit_price)], {**DEFAULT_LOOKUPS, **tables})
+    return NewItemSettings(type=new.type, income_account_id=str(new.income_account_id),
+                           asset_account_id=new.asset_account_id, expense_account_id=new.expense_account_id,
+                           values=values)
 
 
 def load_order_mapping(name: str) -> QuickBooksOrderMapping:
@@ -584,6 +691,51 @@ def _item_skus(mapping: QuickBooksOrderMapping, data: OrderPlacedData, lines: tu
     return skus
 
 
+def new_item_name(mapping: QuickBooksOrderMapping, name: str, *, sku: str | None = None) -> str:
+    """An Item Name QuickBooks takes: ':' replaced, whitespace collapsed, 100 characters; with ``sku`` the
+    name made unique by its SKU (`` (SKU)``, never cut) for when another item holds the plain one (6240)."""
+    cleaned = _clean(name.replace(":", mapping.colon_replacement)) or ""
+    suffix = f" ({sku.replace(':', mapping.colon_replacement)})" if sku else ""
+    return (cleaned[:QBO_NAME_MAX - len(suffix)].rstrip() + suffix).strip()[:QBO_NAME_MAX]
+
+
+def new_items(mapping: QuickBooksOrderMapping, order_data: OrderData, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The QuickBooks Item each of ``keys`` would be created as (``items.unknown: create``), from the first
+    order line with that key; a key on no product line (shipping, rounding) gets none, nor does any key when
+    the mapping does not create items."""
+    settings = mapping.new_items
+    if settings is None:
+        return {}
+    order = parsed_order(order_data)
+    raw_items = order.raw.get("OrderItems") or []
+    bodies: dict[str, dict[str, Any]] = {}
+    for index, line in enumerate(order_lines(mapping, order)):
+        if line.sku not in keys or line.sku in bodies:
+            continue
+        raw_item = raw_items[index] if index < len(raw_items) else {}
+        name_value, price_value = settings.values({**order.raw, "Item": raw_item})
+        name = new_item_name(mapping, _text(name_value) or line.sku)
+        if not name:
+            name = new_item_name(mapping, line.sku)
+        body: dict[str, Any] = {"Name": name, "Type": settings.type,
+                                "IncomeAccountRef": {"value": settings.income_account_id}}
+        if mapping.item_match_field == "Sku":
+            body["Sku"] = line.sku[:QBO_NAME_MAX]
+        elif line.sku != name:  # matched by Name: the name must be the key
+            body["Name"] = new_item_name(mapping, line.sku)
+        if price_value is not None:
+            body["UnitPrice"] = _plain(_decimal(price_value, "items.create.unit_price"))
+        if line.description:
+            body["Description"] = line.description
+        if settings.type == "Inventory":
+            body.update({"TrackQtyOnHand": True, "QtyOnHand": 0,
+                         "InvStartDate": txn_date(mapping, order.data.Order.CreatedOnUtc),
+                         "AssetAccountRef": {"value": settings.asset_account_id},
+                         "ExpenseAccountRef": {"value": settings.expense_account_id}})
+        bodies[line.sku] = body
+    return bodies
+
+
 # --- the customer -----------------------------------------------------------------------------
 
 
@@ -745,6 +897,10 @@ def private_note(mapping: QuickBooksOrderMapping, order_data: OrderData, amounts
         facts.append(f"{ROUNDING_DESCRIPTION.lower()} {amounts.adjustment:+} {currency} on item "
                      f"{mapping.rounding_sku}: the rounded amounts add up to {amounts.lines_total}, "
                      f"OrderTotal is {amounts.expected_total}")
+    if document_entity(mapping, order) == SALES_RECEIPT:
+        whole_reference = payment_details(mapping, parsed).note()  # PaymentRefNum keeps 21 characters
+        if whole_reference:
+            facts.append(whole_reference[:200])
     tail = "; ".join(facts)
     room = QBO_NOTE_MAX - len(tail) - (2 if tail and text else 0)
     return "; ".join(part for part in (text[:max(room, 0)].rstrip(), tail) if part)[:QBO_NOTE_MAX]
@@ -929,13 +1085,17 @@ def sales_document(mapping: QuickBooksOrderMapping, order_data: OrderData, *,
         "BillEmail": {"Address": _email(mapping.rules.email(raw))},
     }
     body.update(_header_fields(mapping, raw))
+    entity = document_entity(mapping, order)
+    if entity == SALES_RECEIPT:  # paid at checkout: the receipt is the payment (an Invoice has no such fields)
+        payment = payment_details(mapping, parsed)
+        body.update(payment.fields())
     if amounts.tax_included:  # the line amounts hold the tax; TotalTax says how much of them it is
         body["GlobalTaxCalculation"] = "TaxInclusive"
     xrate = exchange_rate(rate) if rate is not None else None
     if xrate is not None:
         body["CurrencyRef"] = {"value": currency}
         body["ExchangeRate"] = xrate
-    return SalesDocument(entity=document_entity(mapping, order), body=body, doc_number=number, total=amounts.total,
+    return SalesDocument(entity=entity, body=body, doc_number=number, total=amounts.total,
                          currency=currency, exchange_rate=xrate)
 
 
@@ -963,6 +1123,51 @@ def _header_fields(mapping: QuickBooksOrderMapping, raw: Mapping[str, Any]) -> d
         if shipping:
             fields["ShipAddr"] = shipping
     return fields
+
+
+@dataclass(frozen=True)
+class PaymentDetails:
+    """PaymentMethodRef and PaymentRefNum of a SalesReceipt or Payment, so the bank statement can be matched."""
+
+    method_id: str | None
+    reference: str | None  # the provider's transaction id, whole
+    ref_num: str | None  # as QuickBooks keeps it: the last 21 characters (the unique tail of long ids)
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.method_id:
+            fields["PaymentMethodRef"] = {"value": self.method_id}
+        if self.ref_num:
+            fields["PaymentRefNum"] = self.ref_num
+        return fields
+
+    def note(self) -> str | None:
+        """What PrivateNote must add: the whole id when PaymentRefNum could keep only its tail."""
+        if self.reference and self.ref_num != self.reference:
+            return f"payment reference {self.reference}"
+        return None
+
+
+def payment_details(mapping: QuickBooksOrderMapping, order_data: OrderData | NopOrder) -> PaymentDetails:
+    """The ``payment`` rules' values for an order (any order event's data, or its ``Order``)."""
+    values = mapping.rules.payment(_order_data(_raw(order_data)))
+    method = _text(values.method_id)
+    reference = _text(values.reference)
+    ref_num = reference[-QBO_PAYMENT_REF_MAX:] if reference else None
+    return PaymentDetails(method_id=method, reference=reference, ref_num=ref_num)
+
+
+REFUNDED_STATUS_IDS = frozenset({35, 40})  # nopCommerce PaymentStatus PartiallyRefunded, Refunded
+
+
+def refunded_total(mapping: QuickBooksOrderMapping, order: NopOrder) -> Decimal | None:
+    """What nopCommerce says was refunded of the order so far (``RefundedAmount``, a running total), in the
+    order's currency at the order's rate, to the cent; None when the order is not (partially) refunded."""
+    refunded = _extra_money(order, "RefundedAmount")
+    if order.PaymentStatusId not in REFUNDED_STATUS_IDS or not refunded:
+        return None
+    _, rate = order_currency(mapping, order)
+    return money(refunded * rate if rate is not None else refunded)
 
 
 def owns(document: Mapping[str, Any], order_guid: str) -> bool:

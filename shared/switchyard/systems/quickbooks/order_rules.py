@@ -55,7 +55,8 @@ DEFAULT_DISPLAY_NAME: Rule = _first(
 )
 # tables the default rules use; a document's own table of the same name replaces them
 DEFAULT_LOOKUPS: dict[str, dict[Any, Any]] = {"countries": {LOOKUP_DEFAULT: None},
-                                              "state_provinces": {LOOKUP_DEFAULT: None}}
+                                              "state_provinces": {LOOKUP_DEFAULT: None},
+                                              "payment_methods": {LOOKUP_DEFAULT: None}}
 
 
 class _Doc(BaseModel):
@@ -112,6 +113,19 @@ class LineRulesDoc(_Doc):
     shipping_description: Rule | None = Field(default_factory=lambda: {
         "path": "Order.ShippingMethod",
         "transforms": ["trim", "empty_to_null", {"prefix": "Shipping ("}, {"suffix": ")"}], "default": "Shipping"})
+
+
+class PaymentRulesDoc(_Doc):
+    """What lets a bookkeeper match the bank statement: on the SalesReceipt (paid at checkout) and on the
+    Payment of an Invoice. Rules read ``Order.*`` only (order.paid carries the order alone)."""
+
+    # PaymentMethodRef: a QuickBooks PaymentMethod Id, by default the lookup table ``payment_methods`` keyed by
+    # nopCommerce's PaymentMethodSystemName (a method not listed: no PaymentMethodRef)
+    method: Rule | None = Field(default_factory=lambda: {
+        "path": "Order.PaymentMethodSystemName", "transforms": [{"lookup": "payment_methods"}]})
+    # PaymentRefNum: the payment provider's id of the money received (the capture, else the authorization)
+    reference: Rule | None = Field(default_factory=lambda: _first({"path": "Order.CaptureTransactionId"},
+                                                                  {"path": "Order.AuthorizationTransactionId"}))
 
 
 class CustomerRulesDoc(_Doc):
@@ -178,6 +192,12 @@ class DocumentValues:
 
 
 @dataclass(frozen=True)
+class PaymentValues:
+    method_id: Any
+    reference: Any
+
+
+@dataclass(frozen=True)
 class LineValues:
     item_key: Any
     description: Any
@@ -193,7 +213,8 @@ class OrderRules:
     """The compiled rules (once per cold start). Each group is one ``compile_rules`` call."""
 
     def __init__(self, customer: CustomerRulesDoc, display_name: Rule, document: DocumentRulesDoc,
-                 lines: LineRulesDoc, lookups: Mapping[str, Mapping[Any, Any]]) -> None:
+                 lines: LineRulesDoc, lookups: Mapping[str, Mapping[Any, Any]],
+                 payment: PaymentRulesDoc | None = None) -> None:
         tables = {**DEFAULT_LOOKUPS, **lookups}
         self.ship_address_on_document = document.ship_address
         named = {"customer.given_name": customer.given_name, "customer.family_name": customer.family_name,
@@ -224,6 +245,9 @@ class OrderRules:
         self._line_keys = tuple(where for where, _rule in line)
         self._line = compile_rules([("lines.item_key", lines.item_key), *line], tables)
         self._shipping = compile_rules(_present({"lines.shipping_description": lines.shipping_description}), tables)
+        payment = payment if payment is not None else PaymentRulesDoc()
+        self._payment = compile_rules([("payment.method", payment.method or {"const": None}),
+                                       ("payment.reference", payment.reference or {"const": None})], tables)
 
     def customer(self, data: Mapping[str, Any]) -> CustomerValues:
         display, email, *rest = self._customer(data)
@@ -262,3 +286,7 @@ class OrderRules:
     def shipping_description(self, data: Mapping[str, Any]) -> Any:
         values = self._shipping(data)
         return values[0] if values else None
+
+    def payment(self, data: Mapping[str, Any]) -> PaymentValues:
+        method_id, reference = self._payment(data)
+        return PaymentValues(method_id=method_id, reference=reference)

@@ -4,6 +4,7 @@
     order.paid            payment (a Payment linked to the Invoice) ─> write_back
     order.status_changed  cancel (void the unpaid Invoice, else flag for review) ─> write_back
                           (to Cancelled)
+    order.refunded        refund (RefundReceipt | CreditMemo applied to the Invoice) ─> write_back
 
 ``OrderToCash.run(step, state)`` runs one step: ``state`` is the execution's state, ``{"message": <the flow's
 queue message>, <earlier step>: <its result>, ...}``; the result is plain JSON the state machine stores under
@@ -18,15 +19,19 @@ Every step can run again (a retry, a DLQ redrive) without doing anything twice:
   created; the payment and the void look at the invoice's Balance and state first;
 * a nopCommerce note carries a marker of what it reports (flow, OrderGuid, document/payment/cancel) and is
   only added when no note with that marker exists (``add_order_note`` returns False); a create that timed out
-  is looked for again before the step fails, and copies left by racing attempts are deleted.
+  is looked for again before the step fails, and copies left by racing attempts are deleted;
+* an order that cannot be booked (PermanentError with a ``write_back.failure_notes`` reason) gets a note why,
+  marked by the reason, before the error reaches the state machine's Catch: once per reason.
 
 SKU -> Item id answers are cached per process (``ItemCache``, 5 minutes): orders of known products cost no
-query. An item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
+query. With ``items.unknown: create`` an unknown product's Item is created (once: see ``_create_item``). An
+item deleted meanwhile answers 610 on the document: the cache is dropped and the step retried.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -34,7 +39,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from switchyard.entity_state import EntityState
-from switchyard.errors import DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import DeliveryError, DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.systems.nopcommerce.source import NopOrder
 from switchyard.systems.quickbooks.client import QuickBooksClient, quote_value
@@ -55,15 +60,22 @@ from switchyard.systems.quickbooks.order_mapping import (
     is_cancelled,
     item_skus,
     money,
+    new_item_name,
+    new_items,
     order_currency,
     owns,
     parse_order,
+    payment_details,
     placed_data,
+    refunded_total,
     sales_document,
     txn_date,
 )
 
-STEPS = ("customer", "items", "document", "payment", "cancel", "write_back")
+LOG = logging.getLogger(__name__)
+STEPS = ("customer", "items", "document", "payment", "cancel", "refund", "write_back")
+REFUND_RECEIPT = "RefundReceipt"
+CREDIT_MEMO = "CreditMemo"
 CUSTOMER_LINKS = "quickbooks-customer"  # entity-state namespace: nopCommerce customer id -> QBO Customer Id
 STALE_RETRIES = 3  # re-reads after a 5010 (stale SyncToken) before the step gives up (and is retried)
 SKUS_PER_QUERY = 100  # keeps the query URL short; an order of up to 100 products costs one query
@@ -176,7 +188,7 @@ class OrderToCash:
         self.items_cache = item_cache if item_cache is not None else ITEM_CACHE
         self._steps: dict[str, Callable[[FlowEvent, Mapping[str, Any]], dict[str, Any]]] = {
             "customer": self.customer, "items": self.items, "document": self.document,
-            "payment": self.payment, "cancel": self.cancel, "write_back": self.write_back,
+            "payment": self.payment, "cancel": self.cancel, "refund": self.refund, "write_back": self.write_back,
         }
 
     def run(self, step: str, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,8 +199,34 @@ class OrderToCash:
         message = state.get("message")
         if not isinstance(message, str):
             raise PermanentError("the execution state has no queue message", reason="malformed_message")
-        result = handler(FlowEvent.from_message(message), state)
+        event = FlowEvent.from_message(message)
+        try:
+            result = handler(event, state)
+        except PermanentError as exc:
+            self._tell_shop(event, exc)  # before the state machine's Catch dead-letters the execution
+            raise
         return dict(_jsonable(result))
+
+    # ----------------------------------------------------------------- the shop hears about failures
+
+    def _tell_shop(self, event: FlowEvent, failure: PermanentError) -> None:
+        """An order that cannot be booked gets a note saying why and what to do (``write_back.failure_notes``),
+        once per reason: the marker is the reason's, so a redelivery or redrive that fails again adds
+        nothing. A shop that cannot be reached does not hide the failure: logged, and the error is raised."""
+        template = self.mapping.failure_notes.get(failure.reason)
+        if template is None:
+            return
+        try:
+            order = parse_order(event.data)
+        except PermanentError:
+            return  # no order to write to
+        note = template.format(order_number=order.CustomOrderNumber, detail=failure.message)
+        try:
+            self.shop.add_order_note(order.Id, note, display_to_customer=False,
+                                     marker=note_marker(self.flow, str(order.OrderGuid), f"failed:{failure.reason}"))
+        except DeliveryError as exc:
+            LOG.warning("could not note on nopCommerce order %s why it was not booked (%s): %s",
+                        order.CustomOrderNumber, failure.reason, exc)
 
     # ----------------------------------------------------------------- customer
 
@@ -301,9 +339,14 @@ class OrderToCash:
 
     def items(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
         """The Item id of every SKU the document needs (products, shipping): {"refs": {sku: id}}."""
-        return {"refs": self._item_refs(item_skus(self.mapping, event.data))}
+        created: list[str] = []
+        refs = self._item_refs(item_skus(self.mapping, event.data), event.data, created)
+        return {"refs": refs, "created": created} if created else {"refs": refs}
 
-    def _item_refs(self, skus: list[str]) -> dict[str, str]:
+    def _item_refs(self, skus: list[str], order_data: Mapping[str, Any] | None = None,
+                   created: list[str] | None = None) -> dict[str, str]:
+        """SKU -> Item id; unknown products are created from ``order_data`` when the mapping says so (their
+        SKUs appended to ``created``), else PermanentError ``unmapped_product``."""
         realm, field = self.qbo.realm, self.mapping.item_match_field
         now = self.clock()
         refs: dict[str, str] = {}
@@ -331,6 +374,14 @@ class OrderToCash:
                     refs[sku] = str(found[0]["Id"])
                     self.items_cache.put(realm, field, sku, refs[sku], now + self.mapping.item_cache_ttl_seconds)
         missing = [sku for sku in skus if sku not in refs and sku not in ambiguous]
+        if missing and order_data is not None and not ambiguous:
+            guid = str(placed_data(order_data).Order.OrderGuid)
+            for sku, body in new_items(self.mapping, order_data, missing).items():
+                refs[sku] = str(self._create_item(sku, body, guid)["Id"])
+                self.items_cache.put(realm, field, sku, refs[sku], now + self.mapping.item_cache_ttl_seconds)
+                if created is not None:
+                    created.append(sku)
+            missing = [sku for sku in missing if sku not in refs]
         if missing:
             raise PermanentError(f"unmapped product {', '.join(missing)}", reason="unmapped_product")
         if ambiguous:
@@ -338,6 +389,31 @@ class OrderToCash:
             raise PermanentError(f"ambiguous product {listed}: several active QuickBooks items have that {field}",
                                  reason="ambiguous_product")
         return {sku: refs[sku] for sku in skus}
+
+    def _create_item(self, sku: str, body: Mapping[str, Any], guid: str) -> dict[str, Any]:
+        """Create the Item of an unknown product once. A retry after a lost answer sends the same requestid
+        (QBO answers with the first create); a 6240 (Item names are unique) means a concurrent order created
+        it, or another item holds the name: the holder is taken if it carries this SKU, else the item is
+        named ``Name (SKU)``."""
+        field = self.mapping.item_match_field
+        request_id = f"{self.flow}:{guid}:item:{hashlib.sha256(sku.encode()).hexdigest()[:12]}"
+        attempts = [dict(body)]
+        if field == "Sku":
+            attempts.append({**body, "Name": new_item_name(self.mapping, str(body["Name"]), sku=sku)})
+        for attempt, item_body in enumerate(attempts):
+            try:
+                return self.qbo.create("Item", item_body, request_id + (":suffixed" if attempt else ""))
+            except DuplicateNameError as exc:
+                holder = self.qbo.query_one("Item", Name=item_body["Name"])
+                if holder is not None and str(holder.get(field) or "").strip().casefold() == sku.casefold():
+                    return holder
+                if attempt == len(attempts) - 1:
+                    raise PermanentError(
+                        f"cannot create the QuickBooks item of product {sku}: the names "
+                        f"{', '.join(repr(b['Name']) for b in attempts)} belong to other items",
+                        reason="duplicate_name", target_status=exc.target_status,
+                        target_response=exc.target_response) from exc
+        raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- document
 
@@ -362,7 +438,7 @@ class OrderToCash:
         if not customer_id:
             raise PermanentError("the document step needs the customer step's result", reason="missing_step_result")
         # resolved here, not taken from the items step's result: after a 610 the retry must see fresh ids
-        refs = self._item_refs(item_skus(self.mapping, event.data))
+        refs = self._item_refs(item_skus(self.mapping, event.data), event.data)
         document = sales_document(self.mapping, event.data, customer_id=str(customer_id), item_refs=refs)
         # the references are part of the request id: a retry after a 610 sends other ids, and QBO would
         # answer the same requestid with the stored 610 again
@@ -450,6 +526,9 @@ class OrderToCash:
         received = self._received(order, currency) or balance
         applied = min(balance, received)
         note = f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid {guid})"
+        details = payment_details(self.mapping, order)
+        if details.note():
+            note += f"; {details.note()}"
         if received != balance:
             note += (f"; received {received} {currency}, Invoice {number} was open for {balance} {currency}: "
                      + (f"{received - applied} {currency} unapplied" if received > applied else
@@ -458,8 +537,9 @@ class OrderToCash:
             "CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
             "TotalAmt": received,
             "Line": [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": "Invoice"}]}],
-            "PaymentRefNum": number,
+            "PaymentRefNum": number,  # the DocNumber unless the provider's transaction id is known
             "PrivateNote": note,
+            **details.fields(),
         }
         if order.PaidDateUtc is not None:
             body["TxnDate"] = txn_date(self.mapping, order.PaidDateUtc)
@@ -515,6 +595,101 @@ class OrderToCash:
                 document = self.qbo.read(entity, str(document["Id"]))  # a payment may have arrived: check again
         raise AssertionError("unreachable")
 
+    # ----------------------------------------------------------------- refund
+
+    def refund(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
+        """order.refunded (PaymentStatusId 35/40): a RefundReceipt (the order's SalesReceipt) or a CreditMemo
+        applied to the order's Invoice, of the newly refunded amount: nopCommerce's running RefundedAmount
+        less what this order's refund documents already book. The running total is the create's requestid,
+        so a redelivered refund, or one whose answer was lost, books nothing twice."""
+        order = parse_order(event.data)
+        guid = str(order.OrderGuid)
+        number = document_number(self.mapping, event.data)
+        total = refunded_total(self.mapping, order)
+        if total is None:
+            return {"action": "not_refunded", "entity": None, "id": None, "doc_number": number}
+        found = self._find_any_document(number, guid)
+        if found is None:
+            raise OutOfOrderError(f"no QuickBooks document yet for refunded order {order.CustomOrderNumber}",
+                                  reason="document_missing")
+        entity, document = found
+        kind = REFUND_RECEIPT if entity == SALES_RECEIPT else CREDIT_MEMO
+        customer_id = str((document.get("CustomerRef") or {}).get("value"))
+        ref = document.get("CurrencyRef")
+        currency = (ref.get("value") if isinstance(ref, Mapping) else None) or self.mapping.home_currency
+        facts = {"entity": kind, "doc_type": entity, "doc_number": document.get("DocNumber"), "currency": currency,
+                 "refunded_total": total}
+        if _is_voided(document):
+            raise PermanentError(f"nopCommerce order {order.CustomOrderNumber} was refunded, but its {entity} "
+                                 f"{number} is voided in QuickBooks: nothing to refund against",
+                                 reason="review_required")
+        if total > _amount(document.get("TotalAmt")):
+            raise PermanentError(f"nopCommerce order {order.CustomOrderNumber} refunded {total} {currency}, more "
+                                 f"than its {entity} {number} ({_amount(document.get('TotalAmt'))} {currency})",
+                                 reason="refund_exceeds_document")
+        booked = [row for row in self.qbo.query(f"select * from {kind} where CustomerRef = {quote_value(customer_id)}"
+                                                " maxresults 1000") if owns(row, guid)]
+        already = sum((_amount(row.get("TotalAmt")) for row in booked), Decimal(0))
+        amount = total - already
+        result: dict[str, Any]
+        if amount <= 0:
+            latest = booked[-1] if booked else None
+            # the latest refund document is this total's (a redelivery): its note, if not yet written, names it
+            result = {"action": "already_refunded", "id": str(latest["Id"]) if latest else None, **facts,
+                      "amount": _amount(latest.get("TotalAmt")) if latest else Decimal(0)}
+        else:
+            created = self.qbo.create(kind, self._refund_body(kind, order, document, currency, amount, total),
+                                      f"{self.flow}:{guid}:refund:{total}")
+            booked.append(created)
+            result = {"action": "created", "id": str(created["Id"]), **facts, "amount": amount}
+        if kind == CREDIT_MEMO:
+            result["applied"] = self._apply_credit_memos(document, booked, guid)
+        return result
+
+    def _refund_body(self, kind: str, order: NopOrder, document: Mapping[str, Any], currency: str, amount: Decimal,
+                     total: Decimal) -> dict[str, Any]:
+        refund_item = self._item_refs([self.mapping.refund_sku])[self.mapping.refund_sku]
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": str((document.get("CustomerRef") or {}).get("value"))},
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": amount,
+                      "Description": self.mapping.refund_description.format(order_number=order.CustomOrderNumber),
+                      "SalesItemLineDetail": {"ItemRef": {"value": refund_item}, "Qty": 1, "UnitPrice": amount}}],
+            # the OrderGuid makes it this order's; the running total says which refund it books
+            "PrivateNote": (f"nopCommerce order {order.CustomOrderNumber} (Id {order.Id}, OrderGuid "
+                            f"{str(order.OrderGuid).lower()}); refund of {document.get('DocNumber')}: refunded "
+                            f"total {total} {currency}"),
+        }
+        if currency != self.mapping.home_currency:  # the order's rate, as the document was booked with
+            body["CurrencyRef"] = {"value": currency}
+            if document.get("ExchangeRate") is not None:
+                body["ExchangeRate"] = Decimal(str(document["ExchangeRate"]))
+        if kind == REFUND_RECEIPT:
+            body.update(payment_details(self.mapping, order).fields())
+            if self.mapping.refund_account_id:
+                body["DepositToAccountRef"] = {"value": self.mapping.refund_account_id}
+        return body
+
+    def _apply_credit_memos(self, invoice: Mapping[str, Any], memos: list[dict[str, Any]], guid: str) -> Decimal:
+        """Apply this order's credit memos to its Invoice, up to the open balance (a zero Payment linking
+        both, QBO's way); what is already paid stays as the customer's credit. Returns the amount applied now."""
+        balance = _amount(self.qbo.read(INVOICE, str(invoice["Id"])).get("Balance"))
+        applied_now = Decimal(0)
+        for memo in memos:
+            credit = _amount(self.qbo.read(CREDIT_MEMO, str(memo["Id"])).get("Balance"))
+            applied = min(balance, credit)
+            if applied <= 0:
+                continue
+            link = [{"Amount": applied, "LinkedTxn": [{"TxnId": str(invoice["Id"]), "TxnType": INVOICE}]},
+                    {"Amount": applied, "LinkedTxn": [{"TxnId": str(memo["Id"]), "TxnType": CREDIT_MEMO}]}]
+            body: dict[str, Any] = {"CustomerRef": {"value": str((invoice.get("CustomerRef") or {}).get("value"))},
+                                    "TotalAmt": Decimal(0), "Line": link}
+            if memo.get("CurrencyRef"):
+                body["CurrencyRef"] = memo["CurrencyRef"]
+            self.qbo.create("Payment", body, f"{self.flow}:{guid}:apply:{memo['Id']}:{applied}")
+            balance -= applied
+            applied_now += applied
+        return applied_now
+
     # ----------------------------------------------------------------- write back
 
     def write_back(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -526,7 +701,15 @@ class OrderToCash:
         review = False
         set_status = False
         reported = "cancel" if "cancel" in state else "payment" if "payment" in state else "document"
-        if "cancel" in state:
+        if "refund" in state:
+            result = self._step_result(state, "refund")
+            reported = f"refund:{result.get('refunded_total')}"  # one note per refund, not per delivery
+            if result.get("action") in ("created", "already_refunded") and result.get("id"):
+                note = self.mapping.refund_note.format(
+                    doc_type=result.get("entity"), refund_id=result.get("id"), doc_number=result.get("doc_number"),
+                    amount=_amount(result.get("amount")), currency=result.get("currency"),
+                    refunded_total=_amount(result.get("refunded_total")))
+        elif "cancel" in state:
             result = self._step_result(state, "cancel")
             action = result.get("action")
             facts = {"doc_type": result.get("entity"), "doc_number": result.get("doc_number")}
