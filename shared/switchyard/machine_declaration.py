@@ -77,20 +77,33 @@ class RetryOverrides(_Strict):
 
 class RouteDecl(_Strict):
     """The execution an event starts: its type, optionally fields of its data (dotted paths, compared as text
-    so ``40`` matches ``"40"``), and the suffix of the execution's name (default ``-<route>``)."""
+    so ``40`` matches ``"40"``; a list: any of its values), and the suffix of the execution's name (default
+    ``-<route>``). ``name_with`` adds a field's value to the name, for an entity that reaches the route more
+    than once with different values (a refund's running total): each value is its own execution, a
+    redelivery of one collides with it."""
 
     event: str  # the event type (not `on`: YAML 1.1 reads that as true)
-    where: dict[str, str | int | bool] = {}
+    where: dict[str, str | int | bool | list[str | int | bool]] = {}
     suffix: str | None = None
+    name_with: str | None = None
 
     def matches(self, event: FlowEvent) -> bool:
         if event.type != self.event:
             return False
         for path, wanted in self.where.items():
             found = field_at(event.data, path)
-            if found is None or _text(found) != _text(wanted):
+            allowed = {_text(value) for value in (wanted if isinstance(wanted, list) else [wanted])}
+            if found is None or _text(found) not in allowed:
                 return False
         return True
+
+    def name_part(self, event: FlowEvent) -> str:
+        if self.name_with is None:
+            return ""
+        found = field_at(event.data, self.name_with)
+        if found is None or isinstance(found, Mapping | list) or _text(found) == "":
+            raise PermanentError(f"the event has no {self.name_with}", reason="malformed_event")
+        return "-" + _text(found).replace(".", "_")
 
 
 class ChoiceDecl(_Strict):
@@ -346,7 +359,8 @@ class StateMachineConfig(_Strict):
     def execution_name(self, flow: str, event: FlowEvent, route: str, attempt: int = 1) -> str:
         """``<flow>-<key>`` plus the route's suffix, ``-rN`` for the Nth start after failed ones. Step Functions
         allows 80 characters of ``[A-Za-z0-9_-]``: a longer name is cut and hashed (still deterministic)."""
-        name = f"{flow}-{self.entity_key(event)}{self.suffix(route)}" + (f"-r{attempt}" if attempt > 1 else "")
+        name = (f"{flow}-{self.entity_key(event)}{self.suffix(route)}{self.routes[route].name_part(event)}"
+                + (f"-r{attempt}" if attempt > 1 else ""))
         name = _NAME_UNSAFE.sub("_", name)
         if len(name) > MAX_EXECUTION_NAME:
             name = name[:40] + "-" + hashlib.sha256(name.encode()).hexdigest()[:39]

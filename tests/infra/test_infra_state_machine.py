@@ -11,7 +11,7 @@ from switchyard.state_machines import STEP_ERRORS
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 FLOW = "nopcommerce-to-quickbooks"
-TASKS = ("Customer", "Items", "Document", "Payment", "Cancel", "WriteBack")
+TASKS = ("Customer", "Items", "Document", "Payment", "Cancel", "Refund", "WriteBack")
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,14 @@ def test_state_machine_one_per_state_machine_flow_standard_traced_logged(dev, ca
     assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False  # orders carry personal data
 
 
-def test_state_machine_routes_placed_paid_cancel_to_their_steps(definition):
+def test_state_machine_routes_placed_paid_cancel_refund_to_their_steps(definition):
     states = definition["States"]
     assert definition["StartAt"] == "Route"
     routes = {c["StringEquals"]: c["Next"] for c in states["Route"]["Choices"]}
-    assert routes == {"placed": "Customer", "paid": "Payment", "cancel": "Cancel"}
+    assert routes == {"placed": "Customer", "paid": "Payment", "cancel": "Cancel", "refund": "Refund"}
     assert [states["Customer"]["Next"], states["Items"]["Next"], states["Document"]["Next"]] == \
         ["Items", "Document", "WriteBack"]
-    assert states["Payment"]["Next"] == states["Cancel"]["Next"] == "WriteBack"
+    assert states["Payment"]["Next"] == states["Cancel"]["Next"] == states["Refund"]["Next"] == "WriteBack"
     assert states["WriteBack"]["Next"] == "Done"
 
 

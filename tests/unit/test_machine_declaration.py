@@ -105,13 +105,28 @@ def test_executions_are_named_by_flow_key_and_route_suffix():
             machine.execution_name("f", event("order.placed", guid=missing), "placed")
 
 
-def test_the_order_to_cash_declaration_routes_as_the_hard_wired_machine_did():
+def test_the_order_to_cash_declaration_routes_as_the_hard_wired_machine_did_plus_refunds():
     machine = load_catalog().flows["nopcommerce-to-quickbooks"].state_machine
-    assert list(machine.routes) == ["placed", "paid", "cancel"]
-    assert [machine.suffix(route) for route in machine.routes] == ["", "-paid", "-cancel"]
+    assert list(machine.routes) == ["placed", "paid", "cancel", "refund"]
+    assert [machine.suffix(route) for route in machine.routes] == ["", "-paid", "-cancel", "-refund"]
     assert machine.handlers == tuple(f"quickbooks.{step}" for step in
-                                     ("customer", "items", "document", "payment", "cancel", "write_back"))
+                                     ("customer", "items", "document", "payment", "cancel", "refund", "write_back"))
     assert machine.waits == {}
+
+
+def test_a_refund_is_one_execution_per_running_total_and_only_when_refunded():
+    machine = load_catalog().flows["nopcommerce-to-quickbooks"].state_machine
+    order = {"OrderGuid": "g-1", "PaymentStatusId": 35, "RefundedAmount": "25.50"}
+    def event(**changes: Any) -> FlowEvent:
+        return FlowEvent(flow="f", event_id="e", source="nopcommerce", type="order.refunded",
+                         timestamp=datetime(2026, 12, 3, tzinfo=UTC), data={"Order": {**order, **changes}})
+
+    partial, full = event(), event(PaymentStatusId=40, RefundedAmount="100.00")
+    not_refunded = event(PaymentStatusId=30)
+    assert machine.routes["refund"].matches(partial) and machine.routes["refund"].matches(full)
+    assert not machine.routes["refund"].matches(not_refunded)
+    names = {machine.execution_name("f", event, "refund") for event in (partial, full)}
+    assert names == {"f-g-1-refund-25_50", "f-g-1-refund-100_00"}
 
 
 def definition(**states: dict[str, Any]) -> dict[str, Any]:

@@ -513,9 +513,11 @@ def parse_order(order_data: Mapping[str, Any] | NopOrder) -> NopOrder:
 
 
 def _extra_money(order: NopOrder, name: str) -> Decimal | None:
-    """A nopCommerce field the model does not declare (kept as an extra), as a Decimal: an amount, so finite
-    and not negative (PermanentError ``invalid_event`` otherwise)."""
-    value = (order.model_extra or {}).get(name)
+    """A nopCommerce amount field, declared by the model or kept as an extra, as a Decimal: finite and not
+    negative (PermanentError ``invalid_event`` otherwise)."""
+    value = getattr(order, name, None)  # a declared field (RefundedAmount), else one kept as an extra
+    if value is None:
+        value = (order.model_extra or {}).get(name)
     if value is None:
         return None
     amount = _decimal(value, f"Order.{name}")
