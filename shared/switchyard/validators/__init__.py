@@ -8,9 +8,13 @@ import importlib
 from typing import Any, Callable
 
 MODULES = {
+    ('clarity', 'customer.created'): 'switchyard.validators.clarity_customer_created',
     ('clarity', 'customer.updated'): 'switchyard.validators.clarity_customer_updated',
+    ('clarity', 'inventory.changed'): 'switchyard.validators.clarity_inventory_changed',
     ('clarity', 'order.created'): 'switchyard.validators.clarity_order_created',
     ('clarity', 'order.status_changed'): 'switchyard.validators.clarity_order_status_changed',
+    ('clarity', 'product.created'): 'switchyard.validators.clarity_product_created',
+    ('clarity', 'product.updated'): 'switchyard.validators.clarity_product_updated',
     ('nopcommerce', 'order.paid'): 'switchyard.validators.nopcommerce_order_paid',
     ('nopcommerce', 'order.placed'): 'switchyard.validators.nopcommerce_order_placed',
     ('nopcommerce', 'order.status_changed'): 'switchyard.validators.nopcommerce_order_status_changed',
