@@ -81,14 +81,15 @@ FIELDS: dict[str, frozenset[str]] = {
     "Opportunity": frozenset({"Name", "StageName", "CloseDate", "AccountId", "Amount", "Pricebook2Id",
                               "ExternalID__c", "Description"}),
     "OpportunityLineItem": frozenset({"OpportunityId", "PricebookEntryId", "Quantity", "UnitPrice",
-                                      "Description"}),
+                                      "Description", "ExternalID__c"}),
     "RecordType": frozenset({"Name", "DeveloperName", "SobjectType", "IsActive"}),
 }
 READ_ONLY_FIELDS = {"Pricebook2": frozenset({"IsStandard"}), "Order": frozenset({"TotalAmount", "OrderNumber"}),
                     "OrderItem": frozenset({"Product2Id", "ListPrice", "TotalPrice"}),
                     "PricebookEntry": frozenset({"ProductCode", "Name"})}
 EXTERNAL_ID_FIELDS = {name: frozenset({"ExternalID__c"}) for name in
-                      ("Account", "Contact", "Product2", "Order", "OrderItem", "Opportunity")}
+                      ("Account", "Contact", "Product2", "Order", "OrderItem", "Opportunity",
+                       "OpportunityLineItem")}
 REQUIRED_ON_CREATE = {
     "Account": ("Name",), "Contact": ("LastName",), "Product2": ("Name",), "Pricebook2": ("Name",),
     "PricebookEntry": ("Pricebook2Id", "Product2Id", "UnitPrice"),
@@ -771,6 +772,8 @@ class SalesforceSandbox(http.SandboxApp):
                 matches = self._matching(sobject, id_field, value)
                 if len(matches) > 1:
                     return 300, [f"/services/data/{version}/sobjects/{sobject}/{rid}" for rid in matches]
+                if not matches and "updateOnly=true" in query:
+                    raise _not_found(f"Provided external ID field does not exist or is not accessible: {value}")
                 if matches:
                     self._update(sobject, matches[0], body, write=write)
                     return 200, {"id": matches[0], "success": True, "errors": [], "created": False}

@@ -119,6 +119,12 @@ def _error_codes(errors: Any) -> list[str]:
     return [str(e.get("errorCode") or e.get("statusCode")) for e in errors if isinstance(e, dict)]
 
 
+def _only_followers(errors: Any) -> bool:
+    """True for a failure that only follows another (rolled back, halted): the other one is the cause."""
+    codes = set(_error_codes(errors))
+    return bool(codes) and codes <= FOLLOWER_CODES
+
+
 def item_error(errors: Any, *, where: str, status: int | None = None) -> Exception:
     """The Switchyard error for one failed item or answer (its Salesforce error array)."""
     codes = [code for code in _error_codes(errors) if code not in FOLLOWER_CODES] or _error_codes(errors)
@@ -329,11 +335,13 @@ class SalesforceClient:
 
     # ------------------------------------------------------------------ operations
 
-    def upsert(self, sobject: str, id_field: str, value: str, fields: Mapping[str, Any]) -> UpsertResult:
-        """PATCH by external id: created (201) or updated (200 with a body from v46.0, 204 before)."""
+    def upsert(self, sobject: str, id_field: str, value: str, fields: Mapping[str, Any], *,
+               update_only: bool = False) -> UpsertResult:
+        """PATCH by external id: created (201) or updated (200 with a body from v46.0, 204 before).
+        ``update_only``: never create (a missing record is a 404 PermanentError ``target_not_found``)."""
         path = f"{self.data_path}/sobjects/{sobject}/{id_field}/{quote(value, safe='')}"
         body = {k: v for k, v in fields.items() if k != id_field}
-        response = self._call("PATCH", path, json=body)
+        response = self._call("PATCH", path, json=body, params={"updateOnly": "true"} if update_only else None)
         if response.status_code == 204 or not response.content:
             return UpsertResult(id="", created=False)
         answer = response.json()
@@ -352,7 +360,7 @@ class SalesforceClient:
             raise RetryableError(f"{SYSTEM} answered a collection of {len(records)} with {answers!r:.200}",
                                  reason="target_bad_response")
         failures = [(i, a) for i, a in enumerate(answers) if not a.get("success")]
-        real = [(i, a) for i, a in failures if not set(_error_codes(a.get("errors"))) <= FOLLOWER_CODES]
+        real = [(i, a) for i, a in failures if not _only_followers(a.get("errors"))]
         if failures:
             index, answer = (real or failures)[0]
             raise item_error(answer.get("errors"), where=f"{SYSTEM} {sobject} {records[index].get(id_field)}",
@@ -370,7 +378,7 @@ class SalesforceClient:
             raise RetryableError(f"{SYSTEM} answered {len(subrequests)} subrequests with {len(items)}",
                                  reason="target_bad_response")
         failed = [item for item in items if item.status >= 300]
-        real = [item for item in failed if not set(_error_codes(item.body)) <= FOLLOWER_CODES]
+        real = [item for item in failed if not _only_followers(item.body)]
         if failed:
             first = (real or failed)[0]
             if first.status == 300:
