@@ -340,6 +340,12 @@ class SalesforceSandbox(http.SandboxApp):
         """The EventBridge partner event source name Event Relay creates for this org's channel."""
         return f"aws.partner/salesforce.com/{self.org_id}/{self.channel_id}"
 
+    def create_partner_event_source(self, events_client: Any) -> str:
+        """What Salesforce does when an Event Relay is configured: offer a partner event source to the AWS
+        account (pending until the account associates a partner bus with it). Returns its name."""
+        events_client.create_partner_event_source(Name=self.partner_event_source, Account=self.aws_account)
+        return self.partner_event_source
+
     def _seed(self) -> None:
         self.standard_price_book_id = self._insert("Pricebook2", {"Name": STANDARD_PRICE_BOOK, "IsActive": True},
                                                    system={"IsStandard": True})

@@ -54,3 +54,18 @@ def origin_client(header: ChangeEventHeader) -> str | None:
 def record_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     """The record's fields an event carries (everything but the header)."""
     return {key: value for key, value in data.items() if key != HEADER}
+
+
+# The EventBridge rule's input transformer: the partner event → the worker's queue message
+# (``switchyard.events.flow_message``), with the change event as the body's ``data`` (an object; the
+# worker reads it with exact decimals). The event id is EventBridge's own (``$.id``): always present,
+# unlike the relay's fields inside ``detail``; a relay redelivery gets a new one, which the writes absorb
+# (a Clarity write of the values it already holds changes nothing).
+INPUT_PATHS = {"event_id": "$.id", "type": "$.detail-type", "time": "$.time", "payload": "$.detail.payload"}
+
+
+def input_template(flow: str) -> str:
+    if not flow.replace("-", "").isalnum():
+        raise ValueError(f"flow name {flow!r} cannot go into a template unescaped")
+    return ('{"flow": "' + flow + '", "event_id": "<event_id>", "source": "salesforce", "type": "<type>", '
+            '"timestamp": "<time>", "received_at": "<time>", "body": {"data": <payload>}}')
