@@ -11,6 +11,7 @@ from switchyard.catalog import Catalog
 from switchyard.table_keys import table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.constructs.partner_events import PartnerEventRoutes
 from infra.constructs.state_machine import OrderToCashStateMachine
 from infra.functions import FunctionFactory
 from infra.layer import SharedLayer
@@ -106,6 +107,10 @@ class SwitchyardStack(Stack):
                     log_level=stage.state_machine_log_level,
                     tracing=stage.tracing == "active",
                 )
+        # Salesforce Event Relay → partner bus → rule → the flow's queue (issue 13)
+        self.partner_events = PartnerEventRoutes(self, "PartnerEvents", catalog=catalog, flows=self.flows,
+                                                 partner_sources=stage.partner_event_sources)
+        tag_component(self.partner_events, "ingress")
         self.ingress = WebhookIngress(
             self,
             "Ingress",

@@ -36,6 +36,9 @@ CONNECTION_SECRET_PLACEHOLDERS: dict[str, dict[str, Any]] = {
                    "realm_id": "", "refresh_token": ""},
     # the Web API backend plugin's login (a customer in a role with "Access Web API backend")
     "nopcommerce": {"base_url": "", "email": "", "password": ""},
+    # a connected (or external client) app with the client-credentials flow and a Run As user; base_url is
+    # the org's My Domain URL (the flow is refused on login.salesforce.com); api_version optional (v62.0)
+    "salesforce": {"base_url": "", "client_id": "", "client_secret": ""},
 }
 
 
@@ -50,9 +53,9 @@ class IntegrationSecrets(Construct):
                 f"Source-{name}",
                 tag=f"source:{name}",
                 description=f"Switchyard: {name} webhook signing secrets ({source.signature})",
-                placeholder=SOURCE_SECRET_PLACEHOLDERS[source.signature],
+                placeholder=SOURCE_SECRET_PLACEHOLDERS[source.signature or ""],
             )
-            for name, source in catalog.sources.items()
+            for name, source in catalog.webhook_sources.items()
         }
         self.connections = {
             name: self._secret(

@@ -29,9 +29,10 @@ from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
 from switchyard_local.operations import peek_all
 from switchyard_local.pollers import QueuePoller
-from switchyard_local.sandboxes.clarity import ClaritySandbox
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
+from switchyard_local.sandboxes.salesforce import SalesforceSandbox, eventbridge_entries
 from switchyard_local.sandboxes.streak import StreakSandbox
 from switchyard_local.stepfunctions import InProcessLambdas, register_state_machines
 from switchyard_local.table_access import TableAccessCheck
@@ -118,6 +119,7 @@ class LocalStack:
     clarity: ClaritySandbox | None = None  # built with the signing secret below
     quickbooks: QuickBooksSandbox = field(default_factory=QuickBooksSandbox)
     nopcommerce: NopCommerceSandbox = field(default_factory=NopCommerceSandbox)
+    salesforce: SalesforceSandbox = field(default_factory=SalesforceSandbox)
     qbo_realm: str = DEMO_QBO_REALM
     signing_secret: str = DEMO_SIGNING_SECRET
     streak_token: str = DEMO_STREAK_TOKEN
@@ -171,6 +173,7 @@ class LocalStack:
             if sandbox.base_url is None:
                 sandbox.serve()
         self._seed_quickbooks()
+        self._offer_partner_event_source()
         stack_id = self._deploy(synth)
         physical = self._physical_ids(stack_id)
         self.logs = FunctionLogs(self.log_path)
@@ -187,6 +190,7 @@ class LocalStack:
         # the sandboxes post their webhooks to the front door, as the real systems would
         self.base_url = self.serve(port=self.port)
         self.subscribe_to_vendor_webhooks()
+        self._relay_change_events()
         return self
 
     def stop(self) -> None:
@@ -259,7 +263,36 @@ class LocalStack:
         return False
 
     def _sandboxes(self) -> list[Any]:
-        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce]
+        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce, self.salesforce]
+
+    # --- Salesforce Event Relay (issue 13): the org's change events reach the partner bus CDK declares ----------
+
+    def _offer_partner_event_source(self) -> None:
+        """Salesforce's side of Event Relay: the partner event source exists before the stack's bus is made
+        (CloudFormation, in AWS and in moto, refuses a partner bus for a source that is not there)."""
+        from switchyard_local.partner_buses import allow_partner_buses
+
+        allow_partner_buses()
+        self.salesforce.aws_account, self.salesforce.region = ACCOUNT, REGION
+        self.salesforce.create_partner_event_source(self.client("events"))
+        # the price book holds what the demo shop sells, so its orders become Orders with items
+        skus = {item["sku"]: item for order in DEMO_ORDERS for item in order["lineItems"]}
+        for sku, item in sorted(skus.items()):
+            if not self.salesforce.find("Product2", ProductCode=sku):
+                self.salesforce.add_product(sku, item["name"], item["unitPrice"], external_id=sku)
+
+    def _relay_change_events(self) -> None:
+        """Every change event the org sandbox emits goes onto the partner bus, whose rule (from the template)
+        transforms it into the flow's queue message: the deployed path, not a shortcut to the queue."""
+        events = self.client("events")
+        bus = self.salesforce.partner_event_source
+
+        def relay(event: Any) -> None:
+            answer = events.put_events(Entries=eventbridge_entries([event], bus))
+            if answer["FailedEntryCount"]:
+                raise RuntimeError(f"the partner bus refused a change event: {answer['Entries']}")
+
+        self.salesforce.event_sink = relay
 
     def _sandboxes_quiet(self) -> bool:
         return (self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
@@ -494,6 +527,9 @@ class LocalStack:
                 value = {"base_url": self.quickbooks.base_url, "token_url": f"{self.quickbooks.base_url}{TOKEN_PATH}",
                          "client_id": self.quickbooks.client_id, "client_secret": self.quickbooks.client_secret,
                          "realm_id": self.qbo_realm, "refresh_token": self._qbo_tokens["refresh_token"]}
+            elif kind == "connection" and name == "salesforce":  # client credentials on the org's My Domain
+                value = {"base_url": self.salesforce.base_url, "client_id": self.salesforce.client_id,
+                         "client_secret": self.salesforce.client_secret}
             elif kind == "connection" and name == "nopcommerce":
                 value = {"base_url": self.nopcommerce.base_url, "email": self.nopcommerce.api_email,
                          "password": self.nopcommerce.api_password}

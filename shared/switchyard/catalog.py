@@ -25,7 +25,10 @@ class SourceConfig(_Strict):
     description: str = ""
     # standard-webhooks: HMAC over id.timestamp.body; shared-token: a token the sender echoes back;
     # intuit-signature: base64 HMAC-SHA256 of the raw body with the app's verifier token (QuickBooks)
-    signature: Literal["standard-webhooks", "shared-token", "intuit-signature"]
+    # how events arrive: a webhook (signed, to the HTTP API) or an EventBridge partner bus (Salesforce Event
+    # Relay: a rule on the bus puts each event on the flow's queue, no HTTP route and no signing secret)
+    delivery: Literal["webhook", "eventbridge"] = "webhook"
+    signature: Literal["standard-webhooks", "shared-token", "intuit-signature"] | None = None
     # envelope: {"type", "timestamp", "data"}; object-array: bare objects, event type in the URL (Streak);
     # intuit: QuickBooks notifications (legacy eventNotifications or a CloudEvents array), one event per entity
     format: Literal["envelope", "object-array", "intuit"] = "envelope"
@@ -33,8 +36,14 @@ class SourceConfig(_Strict):
     ack_status: Literal[200, 202] = 202
     events: tuple[str, ...]
 
+    @model_validator(mode="after")
+    def _signature_for_webhooks(self) -> SourceConfig:
+        if (self.delivery == "webhook") != (self.signature is not None):
+            raise ValueError("a webhook source names its signature scheme; an eventbridge source has none")
+        return self
 
-System = Literal["streak", "clarity", "quickbooks", "nopcommerce"]
+
+System = Literal["streak", "clarity", "quickbooks", "nopcommerce", "salesforce"]
 
 
 class ConnectionConfig(_Strict):
@@ -176,6 +185,11 @@ class Catalog(_Strict):
                 if reverse is None or reverse.two_way is None or reverse.two_way.reverse != name:
                     raise ValueError(f"flow {name!r}: two_way.reverse must name a flow whose two_way.reverse is it")
         return self
+
+    @property
+    def webhook_sources(self) -> dict[str, SourceConfig]:
+        """The sources that POST to the HTTP API (not those arriving through EventBridge)."""
+        return {name: source for name, source in self.sources.items() if source.delivery == "webhook"}
 
     def flows_for(self, source: str, event_type: str) -> list[FlowConfig]:
         """Flows subscribed to one event type of one source, in declaration order."""

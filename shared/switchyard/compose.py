@@ -164,6 +164,23 @@ def _count_drop(flow: str, reason: str) -> None:
         metric.add_dimension(name="reason", value=reason)
 
 
+def _salesforce_usage(used: int, limit: int) -> None:
+    """``SalesforceApiUsedPercent``: how much of the org's 24-hour API allocation is used (Sforce-Limit-Info)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name="SalesforceApiUsedPercent", unit=MetricUnit.Percent, value=100.0 * used / limit):
+        pass
+
+
+def _count_mapping_warning(flow: str, warning: str) -> None:
+    """``MappingWarnings``: a record was written with a mapping's fallback (e.g. no last name)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name="MappingWarnings", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="flow", value=flow)
+        metric.add_dimension(name="warning", value=warning)
+
+
 def _systems(flow: Any, catalog: Any) -> dict[str, str]:
     """system -> connection name, for every connection the flow uses."""
     return {catalog.connections[name].system: name for name in flow.connections}
@@ -190,6 +207,11 @@ def _quickbooks_client(connection_secret: dict[str, Any], *, connection: str, se
 def _target_factory(flow: Any, catalog: Any, settings: WorkerSettings, state: Any, echoes: Any) -> Any:
     """connection secrets -> the flow's target; the mapping is loaded once, here (cold start)."""
     connection = flow.connection
+    if "salesforce" in _systems(flow, catalog):  # Clarity ⇄ Salesforce (issue 13): both directions
+        from switchyard.pairs.clarity_salesforce import target_factory
+
+        return target_factory(flow, _systems(flow, catalog), state, echoes, usage_metric=_salesforce_usage,
+                              warn=lambda warning: _count_mapping_warning(flow.name, warning))
     if flow.target in ("streak", "clarity"):
         from switchyard.pairs.clarity_streak import ClarityStreakPairs
         from switchyard.sync import DynamoPairStore

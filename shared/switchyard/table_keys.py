@@ -68,7 +68,7 @@ STORE_ACTIONS: dict[Store, tuple[str, ...]] = {
 }
 
 # Targets whose writes come back as events the pair's other direction hears: their flows keep an echo ledger.
-ECHO_TARGETS = frozenset({"streak", "clarity"})
+ECHO_TARGETS = frozenset({"streak", "clarity", "salesforce"})
 # Systems whose clients keep per-connection state in the table: a token lease and a shared rate limiter.
 CONNECTION_STATE_SYSTEMS = frozenset({"quickbooks"})
 

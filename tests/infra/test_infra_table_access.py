@@ -128,6 +128,13 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
                                                   "state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
                                                   "ratelimit#quickbooks#*", "connection#quickbooks#*",
                                                   "connection#nopcommerce#*"},
+        # the two directions of the Clarity ⇄ Salesforce pair share entity state and echoes
+        ("clarity-to-salesforce", "worker"): {"idempotency#clarity-to-salesforce#*", "drop#clarity-to-salesforce#*",
+                                              "state#clarity+salesforce#*", "echo#clarity+salesforce#*",
+                                              "connection#salesforce#*"},
+        ("salesforce-to-clarity", "worker"): {"idempotency#salesforce-to-clarity#*", "drop#salesforce-to-clarity#*",
+                                              "state#clarity+salesforce#*", "echo#clarity+salesforce#*",
+                                              "connection#clarity#*", "connection#salesforce#*"},
     }
 
 

@@ -42,7 +42,7 @@ def warnings() -> list[str]:
 
 
 def make_target(org: SalesforceSandbox, warnings: list[str], mapping: Any = None) -> SalesforceTarget:
-    client = SalesforceClient(SalesforceConnection(my_domain_url="https://acme.my.salesforce.test",
+    client = SalesforceClient(SalesforceConnection(base_url="https://acme.my.salesforce.test",
                                                    client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET),
                               call_options_client=CLIENT, transport=httpx.WSGITransport(app=org.wsgi_app))
     return SalesforceTarget(mapping or load_salesforce_mapping(f"{FLOW}.yaml"), client, InMemoryEntityState(),

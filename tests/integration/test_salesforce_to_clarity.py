@@ -49,7 +49,7 @@ class Pair:
         self.shop = ClaritySandbox(clock=self.clock, webhook_url="http://receiver.test/",
                                    webhook_transport=httpx.MockTransport(self._receive), webhook_backoff=(0.01,))
         self.salesforce = SalesforceClient(
-            SalesforceConnection(my_domain_url="https://acme.my.salesforce.test", client_id=DEFAULT_CLIENT_ID,
+            SalesforceConnection(base_url="https://acme.my.salesforce.test", client_id=DEFAULT_CLIENT_ID,
                                  client_secret=DEFAULT_CLIENT_SECRET),
             call_options_client=CLIENT, transport=httpx.WSGITransport(app=self.org.wsgi_app))
         self.clarity = ClarityClient(ClarityConnection(base_url="http://clarity.test", api_key="clarity-key"),

@@ -66,6 +66,11 @@ INVALID_EVENTS = {
     "clarity-to-streak": {"type": "order.created", "timestamp": "2026-11-20T09:15:02Z", "data": {"orderId": 7}},
     "streak-to-clarity": [{"key": "box_1", "pipelineKey": "pl", "lastUpdatedTimestamp": 1795860000000}],
     "nopcommerce-to-quickbooks": {"type": "order.paid", "timestamp": "yesterday", "data": {}},
+    "clarity-to-salesforce": {"type": "inventory.changed", "timestamp": "2026-11-20T09:15:02Z",
+                              "data": {"sku": "S", "quantityOnHand": "many", "version": 1}},
+    "salesforce-to-clarity": {"type": "ContactChangeEvent", "timestamp": "2026-11-20T09:15:02Z",
+                              "data": {"ChangeEventHeader": {"entityName": "Contact", "recordIds": [],
+                                                             "changeType": "UPDATE"}}},
 }
 
 

@@ -23,7 +23,8 @@ from tests.conftest import REPO_ROOT, SAMPLES_DIR, sample_names
 FLOW = "nopcommerce-to-streak"
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden" / FLOW
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
-PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_", "quickbooks": "qbo_"}
+PREFIX = {"nopcommerce": "nop_", "clarity": "clarity_", "streak": "streak_", "quickbooks": "qbo_",
+          "salesforce": "salesforce_"}
 
 
 def sample_event_type(name: str) -> str:

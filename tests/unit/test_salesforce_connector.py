@@ -41,7 +41,7 @@ def org(clock: FakeClock) -> SalesforceSandbox:
 
 
 def connection(**changes: Any) -> SalesforceConnection:
-    return SalesforceConnection.from_secret({"my_domain_url": "https://acme.my.salesforce.test",
+    return SalesforceConnection.from_secret({"base_url": "https://acme.my.salesforce.test",
                                              "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
                                              **changes})
 
@@ -60,7 +60,7 @@ def client(org: SalesforceSandbox) -> Iterator[SalesforceClient]:
 
 def test_connection_refuses_login_salesforce_com_and_bad_versions() -> None:
     with pytest.raises(ConnectionConfigError, match="My Domain"):
-        connection(my_domain_url="https://login.salesforce.com")
+        connection(base_url="https://login.salesforce.com")
     with pytest.raises(ConnectionConfigError, match="api_version"):
         connection(api_version="62")
 

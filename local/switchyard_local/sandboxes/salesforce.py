@@ -403,10 +403,11 @@ class SalesforceSandbox(http.SandboxApp):
     # ----------------------------------------------------------------- a user's actions in the org (UI: no origin)
 
     def add_product(self, code: str, name: str, price: float, *, active: bool = True,
-                    price_book_id: str | None = None) -> dict[str, str]:
+                    price_book_id: str | None = None, external_id: str | None = None) -> dict[str, str]:
         """A Product2 with an entry in the standard price book (and ``price_book_id``, if given)."""
         with self._lock:
-            product_id = self._insert("Product2", {"Name": name, "ProductCode": code, "IsActive": True})
+            extra = {"ExternalID__c": external_id} if external_id is not None else {}
+            product_id = self._insert("Product2", {"Name": name, "ProductCode": code, "IsActive": True, **extra})
             entries = {"standard": self._insert("PricebookEntry", {
                 "Pricebook2Id": self.standard_price_book_id, "Product2Id": product_id, "UnitPrice": price,
                 "IsActive": active, "UseStandardPrice": False})}

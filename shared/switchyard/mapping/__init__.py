@@ -13,6 +13,18 @@ def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple
     plans: dict[str, Any]
     if target == "quickbooks":
         return _quickbooks_dry_run(mapping_file, event_type, data)
+    if target == "salesforce":
+        from dataclasses import asdict, is_dataclass
+
+        from switchyard.connectors.http import jsonable
+        from switchyard.systems.salesforce.mapping import load_salesforce_mapping
+
+        action, plan = load_salesforce_mapping(mapping_file).plan(event_type, data)
+        return action, jsonable(asdict(plan) if is_dataclass(plan) and not isinstance(plan, type) else plan)
+    if target == "clarity" and mapping_file.startswith("salesforce-"):
+        from switchyard.pairs.clarity_salesforce import load_change_mapping
+
+        return load_change_mapping(mapping_file).dry_run(event_type, data)
     if target == "streak":
         from switchyard.systems.streak.deal_mapping import load_deal_mapping
 

@@ -74,6 +74,23 @@ class ChangeMapping:
         return changes, not_master
 
 
+    def dry_run(self, event_type: str, data: Mapping[str, Any]) -> tuple[str, Any]:
+        """What a change event would write into Clarity, without reading Salesforce (a gap event's fields
+        and a key the event does not carry are read by id when delivered)."""
+        action = self.events.get(event_type)
+        if action is None:
+            raise MappingError(f"{self.doc.flow} does not handle event type {event_type!r}")
+        header = change_header(data)
+        fields = record_fields(data)
+        if header.changeType == "UPDATE":
+            fields = {name: fields.get(name) for name in header.changedFields}
+        changes, not_master = self.changes(header.entityName, fields)
+        return action, {"change_type": header.changeType, "records": header.recordIds,
+                        "customer": fields.get(self.doc.key_field, f"<{self.doc.key_field} of each record>"),
+                        "changes": changes, "not_master": not_master,
+                        "reads_salesforce": header.changeType in GAP_TYPES or self.doc.key_field not in fields}
+
+
 def parse_change_mapping(text: str, *, name: str) -> ChangeMapping:
     try:
         return ChangeMapping(ChangeMappingDoc.model_validate(yaml.safe_load(text)))
@@ -156,3 +173,38 @@ class SalesforceToClarityTarget:
         with recorded_echo(self.echoes, "clarity", "customer", str(customer_id), expected):
             self.clarity.update_customer(str(customer_id), real, version=current.get("version"))
         return {"outcome": "updated", "customer": customer_id, "fields": sorted(real), "not_master": not_master}
+
+
+def call_options_client(connection: str) -> str:
+    """The ``Sforce-Call-Options`` client id of every write through a Salesforce connection: both flows of
+    the pair derive it from the connection, so the reverse flow knows the forward flow's writes."""
+    return f"switchyard.{connection}"
+
+
+def target_factory(flow: Any, systems: Mapping[str, str], state: EntityState, echoes: EchoLedger, *,
+                   usage_metric: Any = None, warn: Any = None) -> Any:
+    """connection secrets → the target of a flow of this pair (compose calls it once per cold start; the
+    mapping is loaded here, the clients per secret value)."""
+    from switchyard.rate_limit import ReportedAllocation
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+    from switchyard.systems.salesforce.client import SalesforceClient, SalesforceConnection, UsageObserver
+    from switchyard.systems.salesforce.mapping import load_salesforce_mapping
+    from switchyard.systems.salesforce.target import SalesforceTarget
+
+    salesforce_connection = systems["salesforce"]
+    allocation = ReportedAllocation(f"salesforce#{salesforce_connection}")  # per process: see rate_limit
+
+    def salesforce(secrets: Mapping[str, Any]) -> SalesforceClient:
+        return SalesforceClient(SalesforceConnection.from_secret(secrets[salesforce_connection]),
+                                call_options_client=call_options_client(salesforce_connection),
+                                connection_name=salesforce_connection,
+                                usage=UsageObserver(allocation, usage_metric))
+
+    if flow.target == "salesforce":
+        mapping = load_salesforce_mapping(flow.mapping_document)
+        return lambda secrets: SalesforceTarget(mapping, salesforce(secrets), state, source=flow.source, warn=warn)
+    changes = load_change_mapping(flow.mapping_document)
+    clarity_connection = systems["clarity"]
+    return lambda secrets: SalesforceToClarityTarget(
+        changes, salesforce(secrets), ClarityClient(ClarityConnection.from_secret(secrets[clarity_connection])),
+        state, echoes, our_client=call_options_client(salesforce_connection))

@@ -15,6 +15,7 @@ from switchyard.errors import SchemaError
 from switchyard.systems.clarity import source as clarity
 from switchyard.systems.nopcommerce import source as nopcommerce
 from switchyard.systems.quickbooks import source as quickbooks
+from switchyard.systems.salesforce import source as salesforce
 from switchyard.systems.streak import source as streak
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -22,6 +23,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "clarity": TypeAdapter(clarity.ClarityEvent),
     "streak": TypeAdapter(streak.StreakEvent),
     "quickbooks": TypeAdapter(quickbooks.QuickBooksEvent),
+    "salesforce": TypeAdapter(salesforce.SalesforceEvent),
 }
 # source -> event type -> model: what `make generate` compiles into switchyard.validators
 EVENT_MODELS: dict[str, dict[str, type]] = {
@@ -34,6 +36,8 @@ EVENT_MODELS: dict[str, dict[str, type]] = {
     "streak": {"BOX_CHANGE_STAGE": streak.BoxChangeStage, "CONTACT_UPDATE": streak.ContactUpdate},
     "quickbooks": {"item.created": quickbooks.ItemCreated, "item.updated": quickbooks.ItemUpdated,
                    "item.deleted": quickbooks.ItemDeleted},
+    "salesforce": {"ContactChangeEvent": salesforce.ContactChangeEvent,
+                   "AccountChangeEvent": salesforce.AccountChangeEvent},
 }
 
 

@@ -21,6 +21,8 @@ MODULES = {
     ('quickbooks', 'item.created'): 'switchyard.validators.quickbooks_item_created',
     ('quickbooks', 'item.deleted'): 'switchyard.validators.quickbooks_item_deleted',
     ('quickbooks', 'item.updated'): 'switchyard.validators.quickbooks_item_updated',
+    ('salesforce', 'AccountChangeEvent'): 'switchyard.validators.salesforce_accountchangeevent',
+    ('salesforce', 'ContactChangeEvent'): 'switchyard.validators.salesforce_contactchangeevent',
     ('streak', 'BOX_CHANGE_STAGE'): 'switchyard.validators.streak_box_change_stage',
     ('streak', 'CONTACT_UPDATE'): 'switchyard.validators.streak_contact_update',
 }

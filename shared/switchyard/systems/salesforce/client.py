@@ -58,23 +58,23 @@ _VERSION = re.compile(r"^v\d+\.\d$")
 
 
 class SalesforceConnection(BaseModel):
-    """The connection secret: ``{"token_url" or "my_domain_url", "client_id", "client_secret",
-    "api_version"?}``. ``my_domain_url`` is the org's My Domain (``https://acme.my.salesforce.com``): the
+    """The connection secret: ``{"base_url", "client_id", "client_secret",
+    "api_version"?}``. ``base_url`` is the org's My Domain (``https://acme.my.salesforce.com``): the
     client-credentials flow is refused on ``login.salesforce.com``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-    my_domain_url: str
+    base_url: str
     client_id: str
     client_secret: str
     api_version: str = DEFAULT_API_VERSION
 
-    @field_validator("my_domain_url")
+    @field_validator("base_url")
     @classmethod
     def _my_domain(cls, value: str) -> str:
         value = value.rstrip("/")
         host = httpx.URL(value).host
         if not host:
-            raise ValueError("my_domain_url must be an absolute URL")
+            raise ValueError("base_url must be an absolute URL")
         if host in ("login.salesforce.com", "test.salesforce.com"):
             raise ValueError("client credentials need the org's My Domain URL, not login/test.salesforce.com")
         return value
@@ -88,7 +88,7 @@ class SalesforceConnection(BaseModel):
 
     @property
     def token_url(self) -> str:
-        return f"{self.my_domain_url}/services/oauth2/token"
+        return f"{self.base_url}/services/oauth2/token"
 
     @classmethod
     def from_secret(cls, value: Mapping[str, Any]) -> SalesforceConnection:
@@ -290,7 +290,7 @@ class SalesforceClient:
         self._usage = usage or UsageObserver()
         self.auth = SalesforceAuth(connection, connection_name=connection_name)
         # the base URL is a placeholder: SalesforceAuth rebases every request onto the session's instance_url
-        self._http = httpx.Client(base_url=connection.my_domain_url, auth=self.auth, timeout=timeout,
+        self._http = httpx.Client(base_url=connection.base_url, auth=self.auth, timeout=timeout,
                                   transport=transport, event_hooks={"response": [self._observe_usage]},
                                   headers={"Accept": "application/json",
                                            "Sforce-Call-Options": f"client={call_options_client}"})

@@ -10,7 +10,8 @@ carries ``detail-type`` as the event type and the payload as ``data``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +34,30 @@ class ChangeEventHeader(BaseModel):
     commitTimestamp: int = 0
     transactionKey: str = ""
     sequenceNumber: int = 0
+
+
+class ChangePayload(BaseModel):
+    """A change event: its header and the record's fields (any, by their API names)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    ChangeEventHeader: ChangeEventHeader
+
+
+class ContactChangeEvent(BaseModel):
+    """The queue message's envelope of a change event (the same ``{type, timestamp, data}`` as webhooks)."""
+
+    type: Literal["ContactChangeEvent"]
+    timestamp: datetime
+    data: ChangePayload
+
+
+class AccountChangeEvent(BaseModel):
+    type: Literal["AccountChangeEvent"]
+    timestamp: datetime
+    data: ChangePayload
+
+
+SalesforceEvent = Annotated[ContactChangeEvent | AccountChangeEvent, Field(discriminator="type")]
 
 
 def change_header(data: Mapping[str, Any]) -> ChangeEventHeader:
