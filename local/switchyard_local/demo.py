@@ -1,4 +1,5 @@
-"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak.
+"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, Clarity ⇄ Streak,
+nopCommerce → QuickBooks, then Clarity ⇄ Salesforce.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -80,6 +81,7 @@ class Demo:
 
         ClarityPairDemo(self).run()
         QuickBooksPairDemo(self).run()
+        SalesforcePairDemo(self).run()
 
         self.say("")
         if self.problems:
@@ -307,6 +309,57 @@ class QuickBooksPairDemo:
         event = json.loads(sample("nop_order_small"))
         event["data"]["Order"].update(Id=order_id, CustomOrderNumber=str(order_id), OrderGuid=guid, **changes)
         return event
+
+
+class SalesforcePairDemo:
+    """Clarity eCommerce ⇄ Salesforce: registrations, orders, products and stock in; a rep's change out
+    through Change Data Capture, Event Relay and the EventBridge partner bus; no echo either way."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.clarity = demo.stack.clarity
+        self.org = demo.stack.salesforce
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n9. Clarity eCommerce ⇄ Salesforce (Clarity's webhooks; Salesforce CDC through an EventBridge bus)")
+        say("  → a shopper registers in Clarity (customer.created)")
+        customer = self.clarity.register_customer({
+            "customerId": "C-800", "firstName": "Ada", "lastName": "Byron", "email": "ada@analytical-engines.example",
+            "phone": "+44 20 7946 0000", "company": "Analytical Engines Ltd"})
+        self.demo.drain()
+        contacts = self.org.find("Contact", ExternalID__c=customer["customerId"])
+        accounts = self.org.find("Account", ExternalID__c=customer["customerId"])
+        expect(len(contacts) == len(accounts) == 1 and contacts[0]["AccountId"] == accounts[0]["Id"],
+               f"an Account ({accounts[0]['Name'] if accounts else '-'}) and its Contact, in one composite call")
+        if not contacts:
+            return
+        say("  → a sales rep changes the contact's phone in Salesforce (ContactChangeEvent → partner bus → rule)")
+        changes_before = len(self.org.change_events)
+        self.org.update_record("Contact", contacts[0]["Id"], Phone="+44 20 7946 0999")
+        self.demo.drain()
+        phone = self.clarity.get_customer(customer["customerId"])["phone"]
+        expect(phone == "+44 20 7946 0999", f"Clarity's customer has the new phone: {phone}")
+        expect(len(self.org.change_events) == changes_before + 1,
+               "no echo: Clarity's customer.updated was recognised, nothing written back to Salesforce")
+        say("  → a shopper orders (order.created); a merchandiser adds a lamp and counts 25")
+        order = self.clarity.place_order({**DEMO_ORDERS[0], "customerId": "C-800", "customer": {"customerId": "C-800"}})
+        self.clarity.put_product("LAMP-LED-01", name="LED desk lamp", price=49.9, currency="USD")
+        self.clarity.set_stock("LAMP-LED-01", 25)
+        self.demo.drain()
+        orders = self.org.find("Order", ExternalID__c=order["orderId"])
+        items = [i for i in self.org.records("OrderItem") if orders and i["OrderId"] == orders[0]["Id"]]
+        expect(len(orders) == 1 and len(items) == 2 and orders[0]["TotalAmount"] == 1299.0,
+               f"{order['orderId']} is a Draft Order with {len(items)} items from the price book")
+        products = self.org.find("Product2", ExternalID__c="LAMP-LED-01")
+        expect(len(products) == 1 and products[0].get("StockOnHand__c") == 25,
+               "the lamp is a Product2 with its standard price and stock 25")
+        origins = {e.header["changeOrigin"].rpartition(";")[2] for e in self.org.change_events}
+        say(f"  Salesforce change origins seen: {sorted(origins)}; API usage {self.org.api_usage}/"
+            f"{self.org.daily_api_limit}")
+        for flow in ("clarity-to-salesforce", "salesforce-to-clarity"):
+            expect(self.stack.dead_letters(flow) == [], f"nothing in {flow}'s DLQ")
 
 
 GUID_1045 = "5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45"

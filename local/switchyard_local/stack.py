@@ -275,8 +275,9 @@ class LocalStack:
         allow_partner_buses()
         self.salesforce.aws_account, self.salesforce.region = ACCOUNT, REGION
         self.salesforce.create_partner_event_source(self.client("events"))
-        # the price book holds what the demo shop sells, so its orders become Orders with items
-        skus = {item["sku"]: item for order in DEMO_ORDERS for item in order["lineItems"]}
+        # the price book holds what the demo shop and the sample webhooks sell, so their orders become Orders
+        samples = [json.loads(path.read_text())["data"] for path in sorted(SAMPLES_DIR.glob("clarity_order_*.json"))]
+        skus = {item["sku"]: item for order in (*DEMO_ORDERS, *samples) for item in order["lineItems"]}
         for sku, item in sorted(skus.items()):
             if not self.salesforce.find("Product2", ProductCode=sku):
                 self.salesforce.add_product(sku, item["name"], item["unitPrice"], external_id=sku)
