@@ -7,6 +7,7 @@ A typo or an out-of-range value fails synth with the stage and field named, not 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -106,6 +107,17 @@ class StageSettings(BaseModel):
     # how often each polled source (delivery poll or both, flows.yaml) is read: EventBridge Scheduler rate
     poll_rate_minutes: int = Field(1, ge=1, le=1440)
     alarm_thresholds: AlarmThresholds = AlarmThresholds()
+    # catalog source delivered through EventBridge → the partner event source the SaaS created in this stage's
+    # account (Salesforce Event Relay: aws.partner/salesforce.com/<org id>/<channel id>)
+    partner_event_sources: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("partner_event_sources")
+    @classmethod
+    def _partner_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, name in value.items():
+            if not re.fullmatch(r"aws\.partner/[A-Za-z0-9._\-/]{1,230}", name):
+                raise ValueError(f"{source}: {name!r} is not a partner event source name (aws.partner/...)")
+        return value
 
     @field_validator("log_retention_days")
     @classmethod

@@ -12,6 +12,7 @@ from switchyard.catalog import Catalog
 from switchyard.table_keys import keeps_connection_state, table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.constructs.partner_events import PartnerEventRoutes
 from infra.constructs.poller import SourcePoller
 from infra.constructs.state_machine import FlowStateMachine
 from infra.functions import FunctionFactory
@@ -118,6 +119,10 @@ class SwitchyardStack(Stack):
                     delivering = (self.state_machines[flow.name].steps if flow.name in self.state_machines
                                   else self.flows[flow.name].worker)
                     self.state_machines[waiting].grant_callbacks(delivering)
+        # Salesforce Event Relay → partner bus → rule → the flow's queue (issue 13)
+        self.partner_events = PartnerEventRoutes(self, "PartnerEvents", catalog=catalog, flows=self.flows,
+                                                 partner_sources=stage.partner_event_sources)
+        tag_component(self.partner_events, "ingress")
         self.ingress = WebhookIngress(
             self,
             "Ingress",

@@ -72,7 +72,7 @@ def routes_for(catalog: Catalog, flow_queues: Mapping[str, str]) -> dict[str, di
             }
             for event in config.events
         }
-        for source, config in catalog.sources.items()
+        for source, config in catalog.webhook_sources.items()
     }
 
 
@@ -100,7 +100,7 @@ class WebhookIngress(Construct):
         sources = {
             name: {"secret_arn": source_secrets[name].secret_arn, "signature": config.signature,
                    "format": config.format, "ack_status": config.ack_status}
-            for name, config in catalog.sources.items()
+            for name, config in catalog.webhook_sources.items()
         }
         routes = routes_for(catalog, {name: queue.queue_url for name, queue in flow_queues.items()})
         self.function = functions.create(

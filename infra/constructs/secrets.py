@@ -43,9 +43,9 @@ class IntegrationSecrets(Construct):
                 f"Source-{name}",
                 tag=f"source:{name}",
                 description=f"Switchyard: {name} webhook signing secrets ({source.signature})",
-                placeholder=source_secret_placeholder(source.signature),
+                placeholder=source_secret_placeholder(str(source.signature)),
             )
-            for name, source in catalog.sources.items()
+            for name, source in catalog.webhook_sources.items()
         }
         self.connections = {
             name: self._secret(

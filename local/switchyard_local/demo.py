@@ -1,5 +1,6 @@
 """``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak, then
-nopCommerce ⇄ QuickBooks; then, on a second stack, a nopCommerce shop that is polled instead (acts 9 and 10).
+nopCommerce ⇄ QuickBooks, then Clarity ⇄ Salesforce; then, on a second stack, a nopCommerce shop that is
+polled instead.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -86,6 +87,7 @@ class Demo:
 
         ClarityPairDemo(self).run()
         QuickBooksPairDemo(self).run()
+        SalesforcePairDemo(self).run()
 
         self.say("")
         if self.problems:
@@ -360,6 +362,57 @@ class QuickBooksPairDemo:
         return event
 
 
+class SalesforcePairDemo:
+    """Clarity eCommerce ⇄ Salesforce: registrations, orders, products and stock in; a rep's change out
+    through Change Data Capture, Event Relay and the EventBridge partner bus; no echo either way."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.clarity = demo.stack.clarity
+        self.org = demo.stack.salesforce
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n9. Clarity eCommerce ⇄ Salesforce (Clarity's webhooks; Salesforce CDC through an EventBridge bus)")
+        say("  → a shopper registers in Clarity (customer.created)")
+        customer = self.clarity.register_customer({
+            "customerId": "C-800", "firstName": "Ada", "lastName": "Byron", "email": "ada@analytical-engines.example",
+            "phone": "+44 20 7946 0000", "company": "Analytical Engines Ltd"})
+        self.demo.drain()
+        contacts = self.org.find("Contact", ExternalID__c=customer["customerId"])
+        accounts = self.org.find("Account", ExternalID__c=customer["customerId"])
+        expect(len(contacts) == len(accounts) == 1 and contacts[0]["AccountId"] == accounts[0]["Id"],
+               f"an Account ({accounts[0]['Name'] if accounts else '-'}) and its Contact, in one composite call")
+        if not contacts:
+            return
+        say("  → a sales rep changes the contact's phone in Salesforce (ContactChangeEvent → partner bus → rule)")
+        changes_before = len(self.org.change_events)
+        self.org.update_record("Contact", contacts[0]["Id"], Phone="+44 20 7946 0999")
+        self.demo.drain()
+        phone = self.clarity.get_customer(customer["customerId"])["phone"]
+        expect(phone == "+44 20 7946 0999", f"Clarity's customer has the new phone: {phone}")
+        expect(len(self.org.change_events) == changes_before + 1,
+               "no echo: Clarity's customer.updated was recognised, nothing written back to Salesforce")
+        say("  → a shopper orders (order.created); a merchandiser adds a lamp and counts 25")
+        order = self.clarity.place_order({**DEMO_ORDERS[0], "customerId": "C-800", "customer": {"customerId": "C-800"}})
+        self.clarity.put_product("LAMP-LED-01", name="LED desk lamp", price=49.9, currency="USD")
+        self.clarity.set_stock("LAMP-LED-01", 25)
+        self.demo.drain()
+        orders = self.org.find("Order", ExternalID__c=order["orderId"])
+        items = [i for i in self.org.records("OrderItem") if orders and i["OrderId"] == orders[0]["Id"]]
+        expect(len(orders) == 1 and len(items) == 2 and orders[0]["TotalAmount"] == 1299.0,
+               f"{order['orderId']} is a Draft Order with {len(items)} items from the price book")
+        products = self.org.find("Product2", ExternalID__c="LAMP-LED-01")
+        expect(len(products) == 1 and products[0].get("StockOnHand__c") == 25,
+               "the lamp is a Product2 with its standard price and stock 25")
+        origins = {e.header["changeOrigin"].rpartition(";")[2] for e in self.org.change_events}
+        say(f"  Salesforce change origins seen: {sorted(origins)}; API usage {self.org.api_usage}/"
+            f"{self.org.daily_api_limit}")
+        for flow in ("clarity-to-salesforce", "salesforce-to-clarity"):
+            expect(self.stack.dead_letters(flow) == [], f"nothing in {flow}'s DLQ")
+
+
 GUID_1045 = "5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45"
 GUID_1046 = "0c9d3b9e-4f55-4a43-9e0b-3f0a6e2d1c46"
 GUID_1047 = "7a2e4c1d-8b3f-4e6a-9c5d-1f0e2d3c4b47"
@@ -385,7 +438,7 @@ class PollingDemo:
 
     def run(self) -> int:
         say, expect = self.demo.say, self.demo.expect
-        say("9. A shop with no webhook sender: nopCommerce polled through the Web API plugin, every minute")
+        say("10. A shop with no webhook sender: nopCommerce polled through the Web API plugin, every minute")
         say("   (locally run on demand, with no sweep grace; the shop's checkout and admin send nothing)")
         first = self.poll("the shop's three orders")
         expect(first["events_queued"] >= 5, "placed for 1042, 1043, 1044; paid for 1042 and 1044")
@@ -409,7 +462,7 @@ class PollingDemo:
         expect(len(self.documents("salesReceipts")) == 2 and len(self.box_numbers()) == 2,
                "still one document and one deal per order")
 
-        say("\n10. A shop that does send webhooks, one of them lost: the sweep recovers it")
+        say("\n11. A shop that does send webhooks, one of them lost: the sweep recovers it")
         sent, lost = self.checkout(1050), self.checkout(1051)
         body = json.dumps({"type": "order.placed", "timestamp": sent["Order"]["CreatedOnUtc"], "data": sent}).encode()
         self.demo.send("order 1050 placed (webhook-id = the poll's id)", body, expect=202,

@@ -145,13 +145,15 @@ class IngestUnderTest:
                   "shared-token": {"tokens": [STREAK_TOKEN]},
                   "intuit-signature": {"verifier_tokens": [QBO_VERIFIER]}}
         sources = {}
-        for name, source in catalog.sources.items():
+        for name, source in catalog.webhook_sources.items():
             arn = secrets.create_secret(Name=f"fuzz/source/{name}",
                                         SecretString=json.dumps(values[source.signature]))["ARN"]
             sources[name] = {"secret_arn": arn, "signature": source.signature, "format": source.format,
                              "ack_status": source.ack_status}
-        routes: dict[str, dict[str, dict[str, str]]] = {name: {} for name in catalog.sources}
+        routes: dict[str, dict[str, dict[str, str]]] = {name: {} for name in catalog.webhook_sources}
         for flow in catalog.flows.values():
+            if flow.source not in routes:  # its events arrive through EventBridge, not the webhook endpoint
+                continue
             url = sqs.create_queue(QueueName=f"fuzz-{flow.name}")["QueueUrl"]
             self.queue_urls.append(url)
             for event_type in flow.events:

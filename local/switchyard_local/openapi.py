@@ -104,7 +104,7 @@ def _accepted(status: str) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     from switchyard.catalog import load_catalog
 
-    sources = load_catalog().sources
+    sources = load_catalog().webhook_sources  # Salesforce events arrive through EventBridge: no endpoint
     schemas: dict[str, Any] = {"Error": ERROR}
     paths: dict[str, Any] = {}
     for source in sorted(supported_sources()):

@@ -32,9 +32,10 @@ from switchyard_local.front_door import FrontDoor, Route
 from switchyard_local.functions import InProcessFunction
 from switchyard_local.pollers import QueuePoller
 from switchyard_local.sandboxes.bng import BngSandbox
-from switchyard_local.sandboxes.clarity import ClaritySandbox
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 from switchyard_local.sandboxes.nopcommerce import NopCommerceSandbox
 from switchyard_local.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
+from switchyard_local.sandboxes.salesforce import SalesforceSandbox, eventbridge_entries
 from switchyard_local.sandboxes.streak import StreakSandbox
 from switchyard_local.stepfunctions import (
     CallbackFixes,
@@ -127,6 +128,7 @@ class LocalStack:
     quickbooks: QuickBooksSandbox = field(default_factory=QuickBooksSandbox)
     nopcommerce: NopCommerceSandbox = field(default_factory=NopCommerceSandbox)
     bng: BngSandbox | None = None  # built with the signing secret below
+    salesforce: SalesforceSandbox = field(default_factory=SalesforceSandbox)
     qbo_realm: str = DEMO_QBO_REALM
     signing_secret: str = DEMO_SIGNING_SECRET
     streak_token: str = DEMO_STREAK_TOKEN
@@ -185,6 +187,7 @@ class LocalStack:
             if sandbox.base_url is None:
                 sandbox.serve()
         self._seed_quickbooks()
+        self._offer_partner_event_source()
         stack_id = self._deploy(synth)
         physical = self._physical_ids(stack_id)
         self.logs = FunctionLogs(self.log_path)
@@ -204,6 +207,7 @@ class LocalStack:
         # the sandboxes post their webhooks to the front door, as the real systems would
         self.base_url = self.serve(port=self.port)
         self.subscribe_to_vendor_webhooks()
+        self._relay_change_events()
         return self
 
     def stop(self) -> None:
@@ -280,7 +284,37 @@ class LocalStack:
         return False
 
     def _sandboxes(self) -> list[Any]:
-        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce, self.bng]
+        return [self.streak, self.clarity, self.quickbooks, self.nopcommerce, self.bng, self.salesforce]
+
+    # --- Salesforce Event Relay (issue 13): the org's change events reach the partner bus CDK declares ----------
+
+    def _offer_partner_event_source(self) -> None:
+        """Salesforce's side of Event Relay: the partner event source exists before the stack's bus is made
+        (CloudFormation, in AWS and in moto, refuses a partner bus for a source that is not there)."""
+        from switchyard_local.partner_buses import allow_partner_buses
+
+        allow_partner_buses()
+        self.salesforce.aws_account, self.salesforce.region = ACCOUNT, REGION
+        self.salesforce.create_partner_event_source(self.client("events"))
+        # the price book holds what the demo shop and the sample webhooks sell, so their orders become Orders
+        samples = [json.loads(path.read_text())["data"] for path in sorted(SAMPLES_DIR.glob("clarity_order_*.json"))]
+        skus = {item["sku"]: item for order in (*DEMO_ORDERS, *samples) for item in order["lineItems"]}
+        for sku, item in sorted(skus.items()):
+            if not self.salesforce.find("Product2", ProductCode=sku):
+                self.salesforce.add_product(sku, item["name"], item["unitPrice"], external_id=sku)
+
+    def _relay_change_events(self) -> None:
+        """Every change event the org sandbox emits goes onto the partner bus, whose rule (from the template)
+        transforms it into the flow's queue message: the deployed path, not a shortcut to the queue."""
+        events = self.client("events")
+        bus = self.salesforce.partner_event_source
+
+        def relay(event: Any) -> None:
+            answer = events.put_events(Entries=eventbridge_entries([event], bus))
+            if answer["FailedEntryCount"]:
+                raise RuntimeError(f"the partner bus refused a change event: {answer['Entries']}")
+
+        self.salesforce.event_sink = relay
 
     def _sandboxes_quiet(self) -> bool:
         return (self.streak.wait_for_webhooks(timeout=0.5) and self.clarity.wait_for_webhooks(timeout=0.5)
@@ -534,6 +568,9 @@ class LocalStack:
                                     "password": self.nopcommerce.api_password},
             "bng": lambda: {"base_url": self.bng.base_url, "api_key": self.bng.api_key,
                             "api_prefix": self.bng.api_prefix},
+            # client credentials on the org's My Domain
+            "salesforce": lambda: {"base_url": self.salesforce.base_url, "client_id": self.salesforce.client_id,
+                                   "client_secret": self.salesforce.client_secret},
         }
 
     def _configure_secrets(self, template: dict[str, Any], physical: dict[str, str]) -> None:

@@ -44,11 +44,12 @@ class SourceConfig(_Strict):
 
     description: str = ""
     # push: signed webhooks only; poll: the poller is the source; both: webhooks, and the poll sweeps for
-    # what they missed (the same event ids on both paths)
-    delivery: Literal["push", "poll", "both"] = "push"
+    # what they missed (the same event ids on both paths); eventbridge: an EventBridge partner bus (Salesforce
+    # Event Relay: a rule on the bus puts each event on the flow's queue, no HTTP route, no signing secret)
+    delivery: Literal["push", "poll", "both", "eventbridge"] = "push"
     poll: PollConfig | None = None
-    # standard-webhooks (HMAC over id.timestamp.body), or a scheme the system registers
-    signature: str
+    # standard-webhooks (HMAC over id.timestamp.body), or a scheme the system registers; none for eventbridge
+    signature: str | None = None
     # envelope: one {"type", "timestamp", "data"}; another: a format the system registers, split by it
     format: str = "envelope"
     # what a queued delivery is answered with: 202, unless the sender counts only 200 (some retry a 202)
@@ -60,8 +61,14 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _poll_when_polled(self) -> SourceConfig:
-        if (self.delivery != "push") != (self.poll is not None):
+        if (self.delivery in ("poll", "both")) != (self.poll is not None):
             raise ValueError("poll settings go with delivery: poll or both, only")
+        return self
+
+    @model_validator(mode="after")
+    def _signature_for_webhooks(self) -> SourceConfig:
+        if (self.delivery != "eventbridge") != (self.signature is not None):
+            raise ValueError("a webhook source names its signature scheme; an eventbridge source has none")
         return self
 
 
@@ -153,7 +160,7 @@ class Catalog(_Strict):
 
         schemes = signature_schemes(CORE_SCHEMES)
         try:
-            for name, source in self.sources.items():
+            for name, source in self.webhook_sources.items():
                 if source.signature not in schemes:
                     raise ValueError(f"source {name!r}: unknown signature {source.signature!r} "
                                      f"(known: {', '.join(sorted(schemes))})")
@@ -199,6 +206,11 @@ class Catalog(_Strict):
     def polled_sources(self) -> dict[str, SourceConfig]:
         """Sources read by a poller (delivery poll or both)."""
         return {name: source for name, source in self.sources.items() if source.poll is not None}
+
+    @property
+    def webhook_sources(self) -> dict[str, SourceConfig]:
+        """The sources that POST to the HTTP API (not those arriving through EventBridge)."""
+        return {name: source for name, source in self.sources.items() if source.delivery != "eventbridge"}
 
     def flows_for(self, source: str, event_type: str) -> list[FlowConfig]:
         """Flows subscribed to one event type of one source, in declaration order."""

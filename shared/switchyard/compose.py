@@ -137,10 +137,14 @@ class AwsAdapters:
 
 
 def flow_target(context: FlowContext) -> Callable[[Secrets], Target]:
-    """The registered factory of a flow's target: its pair's for a two-way flow, else its target system's."""
+    """The registered factory of a flow's target: its pair's for a flow between two systems that registered
+    one (both directions of a two-way pair, for instance), else its target system's."""
     flow = context.flow
     if flow.two_way is not None:
         return registry.pair(flow.source, flow.target).target(context)
+    joined = registry.find_pair(flow.source, flow.target)
+    if joined is not None:
+        return joined.target(context)
     factory = registry.system(flow.target).target
     if factory is None:
         raise ValueError(f"flow {flow.name}: system {flow.target!r} registers no target for one-way flows")

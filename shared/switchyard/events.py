@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,14 @@ def flow_message(*, flow: str, event_id: str, source: str, event_type: str, time
     return json.dumps(message, separators=(",", ":"))
 
 
+def _timestamp(value: str) -> datetime:
+    """RFC 3339; or epoch seconds, which moto's EventBridge puts where AWS puts ``time`` as RFC 3339."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowEvent:
     flow: str
@@ -44,13 +52,16 @@ class FlowEvent:
     def from_message(cls, body: str) -> FlowEvent:
         try:
             raw = json.loads(body)
-            event = json.loads(raw["body"], parse_float=Decimal)  # money stays exact
+            if isinstance(raw["body"], str):
+                event = json.loads(raw["body"], parse_float=Decimal)  # money stays exact
+            else:  # an EventBridge rule's input transformer puts the event in as an object, not a string
+                event = json.loads(body, parse_float=Decimal)["body"]
             return cls(
                 flow=raw["flow"],
                 event_id=raw["event_id"],
                 source=raw["source"],
                 type=raw["type"],
-                timestamp=datetime.fromisoformat(raw["timestamp"]),
+                timestamp=_timestamp(raw["timestamp"]),
                 data=event["data"],
                 message=body,
                 retry_of=raw.get("retry_of"),

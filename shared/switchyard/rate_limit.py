@@ -312,3 +312,57 @@ def _decode(data: bytes) -> list[int]:
         return []
     (base,) = struct.unpack_from(">q", data)
     return [base + offset for offset in struct.unpack_from(f">{(len(data) - 8) // 4}I", data, 8)]
+
+
+class ReportedAllocation:
+    """A long allocation the target counts itself and reports on every answer (a daily API budget shared with
+    other integrations): ``observe(used, limit)`` after each answer, ``check()`` before each call.
+
+    The sliding-window log above cannot hold a day (``MAX_WINDOW_SECONDS``), and it would count only our own
+    calls while the target counts every integration's. The target's own figure is the truth and arrives with
+    every answer, so this guard keeps the latest one per process and refuses calls (RateLimitedError, so the
+    worker requeues the event without spending its receive budget) once fewer than ``reserve`` of the
+    allocation remain: the rest is left to the other integrations and to people. A cold process knows nothing
+    and lets its first call through; that call's answer tells it the state. Between ``slow_at`` and the
+    reserve, ``check`` waits a little before each call (``pause_seconds``), so the flow slows down before it
+    stops rather than running into the wall at full speed.
+    """
+
+    def __init__(self, key: str, *, reserve: float = 0.1, slow_at: float = 0.2, pause_seconds: float = 0.5,
+                 retry_after_seconds: float = 900.0, sleep: Sleep = time.sleep) -> None:
+        if not 0 <= reserve <= slow_at < 1:
+            raise ValueError("need 0 <= reserve <= slow_at < 1 (fractions of the allocation left)")
+        self.key = key
+        self._reserve = reserve
+        self._slow_at = slow_at
+        self._pause = pause_seconds
+        self._retry_after = retry_after_seconds
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._latest: tuple[int, int] | None = None
+
+    def observe(self, used: int, limit: int) -> None:
+        if limit > 0:
+            with self._lock:
+                self._latest = (used, limit)
+
+    @property
+    def remaining_fraction(self) -> float | None:
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return None
+        used, limit = latest
+        return max(0.0, (limit - used) / limit)
+
+    def check(self) -> float:
+        """Raise RateLimitedError inside the reserve; else the seconds paused (0.0 with room to spare)."""
+        left = self.remaining_fraction
+        if left is None or left > self._slow_at:
+            return 0.0
+        if left <= self._reserve:
+            raise RateLimitedError(self.key, retry_after=self._retry_after,
+                                   message=f"{self.key}: {left:.1%} of the daily API allocation left, "
+                                           f"{self._reserve:.0%} is kept in reserve")
+        self._sleep(self._pause)
+        return self._pause

@@ -201,6 +201,10 @@ class Pair:
 
     systems: frozenset[str]
     target: TargetFactory
+    # mapping documents of its own (a direction whose target system's documents do not fit), for flows into
+    # ``mapping_target``; the other direction's documents are its target system's
+    mapping: MappingSpec | None = None
+    mapping_target: str | None = None
 
 
 class RegistryError(LookupError):
@@ -235,6 +239,10 @@ def system(name: str) -> System:
 def pairs() -> tuple[Pair, ...]:
     """Every registered pair (imports the pairs' modules: only two-way workers need them)."""
     return tuple(_entries(PAIRS_PACKAGE, "PAIR"))
+
+
+def find_pair(first: str, second: str) -> Pair | None:
+    return next((entry for entry in pairs() if entry.systems == {first, second}), None)
 
 
 def pair(first: str, second: str) -> Pair:

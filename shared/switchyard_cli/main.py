@@ -204,7 +204,8 @@ def dry_run_command(
         if read_item is not None:  # what the worker would read from the target's API (QuickBooks' Item)
             data = {**data, "Item": read_item}
         try:
-            action, plan = dry_run(config.target, config.mapping_document, queued.event_type, data)
+            action, plan = dry_run(config.target, config.mapping_document, queued.event_type, data,
+                                   source=config.source)
         except (DeliveryError, SwitchyardError) as exc:
             print_json({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)})
             raise typer.Exit(ExitCode.PROBLEM) from None

@@ -68,7 +68,7 @@ def test_one_composite_alarm_per_integration_any_of_its_flows_alarms(dev, catalo
     (topic,) = dev.of_type("AWS::SNS::Topic")
     composites = dev.of_type("AWS::CloudWatch::CompositeAlarm")
     integrations = {pair_scope(flow) for flow in catalog.flows.values()}
-    assert len(composites) == len(integrations) == 3
+    assert len(composites) == len(integrations) == 4  # + clarity+salesforce
     alarms = dev.of_type("AWS::CloudWatch::Alarm")
     for name in integrations:
         (composite,) = [c for c in composites if c.properties["AlarmDescription"].startswith(f"Integration {name} ")]

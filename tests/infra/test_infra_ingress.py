@@ -39,7 +39,7 @@ def test_ingest_sources_env_names_each_source_secret(ingest, dev, catalog):
     assert sources == {
         name: {"secret_arn": dev.one(secret=f"source:{name}").ref, "signature": source.signature,
                "format": source.format, "ack_status": source.ack_status}
-        for name, source in catalog.sources.items()
+        for name, source in catalog.webhook_sources.items()
     }
 
 
@@ -52,7 +52,7 @@ def test_ingest_routes_env_maps_every_source_event_to_subscribed_flow_queues(ing
             }
             for event in source.events
         }
-        for source_name, source in catalog.sources.items()
+        for source_name, source in catalog.webhook_sources.items()
     }
 
 
@@ -60,14 +60,14 @@ def test_ingest_routes_for_undeployed_flows_lists_events_without_queues(catalog)
     from infra.constructs.ingress import routes_for
 
     routes = routes_for(catalog, flow_queues={})
-    assert routes == {name: {key: {} for key in source.events} for name, source in catalog.sources.items()}
+    assert routes == {name: {key: {} for key in source.events} for name, source in catalog.webhook_sources.items()}
 
 
 def test_ingest_role_may_send_to_flow_queues_and_read_source_secrets(ingest, dev, catalog):
     granted = dev.actions_on(dev.by_ref(dev.render(ingest.properties["Role"])).ref)
     for queue in dev.tagged(role="queue"):
         assert "sqs:SendMessage" in granted[queue.att("Arn")]
-    for name in catalog.sources:
+    for name in catalog.webhook_sources:
         assert "secretsmanager:GetSecretValue" in granted[dev.one(secret=f"source:{name}").ref]
     for dlq in dev.tagged(role="dlq"):
         assert dlq.att("Arn") not in granted
@@ -116,7 +116,7 @@ def test_outputs_webhook_url_per_source_under_api_url(dev, api, catalog):
     base = dev.render(outputs["ApiUrl"]["Value"])
     assert base.startswith(f"https://{api.ref}.execute-api.") and base.endswith("/")
     webhook_urls = {dev.render(o["Value"]) for key, o in outputs.items() if key.startswith("WebhookUrl")}
-    assert webhook_urls == {f"{base}webhooks/{source}" for source in catalog.sources}
+    assert webhook_urls == {f"{base}webhooks/{source}" for source in catalog.webhook_sources}
 
 
 def test_outputs_alarm_topic_queue_dlq_and_secret_arns(dev, catalog):
@@ -124,7 +124,7 @@ def test_outputs_alarm_topic_queue_dlq_and_secret_arns(dev, catalog):
     (topic,) = dev.of_type("AWS::SNS::Topic")
     expected = {topic.ref}
     expected |= {r.ref for r in dev.tagged(role="queue") + dev.tagged(role="dlq")}
-    expected |= {dev.one(secret=f"source:{name}").ref for name in catalog.sources}
+    expected |= {dev.one(secret=f"source:{name}").ref for name in catalog.webhook_sources}
     expected |= {dev.one(secret=f"connection:{name}").ref for name in catalog.connections}
     assert expected <= values
 

@@ -28,7 +28,7 @@ def test_idempotency_table_dev_removal_policy_destroys(dev):
 def test_secrets_one_per_source_and_connection_with_placeholder_values(dev, catalog):
     empty_by_scheme = {"standard-webhooks": {"signing_secrets": []}, "shared-token": {"tokens": []},
                        "intuit-signature": {"verifier_tokens": []}}
-    for name, source in catalog.sources.items():
+    for name, source in catalog.webhook_sources.items():
         secret = dev.one(secret=f"source:{name}")
         assert json.loads(secret.properties["SecretString"]) == empty_by_scheme[source.signature]
     for name in catalog.connections:
@@ -37,7 +37,7 @@ def test_secrets_one_per_source_and_connection_with_placeholder_values(dev, cata
         assert value["base_url"] == "" or value["base_url"].startswith("https://")
         assert {k for k, v in value.items() if v} <= {"base_url"}, "placeholders must hold no credentials"
     secrets = dev.of_type("AWS::SecretsManager::Secret")
-    assert len(secrets) == len(catalog.sources) + len(catalog.connections)
+    assert len(secrets) == len(catalog.webhook_sources) + len(catalog.connections)
     assert all("Name" not in s.properties for s in secrets)
 
 

@@ -57,7 +57,7 @@ def test_state_machine_every_step_retries_by_error_class_and_catches_to_the_fail
         task = states[name]
         # the declared handler (the step registry's name), its result where the later steps read it
         result = {"Customer": "customer", "Items": "items", "Document": "document", "Payment": "payment",
-                  "Cancel": "cancel", "WriteBack": "write_back"}[name]
+                  "Cancel": "cancel", "Refund": "refund", "WriteBack": "write_back"}[name]
         assert task["Parameters"]["step"] == f"quickbooks.{result}"
         assert task["ResultPath"] == f"$.{result}"
         retriers = {tuple(r["ErrorEquals"]): r for r in task["Retry"]}

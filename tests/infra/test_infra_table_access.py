@@ -138,6 +138,16 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
                                                   "ratelimit#quickbooks#*", "connection#quickbooks#*",
                                                   "breaker#quickbooks#*",
                                                   "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # the two directions of the Clarity ⇄ Salesforce pair share entity state and echoes
+        ("clarity-to-salesforce", "worker"): {"idempotency#clarity-to-salesforce#*", "drop#clarity-to-salesforce#*",
+                                              "audit#clarity-to-salesforce#*",
+                                              "state#clarity+salesforce#*", "echo#clarity+salesforce#*",
+                                              "connection#salesforce#*", "breaker#salesforce#*"},
+        ("salesforce-to-clarity", "worker"): {"idempotency#salesforce-to-clarity#*", "drop#salesforce-to-clarity#*",
+                                              "audit#salesforce-to-clarity#*",
+                                              "state#clarity+salesforce#*", "echo#clarity+salesforce#*",
+                                              "connection#clarity#*", "connection#salesforce#*",
+                                              "breaker#clarity#*", "breaker#salesforce#*"},
     }
 
 

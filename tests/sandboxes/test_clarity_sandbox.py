@@ -817,7 +817,8 @@ def test_reset_forgets_data_tokens_requests_faults_and_webhooks(
     sandbox.faults.set_plan(FaultPlan(error_rate=1.0))
     assert anonymous.post("/_sandbox/reset").status_code == 200
     assert sandbox.snapshot() == {
-        "customers": [], "orders": [], "webhookDeliveries": [], "webhooksPending": 0, "webhooksUndelivered": [],
+        "customers": [], "orders": [], "products": [], "inventory": [], "webhookDeliveries": [],
+        "webhooksPending": 0, "webhooksUndelivered": [],
     }
     assert len(sandbox.requests) == 0 and sandbox.faults.plan == FaultPlan()
     response = anonymous.get("/api/v1/orders/CL-10001", headers={"Authorization": f"Bearer {token}"})

@@ -11,13 +11,24 @@ import pytest
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.sources import parse_event
-from switchyard.systems.clarity.source import ClarityOrderChange, CustomerUpdated, OrderCreated, OrderStatusChanged
+from switchyard.systems.clarity.source import (
+    ClarityOrderChange,
+    CustomerCreated,
+    CustomerUpdated,
+    InventoryChanged,
+    OrderCreated,
+    OrderStatusChanged,
+    ProductUpdated,
+)
 
 CLARITY_SAMPLES = {
     "clarity_order_b2b": ("order.created", OrderCreated),
     "clarity_order_consumer": ("order.created", OrderCreated),
     "clarity_status_shipped": ("order.status_changed", OrderStatusChanged),
     "clarity_customer_updated": ("customer.updated", CustomerUpdated),
+    "clarity_customer_created": ("customer.created", CustomerCreated),
+    "clarity_product_updated": ("product.updated", ProductUpdated),
+    "clarity_inventory_changed": ("inventory.changed", InventoryChanged),
 }
 
 Load = Callable[..., dict[str, Any]]
@@ -152,3 +163,28 @@ def test_clarity_unknown_event_type_rejected_naming_type(sample: Load) -> None:
     parsed, validated = both_reject(document)
 
     assert parsed == validated == ["type"]
+
+
+@pytest.mark.parametrize(("name", "path", "value"), [
+    ("clarity_product_updated", ("price",), -1),
+    ("clarity_product_updated", ("active",), "yes"),
+    ("clarity_product_updated", ("sku",), ""),
+    ("clarity_inventory_changed", ("quantityOnHand",), 1.5),
+    ("clarity_inventory_changed", ("quantityOnHand",), 10**12),
+    ("clarity_customer_created", ("email",), "no-at-sign"),
+])
+def test_clarity_catalog_events_invalid_field_rejected_by_both(sample: Load, name: str, path: tuple[str, ...],
+                                                               value: Any) -> None:
+    document = sample(name)
+    document["data"][path[-1]] = value
+
+    parsed, validated = both_reject(document)
+
+    assert parsed == validated == [".".join(("data", *path))]
+
+
+def test_clarity_oversold_stock_is_a_negative_quantity(sample: Load) -> None:
+    document = sample("clarity_inventory_changed")
+    document["data"]["quantityOnHand"] = -3
+    assert parse_event("clarity", document).model.data.quantityOnHand == -3
+    assert validate_envelope("clarity", document) == "inventory.changed"

@@ -112,6 +112,11 @@ INVALID_EVENTS = {
     "nopcommerce-to-quickbooks": {"type": "order.paid", "timestamp": "yesterday", "data": {}},
     "quickbooks-to-nopcommerce": {"eventNotifications": [{"realmId": "9130", "dataChangeEvent": {"entities": [
         {"name": "Item", "id": "21", "operation": "Update", "lastUpdated": "not a time"}]}}]},
+    "clarity-to-salesforce": {"type": "inventory.changed", "timestamp": "2026-11-20T09:15:02Z",
+                              "data": {"sku": "S", "quantityOnHand": "many", "version": 1}},
+    "salesforce-to-clarity": {"type": "ContactChangeEvent", "timestamp": "2026-11-20T09:15:02Z",
+                              "data": {"ChangeEventHeader": {"entityName": "Contact", "recordIds": [],
+                                                             "changeType": "UPDATE"}}},
 }
 
 

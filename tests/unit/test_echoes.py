@@ -100,7 +100,7 @@ def test_fingerprint_order_status_changed_other_fingerprint() -> None:
 
 def test_echo_subjects_every_echo_entity_has_synced_attributes() -> None:
     rules = {name: entry.echoes for name, entry in registry.systems().items() if entry.echoes is not None}
-    assert set(rules) == {"streak", "clarity"}
+    assert set(rules) == {"streak", "clarity", "salesforce"}
     for echo in rules.values():
         for entity, _key in echo.subjects.values():
             assert entity in echo.synced_attributes

@@ -92,7 +92,8 @@ def reconcile(stack: LocalStack, record: RunRecord) -> Report:
     assert stack.clarity is not None
     orders = {o["orderId"]: o for o in stack.clarity.snapshot()["orders"]}
     return Reconciler(record, streak=stack.streak.snapshot(), quickbooks=realm, notes=notes, stock=stock,
-                      clarity_orders=orders, outcomes=stack.outcomes()).reconcile()
+                      clarity_orders=orders, outcomes=stack.outcomes(),
+                      salesforce={name: stack.salesforce.records(name) for name in ("Order", "OrderItem")}).reconcile()
 
 
 def _notes(stack: LocalStack, number: int) -> list[dict[str, Any]]:

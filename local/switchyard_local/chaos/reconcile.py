@@ -35,10 +35,11 @@ from switchyard_local.chaos.plan import (
     nop_template,
     stock_sku,
 )
-from switchyard_local.chaos.run import Letter, RunRecord
+from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input
 
 NOP_STREAK, CLARITY_STREAK = "nopcommerce-to-streak", "clarity-to-streak"
 NOP_QBO, STOCK_FLOW, STREAK_CLARITY = "nopcommerce-to-quickbooks", "quickbooks-to-nopcommerce", "streak-to-clarity"
+CLARITY_SALESFORCE = "clarity-to-salesforce"
 ORDER_KEY_FIELD = "Order number"  # field 1001 of the demo pipeline, as the Streak sandbox names it
 NOP_STAGE = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
 CLARITY_STAGE = {"pending": "5001", "processing": "5002", "shipped": "5002", "delivered": "5003",
@@ -94,8 +95,9 @@ class Report:
 class Reconciler:
     def __init__(self, record: RunRecord, *, streak: dict[str, Any], quickbooks: dict[str, Any],
                  notes: dict[int, list[str]], stock: dict[str, float], clarity_orders: dict[str, dict[str, Any]],
-                 outcomes: list[dict[str, Any]]) -> None:
+                 outcomes: list[dict[str, Any]], salesforce: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.record = record
+        self.salesforce = salesforce or {}  # object name -> records of the org sandbox
         self.settled = record.settled_after_redrive
         self.boxes_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.unkeyed: list[dict[str, Any]] = []
@@ -141,6 +143,8 @@ class Reconciler:
                 self._nop_quickbooks(scenario, index, event_id)
             elif isinstance(scenario, ClarityScenario) and flow == CLARITY_STREAK:
                 self._clarity_streak(scenario, index, event_id)
+            elif isinstance(scenario, ClarityScenario) and flow == CLARITY_SALESFORCE:
+                self._clarity_salesforce(scenario, index, event_id)
             else:
                 self._add(flow, event_id, n, f"index {index}", "wrong", f"routed to unexpected flow {flow}")
         for scenario in scenarios.values():
@@ -324,6 +328,22 @@ class Reconciler:
                          f"box in stage {box['stageKey']}, the newest change says {expected}")
         else:
             self._settle(CLARITY_STREAK, event_id, scenario, label, "once" if index == 0 else "superseded")
+
+    def _clarity_salesforce(self, scenario: ClarityScenario, index: int, event_id: str) -> None:
+        """order.created (the only event of the order this flow takes): one Order with one item per line."""
+        order_id = self.record.clarity_orders.get(scenario.n, "")
+        orders = [o for o in self.salesforce.get("Order", []) if o.get("ExternalID__c") == order_id]
+        label = "created" if index == 0 else f"status {scenario.statuses[index - 1]}"
+        if len(orders) > 1:
+            self._settle(CLARITY_SALESFORCE, event_id, scenario, label, "duplicated", f"{len(orders)} Orders")
+            return
+        if not orders:
+            self._settle(CLARITY_SALESFORCE, event_id, scenario, label, "missing", "no Order")
+            return
+        items = [i for i in self.salesforce.get("OrderItem", []) if i.get("OrderId") == orders[0]["Id"]]
+        lines = len(_clarity_order_input(scenario)["lineItems"])  # what the shopper bought
+        self._settle(CLARITY_SALESFORCE, event_id, scenario, label, "once" if len(items) == lines else "wrong",
+                     f"{len(items)} OrderItems for {lines} lines")
 
     def _clarity_status_kept(self, scenario: ClarityScenario) -> None:
         """An echo of Switchyard's own write must not change the Clarity order back."""

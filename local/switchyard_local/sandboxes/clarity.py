@@ -1,9 +1,10 @@
 """Stateful in-memory Clarity eCommerce sandbox implementing the API contract Switchyard expects.
 
 Clarity publishes no public API, so Switchyard defines the contract (``docs/clarity-contract.md``)
-and this sandbox implements exactly that: API-key or OAuth2 client-credentials auth, customers and
-orders with versions, order status transitions, fault injection, and signed outgoing webhooks
-delivered from a background thread with retries.
+and this sandbox implements exactly that: API-key or OAuth2 client-credentials auth, customers,
+orders, products and stock with versions, lists of changes since a watermark, order status
+transitions, fault injection, and signed outgoing webhooks delivered from a background thread with
+retries.
 
 Usage::
 
@@ -18,6 +19,7 @@ or in-process: ``httpx.Client(transport=httpx.WSGITransport(app=clarity.wsgi_app
 
 from __future__ import annotations
 
+import base64
 import copy
 import hmac
 import itertools
@@ -78,6 +80,13 @@ PAYMENT_FIELDS = ("method", "status", "maskedCard")
 FIRST_CUSTOMER_NUMBER = 501
 FIRST_ORDER_NUMBER = 10001
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+PRODUCT_FIELDS = ("name", "price", "currency", "active")
+INVENTORY_FIELDS = ("quantityOnHand",)
+SKU_PATTERN = re.compile(r"^\S(.{0,62}\S)?$")
+MAX_STOCK = 1_000_000_000  # either way: a negative quantity on hand is an oversold product
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 200
 
 API_PREFIX = "/api/"
 TOKEN_PATH = "/oauth/token"
@@ -464,7 +473,12 @@ class WebhookOutbox:
 _ROUTES = Map(
     [
         Rule(TOKEN_PATH, endpoint="token", methods=["POST"]),
+        Rule("/api/v1/customers", endpoint="list_customers", methods=["GET"]),
         Rule("/api/v1/customers/<customer_id>", endpoint="get_customer", methods=["GET"]),
+        Rule("/api/v1/products", endpoint="list_products", methods=["GET"]),
+        Rule("/api/v1/products/<sku>", endpoint="get_product", methods=["GET"]),
+        Rule("/api/v1/inventory", endpoint="list_inventory", methods=["GET"]),
+        Rule("/api/v1/inventory/<sku>", endpoint="get_inventory", methods=["GET"]),
         Rule("/api/v1/customers/<customer_id>", endpoint="patch_customer", methods=["PATCH"]),
         Rule("/api/v1/orders/<order_id>", endpoint="get_order", methods=["GET"]),
         Rule("/api/v1/orders/<order_id>/status", endpoint="patch_order_status", methods=["PATCH"]),
@@ -474,7 +488,10 @@ _ROUTES = Map(
         Rule("/_sandbox/faults", endpoint="admin_clear_faults", methods=["DELETE"]),
         Rule("/_sandbox/orders", endpoint="admin_place_order", methods=["POST"]),
         Rule("/_sandbox/orders/<order_id>/status", endpoint="admin_order_status", methods=["POST"]),
+        Rule("/_sandbox/customers", endpoint="admin_register_customer", methods=["POST"]),
         Rule("/_sandbox/customers/<customer_id>", endpoint="admin_update_customer", methods=["POST"]),
+        Rule("/_sandbox/products/<sku>", endpoint="admin_put_product", methods=["PUT"]),
+        Rule("/_sandbox/inventory/<sku>", endpoint="admin_set_stock", methods=["POST"]),
     ],
     strict_slashes=False,
 )
@@ -484,6 +501,8 @@ _ROUTES = Map(
 class _State:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # stored without the embedded customer
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)  # sku -> product
+    inventory: dict[str, dict[str, Any]] = field(default_factory=dict)  # sku -> stock level
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (clock seconds)
     customer_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_CUSTOMER_NUMBER))
     order_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_ORDER_NUMBER))
@@ -510,6 +529,47 @@ def _json_body(request: Request) -> dict[str, Any]:
     if body is None:
         raise ClarityError(400, "malformed_body", "the request body must be a JSON object")
     return body
+
+
+def _changed_page(request: Request, entities: Iterable[dict[str, Any]], key: str) -> dict[str, Any]:
+    """One page of ``entities`` changed at or after ``changedSince``, oldest first, ties by key.
+
+    ``changedSince`` is inclusive (changes in the same millisecond as the watermark are normal) and
+    the cursor is the position ``(updatedAt, key)`` of the page's last item, so paging neither skips
+    nor repeats an entity that does not change meanwhile; one that changes moves to the end.
+    """
+    problems = _Problems()
+    since_text = request.args.get("changedSince")
+    since = None
+    if since_text is not None:
+        if _is_rfc3339(since_text):
+            since = datetime.fromisoformat(since_text)
+        else:
+            problems.add("changedSince", "must be an RFC 3339 date-time with an offset")
+    limit_text = request.args.get("limit", str(DEFAULT_PAGE_SIZE))
+    limit = int(limit_text) if limit_text.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        problems.add("limit", f"must be an integer from 1 to {MAX_PAGE_SIZE}")
+    after: tuple[datetime, str] | None = None
+    cursor = request.args.get("cursor")
+    if cursor:
+        try:
+            stamp, _, last_key = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            after = (datetime.fromisoformat(stamp), last_key)
+        except ValueError:
+            problems.add("cursor", "is not a cursor this endpoint gave out")
+    _check_unknown(request.args, ("changedSince", "limit", "cursor"), problems)
+    problems.raise_if_any()
+    ordered = sorted(((datetime.fromisoformat(e["updatedAt"]), e[key], e) for e in entities),
+                     key=lambda item: (item[0], item[1]))
+    selected = [item for item in ordered
+                if (since is None or item[0] >= since) and (after is None or (item[0], item[1]) > after)]
+    page = selected[:limit]
+    next_cursor = None
+    if len(selected) > limit:
+        last = page[-1][2]
+        next_cursor = base64.urlsafe_b64encode(f"{last['updatedAt']}|{last[key]}".encode()).decode()
+    return {"items": [copy.deepcopy(item[2]) for item in page], "nextCursor": next_cursor}
 
 
 # --------------------------------------------------------------------------- the sandbox
@@ -591,9 +651,13 @@ class ClaritySandbox(http.SandboxApp):
         with self._lock:
             customers = copy.deepcopy(list(self._state.customers.values()))
             orders = [self._order_summary(order) for order in self._state.orders.values()]
+            products = copy.deepcopy(list(self._state.products.values()))
+            inventory = copy.deepcopy(list(self._state.inventory.values()))
         return {
             "customers": customers,
             "orders": orders,
+            "products": products,
+            "inventory": inventory,
             "webhookDeliveries": [delivery.to_dict() for delivery in self.outbox.deliveries],
             "webhooksPending": self.outbox.pending,
             "webhooksUndelivered": [{"eventId": e.event_id, "type": e.type} for e in self.outbox.undelivered],
@@ -629,6 +693,25 @@ class ClaritySandbox(http.SandboxApp):
         """The customer edits their profile (same rules as the API); emits ``customer.updated``."""
         with self._lock:
             return self._update_customer(customer_id, changes)
+
+    def register_customer(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        """A shopper creates an account (``customerId`` optional, ``email`` required); emits ``customer.created``."""
+        with self._lock:
+            return self._register_customer(customer)
+
+    def put_product(self, sku: str, **fields: Any) -> dict[str, Any]:
+        """A merchandiser creates or edits a product; emits ``product.created`` or ``product.updated``."""
+        with self._lock:
+            return self._put_product(sku, fields)
+
+    def set_stock(self, sku: str, quantity_on_hand: int) -> dict[str, Any]:
+        """The warehouse counts a product's stock; emits ``inventory.changed`` when it changed."""
+        with self._lock:
+            return self._set_stock(sku, {"quantityOnHand": quantity_on_hand})
+
+    def get_product(self, sku: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._product(sku))
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
@@ -939,6 +1022,112 @@ class ClaritySandbox(http.SandboxApp):
             if candidate not in self._state.customers:
                 return candidate
 
+    # ----------------------------------------------------------------- registration, products, stock
+
+    def _register_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ClarityError(400, "malformed_body", "the customer must be a JSON object")
+        problems = _Problems()
+        customer_id = body.get("customerId")
+        if customer_id is not None and (not isinstance(customer_id, str) or not customer_id.strip()
+                                        or len(customer_id) > 64):
+            problems.add("customerId", "must be a non-empty string of at most 64 characters")
+        elif customer_id in self._state.customers:
+            problems.add("customerId", "is taken")
+        changes = _customer_changes({k: v for k, v in body.items() if k != "customerId"}, problems)
+        if "email" not in changes:
+            problems.add("email", "is required")
+        problems.raise_if_any()
+        now = self._now()
+        customer_id = customer_id or self._new_customer_id()
+        customer = {"customerId": customer_id, "firstName": "", "lastName": "", "email": "",
+                    "phone": None, "company": None}
+        customer.update(changes, fieldUpdatedAt=dict.fromkeys(CUSTOMER_FIELDS, now), updatedAt=now, version=1)
+        self._state.customers[customer_id] = customer
+        self._emit("customer.created", now, copy.deepcopy(customer))
+        return copy.deepcopy(customer)
+
+    def _product(self, sku: str) -> dict[str, Any]:
+        if sku not in self._state.products:
+            raise _not_found("product", sku)
+        return self._state.products[sku]
+
+    def _put_product(self, sku: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ClarityError(400, "malformed_body", "the product must be a JSON object")
+        problems = _Problems()
+        if not SKU_PATTERN.match(sku):
+            problems.add("sku", "must be 1-64 characters without leading or trailing whitespace")
+        existing = self._state.products.get(sku)
+        for key, value in body.items():
+            if key not in PRODUCT_FIELDS:
+                read_only = key in ("sku", "version", "updatedAt")
+                problems.add(key, "read-only field" if read_only else "unknown field")
+            elif key == "name" and (not isinstance(value, str) or not value.strip() or len(value) > 400):
+                problems.add(key, "must be a non-empty string of at most 400 characters")
+            elif key == "price" and (not _is_number(value) or value < 0 or value >= 1e14):
+                problems.add(key, "must be a non-negative number")
+            elif key == "currency" and (not isinstance(value, str) or not CURRENCY_PATTERN.match(value)):
+                problems.add(key, "must be an ISO 4217 code like USD")
+            elif key == "active" and not isinstance(value, bool):
+                problems.add(key, "must be true or false")
+        if existing is None:
+            for required in ("name", "price", "currency"):
+                if required not in body:
+                    problems.add(required, "is required for a new product")
+        problems.raise_if_any()
+        now = self._now()
+        if existing is None:
+            product = {"sku": sku, "name": body["name"], "price": body["price"], "currency": body["currency"],
+                       "active": body.get("active", True), "updatedAt": now, "version": 1}
+            self._state.products[sku] = product
+            self._emit("product.created", now, copy.deepcopy(product))
+            return copy.deepcopy(product)
+        real = {key: value for key, value in body.items() if existing.get(key) != value}
+        if real:
+            existing.update(real, updatedAt=now, version=existing["version"] + 1)
+            self._emit("product.updated", now, copy.deepcopy(existing))
+        return copy.deepcopy(existing)
+
+    def _inventory(self, sku: str) -> dict[str, Any]:
+        if sku not in self._state.inventory:
+            self._product(sku)  # 404 for an unknown product
+            return {"sku": sku, "quantityOnHand": 0, "updatedAt": self._product(sku)["updatedAt"], "version": 0}
+        return self._state.inventory[sku]
+
+    def _set_stock(self, sku: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._product(sku)
+        problems = _Problems()
+        _check_unknown(body, INVENTORY_FIELDS, problems)
+        quantity = body.get("quantityOnHand")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or abs(quantity) > MAX_STOCK:
+            problems.add("quantityOnHand", "must be an integer (negative when oversold)")
+        problems.raise_if_any()
+        current = self._state.inventory.get(sku)
+        if current is not None and current["quantityOnHand"] == quantity:
+            return copy.deepcopy(current)
+        now = self._now()
+        version = (current["version"] if current else 0) + 1
+        level = {"sku": sku, "quantityOnHand": quantity, "updatedAt": now, "version": version}
+        self._state.inventory[sku] = level
+        self._emit("inventory.changed", now, copy.deepcopy(level))
+        return copy.deepcopy(level)
+
+    def _ep_get_product(self, request: Request, sku: str) -> Response:
+        return _entity_response(copy.deepcopy(self._product(sku)))
+
+    def _ep_get_inventory(self, request: Request, sku: str) -> Response:
+        return _entity_response(copy.deepcopy(self._inventory(sku)))
+
+    def _ep_list_customers(self, request: Request) -> Response:
+        return http.json_response(_changed_page(request, self._state.customers.values(), "customerId"))
+
+    def _ep_list_products(self, request: Request) -> Response:
+        return http.json_response(_changed_page(request, self._state.products.values(), "sku"))
+
+    def _ep_list_inventory(self, request: Request) -> Response:
+        return http.json_response(_changed_page(request, self._state.inventory.values(), "sku"))
+
     # ----------------------------------------------------------------- admin (no auth, no faults)
 
     def _ep_admin_state(self, request: Request) -> Response:
@@ -964,6 +1153,15 @@ class ClaritySandbox(http.SandboxApp):
 
     def _ep_admin_order_status(self, request: Request, order_id: str) -> Response:
         return _entity_response(self._change_status(order_id, _json_body(request), by="admin"))
+
+    def _ep_admin_register_customer(self, request: Request) -> Response:
+        return _entity_response(self._register_customer(_json_body(request)), status=201)
+
+    def _ep_admin_put_product(self, request: Request, sku: str) -> Response:
+        return _entity_response(self._put_product(sku, _json_body(request)))
+
+    def _ep_admin_set_stock(self, request: Request, sku: str) -> Response:
+        return _entity_response(self._set_stock(sku, _json_body(request)))
 
     def _ep_admin_update_customer(self, request: Request, customer_id: str) -> Response:
         return _entity_response(self._update_customer(customer_id, _json_body(request)))

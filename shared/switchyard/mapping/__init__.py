@@ -8,9 +8,14 @@ from switchyard import registry
 from switchyard.errors import MappingError
 
 
-def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
+def dry_run(target: str, mapping_file: str, event_type: str, data: Any, *,
+            source: str | None = None) -> tuple[str, Any]:
     """What an event becomes under a flow's mapping, calling nobody: (action, plan). The target's system
-    reads its own mapping documents (``registry.MappingSpec``)."""
+    reads its own mapping documents (``registry.MappingSpec``), unless the pair of the flow's two systems
+    registers documents of its own for flows into that target."""
+    joined = registry.find_pair(source, target) if source is not None else None
+    if joined is not None and joined.mapping is not None and joined.mapping_target == target:
+        return joined.mapping.dry_run(mapping_file, event_type, data)
     spec = registry.system(target).mapping
     if spec is None:
         raise MappingError(f"system {target!r} has no mapping documents")

@@ -30,7 +30,9 @@ def _event_models() -> Mapping[str, type]:
     from switchyard.systems.clarity import source
 
     return {"order.created": source.OrderCreated, "order.status_changed": source.OrderStatusChanged,
-            "customer.updated": source.CustomerUpdated}
+            "customer.created": source.CustomerCreated, "customer.updated": source.CustomerUpdated,
+            "product.created": source.ProductCreated, "product.updated": source.ProductUpdated,
+            "inventory.changed": source.InventoryChanged}
 
 
 def _load_mapping(document: str) -> Any:

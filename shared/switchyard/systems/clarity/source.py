@@ -1,8 +1,8 @@
 """Clarity eCommerce webhook events (the contract in docs/clarity-contract.md), camelCase.
 
 Standard Webhooks envelope ``{"type", "timestamp", "data"}``; ``data`` is the order (with the
-customer embedded) or the customer. Unknown extra fields are kept. Strings and numbers are bounded
-as the contract bounds them (docs/clarity-contract.md, "Limits").
+customer embedded), the customer, the product or the product's stock level. Unknown extra fields
+are kept. Strings and numbers are bounded as the contract bounds them (docs/clarity-contract.md, "Limits").
 """
 
 from __future__ import annotations
@@ -90,4 +90,47 @@ class CustomerUpdated(BaseModel):
     data: ClarityCustomer
 
 
-ClarityEvent = Annotated[OrderCreated | OrderStatusChanged | CustomerUpdated, Field(discriminator="type")]
+class CustomerCreated(BaseModel):
+    type: Literal["customer.created"]
+    timestamp: datetime
+    data: ClarityCustomer
+
+
+class ClarityProduct(_ClarityEntity):
+    sku: Key
+    name: Annotated[str, Field(min_length=1, max_length=400)]
+    price: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    active: Annotated[bool, Field(strict=True)]  # "yes" is not a boolean
+    version: Annotated[int, Field(ge=1)]
+
+
+class ProductCreated(BaseModel):
+    type: Literal["product.created"]
+    timestamp: datetime
+    data: ClarityProduct
+
+
+class ProductUpdated(BaseModel):
+    type: Literal["product.updated"]
+    timestamp: datetime
+    data: ClarityProduct
+
+
+class ClarityStockLevel(_ClarityEntity):
+    sku: Key
+    quantityOnHand: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]  # negative when oversold
+    version: Annotated[int, Field(ge=1)]
+
+
+class InventoryChanged(BaseModel):
+    type: Literal["inventory.changed"]
+    timestamp: datetime
+    data: ClarityStockLevel
+
+
+ClarityEvent = Annotated[
+    OrderCreated | OrderStatusChanged | CustomerCreated | CustomerUpdated | ProductCreated | ProductUpdated
+    | InventoryChanged,
+    Field(discriminator="type"),
+]
