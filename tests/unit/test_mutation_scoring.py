@@ -1,9 +1,12 @@
-"""`make mutation` leaves out mutants that only change a message's text, and nothing else."""
+"""`make mutation` leaves out mutants that only change a message's text, and the equivalent mutants it lists by
+what they change: nothing else."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from switchyard_local.mutation import is_message_only
+from switchyard_local.mutation import EQUIVALENT, equivalent_for, is_message_only
 
 
 def diff(before: str, after: str) -> str:
@@ -41,3 +44,27 @@ def test_message_on_its_own_line_inside_a_raise_not_counted() -> None:
 def test_message_replaced_by_none_not_counted() -> None:
     assert is_message_only(diff('raise SignatureError("body is not UTF-8 text") from None',
                                 "raise SignatureError(None) from None")) is True
+
+
+SORT_KEYS = "canonical = json.dumps({name: state.get(name) for name in attributes}, sort_keys=True, default=str)"
+
+
+def test_equivalent_mutant_matched_by_its_change_whatever_mutmut_numbers_it() -> None:
+    mutant = diff(f"    {SORT_KEYS}", "    " + SORT_KEYS.replace("True", "False"))
+    for number in (14, 3, 40):
+        assert equivalent_for(f"switchyard.echoes.x_fingerprint__mutmut_{number}", mutant) is not None
+
+
+def test_equivalent_list_excuses_no_other_change_of_the_same_line_or_function() -> None:
+    reversed_sort = diff(f"    {SORT_KEYS}", "    " + SORT_KEYS.replace("default=str", "default=None"))
+    assert equivalent_for("switchyard.echoes.x_fingerprint__mutmut_14", reversed_sort) is None
+    same_change_elsewhere = diff(f"    {SORT_KEYS}", "    " + SORT_KEYS.replace("True", "False"))
+    assert equivalent_for("switchyard.echoes.x_record__mutmut_14", same_change_elsewhere) is None
+
+
+def test_every_listed_equivalent_is_a_line_of_today_s_code_and_says_why() -> None:
+    root = Path(__file__).resolve().parents[2] / "shared"
+    for entry in EQUIVALENT:
+        module = root / Path(*entry.function.split(".")[:-1]).with_suffix(".py")
+        assert entry.before in module.read_text(), f"{entry.function}: {entry.before!r} is not in {module.name}"
+        assert entry.before != entry.after and len(entry.why) > 20

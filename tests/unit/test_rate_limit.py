@@ -15,6 +15,7 @@ import boto3
 import pytest
 from switchyard.errors import RetryableError
 from switchyard.rate_limit import (
+    _MAX_OFFSET_US,
     QBO_LIMITS,
     TTL_MARGIN_SECONDS,
     DynamoRateLimiter,
@@ -22,6 +23,8 @@ from switchyard.rate_limit import (
     Limit,
     RateLimitedError,
     RateLimiter,
+    _decode,
+    _encode,
 )
 
 from tests.contract.conftest import CONNECTION_KEYS, TABLE, aws_env, dynamo_client  # noqa: F401  (moto fixtures)
@@ -317,3 +320,31 @@ def test_dynamo_limiter_lost_race_decides_on_the_refused_writes_item_without_rea
     assert counting.reads == 1
     assert limiter.time_until_available(KEY) == 0.0
     assert len(rival._read(KEY)[0]) == 4  # the rival's three permits and ours, none overwritten
+
+
+def test_rate_limited_error_names_its_key_and_when_a_permit_frees() -> None:
+    error = RateLimitedError(KEY, retry_after=0.25)
+    assert (error.key, error.retry_after, error.reason) == (KEY, 0.25, "rate_limited_locally")
+    assert str(error) == f"rate limit for {KEY}: next permit in 0.250 s"
+    assert str(RateLimitedError(KEY, retry_after=1.0, message="lost 11 races")) == "lost 11 races"
+
+
+def test_in_memory_limiter_permit_freeing_in_one_microsecond_is_taken_then_and_once() -> None:
+    clock = FakeClock(0.0)
+    limiter = InMemoryRateLimiter([Limit(1, 1.0)], clock=clock, sleep=clock.sleep)
+    assert limiter.acquire(KEY, max_wait=0) == 0.0
+    clock.now = 0.999999  # the first grant leaves the window in 1 µs
+
+    assert limiter.acquire(KEY, max_wait=0.5) == pytest.approx(1e-6)
+    assert limiter.time_until_available(KEY) == pytest.approx(1.0)  # one grant in the window: the one just taken
+
+
+def test_stored_log_round_trips_empty_and_before_the_epoch() -> None:
+    assert _encode([]) == b"" and _decode(b"") == []
+    assert _decode(_encode([-5_000_000, -1, 3])) == [-5_000_000, -1, 3]  # the base is signed
+
+
+def test_stored_log_keeps_the_oldest_grant_that_fits_an_offset_and_drops_only_older_ones() -> None:
+    last = 10**13
+    log = [last - _MAX_OFFSET_US - 1, last - _MAX_OFFSET_US, last]
+    assert _decode(_encode(log)) == [last - _MAX_OFFSET_US, last]
