@@ -81,6 +81,8 @@ _CAUSE_MESSAGE = 'parsed = json.loads(str(cause.get("errorMessage", "")))'
 _WHERE = ("text += f\" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group('line')} "
           "in {where.group('function')})\"")
 _EXPECTED = 'expected = base64.b64decode(webhook.sign(headers["webhook-id"], signed_at, payload).partition(",")[2])'
+_WORKER_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")'
+_LEASE_UPDATE = 'UpdateExpression="SET lease_owner = :me, lease_expires = :until, expiration = :ttl",'
 _SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"'
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "None"), _SORTED),
@@ -131,6 +133,14 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.state_machines.x_step_failure", "details = {}", "details = None", _FILLED_LATER),
     Equivalent("switchyard.state_machines.x__snake", _SNAKE, _SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
                _LOWER_CASE),
+    Equivalent("switchyard.worker.x__snake", _WORKER_SNAKE, _WORKER_SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
+               _LOWER_CASE),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
+               'self._backend.leases[realm] = ("XXXX", 0.0, version)',
+               "a released lease expires at 0.0, in the past for every clock: a holder is only one whose lease "
+               "has not expired, so the owner text left behind is never read"),
+    Equivalent("switchyard.tokens.xǁSecretsManagerTokenStoreǁ_try_acquire", _LEASE_UPDATE,
+               _LEASE_UPDATE.replace("SET", "set"), _KEYWORD_CASE),
 )
 
 
@@ -178,10 +188,14 @@ def is_message_only(diff: str) -> bool:
 
 
 def _changed_part(before: str, after: str) -> str:
+    """What the mutant changed in ``before``, with the 12 characters ahead of it (``reason="``)."""
     start = 0
     while start < min(len(before), len(after)) and before[start] == after[start]:
         start += 1
-    return before[max(0, start - 12):]
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    return before[max(0, start - 12):len(before) - end]
 
 
 def _normalise(line: str) -> str:
@@ -245,6 +259,7 @@ def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet:
 class ModuleScore:
     module: str
     killed: int = 0
+    timeouts: int = 0  # of killed: a test ran past its time (a loop, or a machine too loaded)
     survived: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
     message_only: int = 0
@@ -296,6 +311,7 @@ json.dump(out, sys.stdout)
                 continue
             if status in ("killed", "timeout"):
                 score.killed += 1
+                score.timeouts += status == "timeout"
             elif status == "survived":
                 equivalent = equivalent_for(name, diff)
                 if equivalent is not None:
@@ -314,10 +330,11 @@ json.dump(out, sys.stdout)
 
 
 def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
-    print(f"\n{'module':<22}{'score':>8}{'killed':>8}{'survived':>10}{'no tests':>10}{'message':>9}{'equiv.':>8}")
+    print(f"\n{'module':<22}{'score':>8}{'killed':>8}{'timeout':>9}{'survived':>10}{'no tests':>10}{'message':>9}"
+          f"{'equiv.':>8}")
     for s in scores:
         figure = "-" if s.score is None else f"{s.score:.1f}%"
-        print(f"{s.module:<22}{figure:>8}{s.killed:>8}{len(s.survived):>10}{len(s.no_tests):>10}"
+        print(f"{s.module:<22}{figure:>8}{s.killed:>8}{s.timeouts:>9}{len(s.survived):>10}{len(s.no_tests):>10}"
               f"{s.message_only:>9}{len(s.equivalent):>8}" + (f"  {s.other}" if s.other else ""))
     modules = {s.module for s in scores}
     stale = [e for e in EQUIVALENT if e not in USED_EQUIVALENTS and _module_of(e.function) in modules]

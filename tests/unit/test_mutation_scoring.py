@@ -41,6 +41,14 @@ def test_message_on_its_own_line_inside_a_raise_not_counted() -> None:
     assert is_message_only(text) is True
 
 
+def test_message_of_an_error_with_a_reason_code_not_counted_but_the_reason_code_is() -> None:
+    before = 'raise RetryableError(f"rate limiter for {key} unreadable", reason="rate_limiter_unavailable") from exc'
+    assert is_message_only(diff(before, before.replace('f"rate limiter for {key} unreadable"', "None"))) is True
+    assert is_message_only(diff(before, before.replace("unreadable", "UNREADABLE"))) is True
+    assert is_message_only(diff(before, before.replace('"rate_limiter_unavailable"', '"RATE_LIMITER_UNAVAILABLE"'))) \
+        is False
+
+
 def test_message_replaced_by_none_not_counted() -> None:
     assert is_message_only(diff('raise SignatureError("body is not UTF-8 text") from None',
                                 "raise SignatureError(None) from None")) is True
