@@ -139,6 +139,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                'self._backend.leases[realm] = ("XXXX", 0.0, version)',
                "a released lease expires at 0.0, in the past for every clock: a holder is only one whose lease "
                "has not expired, so the owner text left behind is never read"),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_put",
+               "self._backend.versions[realm] = self._backend.versions.get(realm, 0) + 1",
+               "self._backend.versions[realm] = self._backend.versions.get(None, 0) + 1",
+               "the in-memory store is always consistent: it reads ignoring the version hint, so what the "
+               "version says is never read (the Secrets Manager store's versions are pinned by its own tests)"),
     Equivalent("switchyard.tokens.xǁSecretsManagerTokenStoreǁ_try_acquire", _LEASE_UPDATE,
                _LEASE_UPDATE.replace("SET", "set"), _KEYWORD_CASE),
 )
