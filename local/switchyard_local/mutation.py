@@ -341,8 +341,9 @@ def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
         figure = "-" if s.score is None else f"{s.score:.1f}%"
         print(f"{s.module:<22}{figure:>8}{s.killed:>8}{s.timeouts:>9}{len(s.survived):>10}{len(s.no_tests):>10}"
               f"{s.message_only:>9}{len(s.equivalent):>8}" + (f"  {s.other}" if s.other else ""))
-    modules = {s.module for s in scores}
-    stale = [e for e in EQUIVALENT if e not in USED_EQUIVALENTS and _module_of(e.function) in modules]
+    # only a module whose every mutant has its verdict can tell (a sample may just not have drawn the mutant)
+    complete = {s.module for s in scores if not s.other.get("not checked")}
+    stale = [e for e in EQUIVALENT if e not in USED_EQUIVALENTS and _module_of(e.function) in complete]
     for entry in stale:  # its mutant was killed, or the line changed: the entry should go or be rewritten
         print(f"STALE EQUIVALENT (matches no survivor) {entry.function}: {entry.before!r} -> {entry.after!r}")
     if show_survivors:
