@@ -473,8 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         # of the sampled mutants
         names = _sample(modules, args.sample, args.seed, skip_checked=not args.changed)
         print(f"mutating {len(names)} sampled mutants of {', '.join(modules)}", flush=True)
-        if names:
-            _mutmut("run", *names, max_children=args.max_children, deadline=deadline)
+        code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline) if names else 0
+        if code not in (0, None):  # e.g. the clean tests failed: no verdict means nothing, say so
+            print(f"mutmut failed (exit {code}): see its output above")
+            return 1
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
         if args.survivors:
