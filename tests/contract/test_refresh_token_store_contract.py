@@ -461,3 +461,48 @@ def test_store_access_token_that_is_not_text_is_none(stored: Any) -> None:
     state = store.current(REALM)
     assert state.access_token is None
     assert not state.access_valid(T0)
+
+
+class RecordingSecrets:
+    """Secrets Manager remembering each write's arguments; ``fail_reads`` fails every read as an outage does."""
+
+    def __init__(self, client: Any, *, fail_reads: bool = False) -> None:
+        self._client = client
+        self._fail_reads = fail_reads
+        self.writes: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        if self._fail_reads:
+            raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "down"}}, "GetSecretValue")
+        return dict(self._client.get_secret_value(**kwargs))
+
+    def put_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        self.writes.append(kwargs)
+        return dict(self._client.put_secret_value(**kwargs))
+
+
+def aws_store(aws_harness: Harness, secrets: Any) -> SecretsManagerTokenStore:
+    return SecretsManagerTokenStore(secrets, boto3.client("dynamodb", region_name="us-east-1"), TABLE, SECRET_ID,
+                                    keys=CONNECTION_KEYS, clock=aws_harness.clock, sleep=aws_harness.waits,
+                                    lease_seconds=30, poll_seconds=0.01)
+
+
+def test_secrets_manager_write_is_idempotent_per_lease_owner(aws_harness: Harness) -> None:
+    # the lease owner as ClientRequestToken: a write retried after a timeout is no second version
+    recording = RecordingSecrets(boto3.client("secretsmanager", region_name="us-east-1"))
+    aws_store(aws_harness, recording).refresh(REALM, RotatingVendor().refresh)
+    [write] = recording.writes
+    assert len(write["ClientRequestToken"]) == 36  # the lease owner's uuid4
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=TABLE, Key={"id": {"S": f"lease#quickbooks#{REALM}"}})["Item"]
+    assert "lease_owner" not in item  # released: the token was this refresh's own owner id
+
+
+def test_secrets_manager_unreadable_secret_is_retryable(aws_harness: Harness) -> None:
+    failing = RecordingSecrets(boto3.client("secretsmanager", region_name="us-east-1"), fail_reads=True)
+    with pytest.raises(RetryableError) as raised:
+        aws_store(aws_harness, failing).current(REALM)
+    assert raised.value.reason == "token_store_unavailable"

@@ -572,7 +572,19 @@ def test_handle_waiting_event_logs_how_long_it_has_waited(rec: Recorder) -> None
 
     waits = [extra for _, text, extra in rec.logs if text == "waiting for reconnect"]
     assert [extra["waiting_seconds"] for extra in waits] == [0, 3 * RECONNECT_POLL_SECONDS]
-    assert {extra["delay"] for extra in waits} == {RECONNECT_POLL_SECONDS}
+    assert {(extra["delay"], extra["event_id"]) for extra in waits} == {(RECONNECT_POLL_SECONDS, "msg_1")}
+
+
+def test_handle_waiting_event_dead_lettered_after_the_time_budget_counts_its_receives(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+    harness.now += RECONNECT_WAIT_SECONDS
+
+    harness.worker.handle(harness.requeued[-1][0], receive_count=3, receipt_handle="r2")
+
+    [letter] = rec.dead_letters
+    assert letter.attempts == 3
 
 
 # --- drops: accepted, then deliberately not applied -------------------------------------------------
