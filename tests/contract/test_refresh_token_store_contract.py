@@ -506,3 +506,42 @@ def test_secrets_manager_unreadable_secret_is_retryable(aws_harness: Harness) ->
     with pytest.raises(RetryableError) as raised:
         aws_store(aws_harness, failing).current(REALM)
     assert raised.value.reason == "token_store_unavailable"
+
+
+def test_refresh_write_failure_keeps_the_lease_so_no_other_worker_refreshes_with_the_spent_token(
+    harness: Harness,
+) -> None:
+    store, vendor = harness.make(), RotatingVendor()
+    harness.fail_writes(1)
+    with pytest.raises(RetryableError):
+        store.refresh(REALM, vendor.refresh)
+
+    with pytest.raises(RetryableError) as caught:
+        harness.make(wait_seconds=0.03).refresh(REALM, vendor.refresh)
+
+    assert caught.value.reason == "token_refresh_busy"
+    assert vendor.calls == 1
+
+
+def test_refresh_after_a_write_failure_stores_the_kept_tokens_without_refreshing_again(harness: Harness) -> None:
+    store, vendor = harness.make(), RotatingVendor()
+    harness.fail_writes(1)
+    with pytest.raises(RetryableError):
+        store.refresh(REALM, vendor.refresh)
+
+    state = store.refresh(REALM, vendor.refresh)
+
+    assert (state.access_token, state.refresh_token) == ("A1", "R1")
+    assert harness.document()["refresh_token"] == "R1"
+    assert vendor.calls == 1
+
+
+def test_store_lease_of_a_dead_holder_blocks_the_realm_for_45_seconds_by_default() -> None:
+    defaults = InMemoryTokenStore({REALM: CONNECTION})
+    assert defaults._try_acquire(REALM, "dead-holder", T0)[0]
+    assert not defaults._try_acquire(REALM, "waiter", T0 + 44.999)[0]
+    assert defaults._try_acquire(REALM, "waiter", T0 + 45.0)[0]
+
+
+def test_store_lease_shorter_than_a_second_is_allowed() -> None:
+    InMemoryTokenStore({REALM: CONNECTION}, lease_seconds=0.5, poll_seconds=0.1)
