@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from switchyard_local.mutation import EQUIVALENT, equivalent_for, is_message_only
+from switchyard_local.mutation import EQUIVALENT, _changed_modules, equivalent_for, is_message_only
 
 
 def diff(before: str, after: str) -> str:
@@ -76,3 +76,9 @@ def test_every_listed_equivalent_is_a_line_of_today_s_code_and_says_why() -> Non
         module = root / Path(*entry.function.split(".")[:-1]).with_suffix(".py")
         assert entry.before in module.read_text(), f"{entry.function}: {entry.before!r} is not in {module.name}"
         assert entry.before != entry.after and len(entry.why) > 20
+
+
+def test_changed_modules_without_the_base_commit_mutate_nothing() -> None:
+    # CI on a clone of one commit has no HEAD~1: nothing to compare with, not every module
+    assert _changed_modules("0000000000000000000000000000000000000000") is None
+    assert _changed_modules("refs/heads/no-such-branch-anywhere") is None
