@@ -34,10 +34,11 @@ WORKSPACE = ROOT / ".mutation"
 # the core, smallest first (the order of a full run); names are paths under shared/switchyard
 CORE_MODULES = (
     "echoes.py", "entity_state.py", "signatures.py", "ingest.py", "worker.py", "rate_limit.py",
-    "state_machines.py", "mapping/rules.py", "tokens.py",
+    "state_machines.py", "mapping/conditions.py", "mapping/rules.py", "tokens.py",
 )
 # state_machines: only its error translation is core; the rest is the local stack's plumbing
-ONLY_FUNCTIONS = {"state_machines.py": ("_error_code", "step_error", "run_step", "step_failure", "failure_letter")}
+ONLY_FUNCTIONS = {"state_machines.py": ("_error_code", "step_error", "run_step", "failure_letter", "unexpected_message",
+                                         "step_failure", "_retry_message", "record_failure", "_clipped", "_snake")}
 
 # the fast suites; the harness-style integration tests are too slow to run per mutant
 TEST_SELECTION = [
@@ -49,7 +50,18 @@ TEST_SELECTION = [
 # forget the full run's verdicts)
 QUICK_TEST_SELECTION = ["tests/unit", "tests/contract"]
 
-# mutants judged equivalent (no behaviour can tell them apart), by mutant name, with why
+# Mutants judged equivalent (no behaviour can tell them apart), each by what it changes: the function (mutmut's
+# name for it, without the mutant's number), the line as written and as mutated (stripped), and why. Not by the
+# mutant's number: mutmut renumbers a function's mutants when it changes, and a number would then silently
+# excuse another mutant. Only a survivor is ever matched; an entry matching none is reported as stale.
+@dataclass(frozen=True)
+class Equivalent:
+    function: str
+    before: str
+    after: str
+    why: str
+
+
 _SORTED = ("the dict is built in a fixed order (the synced attributes' tuple, or sorted(state)), "
            "so sorting its keys again changes no fingerprint's equality")
 _NO_KEY = ("an event without its key attribute: with '' it skips the ledger, with 'None'/'XXXX' it asks the "
@@ -58,24 +70,94 @@ _KEYWORD_CASE = "DynamoDB's expression keywords (SET, AND, OR) are case-insensit
 _UNREAD_EVENT_ID = "the in-memory fake keeps the claiming event id like the DynamoDB item, but nothing reads it"
 _ONE_COMMA = ("partition → rpartition on 'v1,<base64>': base64 has no comma, so both split at the same place "
               "(and an entry with two commas is skipped either way: a comma is not base64, 'v1,a' is not v1)")
-EQUIVALENT: dict[str, str] = {
-    "switchyard.echoes.x_fingerprint__mutmut_8": _SORTED,
-    "switchyard.echoes.x_fingerprint__mutmut_11": _SORTED,
-    "switchyard.echoes.x_fingerprint__mutmut_14": _SORTED,
-    "switchyard.echoes.x_fingerprint__mutmut_16": "a 25-character prefix of the digest is as good a key as 24: "
-                                                  "record and consume use the same function",
-    "switchyard.echoes.xǁDynamoEchoLedgerǁconsume__mutmut_18": _KEYWORD_CASE,
-    "switchyard.entity_state.xǁDynamoEntityStateǁclaim__mutmut_24": _KEYWORD_CASE,
-    "switchyard.entity_state.xǁDynamoEntityStateǁclaim__mutmut_27": _KEYWORD_CASE,
-    "switchyard.entity_state.xǁDynamoEntityStateǁmark_filtered__mutmut_16": _KEYWORD_CASE,
-    "switchyard.entity_state.xǁInMemoryEntityStateǁclaim__mutmut_15": _UNREAD_EVENT_ID,
-    "switchyard.entity_state.xǁInMemoryEntityStateǁclaim__mutmut_17": _UNREAD_EVENT_ID,
-    "switchyard.signatures.xǁStandardWebhookVerifierǁverify__mutmut_54": _ONE_COMMA,
-    "switchyard.signatures.x__v1_signatures__mutmut_4": _ONE_COMMA,
-    "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_8": _NO_KEY,
-    "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_10": _NO_KEY,
-    "switchyard.echoes.xǁEchoSuppressingTargetǁdeliver__mutmut_11": _NO_KEY,
-}
+_FILLED_LATER = "the starting value is replaced on every path before it is read, or only tested for truth ({} and None)"
+_INVALID_JSON = "'', 'None' and 'XXXX' are all invalid JSON: each takes the same except ValueError path"
+_LAST_PART = "the text after the last '/' is the same whether the path is split once, twice or at every '/'"
+_LOWER_CASE = "_snake's text is lower case: no 'X' can lead it, so lstrip('XX_XX') strips what lstrip('_') does"
+
+_FINGERPRINT = "canonical = json.dumps({name: state.get(name) for name in attributes}, sort_keys=True, default=str)"
+_ECHO_KEY = 'key = str(event.data.get(key_attribute, ""))'
+_CAUSE_MESSAGE = 'parsed = json.loads(str(cause.get("errorMessage", "")))'
+_WHERE = ("text += f\" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group('line')} "
+          "in {where.group('function')})\"")
+_EXPECTED = 'expected = base64.b64decode(webhook.sign(headers["webhook-id"], signed_at, payload).partition(",")[2])'
+_WORKER_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")'
+_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"'
+EQUIVALENT: tuple[Equivalent, ...] = (
+    Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "None"), _SORTED),
+    Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace(" sort_keys=True,", ""),
+               _SORTED),
+    Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "False"), _SORTED),
+    Equivalent("switchyard.echoes.x_fingerprint", "return hashlib.sha256(canonical.encode()).hexdigest()[:24]",
+               "return hashlib.sha256(canonical.encode()).hexdigest()[:25]",
+               "a 25-character prefix of the digest is as good a key as 24: record and consume use the same function"),
+    Equivalent("switchyard.echoes.xǁDynamoEchoLedgerǁconsume",
+               'ConditionExpression="attribute_exists(id) AND expiration > :now",  # TTL deletion lags',
+               'ConditionExpression="attribute_exists(id) and expiration > :now",  # TTL deletion lags', _KEYWORD_CASE),
+    Equivalent("switchyard.echoes.xǁEchoSuppressingTargetǁdeliver", _ECHO_KEY, _ECHO_KEY.replace('""', "None"),
+               _NO_KEY),
+    Equivalent("switchyard.echoes.xǁEchoSuppressingTargetǁdeliver", _ECHO_KEY, _ECHO_KEY.replace(', ""', ", "),
+               _NO_KEY),
+    Equivalent("switchyard.echoes.xǁEchoSuppressingTargetǁdeliver", _ECHO_KEY, _ECHO_KEY.replace('""', '"XXXX"'),
+               _NO_KEY),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁmark_filtered",
+               'UpdateExpression="SET filtered = :f, expiration = :x",',
+               'UpdateExpression="set filtered = :f, expiration = :x",', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁInMemoryEntityStateǁclaim",
+               "item.update(change_time=change_time, event_id=event_id)",
+               "item.update(change_time=change_time, event_id=None)", _UNREAD_EVENT_ID),
+    Equivalent("switchyard.entity_state.xǁInMemoryEntityStateǁclaim",
+               "item.update(change_time=change_time, event_id=event_id)",
+               "item.update(change_time=change_time, )", _UNREAD_EVENT_ID),
+    Equivalent("switchyard.signatures.xǁStandardWebhookVerifierǁverify", _EXPECTED,
+               _EXPECTED.replace(".partition(", ".rpartition("), _ONE_COMMA),
+    Equivalent("switchyard.signatures.x__v1_signatures", 'version, comma, encoded = entry.partition(",")',
+               'version, comma, encoded = entry.rpartition(",")', _ONE_COMMA),
+    Equivalent("switchyard.state_machines.x_failure_letter", "details: dict[str, Any] = {}",
+               "details: dict[str, Any] = None", _FILLED_LATER),
+    Equivalent("switchyard.state_machines.x_failure_letter", "cause = None", 'cause = ""',
+               "only isinstance(cause, Mapping) is asked of it, and neither None nor '' is a mapping"),
+    Equivalent("switchyard.state_machines.x_failure_letter", "parsed = None", 'parsed = ""',
+               "only isinstance(parsed, Mapping) is asked of it, and neither None nor '' is a mapping"),
+    Equivalent("switchyard.state_machines.x_failure_letter", _CAUSE_MESSAGE, _CAUSE_MESSAGE.replace('""', "None"),
+               _INVALID_JSON),
+    Equivalent("switchyard.state_machines.x_failure_letter", _CAUSE_MESSAGE, _CAUSE_MESSAGE.replace(', ""', ", "),
+               _INVALID_JSON),
+    Equivalent("switchyard.state_machines.x_failure_letter", _CAUSE_MESSAGE, _CAUSE_MESSAGE.replace('""', '"XXXX"'),
+               _INVALID_JSON),
+    Equivalent("switchyard.state_machines.x_unexpected_message", _WHERE, _WHERE.replace("'/', 1)", "'/', )"),
+               _LAST_PART),
+    Equivalent("switchyard.state_machines.x_unexpected_message", _WHERE, _WHERE.replace("'/', 1)", "'/', 2)"),
+               _LAST_PART),
+    Equivalent("switchyard.state_machines.x_step_failure", "details = {}", "details = None", _FILLED_LATER),
+    Equivalent("switchyard.state_machines.x__snake", _SNAKE, _SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
+               _LOWER_CASE),
+    Equivalent("switchyard.worker.x__snake", _WORKER_SNAKE, _WORKER_SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
+               _LOWER_CASE),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
+               'self._backend.leases[realm] = ("XXXX", 0.0, version)',
+               "a released lease expires at 0.0, in the past for every clock: a holder is only one whose lease "
+               "has not expired, so the owner text left behind is never read"),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_put",
+               "self._backend.versions[realm] = self._backend.versions.get(realm, 0) + 1",
+               "self._backend.versions[realm] = self._backend.versions.get(None, 0) + 1",
+               "the in-memory store is always consistent: it reads ignoring the version hint, so what the "
+               "version says is never read (the Secrets Manager store's versions are pinned by its own tests)"),
+)
+
+
+def equivalent_for(name: str, diff: str) -> Equivalent | None:
+    """The listed equivalent this surviving mutant is: same function, same one line changed the same way."""
+    function = name.rsplit("__mutmut_", 1)[0]
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if len(removed) != 1 or len(added) != 1:
+        return None
+    for entry in EQUIVALENT:
+        if (entry.function, entry.before, entry.after) == (function, removed[0], added[0]):
+            return entry
+    return None
+
 
 _STRING_TEXT = re.compile(r"""(?P<q>['"])(?:XX)?(?P<body>.*?)(?:XX)?(?P=q)""")
 _ONLY_TEXT = re.compile(r"""\s*f?(['"]).*\1\s*""")
@@ -108,10 +190,14 @@ def is_message_only(diff: str) -> bool:
 
 
 def _changed_part(before: str, after: str) -> str:
+    """What the mutant changed in ``before``, with the 12 characters ahead of it (``reason="``)."""
     start = 0
     while start < min(len(before), len(after)) and before[start] == after[start]:
         start += 1
-    return before[max(0, start - 12):]
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    return before[max(0, start - 12):len(before) - end]
 
 
 def _normalise(line: str) -> str:
@@ -144,8 +230,8 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
         "also_copy": list(_ALSO_COPY),
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:randomly", "-p", "no:cacheprovider", "-q"],
-        "timeout_multiplier": 10.0,
-        "timeout_constant": 5.0,
+        "timeout_multiplier": 4.0,
+        "timeout_constant": 3.0,
     }
     block = "\n[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
     text = pyproject + block
@@ -175,16 +261,25 @@ def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet:
 class ModuleScore:
     module: str
     killed: int = 0
+    timeouts: int = 0  # of killed: a test ran past its time (a loop, or a machine too loaded)
     survived: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
     message_only: int = 0
-    equivalent: int = 0
+    equivalent: list[str] = field(default_factory=list)
     other: dict[str, int] = field(default_factory=dict)
 
     @property
     def score(self) -> float | None:
         counted = self.killed + len(self.survived)
         return None if counted == 0 else 100.0 * self.killed / counted
+
+
+USED_EQUIVALENTS: set[Equivalent] = set()
+
+
+def _module_of(function: str) -> str:
+    """``switchyard.mapping.rules.x_compile`` -> ``mapping/rules.py``."""
+    return "/".join(function.split(".")[1:-1]) + ".py"
 
 
 def _results(modules: list[str]) -> list[ModuleScore]:
@@ -216,12 +311,15 @@ json.dump(out, sys.stdout)
         for name, status, diff in rows:
             if not _wanted(module, name):
                 continue
-            if name in EQUIVALENT:
-                score.equivalent += 1
-            elif status in ("killed", "timeout"):
+            if status in ("killed", "timeout"):
                 score.killed += 1
+                score.timeouts += status == "timeout"
             elif status == "survived":
-                if is_message_only(diff):
+                equivalent = equivalent_for(name, diff)
+                if equivalent is not None:
+                    score.equivalent.append(name)
+                    USED_EQUIVALENTS.add(equivalent)
+                elif is_message_only(diff):
                     score.message_only += 1
                 else:
                     score.survived.append(name + "\n" + diff)
@@ -234,11 +332,17 @@ json.dump(out, sys.stdout)
 
 
 def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
-    print(f"\n{'module':<22}{'score':>8}{'killed':>8}{'survived':>10}{'no tests':>10}{'message':>9}{'equiv.':>8}")
+    print(f"\n{'module':<22}{'score':>8}{'killed':>8}{'timeout':>9}{'survived':>10}{'no tests':>10}{'message':>9}"
+          f"{'equiv.':>8}")
     for s in scores:
         figure = "-" if s.score is None else f"{s.score:.1f}%"
-        print(f"{s.module:<22}{figure:>8}{s.killed:>8}{len(s.survived):>10}{len(s.no_tests):>10}"
-              f"{s.message_only:>9}{s.equivalent:>8}" + (f"  {s.other}" if s.other else ""))
+        print(f"{s.module:<22}{figure:>8}{s.killed:>8}{s.timeouts:>9}{len(s.survived):>10}{len(s.no_tests):>10}"
+              f"{s.message_only:>9}{len(s.equivalent):>8}" + (f"  {s.other}" if s.other else ""))
+    # only a module whose every mutant has its verdict can tell (a sample may just not have drawn the mutant)
+    complete = {s.module for s in scores if not s.other.get("not checked")}
+    stale = [e for e in EQUIVALENT if e not in USED_EQUIVALENTS and _module_of(e.function) in complete]
+    for entry in stale:  # its mutant was killed, or the line changed: the entry should go or be rewritten
+        print(f"STALE EQUIVALENT (matches no survivor) {entry.function}: {entry.before!r} -> {entry.after!r}")
     if show_survivors:
         for s in scores:
             for survivor in s.survived:
@@ -247,7 +351,13 @@ def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
                 print(f"NO TESTS {name}")
 
 
-def _changed_modules(base: str) -> list[str]:
+def _changed_modules(base: str) -> list[str] | None:
+    """The core modules changed since ``base`` (committed and not); None when ``base`` is no commit here
+    (a clone of one commit has no ``HEAD~1``)."""
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True)
+    if known.returncode != 0:
+        return None
     names = subprocess.run(["git", "diff", "--name-only", f"{base}...HEAD", "--", "shared/switchyard"],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     names += subprocess.run(["git", "diff", "--name-only", "HEAD", "--", "shared/switchyard"],
@@ -272,11 +382,49 @@ json.dump(names, sys.stdout)
     return json.loads(raw.stdout)
 
 
-def _globs(module: str) -> list[str]:
-    dotted = "switchyard." + module[:-3].replace("/", ".")
-    if module in ONLY_FUNCTIONS:
-        return [f"{dotted}.x_{function}__mutmut_*" for function in ONLY_FUNCTIONS[module]]
-    return [f"{dotted}.*"]
+def _generate_mutants() -> None:
+    """What ``mutmut run`` does first (copy the code, write every mutant), without running any test."""
+    script = """
+import os
+from mutmut.__main__ import create_mutants
+from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir, setup_source_paths
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir()
+copy_also_copy_files()
+setup_source_paths()
+create_mutants(1)
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=WORKSPACE, capture_output=True, text=True, check=True)
+
+
+def _sample(modules: list[str], size: int, seed: int, *, skip_checked: bool) -> list[str]:
+    """At most ``size`` mutant names, spread evenly over ``modules``, drawn the same way for the same seed;
+    with ``skip_checked`` the draw passes over mutants that have a verdict (a full run done in slices)."""
+    _generate_mutants()
+    names: list[str] = []
+    for module in modules:
+        candidates = sorted(n for n in _mutant_names([module]) if _wanted(module, n))
+        random.Random(seed).shuffle(candidates)
+        if skip_checked:
+            unchecked = set(_unchecked(module))
+            candidates = [n for n in candidates if n in unchecked]
+        names += candidates[: max(1, size // len(modules))]
+    return names
+
+
+def _unchecked(module: str) -> list[str]:
+    """The module's mutants without a verdict (all of them in a new workspace)."""
+    _generate_mutants()
+    script = f"""
+import json, sys
+from pathlib import Path
+from mutmut.mutation.data import SourceFileMutationData
+m = SourceFileMutationData(path=Path("switchyard") / {module!r})
+m.load()
+json.dump([name for name, code in m.exit_code_by_key.items() if code is None], sys.stdout)
+"""
+    raw = subprocess.run([sys.executable, "-c", script], cwd=WORKSPACE, capture_output=True, text=True, check=True)
+    return [name for name in json.loads(raw.stdout) if _wanted(module, name)]
 
 
 def _wanted(module: str, name: str) -> bool:
@@ -292,14 +440,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts (after changing tests)")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run again only the mutants that survived last time (after adding tests)")
     parser.add_argument("--budget-seconds", type=float, default=0, help="stop mutating after this long")
-    parser.add_argument("--min-score", type=float, default=0.0, help="exit 1 when a module scores below this")
+    parser.add_argument("--min-score", type=float, default=0.0,
+                        help="exit 1 when a module (with --sample: the whole sample) scores below this")
     args = parser.parse_args(argv)
 
     global WORKSPACE
     if args.changed:
         WORKSPACE = ROOT / ".mutation-changed"
     modules = _changed_modules(args.changed) if args.changed else (args.modules or list(CORE_MODULES))
+    if modules is None:
+        print(f"{args.changed} is not a commit of this clone: nothing to compare with, nothing mutated")
+        return 0
     unknown = [m for m in modules if m not in CORE_MODULES]
     if unknown:
         parser.error(f"not a core module: {unknown}")
@@ -311,21 +465,40 @@ def main(argv: list[str] | None = None) -> int:
     _write_workspace(modules, QUICK_TEST_SELECTION if args.changed else TEST_SELECTION)
     started = time.monotonic()
     deadline = started + args.budget_seconds if args.budget_seconds else None
-    for module in modules:  # one at a time: the machine is shared
-        names: list[str] = []
-        if args.sample:
-            # a filter matching nothing: mutmut generates the mutants and learns the tests, then stops
-            _mutmut("run", "switchyard.matches-no-mutant", max_children=args.max_children, deadline=deadline,
-                    quiet=True)
-            names = [n for n in _mutant_names([module]) if _wanted(module, n)]
-            random.Random(args.seed).shuffle(names)
-            names = names[: max(1, args.sample // len(modules))]
-        print(f"mutating {module}" + (f" ({len(names)} sampled mutants)" if names else ""), flush=True)
-        if _mutmut("run", *(names or _globs(module)), max_children=args.max_children, deadline=deadline) is None:
+    if args.sample:
+        # one mutmut run for the whole sample: the suites run once to learn who calls what, then only the tests
+        # of the sampled mutants
+        names = _sample(modules, args.sample, args.seed, skip_checked=not args.changed)
+        print(f"mutating {len(names)} sampled mutants of {', '.join(modules)}", flush=True)
+        code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline) if names else 0
+        if code not in (0, None):  # e.g. the clean tests failed: no verdict means nothing, say so
+            print(f"mutmut failed (exit {code}): see its output above")
+            return 1
+    for module in ([] if args.sample else modules):  # one at a time: the machine is shared
+        names = []
+        if args.survivors:
+            names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived]
+            if not names:
+                print(f"{module}: no survivors to run again")
+                continue
+        else:  # what has no verdict yet: a stopped run goes on where it was (--fresh starts again)
+            names = _unchecked(module)
+            if not names:
+                print(f"{module}: every mutant has its verdict (--fresh to run them again)")
+                continue
+        print(f"mutating {module} ({len(names)} mutants)", flush=True)
+        if _mutmut("run", *names, max_children=args.max_children, deadline=deadline) is None:
             break
     scores = _results(modules)
     _report(scores, show_survivors=True)
     print(f"\n{time.monotonic() - started:.0f} s")
+    if args.sample:  # a sample is judged as one: a few mutants per module say little about each
+        killed = sum(s.killed for s in scores)
+        counted = killed + sum(len(s.survived) for s in scores)
+        pooled = None if counted == 0 else 100.0 * killed / counted
+        print(f"sample: {'-' if pooled is None else f'{pooled:.1f}%'} ({killed} killed of {counted} checked; "
+              f"at least {args.min_score:.0f}% asked)")
+        return 1 if pooled is not None and pooled < args.min_score else 0
     low = [s.module for s in scores if s.score is not None and s.score < args.min_score]
     return 1 if low else 0
 

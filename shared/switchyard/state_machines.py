@@ -233,8 +233,11 @@ def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None
     elif isinstance(cause, Mapping):
         try:
             parsed = json.loads(str(cause.get("errorMessage", "")))
-            details = dict(parsed) if isinstance(parsed, Mapping) else {}
-        except ValueError:  # not a step error: an exception the steps did not expect (a bug)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, Mapping):  # a step error's details
+            details = dict(parsed)
+        else:  # an exception the steps did not expect (a bug), even one whose message reads as JSON (KeyError(7))
             error_type = str(cause.get("errorType") or name)
             details = {"message": unexpected_message(error_type, str(cause.get("errorMessage") or ""),
                                                      cause.get("stackTrace")),

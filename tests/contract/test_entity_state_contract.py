@@ -83,6 +83,15 @@ def test_claim_ranked_after_an_unranked_claim_of_the_same_time_is_applied(state:
     assert state.claim_ranked(ENTITY, T0, "evt_2", 0) is None
 
 
+def test_claim_unranked_clears_the_rank_an_older_claim_left(state: EntityState) -> None:
+    # a rank compares changes of one time only: a newer unranked claim must not leave the old rank behind
+    later = T0 + timedelta(seconds=1)
+    assert state.claim_ranked(ENTITY, T0, "evt_complete", 5) is None
+    assert state.claim(ENTITY, later, "evt_edit") is True
+
+    assert state.claim_ranked(ENTITY, later, "evt_processing", 1) is None
+
+
 def test_claim_same_time_then_older_rejected(state: EntityState) -> None:
     state.claim(ENTITY, T0, "evt_1")
     state.claim(ENTITY, T0, "evt_2")

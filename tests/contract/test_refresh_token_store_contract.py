@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -385,3 +386,162 @@ def test_secrets_manager_lease_released_with_written_version(aws_harness: Harnes
     assert "lease_owner" not in item
     assert item["secret_version"]["S"] == current["VersionId"]
     assert item["id"]["S"] == "lease#quickbooks#9130"  # the connection's scope: what IAM grants
+
+
+class LaggingSecrets:
+    """Secrets Manager right after a write: a read of the current version may still answer the one before
+    (reads are not promised to see a write at once); a read of a named version answers that version."""
+
+    def __init__(self, client: Any, stale: dict[str, Any]) -> None:
+        self._client = client
+        self._stale = stale
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        if "VersionId" in kwargs:
+            return dict(self._client.get_secret_value(**kwargs))
+        return dict(self._stale)
+
+
+def test_secrets_manager_refresh_after_a_lagging_read_uses_the_version_the_last_holder_wrote(
+    aws_harness: Harness,
+) -> None:
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    before = dict(secrets.get_secret_value(SecretId=SECRET_ID))  # R0
+    vendor = RotatingVendor()
+    aws_harness.make().refresh(REALM, vendor.refresh)  # R0 -> R1, its version left on the lease
+    # the version written before R1's, as a lagging read still answers it (created before R1's version)
+    before["CreatedDate"] = secrets.get_secret_value(SecretId=SECRET_ID)["CreatedDate"] - timedelta(minutes=5)
+    dynamo = boto3.client("dynamodb", region_name="us-east-1")
+    lagging = SecretsManagerTokenStore(LaggingSecrets(secrets, before), dynamo, TABLE, SECRET_ID,
+                                       keys=CONNECTION_KEYS, clock=aws_harness.clock, sleep=aws_harness.waits,
+                                       lease_seconds=30, poll_seconds=0.01)
+
+    state = lagging.refresh(REALM, vendor.refresh, stale="A1")  # R0 is spent: only R1 refreshes
+
+    assert (state.access_token, state.refresh_token) == ("A2", "R2")
+
+
+def test_secrets_manager_lease_hint_naming_a_pruned_version_reads_the_current_one(aws_harness: Harness) -> None:
+    vendor = RotatingVendor()
+    store = aws_harness.make()
+    dynamo = boto3.client("dynamodb", region_name="us-east-1")
+    # the last holder left a version Secrets Manager has pruned since (it keeps a secret's recent versions)
+    dynamo.put_item(TableName=TABLE, Item={"id": {"S": f"lease#quickbooks#{REALM}"},
+                                           "secret_version": {"S": "0b1c2d3e-0000-4000-8000-00000000dead"}})
+
+    state = store.refresh(REALM, vendor.refresh)
+
+    assert (state.access_token, state.refresh_token) == ("A1", "R1")
+
+
+def test_store_wait_for_a_held_lease_polls_until_the_wait_is_spent_then_is_busy(harness: Harness) -> None:
+    holder, waiter = harness.make(), harness.make(wait_seconds=0.05, poll_seconds=0.01)
+    # a live holder: it took the lease and has not released it
+    assert holder._try_acquire(REALM, "holder", harness.clock())[0]
+
+    with pytest.raises(RetryableError) as raised:
+        waiter.refresh(REALM, RotatingVendor().refresh)
+
+    assert (raised.value.reason, raised.value.retry_after) == ("token_refresh_busy", 30)
+    assert harness.waits.count == 5  # ceil(0.05 / 0.01) polls between six tries
+
+
+@pytest.mark.parametrize(("lease_seconds", "poll_seconds"), [(0, 0.1), (45, 0), (-1, 0.1), (45, -0.1)])
+def test_store_lease_and_poll_must_both_be_positive(lease_seconds: float, poll_seconds: float) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        InMemoryTokenStore({}, lease_seconds=lease_seconds, poll_seconds=poll_seconds)
+
+
+@pytest.mark.parametrize("stored", ["", 12345, ["A1"]])
+def test_store_access_token_that_is_not_text_is_none(stored: Any) -> None:
+    store = InMemoryTokenStore({REALM: {**CONNECTION, "access_token": stored, "access_expires_at": T0 + 3600}})
+    state = store.current(REALM)
+    assert state.access_token is None
+    assert not state.access_valid(T0)
+
+
+class RecordingSecrets:
+    """Secrets Manager remembering each write's arguments; ``fail_reads`` fails every read as an outage does."""
+
+    def __init__(self, client: Any, *, fail_reads: bool = False) -> None:
+        self._client = client
+        self._fail_reads = fail_reads
+        self.writes: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        if self._fail_reads:
+            raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "down"}}, "GetSecretValue")
+        return dict(self._client.get_secret_value(**kwargs))
+
+    def put_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        self.writes.append(kwargs)
+        return dict(self._client.put_secret_value(**kwargs))
+
+
+def aws_store(aws_harness: Harness, secrets: Any) -> SecretsManagerTokenStore:
+    return SecretsManagerTokenStore(secrets, boto3.client("dynamodb", region_name="us-east-1"), TABLE, SECRET_ID,
+                                    keys=CONNECTION_KEYS, clock=aws_harness.clock, sleep=aws_harness.waits,
+                                    lease_seconds=30, poll_seconds=0.01)
+
+
+def test_secrets_manager_write_is_idempotent_per_lease_owner(aws_harness: Harness) -> None:
+    # the lease owner as ClientRequestToken: a write retried after a timeout is no second version
+    recording = RecordingSecrets(boto3.client("secretsmanager", region_name="us-east-1"))
+    aws_store(aws_harness, recording).refresh(REALM, RotatingVendor().refresh)
+    [write] = recording.writes
+    assert len(write["ClientRequestToken"]) == 36  # the lease owner's uuid4
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=TABLE, Key={"id": {"S": f"lease#quickbooks#{REALM}"}})["Item"]
+    assert "lease_owner" not in item  # released: the token was this refresh's own owner id
+
+
+def test_secrets_manager_unreadable_secret_is_retryable(aws_harness: Harness) -> None:
+    failing = RecordingSecrets(boto3.client("secretsmanager", region_name="us-east-1"), fail_reads=True)
+    with pytest.raises(RetryableError) as raised:
+        aws_store(aws_harness, failing).current(REALM)
+    assert raised.value.reason == "token_store_unavailable"
+
+
+def test_refresh_write_failure_keeps_the_lease_so_no_other_worker_refreshes_with_the_spent_token(
+    harness: Harness,
+) -> None:
+    store, vendor = harness.make(), RotatingVendor()
+    harness.fail_writes(1)
+    with pytest.raises(RetryableError):
+        store.refresh(REALM, vendor.refresh)
+
+    with pytest.raises(RetryableError) as caught:
+        harness.make(wait_seconds=0.03).refresh(REALM, vendor.refresh)
+
+    assert caught.value.reason == "token_refresh_busy"
+    assert vendor.calls == 1
+
+
+def test_refresh_after_a_write_failure_stores_the_kept_tokens_without_refreshing_again(harness: Harness) -> None:
+    store, vendor = harness.make(), RotatingVendor()
+    harness.fail_writes(1)
+    with pytest.raises(RetryableError):
+        store.refresh(REALM, vendor.refresh)
+
+    state = store.refresh(REALM, vendor.refresh)
+
+    assert (state.access_token, state.refresh_token) == ("A1", "R1")
+    assert harness.document()["refresh_token"] == "R1"
+    assert vendor.calls == 1
+
+
+def test_store_lease_of_a_dead_holder_blocks_the_realm_for_45_seconds_by_default() -> None:
+    defaults = InMemoryTokenStore({REALM: CONNECTION})
+    assert defaults._try_acquire(REALM, "dead-holder", T0)[0]
+    assert not defaults._try_acquire(REALM, "waiter", T0 + 44.999)[0]
+    assert defaults._try_acquire(REALM, "waiter", T0 + 45.0)[0]
+
+
+def test_store_lease_shorter_than_a_second_is_allowed() -> None:
+    InMemoryTokenStore({REALM: CONNECTION}, lease_seconds=0.5, poll_seconds=0.1)

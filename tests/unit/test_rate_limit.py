@@ -13,14 +13,18 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from switchyard.errors import RetryableError
 from switchyard.rate_limit import (
+    _MAX_OFFSET_US,
     TTL_MARGIN_SECONDS,
     DynamoRateLimiter,
     InMemoryRateLimiter,
     Limit,
     RateLimitedError,
     RateLimiter,
+    _decode,
+    _encode,
 )
 from switchyard.systems.quickbooks.client import QBO_LIMITS
 
@@ -328,3 +332,85 @@ def test_dynamo_limiter_lost_race_decides_on_the_refused_writes_item_without_rea
     assert counting.reads == 1
     assert limiter.time_until_available(KEY) == 0.0
     assert len(rival._read(KEY)[0]) == 4  # the rival's three permits and ours, none overwritten
+
+
+def test_rate_limited_error_names_its_key_and_when_a_permit_frees() -> None:
+    error = RateLimitedError(KEY, retry_after=0.25)
+    assert (error.key, error.retry_after, error.reason) == (KEY, 0.25, "rate_limited_locally")
+    assert str(error) == f"rate limit for {KEY}: next permit in 0.250 s"
+    assert str(RateLimitedError(KEY, retry_after=1.0, message="lost 11 races")) == "lost 11 races"
+
+
+def test_in_memory_limiter_permit_freeing_in_one_microsecond_is_taken_then_and_once() -> None:
+    clock = FakeClock(0.0)
+    limiter = InMemoryRateLimiter([Limit(1, 1.0)], clock=clock, sleep=clock.sleep)
+    assert limiter.acquire(KEY, max_wait=0) == 0.0
+    clock.now = 0.999999  # the first grant leaves the window in 1 µs
+
+    assert limiter.acquire(KEY, max_wait=0.5) == pytest.approx(1e-6)
+    assert limiter.time_until_available(KEY) == pytest.approx(1.0)  # one grant in the window: the one just taken
+
+
+def test_stored_log_round_trips_empty_and_before_the_epoch() -> None:
+    assert _encode([]) == b"" and _decode(b"") == []
+    assert _decode(_encode([-5_000_000, -1, 3])) == [-5_000_000, -1, 3]  # the base is signed
+
+
+def test_stored_log_keeps_the_oldest_grant_that_fits_an_offset_and_drops_only_older_ones() -> None:
+    last = 10**13
+    log = [last - _MAX_OFFSET_US - 1, last - _MAX_OFFSET_US, last]
+    assert _decode(_encode(log)) == [last - _MAX_OFFSET_US, last]
+
+
+class RecordingClient:
+    """The moto client, remembering every read's arguments; ``refuse_writes`` fails each write as DynamoDB
+    does when it throttles the table."""
+
+    def __init__(self, client: Any, *, refuse_writes: bool = False) -> None:
+        self._client = client
+        self._refuse_writes = refuse_writes
+        self.reads: list[dict[str, Any]] = []
+
+    @property
+    def exceptions(self) -> Any:
+        return self._client.exceptions
+
+    def get_item(self, **kwargs: Any) -> Any:
+        self.reads.append(kwargs)
+        return self._client.get_item(**kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        if self._refuse_writes:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "PutItem")
+        return self._client.put_item(**kwargs)
+
+
+def test_dynamo_limiter_reads_the_log_strongly_consistent(dynamo_client: Any) -> None:  # noqa: F811
+    # an eventually consistent read may miss the permit another worker just took
+    recording = RecordingClient(dynamo_client)
+    limiter = DynamoRateLimiter(recording, TABLE, [Limit(10, 1)], FakeClock(), keys=CONNECTION_KEYS)
+    limiter.acquire(KEY, max_wait=0)
+    limiter.time_until_available(KEY)
+    assert [read["ConsistentRead"] for read in recording.reads] == [True, True]
+
+
+def test_dynamo_limiter_write_refused_by_dynamodb_is_retryable(dynamo_client: Any) -> None:  # noqa: F811
+    refusing = RecordingClient(dynamo_client, refuse_writes=True)
+    limiter = DynamoRateLimiter(refusing, TABLE, [Limit(10, 1)], FakeClock(), keys=CONNECTION_KEYS)
+    with pytest.raises(RetryableError) as raised:
+        limiter.acquire(KEY, max_wait=0)
+    assert raised.value.reason == "rate_limiter_unavailable"
+    assert not isinstance(raised.value, RateLimitedError)
+
+
+def test_dynamo_limiter_permit_freeing_in_one_microsecond_is_taken_then_and_once(
+    dynamo_client: Any,  # noqa: F811
+) -> None:
+    clock = FakeClock(T0)
+    limiter = DynamoRateLimiter(dynamo_client, TABLE, [Limit(1, 1.0)], clock, clock.sleep, keys=CONNECTION_KEYS)
+    assert limiter.acquire(KEY, max_wait=0) == 0.0
+    clock.now = T0 + 0.999999  # the first grant leaves the window in 1 µs
+
+    assert limiter.acquire(KEY, max_wait=0.5) == pytest.approx(1e-6)
+    assert limiter.time_until_available(KEY) == pytest.approx(1.0, abs=2e-6)

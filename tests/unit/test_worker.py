@@ -550,6 +550,43 @@ def test_handle_stamp_of_an_earlier_outage_does_not_count_against_a_new_one(rec:
     assert json.loads(harness.requeued[-1][0])[WAITING_SINCE] == harness.now - RECONNECT_POLL_SECONDS
 
 
+def test_handle_connection_down_without_a_requeue_waits_on_this_receive(rec: Recorder) -> None:
+    # no way to send the event again as a new message: it waits by its visibility (spending a receive)
+    worker = FlowWorker(flow=FLOW, target=ScriptedTarget(dead_credentials()), dead_letters=rec,
+                        delay=lambda r, s: rec.delays.append((r, s)), max_receive_count=MAX_RECEIVES, logger=rec,
+                        sleep=rec.sleeps.append, reconnect_poll_seconds=600, clock=lambda: 1_795_000_000.0)
+
+    with pytest.raises(RetryLater) as raised:
+        worker.handle(message(), receive_count=1, receipt_handle="r1")
+
+    assert (raised.value.reason, raised.value.delay_seconds) == ("credentials_rejected", 600)
+    assert rec.delays == [("r1", 600)] and rec.dead_letters == []
+
+
+def test_handle_waiting_event_logs_how_long_it_has_waited(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+    harness.now += 3 * RECONNECT_POLL_SECONDS
+    harness.worker.handle(harness.requeued[-1][0], receive_count=1, receipt_handle="r2")
+
+    waits = [extra for _, text, extra in rec.logs if text == "waiting for reconnect"]
+    assert [extra["waiting_seconds"] for extra in waits] == [0, 3 * RECONNECT_POLL_SECONDS]
+    assert {(extra["delay"], extra["event_id"]) for extra in waits} == {(RECONNECT_POLL_SECONDS, "msg_1")}
+
+
+def test_handle_waiting_event_dead_lettered_after_the_time_budget_counts_its_receives(rec: Recorder) -> None:
+    harness = ReconnectHarness(rec, ScriptedTarget(CREATED))
+    harness.states.mark_needs_reconnect("streak", reason="credentials_rejected", message="invalid_grant")
+    harness.worker.handle(message(), receive_count=1, receipt_handle="r1")
+    harness.now += RECONNECT_WAIT_SECONDS
+
+    harness.worker.handle(harness.requeued[-1][0], receive_count=3, receipt_handle="r2")
+
+    [letter] = rec.dead_letters
+    assert letter.attempts == 3
+
+
 # --- drops: accepted, then deliberately not applied -------------------------------------------------
 
 
