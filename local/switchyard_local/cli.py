@@ -60,7 +60,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         if item is not None:  # what the worker would read from the target's API (QuickBooks' Item)
             data = {**data, "Item": item}
         try:
-            action, plan = dry_run(flow.target, flow.mapping_document, event.event_type, data)
+            action, plan = dry_run(flow.target, flow.mapping_document, event.event_type, data, source=flow.source)
         except (DeliveryError, SwitchyardError) as exc:
             print(json.dumps({"error": getattr(exc, "reason", "mapping_error"), "message": str(exc)}, indent=2))
             return 1

@@ -133,6 +133,18 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
                                                   "ratelimit#quickbooks#*", "connection#quickbooks#*",
                                                   "breaker#quickbooks#*",
                                                   "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        ("nopcommerce-to-bng", "worker"): {"idempotency#nopcommerce-to-bng#*", "drop#nopcommerce-to-bng#*",
+                                           "connection#bng#*", "breaker#bng#*",
+                                           "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # the steps store the shipment wait's token against the order
+        ("nopcommerce-to-bng", "steps"): {"state#bng+nopcommerce#*", "wait#nopcommerce-to-bng#*",
+                                          "connection#bng#*", "breaker#bng#*",
+                                          "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # BNG's webhooks: stock newer-wins per product, and the shipment completes order-to-cash's wait
+        ("bng-to-nopcommerce", "worker"): {"idempotency#bng-to-nopcommerce#*", "drop#bng-to-nopcommerce#*",
+                                           "state#bng+nopcommerce#*", "wait#nopcommerce-to-bng#*",
+                                           "connection#nopcommerce#*", "breaker#nopcommerce#*",
+                                           "connection#bng#*", "breaker#bng#*"},
     }
 
 

@@ -8,10 +8,14 @@ from switchyard import registry
 from switchyard.errors import MappingError
 
 
-def dry_run(target: str, mapping_file: str, event_type: str, data: Any) -> tuple[str, Any]:
+def dry_run(target: str, mapping_file: str, event_type: str, data: Any, *,
+            source: str | None = None) -> tuple[str, Any]:
     """What an event becomes under a flow's mapping, calling nobody: (action, plan). The target's system
-    reads its own mapping documents (``registry.MappingSpec``)."""
+    reads its own mapping documents (``registry.MappingSpec``), else the pair of the flow's source and target."""
     spec = registry.system(target).mapping
+    if spec is None and source is not None:
+        joined = registry.find_pair(source, target)
+        spec = joined.mapping if joined is not None else None
     if spec is None:
         raise MappingError(f"system {target!r} has no mapping documents")
     return spec.dry_run(mapping_file, event_type, data)
