@@ -328,6 +328,7 @@ class LocalStack:
         assert self.base_url is not None
         self.clarity.webhook_url = self.webhook_url(self.base_url, "clarity")
         self.quickbooks.webhook_url = self.webhook_url(self.base_url, "quickbooks")
+        self.bng.webhook_url = self.webhook_url(self.base_url, "bng")
         import httpx
 
         with httpx.Client(base_url=self.streak.base_url, auth=(self.streak.api_key, "")) as streak:
