@@ -1,4 +1,5 @@
-"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak.
+"""``make demo``: signed webhooks through the local stack: nopCommerce → Streak, Clarity ⇄ Streak, nopCommerce ⇄
+QuickBooks, nopCommerce ⇄ BNG.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -319,7 +320,7 @@ class BngPairDemo:
     """nopCommerce ⇄ BNG: order-to-cash waits in Step Functions for BNG's shipment, whose signed webhook ends
     the wait; a cancellation ends a waiting execution; BNG's stock reaches the shop.
 
-    Act 1's orders reached BNG before its products existed there, so they sit in its DLQ (unknown product);
+    Act 1's orders reached BNG before its products existed there, so they sit in its DLQ with their reasons;
     this act adds the products first, as BNG (master for products) would have them."""
 
     def __init__(self, demo: Demo) -> None:
