@@ -1,6 +1,6 @@
 """``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak, then
-nopCommerce ⇄ QuickBooks, then Clarity ⇄ Salesforce; then, on a second stack, a nopCommerce shop that is
-polled instead.
+nopCommerce ⇄ QuickBooks, then Clarity ⇄ Salesforce, then nopCommerce ⇄ BNG; then, on a second stack, a
+nopCommerce shop that is polled instead.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -88,6 +88,7 @@ class Demo:
         ClarityPairDemo(self).run()
         QuickBooksPairDemo(self).run()
         SalesforcePairDemo(self).run()
+        BngPairDemo(self).run()
 
         self.say("")
         if self.problems:
@@ -413,9 +414,93 @@ class SalesforcePairDemo:
             expect(self.stack.dead_letters(flow) == [], f"nothing in {flow}'s DLQ")
 
 
+BNG_FLOW = "nopcommerce-to-bng"
+BNG_WEBHOOKS = "bng-to-nopcommerce"
+BNG_PRODUCTS = {"DESK-STD-01": ("Standing desk", "450.00"), "ARM-MON-02": ("Monitor arm", "90.00")}
+
+
+class BngPairDemo:
+    """nopCommerce ⇄ BNG: order-to-cash waits in Step Functions for BNG's shipment, whose signed webhook ends
+    the wait; a cancellation ends a waiting execution; BNG's stock reaches the shop.
+
+    Act 1's orders reached BNG before its products existed there, so they sit in its DLQ with their reasons;
+    this act adds the products first, as BNG (master for products) would have them."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.bng = demo.stack.bng
+        self.shop = demo.stack.nopcommerce
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n10. nopCommerce ⇄ BNG (order-to-cash waits in Step Functions for the shipment)")
+        for sku, (name, price) in BNG_PRODUCTS.items():
+            self.bng.add_product(sku, name, on_hand=100, unit_price=price)
+        shipped, cancelled = self.order(1048, GUID_1048), self.order(1049, GUID_1049)
+        for order in (shipped, cancelled):
+            self.stack.seed_shop_order(order["data"])
+            self.demo.send(f"order {order['data']['Order']['Id']} placed (B2B)", json.dumps(order).encode(),
+                           expect=202)
+        waiting = self.until(lambda: all(self.waits(guid) for guid in (GUID_1048, GUID_1049)), 90)
+        expect(waiting, "1048 and 1049 are BNG sales orders; both executions wait for their shipment")
+        first = self.bng.order_by_external_id(GUID_1048) or {}
+        say(f"  → BNG ships sales order {first.get('SalesOrderID')} (UPS 1Z999AA10123456784): shipment.created")
+        self.bng.ship_order(first["SalesOrderID"], carrier="UPS", tracking_number="1Z999AA10123456784")
+        cancel = json.loads(sample("nop_status_processing"))
+        cancel["data"]["Order"].update(Id=1049, CustomOrderNumber="1049", OrderGuid=GUID_1049, OrderStatusId=40)
+        self.demo.send("order 1049 cancelled before it shipped", json.dumps(cancel).encode(), expect=202)
+        say("  → BNG receives 20 monitor arms (inventory.changed)")
+        try:
+            arms = self.shop.product_by_sku("ARM-MON-02")
+        except KeyError:
+            arms = self.shop.seed_product("Monitor arm", "ARM-MON-02", 0)
+        self.bng.record_inventory("ARM-MON-02", 20)
+        self.demo.drain()
+
+        tracking = [s["tracking_number"] for s in self.shop.shipments(1048)]
+        expect(tracking == ["1Z999AA10123456784"], f"nopCommerce order 1048 has the shipment: tracking {tracking}")
+        statuses = {e["name"][len(BNG_FLOW) + 1:]: e["status"] for e in self.stack.executions(BNG_FLOW)
+                    if GUID_1048 in e["name"] or GUID_1049 in e["name"]}
+        for name, status in statuses.items():
+            say(f"    {name:<52} {status}")
+        expect(statuses.get(GUID_1048) == "SUCCEEDED", "1048's execution went on from its wait and succeeded")
+        expect((self.bng.order_by_external_id(GUID_1049) or {}).get("Status") == "Cancelled"
+               and statuses.get(f"{GUID_1049}-cancel") == "SUCCEEDED" and statuses.get(GUID_1049) != "RUNNING",
+               "1049 cancelled in BNG and its waiting execution ended")
+        on_hand = self.bng.product("ARM-MON-02")["OnHand"]
+        stock = self.shop.product(arms["id"])["stock_quantity"]
+        expect(stock == on_hand, f"nopCommerce stock for ARM-MON-02 is {stock} (BNG on hand: {on_hand})")
+        ours = [letter for letter in self.stack.dead_letters(BNG_FLOW)
+                if GUID_1048 in json.dumps(letter) or GUID_1049 in json.dumps(letter)]
+        expect(ours == [] and self.stack.dead_letters(BNG_WEBHOOKS) == [],
+               "nothing of 1048, 1049 or BNG's webhooks in a DLQ")
+
+    def order(self, number: int, guid: str) -> dict[str, Any]:
+        event = json.loads(sample("nop_order_b2b"))
+        event["data"]["Order"].update(Id=number, CustomOrderNumber=str(number), OrderGuid=guid)
+        return event
+
+    def waits(self, guid: str) -> bool:
+        running = any(e["name"] == f"{BNG_FLOW}-{guid}" and e["status"] == "RUNNING"
+                      for e in self.stack.executions(BNG_FLOW))
+        return running and self.bng.order_by_external_id(guid) is not None
+
+    def until(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.stack.poll_all()
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return False
+
+
 GUID_1045 = "5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45"
 GUID_1046 = "0c9d3b9e-4f55-4a43-9e0b-3f0a6e2d1c46"
 GUID_1047 = "7a2e4c1d-8b3f-4e6a-9c5d-1f0e2d3c4b47"
+GUID_1048 = "3b8d2f6a-1c4e-4d7b-9a2f-6e5c4b3a2d48"
+GUID_1049 = "9f4e3d2c-7b6a-4c5d-8e1f-0a9b8c7d6e49"
 
 
 class PollingDemo:
@@ -438,7 +523,7 @@ class PollingDemo:
 
     def run(self) -> int:
         say, expect = self.demo.say, self.demo.expect
-        say("10. A shop with no webhook sender: nopCommerce polled through the Web API plugin, every minute")
+        say("11. A shop with no webhook sender: nopCommerce polled through the Web API plugin, every minute")
         say("   (locally run on demand, with no sweep grace; the shop's checkout and admin send nothing)")
         first = self.poll("the shop's three orders")
         expect(first["events_queued"] >= 5, "placed for 1042, 1043, 1044; paid for 1042 and 1044")
@@ -462,7 +547,7 @@ class PollingDemo:
         expect(len(self.documents("salesReceipts")) == 2 and len(self.box_numbers()) == 2,
                "still one document and one deal per order")
 
-        say("\n11. A shop that does send webhooks, one of them lost: the sweep recovers it")
+        say("\n12. A shop that does send webhooks, one of them lost: the sweep recovers it")
         sent, lost = self.checkout(1050), self.checkout(1051)
         body = json.dumps({"type": "order.placed", "timestamp": sent["Order"]["CreatedOnUtc"], "data": sent}).encode()
         self.demo.send("order 1050 placed (webhook-id = the poll's id)", body, expect=202,

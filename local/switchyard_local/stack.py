@@ -322,8 +322,26 @@ class LocalStack:
                 and self.running_executions() == 0)
 
     def running_executions(self) -> int:
+        """Executions that still run on their own: one parked at a wait for an outside answer (a shipment that
+        comes in days) counts as settled until somebody answers it."""
         sfn = self.client("stepfunctions")
-        return sum(len(_listed_executions(sfn, arn, statusFilter="RUNNING")) for arn in self.state_machines.values())
+        parked = self.parked_executions()
+        return sum(1 for arn in self.state_machines.values()
+                   for summary in _listed_executions(sfn, arn, statusFilter="RUNNING") if summary["name"] not in parked)
+
+    def parked_executions(self) -> set[str]:
+        """The names of executions waiting at a ``wait_for`` state: a stored task token, no outcome yet."""
+        if self.table_access is None:
+            return set()
+        parked = set()
+        pages = self.client("dynamodb").get_paginator("scan").paginate(
+            TableName=self.table_access.table_name, FilterExpression="begins_with(id, :wait)",
+            ExpressionAttributeValues={":wait": {"S": "wait#"}})
+        for page in pages:
+            for item in page["Items"]:
+                if "token" in item and "execution" in item and "outcome" not in item:
+                    parked.add(item["execution"]["S"])
+        return parked
 
     def executions(self, flow: str) -> list[dict[str, Any]]:
         """A state-machine flow's executions: ``{"name", "status", "output"|None}``, oldest first (every page)."""
@@ -361,6 +379,7 @@ class LocalStack:
         assert self.base_url is not None
         self.clarity.webhook_url = self.webhook_url(self.base_url, "clarity")
         self.quickbooks.webhook_url = self.webhook_url(self.base_url, "quickbooks")
+        self.bng.webhook_url = self.webhook_url(self.base_url, "bng")
         import httpx
 
         with httpx.Client(base_url=self.streak.base_url, auth=(self.streak.api_key, "")) as streak:

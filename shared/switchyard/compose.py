@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from switchyard.sync import DynamoPairStore
     from switchyard.targets import DeliveryResult
     from switchyard.tokens import TokenStore
+    from switchyard.waits import Waits
     from switchyard.worker import DeadLetters, FlowWorker, Metrics
 
 Built = TypeVar("Built")
@@ -135,16 +136,20 @@ class AwsAdapters:
         return DynamoRateLimiter(self._dynamodb, self._table, tuple(limits), time_scale=self._time_scale,
                                  keys=ConnectionKeys(connection))
 
+    def waits(self, flow: str) -> Waits:
+        return build_waits(flow, self._table)
+
 
 def flow_target(context: FlowContext) -> Callable[[Secrets], Target]:
-    """The registered factory of a flow's target: its pair's for a flow between two systems that registered
-    one (both directions of a two-way pair, for instance), else its target system's."""
+    """The registered factory of a flow's target: its pair's for a two-way flow or where the pair of its source
+    and target registers one (a one-way flow that needs both systems), else its target system's."""
     flow = context.flow
-    if flow.two_way is not None:
-        return registry.pair(flow.source, flow.target).target(context)
-    joined = registry.find_pair(flow.source, flow.target)
-    if joined is not None:
+    joined = registry.pair(flow.source, flow.target) if flow.two_way is not None else \
+        registry.find_pair(flow.source, flow.target)
+    if joined is not None and joined.target is not None:
         return joined.target(context)
+    if flow.two_way is not None:
+        raise ValueError(f"flow {flow.name}: the pair of {flow.source!r} and {flow.target!r} registers no target")
     factory = registry.system(flow.target).target
     if factory is None:
         raise ValueError(f"flow {flow.name}: system {flow.target!r} registers no target for one-way flows")
@@ -375,7 +380,7 @@ def build_steps(settings: StepSettings, *, metrics: Metrics | None = None, logge
                    describe=lambda arn: stepfunctions.describe_execution(executionArn=arn))
 
 
-def build_waits(flow_name: str, table: str) -> Any:
+def build_waits(flow_name: str, table: str) -> Waits:
     """The waits of another flow's state machine, for a function that completes, fails or cancels them (a
     flow with ``completes_waits_of``): ``complete(wait, entity, output)`` and friends (switchyard.waits)."""
     from switchyard.waits import Waits

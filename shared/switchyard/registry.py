@@ -53,6 +53,15 @@ class StepRunner(Protocol):
     def run(self, step: str, state: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
+class WaitEnder(Protocol):
+    """The waits of another flow's state machine, as a flow under ``completes_waits_of`` ends them
+    (``switchyard.waits.Waits``): each returns "delivered", "stored" (before the wait began) or "waiting"."""
+
+    def complete(self, wait: str, entity: str, output: Mapping[str, Any]) -> str: ...
+    def fail(self, wait: str, entity: str, *, reason: str, message: str) -> str: ...
+    def cancel(self, wait: str, entity: str, *, reason: str = "cancelled", message: str = "") -> str: ...
+
+
 class Adapters(Protocol):
     """The stores a system's factories may use, as the composition root provides them (DynamoDB and Secrets
     Manager in Lambda, in memory in tests): systems never build an AWS adapter themselves."""
@@ -62,6 +71,9 @@ class Adapters(Protocol):
     def pair_store(self) -> PairStore: ...
     def token_store(self, connection: str) -> TokenStore: ...
     def rate_limiter(self, connection: str, limits: Sequence[Limit]) -> RateLimiter: ...
+    def waits(self, flow: str) -> WaitEnder:
+        """The waits of a flow's state machine (one the flow lists under ``completes_waits_of``)."""
+        ...
 
     @property
     def time_scale(self) -> float:
@@ -197,12 +209,15 @@ class System:
 
 @dataclass(frozen=True)
 class Pair:
-    """Two systems kept in step both ways: the target of each direction's flow (``two_way`` in flows.yaml)."""
+    """Code that joins two systems: the target of the flows between them (each direction of a ``two_way`` pair,
+    or a one-way flow that needs both systems' clients), and steps that need both."""
 
     systems: frozenset[str]
-    target: TargetFactory
-    # mapping documents of its own (a direction whose target system's documents do not fit), for flows into
-    # ``mapping_target``; the other direction's documents are its target system's
+    target: TargetFactory | None = None
+    # the system the steps are named after (``run: bng.customer``; one of the pair's) -> its step set
+    step_sets: Mapping[str, StepSet] = field(default_factory=dict)
+    # mapping documents of flows between the two: for flows into ``mapping_target`` even where that system
+    # has documents of its own (Salesforce changes into Clarity); else where their target system has none
     mapping: MappingSpec | None = None
     mapping_target: str | None = None
 
@@ -241,15 +256,18 @@ def pairs() -> tuple[Pair, ...]:
     return tuple(_entries(PAIRS_PACKAGE, "PAIR"))
 
 
-def find_pair(first: str, second: str) -> Pair | None:
-    return next((entry for entry in pairs() if entry.systems == {first, second}), None)
-
-
 def pair(first: str, second: str) -> Pair:
+    found = find_pair(first, second)
+    if found is None:
+        raise RegistryError(f"no pair of {first!r} and {second!r} is registered")
+    return found
+
+
+def find_pair(first: str, second: str) -> Pair | None:
     for entry in pairs():
         if entry.systems == {first, second}:
             return entry
-    raise RegistryError(f"no pair of {first!r} and {second!r} is registered")
+    return None
 
 
 def signature_schemes(core: Mapping[str, SignatureScheme]) -> dict[str, SignatureScheme]:
@@ -268,18 +286,29 @@ def webhook(source_system: str) -> WebhookSource:
     return found
 
 
+def _step_sets() -> list[tuple[str, StepSet]]:
+    """(the system its steps are named after, step set) of every system and every pair."""
+    found = [(entry.name, step_set) for entry in systems().values() for step_set in entry.step_sets.values()]
+    found += [(name, step_set) for entry in pairs() for name, step_set in entry.step_sets.items()]
+    return found
+
+
 def step_names() -> frozenset[str]:
-    """Every step a state-machine declaration may run: ``<system>.<step>`` of every registered step set."""
-    return frozenset(f"{entry.name}.{step}" for entry in systems().values()
-                     for step_set in entry.step_sets.values() for step in step_set.steps)
+    """Every step a state-machine declaration may run: ``<system>.<step>`` of every registered step set (a
+    system's, or a pair's named after one of its systems)."""
+    return frozenset(f"{name}.{step}" for name, step_set in _step_sets() for step in step_set.steps)
 
 
 def step(qualified: str) -> tuple[StepSet, str]:
     """``<system>.<step>`` (e.g. a state-machine declaration's task) -> its step set and the step's name."""
     name, _, step_name = qualified.partition(".")
-    for step_set in system(name).step_sets.values():
+    for step_set in system(name).step_sets.values():  # its own first: a pair's module is heavier to import
         if step_name in step_set.steps:
             return step_set, step_name
+    for entry in pairs():
+        pair_set = entry.step_sets.get(name)
+        if pair_set is not None and step_name in pair_set.steps:
+            return pair_set, step_name
     raise RegistryError(f"system {name!r} registers no step {step_name!r}")
 
 

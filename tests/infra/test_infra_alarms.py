@@ -68,7 +68,7 @@ def test_one_composite_alarm_per_integration_any_of_its_flows_alarms(dev, catalo
     (topic,) = dev.of_type("AWS::SNS::Topic")
     composites = dev.of_type("AWS::CloudWatch::CompositeAlarm")
     integrations = {pair_scope(flow) for flow in catalog.flows.values()}
-    assert len(composites) == len(integrations) == 4  # + clarity+salesforce
+    assert len(composites) == len(integrations) == 5  # streak pairs, quickbooks, clarity+salesforce, bng
     alarms = dev.of_type("AWS::CloudWatch::Alarm")
     for name in integrations:
         (composite,) = [c for c in composites if c.properties["AlarmDescription"].startswith(f"Integration {name} ")]
@@ -124,13 +124,14 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "ConnectionNeedsReconnect": {1},  # not a stage setting: one waiting event means someone must reconnect
         "CircuitOpen": {1},  # neither: an open breaker means a target is down
         "PollFailures": {12}, "PollLagSeconds": {13 * 60}, "PollRecoveredBySweep": {14},
+        "WaitsOverdue": {1},  # neither: one overdue wait (an order not shipped in time) is worth a look
     }
     # dev declares none: the defaults, the first occurrence pages (signatures: a spike of 20)
     assert thresholds(dev) == {
         "ApproximateNumberOfMessagesVisible": {1}, "ApproximateAgeOfOldestMessage": {900}, "Errors": {1},
         "Throttles": {1}, "ExecutionsFailed": {1}, "ExecutionsTimedOut": {1}, "5xx": {1},
         "SignatureRejected": {20}, "ReadThrottleEvents": {1}, "WriteThrottleEvents": {1},
-        "ConnectionNeedsReconnect": {1}, "CircuitOpen": {1},
+        "ConnectionNeedsReconnect": {1}, "CircuitOpen": {1}, "WaitsOverdue": {1},
         "PollFailures": {3}, "PollLagSeconds": {15 * 60}, "PollRecoveredBySweep": {1},  # three failed runs in a row
     }
     (rejected,) = [a for a in strict.of_type("AWS::CloudWatch::Alarm")

@@ -112,9 +112,9 @@ def test_a_waiting_flow_times_out_in_days_and_alarms_when_a_wait_is_overdue(wait
     machine = waiting.one(role="state-machine", flow=WAITING)
     definition = json.loads(waiting.render(machine.properties["DefinitionString"]))
     assert definition["TimeoutSeconds"] == (45 * 1440 + 14 * 1440) * 60  # its days plus a reconnect's 14
-    alarms = [a for a in waiting.of_type("AWS::CloudWatch::Alarm") if a.properties.get("MetricName") == "WaitsOverdue"]
+    alarms = [a for a in waiting.of_type("AWS::CloudWatch::Alarm") if a.properties.get("MetricName") == "WaitsOverdue"
+              and a.properties["Dimensions"] == [{"Name": "service", "Value": WAITING}]]
     (alarm,) = alarms
-    assert alarm.properties["Dimensions"] == [{"Name": "service", "Value": WAITING}]
     assert "docs/runbooks.md#state-machine-wait-overdue" in alarm.properties["AlarmDescription"]
 
 

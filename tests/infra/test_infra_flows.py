@@ -134,6 +134,10 @@ def test_flow_worker_role_grants_consume_dead_letter_secret_and_table_only(flows
         table_actions = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
         assert table_actions <= granted[table.att("Arn")]
         assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= granted[log_group.att("Arn")]
+        # the state machines whose waits it ends may get its answers (SendTask*: test_infra_flow_declarations)
+        answers = {resource for resource in granted for waiting in flow.completes_waits_of
+                   if resource.endswith(f":stateMachine:Switchyard-dev-{waiting}")}
+        assert len(answers) == len(flow.completes_waits_of)
         # Nothing else: no other flow's queue, no source secret ("*" is X-Ray only, see test_infra_functions).
         assert set(granted) == {
             queue.att("Arn"),
@@ -142,6 +146,7 @@ def test_flow_worker_role_grants_consume_dead_letter_secret_and_table_only(flows
             table.att("Arn"),
             log_group.att("Arn"),
             "*",
+            *answers,
         }
 
 

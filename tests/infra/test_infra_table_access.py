@@ -148,6 +148,20 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
                                               "state#clarity+salesforce#*", "echo#clarity+salesforce#*",
                                               "connection#clarity#*", "connection#salesforce#*",
                                               "breaker#clarity#*", "breaker#salesforce#*"},
+        ("nopcommerce-to-bng", "worker"): {"idempotency#nopcommerce-to-bng#*", "drop#nopcommerce-to-bng#*",
+                                           "audit#nopcommerce-to-bng#*",
+                                           "connection#bng#*", "breaker#bng#*",
+                                           "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # the steps store the shipment wait's token against the order
+        ("nopcommerce-to-bng", "steps"): {"state#bng+nopcommerce#*", "wait#nopcommerce-to-bng#*",
+                                          "connection#bng#*", "breaker#bng#*",
+                                          "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # BNG's webhooks: stock newer-wins per product, and the shipment completes order-to-cash's wait
+        ("bng-to-nopcommerce", "worker"): {"idempotency#bng-to-nopcommerce#*", "drop#bng-to-nopcommerce#*",
+                                           "audit#bng-to-nopcommerce#*",
+                                           "state#bng+nopcommerce#*", "wait#nopcommerce-to-bng#*",
+                                           "connection#nopcommerce#*", "breaker#nopcommerce#*",
+                                           "connection#bng#*", "breaker#bng#*"},
     }
 
 

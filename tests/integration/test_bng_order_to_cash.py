@@ -446,23 +446,86 @@ def test_a_callback_with_the_last_of_two_shipments_writes_both_and_completes(
     assert shop.order(1042)["shipping_status_id"] == 30
 
 
-def test_the_step_factories_run_the_steps_on_one_shared_object(bng_client: BngClient,
-                                                                shop_client: NopCommerceClient,
-                                                                bng: BngSandbox, shop: NopCommerceSandbox) -> None:
-    from types import SimpleNamespace
+def _sandbox_context(flow: str, clients: dict[str, Any], adapters: Any = None) -> Any:
+    """The flow's registry context, its clients the sandboxes' (FlowContext builds real HTTP clients)."""
+    from switchyard.catalog import load_catalog
+    from switchyard.registry import FlowContext
 
-    from switchyard.pairs.nopcommerce_bng.steps import STEP_FACTORIES
+    class SandboxContext(FlowContext):
+        def client(self, connection: str, secrets: Any) -> Any:
+            return clients[self.system_of(connection)]
 
-    built: dict[str, Any] = {}
-    context = SimpleNamespace(
-        flow=SimpleNamespace(name=FLOW, mapping_document="nopcommerce-to-bng.yaml"),
-        client={"bng": bng_client, "nopcommerce": shop_client}.__getitem__,
-        once=lambda key, build: built.setdefault(key, build()))
-    assert set(STEP_FACTORIES) == {"bng.customer", "bng.sales_order", "bng.shipment", "bng.write_shipment",
-                                   "bng.cancel", "bng.write_status"}
+    catalog = load_catalog()
+    return SandboxContext(flow=catalog.flows[flow], catalog=catalog, adapters=adapters)
+
+
+def test_the_declared_steps_run_from_the_pairs_registered_step_set(bng_client: BngClient,
+                                                                    shop_client: NopCommerceClient,
+                                                                    bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    from switchyard.compose import declared_steps
+
+    context = _sandbox_context(FLOW, {"bng": bng_client, "nopcommerce": shop_client})
+    assert context.flow.state_machine is not None
+    runner = declared_steps(context, context.flow.state_machine.handlers)({})
     document = placed()
     seeded(shop, document)
     state = state_for(document)
-    state["customer"] = STEP_FACTORIES["bng.customer"](context)(state)
-    state["sales_order"] = STEP_FACTORIES["bng.sales_order"](context)(state)
-    assert state["sales_order"]["action"] == "created" and len(built) == 1
+    state["customer"] = runner.run("bng.customer", state)
+    state["sales_order"] = runner.run("bng.sales_order", state)
+    assert state["sales_order"]["action"] == "created"
+    assert bng.order_by_external_id(document["data"]["Order"]["OrderGuid"]) is not None
+
+
+class RecordingWaits:
+    def __init__(self) -> None:
+        self.completed: list[tuple[str, str, dict[str, Any]]] = []
+
+    def complete(self, wait: str, entity: str, output: Any) -> str:
+        self.completed.append((wait, entity, dict(output)))
+        return "delivered"
+
+
+class Adapters:
+    time_scale = 1.0
+
+    def __init__(self, waits: RecordingWaits) -> None:
+        from switchyard.entity_state import InMemoryEntityState
+
+        self._waits = waits
+        self._state = InMemoryEntityState()
+
+    def entity_state(self) -> Any:
+        return self._state
+
+    def waits(self, flow: str) -> RecordingWaits:
+        assert flow == FLOW
+        return self._waits
+
+
+def test_bngs_events_complete_the_shipment_wait_and_set_stock(bng_client: BngClient, shop_client: NopCommerceClient,
+                                                              bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    from datetime import UTC, datetime
+
+    from switchyard.compose import flow_target
+    from switchyard.events import FlowEvent
+
+    waits = RecordingWaits()
+    context = _sandbox_context("bng-to-nopcommerce", {"bng": bng_client, "nopcommerce": shop_client}, Adapters(waits))
+    target = flow_target(context)({})
+    guid = "5f1d8c1e-0000-4000-8000-000000000001"
+    at = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+    shipped = FlowEvent(flow="bng-to-nopcommerce", event_id="evt_1", source="bng", type="shipment.created",
+                        timestamp=at, data={"ExternalOrderID": guid, "SalesOrderID": "SO-1", "TrackingNumber": "1Z9",
+                              "OrderStatus": "Shipped"})
+    assert target.deliver(shipped).detail["delivery"] == "delivered"
+    [(wait, entity, output)] = waits.completed
+    assert (wait, entity, output["action"]) == ("shipment", guid, "shipped")
+    assert output["shipments"][0]["TrackingNumber"] == "1Z9"
+
+    product = bng.add_product("SKU-STOCK", "Widget", on_hand=5)
+    shop_product = shop.seed_product("Widget", "SKU-STOCK", 1)
+    bng.record_inventory("SKU-STOCK", 7)  # 5 + 7 on hand
+    changed = FlowEvent(flow="bng-to-nopcommerce", event_id="evt_2", source="bng", type="inventory.changed",
+                        timestamp=at, data={"ProductID": product["ProductID"], "SKU": "SKU-STOCK", "Quantity": 7})
+    assert target.deliver(changed).outcome == "updated"
+    assert shop.product(shop_product["id"])["stock_quantity"] == 12

@@ -110,6 +110,7 @@ INVALID_EVENTS = {
     "clarity-to-streak": {"type": "order.created", "timestamp": "2026-11-20T09:15:02Z", "data": {"orderId": 7}},
     "streak-to-clarity": [{"key": "box_1", "pipelineKey": "pl", "lastUpdatedTimestamp": 1795860000000}],
     "nopcommerce-to-quickbooks": {"type": "order.paid", "timestamp": "yesterday", "data": {}},
+    "nopcommerce-to-bng": {"type": "order.placed", "timestamp": "2026-11-20T09:15:02Z", "data": {"Order": {}}},
     "quickbooks-to-nopcommerce": {"eventNotifications": [{"realmId": "9130", "dataChangeEvent": {"entities": [
         {"name": "Item", "id": "21", "operation": "Update", "lastUpdated": "not a time"}]}}]},
     "clarity-to-salesforce": {"type": "inventory.changed", "timestamp": "2026-11-20T09:15:02Z",

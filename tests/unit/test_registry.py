@@ -13,11 +13,58 @@ def test_every_flow_of_the_catalog_finds_its_target_or_steps_in_the_registry():
     for flow in catalog.flows.values():
         target = registry.system(flow.target)
         if flow.runs_as == "state-machine":
-            assert len(target.step_sets) == 1, flow.name
+            assert flow.state_machine is not None
+            for name in flow.state_machine.handlers:
+                registry.step(name)  # raises for a step no system or pair registers
         elif flow.two_way is not None or registry.find_pair(flow.source, flow.target) is not None:
-            assert registry.pair(flow.source, flow.target).systems == {flow.source, flow.target}
+            assert registry.pair(flow.source, flow.target).target is not None, flow.name
         else:
-            assert target.target is not None, flow.name
+            joined = registry.find_pair(flow.source, flow.target)
+            assert (joined is not None and joined.target is not None) or target.target is not None, flow.name
+
+
+def test_a_pair_registers_steps_named_after_one_of_its_systems():
+    from switchyard.pairs.nopcommerce_bng import PAIR, STEPS
+
+    step_set, step = registry.step("bng.sales_order")
+    assert step == "sales_order" and step_set is PAIR.step_sets["bng"] and step_set.steps == STEPS
+    assert {f"bng.{name}" for name in STEPS} <= registry.step_names()
+    assert not registry.system("bng").step_sets  # the steps need nopCommerce too: the pair's, not BNG's
+    with pytest.raises(registry.RegistryError, match="registers no step 'no_such_step'"):
+        registry.step("bng.no_such_step")
+    with pytest.raises(registry.RegistryError, match="no system 'ledger'"):
+        registry.step("ledger.customer")
+
+
+class _Adapters:
+    time_scale = 1.0
+
+    def __init__(self):
+        self.waits_of = []
+
+    def entity_state(self):
+        from switchyard.entity_state import InMemoryEntityState
+
+        return InMemoryEntityState()
+
+    def waits(self, flow):
+        self.waits_of.append(flow)
+        return object()
+
+
+def test_a_one_way_flow_between_paired_systems_gets_the_pairs_target_others_their_systems():
+    from switchyard.compose import flow_target
+    from switchyard.pairs.nopcommerce_bng.steps import BngEventsTarget
+    from switchyard.registry import FlowContext
+
+    catalog = load_catalog()
+    secrets = {"bng": {"base_url": "http://bng.test", "api_key": "k"},
+               "nopcommerce": {"base_url": "http://shop.test", "email": "a@b.test", "password": "p"}}
+    adapters = _Adapters()
+    bng_flow = FlowContext(flow=catalog.flows["bng-to-nopcommerce"], catalog=catalog, adapters=adapters)
+    assert isinstance(flow_target(bng_flow)(secrets), BngEventsTarget)
+    assert adapters.waits_of == ["nopcommerce-to-bng"]  # the waits of the flow it completes
+    assert registry.find_pair("quickbooks", "nopcommerce") is None  # quickbooks-to-nopcommerce: its system's
 
 
 def test_step_lookup_by_qualified_name_matches_the_steps_the_runner_knows():

@@ -20,7 +20,7 @@ from switchyard_local.chaos.plan import (
     VendorFaults,
     stock_sku,
 )
-from switchyard_local.chaos.reconcile import BUCKETS, Reconciler, Report
+from switchyard_local.chaos.reconcile import BUCKETS, NOT_RECONCILED_YET, Reconciler, Report
 from switchyard_local.chaos.run import ChaosRun, RunRecord
 from switchyard_local.stack import LocalStack
 
@@ -142,6 +142,8 @@ def render(report: Report, record: RunRecord, out: TextIO = sys.stdout) -> None:
         reasons = report.reasons(bucket)
         detail = "; ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()) if reason)
         say(f"  {BUCKET_TITLES[bucket]:<52} {report.count(bucket):>6}" + (f"   ({detail})" if detail else ""))
+    for flow, count in sorted(report.unreconciled.items()):
+        say(f"  not reconciled: {count} events of {flow} ({NOT_RECONCILED_YET[flow]})")
     say(f"dead-lettered with a reason, before the redrive: {sum(report.letters_before.values())}")
     for reason, count in sorted(report.letters_before.items()):
         say(f"    {reason}: {count}")

@@ -40,6 +40,8 @@ from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input
 NOP_STREAK, CLARITY_STREAK = "nopcommerce-to-streak", "clarity-to-streak"
 NOP_QBO, STOCK_FLOW, STREAK_CLARITY = "nopcommerce-to-quickbooks", "quickbooks-to-nopcommerce", "streak-to-clarity"
 CLARITY_SALESFORCE = "clarity-to-salesforce"
+# flows chaos sends events to but has no checker for yet: counted apart, by name, never as delivered
+NOT_RECONCILED_YET = {"nopcommerce-to-bng": "no BNG checker yet (issue 12)"}
 ORDER_KEY_FIELD = "Order number"  # field 1001 of the demo pipeline, as the Streak sandbox names it
 NOP_STAGE = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
 CLARITY_STAGE = {"pending": "5001", "processing": "5002", "shipped": "5002", "delivered": "5003",
@@ -80,6 +82,7 @@ class Report:
     letters_after: Counter[str]
     secondary: dict[str, Counter[str]]
     stock_notifications: int
+    unreconciled: Counter[str] = field(default_factory=Counter)  # flow -> its events nobody checked
 
     def count(self, bucket: str) -> int:
         return sum(1 for r in self.results if r.bucket == bucket)
@@ -135,9 +138,12 @@ class Reconciler:
                 for flow in delivery.flows:
                     accepted.setdefault((flow, delivery.event_id), (delivery.scenario, delivery.index))
         scenarios = {s.n: s for s in record.scenarios}
+        unreconciled: Counter[str] = Counter()
         for (flow, event_id), (n, index) in accepted.items():
             scenario = scenarios[n]
-            if isinstance(scenario, NopScenario) and flow == NOP_STREAK:
+            if flow in NOT_RECONCILED_YET:
+                unreconciled[flow] += 1
+            elif isinstance(scenario, NopScenario) and flow == NOP_STREAK:
                 self._nop_streak(scenario, index, event_id)
             elif isinstance(scenario, NopScenario) and flow == NOP_QBO:
                 self._nop_quickbooks(scenario, index, event_id)
@@ -158,7 +164,7 @@ class Reconciler:
                       accepted_deliveries=sum(1 for d in record.deliveries if d.accepted), rejected=rejected,
                       letters_before=Counter(f"{lt.flow}: {lt.reason}" for lt in record.letters_before_redrive),
                       letters_after=Counter(f"{lt.flow}: {lt.reason}" for lt in record.letters_after_redrive),
-                      secondary=secondary, stock_notifications=stock_notifications)
+                      secondary=secondary, stock_notifications=stock_notifications, unreconciled=unreconciled)
 
     # --- one event -----------------------------------------------------------------------------
 

@@ -1,41 +1,81 @@
-"""The nopCommerce ⇄ BNG order-to-cash steps a flow's state machine can name (``run: bng.<step>``), as step
-factories for the step registry the state-machine declarations use (``STEP_FACTORIES``).
+"""The nopCommerce ⇄ BNG wiring the registry finds (``PAIR`` in this package): the order-to-cash steps a state
+machine names ``run: bng.<step>``, and the target of BNG's own events (flow bng-to-nopcommerce).
 
-A factory takes the step context the steps function builds per version of the connection secrets (its
-``flow`` config, ``client(system)`` for the flow's clients, ``once(key, build)`` to share one object between
-the steps of a build) and returns the handler ``state -> result``. Typed loosely here so this package does not
-depend on the declaration code's module; the lead connects it when the branches meet.
+Both take BNG's client and nopCommerce's from the flow's connections (its target's and one under ``uses``), each
+built by its own system's factory: neither system imports the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
+from switchyard.errors import PermanentError
+from switchyard.events import FlowEvent
 from switchyard.pairs.nopcommerce_bng.mapping import load_bng_mapping
-from switchyard.pairs.nopcommerce_bng.order_to_cash import STEPS, BngOrderToCash
+from switchyard.pairs.nopcommerce_bng.order_to_cash import BngOrderToCash, shipment_callback
+from switchyard.pairs.nopcommerce_bng.stock import BngStockTarget
+from switchyard.registry import FlowContext, Secrets, StepRunner, Target, WaitEnder
+from switchyard.targets import DeliveryResult
 
-StepHandler = Callable[[Mapping[str, Any]], dict[str, Any]]
-
-
-def order_to_cash(context: Any) -> BngOrderToCash:
-    """One BngOrderToCash per build, shared by every step: the flow's mapping document, BNG as the target,
-    nopCommerce as the shop the shipment and statuses are written back to."""
-    return context.once("bng.order_to_cash", lambda: BngOrderToCash(
-        load_bng_mapping(context.flow.mapping_document or "nopcommerce-to-bng.yaml"), context.client("bng"),
-        context.client("nopcommerce"), flow=context.flow.name))
+BNG = "bng"
+SHOP = "nopcommerce"
+SHIPMENT_WAIT = "shipment"  # the wait_for of the order-to-cash declaration that BNG's shipment.created ends
 
 
-def _step(name: str) -> Callable[[Any], StepHandler]:
-    def factory(context: Any) -> StepHandler:
-        steps = order_to_cash(context)
+def order_to_cash(context: FlowContext) -> Any:
+    """The steps write the order into BNG (the flow's target) and the shipment back to nopCommerce (``uses``)."""
+    mapping = load_bng_mapping(context.flow.mapping_document)
+    bng, shop = context.connection_to(BNG), context.connection_to(SHOP)
 
-        def run(state: Mapping[str, Any]) -> dict[str, Any]:
-            return steps.run(name, state)
+    def build(secrets: Secrets) -> StepRunner:
+        return BngOrderToCash(mapping, context.client(bng, secrets), context.client(shop, secrets),
+                              flow=context.flow.name)
 
-        return run
-
-    return factory
+    return build
 
 
-STEP_FACTORIES: dict[str, Callable[[Any], StepHandler]] = {f"bng.{name}": _step(name) for name in STEPS}
+class BngEventsTarget:
+    """BNG's webhooks into nopCommerce: ``shipment.created`` completes the order's waiting execution (which then
+    writes the shipment), ``inventory.changed`` sets the product's stock, ``salesorder.status_changed`` the
+    order's statuses."""
+
+    def __init__(self, waits: WaitEnder, stock: BngStockTarget, statuses: BngOrderToCash) -> None:
+        self._waits = waits
+        self._stock = stock
+        self._statuses = statuses
+
+    def deliver(self, event: FlowEvent) -> DeliveryResult:
+        if event.type == "shipment.created":
+            if not event.data.get("ExternalOrderID"):
+                raise PermanentError(f"shipment.created {event.event_id} names no ExternalOrderID",
+                                     reason="malformed_event")
+            entity, output = shipment_callback(event.data)
+            # "stored": the execution has not reached its wait yet and gets the shipment when it does
+            delivered = self._waits.complete(SHIPMENT_WAIT, entity, output)
+            return DeliveryResult("updated", {"wait": SHIPMENT_WAIT, "entity": entity, "delivery": delivered})
+        if event.type == "inventory.changed":
+            return self._stock.deliver(event)
+        if event.type == "salesorder.status_changed":
+            result = self._statuses.write_status(event, {})
+            return DeliveryResult("updated" if result["statuses"] or result["note_added"] else "unchanged", result)
+        return DeliveryResult("filtered", {"reason": f"{event.type} is not applied to nopCommerce"})
+
+
+def bng_events(context: FlowContext) -> Any:
+    flow = context.flow
+    declarations = {name: context.catalog.flows[name].state_machine for name in flow.completes_waits_of}
+    waiting = [name for name, declared in declarations.items() if declared and SHIPMENT_WAIT in declared.waits]
+    if len(waiting) != 1:
+        raise ValueError(f"flow {flow.name}: completes_waits_of must name the one flow waiting for "
+                         f"{SHIPMENT_WAIT!r} (found {waiting})")
+    waits = context.adapters.waits(waiting[0])
+    mapping = load_bng_mapping(context.catalog.flows[waiting[0]].mapping_document)
+    state = context.adapters.entity_state()
+    bng, shop = context.connection_to(BNG), context.connection_to(SHOP)
+
+    def build(secrets: Secrets) -> Target:
+        bng_client, shop_client = context.client(bng, secrets), context.client(shop, secrets)
+        return BngEventsTarget(waits, BngStockTarget(bng_client, shop_client, state),
+                               BngOrderToCash(mapping, bng_client, shop_client, flow=waiting[0]))
+
+    return build

@@ -1,0 +1,63 @@
+"""nopCommerce ⇄ BNG as flows.yaml declares it: order-to-cash waits (in days) for BNG's shipment, with an
+alarm when it is overdue; BNG's webhook flow may answer that wait's token."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+FLOW = "nopcommerce-to-bng"
+WEBHOOKS = "bng-to-nopcommerce"
+
+
+@pytest.fixture(scope="module")
+def states(dev):
+    machine = dev.one(role="state-machine", flow=FLOW)
+    return json.loads(dev.render(machine.properties["DefinitionString"]))
+
+
+def test_order_to_cash_creates_the_customer_then_the_order_then_waits_for_the_shipment(states):
+    by_name = states["States"]
+    assert by_name["Customer"]["Parameters"]["step"] == "bng.customer"
+    assert by_name["Customer"]["Next"] == "SalesOrder"
+    assert by_name["SalesOrder"]["Next"] == "Shipment"
+    assert by_name["SalesOrder"]["Catch"][-1]["Next"] == "CancelOrder"  # the compensation, then the DLQ
+    assert by_name["CancelOrder"]["Parameters"]["step"] == "bng.cancel"
+    first, again = by_name["Shipment"], by_name["ShipmentAgain"]
+    for task in (first, again):
+        assert task["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+        assert task["Parameters"]["Payload"]["wait"] == "shipment"
+        assert task["Next"] == "WriteShipment"
+    assert first["TimeoutSeconds"] == 240 * 3600  # overdue after 10 days: WaitsOverdue, then it waits on
+    assert again["TimeoutSeconds"] == 45 * 86_400 - 240 * 3600
+    assert by_name["WriteShipment"]["Parameters"]["step"] == "bng.write_shipment"
+    assert (by_name["Cancel"]["Next"], by_name["EndWait"]["Parameters"]["step"]) == ("EndWait", "wait.cancel")
+    assert states["TimeoutSeconds"] == (60 + 14) * 86_400  # its 60 days plus a reconnect's 14
+
+
+def test_order_to_cash_alarms_when_a_shipment_is_overdue(dev):
+    alarms = [a for a in dev.of_type("AWS::CloudWatch::Alarm") if a.properties.get("MetricName") == "WaitsOverdue"]
+    assert [a.properties["Dimensions"] for a in alarms] == [[{"Name": "service", "Value": FLOW}]]
+
+
+def test_bngs_webhook_worker_may_answer_the_shipment_wait_and_reads_both_connections(dev):
+    from tests.infra.test_infra_table_access import granted_patterns
+
+    worker = dev.one(role="worker", flow=WEBHOOKS)
+    assert granted_patterns(dev, worker)[f"wait#{FLOW}#*"] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    granted = dev.actions_on(dev.by_ref(dev.render(worker.properties["Role"])).ref)
+    [machine_arn] = [resource for resource in granted if resource.endswith(f":stateMachine:Switchyard-dev-{FLOW}")]
+    assert granted[machine_arn] == {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+    for connection in ("bng", "nopcommerce"):
+        assert "secretsmanager:GetSecretValue" in granted[dev.one(secret=f"connection:{connection}").ref]
+
+
+def test_the_order_to_cash_steps_read_bng_and_nopcommerce_and_write_neither_secret(dev):
+    steps = dev.one(role="steps", flow=FLOW)
+    granted = dev.actions_on(dev.by_ref(dev.render(steps.properties["Role"])).ref)
+    for connection in ("bng", "nopcommerce"):
+        actions = granted[dev.one(secret=f"connection:{connection}").ref]
+        assert "secretsmanager:GetSecretValue" in actions and "secretsmanager:PutSecretValue" not in actions
