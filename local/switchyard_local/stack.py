@@ -211,28 +211,33 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        self._stop_polling.set()
+        """Every part is stopped even when one fails: a moto mock left running would hand this process's next
+        stack (or test) the resources of this one."""
+        steps: list[Callable[[], object]] = [self._stop_polling.set]
         if self._poll_thread:
-            self._poll_thread.join(timeout=5)
-        for server in self._servers:
-            server()
-        for sandbox in self._sandboxes():
-            sandbox.stop()
+            steps.append(lambda: self._poll_thread.join(timeout=5) if self._poll_thread else None)
+        steps += list(self._servers) + [sandbox.stop for sandbox in self._sandboxes() if sandbox is not None]
         if self._lambdas is not None:
-            self._lambdas.stop()
-            self._lambdas = None
+            steps.append(self._lambdas.stop)
         if self._callback_fixes is not None:
-            self._callback_fixes.stop()
-            self._callback_fixes = None
+            steps.append(self._callback_fixes.stop)
         if self.table_access is not None:
-            self.table_access.deactivate()
+            steps.append(self.table_access.deactivate)
         if self._mock is not None:
-            self._mock.stop()
-            self._mock = None
+            steps.append(self._mock.stop)
         if self.logs is not None:
-            self.logs.close()
+            steps.append(self.logs.close)
+        failures: list[BaseException] = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # the rest must still stop; the first failure is raised
+                failures.append(exc)
+        self._servers, self._lambdas, self._callback_fixes, self._mock = [], None, None, None
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> LocalStack:
         return self.start()
