@@ -16,9 +16,8 @@ _customers = itertools.count(900)
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
+def stack(own_stack: LocalStack) -> LocalStack:
+    return own_stack
 
 
 def settle(stack: LocalStack) -> None:

@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        yield running
+def stack(own_stack: LocalStack) -> LocalStack:
+    return own_stack  # its letters and drops are counted: a fresh stack
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,10 @@ NOW_GRACE = 0  # the demo's and these tests' "recover now": the schedule's runs 
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with LocalStack() as running:
-        running.poll_source("nopcommerce", grace_seconds=NOW_GRACE)  # the stack's own seeded orders first
-        assert running.drain(timeout=120)
-        yield running
+def stack(own_stack: LocalStack) -> LocalStack:
+    own_stack.poll_source("nopcommerce", grace_seconds=NOW_GRACE)  # the stack's own seeded orders first
+    assert own_stack.drain(timeout=120)
+    return own_stack
 
 
 def checkout(stack: LocalStack, number: int, *, paid: bool) -> dict[str, Any]:
