@@ -218,7 +218,7 @@ def test_setup_check_reports_missing_secrets_and_setup_fills_what_it_can(stack, 
     secrets = aws.client("secretsmanager", endpoint_url=endpoint["url"])
     shown, _ = cli("setup", "--check", "--json")
     arns = {entry["secret"]: entry["arn"] for entry in shown["secrets"]}
-    assert set(arns) == {f"source:{name}" for name in load_catalog().sources} | {
+    assert set(arns) == {f"source:{name}" for name in load_catalog().webhook_sources} | {
         f"connection:{name}" for name in load_catalog().connections}
     assert all(entry["state"] != "missing" for entry in shown["secrets"])  # the local stack filled every one
     source, connection = "source:nopcommerce", "connection:streak"
