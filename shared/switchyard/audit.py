@@ -2,7 +2,7 @@
 retention, so ``switchyard trace ORDER`` reads an order's whole story with one GetItem per flow (no Scan).
 
 An order is named by its source's ``order_ref`` paths (flows.yaml): the first present is the record's key
-(nopCommerce: the order number). Each delivery appends one entry: when, event id and type, outcome
+(a shop's order number). Each delivery appends one entry: when, event id and type, outcome
 (created, updated, duplicate, stale, dead_lettered ...), its reason, and what the target answered (record
 ids, where the target named them). The newest ``MAX_ENTRIES`` are kept (an item stays far below 400 KB).
 """

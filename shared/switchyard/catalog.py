@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 class PollConfig(_Strict):
     """How a source is polled (``switchyard.polling``): through which connection, how much per run."""
 
-    connection: str  # whose client reads the source (nopCommerce: the Web API plugin connection)
+    connection: str  # whose client reads the source (a shop's API connection)
     page_size: int = Field(100, ge=1, le=500)
     max_pages: int = Field(10, ge=1, le=100)  # per run: a run ends well inside the function's timeout
     lookback_days: int = Field(30, ge=1, le=365)  # how long an order's status is still watched
@@ -44,7 +44,7 @@ class SourceConfig(_Strict):
 
     description: str = ""
     # push: signed webhooks only; poll: the poller is the source; both: webhooks, and the poll sweeps for
-    # what they missed (the same event ids on both paths); eventbridge: an EventBridge partner bus (Salesforce
+    # what they missed (the same event ids on both paths); eventbridge: an EventBridge partner bus (a CRM's
     # Event Relay: a rule on the bus puts each event on the flow's queue, no HTTP route, no signing secret)
     delivery: Literal["push", "poll", "both", "eventbridge"] = "push"
     poll: PollConfig | None = None

@@ -337,7 +337,7 @@ class StepApp(NamedTuple):
 
 
 def declared_steps(context: FlowContext, names: Sequence[str]) -> Callable[[Secrets], StepRunner]:
-    """The steps a flow's state machine declaration names (``quickbooks.customer``), from the systems'
+    """The steps a flow's state machine declaration names (``<system>.customer``), from the systems'
     registered step sets: each set is prepared once (cold start: its mapping loads here) and built once per
     version of the connection secrets. An unknown step fails here, naming it."""
     from functools import partial

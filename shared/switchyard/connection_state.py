@@ -1,6 +1,6 @@
 """The health of a connection, shared by every function: may events use it now, or must they wait?
 
-A connection (credentials + base URL of one account, e.g. ``quickbooks``) can die as a whole: its OAuth refresh
+A connection (credentials + base URL of one account, e.g. an accounting company) can die as a whole: its OAuth refresh
 token is refused (``invalid_grant``: rotated with the answer lost, revoked consent, past its lifetime). Then
 no event can pass until a person reconnects it, and dead-lettering the order stream would only turn one
 reconnect into hundreds of redrives. So the first function that meets such an error

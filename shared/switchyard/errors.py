@@ -18,7 +18,7 @@
         │                               revoked): events wait until it is reconnected, never dead-lettered
         │                               for it (switchyard.connection_state)
         └── PermanentError              4xx validation, missing required field: straight to the DLQ
-            └── DuplicateNameError      a name the target keeps unique is taken (QuickBooks 6240)
+            └── DuplicateNameError      a name the target keeps unique is taken (an accounting system's 6240)
 
 The worker decides retry vs dead-letter from the class alone; nothing matches on message text.
 """
@@ -154,7 +154,7 @@ class PermanentError(DeliveryError):
 
 
 class DuplicateNameError(PermanentError):
-    """QuickBooks 6240: the name is taken (DisplayName is unique across customers, vendors and
+    """An accounting system's 6240: the name is taken (DisplayName is unique across customers, vendors and
     employees). ``name`` is the name that collided, so the caller can find that entity and link to it."""
 
     def __init__(self, message: str, *, name: str | None, **kwargs: Any) -> None:

@@ -12,7 +12,7 @@ once, so the count lives in DynamoDB (one item per key) and every call takes a p
 Algorithm: a sliding-window log, not token buckets. The limiter remembers when each recent permit
 was granted and grants another only if, for every ``Limit(requests, per_seconds)``, fewer than
 ``requests`` were granted in the last ``per_seconds``. Hence no window of ``per_seconds`` — wherever
-QuickBooks starts it — ever holds more than ``requests`` permits, and the first ``requests`` calls
+the vendor starts it — ever holds more than ``requests`` permits, and the first ``requests`` calls
 still go out at once. Token buckets can't have both: a full bucket of capacity ``requests``
 refilling at ``requests / per_seconds`` lets out its burst and then a window's worth of refill,
 nearly ``2 * requests`` in one window (about 1,000 calls in the first minute against QBO's 500,
@@ -22,8 +22,8 @@ is its size: at most ``max(requests)`` timestamps (500 for QBO), stored as 4-byt
 DynamoDB item of ~2 KB (3 WCU per permit, 1 RCU per attempt). Waiting costs reads only; nothing is
 written until a permit is granted.
 
-Limits of the guarantee: it counts when permits are *granted*, QuickBooks when requests *arrive*. If
-an early request travels slower than a later one (a new connection, a TLS handshake), QuickBooks
+Limits of the guarantee: it counts when permits are *granted*, the vendor when requests *arrive*. If
+an early request travels slower than a later one (a new connection, a TLS handshake), the vendor
 still counts the early one when the limiter already forgot it, and the request after it meets a 429
 at the window's edge (seen on the local stack: 16 ms of latency was enough). Lowering the count does
 not help (nine permits may still go out at once); padding the window does: a window of ``W`` seconds

@@ -214,10 +214,10 @@ class Pair:
 
     systems: frozenset[str]
     target: TargetFactory | None = None
-    # the system the steps are named after (``run: bng.customer``; one of the pair's) -> its step set
+    # the system the steps are named after (``run: <system>.customer``; one of the pair's) -> its step set
     step_sets: Mapping[str, StepSet] = field(default_factory=dict)
     # mapping documents of flows between the two: for flows into ``mapping_target`` even where that system
-    # has documents of its own (Salesforce changes into Clarity); else where their target system has none
+    # has documents of its own (a CRM's change events into a shop); else where their target system has none
     mapping: MappingSpec | None = None
     mapping_target: str | None = None
 

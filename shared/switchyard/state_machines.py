@@ -328,7 +328,7 @@ _ENDED_REASONS = {"TIMED_OUT": ("execution_timed_out", "timed_out"), "ABORTED": 
 
 
 class StepHandlers:
-    """The step handlers a flow's declaration runs, by name (``quickbooks.customer``): what the step Lambda's
+    """The step handlers a flow's declaration runs, by name (``<system>.customer``): what the step Lambda's
     ``run(step, state)`` dispatches to, built from the systems' step factories."""
 
     def __init__(self, handlers: Mapping[str, StepHandler]) -> None:

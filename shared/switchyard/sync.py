@@ -6,7 +6,7 @@ customer and its contact). Both directions' workers share one record per pair, h
 - ``value``/``time``/``side``: the value both sides should hold, the change time of the change that
   set it and the side it was made on (the latest change wins, across both systems);
 - ``seen[side]``: the last value and change time reported by each side (events, write answers), and
-  the side's own exact value when the pair's value is coarser (Clarity's ``shipped`` and ``processing``
+  the side's own exact value when the pair's value is coarser (a shop's ``shipped`` and ``processing``
   are both the stage "Processing"): a change between two such values is still a person's change;
 - ``writes[side]``: Switchyard's own writes not yet seen coming back (value, change time the system
   answered or ``None`` when the answer was lost, expiry of a write without a known time);
@@ -63,7 +63,7 @@ class SyncField:
 
 @dataclass(frozen=True)
 class PairSpec:
-    name: str  # the records' namespace, e.g. ``clarity+streak:customer``
+    name: str  # the records' namespace, e.g. ``shop+crm:customer``
     sides: tuple[str, str]
     fields: tuple[SyncField, ...]
     tie_winner: str  # at equal change times (no lifecycle order), this side's change wins

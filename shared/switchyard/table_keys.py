@@ -10,7 +10,7 @@ store          scope                                   items
 =============  ======================================  =====================================================
 idempotency    the flow                                Powertools idempotency records of the flow's worker
 state          the pair: the flow's source and target  per-entity ordering, filtered orders, cross-references,
-               connection, sorted (``clarity+streak``)  the two-way sync records of synced entity pairs; both
+               connection, sorted (``crm+shop``)       the two-way sync records of synced entity pairs; both
                                                        directions of a two-way pair share it (and a one-way
                                                        flow has it to itself)
 echo           the pair                                the echo ledger: written by one direction, consumed by
@@ -116,7 +116,7 @@ def _key(store: Store, scope: str, *parts: str) -> str:
 
 
 def pair_scope(flow: FlowConfig) -> str:
-    """``clarity+streak`` for both ``clarity-to-streak`` and ``streak-to-clarity``: the flow's source and its
+    """``crm+shop`` for both ``shop-to-crm`` and ``crm-to-shop``: the flow's source and its
     target connection, sorted (a source and the connection of the same account share a name)."""
     return "+".join(sorted((_checked(flow.source, "source"), _checked(flow.connection, "connection"))))
 

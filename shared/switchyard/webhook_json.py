@@ -18,7 +18,7 @@ from typing import Any
 
 from switchyard.errors import MalformedBodyError
 
-MAX_DEPTH = 32  # the deepest event (a QuickBooks notification) is 6 levels deep
+MAX_DEPTH = 32  # the deepest event (an accounting system's notification) is 6 levels deep
 MAX_INTEGER_DIGITS = 20  # int64 and epoch milliseconds fit in 19
 
 

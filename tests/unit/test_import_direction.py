@@ -87,6 +87,14 @@ def test_core_module_names_no_system(path):
     assert system_names_in(path.read_text()) == set()
 
 
+@pytest.mark.parametrize("path", core_modules(), ids=lambda p: str(p.relative_to(LIBRARY)))
+def test_core_module_prose_names_no_system_either(path):
+    """Comments and docstrings too: the core reads as a description of any system (examples say "a shop",
+    "an accounting system"), so a reader never takes one system's rule for the core's."""
+    text = path.read_text().lower()
+    assert {name for name in SYSTEM_NAMES if re.search(rf"\b{name}", text)} == set()
+
+
 def test_system_name_check_sees_code_not_comments_or_docstrings():
     assert system_names_in('"""Like Streak."""\n# QuickBooks\nx = 1\n') == set()
     assert system_names_in('x = "quickbooks"\n') == {"quickbooks"}
