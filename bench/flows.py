@@ -164,12 +164,20 @@ def _only_flow(stack: Any, flow: str) -> None:
         if routes:
             function.environment["SWITCHYARD_ALL_ROUTES"] = routes
             table = json.loads(routes)
-            for events in table.values():
-                for flows in events.values():
-                    for name in [name for name in flows if name != flow]:
-                        del flows[name]
+            _keep_only(table, flow)
             function.environment["SWITCHYARD_ROUTES"] = json.dumps(table)
             function._module = None  # a new container: the ingest service reads its routes once
+
+
+def _keep_only(routes: dict[str, Any], flow: str) -> None:
+    """Drop every other flow from a routes table: ingest's (source -> event type -> flow -> queue URL) or a
+    poller's (event type -> flow -> queue URL)."""
+    for value in routes.values():
+        if isinstance(value, dict) and value and all(isinstance(url, str) for url in value.values()):
+            for name in [name for name in value if name != flow]:
+                del value[name]
+        elif isinstance(value, dict):
+            _keep_only(value, flow)
 
 
 def _log_bytes(stack: Any) -> int:

@@ -52,7 +52,9 @@ MAPPING_TARGET = 2.5  # declarative / hand-written, closures only (the generated
 # Streak calls per order today (exact counts): more than these is a regression, whatever the target says
 STREAK_CALL_BUDGET = {"Streak calls, new order (new customer, new company)": 8,
                       "Streak calls, new order (returning customer)": 6,
-                      "Streak calls, status change": 2}
+                      # read the box, update stage and payment in one call, and the timeline comment the deal
+                      # keeps per change (issue 11): Streak takes no comment inside the box update
+                      "Streak calls, status change": 3}
 
 FLOOR = """
 import boto3, json, os
