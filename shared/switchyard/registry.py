@@ -220,6 +220,9 @@ class Pair:
     # has documents of its own (a CRM's change events into a shop); else where their target system has none
     mapping: MappingSpec | None = None
     mapping_target: str | None = None
+    # targets of one-way flows between the two whose events may be the other direction's own writes coming back
+    # (that direction's target registers echo rules): their workers keep the echo ledger and drop them
+    echoes_heard_by: frozenset[str] = frozenset()
 
 
 class RegistryError(LookupError):

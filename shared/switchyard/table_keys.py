@@ -122,11 +122,16 @@ def pair_scope(flow: FlowConfig) -> str:
 
 
 def records_echoes(flow: FlowConfig) -> bool:
-    """Whether the flow's writes come back as events its pair's other direction hears (the target registers
-    echo rules), so it keeps an echo ledger."""
+    """Whether the flow keeps an echo ledger: its writes come back as events its pair's other direction hears
+    (the target registers echo rules), or its events may be that direction's writes coming back (the pair of
+    its source and target lists its target under ``echoes_heard_by``)."""
+    from switchyard.registry import find_pair
     from switchyard.registry import system as registered
 
-    return registered(flow.target).echoes is not None
+    if registered(flow.target).echoes is not None:
+        return True
+    joined = find_pair(flow.source, flow.target)
+    return joined is not None and flow.target in joined.echoes_heard_by
 
 
 def drop_key(flow: str, event_id: str = "") -> str:

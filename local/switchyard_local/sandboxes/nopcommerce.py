@@ -289,12 +289,19 @@ ORDER_ITEM_DTO = DtoSpec.parse(
 CUSTOMER_DTO = DtoSpec.parse(
     "CustomerDto",
     """
-    CustomerGuid:guid Username:str Email:str FirstName:str LastName:str Gender:str DateOfBirth:date? Company:str
-    StreetAddress:str StreetAddress2:str ZipPostalCode:str City:str County:str CountryId:int StateProvinceId:int
-    Phone:str Fax:str VatNumber:str AdminComment:str IsTaxExempt:bool AffiliateId:int VendorId:int Active:bool
-    Deleted:bool IsSystemAccount:bool CreatedOnUtc:date LastActivityDateUtc:date RegisteredInStoreId:int
-    BillingAddressId:int? ShippingAddressId:int?
+    CustomerGuid:guid Username:str Email:str EmailToRevalidate:str AdminComment:str IsTaxExempt:bool AffiliateId:int
+    VendorId:int HasShoppingCartItems:bool RequireReLogin:bool FailedLoginAttempts:int CannotLoginUntilDateUtc:date?
+    Active:bool Deleted:bool IsSystemAccount:bool SystemName:str LastIpAddress:str CreatedOnUtc:date
+    LastLoginDateUtc:date? LastActivityDateUtc:date RegisteredInStoreId:int BillingAddressId:int?
+    ShippingAddressId:int? FirstName:str LastName:str Gender:str DateOfBirth:date? Company:str StreetAddress:str
+    StreetAddress2:str ZipPostalCode:str City:str County:str CountryId:int StateProvinceId:int Phone:str Fax:str
+    VatNumber:str VatNumberStatusId:int TimeZoneId:str CustomCustomerAttributesXML:str CurrencyId:int?
+    LanguageId:int? TaxDisplayTypeId:int?
     """,
+)
+
+CUSTOMER_ATTRIBUTE_DTO = DtoSpec.parse(
+    "CustomerAttributeDto", "Name:str IsRequired:bool AttributeControlTypeId:int DisplayOrder:int"
 )
 
 ADDRESS_DTO = DtoSpec.parse(
@@ -549,6 +556,9 @@ _ROUTES = Map(
         Rule("/api-backend/order/update", endpoint="order_update", methods=["PUT"]),
         Rule("/api-backend/orderitem/getorderitems/<order_id>", endpoint="order_items", methods=["GET"]),
         Rule("/api-backend/customer/getbyid/<id>", endpoint="customer_get_by_id", methods=["GET"]),
+        Rule("/api-backend/customer/getcustomerbyemail", endpoint="customer_get_by_email", methods=["GET"]),
+        Rule("/api-backend/customer/update", endpoint="customer_update", methods=["PUT"]),
+        Rule("/api-backend/customerattribute/getall", endpoint="customer_attributes", methods=["POST"]),
         Rule("/api-backend/address/getbyid/<id>", endpoint="address_get_by_id", methods=["GET"]),
         Rule("/api-backend/ordernote/create", endpoint="note_create", methods=["POST"]),
         Rule("/api-backend/ordernote/getbyid/<id>", endpoint="note_get_by_id", methods=["GET"]),
@@ -615,6 +625,7 @@ class _State:
     order_items: dict[int, dict[str, Any]] = field(default_factory=dict)
     shoppers: dict[int, dict[str, Any]] = field(default_factory=dict)  # Customer DTOs of checkout customers
     addresses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    customer_attributes: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -852,6 +863,34 @@ class NopCommerceSandbox(http.SandboxApp):
             guid = str(uuid.uuid5(_GUID_NAMESPACE, f"customer:{email.lower()}"))
             self._state.customers[customer_id] = _Customer(customer_id, email, password, web_api_access, guid, active)
             return customer_id
+
+    def seed_customer(self, email: str, **fields: Any) -> dict[str, Any]:
+        """A registered shopper (``fields`` in nopCommerce or wire names, e.g. ``FirstName``, ``Phone``,
+        ``CustomCustomerAttributesXML``); returns the stored Customer DTO."""
+        with self._lock:
+            customer_id = max([*self._state.customers, *self._state.shoppers, 0]) + 1
+            now = _epoch_to_wire(self.clock())
+            shopper = {**CUSTOMER_DTO.defaults(), "username": email, **_seed_values(CUSTOMER_DTO, fields),
+                       "id": customer_id, "email": email, "active": True, "registered_in_store_id": 1,
+                       "created_on_utc": now, "last_activity_date_utc": now,
+                       "customer_guid": str(uuid.uuid5(_GUID_NAMESPACE, f"shopper:{customer_id}"))}
+            self._state.shoppers[customer_id] = shopper
+            return copy.deepcopy(shopper)
+
+    def seed_customer_attribute(self, name: str, control_type: int = 4, **fields: Any) -> dict[str, Any]:
+        """A custom customer attribute (Customers > Customer settings > Customer form fields); ``control_type``
+        is its ``AttributeControlTypeId`` (4 TextBox, 10 MultilineTextbox, 1 DropdownList, ...)."""
+        with self._lock:
+            attribute_id = _next_id(self._state.customer_attributes)
+            attribute = {**CUSTOMER_ATTRIBUTE_DTO.defaults(), **_seed_values(CUSTOMER_ATTRIBUTE_DTO, fields),
+                         "id": attribute_id, "name": name, "attribute_control_type_id": control_type}
+            self._state.customer_attributes[attribute_id] = attribute
+            return copy.deepcopy(attribute)
+
+    def customer(self, customer_id: int) -> dict[str, Any]:
+        """The stored Customer DTO of a shopper (wire names); ``KeyError`` if unknown."""
+        with self._lock:
+            return copy.deepcopy(self._state.shoppers[customer_id])
 
     def issue_token(self, email: str | None = None) -> str:
         """A token as ``GetToken`` would issue it for ``email`` (default: the API customer), without a request."""
@@ -1513,6 +1552,31 @@ class NopCommerceSandbox(http.SandboxApp):
         if customer is None:
             raise _Reply(_string(404, f"Customer Id={customer_id} not found"))
         return http.json_response(copy.deepcopy(customer))
+
+    def _ep_customer_get_by_email(self, request: Request) -> Response:
+        """``GetCustomerByEmailAsync``: the lowest id with that e-mail (the database collation ignores case),
+        deleted customers included, as nopCommerce's query does not filter them."""
+        email = self._query(request, "email")
+        if not email:
+            raise _invalid({"email": ["The email field is required."]})
+        lowered = email.lower()
+        found = sorted((c for c in self._state.shoppers.values() if str(c.get("email") or "").lower() == lowered),
+                       key=lambda c: c["id"])
+        if not found:
+            raise _Reply(_string(404, f"Customer email={email} not found"))
+        return http.json_response(copy.deepcopy(found[0]))
+
+    def _ep_customer_update(self, request: Request) -> Response:
+        values = self._bind(CUSTOMER_DTO, request)
+        if values["id"] not in self._state.shoppers:
+            raise _Reply(_string(404, f"Customer Id={values['id']} is not found"))
+        self._state.shoppers[values["id"]] = values  # FromDto: the whole entity is replaced
+        return _ok_empty()
+
+    def _ep_customer_attributes(self, request: Request) -> Response:
+        """``CustomerAttribute/GetAll`` (a POST in the plugin), in display order."""
+        attributes = sorted(self._state.customer_attributes.values(), key=lambda a: (a["display_order"], a["id"]))
+        return http.json_response(copy.deepcopy(attributes))
 
     def _ep_address_get_by_id(self, request: Request, id: str) -> Response:
         address_id = _parse_int(id, "id")

@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.connectors.http import DEFAULT_TIMEOUT, RefreshingTokenAuth, jsonable, raised_getting_token, send
 from switchyard.errors import ConnectionConfigError, PermanentError, RetryableError
+from switchyard.systems.nopcommerce import customer_attributes
 
 SYSTEM = "nopCommerce"
 PREFIX = "/api-backend"
@@ -379,6 +380,44 @@ class NopCommerceClient:
         self._call("PUT", f"{PREFIX}/Product/Update", json=changed)
         return True
 
+    # ----------------------------------------------------------------- customers
+
+    def customer_by_email(self, email: str) -> dict[str, Any] | None:
+        """The customer with this e-mail (``Customer/GetCustomerByEmail``: the shop compares without case and
+        answers the lowest id), or None; a deleted customer counts as none."""
+        path = f"{PREFIX}/Customer/GetCustomerByEmail"
+        try:
+            body = self._call("GET", path, params={"email": email})
+        except PermanentError as exc:
+            if exc.target_status == 404 and _is_plugin_not_found(exc.target_response):
+                return None
+            raise
+        customer = self._object(body, path)
+        return None if customer.get("deleted") else customer
+
+    def customer_attributes(self) -> list[dict[str, Any]]:
+        """Every custom customer attribute (``CustomerAttribute/GetAll``, a POST in the plugin)."""
+        return self._list_of(self._call("POST", f"{PREFIX}/CustomerAttribute/GetAll"), "CustomerAttribute/GetAll")
+
+    def update_customer(self, customer_id: int, fields: Mapping[str, Any],
+                        attributes: Mapping[int, str] | None = None) -> list[str]:
+        """Set the customer's ``fields`` (wire names, e.g. ``first_name``) and text custom ``attributes`` (id ->
+        value) by read-modify-write of the whole DTO; returns what changed (``attribute:<id>`` for attributes),
+        and writes nothing when nothing would (a redelivery)."""
+        path = f"{PREFIX}/Customer/GetById/{int(customer_id)}"
+        customer = self._object(self._call("GET", path), path)
+        changed = sorted(name for name, value in fields.items() if customer.get(name) != value)
+        xml = customer.get("custom_customer_attributes_xml")
+        held = customer_attributes.parse_values(xml)
+        changed_attributes = {a: v for a, v in (attributes or {}).items() if held.get(a) != [v]}
+        if not changed and not changed_attributes:
+            return []
+        updated = {**customer, **{name: fields[name] for name in changed}}
+        if changed_attributes:
+            updated["custom_customer_attributes_xml"] = customer_attributes.with_values(xml, changed_attributes)
+        self._call("PUT", f"{PREFIX}/Customer/Update", json=updated)
+        return [*changed, *(f"attribute:{a}" for a in sorted(changed_attributes))]
+
     # ----------------------------------------------------------------- specification attributes
 
     def set_specifications(self, product_id: int, values: Mapping[str, str]) -> dict[str, str]:
@@ -421,7 +460,10 @@ class NopCommerceClient:
         return written
 
     def _list(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        body = self._call("GET", path, params=params)
+        return self._list_of(self._call("GET", path, params=params), path)
+
+    @staticmethod
+    def _list_of(body: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
             raise RetryableError(f"{SYSTEM} answered GET {path} with something else than a list",
                                  reason="target_bad_response", target_response=body)
