@@ -887,6 +887,11 @@ class NopCommerceSandbox(http.SandboxApp):
             self._state.customer_attributes[attribute_id] = attribute
             return copy.deepcopy(attribute)
 
+    def snapshot_customer_attributes(self) -> list[dict[str, Any]]:
+        """The shop's custom customer attributes (sandbox inspection)."""
+        with self._lock:
+            return copy.deepcopy(list(self._state.customer_attributes.values()))
+
     def customer(self, customer_id: int) -> dict[str, Any]:
         """The stored Customer DTO of a shopper (wire names); ``KeyError`` if unknown."""
         with self._lock:

@@ -1,6 +1,6 @@
 """nopCommerce client over the commercial "Web API Backend" plugin (``/api-backend/[controller]/[action]``):
 the write-backs Switchyard needs (order notes, order statuses, shipments with their items, product stock,
-product specification attributes) and the reads they rest on.
+product specification attributes, customer fields and custom customer attributes) and the reads they rest on.
 
 * **JSON is snake_case both ways.** The plugin's DTOs use Newtonsoft's ``SnakeCaseNamingStrategy``; a property
   name it does not know is silently dropped. Bodies are therefore never built by hand from our own names:
