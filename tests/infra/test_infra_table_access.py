@@ -162,6 +162,16 @@ def test_grants_of_todays_catalog_by_function(dev, catalog):
                                            "state#bng+nopcommerce#*", "wait#nopcommerce-to-bng#*",
                                            "connection#nopcommerce#*", "breaker#nopcommerce#*",
                                            "connection#bng#*", "breaker#bng#*"},
+        # a rep's contact edits: nopcommerce-to-streak's own contact writes come back here as echoes to drop
+        ("streak-to-nopcommerce", "worker"): {"idempotency#streak-to-nopcommerce#*", "drop#streak-to-nopcommerce#*",
+                                              "audit#streak-to-nopcommerce#*", "state#nopcommerce+streak#*",
+                                              "echo#nopcommerce+streak#*",
+                                              "connection#nopcommerce#*", "breaker#nopcommerce#*"},
+        # product edits into Items: the QuickBooks connection's token lease and rate limiter like every caller
+        ("nopcommerce-products-to-quickbooks", "worker"): {
+            "idempotency#nopcommerce-products-to-quickbooks#*", "drop#nopcommerce-products-to-quickbooks#*",
+            "audit#nopcommerce-products-to-quickbooks#*", "state#nopcommerce+quickbooks#*", "lease#quickbooks#*",
+            "ratelimit#quickbooks#*", "connection#quickbooks#*", "breaker#quickbooks#*"},
     }
 
 

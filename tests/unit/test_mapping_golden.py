@@ -51,9 +51,11 @@ def cases() -> list[tuple[str, str]]:
 
 
 def variant_cases() -> list[tuple[str, str]]:
+    """Every sample of a variant's flow's source whose event type the flow subscribes to (as ``cases``)."""
     catalog = load_catalog()
-    return [(variant, name) for variant in VARIANTS for name in sample_names()
-            if name.startswith(PREFIX[catalog.flows[variant.split(".")[0]].source])]
+    flows = {variant: catalog.flows[variant.split(".")[0]] for variant in VARIANTS}
+    return [(variant, name) for variant, config in flows.items() for name in sample_names()
+            if name.startswith(PREFIX[config.source]) and sample_event_type(name) in (*config.events, None)]
 
 
 def sample_event(flow: str, name: str) -> tuple[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import SchemaError
 from switchyard.sources import envelope_json_schema, parse_event, supported_sources
-from switchyard.systems.nopcommerce.source import OrderPlaced, OrderStatusChanged
+from switchyard.systems.nopcommerce.source import OrderPlaced, OrderStatusChanged, ProductUpdated
 
 from tests.conftest import sample_names
 
@@ -52,7 +52,8 @@ def test_parse_event_sample_parses_into_typed_model(sample: Sample, name: str) -
 
     assert event.type == document["type"]
     assert event.timestamp.tzinfo is not None
-    expected_model = OrderPlaced if document["type"] == "order.placed" else OrderStatusChanged
+    expected_model = {"order.placed": OrderPlaced, "product.updated": ProductUpdated}.get(document["type"],
+                                                                                          OrderStatusChanged)
     assert isinstance(event.model, expected_model)
 
 

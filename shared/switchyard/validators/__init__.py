@@ -22,6 +22,7 @@ MODULES = {
     ('nopcommerce', 'order.placed'): 'switchyard.validators.nopcommerce_order_placed',
     ('nopcommerce', 'order.refunded'): 'switchyard.validators.nopcommerce_order_refunded',
     ('nopcommerce', 'order.status_changed'): 'switchyard.validators.nopcommerce_order_status_changed',
+    ('nopcommerce', 'product.updated'): 'switchyard.validators.nopcommerce_product_updated',
     ('quickbooks', 'item.created'): 'switchyard.validators.quickbooks_item_created',
     ('quickbooks', 'item.deleted'): 'switchyard.validators.quickbooks_item_deleted',
     ('quickbooks', 'item.updated'): 'switchyard.validators.quickbooks_item_updated',

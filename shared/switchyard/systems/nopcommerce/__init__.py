@@ -41,7 +41,8 @@ def _event_models() -> Mapping[str, type]:
     from switchyard.systems.nopcommerce import source
 
     return {"order.placed": source.OrderPlaced, "order.status_changed": source.OrderStatusChanged,
-            "order.paid": source.OrderPaid, "order.refunded": source.OrderRefunded}
+            "order.paid": source.OrderPaid, "order.refunded": source.OrderRefunded,
+            "product.updated": source.ProductUpdated}
 
 
 def _target(context: FlowContext) -> Any:

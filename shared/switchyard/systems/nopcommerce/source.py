@@ -167,5 +167,30 @@ class OrderRefunded(BaseModel):
     data: OrderStatusChangedData
 
 
-NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid | OrderRefunded,
+class NopProductChange(_NopEntity):
+    """The product as ``EntityUpdatedEvent<Product>`` carries it (the sender plugin posts the entity)."""
+
+    Id: Annotated[int, Field(ge=1, le=INT32_MAX)]
+    Name: Text
+    Sku: Text | None = None
+    Price: Money
+    Published: bool = True
+    Deleted: bool = False
+    UpdatedOnUtc: datetime | None = None
+
+
+class ProductUpdatedData(_NopEntity):
+    Product: NopProductChange
+
+
+class ProductUpdated(BaseModel):
+    """``EntityUpdatedEvent<Product>``: an admin saved the product (name, price, stock, ...); ``timestamp`` is
+    its ``UpdatedOnUtc``."""
+
+    type: Literal["product.updated"]
+    timestamp: datetime
+    data: ProductUpdatedData
+
+
+NopCommerceEvent = Annotated[OrderPlaced | OrderStatusChanged | OrderPaid | OrderRefunded | ProductUpdated,
                              Field(discriminator="type")]

@@ -1,4 +1,4 @@
-"""QuickBooks Online: order-to-cash steps (customer, document, payment, void), Item notifications.
+"""QuickBooks Online: order-to-cash steps (customer, document, payment, void), Item notifications, Item updates.
 
 The registry entry (``switchyard.registry``); everything heavy is imported when first used.
 """
@@ -84,15 +84,32 @@ def _order_to_cash(context: FlowContext) -> Any:
     return build
 
 
+def _item_updates(context: FlowContext) -> Any:
+    """One-way flows into QuickBooks: a shop's product edits update the Item's name and price."""
+    from switchyard.systems.quickbooks.item_updates import QuickBooksItemUpdateTarget, load_item_update_mapping
+
+    mapping = load_item_update_mapping(context.flow.mapping_document)
+    state = context.adapters.entity_state()
+
+    def build(secrets: Secrets) -> Any:
+        return QuickBooksItemUpdateTarget(mapping, context.client(context.flow.connection, secrets), state)
+
+    return build
+
+
 def _load_mapping(document: str) -> Any:
+    from switchyard.systems.quickbooks.item_updates import is_item_update_document, load_item_update_mapping
     from switchyard.systems.quickbooks.order_mapping import load_order_mapping
 
-    return load_order_mapping(document)
+    return load_item_update_mapping(document) if is_item_update_document(document) else load_order_mapping(document)
 
 
 def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
     from switchyard.systems.quickbooks.dry_run import dry_run
+    from switchyard.systems.quickbooks.item_updates import is_item_update_document, load_item_update_mapping
 
+    if is_item_update_document(document):
+        return load_item_update_mapping(document).dry_run(event_type, data)
     return dry_run(document, event_type, data)
 
 
@@ -109,6 +126,7 @@ SYSTEM = System(
     ),
     webhook=WebhookSource(event_models=_event_models, formats={"intuit": _split},
                           signatures={"intuit-signature": SignatureScheme("verifier_tokens", _intuit_signature)}),
+    target=_item_updates,
     step_sets={"order-to-cash": StepSet(steps=ORDER_TO_CASH_STEPS, build=_order_to_cash)},
     mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
 )

@@ -14,9 +14,13 @@ from switchyard.connectors.http import jsonable
 from switchyard.errors import MappingError
 from switchyard.systems.quickbooks import order_mapping as orders
 
+ORDER_EVENTS = frozenset({"order.placed", "order.paid", "order.refunded", "order.status_changed"})
+
 
 def plan(mapping: orders.QuickBooksOrderMapping, event_type: str, data: Mapping[str, Any]) -> tuple[str, Any]:
     """(action, plan) of one event under ``mapping``; MappingError for an event type the flow does not take."""
+    if event_type not in ORDER_EVENTS:  # before reading it: another event of the shop has no Order
+        raise MappingError(f"{mapping.flow} does not handle event type {event_type!r}")
     order = orders.parse_order(data["Order"])
     number = orders.document_number(mapping, data)
     if event_type == "order.placed":
