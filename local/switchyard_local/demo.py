@@ -223,12 +223,18 @@ class ClarityPairDemo:
                "Clarity's webhook for that change is recognised as an echo: the box is left alone")
 
         contact_key = self.contact_key("jane.doe@acme-corp.example")
+        shop = self.demo.stack.nopcommerce  # she has an account in the nopCommerce shop too, without a phone
+        shopper = shop.seed_customer("jane.doe@acme-corp.example", FirstName="Jane", LastName="Doe")
         say("  → the rep edits the contact in Streak: first name Janet, a new phone number")
         self.streak.edit_contact(contact_key, givenName="Janet", phoneNumbers=["+1 555 0123"])
         self.drain()
         customer = self.clarity.get_customer(b2b["customerId"])
         expect(customer["firstName"] == "Janet", "the name reaches Clarity (master: both)")
         expect(customer.get("phone") != "+1 555 0123", "the phone does not (master: Clarity)")
+        in_shop = shop.customer(shopper["id"])
+        expect((in_shop["first_name"], in_shop["phone"]) == ("Janet", "+1 555 0123"),
+               "and the nopCommerce customer with that e-mail (streak-to-nopcommerce): name, and the phone "
+               "the shop lacked (master: nopcommerce_if_set)")
 
         say("  → the customer changes their e-mail in Clarity")
         self.clarity.update_customer(b2b["customerId"], email="jane@acme-corp.example")
@@ -237,14 +243,18 @@ class ClarityPairDemo:
         expect(contact["emailAddresses"][0] == "jane@acme-corp.example", "the Streak contact follows")
 
         say("\n7. What each flow did (from the workers' logs)")
-        for flow in ("clarity-to-streak", "streak-to-clarity"):
+        for flow in ("clarity-to-streak", "streak-to-clarity", "streak-to-nopcommerce"):
             counts: dict[str, int] = {}
             for outcome in self.stack.outcomes(flow):
                 counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
             say(f"  {flow}: {json.dumps(counts, sort_keys=True)}")
         echoes = [o for o in self.stack.outcomes() if o["outcome"] == "echo"]
         expect(len(echoes) >= 3, f"{len(echoes)} echoes suppressed, none written back")
-        letters = self.stack.dead_letters("clarity-to-streak") + self.stack.dead_letters("streak-to-clarity")
+        nop_echoes = [o for o in self.stack.outcomes("streak-to-nopcommerce") if o["outcome"] == "echo"]
+        expect(bool(nop_echoes), "the contact writes of act 1 (nopcommerce-to-streak) came back to "
+                                 f"streak-to-nopcommerce as {len(nop_echoes)} echo(es): the shop was not written")
+        letters = [*self.stack.dead_letters("clarity-to-streak"), *self.stack.dead_letters("streak-to-clarity"),
+                   *self.stack.dead_letters("streak-to-nopcommerce")]
         expect(letters == [], "nothing in the pair's dead-letter queues")
 
     def drain(self) -> None:
@@ -264,6 +274,7 @@ class ClarityPairDemo:
 
 QBO_FLOW = "nopcommerce-to-quickbooks"
 STOCK_FLOW = "quickbooks-to-nopcommerce"
+ITEM_FLOW = "nopcommerce-products-to-quickbooks"
 
 
 class QuickBooksPairDemo:
@@ -332,6 +343,20 @@ class QuickBooksPairDemo:
         expect(bool(notes) and notes[-1].startswith("Voided in QuickBooks"), f"nopCommerce note: {notes[-1:]}")
         stock = self.shop.product_by_sku("CHAIR-ERG-07")["stock_quantity"]
         expect(stock == 3, f"nopCommerce stock for CHAIR-ERG-07 is {stock} (QuickBooks: 3)")
+        say("  → an admin renames and reprices the chair in nopCommerce (product.updated, from the shop's sender)")
+        product = self.shop.product_by_sku("CHAIR-ERG-07")
+        chair_before = self.qbo.get_entity(self.realm, "Item", chair["Id"])
+        edit = {"type": "product.updated", "timestamp": "2026-11-21T10:04:12Z", "data": {"Product": {
+            "Id": product["id"], "Name": "Ergonomic chair: mesh back", "Sku": "CHAIR-ERG-07", "Price": 289.0}}}
+        self.demo.send("product CHAIR-ERG-07 edited", json.dumps(edit).encode(), expect=202)
+        self.demo.drain()
+        chair_now = self.qbo.get_entity(self.realm, "Item", chair["Id"])
+        expect((chair_now["Name"], chair_now["UnitPrice"]) == ("Ergonomic chair- mesh back", 289)
+               and int(chair_now["SyncToken"]) == int(chair_before["SyncToken"]) + 1,
+               "its QuickBooks Item is renamed (':' is QuickBooks' sub-item separator) and repriced: one sparse "
+               "update with the SyncToken (nopcommerce-products-to-quickbooks)")
+        expect(self.shop.product_by_sku("CHAIR-ERG-07")["stock_quantity"] == 3,
+               "QuickBooks' Item notification for that update changes no stock in the shop")
         letters = self.stack.dead_letters(QBO_FLOW)
         for letter in letters:
             say(f"  DLQ {letter.get('flow')}: {letter.get('reason')}: {letter.get('message')}")
@@ -345,7 +370,8 @@ class QuickBooksPairDemo:
                f"nopCommerce note on 1046 says why and what to do: {told[:1]}")
         used = self.qbo.requests_per_realm(self.realm)
         say(f"  QuickBooks API calls for realm {self.realm}: {json.dumps(used)}")
-        expect(self.stack.dead_letters(STOCK_FLOW) == [], "nothing in the stock flow's DLQ")
+        expect(self.stack.dead_letters(STOCK_FLOW) == [] and self.stack.dead_letters(ITEM_FLOW) == [],
+               "nothing in the stock or item flows' DLQs")
 
     def documents(self, entity: str) -> dict[str, dict[str, Any]]:
         key = {"SalesReceipt": "salesReceipts", "Invoice": "invoices"}[entity]
