@@ -66,12 +66,13 @@ def seeded(shop: NopCommerceSandbox, **fields: Any) -> dict[str, Any]:
     shop.seed_customer_attribute("Job title")
     shop.seed_customer_attribute("LinkedIn")
     shop.seed_customer_attribute("Account notes", control_type=10)
-    shop.seed_customer_attribute("Newsletter", control_type=1)  # a dropdown: not writable as text
+    shop.seed_customer_attribute("Newsletter", control_type=1, values=("Weekly", "Monthly"))  # a dropdown
+    shop.seed_customer_attribute("Birthday", control_type=20)  # a date picker: not written
     return shop.seed_customer("Janet@Private.example", FirstName="Jan", LastName="Doe", **fields)
 
 
 def attributes_by_name(shop: NopCommerceSandbox, customer: dict[str, Any]) -> dict[str, list[str]]:
-    names = {1: "Job title", 2: "LinkedIn", 3: "Account notes", 4: "Newsletter"}  # as seeded()
+    names = {1: "Job title", 2: "LinkedIn", 3: "Account notes", 4: "Newsletter", 5: "Birthday"}  # as seeded()
     return {names[i]: v for i, v in parse_values(customer["custom_customer_attributes_xml"]).items()}
 
 
@@ -175,16 +176,38 @@ def test_attribute_the_shop_lacks_dead_letters_with_its_name(shop, client, state
     mapping = parse_contact_mapping(MAPPING.replace("Job title", "Department"), name="test")
     target = StreakContactToNopCommerceTarget(mapping, client, state)
 
-    with pytest.raises(PermanentError, match="no text customer attribute 'Department'") as raised:
+    with pytest.raises(PermanentError, match="no text, dropdown or radio customer attribute 'Department'") as raised:
         target.deliver(event(contact()))
     assert raised.value.reason == "mapping_error"
 
 
-def test_dropdown_attribute_is_not_written_as_text(shop, client, state):
-    seeded(shop)
+def test_dropdown_attribute_takes_the_predefined_value_of_that_name(shop, client, state):
+    customer = seeded(shop)
     mapping = parse_contact_mapping(MAPPING.replace("Job title", "Newsletter"), name="test")
 
-    with pytest.raises(PermanentError, match="Newsletter"):
+    result = StreakContactToNopCommerceTarget(mapping, client, state).deliver(event(contact(title=" monthly ")))
+
+    # the XML holds the id of the CustomerAttributeValue "Monthly", as nopCommerce's own form writes it
+    assert result.outcome == "updated"
+    assert attributes_by_name(shop, shop.customer(customer["id"]))["Newsletter"] == ["2"]
+
+
+def test_dropdown_value_the_shop_does_not_offer_is_left_and_reported(shop, client, state):
+    customer = seeded(shop)
+    mapping = parse_contact_mapping(MAPPING.replace("Job title", "Newsletter"), name="test")
+
+    result = StreakContactToNopCommerceTarget(mapping, client, state).deliver(event(contact(title="Daily")))
+
+    stored = shop.customer(customer["id"])
+    assert (result.outcome, result.detail["not_an_option"]) == ("updated", {"Newsletter": "Daily"})
+    assert stored["first_name"] == "Janet" and "Newsletter" not in attributes_by_name(shop, stored)
+
+
+def test_date_attribute_is_not_written(shop, client, state):
+    seeded(shop)
+    mapping = parse_contact_mapping(MAPPING.replace("Job title", "Birthday"), name="test")
+
+    with pytest.raises(PermanentError, match="Birthday"):
         StreakContactToNopCommerceTarget(mapping, client, state).deliver(event(contact()))
 
 

@@ -67,3 +67,14 @@ def test_customer_attributes_are_listed_by_a_post_in_display_order(sandbox, clie
 
     assert [(a["name"], a["attribute_control_type_id"]) for a in listed.json()] == [("Job title", 4), ("LinkedIn", 4)]
     assert client.get("/api-backend/CustomerAttribute/GetAll").status_code == 405
+
+
+def test_values_of_a_select_attribute_by_its_id(sandbox, client):
+    dropdown = sandbox.seed_customer_attribute("Newsletter", control_type=1, values=("Weekly", "Monthly"))
+
+    listed = client.get(f"/api-backend/CustomerAttributeValue/GetAll/{dropdown['id']}")
+    unknown = client.get("/api-backend/CustomerAttributeValue/GetAll/99")
+
+    assert [(v["name"], v["customer_attribute_id"]) for v in listed.json()] == [
+        ("Weekly", dropdown["id"]), ("Monthly", dropdown["id"])]
+    assert (unknown.status_code, unknown.json()) == (200, [])

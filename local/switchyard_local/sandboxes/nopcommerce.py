@@ -304,6 +304,10 @@ CUSTOMER_ATTRIBUTE_DTO = DtoSpec.parse(
     "CustomerAttributeDto", "Name:str IsRequired:bool AttributeControlTypeId:int DisplayOrder:int"
 )
 
+CUSTOMER_ATTRIBUTE_VALUE_DTO = DtoSpec.parse(
+    "CustomerAttributeValueDto", "CustomerAttributeId:int Name:str IsPreSelected:bool DisplayOrder:int"
+)
+
 ADDRESS_DTO = DtoSpec.parse(
     "AddressDto",
     """
@@ -559,6 +563,8 @@ _ROUTES = Map(
         Rule("/api-backend/customer/getcustomerbyemail", endpoint="customer_get_by_email", methods=["GET"]),
         Rule("/api-backend/customer/update", endpoint="customer_update", methods=["PUT"]),
         Rule("/api-backend/customerattribute/getall", endpoint="customer_attributes", methods=["POST"]),
+        Rule("/api-backend/customerattributevalue/getall/<attribute_id>", endpoint="customer_attribute_values",
+             methods=["GET"]),
         Rule("/api-backend/address/getbyid/<id>", endpoint="address_get_by_id", methods=["GET"]),
         Rule("/api-backend/ordernote/create", endpoint="note_create", methods=["POST"]),
         Rule("/api-backend/ordernote/getbyid/<id>", endpoint="note_get_by_id", methods=["GET"]),
@@ -626,6 +632,7 @@ class _State:
     shoppers: dict[int, dict[str, Any]] = field(default_factory=dict)  # Customer DTOs of checkout customers
     addresses: dict[int, dict[str, Any]] = field(default_factory=dict)
     customer_attributes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    customer_attribute_values: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -877,14 +884,21 @@ class NopCommerceSandbox(http.SandboxApp):
             self._state.shoppers[customer_id] = shopper
             return copy.deepcopy(shopper)
 
-    def seed_customer_attribute(self, name: str, control_type: int = 4, **fields: Any) -> dict[str, Any]:
+    def seed_customer_attribute(self, name: str, control_type: int = 4, values: tuple[str, ...] = (),
+                                **fields: Any) -> dict[str, Any]:
         """A custom customer attribute (Customers > Customer settings > Customer form fields); ``control_type``
-        is its ``AttributeControlTypeId`` (4 TextBox, 10 MultilineTextbox, 1 DropdownList, ...)."""
+        is its ``AttributeControlTypeId`` (4 TextBox, 10 MultilineTextbox, 1 DropdownList, 2 RadioList, ...) and
+        ``values`` the names of its predefined values (each gets its own id, as CustomerAttributeValue rows)."""
         with self._lock:
             attribute_id = _next_id(self._state.customer_attributes)
             attribute = {**CUSTOMER_ATTRIBUTE_DTO.defaults(), **_seed_values(CUSTOMER_ATTRIBUTE_DTO, fields),
                          "id": attribute_id, "name": name, "attribute_control_type_id": control_type}
             self._state.customer_attributes[attribute_id] = attribute
+            for order, value in enumerate(values):
+                value_id = _next_id(self._state.customer_attribute_values)
+                self._state.customer_attribute_values[value_id] = {
+                    **CUSTOMER_ATTRIBUTE_VALUE_DTO.defaults(), "id": value_id, "customer_attribute_id": attribute_id,
+                    "name": value, "display_order": order}
             return copy.deepcopy(attribute)
 
     def snapshot_customer_attributes(self) -> list[dict[str, Any]]:
@@ -1582,6 +1596,13 @@ class NopCommerceSandbox(http.SandboxApp):
         """``CustomerAttribute/GetAll`` (a POST in the plugin), in display order."""
         attributes = sorted(self._state.customer_attributes.values(), key=lambda a: (a["display_order"], a["id"]))
         return http.json_response(copy.deepcopy(attributes))
+
+    def _ep_customer_attribute_values(self, request: Request, attribute_id: str) -> Response:
+        """``CustomerAttributeValue/GetAll/{attributeId}``: an unknown attribute has no values (200, [])."""
+        wanted = _parse_int(attribute_id, "attributeId")
+        values = sorted((v for v in self._state.customer_attribute_values.values()
+                         if v["customer_attribute_id"] == wanted), key=lambda v: (v["display_order"], v["id"]))
+        return http.json_response(copy.deepcopy(values))
 
     def _ep_address_get_by_id(self, request: Request, id: str) -> Response:
         address_id = _parse_int(id, "id")

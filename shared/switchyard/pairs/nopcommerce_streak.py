@@ -10,7 +10,9 @@ phone numbers, title, the ``other`` note and the social handles. What the mappin
 * ``customer``: nopCommerce customer fields (wire names: ``first_name``, ``phone``, ``company``...) ← rules
   over the contact, in the rule language of every mapping document.
 * ``attributes``: custom customer attributes, by their name in the shop (or ``#<id>``) ← rules. The names are
-  resolved from ``CustomerAttribute/GetAll`` once per client; only text attributes can be written.
+  resolved from ``CustomerAttribute/GetAll`` once per client. Text attributes take the value as it is; a
+  dropdown or radio list takes the predefined value of that name (``CustomerAttributeValue/GetAll``, case-blind),
+  and a value it does not offer leaves the attribute as it is (reported as ``not_an_option``).
 * ``master``: per field or attribute, which system wins: ``streak`` (the rep's edit is written),
   ``nopcommerce`` (never written: counted as ``not_master``), or ``nopcommerce_if_set`` (the rep's value
   only fills a field the shop leaves empty).
@@ -173,6 +175,7 @@ def load_contact_mapping(file_name: str) -> ContactMapping:
 class ShopCustomers(Protocol):
     def customer_by_email(self, email: str) -> dict[str, Any] | None: ...
     def customer_attributes(self) -> list[dict[str, Any]]: ...
+    def customer_attribute_values(self, attribute_id: int) -> list[dict[str, Any]]: ...
     def update_customer(self, customer_id: int, fields: Mapping[str, Any],
                         attributes: Mapping[int, str] | None = None) -> list[str]: ...
 
@@ -187,7 +190,8 @@ class StreakContactToNopCommerceTarget:
         self._mapping = mapping
         self._shop = shop
         self._state = state
-        self._attribute_ids: dict[str, int] | None = None
+        self._attributes: dict[str, tuple[int, int]] | None = None  # folded name or "#id" -> (id, control type)
+        self._options: dict[int, dict[str, int]] = {}  # select attribute id -> folded value name -> value id
         self._lock = threading.Lock()
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
@@ -211,10 +215,12 @@ class StreakContactToNopCommerceTarget:
             return DeliveryResult("stale", {"contact": key, "customer": customer["id"]})
         fields = {name: value for name, value in change.fields.items()
                   if not (self._mapping.fills_only(name) and customer.get(name))}
-        attributes = self._attribute_values(customer, change.attributes)
+        attributes, not_options = self._attribute_values(customer, change.attributes)
         written = self._shop.update_customer(int(customer["id"]), fields, attributes)
-        detail = {"contact": key, "customer": customer["id"], "written": written,
-                  "not_master": list(change.not_master)}
+        detail: dict[str, Any] = {"contact": key, "customer": customer["id"], "written": written,
+                                  "not_master": list(change.not_master)}
+        if not_options:  # a rep's value the shop offers no choice for: left as it is, the rest written
+            detail["not_an_option"] = not_options
         return DeliveryResult("updated" if written else "unchanged", detail)
 
     def _customer(self, emails: tuple[str, ...]) -> dict[str, Any] | None:
@@ -224,39 +230,67 @@ class StreakContactToNopCommerceTarget:
                 return customer
         return None
 
-    def _attribute_values(self, customer: Mapping[str, Any], values: Mapping[str, str]) -> dict[int, str]:
-        from switchyard.systems.nopcommerce.customer_attributes import parse_values
+    def _attribute_values(self, customer: Mapping[str, Any],
+                          values: Mapping[str, str]) -> tuple[dict[int, str], dict[str, str]]:
+        """Attribute id -> what the customer's XML holds for it (the text, or a select attribute's value id), and
+        the values a select attribute does not offer (name -> value)."""
+        from switchyard.systems.nopcommerce.customer_attributes import SINGLE_CHOICE_CONTROL_TYPES, parse_values
 
         if not values:
-            return {}
-        ids = self._attribute_ids_by_name()
+            return {}, {}
+        attributes = self._writable_attributes()
         held = parse_values(customer.get("custom_customer_attributes_xml"))
-        out = {}
+        out: dict[int, str] = {}
+        not_options: dict[str, str] = {}
         for name, value in values.items():
-            attribute_id = ids.get(name.casefold())
-            if attribute_id is None:
-                raise PermanentError(f"{self._mapping.doc.flow}: the shop has no text customer attribute {name!r} "
-                                     "(Customers > Customer settings > Customer form fields)", reason="mapping_error")
+            found = attributes.get(name.casefold())
+            if found is None:
+                raise PermanentError(f"{self._mapping.doc.flow}: the shop has no text, dropdown or radio customer "
+                                     f"attribute {name!r} (Customers > Customer settings > Customer form fields)",
+                                     reason="mapping_error")
+            attribute_id, control_type = found
             if self._mapping.fills_only(name) and any(held.get(attribute_id, [])):
                 continue
+            if control_type in SINGLE_CHOICE_CONTROL_TYPES:
+                option = self._options_of(attribute_id).get(value.strip().casefold())
+                if option is None:
+                    not_options[name] = value
+                    continue
+                value = str(option)
             out[attribute_id] = value
-        return out
+        return out, not_options
 
-    def _attribute_ids_by_name(self) -> dict[str, int]:
-        """Text attributes by folded name and by ``#<id>``; read once per client (attributes change rarely, and
-        a mapping naming one that is missing dead-letters until it exists: a new client reads again)."""
-        from switchyard.systems.nopcommerce.customer_attributes import TEXT_CONTROL_TYPES
+    def _writable_attributes(self) -> dict[str, tuple[int, int]]:
+        """Text and single-choice attributes by folded name and by ``#<id>``; read once per client (attributes
+        change rarely; a client is rebuilt when the connection secret changes)."""
+        from switchyard.systems.nopcommerce.customer_attributes import (
+            SINGLE_CHOICE_CONTROL_TYPES,
+            TEXT_CONTROL_TYPES,
+        )
 
         with self._lock:
-            if self._attribute_ids is None:
-                found: dict[str, int] = {}
+            if self._attributes is None:
+                found: dict[str, tuple[int, int]] = {}
                 for attribute in self._shop.customer_attributes():
-                    if attribute.get("attribute_control_type_id") not in TEXT_CONTROL_TYPES:
+                    control_type = attribute.get("attribute_control_type_id")
+                    if control_type not in TEXT_CONTROL_TYPES | SINGLE_CHOICE_CONTROL_TYPES:
                         continue
-                    found.setdefault(str(attribute.get("name") or "").casefold(), int(attribute["id"]))
-                    found[f"#{int(attribute['id'])}"] = int(attribute["id"])
-                self._attribute_ids = found
-            return self._attribute_ids
+                    entry = (int(attribute["id"]), int(control_type))
+                    found.setdefault(str(attribute.get("name") or "").casefold(), entry)
+                    found[f"#{entry[0]}"] = entry
+                self._attributes = found
+            return self._attributes
+
+    def _options_of(self, attribute_id: int) -> dict[str, int]:
+        with self._lock:
+            options = self._options.get(attribute_id)
+        if options is None:  # read outside the lock: two threads reading the same list is harmless
+            options = {}
+            for option in self._shop.customer_attribute_values(attribute_id):
+                options.setdefault(str(option.get("name") or "").strip().casefold(), int(option["id"]))
+            with self._lock:
+                self._options[attribute_id] = options
+        return options
 
 
 # --------------------------------------------------------------------------- the registry entry

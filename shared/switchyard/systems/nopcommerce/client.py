@@ -399,11 +399,15 @@ class NopCommerceClient:
         """Every custom customer attribute (``CustomerAttribute/GetAll``, a POST in the plugin)."""
         return self._list_of(self._call("POST", f"{PREFIX}/CustomerAttribute/GetAll"), "CustomerAttribute/GetAll")
 
+    def customer_attribute_values(self, attribute_id: int) -> list[dict[str, Any]]:
+        """The predefined values of a select attribute (``CustomerAttributeValue/GetAll/{attributeId}``)."""
+        return self._list(f"{PREFIX}/CustomerAttributeValue/GetAll/{int(attribute_id)}")
+
     def update_customer(self, customer_id: int, fields: Mapping[str, Any],
                         attributes: Mapping[int, str] | None = None) -> list[str]:
-        """Set the customer's ``fields`` (wire names, e.g. ``first_name``) and text custom ``attributes`` (id ->
-        value) by read-modify-write of the whole DTO; returns what changed (``attribute:<id>`` for attributes),
-        and writes nothing when nothing would (a redelivery)."""
+        """Set the customer's ``fields`` (wire names, e.g. ``first_name``) and custom ``attributes`` (id -> the
+        text, or a select attribute's value id) by read-modify-write of the whole DTO; returns what changed
+        (``attribute:<id>`` for attributes), and writes nothing when nothing would (a redelivery)."""
         path = f"{PREFIX}/Customer/GetById/{int(customer_id)}"
         customer = self._object(self._call("GET", path), path)
         changed = sorted(name for name, value in fields.items() if customer.get(name) != value)

@@ -7,8 +7,9 @@ fields) in one XML string, as ``CustomerAttributeParser`` writes it::
     </CustomerAttributeValue></CustomerAttribute></Attributes>
 
 For a text attribute (TextBox, MultilineTextbox) the value is the text; for the others it is the id of one of
-the attribute's predefined values, which Switchyard does not write (``TEXT_CONTROL_TYPES``). Changing one
-attribute keeps every other attribute of the customer as it was.
+the attribute's predefined values (``CustomerAttributeValue``). Switchyard writes text attributes and the
+single-choice ones (DropdownList, RadioList: one value id, found by the value's name); not checkboxes, dates or
+uploads. Changing one attribute keeps every other attribute of the customer as it was.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from switchyard.errors import PermanentError
 
 # AttributeControlType: TextBox = 4, MultilineTextbox = 10 (the others pick predefined values by id)
 TEXT_CONTROL_TYPES = frozenset({4, 10})
+# DropdownList = 1, RadioList = 2: one of the attribute's predefined values, by its id
+SINGLE_CHOICE_CONTROL_TYPES = frozenset({1, 2})
 MAX_XML_CHARS = 1_000_000
 
 
