@@ -88,6 +88,8 @@ class StageSettings(BaseModel):
     # Alarm notifications by email (optional: the SNS topic is an output either way).
     alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     log_retention_days: int = 30
+    # how long every accepted webhook is kept in the archive for replay (S3 lifecycle rule)
+    archive_retention_days: int = Field(90, ge=1, le=3650)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # X-Ray: "active" traces every Lambda request at Switchyard's rates (Lambda's sampling, one request a
     # second plus 5 %, cannot be changed); "pass_through" traces only requests that arrive sampled.
