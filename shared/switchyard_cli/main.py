@@ -672,6 +672,92 @@ def trace(order: Annotated[str, typer.Argument(help="the order as its source nam
                        ExitCode.PROBLEM)
 
 
+@app.command()
+@stack_command
+def replay(
+    flow: Annotated[str, typer.Argument(help="the flow (flows.yaml) whose archived events to replay")],
+    since: Annotated[str, typer.Option("--from", help="received at or after: 2026-12-03T10:00, or an age: 2h, 3d")],
+    until: Annotated[str | None, typer.Option("--to", help="received at or before (same forms; default: now)")] = None,
+    order: OrderOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only show, per event, what was sent and what today's "
+                                                            "mapping would send (a diff); queue nothing")] = False,
+    config: Annotated[Path | None, typer.Option(help="--dry-run: the configuration folder (flows.yaml, mappings/) "
+                                                     "to compare with (default: this installation's)")] = None,
+    yes: YesOpt = False,
+    *, target: Target, as_json: bool,
+) -> None:
+    """Archived events of a flow, oldest first: with --dry-run, what the stack's mapping sent next to what today's
+    would send; else queued again on the flow's queue (an event already delivered is a duplicate: nothing twice)."""
+    from switchyard.archive import S3DeliveryArchive
+    from switchyard.audit import DynamoDeliveryAudit
+
+    from switchyard_cli import replay as replaying
+
+    catalog = _catalog()
+    _known_flow(flow)
+    start, end = parse_when(since), parse_when(until) or datetime.now(UTC)
+    assert start is not None
+    if start > end:
+        raise CliError(f"--from {since} is after --to {until or 'now'}")
+    if config is not None and not (config / "flows.yaml").is_file():
+        raise CliError(f"{config}: no flows.yaml here (give the folder that holds flows.yaml and mappings/)")
+    resources = target.resources()
+    found = resources.find(role="archive")
+    if not found:
+        raise CliError(f"stack {target.stack_name} keeps no archive (deployed before replay existed?): deploy again",
+                       ExitCode.CONFIGURATION)
+    bucket, bucket_resource = found[0]
+    archive = S3DeliveryArchive(target.client("s3"), bucket)
+    items = replaying.select(archive, catalog, flow, start, end, order or ())
+    if dry_run:
+        audit = DynamoDeliveryAudit(target.client("dynamodb"), resources.one(role="idempotency-table"))
+        compared = replaying.compare(flow, items, deployed=replaying.deployed_config(bucket_resource),
+                                     now_config=config, audit=lambda ref: audit.read(flow, ref))
+        if as_json:
+            print_json({"flow": flow, "from": start.isoformat(), "to": end.isoformat(),
+                        "events": [c.to_dict() for c in compared]})
+        else:
+            for c in compared:
+                head = (f"{c.item.delivery.received_at}  {c.item.event.event_type}  {c.item.event.event_id}  "
+                        f"order {c.item.order or '-'}  delivered: {c.outcome or 'no record'}")
+                out.print(head, markup=False, highlight=False)
+                if c.mapping_changed_since:
+                    out.print("  (the stack's mapping changed since this event arrived: 'sent' is what it sends "
+                              "now)", markup=False)
+                for line in c.diff or ["  same plan under both mappings"]:
+                    colour = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                    out.print(f"  {line}", style=colour, markup=False, highlight=False)
+        changed = sum(1 for c in compared if c.diff)
+        err.print(f"{len(compared)} event(s) of {flow} from {start.isoformat()} to {end.isoformat()}: {changed} "
+                  "would be sent differently today (nothing queued: --dry-run)", markup=False)
+        return
+    if not items:
+        err.print(f"no archived events of {flow} from {start.isoformat()} to {end.isoformat()}", markup=False)
+        return
+    queue_url, _dlq_url = resources.flow_queues(flow)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"replaying {len(items)} event(s) needs --yes when not asked at a terminal")
+        typer.confirm(f"Queue {len(items)} archived event(s) of {flow} again? (delivered ones are duplicates)",
+                      abort=True, err=True)
+    shown: list[dict[str, Any]] = []
+
+    def progress(item: Any, done: str) -> None:
+        shown.append({"event_id": item.event.event_id, "event_type": item.event.event_type, "order": item.order,
+                      "received_at": item.delivery.received_at, "done": done})
+        if not as_json:
+            out.print(f"{item.event.event_id}  {item.event.event_type}  order {item.order or '-'}  {done}",
+                      markup=False, highlight=False)
+
+    counts = replaying.send(target.client("sqs"), queue_url, flow, items, progress)
+    if as_json:
+        print_json({"flow": flow, "events": shown, **counts})
+    err.print(f"{counts['queued']} event(s) queued again on {flow}, {counts['failed']} failed "
+              "(`switchyard trace ORDER` shows what each did)", markup=False)
+    if counts["failed"]:
+        raise typer.Exit(ExitCode.PROBLEM)
+
+
 def _secret_table(states: list[Any]) -> Table:
     table = Table()
     for column in ("secret", "state", "empty keys"):
