@@ -77,6 +77,7 @@ class AlarmThresholds(BaseModel):
     poll_failures: int = Field(3, ge=1)  # failed poller runs in 5 minutes (one a minute: three in a row)
     poll_lag_minutes: int = Field(15, ge=1, le=1440)  # newest creation time every order before it was seen
     poll_recovered: int = Field(1, ge=1)  # events the sweep queued that the webhooks had missed
+    archive_failed: int = Field(1, ge=1)  # accepted deliveries ingest could not archive (queued all the same)
 
 
 class StageSettings(BaseModel):
