@@ -573,42 +573,68 @@ RECENT_FAILURES = 5
 @app.command()
 @stack_command
 def status(flow: FlowArg = None, *, target: Target, as_json: bool) -> None:
-    """Per flow: queue depth, oldest message age, dead letters by reason; connections; the latest failures."""
-    from switchyard_cli import connections
+    """Per flow: queue depth, oldest message age, dead letters by reason, its target's circuit breaker and its
+    source's last poll; connections; the latest failures."""
+    from switchyard_cli import connections, health
     from switchyard_cli.operations import queue_depth
 
     catalog = _catalog()
     flows = _flows(target, flow)
     sqs = target.client("sqs")
+    dynamodb = target.client("dynamodb")
+    table = target.resources().one(role="idempotency-table")
     letters = _letters(target, flows, _selection(None, None, None, None, None))
+    now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for name in flows:
         queue_url, _dlq_url = target.resources().flow_queues(name)
         depth = queue_depth(sqs, queue_url)
         reasons = Counter(letter.reason for letter, _, _ in letters if letter.flow == name)
+        config = catalog.flows.get(name)
         rows.append({"flow": name, **depth, "oldest_age_seconds": _oldest_age(target, queue_url),
-                     "dead_letters": sum(reasons.values()), "dead_letters_by_reason": dict(reasons.most_common())})
+                     "dead_letters": sum(reasons.values()), "dead_letters_by_reason": dict(reasons.most_common()),
+                     "breaker": health.breaker(dynamodb, table, config.connection, now=now.timestamp())
+                     if config is not None else None,
+                     "last_poll": health.last_poll(dynamodb, table, catalog, config.source, now=now)
+                     if config is not None else None})
     used = sorted({c for name in flows if name in catalog.flows for c in catalog.flows[name].connections})
-    states = connections.status(target.client("dynamodb"), table=target.resources().one(role="idempotency-table"),
-                                connections=used)
+    states = connections.status(dynamodb, table=table, connections=used)
     recent = [letter.summary() for letter, _, _ in letters[-RECENT_FAILURES:][::-1]]
     if as_json:
         print_json({"stack": target.stack_name, "flows": rows, "connections": states, "recent_failures": recent})
         return
-    table = Table(title=f"{target.stack_name}")
-    for column in ("flow", "waiting", "in flight", "delayed", "oldest", "dead letters"):
-        table.add_column(column)
+    table_view = Table(title=f"{target.stack_name}")
+    for column in ("flow", "waiting", "in flight", "delayed", "oldest", "dead letters", "breaker", "last poll"):
+        table_view.add_column(column)
     for row in rows:
         age = row["oldest_age_seconds"]
         by_reason = ", ".join(f"{count} {reason}" for reason, count in row["dead_letters_by_reason"].items())
-        table.add_row(row["flow"], str(row["waiting"]), str(row["in_flight"]), str(row["delayed"]),
-                      "-" if age is None else _age(age),
-                      f"[red]{by_reason}[/]" if by_reason else "0")
-    out.print(table)
+        table_view.add_row(row["flow"], str(row["waiting"]), str(row["in_flight"]), str(row["delayed"]),
+                           "-" if age is None else _age(age), f"[red]{by_reason}[/]" if by_reason else "0",
+                           _breaker_cell(row["breaker"]), _poll_cell(row["last_poll"]))
+    out.print(table_view)
     out.print(_connections_table(states))
     if recent:
         out.print("Latest failures")
         out.print(_letters_table([letter for letter, _, _ in letters[-RECENT_FAILURES:][::-1]]))
+
+
+def _breaker_cell(breaker: dict[str, Any] | None) -> str:
+    if breaker is None:
+        return "-"
+    if breaker["status"] == "open":
+        return f"[red]open[/] ({breaker['connection']}, probe in {_age(breaker['next_probe_in_seconds'])})"
+    if breaker["status"] == "half_open":
+        return f"[yellow]probing[/] ({breaker['connection']})"
+    return f"[green]closed[/] ({breaker['connection']})"
+
+
+def _poll_cell(poll: dict[str, Any] | None) -> str:
+    if poll is None:
+        return "-"
+    if poll["watermark"] is None:
+        return "[yellow]never finished[/]"
+    return f"{_age(max(0, poll['lag_seconds']))} ago"
 
 
 def _age(seconds: float) -> str:
