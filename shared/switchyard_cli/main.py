@@ -31,7 +31,8 @@ out = Console(soft_wrap=True)  # results (stdout)
 err = Console(stderr=True, soft_wrap=True)  # summaries, progress, errors (stderr)
 
 app = typer.Typer(name="switchyard", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-                  help="Operate a Switchyard stack: dead letters, drops, connections, status; dry-run a mapping.",
+                  help="Operate a Switchyard stack: status, dead letters, one order's trace, replay, drops, "
+                       "connections, setup; dry-run a mapping.",
                   epilog="Exit codes: 0 done, 1 a problem found, 2 usage, 3 configuration (region, credentials, "
                          "stack), 4 endpoint unreachable, 5 AWS refused, 70 a defect of the CLI.")
 dlq_app = typer.Typer(no_args_is_help=True, help="A flow's dead letters: list, show, redrive, discard.")
