@@ -799,14 +799,26 @@ def _secret_table(states: list[Any]) -> Table:
 @stack_command
 def setup(stage_name: Annotated[str | None, typer.Argument(
               metavar="STAGE", help="the stage (dev, qa, prod): its stack Switchyard-<stage>")] = None,
-          check: Annotated[bool, typer.Option("--check", help="only report which secrets are missing")] = False,
+          check: Annotated[bool, typer.Option("--check", help="only report: missing secrets, each connection's "
+                                                              "check call, webhook registrations")] = False,
+          webhook_base_url: Annotated[str | None, typer.Option(
+              help="the webhook API's base URL (default: the stack's ApiUrl output)")] = None,
+          consent: Annotated[bool, typer.Option(
+              "--consent", help="run a pending OAuth consent even without a terminal")] = False,
+          redirect_port: Annotated[int, typer.Option(help="the consent's local redirect listener "
+                                                          "(http://localhost:PORT/callback)")] = 8765,
           *, target: Target, as_json: bool) -> None:
-    """After a deploy: fill the stack's secrets. Generates the webhook signing secrets and tokens, asks for the
-    vendors' credentials, changes no value already there. With --check: reports only (exit 1 if any is missing)."""
+    """After a deploy: fill the stack's secrets (generates the webhook signing secrets and tokens, asks for the
+    vendors' credentials, changes no value already there), check each connection with a real call, register the
+    webhooks a vendor takes through its API, run a pending OAuth consent once, and say what to set by hand.
+    Idempotent. With --check: reports only (exit 1 if anything is missing or refused)."""
+    from switchyard_cli import connections
     from switchyard_cli import setup as secrets_setup
 
     if stage_name and not target.stack:
         target.stage = stage_name
+    catalog = _catalog()
+    systems = {name: config.system for name, config in catalog.connections.items()}
     client = target.client("secretsmanager")
     arns = target.resources().secrets(client)
     if not arns:
@@ -832,19 +844,89 @@ def setup(stage_name: Annotated[str | None, typer.Argument(
                                "generated": generated})
         if filled:
             states = secrets_setup.read_states(client, arns)
+    consents: list[dict[str, Any]] = []
+    waiting = secrets_setup.needs_consent(states, systems)
+    if waiting and not check and (consent or sys.stdin.isatty()):
+        for name in waiting:
+            consents.append(_consent(target, client, name, systems[name], arns[f"connection:{name}"],
+                                     redirect_port, connections, secrets_setup))
+        states = secrets_setup.read_states(client, arns)
+    pending = secrets_setup.needs_consent(states, systems)
+    checks = secrets_setup.check_connections(states, systems)
+    base = webhook_base_url or _stack_output(target, "ApiUrl")
+    url = (lambda source: f"{base.rstrip('/')}/webhooks/{source}") if base else (lambda source: None)
+    registrations = secrets_setup.register_webhooks(states, systems, url, apply=not check)
+    by_hand = [line for source in catalog.webhook_sources for line in _instructions(source, url(source))]
     reports = [state.report() for state in states]
     if as_json:
-        print_json({"stack": target.stack_name, "secrets": reports, "filled": filled})
+        print_json({"stack": target.stack_name, "secrets": reports, "filled": filled, "checks": checks,
+                    "webhooks": registrations, "consents": consents, "consent_pending": pending,
+                    "by_hand": by_hand})
     else:
         out.print(_secret_table(states))
         for entry in filled:
             for key, value in entry["generated"].items():
                 out.print(f"{entry['secret']}: generated {key}: {value}  (give it to the sender)", markup=False)
+        for entry in checks:
+            mark = {True: "ok", False: "FAILED", None: "-"}[entry["ok"]]
+            out.print(f"connection {entry['connection']}: {mark} {entry.get('reached') or entry.get('error')}",
+                      markup=False)
+        for entry in registrations:
+            for line in entry["lines"]:
+                out.print(f"webhooks {entry['source']}: {line}", markup=False)
+        for entry in consents:
+            out.print(f"connection {entry['connection']}: consent {entry['status']}", markup=False)
+        for line in by_hand:
+            out.print(f"by hand: {line}", markup=False)
     missing = [state.tag for state in states if state.state == "missing"]
+    refused = [entry["connection"] for entry in checks if entry["ok"] is False and entry["connection"] not in
+               {tag.partition(":")[2] for tag in missing}]
+    unregistered = [entry["source"] for entry in registrations if entry["ok"] is False]
     err.print(f"{len(missing)} of {len(states)} secret(s) missing" + (f": {', '.join(missing)}" if missing else "")
-              + (" (every webhook of a missing source is rejected with 401)" if missing else ""), markup=False)
-    if missing:
+              + (" (every webhook of a missing source is rejected with 401)" if missing else "")
+              + (f"; check refused: {', '.join(refused)}" if refused else "")
+              + (f"; webhooks not registered: {', '.join(unregistered)}" if unregistered else "")
+              + (f"; consent pending: {', '.join(pending)} (run setup at a terminal, or --consent)" if pending else ""),
+              markup=False)
+    if missing or refused or unregistered or pending:
         raise typer.Exit(ExitCode.PROBLEM)
+
+
+def _stack_output(target: Target, key: str) -> str | None:
+    stacks = target.client("cloudformation").describe_stacks(StackName=target.stack_name)["Stacks"]
+    return next((str(o["OutputValue"]) for o in stacks[0].get("Outputs", []) if o.get("OutputKey") == key), None)
+
+
+def _instructions(source: str, webhook_url: str | None) -> list[str]:
+    from switchyard import registry
+
+    try:
+        hooks = registry.system(source).setup
+    except LookupError:
+        return []
+    if hooks is None or hooks.instructions is None:
+        return []
+    return hooks.instructions(webhook_url or f"<ApiUrl>/webhooks/{source}")
+
+
+def _consent(target: Target, secretsmanager: Any, name: str, system: str, secret_id: str, port: int,
+             connections: Any, secrets_setup: Any) -> dict[str, Any]:
+    """One OAuth consent: the redirect's code exchanged at the connection's token endpoint, the refresh token
+    (and the company the consent chose) stored, the connection marked usable."""
+    secret = json.loads(secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"])
+    try:
+        code, redirect_uri, answer = secrets_setup.await_consent(
+            secret, system, port=port, show=lambda text: err.print(text, markup=False, highlight=False))
+        tokens = connections.exchange_authorization_code(secret, code, redirect_uri, system=system)
+    except SystemExit as exc:  # the token endpoint refused the code
+        return {"connection": name, "status": f"failed: {exc}"}
+    except (TimeoutError, PermissionError, OSError) as exc:
+        return {"connection": name, "status": f"failed: {exc}"}
+    realm = answer.get("realmId") or None
+    connections.reconnect(secretsmanager, target.client("dynamodb"),
+                          table=target.resources().one(role="idempotency-table"), secret_id=secret_id,
+                          connection=name, refresh_token=tokens["refresh_token"], realm_id=realm)
+    return {"connection": name, "status": "stored" + (f" (company {realm})" if realm else "")}
 
 
 # --- the local stack (development extra) ------------------------------------------------------------------
