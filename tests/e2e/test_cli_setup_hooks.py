@@ -77,9 +77,9 @@ def test_check_calls_each_connection_and_names_a_refused_one(stack, cli, secrets
     shown, said = cli("setup", "--check", "--json")
     checks = {entry["connection"]: entry for entry in shown["checks"]}
     assert checks["streak"]["ok"] is True and checks["streak"]["reached"].startswith("pipeline ")
-    assert {name for name, entry in checks.items() if entry["ok"] is True} == {"streak", "nopcommerce", "bng"}
-    assert {name for name, entry in checks.items() if entry["ok"] is None} == set(checks) - {"streak", "nopcommerce",
-                                                                                             "bng"}
+    checked = {"streak", "nopcommerce", "bng", "clarity"}
+    assert {name for name, entry in checks.items() if entry["ok"] is True} == checked
+    assert {name for name, entry in checks.items() if entry["ok"] is None} == set(checks) - checked
     assert shown["consent_pending"] == [] and "missing" not in {e["state"] for e in shown["secrets"]}
     assert any("verifier token" in line for line in shown["by_hand"])  # QuickBooks' Intuit app settings
 
