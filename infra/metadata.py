@@ -6,7 +6,7 @@ resources by hand:
 - ``switchyard:code``: a Lambda function's code folder, relative to the repository root
   (``functions/ingest``, ``functions/flow_worker``).
 - ``switchyard:role``: ``ingest`` | ``worker`` | ``steps`` | ``state-machine`` | ``queue`` | ``dlq`` |
-  ``idempotency-table`` | ``shared-layer`` | ``poller``.
+  ``idempotency-table`` | ``shared-layer`` | ``poller`` | ``archive``.
 - ``switchyard:flow``: the flow name on a flow's worker, queue, DLQ, step function and state machine.
 - ``switchyard:secret``: ``source:<name>`` or ``connection:<name>`` on each secret.
 """
@@ -24,7 +24,7 @@ FLOW = "switchyard:flow"
 SECRET = "switchyard:secret"
 
 Role = Literal["ingest", "worker", "steps", "state-machine", "queue", "dlq", "idempotency-table", "shared-layer",
-               "execution-ended", "poller"]
+               "execution-ended", "poller", "archive"]
 
 
 def annotate(

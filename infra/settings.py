@@ -77,6 +77,7 @@ class AlarmThresholds(BaseModel):
     poll_failures: int = Field(3, ge=1)  # failed poller runs in 5 minutes (one a minute: three in a row)
     poll_lag_minutes: int = Field(15, ge=1, le=1440)  # newest creation time every order before it was seen
     poll_recovered: int = Field(1, ge=1)  # events the sweep queued that the webhooks had missed
+    archive_failed: int = Field(1, ge=1)  # accepted deliveries ingest could not archive (queued all the same)
 
 
 class StageSettings(BaseModel):
@@ -88,6 +89,8 @@ class StageSettings(BaseModel):
     # Alarm notifications by email (optional: the SNS topic is an output either way).
     alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     log_retention_days: int = 30
+    # how long every accepted webhook is kept in the archive for replay (S3 lifecycle rule)
+    archive_retention_days: int = Field(90, ge=1, le=3650)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # X-Ray: "active" traces every Lambda request at Switchyard's rates (Lambda's sampling, one request a
     # second plus 5 %, cannot be changed); "pass_through" traces only requests that arrive sampled.

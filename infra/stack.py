@@ -12,6 +12,7 @@ from switchyard.catalog import Catalog
 from switchyard.table_keys import keeps_connection_state, table_grants
 
 from infra.constructs import FlowPipeline, IntegrationSecrets, Monitoring, WebhookIngress
+from infra.constructs.archive import EventArchive
 from infra.constructs.partner_events import PartnerEventRoutes
 from infra.constructs.poller import SourcePoller
 from infra.constructs.state_machine import FlowStateMachine
@@ -123,6 +124,9 @@ class SwitchyardStack(Stack):
         self.partner_events = PartnerEventRoutes(self, "PartnerEvents", catalog=catalog, flows=self.flows,
                                                  partner_sources=stage.partner_event_sources)
         tag_component(self.partner_events, "ingress")
+        self.archive = EventArchive(self, "EventArchive", retention_days=stage.archive_retention_days,
+                                    removal_policy=removal_policy)
+        tag_component(self.archive, "shared")
         self.ingress = WebhookIngress(
             self,
             "Ingress",
@@ -132,6 +136,7 @@ class SwitchyardStack(Stack):
             source_secrets=self.secrets.sources,
             flow_queues={name: pipeline.queue for name, pipeline in self.flows.items()},
             table=self.idempotency_table,
+            archive=self.archive,
         )
         tag_component(self.ingress, "ingress")
         self.pollers = self._pollers(stage, catalog, functions)
@@ -178,6 +183,7 @@ class SwitchyardStack(Stack):
                    f"Flow {name} state machine")
         output("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic every Switchyard alarm notifies")
         output("IdempotencyTableName", self.idempotency_table.table_name, "Worker idempotency records")
+        output("ArchiveBucketName", self.archive.bucket.bucket_name, "Every accepted webhook, for switchyard replay")
         for source, poller in self.pollers.items():
             output(f"PollerFunctionName{_pascal(source)}", poller.function.function_name,
                    f"Invoke to poll {source} now (the schedule does every few minutes)")

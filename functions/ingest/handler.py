@@ -46,4 +46,8 @@ def lambda_handler(event: dict, context) -> dict:
     logger.info("webhook accepted", extra={"type": accepted.event_type, "flows": list(accepted.flows),
                                            "event_ids": list(accepted.event_ids)})
     metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
+    if accepted.archive_error is not None:  # queued all the same: only its replay is lost
+        logger.error("webhook not archived", extra={"error": accepted.archive_error,
+                                                    "event_ids": list(accepted.event_ids)})
+        metrics.add_metric(name="ArchiveFailed", unit="Count", value=1)
     return _respond(accepted.status, accepted.body())

@@ -31,6 +31,7 @@ class Runbook(StrEnum):
     POLL_FAILURES = "poll-failures"
     POLL_LAG = "poll-lag"
     POLL_RECOVERED = "poll-recovered-by-sweep"
+    ARCHIVE_FAILED = "archive-failed"
 
     @property
     def reference(self) -> str:

@@ -17,6 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from switchyard.catalog import Catalog
 
+from infra.constructs.archive import EventArchive
 from infra.functions import FunctionFactory
 from infra.metadata import annotate
 from infra.nag import acknowledge
@@ -90,6 +91,7 @@ class WebhookIngress(Construct):
         source_secrets: Mapping[str, secretsmanager.ISecret],
         flow_queues: Mapping[str, sqs.IQueue],
         table: dynamodb.ITable | None = None,
+        archive: EventArchive | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -117,8 +119,12 @@ class WebhookIngress(Construct):
                 "SWITCHYARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
                 **({"SWITCHYARD_SWEPT_SOURCES": ",".join(swept),
                     "SWITCHYARD_IDEMPOTENCY_TABLE": table.table_name} if swept and table is not None else {}),
+                **({"SWITCHYARD_ARCHIVE_BUCKET": archive.bucket.bucket_name,
+                    "SWITCHYARD_CONFIG_DIGEST": archive.config_digest} if archive is not None else {}),
             },
         )
+        if archive is not None:
+            archive.grant_archive(self.function, self)
         if swept and table is not None:
             from switchyard.table_keys import pushed_grant
 

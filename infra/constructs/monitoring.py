@@ -30,6 +30,7 @@ from infra.tags import integration
 
 # Emitted by the ingest function (Powertools Metrics, default "service" dimension) per rejected webhook.
 SIGNATURE_REJECTED_METRIC = "SignatureRejected"
+ARCHIVE_FAILED_METRIC = "ArchiveFailed"  # functions/ingest: queued, not archived
 # Every waiting event comes back every RECONNECT_POLL_SECONDS (every waiting step as often), each time
 # emitting ConnectionNeedsReconnect: a period longer than that sees a datapoint for as long as anything waits.
 CONNECTION_ALARM_PERIOD = Duration.seconds(RECONNECT_POLL_SECONDS + 300)
@@ -121,6 +122,19 @@ class Monitoring(Construct):
                 summary=f"At least {limits.signature_rejected} webhooks in 5 minutes failed signature "
                 "or timestamp checks (secret not set or rotated, clock skew, or probing).",
                 runbook=Runbook.SIGNATURE_REJECTED,
+                action=self.alarm_action,
+            ),
+            runbook_alarm(
+                self,
+                "ArchiveFailedAlarm",
+                metric=cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=ARCHIVE_FAILED_METRIC,
+                                         dimensions_map={"service": INGEST_SERVICE},
+                                         statistic=cloudwatch.Stats.SUM, period=ALARM_PERIOD),
+                threshold=limits.archive_failed,
+                comparison=gte,
+                summary="Accepted webhooks were queued but not archived: they are delivered, but cannot be "
+                "replayed.",
+                runbook=Runbook.ARCHIVE_FAILED,
                 action=self.alarm_action,
             ),
         ]

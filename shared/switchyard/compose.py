@@ -78,7 +78,17 @@ def build_ingest(settings: IngestSettings) -> IngestService:
         formats={name: source.format for name, source in settings.sources.items()},
         ack_statuses={name: source.ack_status for name, source in settings.sources.items()},
         on_queued=_pushed_recorder(settings),
+        archive=_archive(settings),
+        config_digest=settings.config_digest,
     )
+
+
+def _archive(settings: IngestSettings) -> Any:
+    if not settings.archive_bucket:
+        return None
+    from switchyard.archive import S3DeliveryArchive
+
+    return S3DeliveryArchive(clients.client("s3"), settings.archive_bucket)
 
 
 class AwsAdapters:

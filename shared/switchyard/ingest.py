@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
+from switchyard.archive import ArchivedDelivery, ArchivedEvent, DeliveryArchive
 from switchyard.envelopes import validate_envelope
 from switchyard.errors import (
     EnqueueError,
@@ -71,6 +72,8 @@ class Accepted:
     event_types: tuple[str, ...] = ()
     # changes acknowledged but not queued, as no flow routes their type; None: not applicable
     ignored: int | None = None
+    # why the queued events could not be archived (they are queued all the same); None: archived or no archive
+    archive_error: str | None = None
 
     @property
     def event_id(self) -> str:
@@ -111,6 +114,8 @@ class IngestService:
         ack_statuses: Mapping[str, int] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_queued: Callable[[str, Sequence[str]], None] | None = None,
+        archive: DeliveryArchive | None = None,
+        config_digest: str = "",
     ) -> None:
         self._routes = routes
         self._authenticator_for = authenticator_for
@@ -121,6 +126,8 @@ class IngestService:
         self._clock = clock
         # told the ids of every delivery once queued (a swept source's pushed-event log, switchyard.polling)
         self._on_queued = on_queued
+        self._archive = archive  # every queued delivery, for replay (switchyard.archive)
+        self._config_digest = config_digest
 
     def accept(self, request: WebhookRequest) -> Accepted:
         source_routes = self._routes.get(request.source)
@@ -140,10 +147,15 @@ class IngestService:
         received_at = self._clock().isoformat()
         batches: dict[str, list[OutgoingMessage]] = {}
         queue_flows: dict[str, set[str]] = {}
+        archived: list[ArchivedEvent] = []
         for event in events:
             attributes = {"event_id": event.event_id, "event_type": event.event_type, "source": request.source}
             digest = hashlib.sha256(event.body.encode()).hexdigest()[:32]
-            for flow, queue_url in source_routes.get(event.event_type, {}).items():
+            event_flows = source_routes.get(event.event_type, {})
+            if event_flows:
+                archived.append(ArchivedEvent(event.event_id, event.event_type, event.timestamp, event.body, digest,
+                                              tuple(event_flows)))
+            for flow, queue_url in event_flows.items():
                 message = flow_message(flow=flow, event_id=event.event_id, source=request.source,
                                        event_type=event.event_type, timestamp=event.timestamp,
                                        received_at=received_at, body=event.body, digest=digest)
@@ -159,12 +171,24 @@ class IngestService:
                                    f"for flow {', '.join(sorted(queue_flows[queue_url]))}") from exc
         if self._on_queued is not None and events:
             self._on_queued(request.source, [event.event_id for event in events])
+        archive_error = self._archive_queued(request.source, received_at, archived)
         mixed = ignored is not None  # a notification of changes: one delivery, several event types
         types = tuple(e.event_type for e in events) if mixed else (event_type,)
         flows = dict.fromkeys(flow for t in types for flow in source_routes.get(t, {}))  # ordered, no repeats
         return Accepted(event_ids=tuple(e.event_id for e in events), event_type=event_type, flows=tuple(flows),
                         status=self._ack_statuses.get(request.source, 202), event_types=types if mixed else (),
-                        ignored=ignored)
+                        ignored=ignored, archive_error=archive_error)
+
+    def _archive_queued(self, source: str, received_at: str, events: list[ArchivedEvent]) -> str | None:
+        """Archive what was queued, after the queueing: a failure here loses the replay, never an event."""
+        if self._archive is None or not events:
+            return None
+        try:
+            self._archive.write(ArchivedDelivery(source=source, received_at=received_at, events=tuple(events),
+                                                 config_digest=self._config_digest))
+        except Exception as exc:  # the sender's 2xx stands: its events are queued
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def split_delivery(source: str, delivery_format: str, document: Any, *, routes: Mapping[str, Any],

@@ -194,6 +194,23 @@ class MappingSpec(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SetupHooks:
+    """What ``switchyard setup`` does with a system beyond filling its secrets (each optional).
+
+    ``check``: one real, read-only call with the connection secret; returns what it reached ("pipeline Sales"),
+    raises when refused. ``register_webhooks(connection secret, webhook URL, source secret, apply)``: make the
+    system post to Switchyard through its own API, idempotently; returns one line per subscription (with
+    ``apply`` False: what it would do, changing nothing). ``consent_url(connection secret, redirect URI,
+    state)``: the OAuth 2 authorization URL a person opens once; the redirect's ``code`` is exchanged at the
+    connection's token endpoint. ``instructions(webhook URL)``: what to set by hand in the vendor's console."""
+
+    check: Callable[[Secret], str] | None = None
+    register_webhooks: Callable[[Secret, str, Secret, bool], list[str]] | None = None
+    consent_url: Callable[[Secret, str, str], str] | None = None
+    instructions: Callable[[str], list[str]] | None = None
+
+
+@dataclass(frozen=True)
 class System:
     name: str
     connection: ConnectionSpec
@@ -205,6 +222,7 @@ class System:
     # connection secret -> the source a poller reads changes from (``switchyard.polling.PollSource``), for a
     # system that cannot push (or whose webhooks a poll sweeps)
     poll_source: Callable[[Secret], Any] | None = None
+    setup: SetupHooks | None = None  # what `switchyard setup` checks, registers and asks consent for
 
 
 @dataclass(frozen=True)

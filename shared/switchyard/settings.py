@@ -79,6 +79,9 @@ class IngestSettings(_Settings):
     # sources also swept by a poller (delivery both): the ids their webhooks queued are recorded in the table
     swept_sources: tuple[str, ...] = ()
     table: str | None = None
+    # where every queued delivery is archived for replay (switchyard.archive), and the configuration's digest
+    archive_bucket: str | None = None
+    config_digest: str = ""
 
     ENV: ClassVar[dict[str, str]] = {
         "stage": "SWITCHYARD_STAGE",
@@ -87,8 +90,11 @@ class IngestSettings(_Settings):
         "max_body_bytes": "SWITCHYARD_MAX_BODY_BYTES",
         "swept_sources": "SWITCHYARD_SWEPT_SOURCES",
         "table": "SWITCHYARD_IDEMPOTENCY_TABLE",
+        "archive_bucket": "SWITCHYARD_ARCHIVE_BUCKET",
+        "config_digest": "SWITCHYARD_CONFIG_DIGEST",
     }
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_SWEPT_SOURCES", "SWITCHYARD_IDEMPOTENCY_TABLE"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"SWITCHYARD_SWEPT_SOURCES", "SWITCHYARD_IDEMPOTENCY_TABLE",
+                                                    "SWITCHYARD_ARCHIVE_BUCKET", "SWITCHYARD_CONFIG_DIGEST"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
@@ -104,6 +110,8 @@ class IngestSettings(_Settings):
             max_body_bytes=_positive_int(environ, "SWITCHYARD_MAX_BODY_BYTES"),
             swept_sources=tuple(s for s in (environ.get("SWITCHYARD_SWEPT_SOURCES") or "").split(",") if s),
             table=environ.get("SWITCHYARD_IDEMPOTENCY_TABLE") or None,
+            archive_bucket=environ.get("SWITCHYARD_ARCHIVE_BUCKET") or None,
+            config_digest=environ.get("SWITCHYARD_CONFIG_DIGEST") or "",
         )
 
 

@@ -31,7 +31,8 @@ out = Console(soft_wrap=True)  # results (stdout)
 err = Console(stderr=True, soft_wrap=True)  # summaries, progress, errors (stderr)
 
 app = typer.Typer(name="switchyard", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-                  help="Operate a Switchyard stack: dead letters, drops, connections, status; dry-run a mapping.",
+                  help="Operate a Switchyard stack: status, dead letters, one order's trace, replay, drops, "
+                       "connections, setup; dry-run a mapping.",
                   epilog="Exit codes: 0 done, 1 a problem found, 2 usage, 3 configuration (region, credentials, "
                          "stack), 4 endpoint unreachable, 5 AWS refused, 70 a defect of the CLI.")
 dlq_app = typer.Typer(no_args_is_help=True, help="A flow's dead letters: list, show, redrive, discard.")
@@ -573,42 +574,68 @@ RECENT_FAILURES = 5
 @app.command()
 @stack_command
 def status(flow: FlowArg = None, *, target: Target, as_json: bool) -> None:
-    """Per flow: queue depth, oldest message age, dead letters by reason; connections; the latest failures."""
-    from switchyard_cli import connections
+    """Per flow: queue depth, oldest message age, dead letters by reason, its target's circuit breaker and its
+    source's last poll; connections; the latest failures."""
+    from switchyard_cli import connections, health
     from switchyard_cli.operations import queue_depth
 
     catalog = _catalog()
     flows = _flows(target, flow)
     sqs = target.client("sqs")
+    dynamodb = target.client("dynamodb")
+    table = target.resources().one(role="idempotency-table")
     letters = _letters(target, flows, _selection(None, None, None, None, None))
+    now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for name in flows:
         queue_url, _dlq_url = target.resources().flow_queues(name)
         depth = queue_depth(sqs, queue_url)
         reasons = Counter(letter.reason for letter, _, _ in letters if letter.flow == name)
+        config = catalog.flows.get(name)
         rows.append({"flow": name, **depth, "oldest_age_seconds": _oldest_age(target, queue_url),
-                     "dead_letters": sum(reasons.values()), "dead_letters_by_reason": dict(reasons.most_common())})
+                     "dead_letters": sum(reasons.values()), "dead_letters_by_reason": dict(reasons.most_common()),
+                     "breaker": health.breaker(dynamodb, table, config.connection, now=now.timestamp())
+                     if config is not None else None,
+                     "last_poll": health.last_poll(dynamodb, table, catalog, config.source, now=now)
+                     if config is not None else None})
     used = sorted({c for name in flows if name in catalog.flows for c in catalog.flows[name].connections})
-    states = connections.status(target.client("dynamodb"), table=target.resources().one(role="idempotency-table"),
-                                connections=used)
+    states = connections.status(dynamodb, table=table, connections=used)
     recent = [letter.summary() for letter, _, _ in letters[-RECENT_FAILURES:][::-1]]
     if as_json:
         print_json({"stack": target.stack_name, "flows": rows, "connections": states, "recent_failures": recent})
         return
-    table = Table(title=f"{target.stack_name}")
-    for column in ("flow", "waiting", "in flight", "delayed", "oldest", "dead letters"):
-        table.add_column(column)
+    table_view = Table(title=f"{target.stack_name}")
+    for column in ("flow", "waiting", "in flight", "delayed", "oldest", "dead letters", "breaker", "last poll"):
+        table_view.add_column(column)
     for row in rows:
         age = row["oldest_age_seconds"]
         by_reason = ", ".join(f"{count} {reason}" for reason, count in row["dead_letters_by_reason"].items())
-        table.add_row(row["flow"], str(row["waiting"]), str(row["in_flight"]), str(row["delayed"]),
-                      "-" if age is None else _age(age),
-                      f"[red]{by_reason}[/]" if by_reason else "0")
-    out.print(table)
+        table_view.add_row(row["flow"], str(row["waiting"]), str(row["in_flight"]), str(row["delayed"]),
+                           "-" if age is None else _age(age), f"[red]{by_reason}[/]" if by_reason else "0",
+                           _breaker_cell(row["breaker"]), _poll_cell(row["last_poll"]))
+    out.print(table_view)
     out.print(_connections_table(states))
     if recent:
         out.print("Latest failures")
         out.print(_letters_table([letter for letter, _, _ in letters[-RECENT_FAILURES:][::-1]]))
+
+
+def _breaker_cell(breaker: dict[str, Any] | None) -> str:
+    if breaker is None:
+        return "-"
+    if breaker["status"] == "open":
+        return f"[red]open[/] ({breaker['connection']}, probe in {_age(breaker['next_probe_in_seconds'])})"
+    if breaker["status"] == "half_open":
+        return f"[yellow]probing[/] ({breaker['connection']})"
+    return f"[green]closed[/] ({breaker['connection']})"
+
+
+def _poll_cell(poll: dict[str, Any] | None) -> str:
+    if poll is None:
+        return "-"
+    if poll["watermark"] is None:
+        return "[yellow]never finished[/]"
+    return f"{_age(max(0, poll['lag_seconds']))} ago"
 
 
 def _age(seconds: float) -> str:
@@ -672,6 +699,92 @@ def trace(order: Annotated[str, typer.Argument(help="the order as its source nam
                        ExitCode.PROBLEM)
 
 
+@app.command()
+@stack_command
+def replay(
+    flow: Annotated[str, typer.Argument(help="the flow (flows.yaml) whose archived events to replay")],
+    since: Annotated[str, typer.Option("--from", help="received at or after: 2026-12-03T10:00, or an age: 2h, 3d")],
+    until: Annotated[str | None, typer.Option("--to", help="received at or before (same forms; default: now)")] = None,
+    order: OrderOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only show, per event, what was sent and what today's "
+                                                            "mapping would send (a diff); queue nothing")] = False,
+    config: Annotated[Path | None, typer.Option(help="--dry-run: the configuration folder (flows.yaml, mappings/) "
+                                                     "to compare with (default: this installation's)")] = None,
+    yes: YesOpt = False,
+    *, target: Target, as_json: bool,
+) -> None:
+    """Archived events of a flow, oldest first: with --dry-run, what the stack's mapping sent next to what today's
+    would send; else queued again on the flow's queue (an event already delivered is a duplicate: nothing twice)."""
+    from switchyard.archive import S3DeliveryArchive
+    from switchyard.audit import DynamoDeliveryAudit
+
+    from switchyard_cli import replay as replaying
+
+    catalog = _catalog()
+    _known_flow(flow)
+    start, end = parse_when(since), parse_when(until) or datetime.now(UTC)
+    assert start is not None
+    if start > end:
+        raise CliError(f"--from {since} is after --to {until or 'now'}")
+    if config is not None and not (config / "flows.yaml").is_file():
+        raise CliError(f"{config}: no flows.yaml here (give the folder that holds flows.yaml and mappings/)")
+    resources = target.resources()
+    found = resources.find(role="archive")
+    if not found:
+        raise CliError(f"stack {target.stack_name} keeps no archive (deployed before replay existed?): deploy again",
+                       ExitCode.CONFIGURATION)
+    bucket, bucket_resource = found[0]
+    archive = S3DeliveryArchive(target.client("s3"), bucket)
+    items = replaying.select(archive, catalog, flow, start, end, order or ())
+    if dry_run:
+        audit = DynamoDeliveryAudit(target.client("dynamodb"), resources.one(role="idempotency-table"))
+        compared = replaying.compare(flow, items, deployed=replaying.deployed_config(bucket_resource),
+                                     now_config=config, audit=lambda ref: audit.read(flow, ref))
+        if as_json:
+            print_json({"flow": flow, "from": start.isoformat(), "to": end.isoformat(),
+                        "events": [c.to_dict() for c in compared]})
+        else:
+            for c in compared:
+                head = (f"{c.item.delivery.received_at}  {c.item.event.event_type}  {c.item.event.event_id}  "
+                        f"order {c.item.order or '-'}  delivered: {c.outcome or 'no record'}")
+                out.print(head, markup=False, highlight=False)
+                if c.mapping_changed_since:
+                    out.print("  (the stack's mapping changed since this event arrived: 'sent' is what it sends "
+                              "now)", markup=False)
+                for line in c.diff or ["  same plan under both mappings"]:
+                    colour = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                    out.print(f"  {line}", style=colour, markup=False, highlight=False)
+        changed = sum(1 for c in compared if c.diff)
+        err.print(f"{len(compared)} event(s) of {flow} from {start.isoformat()} to {end.isoformat()}: {changed} "
+                  "would be sent differently today (nothing queued: --dry-run)", markup=False)
+        return
+    if not items:
+        err.print(f"no archived events of {flow} from {start.isoformat()} to {end.isoformat()}", markup=False)
+        return
+    queue_url, _dlq_url = resources.flow_queues(flow)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"replaying {len(items)} event(s) needs --yes when not asked at a terminal")
+        typer.confirm(f"Queue {len(items)} archived event(s) of {flow} again? (delivered ones are duplicates)",
+                      abort=True, err=True)
+    shown: list[dict[str, Any]] = []
+
+    def progress(item: Any, done: str) -> None:
+        shown.append({"event_id": item.event.event_id, "event_type": item.event.event_type, "order": item.order,
+                      "received_at": item.delivery.received_at, "done": done})
+        if not as_json:
+            out.print(f"{item.event.event_id}  {item.event.event_type}  order {item.order or '-'}  {done}",
+                      markup=False, highlight=False)
+
+    counts = replaying.send(target.client("sqs"), queue_url, flow, items, progress)
+    if as_json:
+        print_json({"flow": flow, "events": shown, **counts})
+    err.print(f"{counts['queued']} event(s) queued again on {flow}, {counts['failed']} failed "
+              "(`switchyard trace ORDER` shows what each did)", markup=False)
+    if counts["failed"]:
+        raise typer.Exit(ExitCode.PROBLEM)
+
+
 def _secret_table(states: list[Any]) -> Table:
     table = Table()
     for column in ("secret", "state", "empty keys"):
@@ -686,14 +799,26 @@ def _secret_table(states: list[Any]) -> Table:
 @stack_command
 def setup(stage_name: Annotated[str | None, typer.Argument(
               metavar="STAGE", help="the stage (dev, qa, prod): its stack Switchyard-<stage>")] = None,
-          check: Annotated[bool, typer.Option("--check", help="only report which secrets are missing")] = False,
+          check: Annotated[bool, typer.Option("--check", help="only report: missing secrets, each connection's "
+                                                              "check call, webhook registrations")] = False,
+          webhook_base_url: Annotated[str | None, typer.Option(
+              help="the webhook API's base URL (default: the stack's ApiUrl output)")] = None,
+          consent: Annotated[bool, typer.Option(
+              "--consent", help="run a pending OAuth consent even without a terminal")] = False,
+          redirect_port: Annotated[int, typer.Option(help="the consent's local redirect listener "
+                                                          "(http://localhost:PORT/callback)")] = 8765,
           *, target: Target, as_json: bool) -> None:
-    """After a deploy: fill the stack's secrets. Generates the webhook signing secrets and tokens, asks for the
-    vendors' credentials, changes no value already there. With --check: reports only (exit 1 if any is missing)."""
+    """After a deploy: fill the stack's secrets (generates the webhook signing secrets and tokens, asks for the
+    vendors' credentials, changes no value already there), check each connection with a real call, register the
+    webhooks a vendor takes through its API, run a pending OAuth consent once, and say what to set by hand.
+    Idempotent. With --check: reports only (exit 1 if anything is missing or refused)."""
+    from switchyard_cli import connections
     from switchyard_cli import setup as secrets_setup
 
     if stage_name and not target.stack:
         target.stage = stage_name
+    catalog = _catalog()
+    systems = {name: config.system for name, config in catalog.connections.items()}
     client = target.client("secretsmanager")
     arns = target.resources().secrets(client)
     if not arns:
@@ -719,19 +844,89 @@ def setup(stage_name: Annotated[str | None, typer.Argument(
                                "generated": generated})
         if filled:
             states = secrets_setup.read_states(client, arns)
+    consents: list[dict[str, Any]] = []
+    waiting = secrets_setup.needs_consent(states, systems)
+    if waiting and not check and (consent or sys.stdin.isatty()):
+        for name in waiting:
+            consents.append(_consent(target, client, name, systems[name], arns[f"connection:{name}"],
+                                     redirect_port, connections, secrets_setup))
+        states = secrets_setup.read_states(client, arns)
+    pending = secrets_setup.needs_consent(states, systems)
+    checks = secrets_setup.check_connections(states, systems)
+    base = webhook_base_url or _stack_output(target, "ApiUrl")
+    url = (lambda source: f"{base.rstrip('/')}/webhooks/{source}") if base else (lambda source: None)
+    registrations = secrets_setup.register_webhooks(states, systems, url, apply=not check)
+    by_hand = [line for source in catalog.webhook_sources for line in _instructions(source, url(source))]
     reports = [state.report() for state in states]
     if as_json:
-        print_json({"stack": target.stack_name, "secrets": reports, "filled": filled})
+        print_json({"stack": target.stack_name, "secrets": reports, "filled": filled, "checks": checks,
+                    "webhooks": registrations, "consents": consents, "consent_pending": pending,
+                    "by_hand": by_hand})
     else:
         out.print(_secret_table(states))
         for entry in filled:
             for key, value in entry["generated"].items():
                 out.print(f"{entry['secret']}: generated {key}: {value}  (give it to the sender)", markup=False)
+        for entry in checks:
+            mark = {True: "ok", False: "FAILED", None: "-"}[entry["ok"]]
+            out.print(f"connection {entry['connection']}: {mark} {entry.get('reached') or entry.get('error')}",
+                      markup=False)
+        for entry in registrations:
+            for line in entry["lines"]:
+                out.print(f"webhooks {entry['source']}: {line}", markup=False)
+        for entry in consents:
+            out.print(f"connection {entry['connection']}: consent {entry['status']}", markup=False)
+        for line in by_hand:
+            out.print(f"by hand: {line}", markup=False)
     missing = [state.tag for state in states if state.state == "missing"]
+    refused = [entry["connection"] for entry in checks if entry["ok"] is False and entry["connection"] not in
+               {tag.partition(":")[2] for tag in missing}]
+    unregistered = [entry["source"] for entry in registrations if entry["ok"] is False]
     err.print(f"{len(missing)} of {len(states)} secret(s) missing" + (f": {', '.join(missing)}" if missing else "")
-              + (" (every webhook of a missing source is rejected with 401)" if missing else ""), markup=False)
-    if missing:
+              + (" (every webhook of a missing source is rejected with 401)" if missing else "")
+              + (f"; check refused: {', '.join(refused)}" if refused else "")
+              + (f"; webhooks not registered: {', '.join(unregistered)}" if unregistered else "")
+              + (f"; consent pending: {', '.join(pending)} (run setup at a terminal, or --consent)" if pending else ""),
+              markup=False)
+    if missing or refused or unregistered or pending:
         raise typer.Exit(ExitCode.PROBLEM)
+
+
+def _stack_output(target: Target, key: str) -> str | None:
+    stacks = target.client("cloudformation").describe_stacks(StackName=target.stack_name)["Stacks"]
+    return next((str(o["OutputValue"]) for o in stacks[0].get("Outputs", []) if o.get("OutputKey") == key), None)
+
+
+def _instructions(source: str, webhook_url: str | None) -> list[str]:
+    from switchyard import registry
+
+    try:
+        hooks = registry.system(source).setup
+    except LookupError:
+        return []
+    if hooks is None or hooks.instructions is None:
+        return []
+    return hooks.instructions(webhook_url or f"<ApiUrl>/webhooks/{source}")
+
+
+def _consent(target: Target, secretsmanager: Any, name: str, system: str, secret_id: str, port: int,
+             connections: Any, secrets_setup: Any) -> dict[str, Any]:
+    """One OAuth consent: the redirect's code exchanged at the connection's token endpoint, the refresh token
+    (and the company the consent chose) stored, the connection marked usable."""
+    secret = json.loads(secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"])
+    try:
+        code, redirect_uri, answer = secrets_setup.await_consent(
+            secret, system, port=port, show=lambda text: err.print(text, markup=False, highlight=False))
+        tokens = connections.exchange_authorization_code(secret, code, redirect_uri, system=system)
+    except SystemExit as exc:  # the token endpoint refused the code
+        return {"connection": name, "status": f"failed: {exc}"}
+    except (TimeoutError, PermissionError, OSError) as exc:
+        return {"connection": name, "status": f"failed: {exc}"}
+    realm = answer.get("realmId") or None
+    connections.reconnect(secretsmanager, target.client("dynamodb"),
+                          table=target.resources().one(role="idempotency-table"), secret_id=secret_id,
+                          connection=name, refresh_token=tokens["refresh_token"], realm_id=realm)
+    return {"connection": name, "status": "stored" + (f" (company {realm})" if realm else "")}
 
 
 # --- the local stack (development extra) ------------------------------------------------------------------

@@ -101,7 +101,8 @@ def strict(tmp_path_factory):
     stages = project_context()[STAGES_CONTEXT]
     thresholds = {"dead_letters": 5, "oldest_message_age_minutes": 45, "worker_errors": 3, "worker_throttles": 4,
                   "executions_failed": 6, "ingest_5xx": 7, "ingest_errors": 8, "signature_rejected": 90,
-                  "table_throttle_events": 11, "poll_failures": 12, "poll_lag_minutes": 13, "poll_recovered": 14}
+                  "table_throttle_events": 11, "poll_failures": 12, "poll_lag_minutes": 13, "poll_recovered": 14,
+                  "archive_failed": 15}
     context = {STAGES_CONTEXT: {**stages, "dev": {**stages["dev"], "alarm_thresholds": thresholds}},
                BUNDLE_DEPENDENCIES_CONTEXT: False}
     assembly = synth_assembly(build_app(stages=["dev"], context=context, outdir=outdir), outdir)
@@ -123,7 +124,7 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "SignatureRejected": {90}, "ReadThrottleEvents": {11}, "WriteThrottleEvents": {11},
         "ConnectionNeedsReconnect": {1},  # not a stage setting: one waiting event means someone must reconnect
         "CircuitOpen": {1},  # neither: an open breaker means a target is down
-        "PollFailures": {12}, "PollLagSeconds": {13 * 60}, "PollRecoveredBySweep": {14},
+        "PollFailures": {12}, "PollLagSeconds": {13 * 60}, "PollRecoveredBySweep": {14}, "ArchiveFailed": {15},
         "WaitsOverdue": {1},  # neither: one overdue wait (an order not shipped in time) is worth a look
     }
     # dev declares none: the defaults, the first occurrence pages (signatures: a spike of 20)
@@ -133,6 +134,7 @@ def test_alarm_thresholds_come_from_the_stages_context(strict, dev):
         "SignatureRejected": {20}, "ReadThrottleEvents": {1}, "WriteThrottleEvents": {1},
         "ConnectionNeedsReconnect": {1}, "CircuitOpen": {1}, "WaitsOverdue": {1},
         "PollFailures": {3}, "PollLagSeconds": {15 * 60}, "PollRecoveredBySweep": {1},  # three failed runs in a row
+        "ArchiveFailed": {1},
     }
     (rejected,) = [a for a in strict.of_type("AWS::CloudWatch::Alarm")
                    if a.properties["MetricName"] == "SignatureRejected"]
@@ -158,3 +160,11 @@ def test_every_flow_whose_worker_calls_its_target_alarms_while_its_circuit_is_op
     for alarm in alarms:
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert_pages_topic_and_names_runbook(dev, alarm, "circuit-open")
+
+
+def test_archive_failures_alarm_per_stage_threshold(dev, dev_stage):
+    (alarm,) = alarms_on(dev, "Switchyard", "ArchiveFailed", "service", "ingest")
+
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    assert alarm["Threshold"] == dev_stage.alarm_thresholds.archive_failed == 1
+    assert_pages_topic_and_names_runbook(dev, alarm, "archive-failed")

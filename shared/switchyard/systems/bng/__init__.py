@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from switchyard.registry import Adapters, ConnectionSpec, Secret, System, WebhookSource
+from switchyard.registry import Adapters, ConnectionSpec, Secret, SetupHooks, System, WebhookSource
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -35,6 +35,14 @@ def _event_models() -> Mapping[str, type]:
             "shipment.created": source.ShipmentCreated, "inventory.changed": source.InventoryChanged}
 
 
+def _check(secret: Secret) -> str:
+    """A real read with the API key: a customer lookup by an external id no one uses (none found is fine)."""
+    from switchyard.systems.bng.client import BngClient, BngConnection
+
+    with BngClient(BngConnection.from_secret(secret)) as erp:
+        erp.find_customer("switchyard-setup-check")
+    return "customer lookup answered"
+
 SYSTEM = System(
     name="bng",
     connection=ConnectionSpec(
@@ -44,4 +52,5 @@ SYSTEM = System(
         client=client,
     ),
     webhook=WebhookSource(event_models=_event_models),
+    setup=SetupHooks(check=_check),
 )

@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from switchyard.registry import Adapters, ConnectionSpec, EchoRules, MappingSpec, Secret, System, WebhookSource
+from switchyard.registry import (
+    Adapters,
+    ConnectionSpec,
+    EchoRules,
+    MappingSpec,
+    Secret,
+    SetupHooks,
+    System,
+    WebhookSource,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -47,6 +56,23 @@ def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
     return dry_run(document, event_type, data)
 
 
+def _check(secret: Secret) -> str:
+    """A real call: the OAuth token (or the API key) and a customer lookup by an id no one has, which Clarity
+    answers 404 once it has accepted the credentials (401/403 otherwise)."""
+    from switchyard.errors import PermanentError
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+
+    shop = ClarityClient(ClarityConnection.from_secret(dict(secret)))
+    try:
+        shop.get_customer("switchyard-setup-check")
+    except PermanentError as exc:
+        if exc.target_status != 404:
+            raise
+    finally:
+        shop.close()
+    return "credentials accepted (customer lookup answered)"
+
+
 SYSTEM = System(
     name="clarity",
     connection=ConnectionSpec(
@@ -61,4 +87,5 @@ SYSTEM = System(
         synced_attributes={"order": ("status",), "customer": ("firstName", "lastName", "email", "phone")},
         subjects={"order.status_changed": ("order", "orderId"), "customer.updated": ("customer", "customerId")},
     ),
+    setup=SetupHooks(check=_check),
 )

@@ -16,6 +16,7 @@ from switchyard.registry import (
     MappingSpec,
     Secret,
     Secrets,
+    SetupHooks,
     System,
     Target,
     WebhookSource,
@@ -81,6 +82,18 @@ def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
     return dry_run(document, event_type, data)
 
 
+def _check(secret: Secret) -> str:
+    """A real read: the Web API Backend's token for the customer, then one order search of the last minute."""
+    from datetime import UTC, datetime, timedelta
+
+    from switchyard.systems.nopcommerce.client import NopCommerceClient, NopCommerceConnection
+
+    with NopCommerceClient(NopCommerceConnection.from_secret(secret)) as shop:
+        now = datetime.now(UTC)
+        page = shop.search_orders(created_from=now - timedelta(minutes=1), created_to=now, page_index=0,
+                                  page_size=1)
+    return f"Order/Search answered ({page.get('total_count', 0)} order(s) in the last minute)"
+
 SYSTEM = System(
     name="nopcommerce",
     connection=ConnectionSpec(
@@ -93,4 +106,5 @@ SYSTEM = System(
     target=_target,
     mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
     poll_source=poll_source,
+    setup=SetupHooks(check=_check),
 )

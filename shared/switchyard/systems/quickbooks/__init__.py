@@ -16,6 +16,7 @@ from switchyard.registry import (
     MappingSpec,
     Secret,
     Secrets,
+    SetupHooks,
     SignatureScheme,
     StepRunner,
     StepSet,
@@ -113,6 +114,28 @@ def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
     return dry_run(document, event_type, data)
 
 
+AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
+
+
+def _consent_url(secret: Secret, redirect_uri: str, state: str) -> str:
+    """Intuit's consent page for the app (client id) with the accounting scope; it redirects with ``code``,
+    ``state`` and ``realmId`` (the company)."""
+    from urllib.parse import urlencode
+
+    query = urlencode({"client_id": secret["client_id"], "response_type": "code", "scope": ACCOUNTING_SCOPE,
+                       "redirect_uri": redirect_uri, "state": state})
+    return f"{secret.get('authorize_url') or AUTHORIZE_URL}?{query}"
+
+
+def _instructions(webhook_url: str) -> list[str]:
+    return [f"Intuit developer portal > your app > Webhooks: endpoint URL {webhook_url}, entity Item "
+            "(Create, Update); copy the app's verifier token into the quickbooks source secret "
+            "(verifier_tokens), which setup asks for",
+            "Intuit developer portal > your app > Keys & credentials: add the redirect URI setup prints for the "
+            "consent (http://localhost:PORT/callback)"]
+
+
 SYSTEM = System(
     name="quickbooks",
     connection=ConnectionSpec(
@@ -129,4 +152,5 @@ SYSTEM = System(
     target=_item_updates,
     step_sets={"order-to-cash": StepSet(steps=ORDER_TO_CASH_STEPS, build=_order_to_cash)},
     mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
+    setup=SetupHooks(consent_url=_consent_url, instructions=_instructions),
 )

@@ -17,6 +17,7 @@ from switchyard.registry import (
     MappingSpec,
     Secret,
     Secrets,
+    SetupHooks,
     SignatureScheme,
     System,
     Target,
@@ -86,6 +87,18 @@ def _dry_run(document: str, event_type: str, data: Any) -> tuple[str, Any]:
     return dry_run(document, event_type, data)
 
 
+def _check(secret: Secret) -> str:
+    from switchyard.systems.streak.setup import check
+
+    return check(secret)
+
+
+def _register_webhooks(secret: Secret, webhook_url: str, source_secret: Secret, apply: bool) -> list[str]:
+    from switchyard.systems.streak.setup import register_webhooks
+
+    return register_webhooks(secret, webhook_url, source_secret, apply)
+
+
 SYSTEM = System(
     name="streak",
     connection=ConnectionSpec(
@@ -102,4 +115,5 @@ SYSTEM = System(
                            "contact": ("givenName", "familyName", "emailAddresses", "phoneNumbers")},
         subjects={"BOX_CHANGE_STAGE": ("box", "key"), "CONTACT_UPDATE": ("contact", "key")},
     ),
+    setup=SetupHooks(check=_check, register_webhooks=_register_webhooks),
 )

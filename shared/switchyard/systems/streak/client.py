@@ -114,6 +114,16 @@ class StreakClient:
         """The pipeline with its stages and field definitions (read-only copies)."""
         return self._call("GET", f"/api/v1/pipelines/{pipeline_key}")
 
+    def list_webhooks(self, scope: str, key: str) -> list[dict[str, Any]]:
+        """The webhooks registered under a pipeline (``scope="pipelineKey"``) or a team (``"teamKey"``)."""
+        answer = self._call("GET", "/api/v2/webhooks", params={scope: key})
+        hooks = answer.get("results", []) if isinstance(answer, dict) else answer
+        return list(hooks or [])
+
+    def create_webhook(self, scope: str, key: str, *, event: str, target_url: str, token: str) -> dict[str, Any]:
+        return self._call("POST", "/api/v2/webhooks", params={scope: key},
+                          json={"event": event, "targetUrl": target_url, "token": token})
+
     def list_fields(self, pipeline_key: str) -> list[dict[str, Any]]:
         """The pipeline's field definitions: key, name, type, dropdown items and tags."""
         return list(self._call("GET", f"/api/v1/pipelines/{pipeline_key}/fields") or [])
