@@ -13,7 +13,7 @@ from switchyard.errors import MappingError, PermanentError
 from switchyard.events import FlowEvent
 from switchyard.systems.streak.client import StreakClient, StreakConnection
 from switchyard.systems.streak.deal_mapping import load_deal_mapping
-from switchyard.systems.streak.deals import StreakDealTarget
+from switchyard.systems.streak.deals import StreakDealTarget, audit_boxes
 from switchyard.systems.streak.schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import DEMO_PIPELINE, PipelineSpec, StageSpec, StreakSandbox
 
@@ -84,3 +84,15 @@ def test_a_two_way_pair_refuses_a_named_document(streak_client: StreakClient) ->
     with pytest.raises(MappingError, match="a two-way pair's documents give keys"):
         StreakDealTarget(load_deal_mapping("nopcommerce-to-streak.yaml"), streak_client, InMemoryEntityState(),
                          pairs=pairs)
+
+
+def test_the_box_audit_reads_the_order_key_from_the_live_pipelines_field(
+    other_team: tuple[StreakSandbox, StreakClient], make_event: MakeEvent
+) -> None:
+    _sandbox, client = other_team
+    mapping = load_deal_mapping("nopcommerce-to-streak.yaml")
+    StreakDealTarget(mapping, client, InMemoryEntityState(), schemas=PipelineSchemas()).deliver(
+        make_event("nop_order_b2b"))
+
+    # "Order number" is field 1101 there (1001 in the copy): the box is the order's, not a ghost
+    assert audit_boxes(client, mapping) == {"ghosts": [], "duplicates": {}}

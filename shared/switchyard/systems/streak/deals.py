@@ -90,6 +90,8 @@ def order_key_in_notes(notes: Any) -> str | None:
 def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = False) -> dict[str, Any]:
     """What an operator should look at in the pipeline: ghost boxes (no order key in the order-key
     field) and orders with more than one box. With ``flag``, each gets a comment saying so (once)."""
+    if mapping.names_used:  # the order key field's key in this pipeline
+        mapping = mapping.for_pipeline(PIPELINE_SCHEMAS.get(client, client.connection.pipeline_key))
     key_field = mapping.order_key_field
     by_order: dict[str, list[dict[str, Any]]] = {}
     ghosts = []
