@@ -12,6 +12,8 @@ from typing import Any
 
 from aws_cdk import App
 from switchyard.catalog import load_catalog
+from switchyard.errors import MappingError
+from switchyard.mapping import mapping_problems
 
 from infra.nag import add_compliance_checks
 from infra.paths import CDK_JSON
@@ -45,6 +47,9 @@ def build_app(
     settings = stages_from_context(app.node.try_get_context(STAGES_CONTEXT))
     bundle_dependencies = flag_from_context(app.node.try_get_context(BUNDLE_DEPENDENCIES_CONTEXT), default=True)
     catalog = load_catalog()
+    problems = mapping_problems(catalog)  # e.g. a stage the document names that the pipeline copy lacks
+    if problems:
+        raise MappingError("mapping documents that would fail in their workers:\n" + "\n".join(problems))
     for name in stages if stages is not None else settings:
         if name not in settings:
             raise SettingsError(f"unknown stage {name!r}; {STAGES_CONTEXT} declares {sorted(settings)}")

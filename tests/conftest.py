@@ -22,6 +22,20 @@ SANDBOX_API_KEY = "sandbox-key"
 SANDBOX_TEAM = "team_1"
 
 
+def streak_document_in_keys(file_name: str = "nopcommerce-to-streak.yaml") -> dict[str, Any]:
+    """A shipped Streak mapping document with its names turned into the pipeline copy's keys, and no copy:
+    a document as written in keys, whose values nothing checks before a worker meets the pipeline."""
+    import yaml
+    from switchyard.catalog import mapping_path
+    from switchyard.systems.streak.deal_mapping import pipeline_copy
+    from switchyard.systems.streak.pipeline_names import resolve_names
+
+    named = yaml.safe_load(mapping_path(file_name).read_text())
+    keyed, _names_used = resolve_names(named, pipeline_copy(named["pipeline"]))
+    del keyed["pipeline"]
+    return keyed
+
+
 def sample_names() -> list[str]:
     """File stems of every sample webhook body (``nop_order_b2b``, ...)."""
     return sorted(path.stem for path in SAMPLES_DIR.glob("*.json"))

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS
 from switchyard_local.stack import LocalStack
@@ -82,11 +86,13 @@ class Demo:
         self.say("\n4. What Streak now holds")
         self.show_streak()
         self.show_deal_details()
+        self.show_names_resolved()
         self.say("\n5. What sits in the dead-letter queue")
         self.show_dead_letters()
 
         ClarityPairDemo(self).run()
         QuickBooksPairDemo(self).run()
+        QuickBooksChoicesDemo(self).run()
         SalesforcePairDemo(self).run()
         BngPairDemo(self).run()
 
@@ -153,6 +159,22 @@ class Demo:
         lines = [c for c in consumer.get("comments", []) if c.startswith("Order status")]
         self.expect(len(lines) == 1 and "Payment: Authorized" in lines[0],
                     "one timeline line for the payment change, none for its redelivery")
+
+    def show_names_resolved(self) -> None:
+        """nopcommerce-to-streak.yaml names the pipeline's stages, fields and dropdown items; the worker found
+        their keys in the pipeline Streak answered (read once, not per event)."""
+        streak = self.stack.streak
+        fields = {f.name: f for f in streak.pipeline.fields}
+        paid = dict((name, key) for key, name in fields["Payment status"].items)["Paid"]
+        processing = next(s.key for s in streak.pipeline.stages if s.name == "Processing")
+        box = next((b for b in streak.snapshot()["boxes"] if b["fields"].get("Order number") == "1042"), {})
+        reads = sum(1 for method, path, status in streak.requests  # answered: a 503 (act 1's) is read again
+                    if method == "GET" and path == f"/api/v1/pipelines/{streak.pipeline.key}" and status == 200)
+        self.say(f"  the mapping names stage \"Processing\", field \"Payment status\", item \"Paid\": in this pipeline "
+                 f"{processing}, {fields['Payment status'].key}, {paid}; the pipeline was read {reads} time(s)")
+        self.expect(box.get("stageKey") == processing and box.get("fields", {}).get("Payment status") == paid
+                    and 1 <= reads <= 2,  # the cache lasts five minutes: a slow machine may read it twice
+                    "the mapping's names became this pipeline's keys (1042: Processing, Paid), not read per event")
 
     def show_streak(self) -> None:
         snapshot = self.stack.streak.snapshot()
@@ -387,6 +409,162 @@ class QuickBooksPairDemo:
         event = json.loads(sample("nop_order_small"))
         event["data"]["Order"].update(Id=order_id, CustomOrderNumber=str(order_id), OrderGuid=guid, **changes)
         return event
+
+
+@contextmanager
+def deployed_mapping(stack: LocalStack, file_name: str, change: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """An operator's change to a flow's mapping document, deployed: the flow's functions start cold and read the
+    changed document; afterwards (a rollback) the shipped one again. The local stack runs the functions in this
+    process, so deploying is the loader reading the document from a folder of its own, then a cold start."""
+    from switchyard.systems.quickbooks import order_mapping
+
+    shipped = order_mapping.mapping_path
+    document = yaml.safe_load(shipped(file_name).read_text())
+    change(document)
+    folder = Path(tempfile.mkdtemp(prefix="switchyard-demo-mappings-"))
+    (folder / file_name).write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+    def cold_start() -> None:
+        order_mapping._load.cache_clear()  # the per-process (cold start) cache of loaded documents
+        for function in stack.functions.values():
+            function._module = None  # the next invocation loads the handler again: a cold start
+
+    order_mapping.mapping_path = lambda name: folder / name if name == file_name else shipped(name)
+    cold_start()
+    try:
+        yield
+    finally:
+        order_mapping.mapping_path = shipped
+        cold_start()
+
+
+class QuickBooksChoicesDemo:
+    """What nopCommerce ⇄ QuickBooks does once its operator chooses it in the flow's mapping document (the shipped
+    one leaves it off: the ids are the company's own): payment methods on the SalesReceipt and the Payment, and
+    unknown products created as Items; then a partial refund (the shipped document books refunds)."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.qbo = demo.stack.quickbooks
+        self.shop = demo.stack.nopcommerce
+        self.realm = demo.stack.qbo_realm
+
+    def run(self) -> None:
+        say = self.demo.say
+        card = self.qbo.seed_payment_method(self.realm, "Credit Card", "CREDIT_CARD")["Id"]
+        paypal = self.qbo.seed_payment_method(self.realm, "PayPal", "NON_CREDIT_CARD")["Id"]
+        say("\n8b. The operator chooses, in nopcommerce-to-quickbooks.yaml, and deploys:")
+        say(f"  lookups.payment_methods: Payments.Manual → {card} (Credit Card), Payments.PayPalCommerce.Standard → "
+            f"{paypal} (PayPal); items.unknown: create (income account {NEW_ITEM_INCOME_ACCOUNT})")
+
+        def choose(document: dict[str, Any]) -> None:
+            document["lookups"]["payment_methods"] = {"Payments.Manual": card,
+                                                      "Payments.PayPalCommerce.Standard": paypal, "*": None}
+            document["items"]["unknown"] = "create"
+            document["items"]["create"]["income_account_id"] = NEW_ITEM_INCOME_ACCOUNT
+
+        with deployed_mapping(self.stack, QBO_MAPPING, choose):
+            self.payment_details(card, paypal)
+            self.unknown_product()
+        self.partial_refund()
+
+    def payment_details(self, card: str, paypal: str) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("  → order 1060 placed, paid by card (capture ch_3QyS9eMleJxIv8jy1toO1C60)")
+        self.place(self.order(1060, GUID_1060, PaymentMethodSystemName="Payments.Manual",
+                              CaptureTransactionId=CAPTURE_1060))
+        say("  → order 1061 placed by PayPal, payment pending; then paid (capture 8AB12345CD6789012)")
+        self.place(self.order(1061, GUID_1061, PaymentStatusId=10, PaymentMethodSystemName=PAYPAL))
+        self.demo.drain()
+        paid = self.order(1061, GUID_1061, PaymentStatusId=30, PaymentMethodSystemName=PAYPAL,
+                          CaptureTransactionId="8AB12345CD6789012")
+        paid.update(type="order.paid", timestamp="2026-11-20T12:30:00Z", data={"Order": paid["data"]["Order"]})
+        self.demo.send("order 1061 paid", json.dumps(paid).encode(), expect=202)
+        self.demo.drain()
+        receipt = self.documents("salesReceipts").get("1060", {})
+        say(f"    SalesReceipt 1060: PaymentMethodRef {receipt.get('PaymentMethodRef')}, "
+            f"PaymentRefNum {receipt.get('PaymentRefNum')!r}")
+        expect(receipt.get("PaymentMethodRef") == {"value": card} and receipt.get("PaymentRefNum") == CAPTURE_1060[-21:]
+               and CAPTURE_1060 in receipt.get("PrivateNote", ""),
+               "SalesReceipt 1060 names the card method and the capture id (its last 21 characters; whole in the "
+               "PrivateNote), for the bank statement")
+        invoice = self.documents("invoices").get("1061", {})
+        payments = [p for p in self.qbo.snapshot()["realms"][self.realm]["payments"]
+                    if any(link.get("TxnId") == invoice.get("Id")
+                           for line in p.get("Line", []) for link in line.get("LinkedTxn", []))]
+        shown = [(p.get("PaymentMethodRef"), p.get("PaymentRefNum")) for p in payments]
+        say(f"    Payment of invoice 1061: {shown}")
+        expect(shown == [({"value": paypal}, "8AB12345CD6789012")] and "PaymentMethodRef" not in invoice,
+               "invoice 1061's Payment names PayPal and the capture id (the Invoice itself names no payment)")
+
+    def unknown_product(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("  → order 1062 for a product QuickBooks does not know (SKU LAMP-DESK-12), with items.unknown: create")
+        order = self.order(1062, GUID_1062)
+        order["data"]["OrderItems"][0].update(UnitPriceExclTax=24.99, PriceExclTax=24.99,
+                                              Product={"Id": 120, "Name": "Desk lamp", "Sku": "LAMP-DESK-12"})
+        self.place(order)
+        self.demo.drain()
+        items = [i for i in self.qbo.snapshot()["realms"][self.realm]["items"] if i.get("Sku") == "LAMP-DESK-12"]
+        shown = [(i["Id"], i["Name"], i["Type"], i.get("UnitPrice")) for i in items]
+        say(f"    QuickBooks Items with SKU LAMP-DESK-12: {shown}")
+        expect(len(items) == 1 and (items[0]["Name"], items[0]["Type"], items[0].get("UnitPrice"),
+                                    items[0].get("IncomeAccountRef")) == (
+                   "Desk lamp", "NonInventory", 24.99, {"value": NEW_ITEM_INCOME_ACCOUNT}),
+               "the Item is created from the nopCommerce product: name, SKU, price, income account, type")
+        receipt = self.documents("salesReceipts").get("1062", {})
+        lines = [line["SalesItemLineDetail"]["ItemRef"]["value"] for line in receipt.get("Line", [])
+                 if line.get("DetailType") == "SalesItemLineDetail"]
+        expect(bool(items) and items[0]["Id"] in lines, "order 1062 is booked: its SalesReceipt sells the new Item")
+        ours = [letter for letter in self.stack.dead_letters(QBO_FLOW) if GUID_1062 in json.dumps(letter)
+                or "LAMP-DESK-12" in json.dumps(letter)]
+        expect(ours == [], "nothing of 1062 in the DLQ")
+
+    def partial_refund(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n8c. A partial refund (the shipped document again): $10.00 of order 1060 goes back to the card")
+        refund = self.order(1060, GUID_1060, PaymentStatusId=35, RefundedAmount=10.00,
+                            PaymentMethodSystemName="Payments.Manual", CaptureTransactionId=CAPTURE_1060)
+        refund.update(type="order.refunded", timestamp="2026-11-23T10:00:00Z", data={"Order": refund["data"]["Order"]})
+        body = json.dumps(refund).encode()
+        self.demo.send("order 1060 refunded 10.00 (PaymentStatus PartiallyRefunded)", body, expect=202)
+        self.demo.drain()
+        self.demo.send("the same refund again (a re-poll: a new webhook-id)", body, expect=202)
+        self.demo.drain()
+        receipt = self.documents("salesReceipts").get("1060", {})
+        refunds = [r for r in self.qbo.snapshot()["realms"][self.realm]["refundReceipts"]
+                   if r.get("CustomerRef") == receipt.get("CustomerRef")]
+        say(f"    RefundReceipts of 1060's customer: {[(r['Id'], r['TotalAmt']) for r in refunds]}")
+        expect([r["TotalAmt"] for r in refunds] == [10.0],
+               "one RefundReceipt of exactly 10.00 for the SalesReceipt; the re-poll books nothing twice")
+        notes = [n["note"] for n in self.shop.notes(1060)]
+        expect(bool(refunds) and any(n.startswith(f"Refund recorded in QuickBooks: RefundReceipt {refunds[0]['Id']}, "
+                                                  "10.00 USD") for n in notes),
+               f"nopCommerce learns it: {notes[-1:]}")
+
+    def place(self, order: dict[str, Any]) -> None:
+        self.stack.seed_shop_order(order["data"])  # checkout stored it before the webhook is sent
+        number = order["data"]["Order"]["CustomOrderNumber"]
+        self.demo.send(f"order {number} placed", json.dumps(order).encode(), expect=202)
+
+    def order(self, number: int, guid: str, **changes: Any) -> dict[str, Any]:
+        """A variant of act 1's small order (which the Streak flow filters, so it concerns the accounting only)."""
+        event = json.loads(sample("nop_order_small"))
+        event["data"]["Order"].update(Id=number, CustomOrderNumber=str(number), OrderGuid=guid, **changes)
+        return event
+
+    def documents(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {d.get("DocNumber"): d for d in self.qbo.snapshot()["realms"][self.realm][kind]}
+
+
+QBO_MAPPING = "nopcommerce-to-quickbooks.yaml"
+NEW_ITEM_INCOME_ACCOUNT = "79"  # the demo company's "Sales of Product Income" account
+PAYPAL = "Payments.PayPalCommerce.Standard"
+CAPTURE_1060 = "ch_3QyS9eMleJxIv8jy1toO1C60"
+GUID_1060 = "2d6c1b7e-5a4f-4c3d-8b2a-1e0f9d8c7b60"
+GUID_1061 = "6f5e4d3c-2b1a-4f0e-9d8c-7b6a5f4e3d61"
+GUID_1062 = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c62"
 
 
 class SalesforcePairDemo:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from switchyard.catalog import mapping_path
 from switchyard.entity_state import InMemoryEntityState
 from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
@@ -20,7 +19,7 @@ from switchyard.systems.streak.deals import DEFAULT_SETTLE_SECONDS, StreakDealTa
 from switchyard.systems.streak.schema import PipelineSchemas
 from switchyard_local.sandboxes.streak import StreakSandbox
 
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, streak_document_in_keys
 
 MakeEvent = Callable[..., FlowEvent]
 WRITES_OF_B2B_ORDER = 6  # POSTs of a clean first delivery of nop_order_b2b (see the first test)
@@ -451,7 +450,7 @@ def test_deliver_status_change_retried_after_failed_move_still_moves(
 
 
 def mapping_with(change: Callable[[dict[str, Any]], None]) -> DealMapping:
-    document = yaml.safe_load(mapping_path("nopcommerce-to-streak.yaml").read_text())
+    document = streak_document_in_keys("nopcommerce-to-streak.yaml")  # keys: values judged when delivered
     change(document)
     return parse_deal_mapping(yaml.safe_dump(document, allow_unicode=True), name="changed.yaml")
 

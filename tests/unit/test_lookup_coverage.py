@@ -42,7 +42,7 @@ def test_coverage_finds_an_enum_value_the_table_does_not_list() -> None:
     problems = uncovered_lookups(document, schemas_for("nopcommerce", document))
 
     # both rules reading it: the placed order's payment field, and a later change's (the deal keeps up)
-    assert problems == [f"{where}.1004: lookup 'payment_status_item' lists no entry for [35] (values the "
+    assert problems == [f"{where}.Payment status: lookup 'payment_status_item' lists no entry for [35] (values the "
                         "source model allows for Order.PaymentStatusId) and has no default ('*')"
                         for where in ("box.fields", "stage_change.fields")]
 

@@ -14,6 +14,8 @@ from switchyard.errors import MappingError, PermanentError
 from switchyard.mapping.rules import compile_path, compile_rule, compile_rules
 from switchyard.systems.streak.deal_mapping import DealMapping, load_deal_mapping, parse_deal_mapping
 
+from tests.conftest import streak_document_in_keys
+
 LOOKUPS = {"stage": {10: "5001", 20: "5002"}, "by_name": {"paid": "9003"}}
 DATA: dict[str, Any] = {
     "Order": {"Id": 7, "Total": Decimal("1299.00"), "Cents": Decimal("24.99"), "Status": 10,
@@ -238,7 +240,7 @@ def test_compile_rule_invalid_rule_raises_mapping_error(rule: Any, message: str)
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return yaml.safe_load(mapping_path("nopcommerce-to-streak.yaml").read_text())
+    return streak_document_in_keys("nopcommerce-to-streak.yaml")
 
 
 def parse(doc: dict[str, Any]) -> DealMapping:

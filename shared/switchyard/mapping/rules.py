@@ -293,3 +293,35 @@ def compile_rules(rules: list[tuple[str, Any]], lookups: Lookups) -> Callable[[A
         return tuple(evaluate(data) for evaluate in closures)
 
     return evaluate_all
+
+
+# --- what a rule yields -----------------------------------------------------------------------
+
+
+def convert_stated_outputs(rule: Mapping[str, Any],
+                           convert: Callable[[Any], Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The rule with every value it states itself and yields as is converted (a ``const`` without
+    transforms, a ``default``, the same in each ``first_of`` alternative), and the lookup tables whose
+    values it yields (its last transform), which the caller converts. A value read from the event is left
+    alone: only what the document states can be judged when it loads (e.g. names turned into keys)."""
+    converted = dict(rule)
+    tables: list[str] = []
+    transforms = rule.get("transforms") or []
+    if rule.get("default") is not None:
+        converted["default"] = convert(rule["default"])
+    if transforms:
+        last = transforms[-1]
+        if isinstance(last, Mapping) and "lookup" in last:
+            tables.append(str(last["lookup"]))
+        return converted, tuple(tables)
+    if "const" in rule and rule["const"] is not None:
+        converted["const"] = convert(rule["const"])
+    if isinstance(rule.get("first_of"), list):
+        alternatives = []
+        for alternative in rule["first_of"]:
+            if isinstance(alternative, Mapping):
+                alternative, found = convert_stated_outputs(alternative, convert)
+                tables += found
+            alternatives.append(alternative)
+        converted["first_of"] = alternatives
+    return converted, tuple(dict.fromkeys(tables))

@@ -9,6 +9,8 @@ that ``switchyard.systems.streak.deals`` carries out. ``switchyard dry-run`` pri
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -23,6 +25,8 @@ from switchyard.catalog import mapping_path
 from switchyard.errors import MappingError, PermanentError
 from switchyard.mapping.conditions import Predicate, compile_condition
 from switchyard.mapping.rules import compile_rules
+from switchyard.systems.streak.pipeline_names import resolve_names
+from switchyard.systems.streak.schema import PipelineSchema
 
 Rule = dict[str, Any]
 DEFAULT_SETTLE_SECONDS = 60.0
@@ -161,6 +165,10 @@ class DealMappingDoc(_Doc):
     flow: str
     target: Literal["streak"]
     description: str = ""
+    # a copy of the pipeline's definition (GET /api/v1/pipelines/{pipelineKey}, a JSON file beside the
+    # documents) that names of stages, fields and dropdown items are checked against when nothing may call
+    # Streak (dry-run, synth); a worker resolves them from the connection's pipeline (pipeline_names.py)
+    pipeline: str | None = None
     source: str = ""  # the source system's name, for master-data rules
     # which system wins per field: the source's name, "streak", or "both" (the latest change wins)
     master: dict[MasterField, str] = Field(default_factory=dict)
@@ -255,8 +263,15 @@ class DealMapping:
     (evaluated only when its condition holds) in another, the stage change's in a third.
     """
 
+    # the document as written (names and all), set by compile_deal_mapping: for_pipeline resolves it again
+    source_document: Any = None
+    names_used = False  # the document names stages, fields or items (not only keys)
+    name = "<document>"
+
     def __init__(self, doc: DealMappingDoc) -> None:
         self.doc = doc
+        self._for_pipeline: tuple[PipelineSchema, DealMapping] | None = None
+        self._for_pipeline_lock = threading.Lock()
         self.events = dict(doc.events)
         self.order_key_field = doc.order_key_field
         self.settle_seconds = doc.settle_seconds
@@ -347,6 +362,19 @@ class DealMapping:
             + [(f"stage_change.timeline[{index}]", spec) for index, spec in enumerate(change.timeline)],
             doc.lookups,
         )
+
+    def for_pipeline(self, pipeline: PipelineSchema) -> DealMapping:
+        """This document with its names resolved from ``pipeline`` (a live definition): itself when it names
+        nothing; compiled once per definition read (MappingError naming what the pipeline lacks)."""
+        if not self.names_used:
+            return self
+        with self._for_pipeline_lock:
+            cached = self._for_pipeline
+            if cached is not None and cached[0] is pipeline:
+                return cached[1]
+            resolved = compile_deal_mapping(self.source_document, name=self.name, pipeline=pipeline)
+            self._for_pipeline = (pipeline, resolved)
+            return resolved
 
     def _compile_addresses(self, doc: DealMappingDoc) -> None:
         """Each address's parts in one rule group; which box field each part goes to, each field set once."""
@@ -546,12 +574,27 @@ def one_line_address(parts: Mapping[str, str]) -> str:
                                  parts.get("country")) if p)
 
 
-def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:
+def parse_deal_mapping(text: str, *, name: str = "<document>", pipeline: PipelineSchema | None = None) -> DealMapping:
+    """Validate and compile a document; names of stages, fields and dropdown items resolved from ``pipeline``
+    (default: the copy the document names in ``pipeline:``, else it must use keys)."""
     try:
         document = yaml.safe_load(text)
-        return DealMapping(DealMappingDoc.model_validate(document))
     except yaml.YAMLError as exc:
         raise MappingError(f"{name}: not valid YAML: {exc}") from None
+    return compile_deal_mapping(document, name=name, pipeline=pipeline)
+
+
+def compile_deal_mapping(document: Any, *, name: str, pipeline: PipelineSchema | None = None) -> DealMapping:
+    try:
+        doc = DealMappingDoc.model_validate(document)
+        if pipeline is None and doc.pipeline is not None:
+            pipeline = pipeline_copy(doc.pipeline)
+        if pipeline is None:
+            _keys_only(doc)
+        resolved, names_used = resolve_names(document, pipeline) if pipeline is not None else (document, False)
+        mapping = DealMapping(DealMappingDoc.model_validate(resolved) if names_used else doc)
+        mapping.source_document, mapping.names_used, mapping.name = document, names_used, name
+        return mapping
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
@@ -559,6 +602,32 @@ def parse_deal_mapping(text: str, *, name: str = "<document>") -> DealMapping:
         raise MappingError(f"{name}: {problems}") from None
     except MappingError as exc:
         raise MappingError(f"{name}: {exc}") from None
+
+
+def _keys_only(doc: DealMappingDoc) -> None:
+    """Without a copy of the pipeline nothing can check a name when the document loads: fields and lifecycle
+    stages must be Streak's keys (digits) then."""
+    refs = [("order_key_field", doc.order_key_field), *((f"box.fields.{k}", k) for k in doc.box.fields),
+            *((f"stage_change.fields.{k}", k) for k in doc.stage_change.fields),
+            *((f"stage_change.lifecycle[{i}]", k) for i, k in enumerate(doc.stage_change.lifecycle)),
+            *((f"addresses.{n}.fields.{p}", k) for n, a in doc.addresses.items() for p, k in a.fields.items())]
+    if (amount := doc.box.amount) is not None:
+        refs += [("box.amount.field", amount.field), ("box.amount.currency_field", amount.currency_field)]
+    named = [f"{where} ({ref!r})" for where, ref in refs if not ref.isdigit()]
+    if named:
+        raise MappingError(f"names {', '.join(named)}: a document that names what the pipeline holds says where "
+                           f"its definition is (pipeline: a copy of GET /api/v1/pipelines/{{key}}), else uses keys")
+
+
+def pipeline_copy(file_name: str) -> PipelineSchema:
+    """The pipeline definition a document names (``pipeline:``), as Streak's API returns it."""
+    path = mapping_path(file_name)
+    try:
+        return PipelineSchema.from_api(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise MappingError(f"pipeline: {file_name!r} not found beside the mapping documents") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MappingError(f"pipeline: {file_name!r} is not a pipeline definition ({exc})") from None
 
 
 @cache

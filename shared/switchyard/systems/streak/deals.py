@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 from switchyard.concurrency import settle_all
 from switchyard.echoes import EchoLedger, recorded_echo
 from switchyard.entity_state import EntityState
-from switchyard.errors import OutOfOrderError, PermanentError, RetryableError
+from switchyard.errors import MappingError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
 from switchyard.systems.streak.client import StreakClient
 from switchyard.systems.streak.deal_mapping import (
@@ -90,6 +90,8 @@ def order_key_in_notes(notes: Any) -> str | None:
 def audit_boxes(client: StreakClient, mapping: DealMapping, *, flag: bool = False) -> dict[str, Any]:
     """What an operator should look at in the pipeline: ghost boxes (no order key in the order-key
     field) and orders with more than one box. With ``flag``, each gets a comment saying so (once)."""
+    if mapping.names_used:  # the order key field's key in this pipeline
+        mapping = mapping.for_pipeline(PIPELINE_SCHEMAS.get(client, client.connection.pipeline_key))
     key_field = mapping.order_key_field
     by_order: dict[str, list[dict[str, Any]]] = {}
     ghosts = []
@@ -121,7 +123,10 @@ class StreakDealTarget:
                  echoes: EchoLedger | None = None, *, pairs: DealPairs | None = None,
                  settle_seconds: float | None = None, clock: Callable[[], float] = time.time,
                  schemas: PipelineSchemas = PIPELINE_SCHEMAS) -> None:
-        self._mapping = mapping
+        if pairs is not None and mapping.names_used:
+            raise MappingError(f"{mapping.name}: a two-way pair's documents give keys (its reverse document maps "
+                               f"stage keys back), not names of stages, fields or items")
+        self._document = mapping
         self._pairs = pairs  # two-way: status changes and contact edits go through the pair's record
         self._client = client
         self._state = state
@@ -132,6 +137,21 @@ class StreakDealTarget:
         self._box_links = f"{mapping.doc.flow}:order>streak:box"
         self._clock = clock
         self._schemas = schemas
+
+    @property
+    def _mapping(self) -> DealMapping:
+        """The document with its names resolved from the connection's pipeline (read once per cold start and
+        ``SCHEMA_TTL_SECONDS``, shared with the plan checks); a name it lacks is looked up once more in a
+        fresh copy, then dead-letters the event (someone renamed a stage: fix the document or the pipeline)."""
+        if not self._document.names_used:
+            return self._document
+        try:
+            return self._document.for_pipeline(self._schemas.get(self._client, self._pipeline))
+        except MappingError:
+            try:
+                return self._document.for_pipeline(self._schemas.get(self._client, self._pipeline, fresh=True))
+            except MappingError as exc:
+                raise PermanentError(str(exc), reason="mapping_names_not_in_pipeline") from None
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
         action = self._mapping.events.get(event.type)

@@ -29,12 +29,15 @@ class FieldDefinition:
     name: str
     type: str
     item_keys: frozenset[str] = frozenset()  # DROPDOWN item keys, TAG tag keys
+    items: tuple[tuple[str, str], ...] = ()  # DROPDOWN (item key, item name), in the pipeline's order
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineSchema:
     stage_keys: frozenset[str]
     fields: Mapping[str, FieldDefinition]
+    stages: tuple[tuple[str, str], ...] = ()  # (stage key, stage name), in the pipeline's order
+    name: str = ""
 
     @classmethod
     def from_api(cls, pipeline: Mapping[str, Any]) -> PipelineSchema:
@@ -44,9 +47,14 @@ class PipelineSchema:
             items = (spec.get("dropdownSettings") or {}).get("items") or []
             tags = (spec.get("tagSettings") or {}).get("tags") or []
             keys = frozenset(str(entry.get("key")) for entry in [*items, *tags])
-            fields[str(spec["key"])] = FieldDefinition(str(spec["key"]), str(spec.get("name", "")),
-                                                       str(spec.get("type", "")), keys)
-        return cls(stage_keys=frozenset(str(key) for key in stages), fields=fields)
+            fields[str(spec["key"])] = FieldDefinition(
+                str(spec["key"]), str(spec.get("name", "")), str(spec.get("type", "")), keys,
+                tuple((str(item.get("key")), str(item.get("name", ""))) for item in items))
+        order = [str(key) for key in pipeline.get("stageOrder") or []]
+        order += [str(key) for key in stages if str(key) not in order]
+        named = tuple((key, str((stages.get(key) or {}).get("name", ""))) for key in order if key in stages)
+        return cls(stage_keys=frozenset(str(key) for key in stages), fields=fields, stages=named,
+                   name=str(pipeline.get("name", "")))
 
     def problems(self, stage_key: str, values: Mapping[str, Any]) -> list[str]:
         """Everything Streak would reject in a box's stage and field values (empty: all fine)."""
