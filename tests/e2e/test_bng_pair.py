@@ -159,6 +159,27 @@ def test_a_cancellation_before_shipment_cancels_the_bng_order_and_ends_the_waiti
     assert stack.nopcommerce.shipments(5102) == []
 
 
+def test_a_cancellation_before_the_sales_order_exists_is_honoured_when_the_order_is_created(stack, http):
+    """The cancellation comes first (its execution finds no BNG order and ends the wait that is not there yet);
+    the order is then created by the placed execution, which reaches its wait, finds the stored cancellation
+    and cancels the order it made: BNG is not left fulfilling a cancelled order."""
+    order = Order(stack, 5103)  # the shop still shows the order open when the placed execution reads it
+    cancel_id = send(stack, http, order.cancelled())
+    # not a drain: the other flows of the shop retry a cancellation of an order they have not seen yet
+    assert wait_until(lambda: stack.poll_all() >= 0 and executions_of(stack, order) == {
+        order.execution("-cancel"): "SUCCEEDED"}, 60)
+    assert stack.bng.order_by_external_id(order.guid) is None  # nothing to cancel yet
+
+    placed_id = send(stack, http, order.placed())
+    assert stack.drain(timeout=120)
+
+    sales_order = stack.bng.order_by_external_id(order.guid)
+    assert sales_order is not None and sales_order["Status"] == "Cancelled"
+    assert executions_of(stack, order) == {order.execution("-cancel"): "SUCCEEDED",
+                                           order.execution(): "SUCCEEDED"}
+    assert letters(stack, FLOW, placed_id, cancel_id) == []
+
+
 def test_a_stock_change_in_bng_reaches_nopcommerce(stack, http):
     sku = f"STOCK-{uuid.uuid4().hex[:8].upper()}"
     stack.bng.add_product(sku, "Cable tray", on_hand=10)

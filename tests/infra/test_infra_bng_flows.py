@@ -25,12 +25,18 @@ def test_order_to_cash_creates_the_customer_then_the_order_then_waits_for_the_sh
     assert by_name["Customer"]["Next"] == "SalesOrder"
     assert by_name["SalesOrder"]["Next"] == "Shipment"
     assert by_name["SalesOrder"]["Catch"][-1]["Next"] == "CancelOrder"  # the compensation, then the DLQ
-    assert by_name["CancelOrder"]["Parameters"]["step"] == "bng.cancel"
+    # the placed execution's own cancel: the event it carries is order.placed, not a cancellation
+    assert by_name["CancelOrder"]["Parameters"]["step"] == "bng.cancel_order"
     first, again = by_name["Shipment"], by_name["ShipmentAgain"]
     for task in (first, again):
         assert task["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
         assert task["Parameters"]["Payload"]["wait"] == "shipment"
         assert task["Next"] == "WriteShipment"
+        # a cancellation that reached the wait before the sales order existed: cancelled now, no dead letter
+        [cancelled] = [c for c in task["Catch"] if c["ErrorEquals"] == ["WaitCancelled"]]
+        assert cancelled["Next"] == "CancelLateOrder"
+    assert by_name["CancelLateOrder"]["Parameters"]["step"] == "bng.cancel_order"
+    assert by_name["CancelLateOrder"]["Next"] == "Done"  # the execution succeeds: no dead letter
     assert first["TimeoutSeconds"] == 240 * 3600  # overdue after 10 days: WaitsOverdue, then it waits on
     assert again["TimeoutSeconds"] == 45 * 86_400 - 240 * 3600
     assert by_name["WriteShipment"]["Parameters"]["step"] == "bng.write_shipment"

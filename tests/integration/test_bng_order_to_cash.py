@@ -382,6 +382,42 @@ def test_an_order_cancelled_before_its_sales_order_is_not_created(steps: BngOrde
     assert bng.orders() == []
 
 
+def test_the_placed_execution_cancels_its_own_order_though_its_event_is_the_placed_one(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    """cancel_order: the compensation (a timed-out wait) and a cancellation that reached the wait before the
+    order existed. The ``cancel`` step would answer ``not_cancelled`` to this order.placed event."""
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    assert steps.run("cancel", state)["action"] == "not_cancelled"
+    assert steps.run("cancel_order", state) == {"action": "cancelled", "id": state["sales_order"]["id"]}
+    assert bng.order(state["sales_order"]["id"])["Status"] == "Cancelled"
+    assert steps.run("cancel_order", state)["action"] == "already_cancelled"
+
+
+def test_the_placed_executions_cancel_finds_the_order_by_its_external_id_or_nothing(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    document = placed()
+    seeded(shop, document)
+    assert steps.run("cancel_order", state_for(document)) == {"action": "nothing_to_cancel"}
+    created = run_through_order(steps, document)["sales_order"]["id"]
+    # a state without the sales_order result (a redrive) finds it by ExternalOrderID
+    assert steps.run("cancel_order", state_for(document))["id"] == created
+    assert bng.order(created)["Status"] == "Cancelled"
+
+
+def test_the_placed_executions_cancel_of_a_shipped_order_is_flagged_for_review(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    bng.ship_order(state["sales_order"]["id"], carrier="UPS", tracking_number="1Z")
+    with pytest.raises(PermanentError) as raised:
+        steps.run("cancel_order", state)
+    assert raised.value.reason == "review_required"
+    assert bng.order(state["sales_order"]["id"])["Status"] == "Shipped"
+
+
 def test_connection_field_names_and_paths_are_the_connections(clock: Clock) -> None:
     bng = BngSandbox(clock=clock, api_prefix="/erp/v2")
     client = BngClient(BngConnection.from_secret({"base_url": "http://bng.test", "api_key": DEFAULT_API_KEY,
