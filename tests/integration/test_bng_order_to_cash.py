@@ -565,3 +565,40 @@ def test_bngs_events_complete_the_shipment_wait_and_set_stock(bng_client: BngCli
                         timestamp=at, data={"ProductID": product["ProductID"], "SKU": "SKU-STOCK", "Quantity": 7})
     assert target.deliver(changed).outcome == "updated"
     assert shop.product(shop_product["id"])["stock_quantity"] == 12
+
+
+def test_a_product_change_sets_attributes_and_stock_whichever_event_reads_the_newest_version(
+        bng_client: BngClient, shop_client: NopCommerceClient, bng: BngSandbox, shop: NopCommerceSandbox,
+        clock: Clock) -> None:
+    """product.changed (an attribute edited in BNG, or the sweep's product found missing) writes the mapped
+    specification attributes and the stock. An inventory.changed processed first that already reads the newer
+    version writes the attributes too: the product.changed that follows reads that version, nothing left to do."""
+    from datetime import UTC, datetime
+
+    from switchyard.compose import flow_target
+    from switchyard.events import FlowEvent
+
+    context = _sandbox_context("bng-to-nopcommerce", {"bng": bng_client, "nopcommerce": shop_client},
+                               Adapters(RecordingWaits()))
+    target = flow_target(context)({})
+    desk = bng.add_product("DESK-ATTR", "Desk", on_hand=3, attributes={"Material": "Oak", "Internal": "x"})
+    shop_desk = shop.seed_product("Desk", "DESK-ATTR", 0)
+
+    def event(event_id: str, event_type: str) -> FlowEvent:
+        return FlowEvent(flow="bng-to-nopcommerce", event_id=event_id, source="bng", type=event_type,
+                         timestamp=datetime.fromtimestamp(clock.now, UTC), data={"ProductID": desk["ProductID"]})
+
+    first = target.deliver(event("evt_p1", "product.changed"))
+    assert first.outcome == "updated" and first.detail["attributes"] == {"Material": "Oak"}
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Oak"}  # Internal is not in the mapping
+    assert shop.product(shop_desk["id"])["stock_quantity"] == 3
+
+    clock.now += 1
+    bng.set_product_attributes("DESK-ATTR", Material="Walnut")  # product.changed (version 2)
+    clock.now += 1
+    bng.record_inventory("DESK-ATTR", 4)  # inventory.changed (version 3), processed first
+    assert target.deliver(event("evt_i3", "inventory.changed")).outcome == "updated"
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Walnut"}
+    assert shop.product(shop_desk["id"])["stock_quantity"] == 7
+    assert target.deliver(event("evt_p2", "product.changed")).outcome == "unchanged"
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Walnut"}
