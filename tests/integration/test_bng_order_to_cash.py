@@ -338,6 +338,20 @@ def test_invoiced_in_bng_is_pushed_back_as_the_mapping_says(steps: BngOrderToCas
     assert any(invoiced["InvoiceNumber"] in note["note"] for note in shop.notes(1042))
 
 
+def test_a_bng_status_never_moves_a_cancelled_nopcommerce_order_back(steps: BngOrderToCash, bng: BngSandbox,
+                                                                     shop: NopCommerceSandbox) -> None:
+    """never_from (the mapping): BNG releasing an order the shop cancelled meanwhile leaves it Cancelled."""
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    shop.update_order(1042, OrderStatusId=40)
+    released = bng.release_order(state["sales_order"]["id"])
+    event = {"type": "salesorder.status_changed", "timestamp": released["UpdatedAt"],
+             "data": {**released, "PreviousStatus": "New"}}
+    result = steps.run("write_status", state_for(event, "msg_3"))
+    assert result["statuses"] == {} and shop.order(1042)["order_status_id"] == 40
+
+
 # ----------------------------------------------------------------- cancellation
 
 
