@@ -1,6 +1,6 @@
 """``make demo``: signed webhooks through the local stack: nopCommerce → Streak, then Clarity ⇄ Streak, then
-nopCommerce ⇄ QuickBooks, then Clarity ⇄ Salesforce, then nopCommerce ⇄ BNG; then, on a second stack, a
-nopCommerce shop that is polled instead.
+nopCommerce ⇄ QuickBooks, then Clarity ⇄ Salesforce, then nopCommerce ⇄ BNG (orders, then BNG's products and
+stock); then, on a second stack, a nopCommerce shop that is polled instead.
 
 It checks what it shows: the exit code is 0 only if every step did what the invariants promise.
 """
@@ -95,6 +95,7 @@ class Demo:
         QuickBooksChoicesDemo(self).run()
         SalesforcePairDemo(self).run()
         BngPairDemo(self).run()
+        BngProductsDemo(self).run()
 
         self.say("")
         if self.problems:
@@ -698,6 +699,59 @@ class BngPairDemo:
                 return True
             time.sleep(0.2)
         return False
+
+
+class BngProductsDemo:
+    """BNG is master for products: an attribute edited in BNG becomes the shop product's specification attribute
+    (``product.changed``), and a stock change whose webhook was lost is found by the sweep of BNG's changed-since
+    lists (the bng source's poller, run every minute by its EventBridge schedule; here on demand)."""
+
+    SKU = "DESK-STD-01"
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.stack = demo.stack
+        self.bng = demo.stack.bng
+        self.shop = demo.stack.nopcommerce
+
+    def run(self) -> None:
+        say, expect = self.demo.say, self.demo.expect
+        say("\n10b. BNG products → nopCommerce: a product attribute, and stock the sweep recovers")
+        try:
+            desk = self.shop.product_by_sku(self.SKU)
+        except KeyError:
+            desk = self.shop.seed_product("Standing desk", self.SKU, 0)
+        say(f"  → BNG's product manager sets {self.SKU}: Material Bamboo, width 160 cm (product.changed)")
+        self.bng.set_product_attributes(self.SKU, Material="Bamboo", WidthCm=160, Internal="not mapped")
+        self.demo.drain()
+        specifications = self.shop.specifications(desk["id"])
+        expect(specifications == {"Material": "Bamboo", "Width (cm)": "160"},
+               f"nopCommerce specification attributes of {self.SKU}: {specifications}")
+        expect(self.stock(desk) == self.bng.product(self.SKU)["OnHand"], f"and its stock: {self.stock(desk)}")
+
+        say("  → BNG receives 12 desks, but its inventory.changed webhook never arrives (sent to a wrong URL)")
+        url = self.bng.webhook_url
+        self.bng.webhook_url = f"{url}-misconfigured"
+        try:
+            self.bng.record_inventory(self.SKU, 12)
+            self.bng.wait_for_webhooks(timeout=30)
+        finally:
+            self.bng.webhook_url = url
+        self.demo.drain()
+        on_hand = self.bng.product(self.SKU)["OnHand"]
+        expect(self.stock(desk) != on_hand, f"nopCommerce still has {self.stock(desk)}, BNG {on_hand}")
+        report = self.stack.poll_source("bng", grace_seconds=0)  # the schedule's runs wait the sweep's grace
+        say(f"  → sweep of BNG's changed-since lists: pages {report['pages_read']}, items {report['items_seen']}, "
+            f"recovered {report['recovered']} (already delivered by webhook {report['already_pushed']})")
+        self.demo.drain()
+        expect(report["recovered"] >= 1 and self.stock(desk) == on_hand,
+               f"the sweep recovered the change: nopCommerce stock {self.stock(desk)} = BNG on hand {on_hand}")
+        again = self.stack.poll_source("bng", grace_seconds=0)
+        expect(again["events_queued"] == 0, "the next sweep finds nothing new")
+        expect(self.stack.dead_letters(BNG_WEBHOOKS) == [], "nothing in bng-to-nopcommerce's DLQ")
+
+    def stock(self, product: dict[str, Any]) -> int:
+        return int(self.shop.product(product["id"])["stock_quantity"])
 
 
 GUID_1045 = "5e1f0c4b-9d1e-4a7b-8c55-2f6e1d3c4b45"

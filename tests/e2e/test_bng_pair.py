@@ -159,6 +159,27 @@ def test_a_cancellation_before_shipment_cancels_the_bng_order_and_ends_the_waiti
     assert stack.nopcommerce.shipments(5102) == []
 
 
+def test_a_cancellation_before_the_sales_order_exists_is_honoured_when_the_order_is_created(stack, http):
+    """The cancellation comes first (its execution finds no BNG order and ends the wait that is not there yet);
+    the order is then created by the placed execution, which reaches its wait, finds the stored cancellation
+    and cancels the order it made: BNG is not left fulfilling a cancelled order."""
+    order = Order(stack, 5103)  # the shop still shows the order open when the placed execution reads it
+    cancel_id = send(stack, http, order.cancelled())
+    # not a drain: the other flows of the shop retry a cancellation of an order they have not seen yet
+    assert wait_until(lambda: stack.poll_all() >= 0 and executions_of(stack, order) == {
+        order.execution("-cancel"): "SUCCEEDED"}, 60)
+    assert stack.bng.order_by_external_id(order.guid) is None  # nothing to cancel yet
+
+    placed_id = send(stack, http, order.placed())
+    assert stack.drain(timeout=120)
+
+    sales_order = stack.bng.order_by_external_id(order.guid)
+    assert sales_order is not None and sales_order["Status"] == "Cancelled"
+    assert executions_of(stack, order) == {order.execution("-cancel"): "SUCCEEDED",
+                                           order.execution(): "SUCCEEDED"}
+    assert letters(stack, FLOW, placed_id, cancel_id) == []
+
+
 def test_a_stock_change_in_bng_reaches_nopcommerce(stack, http):
     sku = f"STOCK-{uuid.uuid4().hex[:8].upper()}"
     stack.bng.add_product(sku, "Cable tray", on_hand=10)
@@ -168,3 +189,35 @@ def test_a_stock_change_in_bng_reaches_nopcommerce(stack, http):
     assert stack.drain(timeout=60)
 
     assert stack.nopcommerce.product(shop_product["id"])["stock_quantity"] == 35
+
+
+def test_a_shipment_whose_webhook_was_lost_is_found_by_the_sweep_and_ends_the_wait(stack, http):
+    """The scheduled sweep of BNG's changed-since lists (the bng source's poller) queues the shipment.created the
+    webhook would have brought, with the same id; the waiting execution writes the shipment as usual."""
+    from switchyard.systems.bng.source import change_id
+
+    order = Order(stack, 5104)
+    placed_id = send(stack, http, order.placed())
+    assert wait_until(lambda: waiting_for_shipment(stack, order), 60)
+    sales_order = stack.bng.order_by_external_id(order.guid)
+    url = stack.bng.webhook_url
+    stack.bng.webhook_url = f"{url}-lost"  # BNG's webhooks reach no source (404): retried, then given up
+    try:
+        shipment = stack.bng.ship_order(sales_order["SalesOrderID"], carrier="DHL", tracking_number="JD5104")
+        assert stack.bng.wait_for_webhooks(timeout=30)
+    finally:
+        stack.bng.webhook_url = url
+    lost = [d for d in stack.bng.webhook_deliveries if d.type == "shipment.created" and not d.delivered]
+    assert lost and lost[-1].event_id == change_id("shipment", shipment["ShipmentID"], 1, shipment["UpdatedAt"])
+    assert stack.drain(timeout=60)
+    assert executions_of(stack, order) == {order.execution(): "RUNNING"}  # nothing told it
+
+    report = stack.poll_source("bng", grace_seconds=0)  # what the schedule runs every minute (after the grace)
+    assert lost[-1].event_id in report["event_ids"] and report["recovered"] >= 1
+    assert stack.drain(timeout=60)
+
+    assert [s["tracking_number"] for s in stack.nopcommerce.shipments(5104)] == ["JD5104"]
+    assert executions_of(stack, order) == {order.execution(): "SUCCEEDED"}
+    assert letters(stack, FLOW, placed_id) == []
+    again = stack.poll_source("bng", grace_seconds=0)
+    assert lost[-1].event_id not in again["event_ids"]  # seen: queued once

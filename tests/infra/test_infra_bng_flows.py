@@ -25,12 +25,18 @@ def test_order_to_cash_creates_the_customer_then_the_order_then_waits_for_the_sh
     assert by_name["Customer"]["Next"] == "SalesOrder"
     assert by_name["SalesOrder"]["Next"] == "Shipment"
     assert by_name["SalesOrder"]["Catch"][-1]["Next"] == "CancelOrder"  # the compensation, then the DLQ
-    assert by_name["CancelOrder"]["Parameters"]["step"] == "bng.cancel"
+    # the placed execution's own cancel: the event it carries is order.placed, not a cancellation
+    assert by_name["CancelOrder"]["Parameters"]["step"] == "bng.cancel_order"
     first, again = by_name["Shipment"], by_name["ShipmentAgain"]
     for task in (first, again):
         assert task["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
         assert task["Parameters"]["Payload"]["wait"] == "shipment"
         assert task["Next"] == "WriteShipment"
+        # a cancellation that reached the wait before the sales order existed: cancelled now, no dead letter
+        [cancelled] = [c for c in task["Catch"] if c["ErrorEquals"] == ["WaitCancelled"]]
+        assert cancelled["Next"] == "CancelLateOrder"
+    assert by_name["CancelLateOrder"]["Parameters"]["step"] == "bng.cancel_order"
+    assert by_name["CancelLateOrder"]["Next"] == "Done"  # the execution succeeds: no dead letter
     assert first["TimeoutSeconds"] == 240 * 3600  # overdue after 10 days: WaitsOverdue, then it waits on
     assert again["TimeoutSeconds"] == 45 * 86_400 - 240 * 3600
     assert by_name["WriteShipment"]["Parameters"]["step"] == "bng.write_shipment"
@@ -61,3 +67,28 @@ def test_the_order_to_cash_steps_read_bng_and_nopcommerce_and_write_neither_secr
     for connection in ("bng", "nopcommerce"):
         actions = granted[dev.one(secret=f"connection:{connection}").ref]
         assert "secretsmanager:GetSecretValue" in actions and "secretsmanager:PutSecretValue" not in actions
+
+
+def test_bngs_changed_since_lists_are_swept_on_a_schedule_into_bng_to_nopcommerce(dev, catalog):
+    """The shipment poll (a shipment whose webhook never came still ends the wait) and the product sync (stock
+    and attributes; the first scan is the bulk fill) run as the bng source's poller, every minute."""
+    from switchyard.table_keys import poll_grants
+
+    from tests.infra.test_infra_poller import poller, schedule_of
+    from tests.infra.test_infra_table_access import granted_patterns
+
+    function = poller(dev, "bng")
+    env = dev.render(function.properties["Environment"]["Variables"])
+    assert (env["SWITCHYARD_DELIVERY"], env["SWITCHYARD_POLL_SYSTEM"], env["SWITCHYARD_POLL_CONNECTION"]) == (
+        "both", "bng", "bng")
+    assert json.loads(env["SWITCHYARD_POLL"])["start"] == "2000-01-01"  # the first scan reads every product
+    assert {"shipment.created", "product.changed"} <= set(json.loads(env["SWITCHYARD_ROUTES"]))
+    schedule = schedule_of(dev, function)
+    assert schedule.properties["ScheduleExpression"] == "rate(1 minute)"
+    role = dev.by_ref(dev.render(schedule.properties["Target"])["RoleArn"])
+    assert dev.actions_on(role.ref) == {function.att("Arn"): {"lambda:InvokeFunction"}}
+    granted = dev.actions_on(dev.by_ref(dev.render(function.properties["Role"])).ref)
+    [queue] = [q.att("Arn") for q in dev.tagged(role="queue") if q.metadata["switchyard:flow"] == "bng-to-nopcommerce"]
+    assert {r for r, actions in granted.items() if "sqs:SendMessage" in actions} == {queue}
+    assert granted_patterns(dev, function) == {f"{g.prefix}*": {f"dynamodb:{a}" for a in g.actions}
+                                               for g in poll_grants("bng", "bng")}

@@ -14,8 +14,23 @@ from tests.infra.test_infra_table_access import granted_patterns
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 
-def poller(dev):
-    return dev.one(role="poller")
+def poller(dev, source: str = "nopcommerce"):
+    """The poller of one polled source (every polled source has one, named in its environment)."""
+    return next(f for f in dev.tagged(role="poller")
+                if dev.render(f.properties["Environment"]["Variables"])["SWITCHYARD_SOURCE"] == source)
+
+
+def schedule_of(dev, function):
+    (schedule,) = [s for s in dev.of_type("AWS::Scheduler::Schedule")
+                   if dev.render(s.properties["Target"])["Arn"] == function.att("Arn")]
+    return schedule
+
+
+def test_every_polled_source_has_one_poller_and_one_schedule(dev, catalog):
+    sources = {dev.render(f.properties["Environment"]["Variables"])["SWITCHYARD_SOURCE"]
+               for f in dev.tagged(role="poller")}
+    assert sources == set(catalog.polled_sources()) == {"nopcommerce", "bng"}
+    assert len(dev.tagged(role="poller")) == len(dev.of_type("AWS::Scheduler::Schedule")) == 2
 
 
 def test_one_poller_per_polled_source_runs_the_poller_code_with_its_settings(dev, catalog):
@@ -31,7 +46,7 @@ def test_one_poller_per_polled_source_runs_the_poller_code_with_its_settings(dev
 
 
 def test_the_schedule_invokes_only_the_poller_every_minute_with_a_role_of_its_own(dev):
-    (schedule,) = dev.of_type("AWS::Scheduler::Schedule")
+    schedule = schedule_of(dev, poller(dev))
     target = dev.render(schedule.properties["Target"])
     assert schedule.properties["ScheduleExpression"] == "rate(1 minute)"
     assert target["Arn"] == poller(dev).att("Arn")
@@ -61,9 +76,10 @@ def test_the_poller_reaches_its_flow_queues_its_connection_secret_and_its_own_ta
 def test_ingest_records_the_pushed_ids_of_swept_sources_and_may_only_put_them(dev):
     ingest = dev.one(role="ingest")
     env = dev.render(ingest.properties["Environment"]["Variables"])
-    assert env["SWITCHYARD_SWEPT_SOURCES"] == "nopcommerce"
+    assert sorted(env["SWITCHYARD_SWEPT_SOURCES"].split(",")) == ["bng", "nopcommerce"]
     assert env["SWITCHYARD_IDEMPOTENCY_TABLE"] == dev.one(role="idempotency-table").ref
-    assert granted_patterns(dev, ingest) == {f"{pushed_grant('nopcommerce').prefix}*": {"dynamodb:PutItem"}}
+    assert granted_patterns(dev, ingest) == {f"{pushed_grant(source).prefix}*": {"dynamodb:PutItem"}
+                                             for source in ("bng", "nopcommerce")}
 
 
 @pytest.mark.parametrize(("metric", "anchor", "threshold"), [

@@ -338,6 +338,20 @@ def test_invoiced_in_bng_is_pushed_back_as_the_mapping_says(steps: BngOrderToCas
     assert any(invoiced["InvoiceNumber"] in note["note"] for note in shop.notes(1042))
 
 
+def test_a_bng_status_never_moves_a_cancelled_nopcommerce_order_back(steps: BngOrderToCash, bng: BngSandbox,
+                                                                     shop: NopCommerceSandbox) -> None:
+    """never_from (the mapping): BNG releasing an order the shop cancelled meanwhile leaves it Cancelled."""
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    shop.update_order(1042, OrderStatusId=40)
+    released = bng.release_order(state["sales_order"]["id"])
+    event = {"type": "salesorder.status_changed", "timestamp": released["UpdatedAt"],
+             "data": {**released, "PreviousStatus": "New"}}
+    result = steps.run("write_status", state_for(event, "msg_3"))
+    assert result["statuses"] == {} and shop.order(1042)["order_status_id"] == 40
+
+
 # ----------------------------------------------------------------- cancellation
 
 
@@ -380,6 +394,42 @@ def test_an_order_cancelled_before_its_sales_order_is_not_created(steps: BngOrde
     state = run_through_order(steps, document)
     assert state["sales_order"]["action"] == "skipped_cancelled"
     assert bng.orders() == []
+
+
+def test_the_placed_execution_cancels_its_own_order_though_its_event_is_the_placed_one(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    """cancel_order: the compensation (a timed-out wait) and a cancellation that reached the wait before the
+    order existed. The ``cancel`` step would answer ``not_cancelled`` to this order.placed event."""
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    assert steps.run("cancel", state)["action"] == "not_cancelled"
+    assert steps.run("cancel_order", state) == {"action": "cancelled", "id": state["sales_order"]["id"]}
+    assert bng.order(state["sales_order"]["id"])["Status"] == "Cancelled"
+    assert steps.run("cancel_order", state)["action"] == "already_cancelled"
+
+
+def test_the_placed_executions_cancel_finds_the_order_by_its_external_id_or_nothing(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    document = placed()
+    seeded(shop, document)
+    assert steps.run("cancel_order", state_for(document)) == {"action": "nothing_to_cancel"}
+    created = run_through_order(steps, document)["sales_order"]["id"]
+    # a state without the sales_order result (a redrive) finds it by ExternalOrderID
+    assert steps.run("cancel_order", state_for(document))["id"] == created
+    assert bng.order(created)["Status"] == "Cancelled"
+
+
+def test_the_placed_executions_cancel_of_a_shipped_order_is_flagged_for_review(
+        steps: BngOrderToCash, bng: BngSandbox, shop: NopCommerceSandbox) -> None:
+    document = placed()
+    seeded(shop, document)
+    state = run_through_order(steps, document)
+    bng.ship_order(state["sales_order"]["id"], carrier="UPS", tracking_number="1Z")
+    with pytest.raises(PermanentError) as raised:
+        steps.run("cancel_order", state)
+    assert raised.value.reason == "review_required"
+    assert bng.order(state["sales_order"]["id"])["Status"] == "Shipped"
 
 
 def test_connection_field_names_and_paths_are_the_connections(clock: Clock) -> None:
@@ -529,3 +579,40 @@ def test_bngs_events_complete_the_shipment_wait_and_set_stock(bng_client: BngCli
                         timestamp=at, data={"ProductID": product["ProductID"], "SKU": "SKU-STOCK", "Quantity": 7})
     assert target.deliver(changed).outcome == "updated"
     assert shop.product(shop_product["id"])["stock_quantity"] == 12
+
+
+def test_a_product_change_sets_attributes_and_stock_whichever_event_reads_the_newest_version(
+        bng_client: BngClient, shop_client: NopCommerceClient, bng: BngSandbox, shop: NopCommerceSandbox,
+        clock: Clock) -> None:
+    """product.changed (an attribute edited in BNG, or the sweep's product found missing) writes the mapped
+    specification attributes and the stock. An inventory.changed processed first that already reads the newer
+    version writes the attributes too: the product.changed that follows reads that version, nothing left to do."""
+    from datetime import UTC, datetime
+
+    from switchyard.compose import flow_target
+    from switchyard.events import FlowEvent
+
+    context = _sandbox_context("bng-to-nopcommerce", {"bng": bng_client, "nopcommerce": shop_client},
+                               Adapters(RecordingWaits()))
+    target = flow_target(context)({})
+    desk = bng.add_product("DESK-ATTR", "Desk", on_hand=3, attributes={"Material": "Oak", "Internal": "x"})
+    shop_desk = shop.seed_product("Desk", "DESK-ATTR", 0)
+
+    def event(event_id: str, event_type: str) -> FlowEvent:
+        return FlowEvent(flow="bng-to-nopcommerce", event_id=event_id, source="bng", type=event_type,
+                         timestamp=datetime.fromtimestamp(clock.now, UTC), data={"ProductID": desk["ProductID"]})
+
+    first = target.deliver(event("evt_p1", "product.changed"))
+    assert first.outcome == "updated" and first.detail["attributes"] == {"Material": "Oak"}
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Oak"}  # Internal is not in the mapping
+    assert shop.product(shop_desk["id"])["stock_quantity"] == 3
+
+    clock.now += 1
+    bng.set_product_attributes("DESK-ATTR", Material="Walnut")  # product.changed (version 2)
+    clock.now += 1
+    bng.record_inventory("DESK-ATTR", 4)  # inventory.changed (version 3), processed first
+    assert target.deliver(event("evt_i3", "inventory.changed")).outcome == "updated"
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Walnut"}
+    assert shop.product(shop_desk["id"])["stock_quantity"] == 7
+    assert target.deliver(event("evt_p2", "product.changed")).outcome == "unchanged"
+    assert shop.specifications(shop_desk["id"]) == {"Material": "Walnut"}

@@ -120,6 +120,14 @@ def test_cost_center_by_store_and_customer_type(store: int, company: str | None,
     assert dimensions == {"CostCenter": expected, "Channel": "web", "Store": f"STORE-{store}"}
 
 
+def test_a_customer_typed_b2b_without_a_company_is_booked_on_the_b2b_cost_center() -> None:
+    order = data("nop_order_consumer")
+    assert not order["Customer"].get("Company")
+    assert MAPPING.sales_order(order, "C-1")["GLDimensions"]["CostCenter"] == "WEB-B2C"
+    order["Customer"]["CustomAttributes"] = {"Customer Type": "B2B"}
+    assert MAPPING.sales_order(order, "C-1")["GLDimensions"]["CostCenter"] == "WEB-B2B"
+
+
 # ----------------------------------------------------------------- lines and money
 
 

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from switchyard.errors import ConnectionConfigError, SignatureError
 from switchyard.signatures import StandardWebhookAuthenticator
 from switchyard.systems.bng.client import BngConnection
-from switchyard.systems.bng.source import BngEvent
+from switchyard.systems.bng.source import BngEvent, change_id
 from switchyard_local.sandboxes.bng import DEFAULT_WEBHOOK_SECRET, BngSandbox
 
 EVENTS = TypeAdapter(BngEvent)
@@ -54,11 +54,21 @@ def test_the_sandboxes_webhooks_verify_and_parse() -> None:
     for request in received:
         assert authenticator.authenticate(Request(request.content, dict(request.headers)))
         types.append(EVENTS.validate_python(json.loads(request.content)).type)
-    assert types == ["salesorder.status_changed", "inventory.changed", "shipment.created", "salesorder.status_changed"]
-    shipment = EVENTS.validate_python(json.loads(received[2].content))
+    assert types == ["product.changed", "salesorder.status_changed", "inventory.changed", "shipment.created",
+                     "salesorder.status_changed"]
+    product = EVENTS.validate_python(json.loads(received[0].content))
+    assert (product.data.SKU, product.data.OnHand, product.data.Version) == ("DESK-1", 3, 1)
+    shipment = EVENTS.validate_python(json.loads(received[3].content))
     assert shipment.data.TrackingNumber == "JD1" and shipment.data.Lines[0].SKU == "DESK-1"
-    inventory = EVENTS.validate_python(json.loads(received[1].content))
+    inventory = EVENTS.validate_python(json.loads(received[2].content))
     assert inventory.data.OnHand == 2
+    # one id per version of an entity, as a changed-since poll computes it (source.change_id)
+    [made] = bng.snapshot()["shipments"]
+    assert received[3].headers["webhook-id"] == change_id("shipment", made["ShipmentID"], 1, made["UpdatedAt"])
+    [desk] = bng.snapshot()["products"]
+    assert received[0].headers["webhook-id"] == change_id("product", desk["ProductID"], 1,
+                                                          json.loads(received[0].content)["data"]["UpdatedAt"])
+    assert received[2].headers["webhook-id"] == change_id("product", desk["ProductID"], 2, desk["UpdatedAt"])
     tampered = Request(received[0].content + b" ", dict(received[0].headers))
     with pytest.raises(SignatureError):
         authenticator.authenticate(tampered)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from switchyard_local.chaos.bng_check import seed_products
 from switchyard_local.chaos.plan import (
     FAULT_CLASSES,
     SANDBOXES,
@@ -78,6 +79,7 @@ def chaos(config: ChaosConfig, out: TextIO = sys.stdout, log_path: Path | None =
     started = time.monotonic()
     with LocalStack(log_path=log_path) as stack:
         print(f"local stack up in {time.monotonic() - started:.0f} s", file=out, flush=True)
+        seed_products(stack.bng)  # BNG is master for products: the chaos orders' SKUs exist there first
         record = ChaosRun(stack, config, out=out).run()
         report = reconcile(stack, record)
     record.timings["total_with_stack"] = time.monotonic() - started
@@ -93,7 +95,8 @@ def reconcile(stack: LocalStack, record: RunRecord) -> Report:
     orders = {o["orderId"]: o for o in stack.clarity.snapshot()["orders"]}
     return Reconciler(record, streak=stack.streak.snapshot(), quickbooks=realm, notes=notes, stock=stock,
                       clarity_orders=orders, outcomes=stack.outcomes(),
-                      salesforce={name: stack.salesforce.records(name) for name in ("Order", "OrderItem")}).reconcile()
+                      salesforce={name: stack.salesforce.records(name) for name in ("Order", "OrderItem")},
+                      bng=stack.bng.snapshot()).reconcile()
 
 
 def _notes(stack: LocalStack, number: int) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from switchyard_local.chaos.bng_check import NOP_BNG, BngChecker
 from switchyard_local.chaos.plan import (
     CANCELLED,
     PAID,
@@ -41,7 +42,7 @@ NOP_STREAK, CLARITY_STREAK = "nopcommerce-to-streak", "clarity-to-streak"
 NOP_QBO, STOCK_FLOW, STREAK_CLARITY = "nopcommerce-to-quickbooks", "quickbooks-to-nopcommerce", "streak-to-clarity"
 CLARITY_SALESFORCE = "clarity-to-salesforce"
 # flows chaos sends events to but has no checker for yet: counted apart, by name, never as delivered
-NOT_RECONCILED_YET = {"nopcommerce-to-bng": "no BNG checker yet (issue 12)"}
+NOT_RECONCILED_YET: dict[str, str] = {}
 ORDER_KEY_FIELD = "Order number"  # field 1001 of the demo pipeline, as the Streak sandbox names it
 NOP_STAGE = {10: "5001", 20: "5002", 30: "5003", 40: "5004"}
 CLARITY_STAGE = {"pending": "5001", "processing": "5002", "shipped": "5002", "delivered": "5003",
@@ -98,8 +99,10 @@ class Report:
 class Reconciler:
     def __init__(self, record: RunRecord, *, streak: dict[str, Any], quickbooks: dict[str, Any],
                  notes: dict[int, list[str]], stock: dict[str, float], clarity_orders: dict[str, dict[str, Any]],
-                 outcomes: list[dict[str, Any]], salesforce: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 outcomes: list[dict[str, Any]], salesforce: dict[str, list[dict[str, Any]]] | None = None,
+                 bng: dict[str, Any] | None = None) -> None:
         self.record = record
+        self.bng = BngChecker(bng or {})  # the BNG sandbox's snapshot
         self.salesforce = salesforce or {}  # object name -> records of the org sandbox
         self.settled = record.settled_after_redrive
         self.boxes_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -147,6 +150,8 @@ class Reconciler:
                 self._nop_streak(scenario, index, event_id)
             elif isinstance(scenario, NopScenario) and flow == NOP_QBO:
                 self._nop_quickbooks(scenario, index, event_id)
+            elif isinstance(scenario, NopScenario) and flow == NOP_BNG:
+                self._nop_bng(scenario, index, event_id)
             elif isinstance(scenario, ClarityScenario) and flow == CLARITY_STREAK:
                 self._clarity_streak(scenario, index, event_id)
             elif isinstance(scenario, ClarityScenario) and flow == CLARITY_SALESFORCE:
@@ -299,6 +304,18 @@ class Reconciler:
         else:  # cancelled
             self._settle(NOP_QBO, event_id, scenario, label, "once" if doc.get("status") == "Voided" else "missing",
                          f"{kind} status {doc.get('status')}")
+
+    # --- nopCommerce → BNG (the checker: chaos/bng_check.py) --------------------------------------
+
+    def _nop_bng(self, scenario: NopScenario, index: int, event_id: str) -> None:
+        label = scenario.changes[index].label
+        effect, why = self.bng.check(scenario, index)
+        if effect != "refused":
+            self._settle(NOP_BNG, event_id, scenario, label, effect, why)
+        elif (NOP_BNG, event_id) in self.after:  # the mapping refuses the order: the DLQ is its place
+            self._add(NOP_BNG, event_id, scenario.n, label, "dead_lettered", self.after[(NOP_BNG, event_id)].reason)
+        else:
+            self._settle(NOP_BNG, event_id, scenario, label, "missing", f"expected in the DLQ: {why}")
 
     # --- Clarity → Streak -------------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ import math
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
+from switchyard.systems.bng.source import change_id
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -400,17 +400,23 @@ class BngSandbox(http.SandboxApp):
             product = {"ProductID": product_id, "SKU": sku, "Name": name, "UnitPrice": unit_price,
                        "Attributes": dict(attributes or {}), "OnHand": int(on_hand), "UpdatedAt": now, "Version": 1}
             self._state.products[product_id] = product
+            self._emit_product(product)
             return copy.deepcopy(product)
 
     def set_product_attributes(self, sku: str, **attributes: Any) -> dict[str, Any]:
-        """Product attributes edited in BNG (a change time, no webhook: picked up by the changed-since list)."""
+        """Product attributes edited in BNG: a new version, ``product.changed`` is sent."""
         with self._lock:
             product = self._product_by_sku(sku)
             if product is None:
                 raise BngError(404, "not_found", f"product {sku} not found")
             product["Attributes"] = {**product["Attributes"], **attributes}
             self._touch(product)
+            self._emit_product(product)
             return copy.deepcopy(product)
+
+    def _emit_product(self, product: dict[str, Any]) -> None:
+        self._emit("product.changed", product["UpdatedAt"], copy.deepcopy(product),
+                   entity=("product", product, "ProductID"))
 
     def record_inventory(self, sku: str, quantity: int, kind: str = "Purchase", reference: str | None = None) -> dict:
         """An inventory transaction in BNG (a purchase received, a return, an adjustment): the on-hand
@@ -469,7 +475,8 @@ class BngSandbox(http.SandboxApp):
                 self._transition(order, "Shipped", emit=False)
             else:
                 self._touch(order)
-            self._emit("shipment.created", now, {**copy.deepcopy(shipment), "OrderStatus": order["Status"]})
+            self._emit("shipment.created", now, {**copy.deepcopy(shipment), "OrderStatus": order["Status"]},
+                       entity=("shipment", shipment, "ShipmentID"))
             if complete:
                 self._emit_status(order, "Released")
             return copy.deepcopy(shipment)
@@ -563,15 +570,18 @@ class BngSandbox(http.SandboxApp):
             raise BngError(404, "not_found", f"sales order {order_id} not found")
         return order
 
-    def _emit(self, event_type: str, timestamp: str, data: dict[str, Any]) -> None:
-        # called with the state lock held, so events leave in the order the changes happened
-        event = WebhookEvent(f"msg_{uuid.uuid4().hex}", event_type,
+    def _emit(self, event_type: str, timestamp: str, data: dict[str, Any], *,
+              entity: tuple[str, dict[str, Any], str]) -> None:
+        # called with the state lock held, so events leave in the order the changes happened; the id names the
+        # version the change made (kind, the entity, its id field): a changed-since poll computes the same
+        kind, changed, id_key = entity
+        event = WebhookEvent(change_id(kind, changed[id_key], changed["Version"], changed["UpdatedAt"]), event_type,
                              {"type": event_type, "timestamp": timestamp, "data": data})
         self.outbox.enqueue(event)
 
     def _emit_status(self, order: dict[str, Any], previous: str) -> None:
         self._emit("salesorder.status_changed", order["UpdatedAt"],
-                   {**copy.deepcopy(order), "PreviousStatus": previous})
+                   {**copy.deepcopy(order), "PreviousStatus": previous}, entity=("salesorder", order, "SalesOrderID"))
 
     def _transition(self, order: dict[str, Any], status: str, *, emit: bool = True) -> dict[str, Any]:
         previous = order["Status"]
@@ -605,7 +615,7 @@ class BngSandbox(http.SandboxApp):
         self._emit("inventory.changed", product["UpdatedAt"],
                    {"ProductID": product["ProductID"], "SKU": product["SKU"], "OnHand": product["OnHand"],
                     "UpdatedAt": product["UpdatedAt"], "Version": product["Version"],
-                    "Transaction": copy.deepcopy(transaction)})
+                    "Transaction": copy.deepcopy(transaction)}, entity=("product", product, "ProductID"))
         return copy.deepcopy(transaction)
 
     @staticmethod

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 MODULES = {
     ('bng', 'inventory.changed'): 'switchyard.validators.bng_inventory_changed',
+    ('bng', 'product.changed'): 'switchyard.validators.bng_product_changed',
     ('bng', 'salesorder.status_changed'): 'switchyard.validators.bng_salesorder_status_changed',
     ('bng', 'shipment.created'): 'switchyard.validators.bng_shipment_created',
     ('clarity', 'customer.created'): 'switchyard.validators.clarity_customer_created',

@@ -35,7 +35,7 @@ from switchyard.events import FlowEvent
 from switchyard.pairs.nopcommerce_bng.mapping import BngOrderMapping, order_items_for
 from switchyard.systems.bng.client import BngClient, DuplicateExternalIdError
 
-STEPS = ("customer", "sales_order", "shipment", "write_shipment", "cancel", "write_status")
+STEPS = ("customer", "sales_order", "shipment", "write_shipment", "cancel", "cancel_order", "write_status")
 CANCELLABLE = frozenset({"New", "Released"})
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class BngOrderToCash:
         self.log = log
         self._steps: dict[str, Callable[[FlowEvent, Mapping[str, Any]], dict[str, Any]]] = {
             "customer": self.customer, "sales_order": self.sales_order, "shipment": self.shipment,
-            "write_shipment": self.write_shipment, "cancel": self.cancel, "write_status": self.write_status,
+            "write_shipment": self.write_shipment, "cancel": self.cancel, "cancel_order": self.cancel_order,
+            "write_status": self.write_status,
         }
 
     def run(self, step: str, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,6 +249,20 @@ class BngOrderToCash:
         found = self.bng.find_sales_order(self.mapping.external_order_id(event.data))
         if found is None:
             return {"action": "nothing_to_cancel"}
+        return self._cancel_in_bng(event, found)
+
+    def cancel_order(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The placed execution cancels its own sales order, whatever the event's status says: as the
+        compensation of a failure after the order exists (a timed-out wait), and when a cancellation reached the
+        wait that came before the order existed (the cancel route found nothing to cancel, then this execution
+        created it): the cancellation is honoured now. Shipped already: flagged for review, as ``cancel``."""
+        found = self._bng_order(event, state)
+        if found is None:
+            return {"action": "nothing_to_cancel"}
+        return self._cancel_in_bng(event, found)
+
+    def _cancel_in_bng(self, event: FlowEvent, found: dict[str, Any]) -> dict[str, Any]:
+        order = event.data["Order"]
         if found["Status"] == "Cancelled":
             return {"action": "already_cancelled", "id": found["SalesOrderID"]}
         if found["Status"] in CANCELLABLE:

@@ -13,6 +13,7 @@ from switchyard.errors import PermanentError
 from switchyard.events import FlowEvent
 from switchyard.pairs.nopcommerce_bng.mapping import load_bng_mapping
 from switchyard.pairs.nopcommerce_bng.order_to_cash import BngOrderToCash, shipment_callback
+from switchyard.pairs.nopcommerce_bng.products import PRODUCT_EVENTS, ProductWriter
 from switchyard.pairs.nopcommerce_bng.stock import BngStockTarget
 from switchyard.registry import FlowContext, Secrets, StepRunner, Target, WaitEnder
 from switchyard.targets import DeliveryResult
@@ -35,13 +36,13 @@ def order_to_cash(context: FlowContext) -> Any:
 
 
 class BngEventsTarget:
-    """BNG's webhooks into nopCommerce: ``shipment.created`` completes the order's waiting execution (which then
-    writes the shipment), ``inventory.changed`` sets the product's stock, ``salesorder.status_changed`` the
-    order's statuses."""
+    """BNG's webhooks (and what its sweep found missing) into nopCommerce: ``shipment.created`` completes the
+    order's waiting execution (which then writes the shipment), ``inventory.changed`` and ``product.changed``
+    set the product's stock and specification attributes, ``salesorder.status_changed`` the order's statuses."""
 
-    def __init__(self, waits: WaitEnder, stock: BngStockTarget, statuses: BngOrderToCash) -> None:
+    def __init__(self, waits: WaitEnder, products: ProductWriter, statuses: BngOrderToCash) -> None:
         self._waits = waits
-        self._stock = stock
+        self._products = products
         self._statuses = statuses
 
     def deliver(self, event: FlowEvent) -> DeliveryResult:
@@ -53,8 +54,8 @@ class BngEventsTarget:
             # "stored": the execution has not reached its wait yet and gets the shipment when it does
             delivered = self._waits.complete(SHIPMENT_WAIT, entity, output)
             return DeliveryResult("updated", {"wait": SHIPMENT_WAIT, "entity": entity, "delivery": delivered})
-        if event.type == "inventory.changed":
-            return self._stock.deliver(event)
+        if event.type in PRODUCT_EVENTS:
+            return self._products.deliver(event)
         if event.type == "salesorder.status_changed":
             result = self._statuses.write_status(event, {})
             return DeliveryResult("updated" if result["statuses"] or result["note_added"] else "unchanged", result)
@@ -75,7 +76,8 @@ def bng_events(context: FlowContext) -> Any:
 
     def build(secrets: Secrets) -> Target:
         bng_client, shop_client = context.client(bng, secrets), context.client(shop, secrets)
-        return BngEventsTarget(waits, BngStockTarget(bng_client, shop_client, state),
-                               BngOrderToCash(mapping, bng_client, shop_client, flow=waiting[0]))
+        products = ProductWriter(bng_client, shop_client, BngStockTarget(bng_client, shop_client, state),
+                                 mapping.doc.products.specification_attributes)
+        return BngEventsTarget(waits, products, BngOrderToCash(mapping, bng_client, shop_client, flow=waiting[0]))
 
     return build

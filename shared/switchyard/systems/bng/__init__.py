@@ -32,7 +32,16 @@ def _event_models() -> Mapping[str, type]:
     from switchyard.systems.bng import source
 
     return {"salesorder.status_changed": source.SalesOrderStatusChanged,
-            "shipment.created": source.ShipmentCreated, "inventory.changed": source.InventoryChanged}
+            "shipment.created": source.ShipmentCreated, "inventory.changed": source.InventoryChanged,
+            "product.changed": source.ProductChanged}
+
+
+def poll_source(connection_secret: Secret) -> Any:
+    """The sweep of BNG's changed-since lists (shipments, products) for ``switchyard.polling``."""
+    from switchyard.systems.bng.client import BngClient, BngConnection
+    from switchyard.systems.bng.poller import BngChangeSource
+
+    return BngChangeSource(BngClient(BngConnection.from_secret(connection_secret)))
 
 
 def _check(secret: Secret) -> str:
@@ -53,4 +62,5 @@ SYSTEM = System(
     ),
     webhook=WebhookSource(event_models=_event_models),
     setup=SetupHooks(check=_check),
+    poll_source=poll_source,
 )

@@ -154,6 +154,17 @@ class BngClient:
         path = getattr(self.connection.paths, collection)
         yield from self._pages(path, {"changedSince": since, **filters})
 
+    def changed_page(self, collection: str, since: str, *, limit: int,
+                     after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``changed_since``: its items (oldest change first) and the cursor of the next (None: last)."""
+        query: dict[str, Any] = {"changedSince": since, "limit": limit, **({"after": after} if after else {})}
+        path = getattr(self.connection.paths, collection)
+        page = self._call("GET", path, params=query)
+        if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
+            raise RetryableError(f"{SYSTEM} answered GET {path} without Items", reason="target_bad_response",
+                                 target_response=page)
+        return [self._in(item) for item in page["Items"]], page.get("NextCursor") or None
+
     # ----------------------------------------------------------------- plumbing
 
     def _first(self, path: str, params: Mapping[str, str]) -> dict[str, Any] | None:

@@ -8,8 +8,9 @@ BNG may send more than the integration reads.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +18,16 @@ SalesOrderStatus = Literal["New", "Released", "Shipped", "Invoiced", "Cancelled"
 InventoryType = Literal["Sale", "Return", "Purchase", "Adjustment"]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(max_length=400)]
-EVENT_TYPES = ("salesorder.status_changed", "shipment.created", "inventory.changed")
+EVENT_TYPES = ("salesorder.status_changed", "shipment.created", "inventory.changed", "product.changed")
+
+
+def change_id(entity: str, entity_id: str, version: Any, updated_at: Any) -> str:
+    """The ``webhook-id`` of the change that made one version of one entity (``salesorder``, ``shipment``,
+    ``product``): the same for BNG's webhook and for a poll that finds that version in a changed-since list, so
+    the sweep recognises what the webhooks delivered. ``UpdatedAt`` in it keeps ids apart in a BNG whose
+    numbering started over (a restored test system)."""
+    digest = hashlib.sha256(f"{entity}:{entity_id}:{version}:{updated_at}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
 
 
 class _BngEntity(BaseModel):
@@ -75,6 +85,18 @@ class InventoryChangedData(_BngEntity):
     Transaction: InventoryTransaction | None = None
 
 
+class ProductChangedData(_BngEntity):
+    """The product as BNG holds it after the change (master data: name, price, attributes; and ``OnHand``)."""
+
+    ProductID: Id
+    SKU: Text
+    Name: Text
+    OnHand: int
+    Attributes: dict[str, str | int | float | bool | None] = {}
+    UpdatedAt: datetime
+    Version: Annotated[int, Field(ge=1)]
+
+
 class SalesOrderStatusChanged(BaseModel):
     type: Literal["salesorder.status_changed"]
     timestamp: datetime
@@ -93,4 +115,11 @@ class InventoryChanged(BaseModel):
     data: InventoryChangedData
 
 
-BngEvent = Annotated[SalesOrderStatusChanged | ShipmentCreated | InventoryChanged, Field(discriminator="type")]
+class ProductChanged(BaseModel):
+    type: Literal["product.changed"]
+    timestamp: datetime
+    data: ProductChangedData
+
+
+BngEvent = Annotated[SalesOrderStatusChanged | ShipmentCreated | InventoryChanged | ProductChanged,
+                     Field(discriminator="type")]
