@@ -52,6 +52,7 @@ def _check(secret: Secret) -> str:
         erp.find_customer("switchyard-setup-check")
     return "customer lookup answered"
 
+
 SYSTEM = System(
     name="bng",
     connection=ConnectionSpec(
