@@ -119,11 +119,13 @@ class InMemoryDeliveryArchive:
 
 
 def config_files(directory: Any) -> dict[str, str]:
-    """The configuration a stack runs with: ``flows.yaml`` and ``mappings/*.yaml`` by relative path."""
+    """The configuration a stack runs with: ``flows.yaml``, ``mappings/*.yaml`` and the mappings' saved
+    ``*.json`` (a Streak pipeline copy that names resolve against) by relative path."""
     from pathlib import Path
 
     root = Path(str(directory))
-    files = [root / "flows.yaml", *sorted((root / "mappings").glob("*.yaml"))]
+    mappings = root / "mappings"
+    files = [root / "flows.yaml", *sorted([*mappings.glob("*.yaml"), *mappings.glob("*.json")])]
     return {path.relative_to(root).as_posix(): path.read_text() for path in files if path.is_file()}
 
 

@@ -76,8 +76,8 @@ def changed_config(tmp_path: Path) -> Path:
     copy = Path(shutil.copytree(config_dir(), tmp_path / "config"))
     mapping = copy / "mappings" / f"{FLOW}.yaml"
     text = mapping.read_text()
-    assert '10: "5001"' in text
-    mapping.write_text(text.replace('10: "5001"', '10: "5003"', 1))
+    assert "10: New Order" in text  # stage 5001, named as in the pipeline
+    mapping.write_text(text.replace("10: New Order", "10: Complete", 1))  # stage 5003
     return copy
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from switchyard.catalog import load_catalog
 from switchyard.circuit_breaker import BreakerState, CircuitBreaker, DynamoBreakerStore
 from switchyard.errors import RetryableError
 from switchyard.polling import DynamoPollStore, ScanCursor
@@ -20,7 +21,6 @@ from switchyard_local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 FLOW = "nopcommerce-to-streak"
-POLLED_FLOWS = {"nopcommerce-to-streak", "nopcommerce-to-quickbooks", "nopcommerce-to-bng"}
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +87,15 @@ def test_status_shows_the_polled_sources_last_finished_scan(stack, cli) -> None:
 
         shown = cli("status", "--json")
         polls = {row["flow"]: row["last_poll"] for row in shown["flows"]}
-        assert {flow for flow, poll in polls.items() if poll is not None} == POLLED_FLOWS
+        catalog = load_catalog()
+        shop_flows = {name for name, flow in catalog.flows.items() if flow.source == "nopcommerce"}
+        polled = catalog.polled_sources()
+        assert {flow for flow in shop_flows if polls[flow] is not None} == shop_flows
+        assert all(polls[name] is None for name, flow in catalog.flows.items() if flow.source not in polled)
         poll = polls[FLOW]
         assert poll["watermark"] == watermark.isoformat() and 7 * 60 <= poll["lag_seconds"] < 9 * 60
         assert poll["scanning"]["page"] == 2
-        assert polls["clarity-to-streak"] is None  # Clarity only pushes
+        assert polls["streak-to-clarity"] is None  # Streak only pushes
         assert "7m" in cli("status", FLOW)
     finally:
         store.save(before, {}, {})
