@@ -14,13 +14,14 @@ from switchyard_local.chaos.plan import (
     PAID,
     PENDING,
     ChaosConfig,
+    ClarityScenario,
     NopChange,
     NopScenario,
     Send,
     build,
 )
-from switchyard_local.chaos.reconcile import NOP_QBO, NOP_STREAK, Reconciler
-from switchyard_local.chaos.run import Delivery, Letter, RunRecord
+from switchyard_local.chaos.reconcile import CLARITY_STREAK, NOP_QBO, NOP_STREAK, Reconciler
+from switchyard_local.chaos.run import Delivery, Letter, RunRecord, clarity_poison_event
 
 GUID = "5b1c0f2e-0000-4000-8000-00000000abcd"
 
@@ -207,3 +208,42 @@ def test_the_report_names_each_bucket_and_each_defect_with_its_sequence() -> Non
     assert "[lost] nopcommerce-to-streak: nopCommerce order 700001 (nop_order_b2b): status 20: logged stale" in text
     assert "order.status_changed (status 20, payment 30) at 2026-12-01T08:00:00Z id=e1 [first] → HTTP 202" in text
     assert report.failed
+
+
+# --------------------------------------------------------------------------- Clarity: what the poison event said
+
+def clarity_poison(template: str) -> tuple[RunRecord, str]:
+    scenario = ClarityScenario(n=0, template=template, customer_id="C-CHAOS-7-0", statuses=(), same_second=(),
+                               sends=(Send(0),), poison="unmapped_payment_status")
+    record = RunRecord(config=ChaosConfig(orders=1, seed=7), scenarios=[scenario])
+    record.sent_scenarios = {0}
+    record.clarity_orders = {0: "CL-CHAOS-7-0"}
+    record.deliveries = [Delivery(0, 0, "first", "clarity", "msg_chaos7_CL-CHAOS-7-0", 202, (CLARITY_STREAK,))]
+    record.settled = record.settled_after_redrive = True
+    return record, "msg_chaos7_CL-CHAOS-7-0"
+
+
+def clarity_box(stage: str) -> dict[str, Any]:
+    return {"key": "b1", "name": "Clarity CL-CHAOS-7-0 · Sam Lee", "stageKey": stage,
+            "fields": {"Order number": "CL-CHAOS-7-0"},
+            "tasks": [{"text": "Follow up on Clarity order CL-CHAOS-7-0"}], "comments": ["Payment: captured"]}
+
+
+@pytest.mark.parametrize(("template", "stage", "other"), [("clarity_order_consumer", "5002", "5001"),
+                                                           ("clarity_order_b2b", "5001", "5002")])
+def test_a_clarity_poison_order_is_expected_in_the_stage_its_event_states(template: str, stage: str,
+                                                                          other: str) -> None:
+    """Chaos run seed 7 (2,000 orders) reported six consumer poison orders lost, 'box in stage 5002, the
+    newest change says 5001': the poison event is the consumer sample, whose order is already processing
+    (stage 5002); the checker took every order.created as pending. The b2b sample is pending."""
+    record, event_id = clarity_poison(template)
+    sent = clarity_poison_event(record.scenarios[0], 7)  # type: ignore[arg-type]
+    assert sent["data"]["paymentInfo"]["status"] == "captured"
+
+    def bucket(box_stage: str) -> str:
+        report = Reconciler(record, streak={"boxes": [clarity_box(box_stage)]}, quickbooks=receipt(), notes={},
+                            stock={}, clarity_orders={}, outcomes=[]).reconcile()
+        return {r.event_id: r.bucket for r in report.results}[event_id]
+
+    assert bucket(stage) == "delivered_once"
+    assert bucket(other) == "lost"

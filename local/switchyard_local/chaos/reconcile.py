@@ -35,7 +35,7 @@ from switchyard_local.chaos.plan import (
     nop_template,
     stock_sku,
 )
-from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input
+from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input, clarity_poison_event
 
 NOP_STREAK, CLARITY_STREAK = "nopcommerce-to-streak", "clarity-to-streak"
 NOP_QBO, STOCK_FLOW, STREAK_CLARITY = "nopcommerce-to-quickbooks", "quickbooks-to-nopcommerce", "streak-to-clarity"
@@ -321,7 +321,10 @@ class Reconciler:
                 self._settle(CLARITY_STREAK, event_id, scenario, label, "duplicated",
                              f"{len(tasks)} tasks, {len(comments)} payment comments")
                 return
-        statuses = ["pending", *scenario.statuses]
+        # the order as it was created: pending as the run places it, or the status a poison event carries
+        created = (str(clarity_poison_event(scenario, self.record.config.seed)["data"]["status"])
+                   if scenario.poison else "pending")
+        statuses = [created, *scenario.statuses]
         seconds, times = 0, []
         for same in (False, *scenario.same_second):
             seconds += 0 if same else 1
@@ -491,5 +494,6 @@ def _describe(scenario: Any) -> str:
         extra = f", poison {scenario.poison}" if scenario.poison else ""
         return f"nopCommerce order {scenario.number} ({scenario.template}{extra})"
     if isinstance(scenario, ClarityScenario):
-        return f"Clarity scenario {scenario.n} ({scenario.template}, statuses {list(scenario.statuses)})"
+        extra = f", poison {scenario.poison}" if scenario.poison else ""
+        return f"Clarity scenario {scenario.n} ({scenario.template}{extra}, statuses {list(scenario.statuses)})"
     return f"stock scenario {scenario.n} ({stock_sku(scenario.item)})"

@@ -356,14 +356,12 @@ class ChaosRun:
     def _send_clarity_poison(self, scenario: ClarityScenario) -> None:
         """An order event whose payment status Clarity's own validation would refuse (a newer Clarity, a
         plugin): the flow has no lookup entry for it."""
-        event = json.loads(sample(scenario.template))
-        order_id = f"CL-CHAOS-{self.config.seed}-{scenario.n}"
-        event["data"].update(orderId=order_id, customerId=scenario.customer_id)
-        event["data"]["customer"]["customerId"] = scenario.customer_id
-        event["data"]["paymentInfo"]["status"] = "captured"
+        event = clarity_poison_event(scenario, self.config.seed)
+        order_id = str(event["data"]["orderId"])
         self.record.clarity_orders[scenario.n] = order_id
-        self._post(scenario.n, 0, "first", "clarity", json.dumps(event).encode(),
-                   f"msg_chaos{self.config.seed}_{order_id}")
+        event_id = f"msg_chaos{self.config.seed}_{order_id}"
+        self.record.clarity_event_times[event_id] = str(event.get("timestamp"))
+        self._post(scenario.n, 0, "first", "clarity", json.dumps(event).encode(), event_id)
 
     def _seed_stock_items(self) -> None:
         qbo, shop, realm = self.stack.quickbooks, self.stack.nopcommerce, self.stack.qbo_realm
@@ -489,6 +487,16 @@ def _entity_id(message: Any) -> str | None:
         return str(envelope["data"]["id"])
     except (TypeError, ValueError, KeyError):
         return None
+
+
+def clarity_poison_event(scenario: ClarityScenario, seed: int) -> dict[str, Any]:
+    """The ``order.created`` of a poison scenario: its template as it is (the consumer sample's order is
+    already ``processing``), with a payment status no lookup entry names."""
+    event = json.loads(sample(scenario.template))
+    event["data"].update(orderId=f"CL-CHAOS-{seed}-{scenario.n}", customerId=scenario.customer_id)
+    event["data"]["customer"]["customerId"] = scenario.customer_id
+    event["data"]["paymentInfo"]["status"] = "captured"
+    return event
 
 
 def _clarity_order_input(scenario: ClarityScenario) -> dict[str, Any]:
