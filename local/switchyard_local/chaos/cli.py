@@ -90,7 +90,7 @@ def _scenario_number(number: int) -> int:
 def chaos(config: ChaosConfig, out: TextIO = sys.stdout, log_path: Path | None = None) -> tuple[Report, RunRecord]:
     """Start a local stack, run the plan, reconcile; the stack is stopped before this returns."""
     started = time.monotonic()
-    with LocalStack(log_path=log_path) as stack:
+    with LocalStack(log_path=log_path, concurrent_functions=True) as stack:
         print(f"local stack up in {time.monotonic() - started:.0f} s", file=out, flush=True)
         record = ChaosRun(stack, config, out=out).run()
         report = reconcile(stack, record)
