@@ -1,16 +1,20 @@
 """Lambda functions of the synthesized template, run in this process.
 
 Each function gets its own copy of its handler module (as separate Lambda containers would) and
-runs with exactly the environment CloudFormation resolved for it. Invocations are serialised:
-the process environment is swapped per call.
+runs with exactly the environment CloudFormation resolved for it, seen by its own thread only. A
+function runs one invocation at a time (one container). By default every function shares one lock, so
+all invocations take turns; a stack built with ``concurrent_functions`` gives each function its own
+lock, so a function waiting on a slow vendor or sleeping out a backoff holds up only itself, as in AWS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import io
 import os
+import sys
 import threading
 import time
 import uuid
@@ -57,6 +61,8 @@ class InProcessFunction:
     memory_mb: int
     base_environment: dict[str, str]
     log_stream: io.TextIOBase | Any = None
+    # whose turn it is: every function's (the default) or this function's own (concurrent functions)
+    lock: Any = field(default=_INVOKE_LOCK, repr=False)
     _module: ModuleType | None = None
 
     def _load(self) -> ModuleType:
@@ -84,7 +90,7 @@ class InProcessFunction:
             invoked_function_arn=self.arn,
             _deadline=time.monotonic() + self.timeout_seconds,
         )
-        with _INVOKE_LOCK, _patched_environ(env), _redirected(self.log_stream), acting_as(self.logical_id):
+        with self.lock, _patched_environ(env), _redirected(self.log_stream), acting_as(self.logical_id):
             if self._module is None:
                 self._module = self._load()
             entry = getattr(self._module, self.handler.rpartition(".")[2])
@@ -99,28 +105,30 @@ class _FunctionEnviron(MutableMapping[str, str]):
     running a function, that function's environment on top. Swapping the process environment per call
     raced with other threads of this process (moto's Step Functions engine, the pollers, botocore's
     proxy lookup iterating ``os.environ``): a key vanished while they iterated (KeyError) or their
-    credentials were gone for an instant. Threads the handler starts itself see the running function's
-    values for keys the process does not have (invocations are serialised, so there is one at a time)."""
+    credentials were gone for an instant. The overlay is a context variable: threads the handler starts
+    with its context (``switchyard.concurrency``) see the function's values; any other thread sees, for
+    keys the process does not have, those of the function that started last."""
 
     def __init__(self, process: MutableMapping[str, str]) -> None:
         self.process = process
-        self._local = threading.local()
+        self._overlays: contextvars.ContextVar[tuple[dict[str, str], ...]] = contextvars.ContextVar(
+            "function_environ", default=())
         self._active: dict[str, str] | None = None
 
     def _overlay(self) -> dict[str, str] | None:
-        stack = getattr(self._local, "stack", None)
+        stack = self._overlays.get()
         return stack[-1] if stack else None
 
     @contextlib.contextmanager
     def applied(self, env: dict[str, str]):
-        stack = self._local.__dict__.setdefault("stack", [])
+        stack = self._overlays.get()
         overlay = {**(stack[-1] if stack else {}), **env}
-        stack.append(overlay)
+        token = self._overlays.set((*stack, overlay))
         previous, self._active = self._active, overlay
         try:
             yield
         finally:
-            stack.pop()
+            self._overlays.reset(token)
             self._active = previous
 
     def __getitem__(self, key: str) -> str:
@@ -179,10 +187,52 @@ def _patched_environ(env: dict[str, str]):
         yield
 
 
+class _ThreadStdout(io.TextIOBase):
+    """``sys.stdout`` while functions run: a running function's prints (Powertools' metrics) go to its log
+    stream, seen by its own thread only; everything else to the stdout it replaced. ``redirect_stdout``
+    swaps the process's stdout, which two functions running at once would leave pointing at the wrong
+    stream."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+
+    def target(self) -> Any:
+        stream = _FUNCTION_STDOUT.get()
+        return self.original if stream is None else stream
+
+    @contextlib.contextmanager
+    def to(self, stream: Any) -> Iterator[None]:
+        token = _FUNCTION_STDOUT.set(stream)
+        try:
+            yield
+        finally:
+            _FUNCTION_STDOUT.reset(token)
+
+    def write(self, text: str) -> int:
+        return int(self.target().write(text))
+
+    def flush(self) -> None:
+        self.target().flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno ... of the stream written to
+        return getattr(self.target(), name)
+
+
+_STDOUT_LOCK = threading.Lock()
+_FUNCTION_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("function_stdout", default=None)
+
+
 @contextlib.contextmanager
 def _redirected(stream: Any):
     if stream is None:
         yield
         return
-    with contextlib.redirect_stdout(stream):
+    with _STDOUT_LOCK:
+        proxy = sys.stdout
+        if not isinstance(proxy, _ThreadStdout):  # first call, or someone (pytest) replaced it since
+            proxy = sys.stdout = _ThreadStdout(sys.stdout)
+    with proxy.to(stream):
         yield

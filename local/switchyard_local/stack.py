@@ -137,6 +137,9 @@ class LocalStack:
     env_overrides: dict[str, str] = field(default_factory=lambda: {"SWITCHYARD_RATE_LIMIT_TIME_SCALE": "0.67"})
     log_path: Path | None = None
     port: int = 0  # of the front door on 127.0.0.1 (0: any free port)
+    # each function takes its own turns (switchyard_local.functions): one waiting on a slow vendor holds
+    # up only itself, as in AWS; off, every invocation of every function takes turns
+    concurrent_functions: bool = False
 
     def __post_init__(self) -> None:
         if self.clarity is None:
@@ -527,6 +530,7 @@ class LocalStack:
                 memory_mb=int(config.get("MemorySize", 128)),
                 base_environment=base_env,
                 log_stream=self.logs,
+                **({"lock": threading.RLock()} if self.concurrent_functions else {}),
             )
 
     def _build_routes(self, template: dict[str, Any]) -> None:

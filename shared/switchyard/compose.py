@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from switchyard.catalog import Catalog, FlowConfig
     from switchyard.connection_state import ConnectionGuard
+    from switchyard.drops import DropLog
     from switchyard.echoes import DynamoEchoLedger
     from switchyard.entity_state import DynamoEntityState
     from switchyard.events import FlowEvent
@@ -318,12 +319,15 @@ class StepApp(NamedTuple):
     guard: ConnectionGuard | None = None  # of the flow's connections
     wait_steps: WaitSteps | None = None  # the machinery's own steps, for a declaration with waits
     describe: Callable[[str], Mapping[str, Any]] | None = None  # executionArn -> DescribeExecution's answer
+    drops: DropLog | None = None  # a step that applied nothing on purpose: its reason, for `switchyard drops`
+    count_drop: Callable[[str, str], None] | None = None  # (flow, reason): EventsDropped by reason
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         from switchyard.state_machines import (
             StepError,
             execution_ended,
             record_failure,
+            record_step_drop,
             run_step,
             step_failure,
         )
@@ -337,13 +341,16 @@ class StepApp(NamedTuple):
             wait_steps = self.wait_steps
             if wait_steps is not None and wait_steps.handles(step):
                 return run_step(lambda: wait_steps.run(event))  # calls no connection: no guard
-            return run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
+            result = run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
         except Exception as exc:
             if self.logger is not None:
                 expected = isinstance(exc, StepError)
                 log = self.logger.warning if expected else self.logger.exception
                 log("step failed", extra={"step": step, **step_failure(exc)})
             raise
+        record_step_drop(self.flow, step, state, result, drops=self.drops, count_drop=self.count_drop,
+                         logger=self.logger)
+        return result
 
 
 def declared_steps(context: FlowContext, names: Sequence[str]) -> Callable[[Secrets], StepRunner]:
@@ -367,6 +374,7 @@ def declared_steps(context: FlowContext, names: Sequence[str]) -> Callable[[Secr
 def build_steps(settings: StepSettings, *, metrics: Metrics | None = None, logger: Logger | None = None) -> StepApp:
     from switchyard.catalog import load_catalog
     from switchyard.connection_state import ConnectionGuard, DynamoConnectionStates
+    from switchyard.drops import DynamoDropLog
     from switchyard.state_machines import WaitSteps
     from switchyard.waits import Waits
 
@@ -387,7 +395,9 @@ def build_steps(settings: StepSettings, *, metrics: Metrics | None = None, logge
     return StepApp(flow=flow.name, steps=steps,
                    dead_letters=SqsDeadLetters(clients.client("sqs"), settings.dlq_url), logger=logger,
                    guard=guard, wait_steps=wait_steps,
-                   describe=lambda arn: stepfunctions.describe_execution(executionArn=arn))
+                   describe=lambda arn: stepfunctions.describe_execution(executionArn=arn),
+                   drops=DynamoDropLog(clients.client("dynamodb"), settings.idempotency_table),
+                   count_drop=_count_drop if metrics is not None else None)
 
 
 def build_waits(flow_name: str, table: str) -> Waits:

@@ -5,7 +5,8 @@ dimension) and keeps it here for the retention time, where ``switchyard drops FL
 
 Reasons: ``stale`` (a strictly newer change of the entity was applied), ``not_master`` (the field
 belongs to the other system: its value was written back instead), ``superseded`` (an equal-time
-change lost the deterministic tie-break).
+change lost the deterministic tie-break). A state machine's step that applies nothing on purpose names its
+own reason in its result (``switchyard.state_machines.STEP_DROPPED``), recorded the same way.
 """
 
 from __future__ import annotations

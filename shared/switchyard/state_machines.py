@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from switchyard.connection_state import ConnectionGuard
+from switchyard.drops import Drop, DropLog
 from switchyard.errors import (
     ConnectionConfigError,
     ConnectionDownError,
@@ -61,6 +63,8 @@ MAX_REDRIVES = 20
 # clocks of Lambda and Step Functions agree far better, and SQS redelivers a message only after its
 # visibility timeout (minutes)
 SAME_START_TOLERANCE = timedelta(seconds=2)
+# the key of a step's result that says the event was deliberately not applied, and why
+STEP_DROPPED = "dropped"
 _MAX_TARGET_RESPONSE = 2000  # characters of a target's answer kept in a step error (Cause is capped at 32 KB)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
 
@@ -211,6 +215,33 @@ def run_step(step: Callable[[], dict[str, Any]], *, guard: ConnectionGuard | Non
         if translated is None or translated is exc:
             raise
         raise translated from exc
+
+
+def record_step_drop(flow: str, step: str, state: Mapping[str, Any], result: Mapping[str, Any], *,
+                     drops: DropLog | None, count_drop: Callable[[str, str], None] | None = None,
+                     logger: Any = None, now: Callable[[], float] = time.time) -> Drop | None:
+    """A step that deliberately applied nothing says why in its result (``STEP_DROPPED``: a reason, e.g.
+    a cancellation with nothing booked to cancel): the event is a drop like a worker's, logged, counted
+    with its reason and kept for ``switchyard drops``. A step retried after it was recorded overwrites
+    the record (one per flow and event)."""
+    reason = result.get(STEP_DROPPED)
+    if not reason:
+        return None
+    drop = Drop(flow=flow, event_id=str(state.get("event_id") or ""), event_type=str(state.get("type") or ""),
+                reason=str(reason), dropped_at=now(),
+                detail=json.loads(json.dumps({"step": step, **result}, default=str)))
+    if logger is not None:
+        logger.warning("dropped", extra={"flow": flow, "step": step, "event_id": drop.event_id,
+                                         "event_type": drop.event_type, "reason": drop.reason})
+    for action in (lambda: count_drop(flow, drop.reason) if count_drop is not None else None,
+                   lambda: drops.record(drop) if drops is not None else None):
+        try:
+            action()
+        except Exception as exc:  # the step is done: a failed record must not run it again
+            if logger is not None:
+                logger.warning("drop not recorded", extra={"flow": flow, "event_id": drop.event_id,
+                                                           "error": f"{type(exc).__name__}: {exc}"})
+    return drop
 
 
 def failure_letter(flow: str, state: Mapping[str, Any], *, execution: str | None = None,

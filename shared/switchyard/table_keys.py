@@ -287,6 +287,8 @@ def table_grants(catalog: Catalog, flow: FlowConfig, role: FunctionRole) -> tupl
     if role == "worker":  # the worker deduplicates deliveries; a state machine's worker only starts executions
         grants += [TableGrant(Store.IDEMPOTENCY, keys.flow), TableGrant(Store.DROPS, keys.flow),
                    TableGrant(Store.AUDIT, keys.flow)]
+    if role == "steps":  # a step that applies nothing on purpose records the drop with its reason
+        grants.append(TableGrant(Store.DROPS, keys.flow))
     # every function of the flow checks, before it starts, that its connections do not wait for a reconnect
     grants += [TableGrant(Store.CONNECTION_STATE, ConnectionKeys(name).connection) for name in flow.connections]
     # ... and each connection's circuit breaker: the worker checks it, whoever calls the target counts its failures

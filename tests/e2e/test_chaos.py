@@ -50,3 +50,23 @@ def test_forty_scenarios_under_faults_nothing_duplicated_lost_or_wrong() -> None
             if r.bucket == "dead_lettered" and r.flow != NOP_BNG} <= PAYLOAD_REASONS, text
     assert {r.reason.split(" ")[0] for r in report.results
             if r.bucket == "dead_lettered" and r.flow == NOP_BNG} <= BNG_PAYLOAD_REASONS, text
+
+
+def test_the_seed_7_losses_replayed_each_cancel_of_an_unbooked_order_is_a_drop_with_its_reason() -> None:
+    """The three kinds of 'lost' of the 2,000-order seed-7 run, replayed with ``--only`` and that run's faults:
+    Clarity scenario 442 (a poison order.created whose order is already processing) and nopCommerce orders
+    700694 and 700938 (unknown SKU, order.placed dead-lettered, then cancelled: nothing to void)."""
+    config = ChaosConfig(orders=2000, seed=7, max_seconds=300, only=frozenset({442, 693, 937}),
+                         vendor=VendorFaults(timeout_rate=0.0005, late_answer_rate=0.001,
+                                             no_rate_limits=frozenset({"quickbooks"})))
+    out = io.StringIO()
+    report, record = chaos(config, out=out)
+    render(report, record, out=out)
+    text = out.getvalue()
+
+    assert record.settled_after_redrive and not report.failed and not report.defects, text
+    cancels = [r for r in report.results if r.flow == NOP_QBO and r.label == "status 40"]
+    assert sorted((r.scenario, r.bucket, r.reason) for r in cancels) == [
+        (693, "dropped", "nothing_to_void"), (937, "dropped", "nothing_to_void")], text
+    (created,) = [r for r in report.results if r.flow == CLARITY_STREAK and r.scenario == 442]
+    assert created.bucket == "delivered_once", text

@@ -393,6 +393,7 @@ def test_an_order_cancelled_before_its_sales_order_is_not_created(steps: BngOrde
     shop.seed_order(id=1042, order_status_id=40)
     state = run_through_order(steps, document)
     assert state["sales_order"]["action"] == "skipped_cancelled"
+    assert state["sales_order"]["dropped"] == "cancelled_before_booking"
     assert bng.orders() == []
 
 

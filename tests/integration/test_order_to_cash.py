@@ -375,6 +375,7 @@ def test_order_cancelled_in_shop_before_the_document_creates_nothing(
     result = run(o2c, placed(PaymentStatusId=10), PLACED_STEPS)
 
     assert result["document"]["action"] == "skipped_cancelled" and result["document"]["id"] is None
+    assert result["document"]["dropped"] == "cancelled_before_booking"
     assert entities(sandbox, "invoices") == []
     assert result["write_back"] == {"note": None, "note_added": False, "status_changed": False}
     assert (shop.reads, shop.notes, shop.status[1042]) == (1, {}, 40)
@@ -552,6 +553,7 @@ def test_cancel_before_payment_voids_the_invoice(o2c: OrderToCash, sandbox: Quic
 def test_cancel_without_a_document_has_nothing_to_void(o2c: OrderToCash, shop: FakeShop) -> None:
     result = run(o2c, cancelled(), ("cancel", "write_back"))
     assert result["cancel"]["action"] == "nothing_to_void"
+    assert result["cancel"]["dropped"] == "nothing_to_void"  # the step app records the drop with its reason
     assert result["write_back"]["note"] is None and shop.notes == {}
 
 
@@ -1144,3 +1146,4 @@ def test_a_refund_before_the_document_exists_is_out_of_order_and_more_than_it_is
     assert shop.notes[1042][-1].startswith("Refund not booked in QuickBooks: nopCommerce order 1042 refunded 5000.00 "
                                            "USD, more than its SalesReceipt 1042 (1299.00 USD)")
     assert run(o2c, refunded(0, status=30), REFUND_STEPS)["refund"]["action"] == "not_refunded"
+    assert run(o2c, refunded(0, status=30), REFUND_STEPS)["refund"]["dropped"] == "not_refunded"

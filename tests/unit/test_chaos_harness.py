@@ -14,13 +14,14 @@ from switchyard_local.chaos.plan import (
     PAID,
     PENDING,
     ChaosConfig,
+    ClarityScenario,
     NopChange,
     NopScenario,
     Send,
     build,
 )
-from switchyard_local.chaos.reconcile import NOP_QBO, NOP_STREAK, Reconciler
-from switchyard_local.chaos.run import Delivery, Letter, RunRecord
+from switchyard_local.chaos.reconcile import CLARITY_SALESFORCE, CLARITY_STREAK, NOP_QBO, NOP_STREAK, Reconciler
+from switchyard_local.chaos.run import Delivery, Letter, RunRecord, clarity_poison_event
 
 GUID = "5b1c0f2e-0000-4000-8000-00000000abcd"
 
@@ -88,10 +89,11 @@ def receipt(total: str = "1299.00", kind: str = "salesReceipts") -> dict[str, li
 
 
 def reconcile(record: RunRecord, boxes: list[dict], qbo: dict | None = None,
-              outcomes: list[dict] | None = None, notes: list[str] | None = None) -> dict[tuple[str, str], str]:
+              outcomes: list[dict] | None = None, notes: list[str] | None = None,
+              drops: dict[tuple[str, str], str] | None = None) -> dict[tuple[str, str], str]:
     report = Reconciler(record, streak={"boxes": boxes}, quickbooks=qbo or receipt(),
                         notes={700001: ["Sent to QuickBooks: SalesReceipt 700001"] if notes is None else notes},
-                        stock={}, clarity_orders={}, outcomes=outcomes or []).reconcile()
+                        stock={}, clarity_orders={}, outcomes=outcomes or [], drops=drops).reconcile()
     return {(r.flow, r.event_id): r.bucket for r in report.results}
 
 
@@ -175,12 +177,30 @@ def test_a_letter_still_there_after_a_redrive_with_faults_off_is_a_defect_unless
 
 def test_an_order_cancelled_in_the_shop_before_booking_needs_no_document() -> None:
     scenario = order(NopChange("order.placed", 10, PENDING, 0), NopChange("order.status_changed", 40, PENDING, 30))
+    said = {(NOP_QBO, "e0"): "cancelled_before_booking", (NOP_QBO, "e1"): "nothing_to_void"}
+    buckets = reconcile(record_for(scenario, flows=(NOP_QBO,)), [], qbo=receipt(kind="none"), drops=said)
+    assert buckets == {(NOP_QBO, "e0"): "dropped", (NOP_QBO, "e1"): "dropped"}
+    # nothing booked and no reason recorded: every drop must say why
     buckets = reconcile(record_for(scenario, flows=(NOP_QBO,)), [], qbo=receipt(kind="none"))
-    assert buckets == {(NOP_QBO, "e0"): "dropped", (NOP_QBO, "e1"): "delivered_once"}
+    assert buckets == {(NOP_QBO, "e0"): "lost", (NOP_QBO, "e1"): "lost"}
     open_invoice = receipt(kind="invoices")
     open_invoice["invoices"][0]["status"] = "Open"
     buckets = reconcile(record_for(scenario, flows=(NOP_QBO,)), [], qbo=open_invoice, notes=[])
     assert buckets[(NOP_QBO, "e1")] == "lost"
+
+
+def test_an_unknown_sku_order_cancelled_after_its_dead_letter_is_a_drop_with_a_reason_or_lost() -> None:
+    """Chaos seed 7, orders 700694 and 700938: order.placed dead-lettered (unmapped_product), then the cancel's
+    execution found nothing to void and said nothing. Without a recorded drop the cancel is lost."""
+    scenario = order(PLACED, NopChange("order.status_changed", 40, PAID, 0), poison="unknown_sku")
+    letter = Letter(NOP_QBO, "e0", "unmapped_product", "permanent", "unmapped product CHAOS-NO-SUCH-SKU")
+    record = record_for(scenario, flows=(NOP_QBO,), before=[letter], after=[letter])
+    assert reconcile(record, [], qbo=receipt(kind="none")) == {(NOP_QBO, "e0"): "dead_lettered",
+                                                              (NOP_QBO, "e1"): "lost"}
+    record.deliveries.append(Delivery(0, 1, "new_id", "nopcommerce", "e1-again", 202, (NOP_QBO,)))
+    buckets = reconcile(record, [], qbo=receipt(kind="none"), drops={(NOP_QBO, "e1"): "nothing_to_void"})
+    assert buckets == {(NOP_QBO, "e0"): "dead_lettered", (NOP_QBO, "e1"): "dropped",
+                       (NOP_QBO, "e1-again"): "dropped"}  # its twin's execution was the one that ran
 
 
 def test_the_same_change_under_a_new_id_counts_with_its_twin_in_the_dlq() -> None:
@@ -207,3 +227,59 @@ def test_the_report_names_each_bucket_and_each_defect_with_its_sequence() -> Non
     assert "[lost] nopcommerce-to-streak: nopCommerce order 700001 (nop_order_b2b): status 20: logged stale" in text
     assert "order.status_changed (status 20, payment 30) at 2026-12-01T08:00:00Z id=e1 [first] → HTTP 202" in text
     assert report.failed
+
+
+# --------------------------------------------------------------------------- Clarity: what the poison event said
+
+def clarity_poison(template: str) -> tuple[RunRecord, str]:
+    scenario = ClarityScenario(n=0, template=template, customer_id="C-CHAOS-7-0", statuses=(), same_second=(),
+                               sends=(Send(0),), poison="unmapped_payment_status")
+    record = RunRecord(config=ChaosConfig(orders=1, seed=7), scenarios=[scenario])
+    record.sent_scenarios = {0}
+    record.clarity_orders = {0: "CL-CHAOS-7-0"}
+    record.deliveries = [Delivery(0, 0, "first", "clarity", "msg_chaos7_CL-CHAOS-7-0", 202, (CLARITY_STREAK,))]
+    record.settled = record.settled_after_redrive = True
+    return record, "msg_chaos7_CL-CHAOS-7-0"
+
+
+def clarity_box(stage: str) -> dict[str, Any]:
+    return {"key": "b1", "name": "Clarity CL-CHAOS-7-0 · Sam Lee", "stageKey": stage,
+            "fields": {"Order number": "CL-CHAOS-7-0"},
+            "tasks": [{"text": "Follow up on Clarity order CL-CHAOS-7-0"}], "comments": ["Payment: captured"]}
+
+
+@pytest.mark.parametrize(("template", "stage", "other"), [("clarity_order_consumer", "5002", "5001"),
+                                                           ("clarity_order_b2b", "5001", "5002")])
+def test_a_clarity_poison_order_is_expected_in_the_stage_its_event_states(template: str, stage: str,
+                                                                          other: str) -> None:
+    """Chaos run seed 7 (2,000 orders) reported six consumer poison orders lost, 'box in stage 5002, the
+    newest change says 5001': the poison event is the consumer sample, whose order is already processing
+    (stage 5002); the checker took every order.created as pending. The b2b sample is pending."""
+    record, event_id = clarity_poison(template)
+    sent = clarity_poison_event(record.scenarios[0], 7)  # type: ignore[arg-type]
+    assert sent["data"]["paymentInfo"]["status"] == "captured"
+
+    def bucket(box_stage: str) -> str:
+        report = Reconciler(record, streak={"boxes": [clarity_box(box_stage)]}, quickbooks=receipt(), notes={},
+                            stock={}, clarity_orders={}, outcomes=[]).reconcile()
+        return {r.event_id: r.bucket for r in report.results}[event_id]
+
+    assert bucket(stage) == "delivered_once"
+    assert bucket(other) == "lost"
+
+
+def test_a_clarity_poison_order_in_salesforce_has_the_lines_its_event_has() -> None:
+    """The consumer sample the poison event is made of has one line (a placed chaos order has two)."""
+    record, event_id = clarity_poison("clarity_order_consumer")
+    record.deliveries[0].flows = (CLARITY_SALESFORCE,)
+    orders = [{"Id": "801", "ExternalID__c": "CL-CHAOS-7-0"}]
+
+    def bucket(lines: int) -> str:
+        items = [{"Id": f"802{i}", "OrderId": "801"} for i in range(lines)]
+        report = Reconciler(record, streak={"boxes": []}, quickbooks=receipt(), notes={}, stock={},
+                            clarity_orders={}, outcomes=[],
+                            salesforce={"Order": orders, "OrderItem": items}).reconcile()
+        return {r.event_id: r.bucket for r in report.results}[event_id]
+
+    assert bucket(1) == "delivered_once"
+    assert bucket(2) == "wrong"

@@ -4,6 +4,7 @@ sandboxes run in threads of the same process)."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -80,3 +81,61 @@ def test_other_threads_iterate_the_environment_while_functions_run(tmp_path: Pat
 
     assert results == {"f"} and errors == []
     assert "SWITCHYARD_FLOW" not in seen  # the function's environment is its own thread's
+
+
+def _waiting_function(tmp_path: Path, name: str, **lock: object) -> InProcessFunction:
+    """A function that prints its name and its environment's NAME, then waits for ``event["go"]``."""
+    code = tmp_path / name
+    code.mkdir()
+    (code / "handler.py").write_text("import os\n\ndef handler(event, context):\n"
+                                     "    print(os.environ['NAME'])\n"
+                                     "    event['started'].set()\n"
+                                     "    assert event['go'].wait(10)\n"
+                                     "    print(os.environ['NAME'])\n"
+                                     "    return os.environ['NAME']\n")
+    return InProcessFunction(logical_id=name, function_name=name, arn=f"arn:aws:lambda:us-east-1:1:function:{name}",
+                             code_dir=code, handler="handler.handler", environment={"NAME": name},
+                             timeout_seconds=10, memory_mb=128, base_environment={},
+                             log_stream=io.StringIO(), **lock)  # type: ignore[arg-type]
+
+
+def test_functions_with_their_own_locks_run_at_once_each_with_its_environment_and_log(tmp_path: Path) -> None:
+    """The chaos harness's stack: a function waiting on a held vendor answer must not hold up the others
+    (it did: every invocation took one process-wide turn), and their prints must not cross."""
+    slow = _waiting_function(tmp_path, "slow", lock=threading.RLock())
+    fast = _waiting_function(tmp_path, "fast", lock=threading.RLock())
+    go_slow, started = threading.Event(), threading.Event()
+    results: dict[str, str] = {}
+    thread = threading.Thread(target=lambda: results.update(slow=slow.invoke({"go": go_slow, "started": started})))
+    thread.start()
+    try:
+        assert started.wait(10)
+        ready = threading.Event()
+        ready.set()
+        results["fast"] = fast.invoke({"go": ready, "started": threading.Event()})  # while slow waits
+    finally:
+        go_slow.set()
+        thread.join(10)
+    assert results == {"slow": "slow", "fast": "fast"}
+    assert slow.log_stream.getvalue() == "slow\nslow\n" and fast.log_stream.getvalue() == "fast\nfast\n"
+    print("after")  # the process's stdout again, not a function's log
+    assert "after" not in slow.log_stream.getvalue() + fast.log_stream.getvalue()
+
+
+def test_functions_sharing_the_default_lock_take_turns(tmp_path: Path) -> None:
+    first, second = _waiting_function(tmp_path, "first"), _waiting_function(tmp_path, "second")
+    go, started, second_started = threading.Event(), threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: first.invoke({"go": go, "started": started}))
+    thread.start()
+    try:
+        assert started.wait(10)
+        ready = threading.Event()
+        ready.set()
+        waiting = threading.Thread(target=lambda: second.invoke({"go": ready, "started": second_started}))
+        waiting.start()
+        assert not second_started.wait(0.3)  # its turn comes after the first one's
+    finally:
+        go.set()
+        thread.join(10)
+    assert second_started.wait(10)
+    waiting.join(10)

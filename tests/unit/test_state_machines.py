@@ -429,3 +429,63 @@ def test_step_app_runs_a_declared_handler_by_name_and_names_the_known_ones_for_a
     assert app.handle({"step": "erp.customer", "state": {"n": 7}}) == {"id": 7}
     with pytest.raises(ValueError, match=r"unknown step 'erp\.order'; this flow's steps are erp\.customer"):
         app.handle({"step": "erp.order", "state": {}})
+
+
+def test_a_step_that_applies_nothing_on_purpose_records_a_drop_with_its_reason():
+    """Chaos seed 7: a cancellation whose order was never booked (its order.placed in the DLQ) ran, voided
+    nothing and left no reason anywhere. A step says why in its result; the step app records the drop as
+    a worker does: logged, counted by reason, listed by `switchyard drops`."""
+    from switchyard.drops import InMemoryDropLog
+    from switchyard.state_machines import STEP_DROPPED, StepHandlers
+
+    logged, counted = [], []
+
+    class Logger:
+        def warning(self, message, extra):
+            logged.append((message, extra["reason"], extra["event_id"]))
+
+        def info(self, message, extra):
+            pass
+
+    class Bound:
+        def get(self):
+            return StepHandlers({"erp.cancel": lambda state: {"action": "nothing_to_void",
+                                                              STEP_DROPPED: "nothing_to_void"},
+                                 "erp.document": lambda state: {"action": "created", "id": "7"}})
+
+    drops = InMemoryDropLog()
+    app = StepApp(flow=FLOW, steps=Bound(), dead_letters=None, logger=Logger(), drops=drops,
+                  count_drop=lambda flow, reason: counted.append((flow, reason)))
+    state = {"event_id": "evt-cancel", "type": "order.status_changed", "message": "{}"}
+    assert app.handle({"step": "erp.cancel", "state": state})["action"] == "nothing_to_void"
+    assert app.handle({"step": "erp.document", "state": {**state, "event_id": "evt-placed"}})["id"] == "7"
+
+    (drop,) = drops.list(FLOW)
+    assert (drop.event_id, drop.event_type, drop.reason, drop.detail["step"]) == (
+        "evt-cancel", "order.status_changed", "nothing_to_void", "erp.cancel")
+    assert counted == [(FLOW, "nothing_to_void")]
+    assert logged == [("dropped", "nothing_to_void", "evt-cancel")]
+
+
+def test_a_drop_that_cannot_be_recorded_does_not_fail_the_step_that_is_done():
+    from switchyard.drops import Drop
+    from switchyard.state_machines import STEP_DROPPED, record_step_drop
+
+    class Broken:
+        def record(self, drop: Drop) -> None:
+            raise RuntimeError("table unavailable")
+
+        def list(self, flow: str) -> list[Drop]:
+            return []
+
+    warnings = []
+
+    class Logger:
+        def warning(self, message, extra):
+            warnings.append(message)
+
+    drop = record_step_drop(FLOW, "erp.cancel", {"event_id": "e"}, {STEP_DROPPED: "nothing_to_void"},
+                            drops=Broken(), logger=Logger())
+    assert drop is not None and drop.reason == "nothing_to_void"
+    assert warnings == ["dropped", "drop not recorded"]
+    assert record_step_drop(FLOW, "erp.cancel", {"event_id": "e"}, {"action": "voided"}, drops=Broken()) is None

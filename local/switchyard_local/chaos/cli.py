@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from switchyard.drops import DynamoDropLog
+
 from switchyard_local.chaos.bng_check import seed_products
 from switchyard_local.chaos.plan import (
     FAULT_CLASSES,
+    NOP_FIRST_ORDER,
     SANDBOXES,
     STOCK_ITEMS,
     VENDOR_FAULTS,
@@ -46,6 +49,9 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     parser.add_argument("--faults", default="all",
                         help=f"comma-separated fault classes, 'all' or 'none' ({', '.join(FAULT_CLASSES)})")
     parser.add_argument("--without", default="", help="fault classes to leave out of --faults")
+    parser.add_argument("--only", default="", metavar="N,N",
+                        help="run only these scenarios of the plan, as the whole plan has them: scenario numbers, "
+                             f"or nopCommerce order numbers ({NOP_FIRST_ORDER} is scenario 0)")
     parser.add_argument("--wave-size", type=int, default=20)
     parser.add_argument("--error-rate", type=float, default=VendorFaults.error_rate)
     parser.add_argument("--rate-limit-rate", type=float, default=VendorFaults.rate_limit_rate)
@@ -70,14 +76,22 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
                           timeout_rate=args.timeout_rate, late_answer_rate=args.late_answer_rate,
                           no_rate_limits=frozenset(name for name in args.no_429_from.split(",") if name),
                           slow_spared=spared)  # type: ignore[arg-type]
-    return ChaosConfig(orders=args.orders, seed=args.seed, max_seconds=args.max_seconds, faults=frozenset(faults),
-                       vendor=vendor, wave_size=args.wave_size)
+    try:
+        only = frozenset(_scenario_number(int(part)) for part in args.only.split(",") if part.strip())
+        return ChaosConfig(orders=args.orders, seed=args.seed, max_seconds=args.max_seconds,
+                           faults=frozenset(faults), vendor=vendor, wave_size=args.wave_size, only=only)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _scenario_number(number: int) -> int:
+    return number - NOP_FIRST_ORDER if number >= NOP_FIRST_ORDER else number
 
 
 def chaos(config: ChaosConfig, out: TextIO = sys.stdout, log_path: Path | None = None) -> tuple[Report, RunRecord]:
     """Start a local stack, run the plan, reconcile; the stack is stopped before this returns."""
     started = time.monotonic()
-    with LocalStack(log_path=log_path) as stack:
+    with LocalStack(log_path=log_path, concurrent_functions=True) as stack:
         print(f"local stack up in {time.monotonic() - started:.0f} s", file=out, flush=True)
         seed_products(stack.bng)  # BNG is master for products: the chaos orders' SKUs exist there first
         record = ChaosRun(stack, config, out=out).run()
@@ -96,7 +110,14 @@ def reconcile(stack: LocalStack, record: RunRecord) -> Report:
     return Reconciler(record, streak=stack.streak.snapshot(), quickbooks=realm, notes=notes, stock=stock,
                       clarity_orders=orders, outcomes=stack.outcomes(),
                       salesforce={name: stack.salesforce.records(name) for name in ("Order", "OrderItem")},
-                      bng=stack.bng.snapshot()).reconcile()
+                      bng=stack.bng.snapshot(), drops=_drops(stack)).reconcile()
+
+
+def _drops(stack: LocalStack) -> dict[tuple[str, str], str]:
+    """Every drop the functions recorded, as `switchyard drops FLOW` lists them: (flow, event id) -> reason."""
+    assert stack.table_access is not None  # set when the stack deployed
+    log = DynamoDropLog(stack.client("dynamodb"), stack.table_access.table_name)
+    return {(flow, drop.event_id): drop.reason for flow in stack.flows for drop in log.list(flow)}
 
 
 def _notes(stack: LocalStack, number: int) -> list[dict[str, Any]]:
@@ -117,7 +138,8 @@ def render(report: Report, record: RunRecord, out: TextIO = sys.stdout) -> None:
         if scenario.n in record.sent_scenarios:
             kinds[scenario.kind] = kinds.get(scenario.kind, 0) + 1
     say()
-    say(f"chaos: --orders {config.orders} --seed {config.seed} --max-seconds {config.max_seconds:.0f}")
+    only = f" --only {','.join(str(n) for n in sorted(config.only))}" if config.only else ""
+    say(f"chaos: --orders {config.orders} --seed {config.seed} --max-seconds {config.max_seconds:.0f}{only}")
     say(f"  fault classes on: {', '.join(sorted(config.faults)) or 'none'}")
     vendor = config.vendor
     spared = "".join(f", {sandbox} {path} never slow" for sandbox, path in vendor.slow_spared)

@@ -80,6 +80,9 @@ class ChaosConfig:
     shallow_depth: int = 40
     # kinds of scenario, as weights
     mix: tuple[tuple[str, float], ...] = (("nopcommerce", 0.6), ("clarity", 0.3), ("stock", 0.1))
+    # only these scenarios of the plan (by number), each exactly as the whole plan has it: a defect a long
+    # run found, replayed in seconds
+    only: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - set(FAULT_CLASSES))
@@ -87,6 +90,9 @@ class ChaosConfig:
             raise ValueError(f"unknown fault classes: {', '.join(unknown)} (known: {', '.join(FAULT_CLASSES)})")
         if self.orders < 1 or self.max_seconds <= 0 or self.wave_size < 1:
             raise ValueError("orders, max_seconds and wave_size must be positive")
+        beyond = sorted(n for n in self.only if not 0 <= n < self.orders)
+        if beyond:
+            raise ValueError(f"--only names scenarios outside the plan of {self.orders}: {beyond}")
 
     def on(self, fault: str) -> bool:
         return fault in self.faults
@@ -210,7 +216,7 @@ def build(config: ChaosConfig) -> list[Scenario]:
             scenarios.append(_clarity_scenario(rng, config, n))
         else:
             scenarios.append(_stock_scenario(rng, config, n))
-    return scenarios
+    return [s for s in scenarios if s.n in config.only] if config.only else scenarios
 
 
 def _nop_scenario(rng: random.Random, config: ChaosConfig, n: int) -> NopScenario:

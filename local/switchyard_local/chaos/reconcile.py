@@ -36,7 +36,7 @@ from switchyard_local.chaos.plan import (
     nop_template,
     stock_sku,
 )
-from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input
+from switchyard_local.chaos.run import Letter, RunRecord, _clarity_order_input, clarity_poison_event
 
 NOP_STREAK, CLARITY_STREAK = "nopcommerce-to-streak", "clarity-to-streak"
 NOP_QBO, STOCK_FLOW, STREAK_CLARITY = "nopcommerce-to-quickbooks", "quickbooks-to-nopcommerce", "streak-to-clarity"
@@ -100,9 +100,10 @@ class Reconciler:
     def __init__(self, record: RunRecord, *, streak: dict[str, Any], quickbooks: dict[str, Any],
                  notes: dict[int, list[str]], stock: dict[str, float], clarity_orders: dict[str, dict[str, Any]],
                  outcomes: list[dict[str, Any]], salesforce: dict[str, list[dict[str, Any]]] | None = None,
-                 bng: dict[str, Any] | None = None) -> None:
+                 bng: dict[str, Any] | None = None, drops: dict[tuple[str, str], str] | None = None) -> None:
         self.record = record
         self.bng = BngChecker(bng or {})  # the BNG sandbox's snapshot
+        self.drops = drops or {}  # (flow, event id) -> the reason `switchyard drops` lists
         self.salesforce = salesforce or {}  # object name -> records of the org sandbox
         self.settled = record.settled_after_redrive
         self.boxes_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -174,7 +175,8 @@ class Reconciler:
     # --- one event -----------------------------------------------------------------------------
 
     def _settle(self, flow: str, event_id: str, scenario: Any, label: str, effect: str, why: str = "") -> None:
-        """``effect``: once, superseded, filtered, missing, duplicated or wrong, as the target shows it."""
+        """``effect``: once, superseded, filtered, dropped (applied nothing, and must have said why: a drop
+        recorded for `switchyard drops`), missing, duplicated or wrong, as the target shows it."""
         key = (flow, event_id)
         logged = self.outcomes.get(key, [])
         was_dead = key in self.before
@@ -187,10 +189,12 @@ class Reconciler:
             if was_dead:
                 bucket, reason = "delivered_after_redrive", self.before[key].reason
         elif effect == "superseded":
-            bucket = "dropped" if "stale" in logged else "delivered_once"
+            bucket = "dropped" if "stale" in logged or key in self.drops else "delivered_once"
             reason = "stale: a newer change was applied" if bucket == "dropped" else ""
         elif effect == "filtered":
             bucket, reason = "dropped", why or "filtered"
+        elif effect == "dropped" and (drop := self._recorded_drop(flow, event_id)):
+            bucket, reason = "dropped", f"{drop}: {why}" if why else drop
         elif key in self.after:
             bucket, reason = "dead_lettered", self.after[key].reason
             if not getattr(scenario, "poison", None):  # faults were off for the redrive: nothing should fail
@@ -207,11 +211,21 @@ class Reconciler:
             bucket = "lost"
             reason = f"logged {drop[0]}" if drop else ("dead-lettered, then lost after redrive" if was_dead
                                                        else "no effect, no dead letter, no log line")
+            if effect == "dropped":
+                reason = f"{reason}, no drop recorded"
             reason = f"{reason}; {why}" if why else reason
         self._add(flow, event_id, scenario.n, label, bucket, reason)
         if bucket in ("duplicated", "lost", "wrong"):
             self.defects.append(Defect(bucket, flow, f"{_describe(scenario)}: {label}: {reason}",
                                        self._sequence(scenario), self._evidence(scenario)))
+
+    def _recorded_drop(self, flow: str, event_id: str) -> str | None:
+        """The reason recorded for this event, or for the same change under another id (its execution ran
+        once: a twin's start was a duplicate)."""
+        for candidate in (event_id, *sorted(self.twins.get(event_id, ()))):
+            if (flow, candidate) in self.drops:
+                return self.drops[(flow, candidate)]
+        return None
 
     def _add(self, flow: str, event_id: str, n: int, label: str, bucket: str, reason: str) -> None:
         self.results.append(EventResult(flow, event_id, n, label, bucket, reason))
@@ -260,8 +274,9 @@ class Reconciler:
         if change.type == "order.status_changed" and change.order_status != CANCELLED:
             self._settle(NOP_QBO, event_id, scenario, label, "filtered", "a status change needs no execution")
             return
-        if scenario.poison == "unknown_sku":  # its place is the DLQ
-            self._settle(NOP_QBO, event_id, scenario, label, "wrong" if docs else "missing",
+        if scenario.poison == "unknown_sku":  # its place is the DLQ; a cancellation finds nothing to void
+            nothing_booked = "dropped" if change.order_status == CANCELLED else "missing"
+            self._settle(NOP_QBO, event_id, scenario, label, "wrong" if docs else nothing_booked,
                          f"a document for an order with an unknown SKU: {docs}" if docs else "")
             return
         if len(docs) > 1:
@@ -270,9 +285,9 @@ class Reconciler:
             return
         cancelled = any(c.order_status == CANCELLED for c in scenario.changes)
         if not docs:
-            if cancelled:  # the shop said cancelled before the document was booked: nothing to book or void
-                effect = "filtered" if change.type == "order.placed" else "once"
-                self._settle(NOP_QBO, event_id, scenario, label, effect, "cancelled in the shop before booking")
+            if cancelled:  # the shop said cancelled before the document was booked: nothing to book or void,
+                # and each of its events a drop with the reason recorded
+                self._settle(NOP_QBO, event_id, scenario, label, "dropped", "cancelled in the shop before booking")
             else:
                 self._settle(NOP_QBO, event_id, scenario, label, "missing", "no document")
             return
@@ -338,7 +353,10 @@ class Reconciler:
                 self._settle(CLARITY_STREAK, event_id, scenario, label, "duplicated",
                              f"{len(tasks)} tasks, {len(comments)} payment comments")
                 return
-        statuses = ["pending", *scenario.statuses]
+        # the order as it was created: pending as the run places it, or the status a poison event carries
+        created = (str(clarity_poison_event(scenario, self.record.config.seed)["data"]["status"])
+                   if scenario.poison else "pending")
+        statuses = [created, *scenario.statuses]
         seconds, times = 0, []
         for same in (False, *scenario.same_second):
             seconds += 0 if same else 1
@@ -364,7 +382,10 @@ class Reconciler:
             self._settle(CLARITY_SALESFORCE, event_id, scenario, label, "missing", "no Order")
             return
         items = [i for i in self.salesforce.get("OrderItem", []) if i.get("OrderId") == orders[0]["Id"]]
-        lines = len(_clarity_order_input(scenario)["lineItems"])  # what the shopper bought
+        # what the shopper bought, or what the poison event (a sample) says was bought
+        sent = (clarity_poison_event(scenario, self.record.config.seed)["data"] if scenario.poison
+                else _clarity_order_input(scenario))
+        lines = len(sent["lineItems"])
         self._settle(CLARITY_SALESFORCE, event_id, scenario, label, "once" if len(items) == lines else "wrong",
                      f"{len(items)} OrderItems for {lines} lines")
 
@@ -508,5 +529,6 @@ def _describe(scenario: Any) -> str:
         extra = f", poison {scenario.poison}" if scenario.poison else ""
         return f"nopCommerce order {scenario.number} ({scenario.template}{extra})"
     if isinstance(scenario, ClarityScenario):
-        return f"Clarity scenario {scenario.n} ({scenario.template}, statuses {list(scenario.statuses)})"
+        extra = f", poison {scenario.poison}" if scenario.poison else ""
+        return f"Clarity scenario {scenario.n} ({scenario.template}{extra}, statuses {list(scenario.statuses)})"
     return f"stock scenario {scenario.n} ({stock_sku(scenario.item)})"

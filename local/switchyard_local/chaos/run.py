@@ -10,7 +10,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -36,6 +36,7 @@ from switchyard_local.sandboxes.faults import FaultPlan
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
+EXECUTION_EVENTS_SECONDS = 2.0  # how often ended executions are looked for (each look lists them all)
 DLQ_HOLD_SECONDS = 600  # letters read from a DLQ stay invisible this long (they are counted once)
 
 
@@ -112,6 +113,7 @@ class ChaosRun:
         self._clarity_clock = FrozenClock()
         self._qbo_clock = FrozenClock()
         self._paused, self._stop = threading.Event(), threading.Event()
+        self._pollers: list[threading.Thread] = []
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -170,17 +172,29 @@ class ChaosRun:
     # --- workers ---------------------------------------------------------------------------------
 
     def _start_pollers(self) -> None:
-        def loop() -> None:
+        """One poller per flow queue and one for ended executions, as each event source mapping polls on
+        its own: a worker sleeping out a backoff or waiting on a held answer stalls only its own flow
+        (with the stack's ``concurrent_functions``)."""
+        def loop(poll: Callable[[], int], idle: float) -> None:
             while not self._stop.is_set():
-                if self._paused.is_set() or not self.stack.poll_all():
-                    self._stop.wait(0.1)
+                if self._paused.is_set() or not poll():
+                    self._stop.wait(idle)
 
-        self._poller = threading.Thread(target=loop, name="chaos-pollers", daemon=True)
-        self._poller.start()
+        polls: dict[str, tuple[Callable[[], int], float]] = {
+            name: (flow.poller.poll_once, 0.1) for name, flow in self.stack.flows.items()}
+        if self.stack.execution_events is not None:
+            # each look lists every execution of every machine (moto filters by status in Python): every
+            # 2 s, as EventBridge delivers within seconds, not between every batch of every queue
+            polls["execution-events"] = (self.stack.execution_events.poll, EXECUTION_EVENTS_SECONDS)
+        self._pollers = [threading.Thread(target=loop, args=poll, name=f"chaos-poller-{name}", daemon=True)
+                         for name, poll in polls.items()]
+        for thread in self._pollers:
+            thread.start()
 
     def _stop_pollers(self) -> None:
         self._stop.set()
-        self._poller.join(timeout=30)
+        for thread in self._pollers:
+            thread.join(timeout=30)
 
     @contextlib.contextmanager
     def _pollers_paused(self) -> Iterator[None]:
@@ -356,14 +370,12 @@ class ChaosRun:
     def _send_clarity_poison(self, scenario: ClarityScenario) -> None:
         """An order event whose payment status Clarity's own validation would refuse (a newer Clarity, a
         plugin): the flow has no lookup entry for it."""
-        event = json.loads(sample(scenario.template))
-        order_id = f"CL-CHAOS-{self.config.seed}-{scenario.n}"
-        event["data"].update(orderId=order_id, customerId=scenario.customer_id)
-        event["data"]["customer"]["customerId"] = scenario.customer_id
-        event["data"]["paymentInfo"]["status"] = "captured"
+        event = clarity_poison_event(scenario, self.config.seed)
+        order_id = str(event["data"]["orderId"])
         self.record.clarity_orders[scenario.n] = order_id
-        self._post(scenario.n, 0, "first", "clarity", json.dumps(event).encode(),
-                   f"msg_chaos{self.config.seed}_{order_id}")
+        event_id = f"msg_chaos{self.config.seed}_{order_id}"
+        self.record.clarity_event_times[event_id] = str(event.get("timestamp"))
+        self._post(scenario.n, 0, "first", "clarity", json.dumps(event).encode(), event_id)
 
     def _seed_stock_items(self) -> None:
         qbo, shop, realm = self.stack.quickbooks, self.stack.nopcommerce, self.stack.qbo_realm
@@ -400,7 +412,9 @@ class ChaosRun:
 
     def _quiet(self) -> bool:
         stack = self.stack
-        return (self._depth() == 0 and stack.streak.wait_for_webhooks(timeout=0)
+        # ended executions are looked for here too: one that failed since the last look is not quiet
+        ended = stack.execution_events.poll() if stack.execution_events is not None else 0
+        return (ended == 0 and self._depth() == 0 and stack.streak.wait_for_webhooks(timeout=0)
                 and self._clarity.wait_for_webhooks(timeout=0) and stack.quickbooks.wait_for_webhooks(timeout=0)
                 and stack.running_executions() == 0)
 
@@ -489,6 +503,16 @@ def _entity_id(message: Any) -> str | None:
         return str(envelope["data"]["id"])
     except (TypeError, ValueError, KeyError):
         return None
+
+
+def clarity_poison_event(scenario: ClarityScenario, seed: int) -> dict[str, Any]:
+    """The ``order.created`` of a poison scenario: its template as it is (the consumer sample's order is
+    already ``processing``), with a payment status no lookup entry names."""
+    event = json.loads(sample(scenario.template))
+    event["data"].update(orderId=f"CL-CHAOS-{seed}-{scenario.n}", customerId=scenario.customer_id)
+    event["data"]["customer"]["customerId"] = scenario.customer_id
+    event["data"]["paymentInfo"]["status"] = "captured"
+    return event
 
 
 def _clarity_order_input(scenario: ClarityScenario) -> dict[str, Any]:

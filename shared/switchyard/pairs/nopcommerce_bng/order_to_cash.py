@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from switchyard.errors import OutOfOrderError, PermanentError
 from switchyard.events import FlowEvent
 from switchyard.pairs.nopcommerce_bng.mapping import BngOrderMapping, order_items_for
+from switchyard.state_machines import STEP_DROPPED
 from switchyard.systems.bng.client import BngClient, DuplicateExternalIdError
 
 STEPS = ("customer", "sales_order", "shipment", "write_shipment", "cancel", "cancel_order", "write_status")
@@ -126,7 +127,8 @@ class BngOrderToCash:
             return self._order_result(existing, "existing")
         order_id = int(event.data["Order"]["Id"])
         if self._cancelled_in_shop(order_id):
-            return {"id": None, "external_order_id": external, "status": None, "action": "skipped_cancelled"}
+            return {"id": None, "external_order_id": external, "status": None, "action": "skipped_cancelled",
+                    STEP_DROPPED: "cancelled_before_booking"}
         customer_id = (state.get("customer") or {}).get("id")
         if not customer_id:
             raise PermanentError("the sales_order step needs the customer step's result", reason="missing_step_result")
@@ -245,10 +247,10 @@ class BngOrderToCash:
         flagged (a note in nopCommerce, then PermanentError ``review_required``: the DLQ alarm is the flag)."""
         order = event.data["Order"]
         if self.mapping.bng_status_for(int(order["OrderStatusId"])) != "Cancelled":
-            return {"action": "not_cancelled"}
+            return {"action": "not_cancelled", STEP_DROPPED: "not_cancelled"}
         found = self.bng.find_sales_order(self.mapping.external_order_id(event.data))
-        if found is None:
-            return {"action": "nothing_to_cancel"}
+        if found is None:  # never booked (cancelled first, or its order.placed is in the DLQ)
+            return {"action": "nothing_to_cancel", STEP_DROPPED: "nothing_to_cancel"}
         return self._cancel_in_bng(event, found)
 
     def cancel_order(self, event: FlowEvent, state: Mapping[str, Any]) -> dict[str, Any]:

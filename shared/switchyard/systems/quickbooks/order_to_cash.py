@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from switchyard.entity_state import EntityState
 from switchyard.errors import DeliveryError, DuplicateNameError, OutOfOrderError, PermanentError, RetryableError
 from switchyard.events import FlowEvent
+from switchyard.state_machines import STEP_DROPPED
 from switchyard.systems.nopcommerce.source import NopOrder
 from switchyard.systems.quickbooks.client import QuickBooksClient, quote_value
 from switchyard.systems.quickbooks.order_mapping import (
@@ -433,7 +434,7 @@ class OrderToCash:
             total = money(order.OrderTotal * rate) if rate is not None else money(order.OrderTotal)
             return {"entity": entity, "id": None, "doc_number": number, "total": total, "currency": currency,
                     "exchange_rate": exchange_rate(rate) if rate is not None else None,
-                    "action": "skipped_cancelled"}
+                    "action": "skipped_cancelled", STEP_DROPPED: "cancelled_before_booking"}
         customer_id = self._step_result(state, "customer").get("id")
         if not customer_id:
             raise PermanentError("the document step needs the customer step's result", reason="missing_step_result")
@@ -572,11 +573,13 @@ class OrderToCash:
         order = parse_order(event.data)
         number = document_number(self.mapping, event.data)
         if not is_cancelled(order):
-            return {"action": "not_cancelled", "entity": None, "id": None, "doc_number": number}
+            return {"action": "not_cancelled", "entity": None, "id": None, "doc_number": number,
+                    STEP_DROPPED: "not_cancelled"}
         guid = str(order.OrderGuid)
         found = self._find_any_document(number, guid)
-        if found is None:
-            return {"action": "nothing_to_void", "entity": None, "id": None, "doc_number": number}
+        if found is None:  # never booked (cancelled first, or its order.placed is in the DLQ): a drop, said so
+            return {"action": "nothing_to_void", "entity": None, "id": None, "doc_number": number,
+                    STEP_DROPPED: "nothing_to_void"}
         entity, document = found
         for attempt in range(STALE_RETRIES + 1):
             facts = {"entity": entity, "id": str(document["Id"]), "doc_number": document.get("DocNumber")}
@@ -607,7 +610,8 @@ class OrderToCash:
         number = document_number(self.mapping, event.data)
         total = refunded_total(self.mapping, order)
         if total is None:
-            return {"action": "not_refunded", "entity": None, "id": None, "doc_number": number}
+            return {"action": "not_refunded", "entity": None, "id": None, "doc_number": number,
+                    STEP_DROPPED: "not_refunded"}
         found = self._find_any_document(number, guid)
         if found is None:
             raise OutOfOrderError(f"no QuickBooks document yet for refunded order {order.CustomOrderNumber}",
