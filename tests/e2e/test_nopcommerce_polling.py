@@ -4,16 +4,22 @@ Orders are placed, paid, cancelled and refunded in the nopCommerce sandbox, whic
 (``functions/poller`` from the synthesized template, as its EventBridge schedule runs it) reads them through
 the Web API plugin and queues the webhook's events, which reach Streak and QuickBooks exactly once. A webhook
 that arrived is not queued again by the sweep; one lost on purpose is recovered, once.
+
+Clarity's sweep on the same stack: its webhooks reach Streak as usual; a status change and a new order whose
+webhooks Clarity never sent are found by the poll of the orders changed since its last run and reach Streak
+once; what the webhooks delivered is not queued again.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
@@ -142,3 +148,61 @@ def test_reconcile_reports_an_order_missing_in_quickbooks_and_enqueues_it_once(
     # the poller later sees the order with the ids reconcile used: nothing is created twice
     poll_and_settle(stack)
     assert len(qbo_documents(stack, missing["Order"]["OrderGuid"], "salesReceipts")) == 1
+
+
+# --------------------------------------------------------------------------- Clarity: the missed-webhook sweep
+
+
+def clarity_order(stack: LocalStack, number: int) -> dict[str, Any]:
+    order = json.loads(json.dumps(DEMO_ORDERS[0]))
+    order["customerId"] = order["customer"]["customerId"] = f"C-{number}"
+    order["customer"].update(email=f"sweep{number}@company{number}.example", company=f"Sweep Company {number}")
+    return stack.clarity.place_order(order)
+
+
+def test_clarity_webhooks_lost_on_purpose_are_swept_into_streak_once(stack: LocalStack) -> None:
+    # Given what the stack already holds swept, and an order whose webhook reached Streak
+    stack.poll_source("clarity", grace_seconds=NOW_GRACE)
+    assert stack.drain(timeout=120)
+    delivered = clarity_order(stack, 8101)
+    assert stack.drain(timeout=120)
+    assert [b["stage"] for b in boxes_of_clarity(stack, delivered["orderId"])] == ["Processing"]
+
+    # When its status change and a whole new order send no webhook (the sender lost them)
+    stack.clarity.lose_next_webhooks(1)
+    stack.clarity.set_order_status(delivered["orderId"], "delivered")
+    stack.clarity.lose_next_webhooks(1)
+    lost = clarity_order(stack, 8102)
+    assert [e.type for e in stack.clarity.lost_webhooks] == ["order.status_changed", "order.created"]
+    assert stack.drain(timeout=120)
+    assert boxes_of_clarity(stack, lost["orderId"]) == []
+    # a run inside the grace period holds them: a webhook may still be on its way (a scan reads changes up to
+    # the last whole second before it started)
+    time.sleep(1.1)
+    held = stack.poll_source("clarity")
+    assert (held["events_queued"], held["held"]) == (0, 2), held
+    report = stack.poll_source("clarity", grace_seconds=NOW_GRACE)
+    assert stack.drain(timeout=120)
+
+    # Then the sweep recovered exactly the two lost changes, and Streak shows them once
+    assert sorted(report["event_ids"]) == [f"clarity:order:{delivered['orderId']}:v2",
+                                           f"clarity:order:{lost['orderId']}:v1"]
+    assert report["recovered"] == 2
+    assert [b["stage"] for b in boxes_of_clarity(stack, delivered["orderId"])] == ["Complete"]
+    assert [b["stage"] for b in boxes_of_clarity(stack, lost["orderId"])] == ["Processing"]
+    again = stack.poll_source("clarity", grace_seconds=NOW_GRACE)
+    assert (again["events_queued"], again["recovered"]) == (0, 0)
+
+
+def test_a_delivered_clarity_webhook_is_not_swept_again(stack: LocalStack) -> None:
+    order = clarity_order(stack, 8201)
+    stack.clarity.set_order_status(order["orderId"], "delivered")
+    assert stack.drain(timeout=120)
+    time.sleep(1.1)
+    report = stack.poll_source("clarity", grace_seconds=NOW_GRACE)
+    assert report["already_pushed"] >= 2 and report["event_ids"] == [], report
+    assert [b["stage"] for b in boxes_of_clarity(stack, order["orderId"])] == ["Complete"]
+
+
+def boxes_of_clarity(stack: LocalStack, order_id: str) -> list[dict[str, Any]]:
+    return [b for b in stack.streak.snapshot()["boxes"] if b["fields"].get("Order number") == order_id]
