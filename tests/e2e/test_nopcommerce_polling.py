@@ -206,3 +206,70 @@ def test_a_delivered_clarity_webhook_is_not_swept_again(stack: LocalStack) -> No
 
 def boxes_of_clarity(stack: LocalStack, order_id: str) -> list[dict[str, Any]]:
     return [b for b in stack.streak.snapshot()["boxes"] if b["fields"].get("Order number") == order_id]
+
+
+def test_reconcile_reports_clarity_orders_missing_or_different_in_streak_and_enqueues_the_missing_once(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from switchyard.systems.streak.client import StreakClient, StreakConnection
+    from switchyard_cli.reconcile import reconcile_flow
+
+    # Given an order whose deal's amount was changed in Streak by hand, and one whose webhook was lost
+    changed = clarity_order(stack, 8301)
+    assert stack.drain(timeout=120)
+    (box,) = boxes_of_clarity(stack, changed["orderId"])
+    streak = StreakClient(StreakConnection(base_url=stack.streak.base_url, api_key=stack.streak.api_key,
+                                           team_key=stack.streak.team_key, pipeline_key=stack.streak.pipeline.key))
+    streak.set_field(box["key"], "1002", 1.0)
+    stack.clarity.lose_next_webhooks(1)
+    missing = clarity_order(stack, 8302)
+    assert stack.drain(timeout=120)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    flow = stack.flows["clarity-to-streak"]
+    table = next(t for t in stack.client("dynamodb").list_tables()["TableNames"])
+
+    def run(enqueue: bool = False) -> str:
+        reconcile_flow("clarity-to-streak", today, today + timedelta(days=1, seconds=-1),
+                       secret_arns=stack.connection_secret_arns, table=table, queue_url=flow.queue_url,
+                       enqueue=enqueue, secrets=stack.client("secretsmanager"), sqs=stack.client("sqs"))
+        return capsys.readouterr().out
+
+    # When reconcile runs, then again with --enqueue
+    report = run()
+    run(enqueue=True)
+    assert stack.drain(timeout=120)
+    after = run()
+
+    # Then it reported both, and the missing order now has one deal; the hand-made change is still reported
+    assert f"  missing   {missing['orderId']}" in report, report
+    assert f"  different {changed['orderId']:<14} amount 1.0 in Streak, 1299" in report, report
+    assert [b["stage"] for b in boxes_of_clarity(stack, missing["orderId"])] == ["Processing"]
+    assert missing["orderId"] not in after and f"  different {changed['orderId']}" in after, after
+
+
+def test_reconcile_reports_a_shop_order_missing_in_streak_and_enqueues_it_once(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime, timedelta
+
+    from switchyard_cli.reconcile import reconcile_flow
+
+    missing = checkout(stack, 7401, paid=True)  # never polled: Streak has no deal for it
+    day = datetime.fromisoformat(missing["Order"]["CreatedOnUtc"].replace("Z", "+00:00")).replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    flow = stack.flows["nopcommerce-to-streak"]
+    table = next(t for t in stack.client("dynamodb").list_tables()["TableNames"])
+
+    def run(enqueue: bool = False) -> str:
+        reconcile_flow("nopcommerce-to-streak", day, day + timedelta(days=1, seconds=-1),
+                       secret_arns=stack.connection_secret_arns, table=table, queue_url=flow.queue_url,
+                       enqueue=enqueue, secrets=stack.client("secretsmanager"), sqs=stack.client("sqs"))
+        return capsys.readouterr().out
+
+    assert "  missing   7401 " in run()
+    run(enqueue=True)
+    assert stack.drain(timeout=120)
+    assert len(boxes(stack, 7401)) == 1
+    assert "7401" not in run()
