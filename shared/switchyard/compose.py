@@ -409,7 +409,8 @@ def build_waits(flow_name: str, table: str) -> Waits:
 
 def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left: Any = None) -> Any:
     """The ``Poller`` of one polled source (``PollerSettings``); ``grace_seconds`` overrides the sweep's
-    grace for this run (an operator's "recover now" after a known sender outage)."""
+    grace for this run (an operator's "recover now" after a known sender outage). None while the connection's
+    secret is still the placeholder the stack created (every value empty): not connected yet, nothing to poll."""
     import json
     from datetime import UTC, datetime, timedelta
 
@@ -421,6 +422,8 @@ def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left
     if factory is None:
         raise ValueError(f"system {settings.system!r} registers no poll source")
     secret = SecretReader(clients.client("secretsmanager")).get_json(settings.connection_secret_arn)
+    if not any(secret.values()):
+        return None
     dynamodb = clients.client("dynamodb")
     keys = PollKeys(connection=settings.connection, source=settings.source)
     poll = settings.poll

@@ -273,3 +273,16 @@ def test_reconcile_reports_a_shop_order_missing_in_streak_and_enqueues_it_once(
     assert stack.drain(timeout=120)
     assert len(boxes(stack, 7401)) == 1
     assert "7401" not in run()
+
+
+def test_a_poller_whose_connection_is_not_filled_in_yet_skips_its_runs_without_failing(stack: LocalStack) -> None:
+    from infra.constructs.secrets import connection_secret_placeholder
+
+    secrets, arn = stack.client("secretsmanager"), stack.connection_secret_arns["clarity"]
+    filled = secrets.get_secret_value(SecretId=arn)["SecretString"]
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(connection_secret_placeholder("clarity")))
+    try:
+        assert stack.poll_source("clarity") == {"skipped": "connection not configured"}
+    finally:
+        secrets.put_secret_value(SecretId=arn, SecretString=filled)
+    assert "pages_read" in stack.poll_source("clarity")
