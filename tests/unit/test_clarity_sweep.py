@@ -13,7 +13,7 @@ import pytest
 from switchyard.envelopes import validate_envelope
 from switchyard.polling import InMemoryPollStore, InMemoryPushedLog, PolledEvent, Poller, PollSettings
 from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
-from switchyard.systems.clarity.poller import ClarityOrderSweep, order_at_version, sweep_key
+from switchyard.systems.clarity.poller import ClaritySweep, order_at_version, sweep_key
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClaritySandbox
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
@@ -59,10 +59,10 @@ def shop(clock: Clock, receiver: Receiver) -> ClaritySandbox:
 
 
 @pytest.fixture
-def sweep(shop: ClaritySandbox) -> ClarityOrderSweep:
+def sweep(shop: ClaritySandbox) -> ClaritySweep:
     client = ClarityClient(ClarityConnection(base_url="http://clarity.test", api_key=shop.api_key),
                            transport=httpx.WSGITransport(app=shop.wsgi_app))
-    return ClarityOrderSweep(client)
+    return ClaritySweep(client)
 
 
 def busy_day(shop: ClaritySandbox, clock: Clock) -> None:
@@ -77,7 +77,7 @@ def busy_day(shop: ClaritySandbox, clock: Clock) -> None:
     assert shop.wait_for_webhooks()
 
 
-def poll(sweep: ClarityOrderSweep, store: InMemoryPollStore, now: datetime, *, pushed: InMemoryPushedLog | None = None,
+def poll(sweep: ClaritySweep, store: InMemoryPollStore, now: datetime, *, pushed: InMemoryPushedLog | None = None,
          grace: timedelta = timedelta(0)) -> tuple[Any, list[PolledEvent]]:
     queued: list[PolledEvent] = []
     settings = PollSettings(lookback=timedelta(days=1), page_size=2, mode="both" if pushed else "poll",
@@ -88,7 +88,7 @@ def poll(sweep: ClarityOrderSweep, store: InMemoryPollStore, now: datetime, *, p
 
 
 def test_the_sweep_rebuilds_every_order_webhook_exactly(shop: ClaritySandbox, clock: Clock, receiver: Receiver,
-                                                       sweep: ClarityOrderSweep) -> None:
+                                                       sweep: ClaritySweep) -> None:
     busy_day(shop, clock)
     report, polled = poll(sweep, InMemoryPollStore(), clock.at() + timedelta(seconds=1))
 
@@ -108,7 +108,7 @@ def test_the_sweep_rebuilds_every_order_webhook_exactly(shop: ClaritySandbox, cl
 
 
 def test_a_refund_rebuilds_the_payment_as_paid_before_it(shop: ClaritySandbox, clock: Clock,
-                                                        sweep: ClarityOrderSweep) -> None:
+                                                        sweep: ClaritySweep) -> None:
     busy_day(shop, clock)
     order = shop.get_order("CL-10001")
     assert order["paymentInfo"]["status"] == "refunded"
@@ -119,7 +119,7 @@ def test_a_refund_rebuilds_the_payment_as_paid_before_it(shop: ClaritySandbox, c
 
 
 def test_a_second_sweep_finds_only_what_changed_since(shop: ClaritySandbox, clock: Clock,
-                                                     sweep: ClarityOrderSweep) -> None:
+                                                     sweep: ClaritySweep) -> None:
     busy_day(shop, clock)
     store = InMemoryPollStore()
     poll(sweep, store, clock.at() + timedelta(seconds=1))
@@ -133,7 +133,7 @@ def test_a_second_sweep_finds_only_what_changed_since(shop: ClaritySandbox, cloc
 
 
 def test_a_lost_webhook_is_recovered_once_and_a_delivered_one_is_not_queued(
-        shop: ClaritySandbox, clock: Clock, receiver: Receiver, sweep: ClarityOrderSweep) -> None:
+        shop: ClaritySandbox, clock: Clock, receiver: Receiver, sweep: ClaritySweep) -> None:
     # Given webhooks recorded by ingest under their sweep keys, and one status change whose webhook was lost
     order_id = shop.place_order(DEMO_ORDERS[0])["orderId"]
     clock.now += 60
@@ -162,6 +162,48 @@ def test_a_lost_webhook_is_recovered_once_and_a_delivered_one_is_not_queued(
 
 
 def test_webhooks_of_other_events_have_no_sweep_key() -> None:
-    assert sweep_key("customer.updated", {"customerId": "C-501", "version": 2}) is None
+    assert sweep_key("customer.updated", {"customerId": "C-501", "version": 2}) == "clarity:customer:C-501:v2"
+    assert sweep_key("customer.created", {"customerId": "C-501", "version": 1}) is None
+    assert sweep_key("product.updated", {"sku": "A", "version": 2}) is None
     assert sweep_key("order.created", {"orderId": "CL-1", "version": True}) is None
     assert sweep_key("order.status_changed", {"orderId": "CL-1", "version": 3}) == "clarity:order:CL-1:v3"
+
+
+# --------------------------------------------------------------------------- customers
+
+
+def test_a_lost_customer_update_is_swept_as_the_customers_latest_version_once(
+        shop: ClaritySandbox, clock: Clock, receiver: Receiver, sweep: ClaritySweep) -> None:
+    # Given a registered customer (customer.created: not swept), a guest who checked out, and two profile
+    # edits of the registered one, the second one's webhook lost
+    registered = shop.register_customer({"email": "reg@example.org", "firstName": "Reg"})["customerId"]
+    shop.place_order(DEMO_ORDERS[1])  # a guest's customer: version 1, no customer.created
+    clock.now += 60
+    shop.update_customer(registered, phone="+1 555 0100")
+    clock.now += 60
+    shop.lose_next_webhooks(1)
+    shop.update_customer(registered, firstName="Regina")
+    assert shop.wait_for_webhooks()
+    pushed = InMemoryPushedLog()
+    pushed.record([sweep_key(body["type"], body["data"]) or event_id for event_id, body in receiver.received])
+    store = InMemoryPollStore()
+
+    _, swept = poll(sweep, store, clock.at() + timedelta(seconds=1), pushed=pushed)
+    _, again = poll(sweep, store, clock.at() + timedelta(minutes=1), pushed=pushed)
+
+    customers = [e for e in swept if e.event_type.startswith("customer.")]
+    assert [e.event_id for e in customers] == [f"clarity:customer:{registered}:v3"]
+    assert json.loads(customers[0].body) == shop.lost_webhooks[0].payload  # what the webhook would have said
+    assert again == []
+
+
+def test_a_scan_goes_on_to_the_customers_when_no_order_changed(shop: ClaritySandbox, clock: Clock,
+                                                                sweep: ClaritySweep) -> None:
+    shop.place_order(DEMO_ORDERS[0])
+    store = InMemoryPollStore()
+    poll(sweep, store, clock.at() + timedelta(seconds=1))
+    clock.now += 120
+    shop.update_customer("C-501", lastName="Doe-Smith")  # changes no order
+    report, swept = poll(sweep, store, clock.at() + timedelta(seconds=1))
+    assert [e.event_id for e in swept] == ["clarity:customer:C-501:v2"]
+    assert report.scan_finished

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from switchyard.polling import PolledEvent
-from switchyard.systems.clarity.poller import ChangedOrders, ClarityOrderSweep
+from switchyard.systems.clarity.poller import ChangedEntities, ClaritySweep
 from switchyard.systems.clarity.poller import parse_time as clarity_time
 from switchyard.systems.nopcommerce.poller import NopCommerceOrderSource, OrderReader, wire_time
 from switchyard.systems.streak.deal_mapping import DealMapping
@@ -155,11 +155,11 @@ def _nopcommerce_pages(shop: OrderReader, created_from: datetime, created_to: da
         page_index += 1
 
 
-def clarity_orders(shop: ChangedOrders, created_from: datetime, created_to: datetime,
+def clarity_orders(shop: ChangedEntities, created_from: datetime, created_to: datetime,
                    observed_at: datetime) -> list[ShopOrder]:
     """The orders placed in the period (every one changed since the period began: its creation is a change),
     each as it is now, with the sweep's events of every version."""
-    sweep = ClarityOrderSweep(shop)
+    sweep = ClaritySweep(shop)
     found = []
     cursor: str | None = None
     since = created_from.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -39,9 +39,9 @@ def _event_models() -> Mapping[str, type]:
 def poll_source(connection_secret: Secret) -> Any:
     """The sweep of ``switchyard.polling`` for one installation: orders changed since the last run."""
     from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
-    from switchyard.systems.clarity.poller import ClarityOrderSweep
+    from switchyard.systems.clarity.poller import ClaritySweep
 
-    return ClarityOrderSweep(ClarityClient(ClarityConnection.from_secret(dict(connection_secret))))
+    return ClaritySweep(ClarityClient(ClarityConnection.from_secret(dict(connection_secret))))
 
 
 def _sweep_key(event_type: str, data: Mapping[str, Any]) -> str | None:

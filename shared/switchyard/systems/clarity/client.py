@@ -116,6 +116,11 @@ class ClarityClient:
         params = {"changedSince": since, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
         return self._call("GET", "/api/v1/orders", params=params)
 
+    def customers_changed_since(self, since: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the customers changed at or after ``since``, oldest change first."""
+        params = {"changedSince": since, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        return self._call("GET", "/api/v1/customers", params=params)
+
     def update_order_status(self, order_id: str, status: str, *, note: str | None = None) -> dict[str, Any]:
         body = {"status": status, **({"note": note} if note else {})}
         return self._call("PATCH", f"/api/v1/orders/{order_id}/status", json=body)

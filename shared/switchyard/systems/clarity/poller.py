@@ -1,5 +1,6 @@
-"""The sweep of Clarity orders: the orders changed since the last run (``GET /api/v1/orders?changedSince``,
-docs/clarity-contract.md), turned into exactly the webhooks Clarity sent or should have sent.
+"""The sweep of Clarity: the orders, then the customers, changed since the last run
+(``GET /api/v1/orders?changedSince``, ``GET /api/v1/customers?changedSince``, docs/clarity-contract.md), turned
+into exactly the webhooks Clarity sent or should have sent.
 
 An order's ``version`` counts its real changes, and each one is an entry of its ``statusHistory`` (version 1
 is its creation, every later version one status change). So every event the webhook path carries can be
@@ -7,9 +8,14 @@ rebuilt from the order as it is now: version *n* is ``order.created`` (*n* = 1) 
 with the status, change time, history and ``previousStatus`` of that moment (the customer is embedded as it
 is now, as Clarity's own answers embed it). The poll emits each version it has not seen yet, oldest first.
 
+A customer keeps no history, but its ``customer.updated`` carries the whole customer with each field's change
+time (``fieldUpdatedAt``), so the latest version stands for every missed one: a customer whose version grew
+past what was seen is one ``customer.updated``. Version 1 is no event here: a guest's customer is created at
+checkout with no ``customer.created``, so a list cannot tell which creation had a webhook.
+
 Clarity's webhook ids are random (``msg_…``), so the sweep recognises a delivered webhook by the change it
-carries: ``sweep_key`` gives a webhook the id the poll gives the same change, ``clarity:order:<id>:v<n>``,
-and ingest records that key (``switchyard.polling.PushedLog``).
+carries: ``sweep_key`` gives a webhook the id the poll gives the same change, ``clarity:order:<id>:v<n>`` or
+``clarity:customer:<id>:v<n>``, and ingest records that key (``switchyard.polling.PushedLog``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -30,23 +36,39 @@ _TABLE_SAFE = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 class ChangedOrders(Protocol):
-    """What the sweep needs of ``ClarityClient``."""
+    """What the reconcile needs of ``ClarityClient``."""
 
     def orders_changed_since(self, since: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]: ...
+
+
+class ChangedEntities(ChangedOrders, Protocol):
+    """What the sweep needs of ``ClarityClient``."""
+
+    def customers_changed_since(self, since: str, *, limit: int = 100,
+                                cursor: str | None = None) -> dict[str, Any]: ...
 
 
 def order_event_id(order_id: str, version: int) -> str:
     return f"clarity:order:{order_id}:v{version}"
 
 
+def customer_event_id(customer_id: str, version: int) -> str:
+    return f"clarity:customer:{customer_id}:v{version}"
+
+
 def sweep_key(event_type: str, data: Mapping[str, Any]) -> str | None:
     """The poll's id of the change a webhook carries (None: the sweep does not read such events)."""
-    if event_type not in ORDER_EVENTS:
+    make: Callable[[str, int], str]
+    if event_type in ORDER_EVENTS:
+        name, make = "orderId", order_event_id
+    elif event_type == "customer.updated":
+        name, make = "customerId", customer_event_id
+    else:
         return None
-    order_id, version = data.get("orderId"), data.get("version")
-    if not isinstance(order_id, str) or not isinstance(version, int) or isinstance(version, bool):
+    key, version = data.get(name), data.get("version")
+    if not isinstance(key, str) or not isinstance(version, int) or isinstance(version, bool):
         return None
-    return order_event_id(order_id, version)
+    return make(key, version)
 
 
 def parse_time(value: str) -> datetime:
@@ -78,32 +100,48 @@ def order_at_version(order: Mapping[str, Any], version: int) -> tuple[str, str, 
     return "order.status_changed", entry["at"], data
 
 
-class ClarityOrderSweep:
-    """``switchyard.polling.PollSource`` over one Clarity installation's orders, read by change time."""
+LISTS = ("orders", "customers")  # read in this order within a scan
+
+
+class ClaritySweep:
+    """``switchyard.polling.PollSource`` over one Clarity installation's orders and customers, read by change
+    time. A scan reads the orders changed in its window, then the customers; the page token says which list
+    and where in it (``{"list", "cursor"}``)."""
 
     window: WindowKind = "changed"
 
-    def __init__(self, client: ChangedOrders) -> None:
+    def __init__(self, client: ChangedEntities) -> None:
         self._client = client
         self._window_from: datetime | None = None
 
     def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
                   token: str | None = None) -> Page:
-        """Orders whose last change is in ``[created_from, created_to]``; one changed after ``created_to``
-        ends the scan (the list is oldest first) and is read by the next one."""
+        """Entities whose last change is in ``[created_from, created_to]``; one changed after ``created_to``
+        ends its list (the lists are oldest first) and is read by the next scan. A list with nothing in the
+        window goes straight on to the next list (an empty page would end the scan)."""
         self._window_from = created_from
-        page = self._client.orders_changed_since(_wire_time(created_from), limit=min(page_size, MAX_PAGE_SIZE),
-                                                 cursor=token)
-        items = page.get("items") or []
-        inside = [order for order in items if parse_time(order["updatedAt"]) <= created_to]
-        more = page.get("nextCursor") is not None and len(inside) == len(items)
-        return Page(items=inside, has_next=more, next_token=page.get("nextCursor") if more else None)
+        position = json.loads(token) if token else {"list": LISTS[0], "cursor": None}
+        while True:
+            name, cursor = position["list"], position.get("cursor")
+            read = self._client.orders_changed_since if name == "orders" else self._client.customers_changed_since
+            page = read(_wire_time(created_from), limit=min(page_size, MAX_PAGE_SIZE), cursor=cursor)
+            items = page.get("items") or []
+            inside = [entity for entity in items if parse_time(entity["updatedAt"]) <= created_to]
+            if page.get("nextCursor") is not None and len(inside) == len(items):
+                following: dict[str, Any] | None = {"list": name, "cursor": page["nextCursor"]}
+            elif LISTS.index(name) + 1 < len(LISTS):
+                following = {"list": LISTS[LISTS.index(name) + 1], "cursor": None}
+            else:
+                following = None
+            if inside or following is None:
+                return Page(items=inside, has_next=following is not None,
+                            next_token=json.dumps(following) if following else None)
+            position = following
 
     def key(self, item: Mapping[str, Any]) -> str:
-        order_id = str(item["orderId"])
-        if _TABLE_SAFE.fullmatch(order_id):
-            return order_id
-        return "h-" + hashlib.sha256(order_id.encode()).hexdigest()[:40]  # table keys take no other characters
+        if "orderId" in item:
+            return _table_safe(str(item["orderId"]))
+        return "customer-" + _table_safe(str(item["customerId"]))
 
     def created_on(self, item: Mapping[str, Any]) -> datetime:
         return parse_time(item["updatedAt"])
@@ -113,6 +151,8 @@ class ClarityOrderSweep:
 
     def events(self, item: Mapping[str, Any], previous: Mapping[str, Any] | None,
                observed_at: datetime) -> list[PolledEvent]:
+        if "orderId" not in item:
+            return self._customer_events(item, previous)
         current = int(item["version"])
         seen = int(previous["v"]) if previous else 0
         events = []
@@ -135,3 +175,20 @@ class ClarityOrderSweep:
                               ensure_ascii=False)
             events.append(PolledEvent(order_event_id(str(item["orderId"]), version), event_type, timestamp, body))
         return events
+
+    @staticmethod
+    def _customer_events(customer: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[PolledEvent]:
+        current = int(customer["version"])
+        if current < 2 or current <= (int(previous["v"]) if previous else 0):
+            return []
+        timestamp = str(customer["updatedAt"])
+        body = json.dumps({"type": "customer.updated", "timestamp": timestamp, "data": dict(customer)},
+                          separators=(",", ":"), ensure_ascii=False)
+        return [PolledEvent(customer_event_id(str(customer["customerId"]), current), "customer.updated", timestamp,
+                            body)]
+
+
+def _table_safe(key: str) -> str:
+    if _TABLE_SAFE.fullmatch(key):
+        return key
+    return "h-" + hashlib.sha256(key.encode()).hexdigest()[:40]  # table keys take no other characters
