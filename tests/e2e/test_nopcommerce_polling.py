@@ -286,3 +286,22 @@ def test_a_poller_whose_connection_is_not_filled_in_yet_skips_its_runs_without_f
     finally:
         secrets.put_secret_value(SecretId=arn, SecretString=filled)
     assert "pages_read" in stack.poll_source("clarity")
+
+
+def test_a_clarity_customer_edit_whose_webhook_was_lost_is_swept_into_the_streak_contact(stack: LocalStack) -> None:
+    placed = clarity_order(stack, 8401)
+    assert stack.drain(timeout=120)
+    stack.poll_source("clarity", grace_seconds=NOW_GRACE)  # whatever the stack holds: swept already
+    assert stack.drain(timeout=120)
+    stack.clarity.lose_next_webhooks(1)
+    stack.clarity.update_customer(placed["customerId"], phone="+1 555 0142")
+    assert [e.type for e in stack.clarity.lost_webhooks][-1] == "customer.updated"
+    time.sleep(1.1)  # a scan reads changes up to the last whole second before it started
+
+    report = stack.poll_source("clarity", grace_seconds=NOW_GRACE)
+    assert stack.drain(timeout=120)
+
+    assert report["event_ids"] == [f"clarity:customer:{placed['customerId']}:v2"]
+    contacts = [c for c in stack.streak.snapshot()["contacts"] if "sweep8401@company8401.example" in
+                c["emailAddresses"]]
+    assert len(contacts) == 1 and contacts[0]["phoneNumbers"][0] == "+1 555 0142"
