@@ -165,3 +165,18 @@ def test_nopcommerce_planted_discrepancies_and_orders_the_mapping_leaves_without
     assert [e.event_id for e in events][:1] == ["nopcommerce:order:00000000-0000-4000-8000-000000000002:placed"]
     assert {e.event_type for e in events} <= {"order.placed", "order.status_changed"}  # not order.paid
     assert all("-8000-000000000002:" in e.event_id for e in events)
+
+
+def test_an_order_the_mapping_refuses_is_reported_missing_with_why_and_not_enqueued(
+        shop: NopCommerceSandbox, sample: Any) -> None:
+    deals = load_deal_mapping("nopcommerce-to-streak.yaml")
+    nop_order(shop, sample, 11)
+    nop_order(shop, sample, 12, CustomOrderNumber="")  # the order key the box is found by is required
+    orders = nopcommerce_orders(nop_client(shop), START, END, NOW)
+
+    report = reconcile_deals(orders, [], deals)
+
+    assert [(f.kind, f.order) for f in report.findings] == [("missing", ""), ("missing", "11")]
+    assert report.findings[0].detail.startswith("the mapping refuses the order: ")
+    events = missing_events(orders, report, deals, ("order.placed",))
+    assert [json.loads(e.body)["data"]["Order"]["Id"] for e in events] == [11]

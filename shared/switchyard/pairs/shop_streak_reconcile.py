@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
+from switchyard.errors import PermanentError
 from switchyard.polling import PolledEvent
 from switchyard.systems.clarity.poller import ChangedEntities, ClaritySweep
 from switchyard.systems.clarity.poller import parse_time as clarity_time
@@ -63,6 +64,7 @@ class DealReport:
 class ShopOrder:
     """One order of the period: its data as the flow's creating event carries it, and the poll's events."""
 
+    ref: str  # the shop's order number, for an order the mapping cannot plan
     data: Mapping[str, Any]
     events: Sequence[PolledEvent]
 
@@ -85,7 +87,12 @@ def reconcile_deals(orders: Sequence[ShopOrder], boxes: Sequence[Mapping[str, An
             by_key.setdefault(str(key), []).append(box)
     amount = deals.doc.box.amount
     for order in orders:
-        plan = deals.plan_deal(order.data)
+        try:
+            plan = deals.plan_deal(order.data)
+        except PermanentError as exc:  # what the worker dead-letters: no deal, and the letter says why
+            report.orders += 1
+            report.findings.append(Finding("missing", order.ref, f"the mapping refuses the order: {exc}"))
+            continue
         if not plan.create:
             report.filtered += 1
             continue
@@ -122,8 +129,15 @@ def missing_events(orders: Sequence[ShopOrder], report: DealReport, deals: DealM
                    event_types: Sequence[str]) -> list[PolledEvent]:
     """The poll's events of the missing orders that the flow subscribes to, oldest change first."""
     missing = {finding.order for finding in report.of("missing")}
-    return [event for order in orders if deals.plan_deal(order.data).order_key in missing
-            for event in order.events if event.event_type in event_types]
+    found: list[PolledEvent] = []
+    for order in orders:
+        try:
+            key = deals.plan_deal(order.data).order_key
+        except PermanentError:
+            continue  # queued again it would be dead-lettered again: the order needs fixing first
+        if key in missing:
+            found += [event for event in order.events if event.event_type in event_types]
+    return found
 
 
 # --------------------------------------------------------------------------- the shops
@@ -140,7 +154,7 @@ def nopcommerce_orders(shop: OrderReader, created_from: datetime, created_to: da
             continue
         events = source.events(order, None, observed_at)
         placed = next(event for event in events if event.event_type == "order.placed")
-        found.append(ShopOrder(json.loads(placed.body)["data"], events))
+        found.append(ShopOrder(str(order["custom_order_number"]), json.loads(placed.body)["data"], events))
     return found
 
 
@@ -167,7 +181,7 @@ def clarity_orders(shop: ChangedEntities, created_from: datetime, created_to: da
         page = shop.orders_changed_since(since, limit=PAGE, cursor=cursor)
         for order in page.get("items") or []:
             if created_from <= clarity_time(order["orderDate"]) <= created_to:
-                found.append(ShopOrder(order, sweep.events(order, None, observed_at)))
+                found.append(ShopOrder(str(order["orderId"]), order, sweep.events(order, None, observed_at)))
         cursor = page.get("nextCursor")
         if not cursor:
             return sorted(found, key=lambda order: (clarity_time(order.data["orderDate"]), order.data["orderId"]))
