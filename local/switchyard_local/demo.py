@@ -821,7 +821,38 @@ class PollingDemo:
         expect(recovered == ["paid", "placed"], f"1051 recovered once: {recovered}")
         expect(set(self.documents("salesReceipts")) >= {"1050", "1051"}
                and len(self.documents("salesReceipts")) == 4, "1050 and 1051 each one SalesReceipt")
+        self.clarity_sweep()
         return len(self.demo.problems)
+
+    def clarity_sweep(self) -> None:
+        """Act 13: Clarity pushes, and a poll of the orders changed since its last run sweeps what it lost."""
+        say, expect, clarity = self.demo.say, self.demo.expect, self.stack.clarity
+        say("\n13. Clarity sends webhooks, one status change's never leaves: the sweep of changed orders finds it")
+        self.stack.poll_source("clarity", grace_seconds=0)  # what the stack holds already
+        order = json.loads(json.dumps(DEMO_ORDERS[0]))
+        order["customerId"] = order["customer"]["customerId"] = "C-913"
+        order["customer"].update(email="ops@sweep-demo.example", company="Sweep Demo Inc")
+        placed = clarity.place_order(order)
+        self.demo.drain()
+        expect(self.clarity_stages(placed["orderId"]) == ["Processing"], f"{placed['orderId']}: a deal in Processing")
+        say(f"  → the admin marks {placed['orderId']} delivered; Clarity's sender crashes before sending it")
+        clarity.lose_next_webhooks(1)
+        clarity.set_order_status(placed["orderId"], "delivered")
+        self.demo.drain()
+        expect(self.clarity_stages(placed["orderId"]) == ["Processing"], "Streak has not heard of it")
+        time.sleep(1.1)  # a scan reads changes up to the last whole second before it starts
+        swept = self.stack.poll_source("clarity", grace_seconds=0)
+        self.demo.say(f"  → poll: {'Clarity orders changed since the last run':<44} pages {swept['pages_read']}, "
+                      f"queued {swept['events_queued']} (already pushed {swept['already_pushed']})")
+        self.demo.drain()
+        expect(swept["event_ids"] == [f"clarity:order:{placed['orderId']}:v2"], "only the lost change is queued")
+        expect(self.clarity_stages(placed["orderId"]) == ["Complete"], "the deal moved to Complete, once")
+        again = self.stack.poll_source("clarity", grace_seconds=0)
+        expect(again["events_queued"] == 0, "the next sweep queues nothing")
+
+    def clarity_stages(self, order_id: str) -> list[str]:
+        boxes = self.stack.streak.snapshot()["boxes"]
+        return [b["stage"] for b in boxes if b["fields"].get("Order number") == order_id]
 
     def checkout(self, number: int) -> dict[str, Any]:
         data = json.loads(sample("nop_order_b2b"))["data"]

@@ -205,16 +205,33 @@ def _pushed_recorder(settings: IngestSettings) -> Any:
     table = settings.table
     logs = {source: DynamoPushedLog(dynamodb, table, source=source) for source in settings.swept_sources}
 
-    def record(source: str, event_ids: Any) -> None:
+    def record(source: str, events: Any) -> None:
         log = logs.get(source)
         if log is None:
             return
         try:
-            log.record(list(event_ids))
+            log.record(_sweep_keys(source, events))
         except Exception:  # queued already: see the docstring
             logging.getLogger(__name__).exception("could not record pushed event ids for the sweep")
 
     return record
+
+
+def _sweep_keys(source: str, events: Any) -> list[str]:
+    """The ids the source's poll gives the changes these webhook events carry (their own ids, unless the
+    system says otherwise: ``WebhookSource.sweep_key``)."""
+    import json
+
+    webhook = registry.system(source).webhook
+    key = webhook.sweep_key if webhook is not None else None
+    if key is None:
+        return [event.event_id for event in events]
+    keys = []
+    for event in events:
+        data = json.loads(event.body).get("data")
+        swept = key(event.event_type, data) if isinstance(data, dict) else None
+        keys.append(swept or event.event_id)
+    return keys
 
 
 class WorkerApp(NamedTuple):
@@ -412,7 +429,8 @@ def build_waits(flow_name: str, table: str) -> Waits:
 
 def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left: Any = None) -> Any:
     """The ``Poller`` of one polled source (``PollerSettings``); ``grace_seconds`` overrides the sweep's
-    grace for this run (an operator's "recover now" after a known sender outage)."""
+    grace for this run (an operator's "recover now" after a known sender outage). None while the connection's
+    secret is still the placeholder the stack created (every value empty): not connected yet, nothing to poll."""
     import json
     from datetime import UTC, datetime, timedelta
 
@@ -424,6 +442,8 @@ def build_poller(settings: Any, *, grace_seconds: float | None = None, time_left
     if factory is None:
         raise ValueError(f"system {settings.system!r} registers no poll source")
     secret = SecretReader(clients.client("secretsmanager")).get_json(settings.connection_secret_arn)
+    if not any(secret.values()):
+        return None
     dynamodb = clients.client("dynamodb")
     keys = PollKeys(connection=settings.connection, source=settings.source)
     poll = settings.poll

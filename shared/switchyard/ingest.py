@@ -113,7 +113,7 @@ class IngestService:
         formats: Mapping[str, str] | None = None,
         ack_statuses: Mapping[str, int] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_queued: Callable[[str, Sequence[str]], None] | None = None,
+        on_queued: Callable[[str, Sequence[SplitEvent]], None] | None = None,
         archive: DeliveryArchive | None = None,
         config_digest: str = "",
     ) -> None:
@@ -124,7 +124,7 @@ class IngestService:
         self._formats = formats or {}
         self._ack_statuses = ack_statuses or {}
         self._clock = clock
-        # told the ids of every delivery once queued (a swept source's pushed-event log, switchyard.polling)
+        # told the events of every delivery once queued (a swept source's pushed-event log, switchyard.polling)
         self._on_queued = on_queued
         self._archive = archive  # every queued delivery, for replay (switchyard.archive)
         self._config_digest = config_digest
@@ -170,7 +170,7 @@ class IngestService:
                 raise EnqueueError(f"could not queue event {ids[0]}{more} "
                                    f"for flow {', '.join(sorted(queue_flows[queue_url]))}") from exc
         if self._on_queued is not None and events:
-            self._on_queued(request.source, [event.event_id for event in events])
+            self._on_queued(request.source, events)
         archive_error = self._archive_queued(request.source, received_at, archived)
         mixed = ignored is not None  # a notification of changes: one delivery, several event types
         types = tuple(e.event_type for e in events) if mixed else (event_type,)

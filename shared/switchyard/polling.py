@@ -8,6 +8,10 @@ status may still change) and the *watermark* (the ``scan_to`` of the last finish
 created before it has been seen). The first scan starts at ``start`` (a backlog of years is read over as
 many runs as it takes). A run reads at most ``max_pages`` pages and the cursor remembers where it stopped.
 
+A source whose items say when they last changed (``window = "changed"``: a list of what changed since a
+time, oldest first, paged by the source's own cursor) is read by that time instead: ``scan_from`` is the
+watermark itself (nothing older can have changed unseen), and the look-back applies only to the first scan.
+
 For each page: the source compares each item with its stored snapshot and returns the events of what
 changed (deterministic ids: the item and the state it reached); they are queued, and only then are the
 snapshots and the cursor written. A crash between the two re-reads the page and queues the same events
@@ -57,12 +61,20 @@ class PolledEvent:
 class Page:
     items: Sequence[Any]
     has_next: bool
+    next_token: str | None = None  # a source paged by its own cursor: where the next page starts
+
+
+WindowKind = Literal["created", "changed"]
 
 
 class PollSource(Protocol):
-    """What a system provides: pages of items created in a window, newest first, and their changes."""
+    """What a system provides: pages of items created (or, ``window = "changed"``, last changed) in a window,
+    and their changes. ``token`` is the previous page's ``next_token`` (None on a scan's first page)."""
 
-    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int) -> Page: ...
+    window: WindowKind
+
+    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
+                  token: str | None = None) -> Page: ...
 
     def key(self, item: Any) -> str:
         """The item's stable key ([a-zA-Z0-9-]: it goes into a table key)."""
@@ -76,7 +88,9 @@ class PollSource(Protocol):
         """The events of what changed since ``previous`` (None: never seen), oldest change first."""
         ...
 
-    def created_on(self, item: Any) -> datetime: ...
+    def created_on(self, item: Any) -> datetime:
+        """The item's time on the window's axis: its creation (``created``) or its last change (``changed``)."""
+        ...
 
 
 @dataclass
@@ -85,13 +99,18 @@ class ScanCursor:
     scan_from: datetime | None = None  # the scan in progress (None: none)
     scan_to: datetime | None = None
     page_index: int = 0
+    page_token: str | None = None  # the source's own cursor for page ``page_index``
+    # sweep: the oldest window time of an item whose events are held for the grace period; the next scan starts
+    # no later, so the item is read again and its events released (a "changed" source would not show it again)
+    held_from: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         def stamp(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
         return {"watermark": stamp(self.watermark), "scan_from": stamp(self.scan_from),
-                "scan_to": stamp(self.scan_to), "page_index": self.page_index}
+                "scan_to": stamp(self.scan_to), "page_index": self.page_index, "page_token": self.page_token,
+                "held_from": stamp(self.held_from)}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ScanCursor:
@@ -99,7 +118,8 @@ class ScanCursor:
             raw = value.get(name)
             return datetime.fromisoformat(raw) if raw else None
 
-        return cls(parse("watermark"), parse("scan_from"), parse("scan_to"), int(value.get("page_index") or 0))
+        return cls(parse("watermark"), parse("scan_from"), parse("scan_to"), int(value.get("page_index") or 0),
+                   value.get("page_token"), parse("held_from"))
 
 
 @dataclass(frozen=True)
@@ -193,15 +213,15 @@ class Poller:
             assert cursor.scan_from is not None and cursor.scan_to is not None
             started = self._monotonic()
             page = self._source.read_page(cursor.scan_from, cursor.scan_to, cursor.page_index,
-                                          self._settings.page_size)
+                                          self._settings.page_size, cursor.page_token)
             report.pages_read += 1
-            self._page(page, now, cursor, report)
+            cursor = self._page(page, now, cursor, report)
             slowest = max(slowest, self._monotonic() - started)
             if page.has_next and page.items:
-                cursor = replace(cursor, page_index=cursor.page_index + 1)
+                cursor = replace(cursor, page_index=cursor.page_index + 1, page_token=page.next_token)
                 self._store.save(cursor, {}, {})
                 continue
-            cursor = ScanCursor(watermark=cursor.scan_to)
+            cursor = ScanCursor(watermark=cursor.scan_to, held_from=cursor.held_from)
             self._store.save(cursor, {}, {})
             report.scan_finished = True
             break
@@ -214,13 +234,21 @@ class Poller:
     def _start_scan(self, cursor: ScanCursor, now: datetime) -> ScanCursor:
         limit = now - self._settings.lookback
         first = self._settings.start or limit
-        scan_from = first if cursor.watermark is None else min(cursor.watermark, limit)
+        if cursor.watermark is None:
+            scan_from = first
+        elif getattr(self._source, "window", "created") == "changed":
+            scan_from = cursor.watermark  # an item that changed since shows its new change time
+        else:
+            scan_from = min(cursor.watermark, limit)  # statuses change without moving the creation time
+        if cursor.held_from is not None:
+            scan_from = min(scan_from, cursor.held_from)
         # whole seconds: the shop compares creation times with the bound as sent, and sends no fractions
         return replace(cursor, scan_from=scan_from.replace(microsecond=0), scan_to=now.replace(microsecond=0),
-                       page_index=0)
+                       page_index=0, page_token=None, held_from=None)
 
-    def _page(self, page: Page, now: datetime, cursor: ScanCursor, report: PollReport) -> None:
-        """Queue the page's events, then save its snapshots (the cursor moves on only in ``run``)."""
+    def _page(self, page: Page, now: datetime, cursor: ScanCursor, report: PollReport) -> ScanCursor:
+        """Queue the page's events, then save its snapshots (the cursor moves on only in ``run``); returns the
+        cursor with the oldest item whose events are still held."""
         items = {self._source.key(item): item for item in page.items}
         report.items_seen += len(items)
         stored = self._store.snapshots(list(items))
@@ -242,6 +270,9 @@ class Poller:
         for key, item in items.items():
             state = self._source.snapshot(item)
             hold, since = to_hold.get(key, ((), {}))
+            if hold:
+                at = self._source.created_on(item)
+                cursor = replace(cursor, held_from=at if cursor.held_from is None else min(cursor.held_from, at))
             previous = stored.get(key)
             if previous is not None and previous.state == state and previous.held == tuple(hold) \
                     and not found[key]:
@@ -252,6 +283,7 @@ class Poller:
                                 + self._settings.retention).timestamp())
         if snapshots:
             self._store.save(cursor, snapshots, expires)
+        return cursor
 
     def _valid(self, event: PolledEvent, report: PollReport) -> bool:
         """Whether the event passes the webhook's own schema; one that does not (an order the shop holds

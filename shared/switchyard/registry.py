@@ -131,6 +131,9 @@ class WebhookSource:
     formats: Mapping[str, Splitter] = field(default_factory=dict)
     # signature schemes the system's deliveries use that the core does not provide
     signatures: Mapping[str, SignatureScheme] = field(default_factory=dict)
+    # a source whose poll sweeps its webhooks but cannot give them its ids: (event type, data) -> the id its
+    # poll gives the same change (None: not one the poll reads); without it the webhook's id is the poll's
+    sweep_key: Callable[[str, Mapping[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -462,25 +462,29 @@ def drops(flow: FlowArg = None, *, target: Target, as_json: bool) -> None:
 @app.command()
 @stack_command
 def reconcile(
-    flow: Annotated[str, typer.Argument(help="a shop -> accounting flow (nopcommerce-to-quickbooks)")],
+    flow: Annotated[str, typer.Argument(help="a shop's flow into accounting or the CRM (nopcommerce-to-quickbooks, "
+                                             "nopcommerce-to-streak, clarity-to-streak)")],
     date_from: Annotated[str, typer.Option("--from", help="first day (UTC), YYYY-MM-DD")],
     date_to: Annotated[str, typer.Option("--to", help="last day (UTC), YYYY-MM-DD")],
     enqueue: Annotated[bool, typer.Option(help="queue the missing orders' events (the poller's ids: never twice)")]
     = False,
     *, target: Target,
 ) -> None:
-    """A period's shop orders against the accounting documents: missing, extra, different (exit 1 if any)."""
+    """A period's shop orders against the accounting documents or the CRM's deals: missing, extra, different
+    (exit 1 if any)."""
     from datetime import date
     from datetime import time as clock_time
 
-    from switchyard_cli.reconcile import reconcile_flow
+    from switchyard_cli.reconcile import DEAL_SOURCES, DEAL_TARGETS, reconcile_flow, shop_connection
 
     catalog = _catalog()
     _known_flow(flow)
     config = catalog.flows[flow]
-    if catalog.connections[config.connection].system != "quickbooks" or config.source != "nopcommerce":
-        raise CliError("reconcile compares nopCommerce orders with QuickBooks documents: give a nopcommerce -> "
-                       "quickbooks flow", ExitCode.USAGE)
+    target_system = catalog.connections[config.connection].system
+    books = target_system == "quickbooks" and config.source == "nopcommerce"
+    if not books and not (target_system in DEAL_TARGETS and config.source in DEAL_SOURCES):
+        raise CliError("reconcile compares a shop's orders with QuickBooks documents (nopcommerce -> quickbooks) "
+                       "or Streak deals (nopcommerce or clarity -> streak): give such a flow", ExitCode.USAGE)
     try:
         first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
     except ValueError:
@@ -491,7 +495,8 @@ def reconcile(
         os.environ["AWS_DEFAULT_REGION"] = target.region
     resources = target.resources()
     secrets = target.client("secretsmanager")
-    arns = {name: resources.secret(secrets, f"connection:{name}") for name in config.connections}
+    arns = {name: resources.secret(secrets, f"connection:{name}")
+            for name in {*config.connections, shop_connection(catalog, config)}}
     queue_url, _ = resources.flow_queues(flow)
     start = datetime.combine(first, clock_time.min, tzinfo=UTC)
     end = datetime.combine(last, clock_time.min, tzinfo=UTC) + timedelta(days=1) - timedelta(seconds=1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from switchyard_local.sandboxes.clarity import ClarityError, ClaritySandbox
+from switchyard_local.sandboxes.clarity import DEMO_ORDERS, ClarityError, ClaritySandbox
 
 from tests.sandboxes.test_clarity_sandbox import (
     API_KEY,
@@ -154,6 +154,37 @@ def test_changed_since_lists_customers_and_inventory(sandbox: ClaritySandbox, cl
     customers = page(client, "/api/v1/customers", changedSince="2023-11-14T23:13:50+01:00")  # offsets accepted
     assert [item["customerId"] for item in customers["items"]] == [new["customerId"]]
     assert [item["quantityOnHand"] for item in page(client, "/api/v1/inventory")["items"]] == [3]
+
+
+def test_changed_since_lists_orders_with_their_customer_by_last_status_change(
+    sandbox: ClaritySandbox, client: httpx.Client, clock: FakeClock
+) -> None:
+    first = sandbox.place_order(DEMO_ORDERS[0])["orderId"]
+    clock.advance(60)
+    second = sandbox.place_order(DEMO_ORDERS[1])["orderId"]
+    watermark = sandbox.get_order(second)["updatedAt"]
+    clock.advance(60)
+    sandbox.set_order_status(first, "shipped")  # the first order moves to the end
+    sandbox.update_customer("C-501", phone="+1 217 555 0199")  # a customer's edit does not move its orders
+    listed = page(client, "/api/v1/orders", changedSince=watermark)["items"]
+    assert [(o["orderId"], o["version"]) for o in listed] == [(second, 1), (first, 2)]
+    assert listed[1]["customer"]["phone"] == "+1 217 555 0199"  # embedded as it is now
+    assert listed[1]["statusHistory"][-1]["status"] == "shipped"
+    one = page(client, "/api/v1/orders", limit=1)
+    assert one["items"][0]["orderId"] == second and one["nextCursor"]
+
+
+def test_a_lost_webhook_is_never_sent_and_the_next_change_is(sandbox: ClaritySandbox, receiver: Receiver) -> None:
+    order_id = sandbox.place_order(DEMO_ORDERS[0])["orderId"]
+    sandbox.lose_next_webhooks(1)
+    sandbox.set_order_status(order_id, "shipped")
+    sandbox.set_order_status(order_id, "delivered")
+    assert sandbox.wait_for_webhooks()
+    assert receiver.types == ["order.created", "order.status_changed"]
+    assert receiver.events[-1]["data"]["status"] == "delivered"
+    assert [(e.type, e.payload["data"]["status"]) for e in sandbox.lost_webhooks] == [
+        ("order.status_changed", "shipped")]
+    assert len(sandbox.webhook_deliveries) == 2
 
 
 @pytest.mark.parametrize("params, field", [

@@ -231,7 +231,7 @@ def test_queued_event_ids_are_told_to_the_sweep_log_only_once_queued(
     def service(publisher: Any) -> IngestService:
         return IngestService(routes=ROUTES, authenticator_for=lambda _source: authenticator, publisher=publisher,
                              max_body_bytes=256 * 1024, clock=lambda: RECEIVED_AT,
-                             on_queued=lambda source, ids: told.append((source, list(ids))))
+                             on_queued=lambda source, events: told.append((source, [e.event_id for e in events])))
 
     body = sample_text("nop_order_b2b").encode()
     service(FakePublisher()).accept(signed(body, event_id="nopcommerce:order:g:placed"))

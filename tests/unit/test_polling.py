@@ -12,6 +12,7 @@ from switchyard.events import FlowEvent
 from switchyard.ingest import OutgoingMessage
 from switchyard.polling import (
     InMemoryPollStore,
+    InMemoryPushedLog,
     Page,
     PolledEvent,
     Poller,
@@ -29,7 +30,8 @@ class FakeSource:
         self.items = items
         self.reads: list[tuple[datetime, datetime, int, int]] = []
 
-    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int) -> Page:
+    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
+                  token: str | None = None) -> Page:
         self.reads.append((created_from, created_to, page_index, page_size))
         found = sorted((i for i in self.items if created_from <= i["created"] <= created_to),
                        key=lambda i: i["created"], reverse=True)
@@ -160,3 +162,113 @@ def test_a_run_stops_before_a_page_that_would_not_fit_in_the_time_left() -> None
     report = poller.run()
     assert (report.pages_read, report.stopped_for_time, report.scan_finished) == (2, True, False)
     assert store.cursor().page_index == 2  # the next run goes on with the third page
+
+
+# --------------------------------------------------------------------------- sources read by change time
+
+
+class ChangedSource:
+    """Items {"id", "changed", "version"} listed by change time, oldest first, ties by id, paged by an opaque
+    cursor (the last item's position), as a list of changes since a time is."""
+
+    window = "changed"
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self.reads: list[tuple[datetime, str | None]] = []
+
+    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
+                  token: str | None = None) -> Page:
+        self.reads.append((created_from, token))
+        after = tuple(json.loads(token)) if token else None
+        found = sorted((i for i in self.items if i["changed"] >= created_from), key=lambda i: (i["changed"], i["id"]))
+        found = [i for i in found if after is None or (i["changed"].isoformat(), i["id"]) > after]
+        page, more = found[:page_size], len(found) > page_size
+        inside = [i for i in page if i["changed"] <= created_to]
+        more = more and len(inside) == len(page)
+        last = json.dumps([page[-1]["changed"].isoformat(), page[-1]["id"]]) if more else None
+        return Page(inside, more, last)
+
+    def key(self, item: Mapping[str, Any]) -> str:
+        return str(item["id"])
+
+    def snapshot(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"v": item["version"]}
+
+    def created_on(self, item: Mapping[str, Any]) -> datetime:
+        return item["changed"]
+
+    def events(self, item: Mapping[str, Any], previous: Mapping[str, Any] | None,
+               observed_at: datetime) -> list[PolledEvent]:
+        seen = previous["v"] if previous else 0
+        return [PolledEvent(f"{item['id']}:v{v}", "thing.changed", item["changed"].isoformat(), "{}")
+                for v in range(seen + 1, item["version"] + 1)]
+
+
+def test_a_changed_window_source_is_read_from_the_watermark_not_the_lookback() -> None:
+    source = ChangedSource([{"id": 1, "changed": NOW - timedelta(hours=1), "version": 1}])
+    store = InMemoryPollStore()
+    settings = PollSettings(lookback=timedelta(days=1))
+    assert run(source, store, settings)[1] == ["1:v1"]
+    assert source.reads[0][0] == (NOW - timedelta(days=1)).replace(microsecond=0)  # the first scan: the look-back
+
+    later = NOW + timedelta(minutes=1)
+    source.items[0].update(changed=later - timedelta(seconds=5), version=2)
+    _, ids = run(source, store, settings, now=later)
+    assert ids == ["1:v2"]
+    assert source.reads[-1][0] == NOW.replace(microsecond=0)  # the watermark: nothing older changed unseen
+
+
+def test_a_changed_window_scan_pages_by_the_sources_cursor_across_runs() -> None:
+    items = [{"id": n, "changed": NOW - timedelta(minutes=10 - n), "version": 1} for n in range(5)]
+    source = ChangedSource(items)
+    store = InMemoryPollStore()
+    settings = PollSettings(page_size=2, max_pages=1)
+    ids = [event_id for _ in range(3) for event_id in run(source, store, settings)[1]]
+    assert ids == ["0:v1", "1:v1", "2:v1", "3:v1", "4:v1"]
+    assert [token is None for _, token in source.reads] == [True, False, False]
+    assert store.cursor().watermark == NOW.replace(microsecond=0)
+
+
+def test_a_change_after_the_scans_end_is_left_to_the_next_scan() -> None:
+    source = ChangedSource([{"id": 1, "changed": NOW - timedelta(minutes=1), "version": 1},
+                            {"id": 2, "changed": NOW + timedelta(seconds=30), "version": 3}])
+    store = InMemoryPollStore()
+    report, ids = run(source, store, PollSettings())
+    assert (ids, report.scan_finished) == (["1:v1"], True)
+    assert run(source, store, PollSettings(), now=NOW + timedelta(minutes=1))[1] == ["2:v1", "2:v2", "2:v3"]
+
+
+def test_a_sweep_releases_held_events_of_an_item_that_did_not_change_again() -> None:
+    # Given a sweep (grace 10 minutes) of a source read by change time, and an item whose change no webhook
+    # delivered: the first run holds it
+    source = ChangedSource([{"id": 7, "changed": NOW - timedelta(minutes=2), "version": 1}])
+    store, pushed = InMemoryPollStore(), InMemoryPushedLog()
+    settings = PollSettings(mode="both", sweep_grace=timedelta(minutes=10))
+
+    def sweep(at: datetime) -> tuple[Any, list[str]]:
+        queued: list[PolledEvent] = []
+        report = Poller(source, store, queued.extend, settings, pushed=pushed, clock=lambda: at).run()
+        return report, [event.event_id for event in queued]
+
+    report, ids = sweep(NOW)
+    assert (ids, report.held) == ([], 1)
+    # When later runs come after the watermark passed the item's change time (it does not change again)
+    assert sweep(NOW + timedelta(minutes=5))[1] == []
+    report, ids = sweep(NOW + timedelta(minutes=11))
+    # Then the grace ends and it is queued, once, as recovered
+    assert (ids, report.recovered) == (["7:v1"], 1)
+    assert sweep(NOW + timedelta(minutes=12))[1] == []
+    assert store.cursor().held_from is None
+    assert source.reads[-1][0] == (NOW + timedelta(minutes=11)).replace(microsecond=0)  # back to the watermark
+
+
+def test_a_sweep_queues_nothing_the_webhooks_delivered() -> None:
+    source = ChangedSource([{"id": 1, "changed": NOW - timedelta(minutes=1), "version": 2}])
+    pushed = InMemoryPushedLog()
+    pushed.record(["1:v1"])
+    store = InMemoryPollStore()
+    settings = PollSettings(mode="both", sweep_grace=timedelta(0))
+    queued: list[PolledEvent] = []
+    report = Poller(source, store, queued.extend, settings, pushed=pushed, clock=lambda: NOW).run()
+    assert ([e.event_id for e in queued], report.already_pushed, report.recovered) == (["1:v2"], 1, 1)

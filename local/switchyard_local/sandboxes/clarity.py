@@ -355,6 +355,8 @@ class WebhookOutbox:
         self._worker_running = False
         self._in_flight = False
         self._generation = 0
+        self._to_lose = 0
+        self._lost: list[WebhookEvent] = []
 
     @property
     def url(self) -> str | None:
@@ -371,8 +373,23 @@ class WebhookOutbox:
                 self._parked.clear()
                 self._start_worker()
 
+    def lose_next(self, count: int = 1) -> None:
+        """The next ``count`` events are never sent (a sender that crashed after the change was saved):
+        nothing is delivered, retried or recorded as a delivery; ``lost`` lists them."""
+        with self._cond:
+            self._to_lose += count
+
+    @property
+    def lost(self) -> list[WebhookEvent]:
+        with self._cond:
+            return list(self._lost)
+
     def enqueue(self, event: WebhookEvent) -> None:
         with self._cond:
+            if self._to_lose:
+                self._to_lose -= 1
+                self._lost.append(event)
+                return
             if self._url is None and not self._queue and not self._in_flight:
                 self._parked.append(event)
                 return
@@ -412,6 +429,8 @@ class WebhookOutbox:
             self._queue.clear()
             self._parked.clear()
             self._deliveries.clear()
+            self._to_lose = 0
+            self._lost.clear()
             self._cond.notify_all()
 
     def _start_worker(self) -> None:  # caller holds self._cond
@@ -480,6 +499,7 @@ _ROUTES = Map(
         Rule("/api/v1/inventory", endpoint="list_inventory", methods=["GET"]),
         Rule("/api/v1/inventory/<sku>", endpoint="get_inventory", methods=["GET"]),
         Rule("/api/v1/customers/<customer_id>", endpoint="patch_customer", methods=["PATCH"]),
+        Rule("/api/v1/orders", endpoint="list_orders", methods=["GET"]),
         Rule("/api/v1/orders/<order_id>", endpoint="get_order", methods=["GET"]),
         Rule("/api/v1/orders/<order_id>/status", endpoint="patch_order_status", methods=["PATCH"]),
         Rule("/_sandbox/state", endpoint="admin_state", methods=["GET"]),
@@ -631,6 +651,14 @@ class ClaritySandbox(http.SandboxApp):
     def outbox_undelivered(self) -> list[WebhookEvent]:
         """Events kept because no ``webhook_url`` was set; setting one delivers them."""
         return self.outbox.undelivered
+
+    def lose_next_webhooks(self, count: int = 1) -> None:
+        """The next ``count`` changes send no webhook at all (only a sweep can find them); see ``lost_webhooks``."""
+        self.outbox.lose_next(count)
+
+    @property
+    def lost_webhooks(self) -> list[WebhookEvent]:
+        return self.outbox.lost
 
     def wait_for_webhooks(self, timeout: float = 5) -> bool:
         """Block until every emitted event was delivered or failed; False on timeout or kept events."""
@@ -1118,6 +1146,10 @@ class ClaritySandbox(http.SandboxApp):
 
     def _ep_get_inventory(self, request: Request, sku: str) -> Response:
         return _entity_response(copy.deepcopy(self._inventory(sku)))
+
+    def _ep_list_orders(self, request: Request) -> Response:
+        orders = [self._render_order(order) for order in self._state.orders.values()]
+        return http.json_response(_changed_page(request, orders, "orderId"))
 
     def _ep_list_customers(self, request: Request) -> Response:
         return http.json_response(_changed_page(request, self._state.customers.values(), "customerId"))

@@ -1,4 +1,5 @@
-"""Clarity eCommerce: orders and customers; Standard Webhooks; written back to by a two-way pair.
+"""Clarity eCommerce: orders and customers; Standard Webhooks, swept by a poll of the orders changed since the
+last run; written back to by a two-way pair.
 
 The registry entry (``switchyard.registry``); everything heavy is imported when first used.
 """
@@ -44,6 +45,20 @@ def _event_models() -> Mapping[str, type]:
             "inventory.changed": source.InventoryChanged}
 
 
+def poll_source(connection_secret: Secret) -> Any:
+    """The sweep of ``switchyard.polling`` for one installation: orders changed since the last run."""
+    from switchyard.systems.clarity.client import ClarityClient, ClarityConnection
+    from switchyard.systems.clarity.poller import ClaritySweep
+
+    return ClaritySweep(ClarityClient(ClarityConnection.from_secret(dict(connection_secret))))
+
+
+def _sweep_key(event_type: str, data: Mapping[str, Any]) -> str | None:
+    from switchyard.systems.clarity.poller import sweep_key
+
+    return sweep_key(event_type, data)
+
+
 def _load_mapping(document: str) -> Any:
     from switchyard.systems.clarity.sync_mapping import load_clarity_sync_mapping
 
@@ -81,11 +96,12 @@ SYSTEM = System(
         settings=settings,
         client=client,
     ),
-    webhook=WebhookSource(event_models=_event_models),
+    webhook=WebhookSource(event_models=_event_models, sweep_key=_sweep_key),
     mapping=MappingSpec(load=_load_mapping, dry_run=_dry_run),
     echoes=EchoRules(
         synced_attributes={"order": ("status",), "customer": ("firstName", "lastName", "email", "phone")},
         subjects={"order.status_changed": ("order", "orderId"), "customer.updated": ("customer", "customerId")},
     ),
     setup=SetupHooks(check=_check),
+    poll_source=poll_source,
 )

@@ -91,10 +91,11 @@ class ClarityClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None) -> Any:
+    def _call(self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None,
+              params: dict[str, str] | None = None) -> Any:
         try:
             response = send(self._http, method, path, system="Clarity",
-                            json=jsonable(json) if json is not None else None, headers=headers)
+                            json=jsonable(json) if json is not None else None, headers=headers, params=params)
         except PermanentError as exc:
             if exc.target_status == 412:  # someone changed it since we read it: read again, retry
                 raise RetryableError(str(exc), reason="stale_version", target_status=412,
@@ -108,6 +109,17 @@ class ClarityClient:
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/orders/{order_id}")
+
+    def orders_changed_since(self, since: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the orders changed at or after ``since`` (RFC 3339), oldest change first:
+        ``{"items", "nextCursor"}`` (docs/clarity-contract.md, lists of changes)."""
+        params = {"changedSince": since, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        return self._call("GET", "/api/v1/orders", params=params)
+
+    def customers_changed_since(self, since: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the customers changed at or after ``since``, oldest change first."""
+        params = {"changedSince": since, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        return self._call("GET", "/api/v1/customers", params=params)
 
     def update_order_status(self, order_id: str, status: str, *, note: str | None = None) -> dict[str, Any]:
         body = {"status": status, **({"note": note} if note else {})}

@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from switchyard.errors import PermanentError
-from switchyard.polling import Page, PolledEvent
+from switchyard.polling import Page, PolledEvent, WindowKind
 
 PAID = 30
 REFUNDED_STATUSES = (35, 40)
@@ -130,11 +130,14 @@ def envelope_json(event_type: str, timestamp: str, data: Mapping[str, Any]) -> s
 class NopCommerceOrderSource:
     """``switchyard.polling.PollSource`` over one shop's orders."""
 
+    window: WindowKind = "created"  # Order/Search filters by creation time; orders keep no change time
+
     def __init__(self, client: OrderReader) -> None:
         self._client = client
         self._products: dict[int, dict[str, Any]] = {}  # per run: products repeat across orders
 
-    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int) -> Page:
+    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
+                  token: str | None = None) -> Page:
         page = self._client.search_orders(created_from=created_from, created_to=created_to, page_index=page_index,
                                           page_size=page_size)
         return Page(items=page["items"], has_next=bool(page.get("has_next_page")))
