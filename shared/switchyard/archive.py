@@ -120,7 +120,7 @@ class InMemoryDeliveryArchive:
 
 def config_files(directory: Any) -> dict[str, str]:
     """The configuration a stack runs with: ``flows.yaml``, ``mappings/*.yaml`` and the mappings' saved
-    ``*.json`` (a Streak pipeline copy that names resolve against) by relative path."""
+    ``*.json`` (a saved copy of a target's definition that names resolve against) by relative path."""
     from pathlib import Path
 
     root = Path(str(directory))

@@ -23,6 +23,12 @@ def poller(dev, source):
     return function
 
 
+def schedule_of(dev, function):
+    (schedule,) = [s for s in dev.of_type("AWS::Scheduler::Schedule")
+                   if dev.render(s.properties["Target"])["Arn"] == function.att("Arn")]
+    return schedule
+
+
 def test_every_polled_source_and_only_those_has_a_poller(dev, catalog):
     assert set(catalog.polled_sources()) == set(POLLED)
     assert len(dev.tagged(role="poller")) == len(POLLED)
@@ -43,8 +49,7 @@ def test_one_poller_per_polled_source_runs_the_poller_code_with_its_settings(dev
 
 @pytest.mark.parametrize("source", POLLED)
 def test_the_schedule_invokes_only_the_poller_every_minute_with_a_role_of_its_own(dev, source):
-    (schedule,) = [s for s in dev.of_type("AWS::Scheduler::Schedule")
-                   if dev.render(s.properties["Target"])["Arn"] == poller(dev, source).att("Arn")]
+    schedule = schedule_of(dev, poller(dev, source))
     target = dev.render(schedule.properties["Target"])
     assert schedule.properties["ScheduleExpression"] == "rate(1 minute)"
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0

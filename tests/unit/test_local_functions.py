@@ -53,11 +53,12 @@ def test_other_threads_iterate_the_environment_while_functions_run(tmp_path: Pat
     # botocore's proxy lookup iterates os.environ when a client is made: a key a call removed meanwhile
     # was a KeyError in the chaos run's own thread
     (tmp_path / "handler.py").write_text("import os\n\ndef handler(event, context):\n"
-                                         "    return os.environ['SWITCHYARD_FLOW']\n")
+                                         "    return os.environ['SWITCHYARD_PROBE_ONLY_HERE']\n")
     function = InProcessFunction(logical_id="Probe2", function_name="probe2",
                                  arn="arn:aws:lambda:us-east-1:1:function:p2", code_dir=tmp_path,
-                                 handler="handler.handler", environment={"SWITCHYARD_FLOW": "f"},
+                                 handler="handler.handler", environment={"SWITCHYARD_PROBE_ONLY_HERE": "f"},
                                  timeout_seconds=3, memory_mb=128, base_environment={})
+    assert "SWITCHYARD_PROBE_ONLY_HERE" not in os.environ  # a name no other test sets in the process
     errors: list[BaseException] = []
     seen: set[str] = set()
     done = threading.Event()
@@ -80,7 +81,7 @@ def test_other_threads_iterate_the_environment_while_functions_run(tmp_path: Pat
         sys.setswitchinterval(switch)
 
     assert results == {"f"} and errors == []
-    assert "SWITCHYARD_FLOW" not in seen  # the function's environment is its own thread's
+    assert "SWITCHYARD_PROBE_ONLY_HERE" not in seen  # the function's environment is its own thread's
 
 
 def _waiting_function(tmp_path: Path, name: str, **lock: object) -> InProcessFunction:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from switchyard.errors import PermanentError
-from switchyard.polling import Page, PolledEvent
+from switchyard.polling import Page, PolledEvent, WindowKind
 from switchyard.systems.bng.client import BngClient
 from switchyard.systems.bng.source import change_id
 
@@ -46,11 +46,17 @@ def _wire(moment: datetime) -> str:
 class BngChangeSource:
     """``switchyard.polling.PollSource`` over BNG's ``/shipments`` and ``/products`` changed-since lists."""
 
+    # read like a window of creation times: each scan re-reads the look-back, so an event held for the sweep's
+    # grace period is found again without the ``held_from`` mark a "changed" source needs
+    window: WindowKind = "created"
+
     def __init__(self, bng: BngClient) -> None:
         self._bng = bng
         self._cursors: dict[tuple[str, str, int], str | None] = {}  # (collection, since, page) -> its cursor
 
-    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int) -> Page:
+    def read_page(self, created_from: datetime, created_to: datetime, page_index: int, page_size: int,
+                  token: str | None = None) -> Page:
+        """``token`` is unused: two lists page together, so each keeps its own cursors (``_page``)."""
         items: list[dict[str, Any]] = []
         more = False
         for entity, (collection, _id_key) in COLLECTIONS.items():
