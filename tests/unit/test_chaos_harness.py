@@ -283,3 +283,16 @@ def test_a_clarity_poison_order_in_salesforce_has_the_lines_its_event_has() -> N
 
     assert bucket(1) == "delivered_once"
     assert bucket(2) == "wrong"
+
+
+def test_a_bng_order_the_shop_cancelled_before_booking_is_a_drop_only_with_its_recorded_reasons() -> None:
+    """Chaos seed 7, order 700938 after the BNG checker came: unknown SKU and cancelled in the same second. BNG's
+    placed execution saw the shop's cancellation before its sales order step and recorded cancelled_before_booking
+    (no dead letter); the cancel's execution recorded nothing_to_cancel. Both are drops; without the records, lost."""
+    from switchyard_local.chaos.reconcile import NOP_BNG
+
+    scenario = order(PLACED, NopChange("order.status_changed", 40, PAID, 0), poison="unknown_sku")
+    record = record_for(scenario, flows=(NOP_BNG,))
+    assert reconcile(record, []) == {(NOP_BNG, "e0"): "lost", (NOP_BNG, "e1"): "lost"}
+    drops = {(NOP_BNG, "e0"): "cancelled_before_booking", (NOP_BNG, "e1"): "nothing_to_cancel"}
+    assert reconcile(record, [], drops=drops) == {(NOP_BNG, "e0"): "dropped", (NOP_BNG, "e1"): "dropped"}

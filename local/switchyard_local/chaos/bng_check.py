@@ -65,8 +65,9 @@ class BngChecker:
         self._refusals: dict[tuple[str, str | None], str] = {}
 
     def check(self, scenario: NopScenario, index: int) -> tuple[str, str]:
-        """(effect, why) for ``Reconciler._settle``: once, filtered, missing, duplicated or wrong; or
-        ``refused``: BNG must not have the order, its place is the DLQ (``why`` is the reason)."""
+        """(effect, why) for ``Reconciler._settle``: once, filtered, missing, duplicated or wrong; ``dropped``:
+        nothing to do in BNG, which the execution must have recorded as a drop with its reason; or ``refused``:
+        BNG must not have the order, its place is the DLQ, or a recorded drop if the shop cancelled it first."""
         change = scenario.changes[index]
         orders = self.orders.get(scenario.guid.casefold(), [])
         if len(orders) > 1:
@@ -77,7 +78,7 @@ class BngChecker:
             if change.order_status != CANCELLED:
                 return "filtered", "a status change other than Cancelled starts no execution"
             if order is None:  # never created: refused, or the placed execution saw the shop's cancellation first
-                return "once", "no BNG sales order to cancel"
+                return "dropped", "no BNG sales order to cancel"
             return ("once", "") if order["Status"] == "Cancelled" else \
                 ("missing", f"BNG sales order {order['SalesOrderID']} is {order['Status']}, not Cancelled")
         refusal = self.refusal(scenario)
@@ -85,7 +86,7 @@ class BngChecker:
             return ("wrong", f"a sales order for an order the mapping refuses ({refusal})") if order else \
                 ("refused", refusal)
         if order is None:
-            return ("filtered", "cancelled in the shop before BNG had the order") if cancelled else \
+            return ("dropped", "cancelled in the shop before BNG had the order") if cancelled else \
                 ("missing", "no BNG sales order")
         if cancelled and order["Status"] != "Cancelled":
             return "wrong", f"cancelled in the shop, BNG sales order {order['SalesOrderID']} is {order['Status']}"

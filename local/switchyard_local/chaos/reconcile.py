@@ -329,6 +329,9 @@ class Reconciler:
             self._settle(NOP_BNG, event_id, scenario, label, effect, why)
         elif (NOP_BNG, event_id) in self.after:  # the mapping refuses the order: the DLQ is its place
             self._add(NOP_BNG, event_id, scenario.n, label, "dead_lettered", self.after[(NOP_BNG, event_id)].reason)
+        elif any(c.order_status == CANCELLED for c in scenario.changes) and self._recorded_drop(NOP_BNG, event_id):
+            # the shop had cancelled it before the execution booked anything: a drop with its reason
+            self._settle(NOP_BNG, event_id, scenario, label, "dropped", f"refused anyway: {why}")
         else:
             self._settle(NOP_BNG, event_id, scenario, label, "missing", f"expected in the DLQ: {why}")
 
