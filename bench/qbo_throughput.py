@@ -210,21 +210,24 @@ def _serve_quickbooks(pipe: Any, time_scale: float) -> None:
     from switchyard_local.sandboxes.quickbooks import QuickBooksSandbox
 
     qbo = QuickBooksSandbox(per_minute=PER_MINUTE, per_second=PER_SECOND, time_scale=time_scale)
-    # diagnostics only (behaviour unchanged): which window was full at each 429, and how long after the worker
-    # sent it each request was admitted or refused (HTTP, the server's thread, the sandbox's lock)
+    # diagnostics only (behaviour unchanged): which window was full at each 429, how long after the worker sent
+    # it each request arrived (what the sandbox counts, as QBO's gateway does) and how long after that it was
+    # admitted or refused (queued for the sandbox's lock behind other requests' work)
     refusals: Counter[str] = Counter()
     delays: dict[bool, list[float]] = {True: [], False: []}
+    arrivals: list[float] = []
     local = threading.local()
     api, admit = qbo._api, qbo._admit
 
-    def api_noting_sent(request: Any, endpoint: str, values: dict[str, str]) -> Any:
+    def api_noting_sent(request: Any, endpoint: str, values: dict[str, str], arrived: float) -> Any:
         local.sent = float(request.headers.get(SENT_HEADER) or 0)
-        return api(request, endpoint, values)
+        return api(request, endpoint, values, arrived)
 
-    def admit_and_record(realm: Any, is_batch: bool) -> bool:
-        admitted = admit(realm, is_batch)
+    def admit_and_record(realm: Any, is_batch: bool, arrived: float) -> bool:
+        admitted = admit(realm, is_batch, arrived)
         if getattr(local, "sent", 0):
             delays[admitted].append(qbo.clock() - local.sent)
+            arrivals.append(arrived - local.sent)
         if not admitted:
             full = [name for name, times, limit in (("second", realm.throttle.second, qbo.per_second),
                                                     ("minute", realm.throttle.minute, qbo.per_minute))
@@ -252,6 +255,7 @@ def _serve_quickbooks(pipe: Any, time_scale: float) -> None:
 
             pipe.send({
                 "counters": realm["counters"], "refusals": dict(refusals),
+                "sent_to_arrival_ms_p50_p99_max": ms(arrivals),
                 "sent_to_admitted_ms_p50_p99_max": ms(delays[True]),
                 "sent_to_refused_ms_p50_p99_max": ms(delays[False]),
                 "customers": len(realm["customers"]), "sales_receipts": len(realm["salesReceipts"]),
@@ -777,6 +781,7 @@ def _report(*, orders: int, time_scale: float, workers: int, paid: bool, window:
         "qbo_429s": counters["throttled"],
         "qbo_429s_by_full_window": summary["refusals"],
         "qbo_429s_by_window_seen_by_the_client": refused,
+        "qbo_sent_to_arrival_ms_p50_p99_max": summary["sent_to_arrival_ms_p50_p99_max"],
         "qbo_sent_to_admitted_ms_p50_p99_max": summary["sent_to_admitted_ms_p50_p99_max"],
         "qbo_sent_to_refused_ms_p50_p99_max": summary["sent_to_refused_ms_p50_p99_max"],
         "permit_stamp_to_request_sent_ms_p50_p99_max": [
