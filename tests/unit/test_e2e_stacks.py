@@ -12,3 +12,33 @@ E2E = Path(__file__).resolve().parents[1] / "e2e"
 def test_no_e2e_module_starts_a_local_stack_of_its_own():
     offenders = [path.name for path in sorted(E2E.glob("test_*.py")) if "LocalStack(" in path.read_text()]
     assert offenders == [], f"use the conftest's stack or own_stack fixture in {offenders}"
+
+
+def _e2e_conftest():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("e2e_conftest_under_test", E2E / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Item:
+    def __init__(self, module: str, name: str, *fixtures: str) -> None:
+        self.path = E2E / module if module.startswith("test_") else Path("/elsewhere") / module
+        self.name = name
+        self.fixturenames = fixtures
+
+
+def test_shared_stack_modules_run_together_so_the_stack_starts_once():
+    # in file order an own-stack module (or one without a stack) between two shared ones closes the shared
+    # stack, and the next shared module starts it again (30-45 s each)
+    items = [_Item("unit_a.py", "u1"),
+             _Item("test_a.py", "a1", "stack"), _Item("test_b.py", "b1", "stack", "own_stack"),
+             _Item("test_b.py", "b2", "cli"), _Item("test_c.py", "c1", "stack"), _Item("test_d.py", "d1"),
+             _Item("test_e.py", "e1", "stack"), _Item("unit_z.py", "u2")]
+
+    _e2e_conftest().pytest_collection_modifyitems(items)
+
+    assert [item.name for item in items] == ["u1", "a1", "c1", "e1", "b1", "b2", "d1", "u2"]
