@@ -22,6 +22,31 @@ SANDBOX_API_KEY = "sandbox-key"
 SANDBOX_TEAM = "team_1"
 
 
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The ``xdist_group`` names of a test, as pytest-xdist joins them (``a_b``), or None."""
+    names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+             for mark in item.iter_markers("xdist_group")}
+    return "_".join(sorted(names)) or None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` group again under pytest 9. pytest-xdist 3.8 marks a grouped test by appending
+    ``@<group>`` to ``item._nodeid``, but pytest 9 keeps a node's id in ``item._id``, so the suffix never
+    reached the scheduler and every grouped test went to any worker: the end-to-end modules ran on both
+    workers between unit tests, and each worker stopped and started its shared local stack over and over."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # an older pytest: xdist's own suffix works there
+        return
+    for item in items:
+        group = xdist_group_of(item)
+        if group and isinstance(getattr(item, "_id", None), NodeId) and not item.nodeid.endswith(f"@{group}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
 def sample_names() -> list[str]:
     """File stems of every sample webhook body (``nop_order_b2b``, ...)."""
     return sorted(path.stem for path in SAMPLES_DIR.glob("*.json"))
