@@ -16,6 +16,20 @@ def write_report(report: dict[str, Any], folder: Path) -> Path:
     return path
 
 
+def _qbo_note(result: dict[str, Any]) -> str:
+    """Where the QuickBooks throughput went: the 429s, which window QBO (the sandbox) and the workers saw full,
+    and the spread of permit-to-arrival delays against what the limiter's padded windows tolerate."""
+    arrival = result.get("qbo_sent_to_arrival_ms_p50_p99_max") or [None, None, None]
+    stamp = result.get("permit_stamp_to_request_sent_ms_p50_p99_max") or [None, None, None]
+    return (f"QuickBooks throughput: {result['qbo_429s']} answers 429 (full window as QBO saw it: "
+            f"{result.get('qbo_429s_by_full_window')}; as the workers' send times show it: "
+            f"{result.get('qbo_429s_by_window_seen_by_the_client')}); permit → sent p99 {stamp[1]} ms, sent → "
+            f"arrival p50 {arrival[0]} / p99 {arrival[1]} ms, against a latency tolerance of "
+            f"{result.get('limiter_latency_tolerance_ms')} ms at time scale {result['time_scale']} (200 ms at real "
+            f"time); worker time: {result.get('worker_time_shares')}; bottleneck: {result.get('bottleneck')}; "
+            f"load average {result.get('load_average_1min_at_start_and_end')}.")
+
+
 def render(report: dict[str, Any]) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -32,6 +46,7 @@ def render(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     flows = []
+    notes: list[str] = []
     for result in report["results"]:
         if "targets" in result:
             flows.append(result)
@@ -41,6 +56,9 @@ def render(report: dict[str, Any]) -> str:
         rounds = f"{spread['min']}-{spread['max']}" if spread else "-"
         lines.append(f"| {result['name']} | {compared} {result['target']} | {result['ratio']} | {rounds} | "
                      f"{'met' if result['met'] else 'MISSED'} |")
+        if "qbo_429s" in result:
+            notes.append(_qbo_note(result))
+    lines += [line for note in notes for line in ("", note)]
     for result in flows:
         lines += ["", f"## {result['name']}", "", "| What | Target | Measured | |", "|---|---|---|---|"]
         for target in result["targets"]:

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import atexit
+import copy
+import dataclasses
 import io
 import json
 import logging
@@ -152,7 +155,6 @@ class LocalStack:
         self.front_door: FrontDoor | None = None
         self.sources: list[str] = []
         self._mock: Any = None
-        self._workdir: Path | None = None
         self.logs: FunctionLogs | None = None
         self._servers: list[Any] = []
         self._poll_thread: threading.Thread | None = None
@@ -181,8 +183,7 @@ class LocalStack:
             sys.path.insert(0, str(ROOT))  # infra/ is a folder of the checkout, not an installed package
         from infra.synth import synthesize
 
-        self._workdir = Path(tempfile.mkdtemp(prefix="switchyard-local-"))
-        synth = synthesize(self.stage, bundle_dependencies=False, outdir=str(self._workdir / "cdk.out"))
+        synth = _synthesized(self.stage, synthesize)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         clients.reset()  # no botocore client may outlive the switch to moto
@@ -237,8 +238,6 @@ class LocalStack:
             except Exception as exc:  # the rest must still stop; the first failure is raised
                 failures.append(exc)
         self._servers, self._lambdas, self._callback_fixes, self._mock = [], None, None, None
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
         if failures:
             raise failures[0]
 
@@ -647,6 +646,24 @@ def _repoint_function_loggers(logs: FunctionLogs) -> None:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, logging.StreamHandler) and isinstance(handler.stream, FunctionLogs):
                 handler.setStream(logs)
+
+
+_SYNTHESIZED: dict[str, Any] = {}  # stage -> SynthResult, kept for the process
+_SYNTH_LOCK = threading.Lock()
+
+
+def _synthesized(stage: str, synthesize: Callable[..., Any]) -> Any:
+    """The stage's synthesized app, synthesized once per process: the code it is built from does not change
+    while the process runs, and synthesis is the slowest part of a start (8 to 30 s here), paid again by
+    every stack a test session or the chaos run starts. Each caller gets its own copy of the template; the
+    assembly (the assets the deploy uploads) stays in a folder of its own until the process exits."""
+    with _SYNTH_LOCK:
+        cached = _SYNTHESIZED.get(stage)
+        if cached is None:
+            outdir = tempfile.mkdtemp(prefix=f"switchyard-local-{stage}-cdk-")
+            atexit.register(shutil.rmtree, outdir, ignore_errors=True)
+            cached = _SYNTHESIZED[stage] = synthesize(stage, bundle_dependencies=False, outdir=outdir)
+    return dataclasses.replace(cached, template=copy.deepcopy(cached.template))
 
 
 _UNSUPPORTED_PREFIXES = ("AWS::CloudWatch::", "AWS::ApiGatewayV2::", "AWS::SNS::TopicPolicy")

@@ -4,7 +4,9 @@ Starting a stack costs 30 to 45 s on this project's 2-core machine (synthesis al
 share one instead of starting one each. Each module keeps to its own orders, customers and event ids and
 leaves the queues drained, so sharing is safe. moto's backends are process-wide, so the shared stack is
 closed as soon as the next test on this worker does not use it (another test's ``mock_aws`` would reset it
-under the stack's feet), and a module that needs a fresh stack (the demo) asks for ``own_stack``.
+under the stack's feet), and a module that needs a fresh stack (the demo) asks for ``own_stack``. The modules
+on the shared stack run one after another, before those with their own (``pytest_collection_modifyitems``):
+in file order they alternated, and each switch closed the shared stack and started it again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         if not _uses_shared_stack(nextitem):
             _POOL.close_shared()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end modules on the shared stack first, then the others (a stack of their own, or none), each
+    module whole (a stable sort over the end-to-end positions only; every other test keeps its place)."""
+    here = Path(__file__).parent
+    positions = [index for index, item in enumerate(items) if Path(item.path).is_relative_to(here)]
+    uses = {(items[index].path, name) for index in positions for name in ("stack", "own_stack")
+            if name in getattr(items[index], "fixturenames", ())}
+    shared = {path for path, name in uses if name == "stack"} - {path for path, name in uses if name == "own_stack"}
+    ordered = sorted((items[index] for index in positions), key=lambda item: item.path not in shared)
+    for index, item in zip(positions, ordered, strict=True):
+        items[index] = item
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -957,6 +957,52 @@ def test_throttle_concurrent_requests_admit_exactly_the_limit(
     assert sandbox.requests_per_realm(REALM)["throttled"] == 30
 
 
+def _request_arriving_while_locked(sandbox: QuickBooksSandbox, client: httpx.Client, clock: FakeClock,
+                                   wait_in_queue: float) -> int:
+    """One request that arrives now but reaches the sandbox's lock ``wait_in_queue`` s later (other requests'
+    work ahead of it); its status."""
+    arrived = threading.Event()
+    statuses: list[int] = []
+    real_clock = sandbox.clock
+
+    def clock_noting_arrival() -> float:
+        arrived.set()
+        return real_clock()
+
+    sandbox.clock = clock_noting_arrival  # type: ignore[method-assign]
+    with sandbox._lock:  # the sandbox is busy with another request
+        thread = threading.Thread(target=lambda: statuses.append(
+            client.get(f"/v3/company/{REALM}/companyinfo/1").status_code))
+        thread.start()
+        assert arrived.wait(5)
+        sandbox.clock = real_clock  # type: ignore[method-assign]
+        clock.advance(wait_in_queue)
+    thread.join(5)
+    return statuses[0]
+
+
+def test_throttle_counts_a_request_when_it_arrives_not_when_the_sandbox_gets_to_it(
+    clock: FakeClock, sandbox: QuickBooksSandbox, client: httpx.Client
+) -> None:
+    # QBO's gateway counts arrivals: a request queued behind other work is judged by when it came in
+    assert [client.get(f"/v3/company/{REALM}/companyinfo/1").status_code for _ in range(10)] == [200] * 10
+    clock.advance(0.9)
+    assert _request_arriving_while_locked(sandbox, client, clock, wait_in_queue=0.2) == 429
+    assert client.get(f"/v3/company/{REALM}/companyinfo/1").status_code == 200  # now 1.1 s after the ten
+
+
+def test_throttle_an_early_arrival_judged_late_never_overfills_a_later_window(
+    clock: FakeClock, sandbox: QuickBooksSandbox
+) -> None:
+    # nine arrive at +0.5 s and are judged first; one that arrived at +0.0 is judged after them (it fits:
+    # ten in any second), then another early one would make eleven in the second (0.0, 1.0]
+    realm = sandbox._realm(REALM)
+    assert all(sandbox._admit(realm, False, START + 0.5) for _ in range(9))
+    assert sandbox._admit(realm, False, START)
+    assert not sandbox._admit(realm, False, START + 0.1)
+    assert sandbox._admit(realm, False, START + 1.01)  # (0.01, 1.01] holds the nine and this one
+
+
 def test_throttle_batch_requests_have_their_own_per_minute_limit(clock: FakeClock) -> None:
     sandbox = make_sandbox(clock, batch_per_minute=2)
     client = api_client(sandbox, sandbox.connect_realm(REALM)["access_token"])

@@ -98,9 +98,9 @@ def make_client(secret: dict[str, Any], store: InMemoryTokenStore, transport: Re
                 clock: FakeClock) -> Iterator[Callable[..., QuickBooksClient]]:
     clients: list[QuickBooksClient] = []
 
-    def build(token_store: Any = None, **overrides: Any) -> QuickBooksClient:
+    def build(token_store: Any = None, rate_limiter: Any = None, **overrides: Any) -> QuickBooksClient:
         client = QuickBooksClient(QuickBooksConnection.from_secret({**secret, **overrides}), token_store or store,
-                                  transport=transport, clock=clock)
+                                  transport=transport, clock=clock, rate_limiter=rate_limiter)
         clients.append(client)
         return client
 
@@ -188,6 +188,37 @@ def test_client_401_refreshes_once_and_retries_once(
     assert info["Id"] == "1"
     assert [status for _, status in transport.api()] == [401, 200]
     assert transport.token_calls() == 1
+
+
+class _CountingLimiter:
+    """A limiter that grants every permit and notes, for each, how many token calls had been made by then."""
+
+    def __init__(self, transport: Recorder) -> None:
+        self._transport = transport
+        self.token_calls_at_permit: list[int] = []
+
+    def acquire(self, key: str, *, max_wait: float) -> float:
+        self.token_calls_at_permit.append(self._transport.token_calls())
+        return 0.0
+
+    def time_until_available(self, key: str) -> float:
+        return 0.0
+
+
+def test_rate_limit_permit_per_api_request_the_retry_after_401_too_never_the_token_refresh(
+    make_client: Callable[..., QuickBooksClient], store: InMemoryTokenStore, transport: Recorder,
+    secret: dict[str, Any],
+) -> None:
+    # QBO counts every API request, the one repeated after a 401 too, and not the OAuth calls; a permit is
+    # taken when the request leaves, after its token is at hand, so a slow refresh never sits between
+    # a permit and the request it stands for
+    store.seed(REALM, secret["refresh_token"], access_token="revoked", access_expires_at=T0 + 3600)
+    limiter = _CountingLimiter(transport)
+
+    make_client(rate_limiter=limiter).read("CompanyInfo", "1")
+
+    assert [status for _, status in transport.api()] == [401, 200]
+    assert limiter.token_calls_at_permit == [0, 1]  # two permits; the second after the refresh
 
 
 def test_client_401_after_refresh_raises_target_auth_failed(

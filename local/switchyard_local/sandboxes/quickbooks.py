@@ -19,9 +19,11 @@ Implemented (see ``/work/shared/API-NOTES.md`` section 3):
   (6140), ``Amount = Qty * UnitPrice`` (6070), a transaction or payment in another currency than its customer's
   (6000: a customer has exactly one currency), query errors (4000/4001).
 * ``?requestid=`` idempotency per realm (the original status and body are replayed, nothing re-executes).
-* Throttling per realm with sliding windows (a request counts for exactly one window length after it was
-  admitted; rejected requests do not count): ``per_second`` (10), ``per_minute`` (500), ``batch_per_minute``
-  (40). ``time_scale`` shrinks every window (``time_scale=60``: a "minute" lasts one second of ``clock``).
+* Throttling per realm with sliding windows over arrival times, as QBO's gateway counts requests before any
+  work is done (a request counts for exactly one window length after it arrived; rejected requests do not
+  count; the time a request waits for the sandbox's lock behind other requests' work is not arrival time):
+  ``per_second`` (10), ``per_minute`` (500), ``batch_per_minute`` (40). ``time_scale`` shrinks every window
+  (``time_scale=60``: a "minute" lasts one second of ``clock``).
   429 answers carry a ``ThrottlingFault`` and no rate-limit or ``Retry-After`` headers.
 * Outbound webhooks (legacy ``eventNotifications`` or CloudEvents array) signed with ``intuit-signature`` =
   base64(HMAC-SHA256(verifier token, raw body)); events queued while a delivery is in flight are sent
@@ -44,6 +46,7 @@ or ``with QuickBooksSandbox() as qbo:`` to serve on ``127.0.0.1:<free port>`` (`
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import hmac
@@ -859,11 +862,12 @@ class WebhookOutbox:
 
 @dataclass
 class _Throttle:
-    """Admission times inside the sliding windows (guarded by the sandbox lock)."""
+    """Arrival times of the admitted requests, sorted (guarded by the sandbox lock): requests are stamped when
+    they arrive but take the lock in whatever order the server's threads get to it."""
 
-    second: deque[float] = field(default_factory=deque)
-    minute: deque[float] = field(default_factory=deque)
-    batch_minute: deque[float] = field(default_factory=deque)
+    second: list[float] = field(default_factory=list)
+    minute: list[float] = field(default_factory=list)
+    batch_minute: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -1180,6 +1184,7 @@ class QuickBooksSandbox(http.SandboxApp):
     # ----------------------------------------------------------------- WSGI plumbing
 
     def _handle(self, request: Request) -> Response:
+        arrived = self.clock()  # the gateway's count, before the request queues for the sandbox's lock
         path = request.path
         is_admin = path.startswith(http.ADMIN_PREFIX)
         is_api = path.startswith(API_PREFIX)
@@ -1201,7 +1206,7 @@ class QuickBooksSandbox(http.SandboxApp):
                     return self._answer_token(request)
                 if is_admin:
                     return getattr(self, f"_ep_{endpoint}")(request, **values)
-                return self._api(request, endpoint, values)
+                return self._api(request, endpoint, values, arrived)
         except QboFault as fault:
             return self._fault_response(fault)
         except OAuthError as error:
@@ -1213,11 +1218,11 @@ class QuickBooksSandbox(http.SandboxApp):
     def _fault_response(self, fault: QboFault) -> Response:
         return http.json_response(fault.body(self._time_text()), status=fault.status, headers=fault.headers)
 
-    def _api(self, request: Request, endpoint: str, values: dict[str, str]) -> Response:
+    def _api(self, request: Request, endpoint: str, values: dict[str, str], arrived: float) -> Response:
         realm_id = values.pop("realm_id")
         realm = self._authenticate(request, realm_id)
         realm.counters["total"] += 1
-        if not self._admit(realm, endpoint == "batch"):
+        if not self._admit(realm, endpoint == "batch", arrived):
             realm.counters["throttled"] += 1
             raise throttled()
         realm.counters["accepted"] += 1
@@ -1261,22 +1266,25 @@ class QuickBooksSandbox(http.SandboxApp):
             raise authorization_failed()
         return self._realm(realm_id)
 
-    def _admit(self, realm: _Realm, is_batch: bool) -> bool:
-        """Sliding-window admission; only admitted requests are recorded (a 429 does not use up budget)."""
-        now = self.clock()
+    def _admit(self, realm: _Realm, is_batch: bool, arrived: float) -> bool:
+        """Sliding-window admission by arrival time; only admitted requests are recorded (a 429 does not use
+        up budget). A request that arrived earlier may be judged after later ones: it is refused when the
+        window ending at its arrival, together with the requests admitted after it, is full, so no window
+        ever holds more than the limit."""
         minute, second = 60.0 / self.time_scale, 1.0 / self.time_scale
         windows = realm.throttle
-        for times, length in ((windows.second, second), (windows.minute, minute), (windows.batch_minute, minute)):
-            while times and times[0] <= now - length:
-                times.popleft()
-        if len(windows.second) >= self.per_second or len(windows.minute) >= self.per_minute:
-            return False
-        if is_batch and len(windows.batch_minute) >= self.batch_per_minute:
-            return False
-        windows.second.append(now)
-        windows.minute.append(now)
+        horizon = self.clock() - 2 * minute  # no request still in flight arrived this long ago
+        checks = ((windows.second, second, self.per_second), (windows.minute, minute, self.per_minute),
+                  (windows.batch_minute, minute, self.batch_per_minute if is_batch else None))
+        for times, _, _ in checks:
+            del times[:bisect.bisect_right(times, horizon)]
+        for times, length, limit in checks:
+            if limit is not None and len(times) - bisect.bisect_right(times, arrived - length) >= limit:
+                return False
+        bisect.insort(windows.second, arrived)
+        bisect.insort(windows.minute, arrived)
         if is_batch:
-            windows.batch_minute.append(now)
+            bisect.insort(windows.batch_minute, arrived)
         return True
 
     # ----------------------------------------------------------------- OAuth2
