@@ -308,6 +308,7 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
         path.write_text(text)
 
 
+SLOWER_MACHINE = 5  # mutmut's timeouts x5: see _RUN_BY_LINE
 LINE_MAP = "tests-by-line.json"  # in the workspace: which tests execute each line of the core
 _FAST_DIRS = ("tests/unit", "tests/contract", "tests/integration")
 
@@ -465,18 +466,23 @@ def tests_of_mutated_lines(mutant_name: str, tests: list[str], by_line: dict[str
 _RUN_BY_LINE = """
 import json, sys
 import mutmut.__main__ as mutmut_main
-from switchyard_local.mutation import LINE_MAP, tests_of_mutated_lines
+from switchyard_local.mutation import LINE_MAP, SLOWER_MACHINE, tests_of_mutated_lines
 by_line = json.load(open(LINE_MAP))["lines"]
 log = open(LINE_MAP + ".log", "a")
 make_runner = mutmut_main.get_mutant_runner
 def get_mutant_runner(*args, **kwargs):
     runner = make_runner(*args, **kwargs)
     submit = runner.submit
-    def submit_line_tests(mutant_name, tests, *rest):
-        narrowed = tests_of_mutated_lines(mutant_name, list(tests), by_line)
+    def submit_line_tests(mutant_name, tests, cpu_time_limit, estimated_time):
+        # the quickest first: -x stops at the first failure, and most mutants are killed
+        durations = mutmut_main.state().duration_by_test
+        narrowed = sorted(tests_of_mutated_lines(mutant_name, list(tests), by_line),
+                          key=lambda test: (durations.get(test, 0.0), test))
         log.write(json.dumps([mutant_name, len(tests), len(narrowed)]) + "\\n")
         log.flush()
-        return submit(mutant_name, narrowed, *rest)
+        # mutmut stops a mutant after half its CPU limit in wall time: at nice 10 on a machine loaded 10-30
+        # deep, a surviving mutant's honest run takes longer; SLOWER_MACHINE stretches both
+        return submit(mutant_name, narrowed, cpu_time_limit * SLOWER_MACHINE, estimated_time)
     runner.submit = submit_line_tests
     return runner
 mutmut_main.get_mutant_runner = get_mutant_runner
@@ -510,6 +516,7 @@ class ModuleScore:
     module: str
     killed: int = 0
     timeouts: int = 0  # of killed: a test ran past its time (a loop, or a machine too loaded)
+    timed_out: list[str] = field(default_factory=list)
     survived: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
     message_only: int = 0
@@ -562,6 +569,8 @@ json.dump(out, sys.stdout)
             if status in ("killed", "timeout"):
                 score.killed += 1
                 score.timeouts += status == "timeout"
+                if status == "timeout":
+                    score.timed_out.append(name)
             elif status == "survived":
                 equivalent = equivalent_for(name, diff)
                 if equivalent is not None:
@@ -597,6 +606,8 @@ def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
                 print(f"\nSURVIVED {survivor}")
             for name in s.no_tests:
                 print(f"NO TESTS {name}")
+            for name in s.timed_out:  # killed by mutmut's rule; MUTATION_ARGS=--timeouts runs them again
+                print(f"TIMEOUT {name}")
 
 
 def _changed_modules(base: str) -> list[str] | None:
@@ -690,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts (after changing tests)")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants that survived last time (after adding tests)")
+    parser.add_argument("--timeouts", action="store_true",
+                        help="run again only the mutants that timed out last time (on a loaded machine)")
     parser.add_argument("--by-function", action="store_true",
                         help="run each mutant against every test calling its function (mutmut's own way), "
                              "not only those executing its line")
@@ -736,10 +749,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
-        if args.survivors:
-            names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived]
+        if args.survivors or args.timeouts:
+            names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived
+                     if args.survivors]
+            names += [name for s in _results([module]) for name in s.timed_out if args.timeouts]
             if not names:
-                print(f"{module}: no survivors to run again")
+                print(f"{module}: no survivors or timeouts to run again")
                 continue
         else:  # what has no verdict yet: a stopped run goes on where it was (--fresh starts again)
             names = _unchecked(module)
