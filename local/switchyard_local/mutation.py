@@ -308,7 +308,10 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
         path.write_text(text)
 
 
-SLOWER_MACHINE = 5  # mutmut's timeouts x5: see _RUN_BY_LINE
+# mutmut stops a mutant at a CPU-time limit ((its tests' time + 3 s) x 8) and at half that in wall time. At nice 10
+# on a machine loaded 10-35 deep a surviving mutant's honest run (every one of its tests) takes longer than that in
+# wall time, and was counted killed: the wall limit is raised to 10 minutes, the CPU limit (a real loop) stays.
+WALL_TIMEOUT_FLOOR = 600.0
 LINE_MAP = "tests-by-line.json"  # in the workspace: which tests execute each line of the core
 _FAST_DIRS = ("tests/unit", "tests/contract", "tests/integration")
 
@@ -466,7 +469,8 @@ def tests_of_mutated_lines(mutant_name: str, tests: list[str], by_line: dict[str
 _RUN_BY_LINE = """
 import json, sys
 import mutmut.__main__ as mutmut_main
-from switchyard_local.mutation import LINE_MAP, SLOWER_MACHINE, tests_of_mutated_lines
+import mutmut.workers.isolation as isolation
+from switchyard_local.mutation import LINE_MAP, WALL_TIMEOUT_FLOOR, tests_of_mutated_lines
 by_line = json.load(open(LINE_MAP))["lines"]
 log = open(LINE_MAP + ".log", "a")
 make_runner = mutmut_main.get_mutant_runner
@@ -480,12 +484,12 @@ def get_mutant_runner(*args, **kwargs):
                           key=lambda test: (durations.get(test, 0.0), test))
         log.write(json.dumps([mutant_name, len(tests), len(narrowed)]) + "\\n")
         log.flush()
-        # mutmut stops a mutant after half its CPU limit in wall time: at nice 10 on a machine loaded 10-30
-        # deep, a surviving mutant's honest run takes longer; SLOWER_MACHINE stretches both
-        return submit(mutant_name, narrowed, cpu_time_limit * SLOWER_MACHINE, estimated_time)
+        return submit(mutant_name, narrowed, cpu_time_limit, estimated_time)
     runner.submit = submit_line_tests
     return runner
 mutmut_main.get_mutant_runner = get_mutant_runner
+register_timeout = isolation.register_timeout
+isolation.register_timeout = lambda pid, timeout_s: register_timeout(pid, max(timeout_s, WALL_TIMEOUT_FLOOR))
 mutmut_main.cli.main(args=sys.argv[1:], prog_name="mutmut")
 """
 
