@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,54 +468,12 @@ def tests_of_mutated_lines(mutant_name: str, tests: list[str], by_line: dict[str
     return [t for t in tests if t in executing]
 
 
-_WATCHED: dict[int, float] = {}
-_WATCH_LOCK = threading.Lock()
-DEADLOCK_AFTER_SECONDS = 90.0
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """The CPU time of this process's child ``pid``; None once it is gone (or the pid is another's)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if int(fields[1]) != os.getpid():
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def watch_for_deadlock(pid: int) -> None:
-    """mutmut forks each mutant from a process whose tests left threads behind; now and then a child is born
-    holding a lock another thread had, and waits forever without running a test. A child that has used no
-    CPU 90 s after its fork is killed (SIGKILL: mutmut records it as "segfault", not counted, run again)."""
-    with _WATCH_LOCK:
-        start = not _WATCHED
-        _WATCHED[pid] = time.monotonic()
-    if start:
-        threading.Thread(target=_watch, daemon=True).start()
-
-
-def _watch() -> None:
-    while True:
-        time.sleep(5)
-        with _WATCH_LOCK:
-            watched = list(_WATCHED.items())
-        for pid, forked in watched:
-            used = _cpu_seconds(pid)
-            if used is None:
-                with _WATCH_LOCK:
-                    _WATCHED.pop(pid, None)
-            elif used < 0.1 and time.monotonic() - forked > DEADLOCK_AFTER_SECONDS:
-                os.kill(pid, signal.SIGKILL)
-
-
 # mutmut's own command, with each mutant's tests narrowed to those executing its line (LINE_MAP)
 _RUN_BY_LINE = """
 import json, sys
 import mutmut.__main__ as mutmut_main
 import mutmut.workers.isolation as isolation
 from switchyard_local.mutation import CPU_TIMEOUT_FLOOR, LINE_MAP, WALL_TIMEOUT_FLOOR, tests_of_mutated_lines
-from switchyard_local.mutation import watch_for_deadlock
 by_line = json.load(open(LINE_MAP))["lines"]
 log = open(LINE_MAP + ".log", "a")
 make_runner = mutmut_main.get_mutant_runner
@@ -535,10 +492,7 @@ def get_mutant_runner(*args, **kwargs):
     return runner
 mutmut_main.get_mutant_runner = get_mutant_runner
 register_timeout = isolation.register_timeout
-def register_timeout_and_watch(pid, timeout_s):
-    register_timeout(pid, max(timeout_s, WALL_TIMEOUT_FLOOR))
-    watch_for_deadlock(pid)
-isolation.register_timeout = register_timeout_and_watch
+isolation.register_timeout = lambda pid, timeout_s: register_timeout(pid, max(timeout_s, WALL_TIMEOUT_FLOOR))
 mutmut_main.cli.main(args=sys.argv[1:], prog_name="mutmut")
 """
 
