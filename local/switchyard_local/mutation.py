@@ -16,6 +16,9 @@ mutants that only change the text of a message (see ``is_message_only``), mutant
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import hashlib
 import json
 import os
 import random
@@ -146,6 +149,71 @@ EQUIVALENT: tuple[Equivalent, ...] = (
 )
 
 
+# mutmut mutates inside functions only: the constants and declarations issue 18 named are mutated here by hand,
+# each change made once in a copy of shared/ and run against the tests named for it (every one must fail)
+@dataclass(frozen=True)
+class HandMutant:
+    path: str  # under shared/
+    before: str  # occurs exactly once in the file
+    after: str
+    tests: tuple[str, ...]
+
+
+_STREAK = "switchyard/systems/streak/__init__.py"
+_CLARITY = "switchyard/systems/clarity/__init__.py"
+_PERSON_CHANGE = ("tests/unit/test_echoes.py::test_ledger_persons_change_to_one_synced_attribute_is_not_an_echo",)
+_REQUEUE_TESTS = ("tests/unit/test_worker.py::test_handle_throttled_the_120th_requeue_is_the_last",)
+_TTL_TEST = ("tests/contract/test_entity_state_contract.py::"
+             "test_dynamo_entity_state_every_item_expires_90_days_after_its_write",)
+_ECHO_WINDOW = ("tests/unit/test_echoes.py::test_ledger_default_echo_window_is_ten_minutes",)
+HAND_MUTANTS: tuple[HandMutant, ...] = (
+    HandMutant("switchyard/worker.py", 'frozenset({"rate_limited", "rate_limited_locally"})',
+               'frozenset({"rate_limited"})',
+               ("tests/unit/test_worker.py::"
+                "test_handle_own_limiter_wait_on_the_last_receive_is_requeued_not_dead_lettered",)),
+    HandMutant("switchyard/worker.py", "MAX_THROTTLE_REQUEUES = 120", "MAX_THROTTLE_REQUEUES = 119", _REQUEUE_TESTS),
+    HandMutant("switchyard/worker.py", "MAX_THROTTLE_REQUEUES = 120", "MAX_THROTTLE_REQUEUES = 121", _REQUEUE_TESTS),
+    HandMutant("switchyard/echoes.py", "ECHO_TTL_SECONDS = 10 * 60", "ECHO_TTL_SECONDS = 11 * 60", _ECHO_WINDOW),
+    HandMutant("switchyard/echoes.py", "ECHO_TTL_SECONDS = 10 * 60", "ECHO_TTL_SECONDS = 9 * 60", _ECHO_WINDOW),
+    HandMutant("switchyard/entity_state.py", "RETENTION_SECONDS = 90 * 24 * 3600",
+               "RETENTION_SECONDS = 91 * 24 * 3600", _TTL_TEST),
+    *(HandMutant(_STREAK, f'"{name}"', f'"XX{name}XX"', _PERSON_CHANGE) for name in (
+        "givenName", "familyName", "emailAddresses", "phoneNumbers")),
+    *(HandMutant(_CLARITY, f'"{name}"', f'"XX{name}XX"', _PERSON_CHANGE) for name in (
+        "firstName", "lastName", "email", "phone")),
+    HandMutant("switchyard/systems/quickbooks/webhooks.py", "base64.b64decode(presented, validate=True)",
+               "base64.b64decode(presented, validate=False)",
+               ("tests/unit/test_quickbooks_webhooks.py::"
+                "test_intuit_signature_correct_hmac_with_a_non_base64_character_rejected",)),
+)
+
+
+def run_hand_mutants(mutants: tuple[HandMutant, ...] = HAND_MUTANTS) -> list[tuple[HandMutant, str]]:
+    """Each hand mutant's verdict: killed (a named test failed), survived, or stale (its line is gone)."""
+    copy = WORKSPACE / "hand" / "shared"
+    pytest = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider",
+              "-o", "addopts="]
+    named = sorted({test for mutant in mutants for test in mutant.tests})
+    if subprocess.run([*pytest, *named], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
+        return [(mutant, "error (its tests fail on the real code)") for mutant in mutants]
+    verdicts = []
+    for mutant in mutants:
+        source = (ROOT / "shared" / mutant.path).read_text()
+        if source.count(mutant.before) != 1:
+            verdicts.append((mutant, "stale"))
+            continue
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(ROOT / "shared", copy, ignore=shutil.ignore_patterns("__pycache__"))
+        (copy / mutant.path).write_text(source.replace(mutant.before, mutant.after))
+        # the copy comes first on the path: the editable install's finder only answers what the path does not
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        code = subprocess.run([*pytest, *mutant.tests], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode
+        verdicts.append((mutant, "killed" if code == 1 else "survived" if code == 0 else f"error (pytest exit {code})"))
+    return verdicts
+
+
 def equivalent_for(name: str, diff: str) -> Equivalent | None:
     """The listed equivalent this surviving mutant is: same function, same one line changed the same way."""
     function = name.rsplit("__mutmut_", 1)[0]
@@ -204,8 +272,8 @@ def _normalise(line: str) -> str:
     return _STRING_TEXT.sub(lambda m: m.group("q") + m.group("body").lower() + m.group("q"), line)
 
 
-# what tests read as files (samples, generated documents, the import-direction check)
-_ALSO_COPY = ("local", "shared", "docs", "functions", "infra")
+# what tests read as files (samples, generated documents, the import-direction check, the packaging checks)
+_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE")
 
 
 def _write_workspace(modules: list[str], tests: list[str]) -> None:
@@ -222,7 +290,7 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
                          **{name: ROOT / name for name in _ALSO_COPY}}.items():
         link = WORKSPACE / name
         if not link.is_symlink():
-            link.symlink_to(target, target_is_directory=True)
+            link.symlink_to(target, target_is_directory=target.is_dir())
     pyproject = (ROOT / "pyproject.toml").read_text()
     settings = {
         "source_paths": ["switchyard"],
@@ -240,12 +308,205 @@ def _write_workspace(modules: list[str], tests: list[str]) -> None:
         path.write_text(text)
 
 
-def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet: bool = False) -> int | None:
-    """Run mutmut in the workspace; past ``deadline`` (monotonic) it is stopped: what it checked is kept."""
+# mutmut stops a mutant at a CPU-time limit ((its tests' time + 3 s) x 8) and at half that in wall time. At nice 10
+# on a machine loaded 10-35 deep a surviving mutant's honest run (every one of its tests) takes longer than that in
+# wall time, and was counted killed: the wall limit is raised to 2 minutes. The CPU limit stays the loop guard, but
+# at least 2 minutes: a test's time is measured without its fixtures (a moto DynamoDB table per test costs more CPU
+# than the test itself), so 17 quick contract tests had a 30 s limit their honest run passed.
+WALL_TIMEOUT_FLOOR = 120.0
+CPU_TIMEOUT_FLOOR = 120
+LINE_MAP = "tests-by-line.json"  # in the workspace: which tests execute each line of the core
+_FAST_DIRS = ("tests/unit", "tests/contract", "tests/integration")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _test_files(selection: list[str]) -> list[str]:
+    """The test files (and conftests) of a pytest selection like TEST_SELECTION, relative to the root."""
+    ignored = {arg.split("=", 1)[1] for arg in selection if arg.startswith("--ignore=")}
+    files = {"tests/conftest.py"}
+    for folder in (arg for arg in selection if not arg.startswith("-")):
+        files |= {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*.py")}
+    return sorted(f for f in files if f not in ignored)
+
+
+# Run by _measure_lines in the root, in a process of its own: the tests run under coverage.py, and each line's
+# contexts are the node ids of the tests that executed it (set and teardown included, as mutmut counts them).
+_MEASURE = """
+import json, sys
+import coverage, pytest
+out, include, args = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+cov = coverage.Coverage(data_file=None, include=include)
+class TestContext:
+    def pytest_runtest_logstart(self, nodeid, location):
+        cov.switch_context(nodeid)
+cov.start()
+code = pytest.main(args, plugins=[TestContext()])
+cov.stop()
+data = cov.get_data()
+lines = {}
+for path in data.measured_files():
+    by_line = {str(n): sorted(c for c in contexts if c) for n, contexts in data.contexts_by_lineno(path).items()}
+    lines[path] = {n: tests for n, tests in by_line.items() if tests}
+json.dump({"exit": int(code), "lines": lines}, open(out, "w"))
+"""
+
+
+def _measure_lines(selection: list[str]) -> None:
+    """Keep ``LINE_MAP`` up to date: which tests of ``selection`` execute each line of the core modules.
+
+    Measured once with all the tests; afterwards only the test files that changed or are new run again
+    (a changed core module or conftest measures everything again, since every test's lines may move)."""
+    path = WORKSPACE / LINE_MAP
+    sources = {m: _sha(ROOT / "shared/switchyard" / m) for m in CORE_MODULES}
+    files = {f: _sha(ROOT / f) for f in _test_files(selection)}
+    old = json.loads(path.read_text()) if path.exists() else {}
+    conftests_same = all(old.get("files", {}).get(f) == h for f, h in files.items() if f.endswith("conftest.py"))
+    if old.get("sources") == sources and conftests_same:
+        stale = sorted(f for f, h in files.items() if old["files"].get(f) != h)
+        gone = set(old["files"]) - set(files)
+        lines = {m: {n: [t for t in tests if t.split("::", 1)[0] not in gone and t.split("::", 1)[0] not in stale]
+                     for n, tests in by_line.items()} for m, by_line in old["lines"].items()}
+        run = [f for f in stale if not f.endswith("conftest.py")]
+    else:
+        lines, run = {m: {} for m in CORE_MODULES}, [arg for arg in selection]
+    if run:
+        print(f"measuring which tests execute each line of the core ({len(run)} test paths)", flush=True)
+        include = [str(ROOT / "shared/switchyard" / m) for m in CORE_MODULES]
+        out = WORKSPACE / (LINE_MAP + ".new")
+        args = [*run, *[a for a in selection if a.startswith("--ignore=")], "-p", "no:randomly",
+                "-p", "no:cacheprovider", "-q", "-o", "addopts="]
+        subprocess.run([sys.executable, "-c", _MEASURE, str(out), json.dumps(include), *args], cwd=ROOT,
+                       stdout=subprocess.DEVNULL, check=False)
+        measured = json.loads(out.read_text())
+        out.unlink()
+        for source, by_line in measured["lines"].items():
+            module = str(Path(source).relative_to(ROOT / "shared/switchyard"))
+            for n, tests in by_line.items():
+                lines[module][n] = sorted(set(lines[module].get(n, [])) | set(tests))
+    path.write_text(json.dumps({"sources": sources, "files": files, "lines": lines}))
+
+
+def _innermost_statement(function: ast.AST, line: int) -> ast.stmt | None:
+    """The smallest statement of ``function`` (not the function itself) on which ``line`` lies."""
+    found = None
+    for node in ast.walk(function):
+        if node is function or not isinstance(node, ast.stmt) or node.end_lineno is None:
+            continue
+        if node.lineno <= line <= node.end_lineno and (found is None or node.lineno >= found.lineno):
+            found = node
+    return found
+
+
+def statement_lines(source: str, function: str, class_name: str | None, changed: list[int]) -> list[int] | None:
+    """The lines of the statements a mutant changes (``changed``: 0-based offsets from the ``def`` line),
+    where coverage.py may record their execution; None when a change lies outside the function's body
+    (its signature, a default value: evaluated once at import, so every test of the function counts)."""
+    tree = ast.parse(source)
+    scope = tree.body
+    if class_name is not None:
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+        scope = classes[0].body if classes else []
+    defs = [n for n in scope if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == function]
+    if not defs:
+        return None
+    node = defs[0]
+    lines: set[int] = set()
+    for offset in changed:
+        line = node.lineno + offset
+        if line < node.body[0].lineno:
+            return None
+        statement = _innermost_statement(node, line)
+        if statement is None:
+            return None
+        # a compound statement executes its header; a simple one may be recorded on any of its lines
+        body = getattr(statement, "body", None)
+        last = line if isinstance(body, list) and body else statement.end_lineno or line
+        lines |= set(range(statement.lineno, last + 1))
+    return sorted(lines)
+
+
+def _changed_offsets(original: str, mutant: str, function: str) -> list[int] | None:
+    """0-based offsets, from the ``def`` line, of the lines of ``original`` the mutant changes."""
+    before, after = original.split("\n"), mutant.split("\n")
+    header = re.compile(rf"\s*(async\s+)?def\s+{re.escape(function)}\b")
+    starts = [i for i, text in enumerate(before) if header.match(text)]
+    if not starts:
+        return None
+    changed: set[int] = set()
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if i1 == i2:  # only an insertion: nothing of the original to point at
+            return None
+        changed |= set(range(i1, i2))
+    return sorted(i - starts[0] for i in changed) or None
+
+
+def tests_of_mutated_lines(mutant_name: str, tests: list[str], by_line: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Of the tests calling a mutant's function, those executing the statement it changes (all of them
+    when the statement cannot be told)."""
+    from mutmut.mutation.diff_apply import read_functions_from_index
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    module = _module_of(mutant_name.partition("__mutmut_")[0])
+    function, class_name = orig_function_and_class_names_from_key(mutant_name)
+    functions = read_functions_from_index(mutant_name, Path("switchyard") / module)
+    if functions is None or module not in by_line:
+        return tests
+    import libcst
+
+    original, mutated = (libcst.Module([f]).code.strip() for f in functions)
+    offsets = _changed_offsets(original, mutated, function)
+    source = (ROOT / "shared/switchyard" / module).read_text()
+    lines = None if offsets is None else statement_lines(source, function, class_name, offsets)
+    if lines is None:
+        return tests
+    executing = set().union(*(by_line[module].get(str(n), ()) for n in lines))
+    return [t for t in tests if t in executing]
+
+
+# mutmut's own command, with each mutant's tests narrowed to those executing its line (LINE_MAP)
+_RUN_BY_LINE = """
+import json, sys
+import mutmut.__main__ as mutmut_main
+import mutmut.workers.isolation as isolation
+from switchyard_local.mutation import CPU_TIMEOUT_FLOOR, LINE_MAP, WALL_TIMEOUT_FLOOR, tests_of_mutated_lines
+by_line = json.load(open(LINE_MAP))["lines"]
+log = open(LINE_MAP + ".log", "a")
+make_runner = mutmut_main.get_mutant_runner
+def get_mutant_runner(*args, **kwargs):
+    runner = make_runner(*args, **kwargs)
+    submit = runner.submit
+    def submit_line_tests(mutant_name, tests, cpu_time_limit, estimated_time):
+        # the quickest first: -x stops at the first failure, and most mutants are killed
+        durations = mutmut_main.state().duration_by_test
+        narrowed = sorted(tests_of_mutated_lines(mutant_name, list(tests), by_line),
+                          key=lambda test: (durations.get(test, 0.0), test))
+        log.write(json.dumps([mutant_name, len(tests), len(narrowed)]) + "\\n")
+        log.flush()
+        return submit(mutant_name, narrowed, max(cpu_time_limit, CPU_TIMEOUT_FLOOR), estimated_time)
+    runner.submit = submit_line_tests
+    return runner
+mutmut_main.get_mutant_runner = get_mutant_runner
+register_timeout = isolation.register_timeout
+isolation.register_timeout = lambda pid, timeout_s: register_timeout(pid, max(timeout_s, WALL_TIMEOUT_FLOOR))
+mutmut_main.cli.main(args=sys.argv[1:], prog_name="mutmut")
+"""
+
+
+def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet: bool = False,
+            by_line: bool = False) -> int | None:
+    """Run mutmut in the workspace; past ``deadline`` (monotonic) it is stopped: what it checked is kept.
+    ``by_line``: each mutant runs only the tests executing the statement it changes (``LINE_MAP``)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     command = [str(Path(sys.executable).parent / "mutmut"), *args]
+    if by_line and args[0] == "run":
+        command = [sys.executable, "-c", _RUN_BY_LINE, *args]
     if args[0] == "run":
-        command.insert(2, f"--max-children={max_children}")
+        command.insert(len(command) - len(args) + 1, f"--max-children={max_children}")
     process = subprocess.Popen(command, cwd=WORKSPACE, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL if quiet else None, start_new_session=True)
     try:
@@ -262,6 +523,7 @@ class ModuleScore:
     module: str
     killed: int = 0
     timeouts: int = 0  # of killed: a test ran past its time (a loop, or a machine too loaded)
+    timed_out: list[str] = field(default_factory=list)
     survived: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
     message_only: int = 0
@@ -314,6 +576,8 @@ json.dump(out, sys.stdout)
             if status in ("killed", "timeout"):
                 score.killed += 1
                 score.timeouts += status == "timeout"
+                if status == "timeout":
+                    score.timed_out.append(name)
             elif status == "survived":
                 equivalent = equivalent_for(name, diff)
                 if equivalent is not None:
@@ -349,6 +613,8 @@ def _report(scores: list[ModuleScore], *, show_survivors: bool) -> None:
                 print(f"\nSURVIVED {survivor}")
             for name in s.no_tests:
                 print(f"NO TESTS {name}")
+            for name in s.timed_out:  # killed by mutmut's rule; MUTATION_ARGS=--timeouts runs them again
+                print(f"TIMEOUT {name}")
 
 
 def _changed_modules(base: str) -> list[str] | None:
@@ -442,6 +708,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts (after changing tests)")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants that survived last time (after adding tests)")
+    parser.add_argument("--timeouts", action="store_true",
+                        help="run again only the mutants that timed out last time (on a loaded machine)")
+    parser.add_argument("--by-function", action="store_true",
+                        help="run each mutant against every test calling its function (mutmut's own way), "
+                             "not only those executing its line")
+    parser.add_argument("--hand", action="store_true",
+                        help="only the hand mutants (run after a full run's modules; see HAND_MUTANTS)")
     parser.add_argument("--budget-seconds", type=float, default=0, help="stop mutating after this long")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module (with --sample: the whole sample) scores below this")
@@ -460,9 +733,15 @@ def main(argv: list[str] | None = None) -> int:
     if not modules:
         print("no core module changed: nothing to mutate")
         return 0
+    if args.hand:
+        return _report_hand(run_hand_mutants())
     if args.fresh and (WORKSPACE / "mutants").exists():
         shutil.rmtree(WORKSPACE / "mutants")
     _write_workspace(modules, QUICK_TEST_SELECTION if args.changed else TEST_SELECTION)
+    # by line costs one measured run of the suites first: worth it for a full run, not for CI's 30 mutants
+    by_line = not args.changed and not args.by_function
+    if by_line:
+        _measure_lines(TEST_SELECTION)
     started = time.monotonic()
     deadline = started + args.budget_seconds if args.budget_seconds else None
     if args.sample:
@@ -470,16 +749,19 @@ def main(argv: list[str] | None = None) -> int:
         # of the sampled mutants
         names = _sample(modules, args.sample, args.seed, skip_checked=not args.changed)
         print(f"mutating {len(names)} sampled mutants of {', '.join(modules)}", flush=True)
-        code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline) if names else 0
+        code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline,
+                       by_line=by_line) if names else 0
         if code not in (0, None):  # e.g. the clean tests failed: no verdict means nothing, say so
             print(f"mutmut failed (exit {code}): see its output above")
             return 1
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
-        if args.survivors:
-            names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived]
+        if args.survivors or args.timeouts:
+            names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived
+                     if args.survivors]
+            names += [name for s in _results([module]) for name in s.timed_out if args.timeouts]
             if not names:
-                print(f"{module}: no survivors to run again")
+                print(f"{module}: no survivors or timeouts to run again")
                 continue
         else:  # what has no verdict yet: a stopped run goes on where it was (--fresh starts again)
             names = _unchecked(module)
@@ -487,8 +769,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{module}: every mutant has its verdict (--fresh to run them again)")
                 continue
         print(f"mutating {module} ({len(names)} mutants)", flush=True)
-        if _mutmut("run", *names, max_children=args.max_children, deadline=deadline) is None:
+        code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline, by_line=by_line)
+        if code is None:
             break
+        if code != 0:  # e.g. the clean tests failed: no verdict means nothing, say so
+            print(f"mutmut failed (exit {code}) on {module}: see its output above")
+            return 1
     scores = _results(modules)
     _report(scores, show_survivors=True)
     print(f"\n{time.monotonic() - started:.0f} s")
@@ -500,7 +786,18 @@ def main(argv: list[str] | None = None) -> int:
               f"at least {args.min_score:.0f}% asked)")
         return 1 if pooled is not None and pooled < args.min_score else 0
     low = [s.module for s in scores if s.score is not None and s.score < args.min_score]
-    return 1 if low else 0
+    hand_failed = 0 if args.modules else _report_hand(run_hand_mutants())  # a full run: the hand mutants too
+    return 1 if low or hand_failed else 0
+
+
+def _report_hand(verdicts: list[tuple[HandMutant, str]]) -> int:
+    """Print the hand mutants' verdicts; 1 when one is not killed."""
+    killed = sum(verdict == "killed" for _, verdict in verdicts)
+    print(f"\nhand mutants (constants and declarations mutmut does not reach): {killed} of {len(verdicts)} killed")
+    for mutant, verdict in verdicts:
+        if verdict != "killed":
+            print(f"HAND MUTANT {verdict.upper()} {mutant.path}: {mutant.before!r} -> {mutant.after!r}")
+    return 0 if killed == len(verdicts) else 1
 
 
 if __name__ == "__main__":
