@@ -44,8 +44,6 @@ def xdist_group_of(item: pytest.Item) -> str | None:
 
 
 @pytest.hookimpl(trylast=True)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make ``--dist loadgroup`` group again under pytest 9. pytest-xdist 3.8 marks a grouped test by appending
     ``@<group>`` to ``item._nodeid``, but pytest 9 keeps a node's id in ``item._id``, so the suffix never
@@ -69,8 +67,6 @@ def sample_names() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-
-
 def sample_text() -> Callable[[str], str]:
     """The raw text of one sample body, by stem."""
 
@@ -81,8 +77,6 @@ def sample_text() -> Callable[[str], str]:
 
 
 @pytest.fixture(scope="session")
-
-
 def sample(sample_text: Callable[[str], str]) -> Callable[..., dict[str, Any]]:
     """A freshly decoded sample body (a new object each call, so tests may change it)."""
 
@@ -93,8 +87,6 @@ def sample(sample_text: Callable[[str], str]) -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
-
-
 def make_event(sample: Callable[..., dict[str, Any]]) -> Callable[..., FlowEvent]:
     """A FlowEvent as the worker sees it, built from a sample through the real queue message path."""
 
@@ -118,31 +110,23 @@ def make_event(sample: Callable[..., dict[str, Any]]) -> Callable[..., FlowEvent
 
 
 @pytest.fixture(scope="session")
-
-
 def signing_secret() -> str:
     return "whsec_" + base64.b64encode(b"switchyard-test-signing-key-0001").decode()
 
 
 @pytest.fixture
-
-
 def sandbox() -> StreakSandbox:
     """A fresh, empty Streak sandbox with the demo pipeline (not serving on a socket)."""
     return StreakSandbox(api_key=SANDBOX_API_KEY, team_key=SANDBOX_TEAM, pipeline=DEMO_PIPELINE)
 
 
 @pytest.fixture
-
-
 def streak_connection() -> StreakConnection:
     return StreakConnection(base_url="http://streak.test", api_key=SANDBOX_API_KEY, team_key=SANDBOX_TEAM,
                             pipeline_key=DEMO_PIPELINE.key)
 
 
 @pytest.fixture
-
-
 def streak_client(sandbox: StreakSandbox, streak_connection: StreakConnection) -> Iterator[StreakClient]:
     """A StreakClient talking to ``sandbox`` in-process (no socket)."""
     client = StreakClient(streak_connection, transport=httpx.WSGITransport(app=sandbox.wsgi_app))
@@ -196,15 +180,11 @@ class RecordingTransport(httpx.BaseTransport):
 
 
 @pytest.fixture
-
-
 def fake_clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-
-
 def clarity_sandbox(fake_clock: FakeClock) -> Any:
     """A fresh Clarity sandbox on ``fake_clock``; no webhook URL, so emitted events are kept in
     ``outbox_undelivered`` (read them with ``clarity_emitted``)."""
@@ -215,16 +195,12 @@ def clarity_sandbox(fake_clock: FakeClock) -> Any:
 
 
 @pytest.fixture
-
-
 def clarity_transport(clarity_sandbox: Any) -> RecordingTransport:
     """In-process transport to ``clarity_sandbox`` that records what was sent."""
     return RecordingTransport(httpx.WSGITransport(app=clarity_sandbox.wsgi_app))
 
 
 @pytest.fixture
-
-
 def clarity_client_for(clarity_transport: RecordingTransport) -> Iterator[Callable[..., Any]]:
     """``build(**secret)`` -> a ClarityClient on ``clarity_transport`` (base_url filled in). The
     process-wide OAuth2 token cache is cleared around the test, so no token leaks between tests."""
@@ -247,16 +223,12 @@ def clarity_client_for(clarity_transport: RecordingTransport) -> Iterator[Callab
 
 
 @pytest.fixture
-
-
 def clarity_client(clarity_client_for: Callable[..., Any]) -> Any:
     """A ClarityClient with the sandbox's API key."""
     return clarity_client_for(api_key=CLARITY_API_KEY)
 
 
 @pytest.fixture
-
-
 def flow_event() -> Callable[..., FlowEvent]:
     """``build(flow, source, document, *, event_id, timestamp)``: a FlowEvent from a webhook
     envelope ``{"type", "timestamp", "data"}`` through the real queue message path."""
@@ -273,8 +245,6 @@ def flow_event() -> Callable[..., FlowEvent]:
 
 
 @pytest.fixture
-
-
 def clarity_event(sample: Callable[..., dict[str, Any]],
                   flow_event: Callable[..., FlowEvent]) -> Callable[..., FlowEvent]:
     """``build(sample_name_or_document, *, flow, event_id, timestamp, data)``: a Clarity event."""
@@ -293,8 +263,6 @@ def clarity_event(sample: Callable[..., dict[str, Any]],
 
 
 @pytest.fixture
-
-
 def clarity_emitted(clarity_sandbox: Any, flow_event: Callable[..., FlowEvent]) -> Callable[..., list[FlowEvent]]:
     """``emitted(flow=...)``: every webhook the Clarity sandbox has emitted so far, as FlowEvents
     (event id = ``webhook-id``, body = the envelope exactly as Clarity sends it)."""
@@ -315,8 +283,6 @@ class _CapturingPublisher:
 
 
 @pytest.fixture
-
-
 def streak_events() -> Callable[..., list[FlowEvent]]:
     """``build(event_type, objects, *, flow)``: Streak's delivery of ``objects`` (bare boxes or contacts)
     accepted by the real IngestService (object-array format, shared token) and read back by the flow."""
