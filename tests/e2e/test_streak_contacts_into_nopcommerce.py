@@ -19,7 +19,7 @@ from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 FLOW = "streak-to-nopcommerce"
-_numbers = itertools.count(7301)
+_numbers = itertools.count(7601)  # order numbers no other module of the shared stack uses
 
 
 @pytest.fixture
