@@ -11,8 +11,9 @@ in file order they alternated, and each switch closed the shared stack and start
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from switchyard_local.stack import LocalStack
@@ -77,3 +78,41 @@ def own_stack() -> Iterator[LocalStack]:
     _POOL.close_shared()
     with LocalStack() as running:
         yield running
+
+
+# --- the operator's CLI against a stack (the modules that run `switchyard ... --local`) -------------------------
+
+@pytest.fixture(scope="module")
+def endpoint(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The module's stack served as ``make dev`` serves it: an AWS endpoint and the folder with its endpoint file
+    (a module that overrides ``stack`` gets its own stack's endpoint)."""
+    from switchyard_cli.target import LOCAL_ENDPOINT_FILE
+    from switchyard_local.devmode import aws_endpoint
+
+    workdir = tmp_path_factory.mktemp("operator")
+    with aws_endpoint(endpoint_file=workdir / LOCAL_ENDPOINT_FILE, stack_name="Switchyard-dev") as url:
+        yield {"url": url, "workdir": workdir}
+
+
+@pytest.fixture
+def cli(endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[Any, str]]:
+    """``switchyard ARGS --local``, run from the folder ``make dev`` wrote its endpoint file into: returns
+    (the JSON it printed, or its text; what it said on stderr) and checks the exit code."""
+    import json
+
+    from switchyard_cli import main as cli_main
+
+    monkeypatch.chdir(endpoint["workdir"])
+    monkeypatch.setattr(cli_main.out, "width", 250)  # a wide terminal: tables unfolded
+
+    def run(*argv: str, code: int = 0, local: bool = True) -> tuple[Any, str]:
+        capsys.readouterr()
+        assert cli_main.main([*argv, *(["--local"] if local else [])]) == code
+        captured = capsys.readouterr()
+        try:
+            return json.loads(captured.out), captured.err
+        except ValueError:
+            return captured.out, captured.err
+
+    return run

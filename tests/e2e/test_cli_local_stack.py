@@ -16,11 +16,9 @@ import boto3
 import httpx
 import pytest
 from switchyard.catalog import load_catalog
-from switchyard_cli import main as cli_main
 from switchyard_cli.errors import ExitCode
 from switchyard_cli.main import main
-from switchyard_cli.target import LOCAL_ENDPOINT_FILE
-from switchyard_local.devmode import aws_endpoint, banner
+from switchyard_local.devmode import banner
 from switchyard_local.stack import REGION, LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
@@ -32,31 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def stack(own_stack: LocalStack) -> LocalStack:
     return own_stack  # its letters and drops are counted: a fresh stack
-
-
-@pytest.fixture(scope="module")
-def endpoint(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    workdir = tmp_path_factory.mktemp("operator")
-    with aws_endpoint(endpoint_file=workdir / LOCAL_ENDPOINT_FILE, stack_name="Switchyard-dev") as url:
-        yield {"url": url, "workdir": workdir}
-
-
-@pytest.fixture
-def cli(endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``switchyard ARGS --local``, run from the folder ``make dev`` wrote its endpoint file into."""
-    monkeypatch.chdir(endpoint["workdir"])
-    monkeypatch.setattr(cli_main.out, "width", 200)  # a wide terminal: tables unfolded
-
-    def run(*argv: str, code: int = 0, local: bool = True) -> tuple[Any, str]:
-        capsys.readouterr()
-        assert main([*argv, *(["--local"] if local else [])]) == code
-        captured = capsys.readouterr()
-        try:
-            return json.loads(captured.out), captured.err
-        except ValueError:
-            return captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

@@ -13,39 +13,11 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 import httpx
 import pytest
-from switchyard_cli import main as cli_main
 from switchyard_cli import setup as cli_setup
 from switchyard_cli.errors import ExitCode
-from switchyard_cli.main import main
-from switchyard_cli.target import LOCAL_ENDPOINT_FILE
-from switchyard_local.devmode import aws_endpoint
-from switchyard_local.stack import REGION, LocalStack
+from switchyard_local.stack import REGION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
-
-
-@pytest.fixture(scope="module")
-def endpoint(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    workdir = tmp_path_factory.mktemp("setup-operator")
-    with aws_endpoint(endpoint_file=workdir / LOCAL_ENDPOINT_FILE, stack_name="Switchyard-dev") as url:
-        yield {"url": url, "workdir": workdir}
-
-
-@pytest.fixture
-def cli(endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    monkeypatch.chdir(endpoint["workdir"])
-    monkeypatch.setattr(cli_main.out, "width", 250)
-
-    def run(*argv: str, code: int = 0) -> tuple[Any, str]:
-        capsys.readouterr()
-        assert main([*argv, "--local"]) == code
-        captured = capsys.readouterr()
-        try:
-            return json.loads(captured.out), captured.err
-        except ValueError:
-            return captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

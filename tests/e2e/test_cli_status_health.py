@@ -3,9 +3,7 @@ from the stack's table where the workers and pollers keep them."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from switchyard.catalog import load_catalog
@@ -13,38 +11,10 @@ from switchyard.circuit_breaker import BreakerState, CircuitBreaker, DynamoBreak
 from switchyard.errors import RetryableError
 from switchyard.polling import DynamoPollStore, ScanCursor
 from switchyard.table_keys import PollKeys
-from switchyard_cli import main as cli_main
-from switchyard_cli.main import main
-from switchyard_cli.target import LOCAL_ENDPOINT_FILE
-from switchyard_local.devmode import aws_endpoint
 from switchyard_local.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 FLOW = "nopcommerce-to-streak"
-
-
-@pytest.fixture(scope="module")
-def endpoint(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    workdir = tmp_path_factory.mktemp("status-operator")
-    with aws_endpoint(endpoint_file=workdir / LOCAL_ENDPOINT_FILE, stack_name="Switchyard-dev") as url:
-        yield {"url": url, "workdir": workdir}
-
-
-@pytest.fixture
-def cli(endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    monkeypatch.chdir(endpoint["workdir"])
-    monkeypatch.setattr(cli_main.out, "width", 250)
-
-    def run(*argv: str) -> Any:
-        capsys.readouterr()
-        assert main([*argv, "--local"]) == 0
-        out = capsys.readouterr().out
-        try:
-            return json.loads(out)
-        except ValueError:
-            return out
-
-    return run
 
 
 def _table(stack: LocalStack) -> str:
@@ -62,16 +32,16 @@ def test_status_shows_an_open_breaker_until_it_closes(stack, cli) -> None:
         for _ in range(5):
             breaker.failed(RetryableError("503 from the target", reason="target_unavailable"))
 
-        shown = cli("status", FLOW, "--json")
+        shown, _ = cli("status", FLOW, "--json")
         (row,) = shown["flows"]
         assert row["breaker"]["connection"] == "streak" and row["breaker"]["status"] == "open"
         assert row["breaker"]["consecutive_failures"] == 5 and 0 < row["breaker"]["next_probe_in_seconds"] <= 30
         assert "open_since" in row["breaker"]
-        assert "open (streak, probe in" in cli("status", FLOW)
+        assert "open (streak, probe in" in cli("status", FLOW)[0]
     finally:  # the shared stack's next module finds Streak's breaker as it was
         current = store.get("streak")
         assert store.put(BreakerState("streak", version=current.version + 1), expected_version=current.version)
-    (row,) = cli("status", FLOW, "--json")["flows"]
+    (row,) = cli("status", FLOW, "--json")[0]["flows"]
     assert row["breaker"]["status"] == before.status.value == "closed"
 
 
@@ -85,7 +55,7 @@ def test_status_shows_the_polled_sources_last_finished_scan(stack, cli) -> None:
         store.save(ScanCursor(watermark=watermark, scan_from=watermark, scan_to=watermark + timedelta(minutes=6),
                               page_index=2), {}, {})
 
-        shown = cli("status", "--json")
+        shown, _ = cli("status", "--json")
         polls = {row["flow"]: row["last_poll"] for row in shown["flows"]}
         catalog = load_catalog()
         shop_flows = {name for name, flow in catalog.flows.items() if flow.source == "nopcommerce"}
@@ -96,6 +66,6 @@ def test_status_shows_the_polled_sources_last_finished_scan(stack, cli) -> None:
         assert poll["watermark"] == watermark.isoformat() and 7 * 60 <= poll["lag_seconds"] < 9 * 60
         assert poll["scanning"]["page"] == 2
         assert polls["streak-to-clarity"] is None  # Streak only pushes
-        assert "7m" in cli("status", FLOW)
+        assert "7m" in cli("status", FLOW)[0]
     finally:
         store.save(before, {}, {})
