@@ -39,8 +39,10 @@ def attribute_ids(stack: LocalStack) -> dict[str, int]:
 def place_order(stack: LocalStack, number: int, email: str, *, phone: str | None = None) -> None:
     """The shop's webhook sender posts the order (nopcommerce-to-streak makes the deal and the contact)."""
     event = json.loads(sample("nop_order_b2b"))
-    event["data"]["Order"].update(Id=number, CustomOrderNumber=str(number), OrderGuid=str(uuid.UUID(int=number)))
-    event["data"]["Customer"].update(Email=email, FirstName="Jane", LastName="Shopper", Phone=phone)
+    # a customer of its own: the sample's customer id is linked to another contact by earlier modules' orders
+    event["data"]["Order"].update(Id=number, CustomOrderNumber=str(number), OrderGuid=str(uuid.UUID(int=number)),
+                                  CustomerId=number)
+    event["data"]["Customer"].update(Id=number, Email=email, FirstName="Jane", LastName="Shopper", Phone=phone)
     event["data"]["BillingAddress"].update(Email=email, PhoneNumber=phone)
     body = json.dumps(event).encode()
     with httpx.Client(transport=httpx.WSGITransport(app=stack.front_door), base_url="http://local") as http:

@@ -728,7 +728,8 @@ class StreakSandbox(http.SandboxApp):
     def reset(self) -> None:
         """Forget all data, recorded requests, faults, webhooks, queued and recorded webhook deliveries."""
         with self._lock:
-            self._state = _State()
+            # keys are never reused, as in Streak: a key Switchyard linked before the reset must not name a new record
+            self._state = _State(counters=self._state.counters)
             self._webhooks.reset()
         self.requests.clear()
         self.faults.clear()
