@@ -6,6 +6,7 @@ what to do with each outcome, so a failure of one never hides what the others di
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,16 @@ T = TypeVar("T")
 
 # A Lambda runs one invocation at a time: a few threads cover the lookups of one event.
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="switchyard-io")
+
+
+def _new_pool_after_fork() -> None:
+    # A forked child inherits the pool but not its threads: the pool would count the parent's idle
+    # workers as its own and never start one, so every submitted call would wait forever.
+    global _POOL
+    _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="switchyard-io")
+
+
+os.register_at_fork(after_in_child=_new_pool_after_fork)
 
 
 @dataclass(frozen=True)

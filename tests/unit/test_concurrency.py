@@ -57,3 +57,28 @@ def test_calls_run_in_the_callers_context() -> None:
     outcomes = settle_all(calling.get, calling.get, calling.get)
 
     assert [o.get() for o in outcomes] == ["Worker", "Worker", "Worker"]
+
+
+def test_a_forked_process_runs_calls_side_by_side_too() -> None:
+    # A forked child (mutation testing forks one per mutant) inherits the pool but not its threads;
+    # without a fresh pool it would count the parent's idle workers and wait forever.
+    assert [o.get() for o in settle_all(lambda: 1, lambda: 2)] == [1, 2]  # the parent's threads exist
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if both calls finished within two seconds
+        signal.alarm(2)
+        outcomes = settle_all(lambda: 1, lambda: 2, lambda: 3)
+        os._exit(0 if [o.get() for o in outcomes] == [1, 2, 3] else 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child never finished its calls")
+    assert os.waitstatus_to_exitcode(status) == 0
