@@ -7,6 +7,11 @@ that a declared route matches, named after the entity (``key``). The declaration
     run: <system>.<step>   a Lambda task of the flow's steps function (``{"step", "state"}``), result under
                            ``$.<result>``; Retry per error class (the flow's policies, a step's own where it
                            declares them); Catch ``States.ALL`` ──> its ``compensate`` state, else RecordFailure
+    run: [a.x, a.y]        ONE task running the list in order (``{"steps", "state"}``), ResultPath ``$``: the
+    run: {route: [...]}    steps function returns the state with each step's result under its name; a map
+                           per route (``{"steps_by_route"}``) lets the execution's route pick the list, so a
+                           machine can be one task (one state transition); Retry and Catch as above
+    no next                the task ends the execution (``End``: no Succeed state, one transition less)
     choose: [...]          a Choice on ``$.route``, ``$.type`` (the event type) or a value in the state
     wait_for: <wait>       ``lambda:invoke.waitForTaskToken``: the steps function stores the token against the
                            entity (``switchyard.waits``) and the execution waits for complete / fail / cancel,
@@ -100,7 +105,7 @@ class FlowStateMachine(Construct):
         config = flow.state_machine
         assert config is not None  # the catalog guarantees it for runs_as: state-machine
         unknown = [f"{name} (state {state_name})" for state_name, state in config.states.items()
-                   for name in (state.run,) if name is not None and name not in step_handlers]
+                   for name in state.state_handlers if name not in step_handlers]
         if unknown:
             raise DeclarationError(f"flow {flow.name}: unknown step handler {', '.join(unknown)}; the systems "
                                    f"provide {', '.join(sorted(step_handlers))}")
@@ -293,7 +298,6 @@ class MachineDefinition:
                                       max_attempts=FAILURE_HANDLER_ATTEMPTS, backoff_rate=2.0,
                                       jitter_strategy=sfn.JitterType.FULL)
         self.record_failure.next(failed)
-        self._done = sfn.Succeed(scope, "Done")
         self._cancelled: sfn.Succeed | None = None
         self._unknown_route: sfn.Fail | None = None
         self.start = self._build(config)
@@ -317,8 +321,9 @@ class MachineDefinition:
                               built[choice.next])
                 node.otherwise(built[state.otherwise] if state.otherwise else self._unknown())
                 continue
-            after: sfn.IChainable = (built[state.next] if state.next else
-                                     self.record_failure if name in compensations else self._done)
+            # no next: the state ends the execution itself (End), a Succeed state would cost a transition
+            after: sfn.IChainable | None = (built[state.next] if state.next else
+                                            self.record_failure if name in compensations else None)
             if state.kind == "wait_for":
                 self._link_wait(name, state, node, after, failure, built)
                 continue
@@ -326,15 +331,21 @@ class MachineDefinition:
             self._policies(node, state)
             node.add_catch(failure, errors=["States.ALL"],
                            result_path="$.compensation_error" if name in compensations else "$.error")
-            node.next(after)
+            if after is not None:
+                node.next(after)
         return built[config.start]
 
     def _state(self, name: str, state: StateDecl) -> sfn.State:
         if state.kind == "choose":
             return sfn.Choice(self.scope, name)
-        if state.kind == "run":
-            assert state.run is not None
+        if state.kind == "run" and isinstance(state.run, str):
             return self._task(name, state.run, result_path=f"$.{state.result_key}")
+        if state.kind == "run":  # several steps in one task: it returns the whole state, each result in it
+            if isinstance(state.run, dict):
+                steps: dict[str, object] = {"steps_by_route": {route: list(seq) for route, seq in state.run.items()}}
+            else:
+                steps = {"steps": list(state.run or ())}
+            return self._task(name, None, result_path="$", extra=steps)
         if state.kind == "cancel_wait":
             return self._task(name, "wait.cancel", result_path=f"$.{state.result_key}",
                               extra={"wait": str(state.cancel_wait)})
@@ -379,7 +390,7 @@ class MachineDefinition:
             result_path=f"$.{state.result_key}",
         )
 
-    def _link_wait(self, name: str, state: StateDecl, first: sfn.State, after: sfn.IChainable,
+    def _link_wait(self, name: str, state: StateDecl, first: sfn.State, after: sfn.IChainable | None,
                    failure: sfn.IChainable, built: dict[str, sfn.State]) -> None:
         """A wait, in one phase or two (``alarm_after``: overdue, then the rest of its timeout)."""
         assert isinstance(first, tasks.LambdaInvoke)
@@ -412,7 +423,8 @@ class MachineDefinition:
             phase.add_catch(timeout_next, errors=["States.Timeout"],
                             result_path="$.error" if last else f"$.{state.result_key}_timeout")
             phase.add_catch(failure, errors=["States.ALL"], result_path="$.error")
-            phase.next(after)
+            if after is not None:
+                phase.next(after)
 
     def _ended_wait(self, state_id: str, reason: str, message: str, failure: sfn.IChainable) -> sfn.Pass:
         """Puts the wait's reason where RecordFailure reads it (``$.error``), then the failure path."""
@@ -427,13 +439,14 @@ class MachineDefinition:
             self._cancelled = sfn.Succeed(self.scope, "Cancelled", comment="The wait was cancelled: nothing more to do")
         return self._cancelled
 
-    def _task(self, state_id: str, step: str, *, result_path: str,
-              extra: dict[str, str] | None = None) -> tasks.LambdaInvoke:
+    def _task(self, state_id: str, step: str | None, *, result_path: str,
+              extra: dict[str, object] | None = None) -> tasks.LambdaInvoke:
+        named = {"step": step} if step is not None else {}  # several steps: ``extra`` lists them
         return tasks.LambdaInvoke(
             self.scope,
             state_id,
             lambda_function=self.steps,
-            payload=sfn.TaskInput.from_object({"step": step, "state": sfn.JsonPath.object_at("$"), **(extra or {})}),
+            payload=sfn.TaskInput.from_object({**named, "state": sfn.JsonPath.object_at("$"), **(extra or {})}),
             payload_response_only=True,
             retry_on_service_exceptions=True,
             result_path=result_path,

@@ -340,34 +340,53 @@ class StepApp(NamedTuple):
     count_drop: Callable[[str, str], None] | None = None  # (flow, reason): EventsDropped by reason
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        from switchyard.state_machines import (
-            StepError,
-            execution_ended,
-            record_failure,
-            record_step_drop,
-            run_step,
-            step_failure,
-        )
+        from switchyard.machine_declaration import step_result_key
+        from switchyard.state_machines import execution_ended, record_failure, requested_steps
 
         if "detail-type" in event:  # EventBridge: Step Functions Execution Status Change
             return execution_ended(self.flow, event.get("detail") or {}, self.dead_letters, describe=self.describe)
-        step, state = event["step"], event["state"]
+        state = event["state"]
+        try:
+            sequence = requested_steps(event)
+        except Exception as exc:
+            self._log_failure(f"route {state.get('route')!r}", exc)  # the route picks no steps
+            raise
+        if sequence is not None:
+            # one task, several steps: each sees the results before it, as separate states would; the task's
+            # result is the whole state (ResultPath "$"), so later states read each step's result by name
+            current = dict(state)
+            for position, step in enumerate(sequence):
+                current[step_result_key(step)] = self._run(step, current, event, check=position == 0)
+            return current
+        step = event["step"]
         if step == "record_failure":
             return record_failure(self.flow, state, self.dead_letters, execution=event.get("execution"))
+        return self._run(step, state, event)
+
+    def _run(self, step: str, state: Mapping[str, Any], event: Mapping[str, Any], *,
+             check: bool = True) -> dict[str, Any]:
+        from switchyard.state_machines import StepError, naming_step, record_step_drop, run_step
+
         try:
             wait_steps = self.wait_steps
             if wait_steps is not None and wait_steps.handles(step):
                 return run_step(lambda: wait_steps.run(event))  # calls no connection: no guard
-            result = run_step(lambda: self.steps.get().run(step, state), guard=self.guard)
+            result = run_step(lambda: self.steps.get().run(step, state), guard=self.guard, check=check)
         except Exception as exc:
-            if self.logger is not None:
-                expected = isinstance(exc, StepError)
-                log = self.logger.warning if expected else self.logger.exception
-                log("step failed", extra={"step": step, **step_failure(exc)})
+            self._log_failure(step, exc)
+            if isinstance(exc, StepError):
+                raise naming_step(exc, step) from exc.__cause__
             raise
         record_step_drop(self.flow, step, state, result, drops=self.drops, count_drop=self.count_drop,
                          logger=self.logger)
         return result
+
+    def _log_failure(self, step: str, exc: Exception) -> None:
+        from switchyard.state_machines import StepError, step_failure
+
+        if self.logger is not None:
+            log = self.logger.warning if isinstance(exc, StepError) else self.logger.exception
+            log("step failed", extra={"step": step, **step_failure(exc)})
 
 
 def declared_steps(context: FlowContext, names: Sequence[str]) -> Callable[[Secrets], StepRunner]:

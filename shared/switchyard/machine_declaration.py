@@ -9,7 +9,7 @@
         cancel: {event: order.status_changed, where: {Order.OrderStatusId: 40}}
       states:                           # the first one is where an execution starts
         Route:    {choose: [{route: placed, next: Customer}, {route: cancel, next: Cancel}]}
-        Customer: {run: erp.customer, next: Shipment, compensate: Undo}
+        Customer: {run: [erp.customer, erp.order], next: Shipment, compensate: Undo}   # one task, two steps
         Shipment: {wait_for: shipment, timeout_days: 30, alarm_after_hours: 72, heartbeat_hours: 24, next: Ship}
         Ship:     {run: shop.shipment}                   # no next: the execution succeeds
         Cancel:   {run: erp.cancel, next: EndWait}
@@ -18,7 +18,17 @@
 
 Every step is the flow's step Lambda running the handler named by ``run`` (``<system>.<step>``, looked up in
 the step registry), with Retry per error class (the flow's policies, overridable per step) and a Catch that
-runs the step's compensation, if any, then dead-letters the event with its reason. This module validates a
+runs the step's compensation, if any, then dead-letters the event with its reason.
+
+Steps that always run together run in ONE task (one invocation, one transition): ``run`` takes a list, run in
+order, each step's result stored under its name before the next runs (as separate states would), or a map
+route -> list, where the execution's route picks the list (no Choice state: the machine can be one task)::
+
+        Book: {run: {placed: [erp.customer, erp.order], cancel: [erp.cancel]}}
+
+A failing inner step fails the task with its own error class (the Retry/Catch per class apply; the step log
+and the error's cause name the inner step); a retry runs the list again from its first step, so the steps
+of a list must be idempotent. This module validates a
 declaration on its own (unknown or unreachable states, routes no choice takes); the builder in
 ``infra/constructs/state_machine.py`` checks the handlers against the registry and the rendered ASL
 (``check_definition``) at synth.
@@ -126,10 +136,10 @@ class ChoiceDecl(_Strict):
 
 
 class StateDecl(_Strict):
-    """One state: a step (``run``), a choice (``choose``), a wait for a callback (``wait_for``) or the end of
-    an entity's wait (``cancel_wait``)."""
+    """One state: a step (``run``: one handler, a list run in one task, or a list per route), a choice
+    (``choose``), a wait for a callback (``wait_for``) or the end of an entity's wait (``cancel_wait``)."""
 
-    run: str | None = None
+    run: str | tuple[str, ...] | dict[str, tuple[str, ...]] | None = None
     choose: tuple[ChoiceDecl, ...] | None = None
     otherwise: str | None = None  # a choice's default; none: the execution fails as UnknownRoute
     wait_for: str | None = None
@@ -154,8 +164,23 @@ class StateDecl(_Strict):
         if len(kinds) != 1:
             raise ValueError("a state is exactly one of run, choose, wait_for or cancel_wait")
         kind = kinds[0]
-        if self.run is not None and not HANDLER_NAME.fullmatch(self.run):
-            raise ValueError(f"step handler {self.run!r} must be <system>.<step> (lowercase)")
+        if isinstance(self.run, dict) and not self.run:
+            raise ValueError("run by route needs at least one route")
+        for sequence in self.sequences.values():
+            if not sequence:
+                raise ValueError("a list of steps needs at least one step")
+            for handler in sequence:
+                if not HANDLER_NAME.fullmatch(handler):
+                    raise ValueError(f"step handler {handler!r} must be <system>.<step> (lowercase)")
+            keys = [step_result_key(handler) for handler in sequence]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"steps {list(sequence)} store two results under one name: a step runs once "
+                                 "per list")
+            if isinstance(self.run, tuple | dict) and set(keys) & RESERVED_RESULTS:
+                raise ValueError(f"steps {sorted(set(keys) & RESERVED_RESULTS)} would overwrite the execution's "
+                                 "own fields: rename them")
+        if isinstance(self.run, tuple | dict) and self.result is not None:
+            raise ValueError("a list of steps stores each step's result under its own name: no result")
         for wait in (self.wait_for, self.cancel_wait):
             if wait is not None and not WAIT_NAME.fullmatch(wait):
                 raise ValueError(f"wait name {wait!r}: lowercase letters, digits and '-'")
@@ -191,13 +216,45 @@ class StateDecl(_Strict):
         return next(k for k in ("run", "choose", "wait_for", "cancel_wait") if getattr(self, k) is not None)
 
     @property
+    def sequences(self) -> dict[str | None, tuple[str, ...]]:
+        """The handlers the state runs in one task, per route (``None``: whatever the route)."""
+        if self.run is None:
+            return {}
+        if isinstance(self.run, str):
+            return {None: (self.run,)}
+        if isinstance(self.run, dict):
+            return {route: steps for route, steps in self.run.items()}
+        return {None: self.run}
+
+    @property
+    def runs_several(self) -> bool:
+        """A list (or a list per route): the task returns the whole state with each step's result in it."""
+        return isinstance(self.run, tuple | dict)
+
+    @property
+    def state_handlers(self) -> tuple[str, ...]:
+        """Every handler this state may run, in declaration order."""
+        return tuple(dict.fromkeys(h for sequence in self.sequences.values() for h in sequence))
+
+    @property
     def result_key(self) -> str:
-        """Where the state's result is stored in the execution's state: ``$.<result_key>``."""
+        """Where the state's result is stored in the execution's state: ``$.<result_key>`` (a list of steps:
+        each under its own name, ``step_result_key``)."""
         if self.result is not None:
             return self.result
-        if self.run is not None:
-            return self.run.split(".", 1)[1]
+        if isinstance(self.run, str):
+            return step_result_key(self.run)
         return (self.wait_for or self.cancel_wait or "").replace("-", "_")
+
+    def results(self) -> dict[str, str]:
+        """Where this state stores results -> what stores them (a handler, or the wait)."""
+        if self.runs_several:
+            return {step_result_key(h): h for h in self.state_handlers}
+        if self.run is not None:
+            return {self.result_key: str(self.run)}
+        if self.wait_for is not None:
+            return {self.result_key: f"wait:{self.wait_for}"}
+        return {}
 
     @property
     def wait_timeout_seconds(self) -> int:
@@ -262,19 +319,25 @@ class StateMachineConfig(_Strict):
             for choice in state.choose or ():
                 if choice.route is not None and choice.route not in self.routes:
                     raise ValueError(f"state {name!r} chooses route {choice.route!r}, which is not declared")
+            if isinstance(state.run, dict):
+                undeclared = sorted(set(state.run) - set(self.routes))
+                if undeclared:
+                    raise ValueError(f"state {name!r} runs steps for routes {undeclared}, which are not declared")
         unreachable = [name for name in self.states if name not in self._reachable()]
         if unreachable:
             raise ValueError(f"unreachable states (nothing leads to them from {self.start!r}): "
                              + ", ".join(unreachable))
         chosen = {c.route for s in self.states.values() for c in s.choose or () if c.route is not None}
-        if any(s.choose for s in self.states.values()) and set(self.routes) - chosen:
+        chosen |= {route for s in self.states.values() if isinstance(s.run, dict) for route in s.run}
+        routing = any(s.choose or isinstance(s.run, dict) for s in self.states.values())
+        if routing and set(self.routes) - chosen:
             raise ValueError(f"routes no choice takes: {sorted(set(self.routes) - chosen)}")
-        results: dict[str, str] = {}
+        stored: dict[str, tuple[str, str]] = {}  # result key -> (state, what stores it)
         for name, state in self.states.items():
-            if state.kind in ("run", "wait_for"):
-                other = results.setdefault(state.result_key, name)
-                if other != name and self.states[other].run != state.run:
-                    raise ValueError(f"states {other!r} and {name!r} both store their result as {state.result_key!r}")
+            for key, writer in state.results().items():
+                other, other_writer = stored.setdefault(key, (name, writer))
+                if other_writer != writer:
+                    raise ValueError(f"states {other!r} and {name!r} both store their result as {key!r}")
         compensations = self._reachable(via={s.compensate for s in self.states.values() if s.compensate})
         mixed = compensations & self._reachable(compensate=False)
         if mixed:
@@ -327,7 +390,7 @@ class StateMachineConfig(_Strict):
     @property
     def handlers(self) -> tuple[str, ...]:
         """Every step handler the declaration runs, in declaration order."""
-        return tuple(dict.fromkeys(s.run for s in self.states.values() if s.run is not None))
+        return tuple(dict.fromkeys(h for s in self.states.values() for h in s.state_handlers))
 
     @property
     def waits(self) -> dict[str, StateDecl]:
@@ -365,6 +428,12 @@ class StateMachineConfig(_Strict):
         if len(name) > MAX_EXECUTION_NAME:
             name = name[:40] + "-" + hashlib.sha256(name.encode()).hexdigest()[:39]
         return name
+
+
+def step_result_key(handler: str) -> str:
+    """Where a handler's result goes in the execution's state by default: its step name (``erp.items``
+    -> ``items``)."""
+    return handler.split(".", 1)[1]
 
 
 def field_at(data: Any, path: str) -> Any:

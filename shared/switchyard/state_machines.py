@@ -199,13 +199,15 @@ def step_error(exc: Exception) -> StepError | None:
     return None
 
 
-def run_step(step: Callable[[], dict[str, Any]], *, guard: ConnectionGuard | None = None) -> dict[str, Any]:
+def run_step(step: Callable[[], dict[str, Any]], *, guard: ConnectionGuard | None = None,
+             check: bool = True) -> dict[str, Any]:
     """Run one step; Switchyard errors leave as the step errors the state machine retries or catches.
 
-    With a ``guard``, a connection waiting for a reconnect stops the step before it calls anyone, and a
-    connection found dead by the step is marked for every function."""
+    With a ``guard``, a connection waiting for a reconnect stops the step before it calls anyone (unless
+    ``check`` is off: an earlier step of the same task checked), and a connection found dead by the step is
+    marked for every function."""
     try:
-        if guard is not None:
+        if guard is not None and check:
             guard.check()
         return step()
     except Exception as exc:
@@ -215,6 +217,48 @@ def run_step(step: Callable[[], dict[str, Any]], *, guard: ConnectionGuard | Non
         if translated is None or translated is exc:
             raise
         raise translated from exc
+
+
+def requested_steps(request: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The handlers a task runs in order (a declared list, or the list of the execution's route), or None for
+    a task of one step (``{"step"}``). A route the declaration gives no list fails for good."""
+    if "steps" in request:
+        return tuple(str(step) for step in request["steps"])
+    by_route = request.get("steps_by_route")
+    if by_route is None:
+        return None
+    route = (request.get("state") or {}).get("route")
+    steps = by_route.get(route) if isinstance(route, str) else None
+    if steps is None:
+        raise StepFailed(json.dumps({"reason": "unknown_route", "error_class": "permanent",
+                                     "message": f"no steps for route {route!r}; the task runs "
+                                                f"{', '.join(sorted(by_route))}"}))
+    return tuple(str(step) for step in steps)
+
+
+def step_label(request: Mapping[str, Any]) -> str | None:
+    """What a task request runs, for its log lines: ``erp.customer``, or ``a.x+a.y`` for a list."""
+    if "step" in request:
+        return str(request["step"])
+    try:
+        steps = requested_steps(request)
+    except StepFailed:
+        return None
+    return "+".join(steps) if steps else None
+
+
+def naming_step(error: StepError, step: str) -> StepError:
+    """The same step error (class and details) with the step that raised it in its details: the Cause in
+    the execution's history names the inner step of a task that runs several."""
+    try:
+        details = json.loads(str(error))
+    except ValueError:
+        return error
+    if not isinstance(details, dict):
+        return error
+    named = type(error)(json.dumps({**details, "step": step}, default=str))
+    named.__cause__ = error.__cause__
+    return named
 
 
 def record_step_drop(flow: str, step: str, state: Mapping[str, Any], result: Mapping[str, Any], *,

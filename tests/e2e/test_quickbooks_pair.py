@@ -130,6 +130,11 @@ def step_errors(stack: LocalStack, name: str) -> list[str]:
             if key.endswith("FailedEventDetails") and event["type"] in ("TaskFailed", "LambdaFunctionFailed")]
 
 
+def executions_of_named(stack: LocalStack, name: str) -> dict[str, Any]:
+    (found,) = [e for e in stack.executions(FLOW) if e["name"] == name]
+    return found
+
+
 def letters_for(stack: LocalStack, event_id: str) -> list[dict[str, Any]]:
     return [letter for letter in stack.dead_letters(FLOW) if letter.get("event_id") == event_id]
 
@@ -450,8 +455,8 @@ def test_quickbooks_webhook_with_a_forged_signature_gets_401_and_queues_nothing(
     assert genuine.status_code == 200
 
 
-def test_an_execution_failing_outside_any_catch_is_dead_lettered_through_the_execution_status_rule(stack, http):
-    # Given an execution whose input names no route (no Catch covers a Choice's default Fail)
+def test_an_execution_whose_route_the_task_has_no_steps_for_is_dead_lettered_once_with_the_reason(stack, http):
+    # Given an execution whose input names no route the machine's one task runs steps for
     from switchyard.events import flow_message
 
     event_id = f"evt_unrouted_{uuid.uuid4().hex[:8]}"
@@ -464,14 +469,37 @@ def test_an_execution_failing_outside_any_catch_is_dead_lettered_through_the_exe
         input=json.dumps({"flow": FLOW, "event_id": event_id, "type": "order.placed", "route": "bogus",
                           "message": message}))
 
-    # When it fails and Step Functions' status change event reaches the steps function (the local stack
-    # sends what EventBridge would, for the template's rule)
+    # When the task fails for good (nothing retries a permanent error) and the execution's status change
+    # reaches the steps function too
     assert wait_until(lambda: stack.poll_all() >= 0 and letters_for(stack, event_id), timeout=30)
 
     # Then its event is in the DLQ with the reason, once, marked so a redrive starts a new execution
     (letter,) = letters_for(stack, event_id)
-    assert (letter["reason"], letter["error_class"]) == ("execution_failed", "unexpected")
-    assert "UnknownRoute" in letter["message"]
+    assert (letter["reason"], letter["error_class"]) == ("unknown_route", "permanent")
+    assert "no steps for route 'bogus'" in letter["message"]
+    assert json.loads(letter["original"])["retry_of"] == name
+    assert executions_of_named(stack, name)["status"] == "FAILED"
+    stack.poll_all()  # its failure went through RecordFailure: the status rule adds no second letter
+    assert len(letters_for(stack, event_id)) == 1
+
+
+def test_an_execution_ending_without_its_own_dead_letter_is_dead_lettered_through_the_execution_status_rule(
+        stack, http):
+    # Given an order.paid whose order was never booked: the task waits for the invoice (out of order, retried)
+    order = Order(stack, 4110, payment_status=PAID)
+    event_id = send(stack, http, order.paid())
+    name = order.execution("-paid")
+    assert wait_until(lambda: stack.poll_all() >= 0 and "StepOutOfOrder" in step_errors(stack, name), timeout=60)
+
+    # When an operator stops it (no Catch runs for a stopped execution, nor for a timed-out one)
+    arn = stack.state_machines[FLOW].replace(":stateMachine:", ":execution:", 1) + f":{name}"
+    stack.client("stepfunctions").stop_execution(executionArn=arn, error="Operator", cause="stopped to test")
+
+    # Then Step Functions' status change event (the local stack sends what EventBridge would, for the
+    # template's rule) dead-letters its event with the reason, once, marked so a redrive starts a new execution
+    assert wait_until(lambda: stack.poll_all() >= 0 and letters_for(stack, event_id), timeout=30)
+    (letter,) = letters_for(stack, event_id)
+    assert (letter["reason"], letter["error_class"]) == ("execution_aborted", "aborted")
     assert json.loads(letter["original"])["retry_of"] == name
     stack.poll_all()
     assert len(letters_for(stack, event_id)) == 1

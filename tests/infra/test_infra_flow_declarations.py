@@ -40,7 +40,8 @@ def catalog_with(states: dict[str, Any]) -> Catalog:
 
 STATES = {
     "Route": {"choose": [{"route": "placed", "next": "Customer"}, {"route": "cancel", "next": "Cancel"}]},
-    "Customer": {"run": "quickbooks.customer", "next": "Shipment", "compensate": "Undo"},
+    # two steps in one task, then the wait; a failure of either compensates
+    "Customer": {"run": ["quickbooks.customer", "quickbooks.items"], "next": "Shipment", "compensate": "Undo"},
     "Shipment": SHIPMENT,
     "WriteBack": {"run": "quickbooks.write_back"},
     "Cancel": {"run": "quickbooks.cancel", "next": "EndWait"},
@@ -151,6 +152,26 @@ def test_an_unknown_step_handler_fails_synth_naming_the_state():
     broken = {**STATES, "WriteBack": {"run": "bng.ship_order"}}
     with pytest.raises(DeclarationError, match=r"unknown step handler bng.ship_order \(state WriteBack\)"):
         synth(catalog_with(broken))
+    inside_a_list = {**STATES, "Customer": {**STATES["Customer"], "run": ["quickbooks.customer", "bng.ship_order"]}}
+    with pytest.raises(DeclarationError, match=r"unknown step handler bng.ship_order \(state Customer\)"):
+        synth(catalog_with(inside_a_list))
+
+
+def test_steps_declared_as_a_list_are_one_task_returning_the_state_with_every_result(states, waiting):
+    customer = states["Customer"]
+    assert customer["Parameters"]["steps"] == ["quickbooks.customer", "quickbooks.items"]
+    assert "step" not in customer["Parameters"]
+    assert (customer["ResultPath"], customer["Next"]) == ("$", "Shipment")
+    # the per-class retries and the compensation of the declared state hold for the whole task
+    config = catalog_with(STATES).flows[WAITING].state_machine
+    assert [r["ErrorEquals"] for r in customer["Retry"]][-5:] == [
+        ["StepRetryable"], ["StepThrottled"], ["StepRateLimited"], ["StepOutOfOrder"], ["StepWaitingForConnection"]]
+    (throttled,) = [r for r in customer["Retry"] if r["ErrorEquals"] == ["StepThrottled"]]
+    assert (throttled["IntervalSeconds"], throttled["MaxAttempts"]) == (config.throttled.interval_seconds,
+                                                                        config.throttled.max_attempts)
+    assert customer["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Undo"}]
+    # a state without next ends the execution itself: no Succeed state to enter
+    assert states["WriteBack"]["End"] is True and "Done" not in states
 
 
 def test_a_definition_without_a_catch_fails_synth():

@@ -11,7 +11,13 @@ from switchyard.state_machines import STEP_ERRORS
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 FLOW = "nopcommerce-to-quickbooks"
-TASKS = ("Customer", "Items", "Document", "Payment", "Cancel", "Refund", "WriteBack")
+TASKS = ("Book",)
+# the one task's steps per route (flows.yaml): Standard bills per state transition, so the route picks them
+STEPS_BY_ROUTE = {
+    "placed": ["quickbooks.customer", "quickbooks.items", "quickbooks.document", "quickbooks.write_back"],
+    "paid": ["quickbooks.payment", "quickbooks.write_back"],
+    "cancel": ["quickbooks.cancel", "quickbooks.write_back"],
+    "refund": ["quickbooks.refund", "quickbooks.write_back"]}
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +45,18 @@ def test_state_machine_one_per_state_machine_flow_standard_traced_logged(dev, ca
     assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False  # orders carry personal data
 
 
-def test_state_machine_routes_placed_paid_cancel_refund_to_their_steps(definition):
+def test_state_machine_is_one_task_whose_route_picks_its_steps_and_ends_the_execution(definition):
     states = definition["States"]
-    assert definition["StartAt"] == "Route"
-    routes = {c["StringEquals"]: c["Next"] for c in states["Route"]["Choices"]}
-    assert routes == {"placed": "Customer", "paid": "Payment", "cancel": "Cancel", "refund": "Refund"}
-    assert [states["Customer"]["Next"], states["Items"]["Next"], states["Document"]["Next"]] == \
-        ["Items", "Document", "WriteBack"]
-    assert states["Payment"]["Next"] == states["Cancel"]["Next"] == states["Refund"]["Next"] == "WriteBack"
-    assert states["WriteBack"]["Next"] == "Done"
+    # a paid order's execution enters one state: Book (no Choice before it, no Succeed after it)
+    assert definition["StartAt"] == "Book"
+    assert set(states) == {"Book", "RecordFailure", "Failed"}
+    book = states["Book"]
+    assert book["Parameters"]["steps_by_route"] == STEPS_BY_ROUTE
+    assert book["Parameters"]["state.$"] == "$"
+    assert "step" not in book["Parameters"]
+    # the steps function returns the whole state, each step's result under its name (where write_back reads it)
+    assert book["ResultPath"] == "$"
+    assert book["End"] is True and "Next" not in book
 
 
 def test_state_machine_every_step_retries_by_error_class_and_catches_to_the_failure_handler(definition, catalog):
@@ -55,11 +64,6 @@ def test_state_machine_every_step_retries_by_error_class_and_catches_to_the_fail
     states = definition["States"]
     for name in TASKS:
         task = states[name]
-        # the declared handler (the step registry's name), its result where the later steps read it
-        result = {"Customer": "customer", "Items": "items", "Document": "document", "Payment": "payment",
-                  "Cancel": "cancel", "Refund": "refund", "WriteBack": "write_back"}[name]
-        assert task["Parameters"]["step"] == f"quickbooks.{result}"
-        assert task["ResultPath"] == f"$.{result}"
         retriers = {tuple(r["ErrorEquals"]): r for r in task["Retry"]}
         for error, retry in (("StepRetryable", config.retry), ("StepThrottled", config.throttled),
                              ("StepRateLimited", config.rate_limited), ("StepOutOfOrder", config.out_of_order)):

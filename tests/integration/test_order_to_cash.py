@@ -308,6 +308,61 @@ def test_rerun_of_every_step_creates_nothing_twice(
     assert len(shop.notes[1042]) == 2
 
 
+def test_the_one_task_of_a_route_retried_after_its_last_step_failed_creates_nothing_twice(
+    o2c: OrderToCash, sandbox: QuickBooksSandbox, shop: FakeShop, transport: Recorder
+) -> None:
+    """The declared machine runs a route's steps in ONE task (flows.yaml); a retry of that task runs them all
+    again from the first. The write-back fails (the shop times out) after the receipt exists: the retry finds
+    the customer and the receipt, creates nothing, and the shop gets its note once."""
+    from switchyard.catalog import load_catalog
+    from switchyard.compose import StepApp
+    from switchyard.state_machines import StepHandlers, StepRetryable
+
+    declared = load_catalog().flows[FLOW].state_machine
+    (book,) = declared.states.values()
+    task = {"steps_by_route": {route: list(steps) for route, steps in book.sequences.items()}}
+    handlers = StepHandlers({f"quickbooks.{step}": (lambda state, step=step: o2c.run(step, state))
+                             for step in ("customer", "items", "document", "write_back", "payment")})
+
+    class Bound:
+        def get(self) -> StepHandlers:
+            return handlers
+
+    app = StepApp(flow=FLOW, steps=Bound(), dead_letters=None)
+    flaky = {"left": 1}
+    add_note = shop.add_order_note
+
+    def times_out_once(*args: Any, **kwargs: Any) -> bool:
+        if flaky["left"]:
+            flaky["left"] -= 1
+            raise RetryableError("nopCommerce timed out", reason="target_timeout")
+        return add_note(*args, **kwargs)
+
+    shop.add_order_note = times_out_once  # type: ignore[method-assign]
+    state = {**execution(placed(PaymentStatusId=10)), "route": "placed"}
+    with pytest.raises(StepRetryable) as failed:
+        app.handle({**task, "state": state})
+    assert json.loads(str(failed.value))["step"] == "quickbooks.write_back"
+    first_writes = transport.writes()
+    assert sorted(first_writes) == ["customer", "invoice"]  # the items exist already
+
+    retried = app.handle({**task, "state": state})  # Step Functions' Retry: the same input again
+
+    assert transport.writes() == first_writes  # nothing written on the second run
+    (customer,) = entities(sandbox, "customers")
+    (invoice,) = entities(sandbox, "invoices")
+    assert retried["customer"] == {"id": customer["Id"], "display_name": "Acme Corp", "action": "unchanged"}
+    assert (retried["document"]["id"], retried["document"]["action"]) == (invoice["Id"], "existing")
+    assert retried["write_back"]["note_added"] is True
+    assert shop.notes[1042] == ["Sent to QuickBooks: Invoice 1042"]
+    assert {key: retried[key] for key in state} == state  # the execution's own fields are kept
+
+    # the order.paid execution's task: its route picks payment + write-back
+    paid_state = app.handle({**task, "state": {**execution(paid()), "route": "paid"}})
+    assert paid_state["payment"]["invoice_id"] == invoice["Id"] and "customer" not in paid_state
+    assert len(entities(sandbox, "payments")) == 1
+
+
 def test_items_come_from_one_query_then_from_the_cache_until_it_expires(
     o2c: OrderToCash, transport: Recorder, clock: FakeClock
 ) -> None:

@@ -85,6 +85,52 @@ def test_a_broken_declaration_fails_with_a_clear_error(changes, message):
         declared(**changes)
 
 
+def test_steps_that_always_run_together_are_one_state_each_result_under_its_own_name():
+    machine = declared(states={"Create": {"run": ["erp.customer", "erp.create_order"], "next": "Shipment",
+                                          "compensate": "Undo"}})
+    create = machine.states["Create"]
+    assert create.runs_several and create.sequences == {None: ("erp.customer", "erp.create_order")}
+    assert create.results() == {"customer": "erp.customer", "create_order": "erp.create_order"}
+    assert machine.handlers[:2] == ("erp.customer", "erp.create_order")
+    single = machine.states["Ship"]
+    assert (single.runs_several, single.sequences, single.results()) == (False, {None: ("shop.ship",)},
+                                                                         {"ship": "shop.ship"})
+
+
+def test_one_state_can_run_each_route_its_own_steps_without_a_choice():
+    machine = declared(states={
+        "Route": None, "Shipment": None, "Ship": None, "EndWait": None, "Create": None, "Cancel": None, "Undo": None,
+        "Book": {"run": {"placed": ["erp.customer", "erp.create_order"], "cancel": ["erp.cancel_order"]}}})
+    assert machine.start == "Book"
+    assert machine.states["Book"].sequences == {"placed": ("erp.customer", "erp.create_order"),
+                                                "cancel": ("erp.cancel_order",)}
+    assert machine.handlers == ("erp.customer", "erp.create_order", "erp.cancel_order")
+
+
+ONLY_BOOK = {"Route": None, "Shipment": None, "Ship": None, "EndWait": None, "Create": None, "Cancel": None,
+             "Undo": None}
+
+
+@pytest.mark.parametrize(("states", "message"), [
+    ({"Create": {"run": ["erp.customer", "erp.customer"], "next": "Shipment"}}, "store two results under one name"),
+    ({"Create": {"run": ["erp.customer", "Erp.Order"], "next": "Shipment"}}, "'Erp.Order' must be <system>.<step>"),
+    ({"Create": {"run": [], "next": "Shipment"}}, "a list of steps needs at least one step"),
+    ({"Create": {"run": ["erp.customer", "erp.route"], "next": "Shipment"}}, "would overwrite the execution's own"),
+    ({"Create": {"run": ["erp.customer", "erp.order"], "result": "both", "next": "Shipment"}},
+     "each step's result under its own name: no result"),
+    # a list and another state would both write $.ship with different handlers
+    ({"Create": {"run": ["erp.customer", "erp.ship"], "next": "Shipment", "compensate": "Undo"}},
+     "both store their result as 'ship'"),
+    ({**ONLY_BOOK, "Book": {"run": {"placed": ["erp.customer"], "paid": ["erp.payment"]}}},
+     "runs steps for routes ['paid'], which are not declared"),
+    ({**ONLY_BOOK, "Book": {"run": {"placed": ["erp.customer"]}}}, "routes no choice takes: ['cancel']"),
+    ({**ONLY_BOOK, "Book": {"run": {}}}, "run by route needs at least one route"),
+])
+def test_a_broken_list_of_steps_fails_with_a_clear_error(states, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        declared(states=states)
+
+
 def test_routes_match_the_event_type_and_its_fields_compared_as_text():
     machine = declared()
     assert machine.route_for(event("order.placed")) == "placed"
@@ -110,7 +156,7 @@ def test_the_order_to_cash_declaration_routes_as_the_hard_wired_machine_did_plus
     assert list(machine.routes) == ["placed", "paid", "cancel", "refund"]
     assert [machine.suffix(route) for route in machine.routes] == ["", "-paid", "-cancel", "-refund"]
     assert machine.handlers == tuple(f"quickbooks.{step}" for step in
-                                     ("customer", "items", "document", "payment", "cancel", "refund", "write_back"))
+                                     ("customer", "items", "document", "write_back", "payment", "cancel", "refund"))
     assert machine.waits == {}
 
 

@@ -489,3 +489,156 @@ def test_a_drop_that_cannot_be_recorded_does_not_fail_the_step_that_is_done():
     assert drop is not None and drop.reason == "nothing_to_void"
     assert warnings == ["dropped", "drop not recorded"]
     assert record_step_drop(FLOW, "erp.cancel", {"event_id": "e"}, {"action": "voided"}, drops=Broken()) is None
+
+
+# --------------------------------------------------------------------------- several steps in one task
+
+class _Logged:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def warning(self, message, extra):
+        self.lines.append(("warning", message, extra))
+
+    def exception(self, message, extra):
+        self.lines.append(("exception", message, extra))
+
+    def info(self, message, extra):
+        self.lines.append(("info", message, extra))
+
+
+def _bound(handlers):
+    from switchyard.state_machines import StepHandlers
+
+    class Bound:
+        def get(self):
+            return StepHandlers(handlers)
+
+    return Bound()
+
+
+def test_several_steps_in_one_task_each_see_the_results_before_them_and_return_the_whole_state():
+    seen = []
+
+    def customer(state):
+        seen.append(("customer", dict(state)))
+        return {"id": "C1"}
+
+    def document(state):
+        seen.append(("document", dict(state)))
+        return {"id": "D1", "customer": state["customer"]["id"]}
+
+    app = StepApp(flow=FLOW, steps=_bound({"erp.customer": customer, "erp.document": document}), dead_letters=None)
+    state = {"event_id": "e1", "route": "placed", "message": "{}"}
+    result = app.handle({"steps": ["erp.customer", "erp.document"], "state": state})
+
+    # what a Choice or a later state reads: each step's result under its name, the input kept
+    assert result == {**state, "customer": {"id": "C1"}, "document": {"id": "D1", "customer": "C1"}}
+    assert seen == [("customer", state), ("document", {**state, "customer": {"id": "C1"}})]
+    assert state == {"event_id": "e1", "route": "placed", "message": "{}"}  # the input is not changed
+
+
+def test_the_route_picks_the_steps_of_a_task_that_runs_each_route_its_own_and_an_unknown_route_fails_for_good():
+    ran = []
+    handlers = {name: (lambda state, name=name: ran.append(name) or {"ok": name})
+                for name in ("erp.customer", "erp.document", "erp.cancel")}
+    app = StepApp(flow=FLOW, steps=_bound(handlers), dead_letters=None)
+    by_route = {"placed": ["erp.customer", "erp.document"], "cancel": ["erp.cancel"]}
+
+    assert app.handle({"steps_by_route": by_route, "state": {"route": "cancel"}})["cancel"] == {"ok": "erp.cancel"}
+    assert ran == ["erp.cancel"]
+    with pytest.raises(StepFailed) as raised:
+        app.handle({"steps_by_route": by_route, "state": {"route": "refund"}})
+    assert json.loads(str(raised.value))["reason"] == "unknown_route"
+    assert ran == ["erp.cancel"]
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (PermanentError("unmapped product GIFT-1", reason="unmapped_product"), StepFailed),
+    (fault_error({}, status=429, where="QBO"), StepThrottled),
+    (RateLimitedError("qbo#1", retry_after=0.4), StepRateLimited),
+    (OutOfOrderError("the invoice is not there yet", reason="document_missing"), StepOutOfOrder),
+    (RetryableError("QuickBooks answered 503", reason="target_5xx"), StepRetryable),
+])
+def test_an_inner_step_that_fails_keeps_its_error_class_and_the_log_and_cause_name_it(error, expected):
+    ran = []
+
+    def fails(state):
+        ran.append("items")
+        raise error
+
+    handlers = {"erp.customer": lambda state: ran.append("customer") or {"id": "C1"}, "erp.items": fails,
+                "erp.document": lambda state: ran.append("document") or {"id": "D1"}}
+    logged = _Logged()
+    app = StepApp(flow=FLOW, steps=_bound(handlers), dead_letters=None, logger=logged)
+    with pytest.raises(expected) as raised:
+        app.handle({"steps": ["erp.customer", "erp.items", "erp.document"], "state": {"event_id": "e1"}})
+
+    assert type(raised.value) is expected  # the Retry/Catch of its class applies to the whole task
+    assert ran == ["customer", "items"]  # nothing after the failing step
+    details = json.loads(str(raised.value))
+    assert (details["step"], details["reason"]) == ("erp.items", error.reason)
+    assert raised.value.__cause__ is error
+    (line,) = logged.lines
+    assert (line[0], line[1], line[2]["step"], line[2]["error_type"]) == ("warning", "step failed", "erp.items",
+                                                                          expected.__name__)
+    # the dead letter Catch writes from it keeps the inner step's reason and message
+    letter = failure_letter(FLOW, {"event_id": "e1", "message": "{}",
+                                   "error": {"Error": expected.__name__, "Cause": lambda_cause(raised.value)}})
+    assert (letter.reason, letter.message) == (error.reason, error.message)
+
+
+def test_a_bug_in_an_inner_step_leaves_unchanged_and_is_logged_with_the_inner_step():
+    logged = _Logged()
+    handlers = {"erp.customer": lambda state: {"id": "C1"}, "erp.items": lambda state: state["missing"]}
+    app = StepApp(flow=FLOW, steps=_bound(handlers), dead_letters=None, logger=logged)
+    with pytest.raises(KeyError):
+        app.handle({"steps": ["erp.customer", "erp.items"], "state": {}})
+    assert [(level, extra["step"], extra["error_type"]) for level, _, extra in logged.lines] == [
+        ("exception", "erp.items", "KeyError")]
+
+
+def test_several_steps_check_the_connections_once_and_stop_before_calling_anyone_while_one_waits():
+    states = InMemoryConnectionStates()
+    checks = []
+
+    class CountingGuard(ConnectionGuard):
+        def check(self) -> None:
+            checks.append(1)
+            super().check()
+
+    guard = CountingGuard(states, ["quickbooks"])
+    ran = []
+    handlers = {name: (lambda state, name=name: ran.append(name) or {}) for name in ("erp.a", "erp.b", "erp.c")}
+    app = StepApp(flow=FLOW, steps=_bound(handlers), dead_letters=None, guard=guard)
+    app.handle({"steps": ["erp.a", "erp.b", "erp.c"], "state": {}})
+    assert (len(checks), ran) == (1, ["erp.a", "erp.b", "erp.c"])
+
+    states.mark_needs_reconnect("quickbooks", reason="credentials_rejected", message="invalid_grant")
+    with pytest.raises(StepWaitingForConnection):
+        app.handle({"steps": ["erp.a", "erp.b"], "state": {}})
+    assert ran == ["erp.a", "erp.b", "erp.c"]
+
+
+def test_each_inner_step_that_applies_nothing_on_purpose_records_its_drop_and_the_next_steps_still_run():
+    from switchyard.drops import InMemoryDropLog
+    from switchyard.state_machines import STEP_DROPPED
+
+    drops = InMemoryDropLog()
+    handlers = {"erp.cancel": lambda state: {"action": "nothing_to_void", STEP_DROPPED: "nothing_to_void"},
+                "erp.write_back": lambda state: {"note": None, "saw": state["cancel"]["action"]}}
+    app = StepApp(flow=FLOW, steps=_bound(handlers), dead_letters=None, drops=drops)
+    result = app.handle({"steps": ["erp.cancel", "erp.write_back"],
+                         "state": {"event_id": "evt-c", "type": "order.status_changed", "message": "{}"}})
+    assert result["write_back"] == {"note": None, "saw": "nothing_to_void"}
+    (drop,) = drops.list(FLOW)
+    assert (drop.reason, drop.detail["step"]) == ("nothing_to_void", "erp.cancel")
+
+
+def test_a_task_request_is_labelled_with_its_step_or_its_steps():
+    from switchyard.state_machines import step_label
+
+    assert step_label({"step": "quickbooks.items", "state": {}}) == "quickbooks.items"
+    assert step_label({"steps": ["a.x", "a.y"], "state": {}}) == "a.x+a.y"
+    assert step_label({"steps_by_route": {"paid": ["a.p", "a.w"]}, "state": {"route": "paid"}}) == "a.p+a.w"
+    assert step_label({"steps_by_route": {"paid": ["a.p"]}, "state": {"route": "nope"}}) is None
