@@ -357,3 +357,64 @@ def test_a_wait_stays_while_heartbeats_come_and_dead_letters_when_they_stop(hear
     assert letter["reason"] == "wait_heartbeat_missed"
     assert "no heartbeat for shipment within 2 seconds" in letter["message"]
     assert stack.waits.heartbeat("shipment", GUID.format(8)) is False  # nobody waits any more
+
+
+# --------------------------------------------------------------------------- several steps in one task
+
+# the route picks the steps of ONE task (no Choice state); a choice after it reads an inner step's result
+IN_ONE_TASK = StateMachineConfig.model_validate({
+    "key": "Order.OrderGuid",
+    "timeout_minutes": 60,
+    "retry": FAST, "throttled": FAST, "rate_limited": FAST, "out_of_order": FAST, "waiting_for_connection": FAST,
+    "routes": {"placed": {"event": "order.placed", "suffix": ""},
+               "cancel": {"event": "order.status_changed", "where": {"Order.OrderStatusId": 40}}},
+    "states": {
+        "Book": {"run": {"placed": ["erp.create_order", "erp.cancel_order"], "cancel": ["erp.cancel_order"]},
+                 "next": "Decide", "compensate": "UndoOrder"},
+        "Decide": {"choose": [{"output": "cancel_order.cancelled", "equals": True, "next": "Again"}]},
+        "Again": {"run": "erp.cancel_order", "result": "again"},
+        "UndoOrder": {"run": "erp.undo_order"},
+    },
+})
+
+
+@pytest.fixture
+def one_task_stack(aws: None, definitions: dict[str, dict[str, Any]]) -> Iterator[Stack]:
+    yield from running(IN_ONE_TASK, definitions)
+
+
+def _entered(stack: Stack, execution_arn: str) -> list[str]:
+    events = stack.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+
+
+def test_one_task_runs_the_routes_steps_and_the_next_states_read_each_steps_result(one_task_stack: Stack) -> None:
+    stack = one_task_stack
+    done = stack.until(stack.send("order.placed", GUID.format(8)))
+
+    assert done["status"] == "SUCCEEDED"
+    output = json.loads(done["output"])
+    assert (output["create_order"], output["cancel_order"], output["again"]) == (
+        {"erp_order": "SO-8d7c6b5a"}, {"cancelled": True}, {"cancelled": True})
+    assert output["route"] == "placed" and "message" in output  # the execution's own fields are kept
+    assert stack.recorder.calls == [("create_order", GUID.format(8)), ("cancel_order", GUID.format(8)),
+                                    ("cancel_order", GUID.format(8))]
+    # two steps, one state entered; the last task ends the execution (no Succeed state)
+    assert _entered(stack, done["executionArn"]) == ["Book", "Decide", "Again"]
+
+
+def test_a_failing_inner_step_compensates_and_dead_letters_with_its_reason_and_names_itself(
+        one_task_stack: Stack) -> None:
+    stack = one_task_stack
+    done = stack.until(stack.send("order.placed", GUID.format(9), order_id=REJECTED))
+
+    assert (done["status"], done.get("error")) == ("FAILED", DEAD_LETTERED)
+    # the steps after the failing one never ran; the compensation did
+    assert stack.recorder.calls == [("create_order", GUID.format(9)), ("undo_order", GUID.format(9))]
+    (letter,) = stack.letters()
+    assert (letter["reason"], letter["error_class"]) == ("customer_rejected", "permanent")
+    events = stack.sfn.get_execution_history(executionArn=done["executionArn"], maxResults=1000)["events"]
+    (failed,) = [details for e in events if e["type"] in ("TaskFailed", "LambdaFunctionFailed")
+                 for key, details in e.items() if key.endswith("FailedEventDetails")]
+    cause = json.loads(json.loads(failed["cause"])["errorMessage"])
+    assert (failed["error"], cause["step"]) == ("StepFailed", "erp.create_order")
