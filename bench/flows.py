@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import statistics
 import threading
 import time
@@ -393,8 +394,11 @@ def bench_order_to_cash_cost(stack: Any, orders: int) -> dict:
         executions = stack.executions(QBO_FLOW)
         transitions, starts = _transitions(stack, executions)
         failed = sum(1 for e in executions if e["status"] != "SUCCEEDED")
-        qbo_requests = len([r for r in stack.quickbooks.requests if not r[1].startswith("/_sandbox")])
-        shop_requests = len([r for r in stack.nopcommerce.requests if not r[1].startswith("/_sandbox")])
+        by_call = {vendor: Counter(f"{method} {re.sub(r'/[0-9]+', '/{id}', path)}"
+                                   for method, path, *_ in sandbox.requests if not path.startswith("/_sandbox"))
+                   for vendor, sandbox in (("quickbooks", stack.quickbooks), ("nopcommerce", stack.nopcommerce))}
+        qbo_requests = sum(by_call["quickbooks"].values())
+        shop_requests = sum(by_call["nopcommerce"].values())
         vendor_requests = qbo_requests + shop_requests
 
     per_order = _per_order(counted, orders)
@@ -414,6 +418,9 @@ def bench_order_to_cash_cost(stack: Any, orders: int) -> dict:
         "step_invocations_per_order": round(steps, 2),
         "quickbooks_requests_per_order": round(qbo_requests / orders, 2),
         "nopcommerce_requests_per_order": round(shop_requests / orders, 2),
+        # which calls: the Lambda's wait on them is most of its GB-s (VENDOR_MS each)
+        "vendor_calls_per_order": {vendor: {call: round(n / orders, 2) for call, n in calls.most_common()}
+                                   for vendor, calls in by_call.items()},
         "production_model": prod.describe(),
         "aws_requests_per_order": per_order["requests"],
         "usage_per_order": {k: round(v, 9) for k, v in usage.items()},

@@ -28,10 +28,11 @@ route -> list, where the execution's route picks the list (no Choice state: the 
 
 A failing inner step fails the task with its own error class (the Retry/Catch per class apply; the step log
 and the error's cause name the inner step); a retry runs the list again from its first step, so the steps
-of a list must be idempotent. This module validates a
-declaration on its own (unknown or unreachable states, routes no choice takes); the builder in
-``infra/constructs/state_machine.py`` checks the handlers against the registry and the rendered ASL
-(``check_definition``) at synth.
+of a list must be idempotent.
+
+This module validates a declaration on its own (unknown or unreachable states, routes no choice takes); the
+builder in ``infra/constructs/state_machine.py`` checks the handlers against the registry and the rendered
+ASL (``check_definition``) at synth.
 """
 
 from __future__ import annotations
