@@ -314,9 +314,13 @@ class StreakDealTarget:
         if changes:
             with recorded_echo(self._echoes, "streak", "contact", contact["key"], {**contact, **changes}):
                 contact = self._client.update_contact(contact["key"], changes)
-        if plan.customer_key:  # so later changes on either side find their counterpart
-            self._state.link(f"{source}:customer>streak:contact", plan.customer_key, contact["key"])
+        forward = f"{source}:customer>streak:contact"
+        # so later changes on either side find their counterpart; a returning customer's links are read, not
+        # written again (two writes an order) unless they changed or are getting old
+        if plan.customer_key and not self._state.link_is_current(forward, plan.customer_key, contact["key"]):
+            # the reverse first: a current forward link then means both were written
             self._state.link(f"streak:contact>{source}:customer", contact["key"], plan.customer_key)
+            self._state.link(forward, plan.customer_key, contact["key"])
         return contact
 
     def _ensure_organization(self, plan: OrganizationPlan) -> dict[str, Any]:
