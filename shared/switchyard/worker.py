@@ -170,7 +170,9 @@ class FlowWorker:
         The records of one entity (sharing an order reference, see ``entity_groups``) run one after
         another in the batch's order; the entities run side by side, so the batch waits for its slowest
         entity instead of the sum of all. A record that fails fails the later records of its entity too,
-        unrun (they wait at least as long as it does, so its retry comes first), and nothing of another.
+        unrun (they wait at least as long as it does, so its retry comes first), and nothing of another;
+        except a record that came too early (out of order: a status change before its order), which waits
+        for what follows it, so the later records go on.
         """
         failed: list[str] = []
         lock = threading.Lock()
@@ -181,6 +183,10 @@ class FlowWorker:
                     self.handle(record.body, receive_count=record.receive_count,
                                 receipt_handle=record.receipt_handle)
                 except Exception as exc:
+                    if isinstance(exc, RetryLater) and isinstance(exc.__cause__, OutOfOrderError):
+                        with lock:
+                            failed.append(record.message_id)
+                        continue  # holding back what it waits for would have it wait forever
                     later = group[position + 1:]
                     self._hold_back(later, exc)
                     with lock:

@@ -124,8 +124,9 @@ def test_records_naming_no_entity_share_one_group() -> None:
 
 
 def test_a_failed_record_fails_itself_and_the_later_records_of_its_entity_only() -> None:
-    # Given order 1042's second record fails (its box not there yet) and the third follows it
-    target = SlowTarget(0.02, fail={"a2": OutOfOrderError("no box yet", reason="box_not_found")})
+    # Given order 1042's second record fails (Streak down through every retry) and the third follows it
+    target = SlowTarget(0.02, fail={"a2": RetryableError("Streak answered 503", reason="target_unavailable",
+                                                         retry_after=5)})
     letters = Letters()
     batch = [record("a1", "1042"), record("b1", "2000"), record("a2", "1042", event_type="order.status_changed"),
              record("b2", "2000", event_type="order.status_changed"),
@@ -155,3 +156,17 @@ def test_a_source_without_order_references_keeps_the_whole_batch_in_order() -> N
     assert worker(target, letters, order_ref=()).handle_batch(batch) == []
     assert target.delivered == [f"e{i}" for i in range(5)]
     assert target.most_at_once == 1
+
+
+def test_a_record_that_came_too_early_lets_the_later_records_of_its_entity_through() -> None:
+    # Given order 1042's status change ahead of the order itself in the batch (the box is not there yet)
+    target = SlowTarget(fail={"s1": OutOfOrderError("no box for order 1042 yet", reason="box_not_found")})
+    letters = Letters()
+    batch = [record("s1", "1042", event_type="order.status_changed"), record("p1", "1042")]
+
+    failed = worker(target, letters).handle_batch(batch)
+
+    # Then the order is delivered now and only the status change waits (held back, it would wait forever)
+    assert failed == ["m-s1"]
+    assert target.delivered == ["p1"]
+    assert dict(letters.delays) == {"r-s1": 5}
