@@ -167,16 +167,16 @@ def install() -> Meter:
                     meter.finished[event_id] = now
         return result
 
-    def submit(call: Any) -> Any:  # a handler's helper thread works for the handler's role
+    def submit(call: Any, **kwargs: Any) -> Any:  # a handler's helper thread works for the handler's role
         role = _current_role()
         if role is None:
-            return original_submit(call)
+            return original_submit(call, **kwargs)
 
         def run() -> Any:
             with meter.frame(role, helper=True):
                 return call()
 
-        return original_submit(run)
+        return original_submit(run, **kwargs)
 
     original_submit = concurrency._submit
     concurrency._submit = submit

@@ -167,9 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny run (CI): checks the benchmarks work")
     parser.add_argument("--only", choices=BENCHMARKS, action="append",
                         help="run only this benchmark (repeatable); report: bench/results/report-<names>.json")
+    parser.add_argument("--flow-orders", type=int, metavar="N",
+                        help="orders in the Streak run of `flows` (default 1,000): fewer while iterating")
     args = parser.parse_args(argv)
     runs, orders, rounds = (3, 500, 3) if args.smoke else (21, 20_000, 15)
     flow_sizes = FLOW_SMOKE if args.smoke else (FLOW_ORDERS, FLOW_QBO_ORDERS, FLOW_ROUND_TRIP_ORDERS)
+    if args.flow_orders:
+        flow_sizes = (args.flow_orders, *flow_sizes[1:])
     qbo_orders, qbo_scale = (QBO_SMOKE_ORDERS, QBO_SMOKE_TIME_SCALE) if args.smoke else (QBO_ORDERS, QBO_TIME_SCALE)
     chosen = args.only or list(BENCHMARKS)
     benchmarks = {"cold-start": lambda: bench_cold_start(runs), "mapping": lambda: bench_mapping(orders, rounds),

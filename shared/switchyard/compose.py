@@ -281,6 +281,9 @@ def build_worker(settings: WorkerSettings, *, metrics: Metrics | None = None,
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table, key_attr="id", expiry_attr="expiration"
     )
+    # configured now, not by the first call: a batch's entities run side by side, and a call that found the
+    # layer half-configured by another would record with Powertools' default expiry, not ours
+    persistence.configure(config, key_prefix=keys.idempotency_prefix)
     queues = SqsQueues(clients.client("sqs"))
     # every connection the flow's functions use (a state-machine flow's steps too): while one waits for a
     # reconnect, its events wait in the queue instead of starting executions or reaching the target

@@ -36,6 +36,11 @@ class EntityState(Protocol):
     # cross-references between systems' keys (e.g. a shop customer's CRM contact)
     def link(self, namespace: str, key: str, other: str) -> None: ...
     def linked(self, namespace: str, key: str) -> str | None: ...
+    def link_is_current(self, namespace: str, key: str, other: str) -> bool:
+        """Whether the link names ``other`` and keeps it for at least half its retention: a link that
+        returns with every order of a customer is rewritten only when it changed or is getting old (a
+        read costs a fifth of a write)."""
+        ...
 
 
 class InMemoryEntityState:
@@ -79,6 +84,9 @@ class InMemoryEntityState:
 
     def linked(self, namespace: str, key: str) -> str | None:
         return self._items.get(f"xref#{namespace}#{key}", {}).get("other")
+
+    def link_is_current(self, namespace: str, key: str, other: str) -> bool:
+        return self.linked(namespace, key) == other  # nothing expires here
 
 
 class DynamoEntityState:
@@ -157,6 +165,12 @@ class DynamoEntityState:
         item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
                                      ConsistentRead=True)
         return item.get("Item", {}).get("other", {}).get("S")
+
+    def link_is_current(self, namespace: str, key: str, other: str) -> bool:
+        item = self._client.get_item(TableName=self._table, Key=self._key("xref", namespace, key),
+                                     ConsistentRead=True).get("Item", {})
+        expires = int(item.get("expiration", {}).get("N", "0"))
+        return item.get("other", {}).get("S") == other and expires - self._clock() >= RETENTION_SECONDS / 2
 
 
 def _stamp(change_time: datetime) -> str:

@@ -3,6 +3,7 @@ redeploy: what a Lambda asks for on each request, while building happens once pe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -23,10 +24,12 @@ class SecretBound(Generic[T]):
         self._ignored = frozenset(ignored_keys)
         self._built_from: dict[str, dict[str, Any]] | None = None
         self._current: T | None = None
+        self._lock = threading.Lock()  # a batch's entities ask at once (cold start): one build, not one each
 
     def get(self) -> T:
         values = {name: self._read(secret_id) for name, secret_id in self._secret_ids.items()}
         stable = {name: {k: v for k, v in value.items() if k not in self._ignored} for name, value in values.items()}
-        if self._current is None or self._built_from != stable:
-            self._current, self._built_from = self._build(values), stable
-        return self._current
+        with self._lock:
+            if self._current is None or self._built_from != stable:
+                self._current, self._built_from = self._build(values), stable
+            return self._current

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from switchyard.audit import AuditEntry, DeliveryAudit, order_refs
 from switchyard.catalog import FlowConfig
 from switchyard.circuit_breaker import CircuitBreaker, CircuitOpenError
+from switchyard.concurrency import run_groups
 from switchyard.connection_state import (
     RECONNECT_POLL_SECONDS,
     RECONNECT_WAIT_SECONDS,
@@ -81,6 +83,16 @@ class DeadLetter:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
+
+
+@dataclass(frozen=True)
+class QueuedRecord:
+    """One record of a queue batch, as the event source mapping hands it over."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    receipt_handle: str
 
 
 class DeadLetters(Protocol):
@@ -134,6 +146,7 @@ class FlowWorker:
         self._metrics = metrics
         self._logger = logger
         self._drops = drops
+        self._metrics_lock = threading.Lock()  # a batch's entities run side by side
         self._count_drop = count_drop  # (flow, reason): a metric with the reason as a dimension
         retry = flow.retry
         self._retrying = Retrying(
@@ -150,6 +163,61 @@ class FlowWorker:
         del key  # what the idempotency layer hashes
         result: DeliveryResult = self._retrying(self._target.deliver, event)
         return {"outcome": result.outcome, "detail": result.detail}
+
+    def handle_batch(self, records: Sequence[QueuedRecord]) -> list[str]:
+        """Finish a batch; the message ids to report as failed (SQS delivers them again).
+
+        The records of one entity (sharing an order reference, see ``entity_groups``) run one after
+        another in the batch's order; the entities run side by side, so the batch waits for its slowest
+        entity instead of the sum of all. A record that fails fails the later records of its entity too,
+        unrun (they wait at least as long as it does, so its retry comes first), and nothing of another;
+        except a record that came too early (out of order: a status change before its order), which waits
+        for what follows it, so the later records go on.
+        """
+        failed: list[str] = []
+        lock = threading.Lock()
+
+        def run(group: list[QueuedRecord]) -> None:
+            for position, record in enumerate(group):
+                try:
+                    self.handle(record.body, receive_count=record.receive_count,
+                                receipt_handle=record.receipt_handle)
+                except Exception as exc:
+                    if isinstance(exc, RetryLater) and isinstance(exc.__cause__, OutOfOrderError):
+                        with lock:
+                            failed.append(record.message_id)
+                        continue  # holding back what it waits for would have it wait forever
+                    later = group[position + 1:]
+                    self._hold_back(later, exc)
+                    with lock:
+                        failed.extend(r.message_id for r in (record, *later))
+                    return
+
+        groups = entity_groups(records, self._entity_refs)
+        for outcome in run_groups(*(lambda group=group: run(group) for group in groups)):
+            outcome.get()  # run() reports every failure itself: only a bug of its own gets here
+        order = {record.message_id: i for i, record in enumerate(records)}
+        return sorted(failed, key=order.__getitem__)
+
+    def _entity_refs(self, body: str) -> list[str]:
+        """What names the record's entity: its source's order references (none: a malformed message)."""
+        try:
+            raw = json.loads(body)
+            data = json.loads(raw["body"])["data"] if isinstance(raw["body"], str) else raw["body"]["data"]
+        except (ValueError, KeyError, TypeError):
+            return []
+        # any of them may name it (number, id, guid): a collision of two orders' values only serialises them
+        return [f"{raw.get('source')}|{ref}" for ref in order_refs(self._order_ref, data)] if self._order_ref else []
+
+    def _hold_back(self, later: Sequence[QueuedRecord], exc: Exception) -> None:
+        """Records after a failed one of the same entity: back on the queue no sooner than it."""
+        if not isinstance(exc, RetryLater):
+            return  # not delayed: they come back with the queue's visibility timeout, like it
+        for record in later:
+            try:
+                self._delay(record.receipt_handle, exc.delay_seconds)
+            except Exception as error:  # reported failed all the same; the visibility timeout brings it back
+                self._log("warning", "could not delay a held-back record", None, error=str(error))
 
     def handle(self, body: str, *, receive_count: int, receipt_handle: str) -> dict[str, Any] | None:
         """Finish one record, or raise RetryLater so the batch reports it as failed."""
@@ -318,7 +386,8 @@ class FlowWorker:
 
     def _metric(self, name: str) -> None:
         if self._metrics is not None:
-            self._metrics.add_metric(name=name, unit="Count", value=1)
+            with self._metrics_lock:
+                self._metrics.add_metric(name=name, unit="Count", value=1)
 
     def _log(self, level: str, message: str, event: FlowEvent | None, **fields: Any) -> None:
         if self._logger is None:
@@ -327,6 +396,35 @@ class FlowWorker:
         if event is not None:
             context.update(event_id=event.event_id, event_type=event.type, order=self._order(event))
         getattr(self._logger, level)(message, extra=context)
+
+
+def entity_groups(records: Sequence[QueuedRecord],
+                  refs_of: Callable[[str], list[str]]) -> list[list[QueuedRecord]]:
+    """The batch's records in groups that may run side by side, each in the batch's order: records sharing
+    any reference are one group (an order named by number in one event and by id in the next stays one);
+    records naming none (malformed, or a source without order references) share one group, as before."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with: dict[str, int] = {}
+    unnamed: int | None = None
+    for i, record in enumerate(records):
+        root(i)
+        refs = refs_of(record.body)
+        if not refs:
+            unnamed = i if unnamed is None else unnamed
+            parent[root(i)] = root(unnamed)
+        for ref in refs:
+            parent[root(i)] = root(first_with.setdefault(ref, i))
+    groups: dict[int, list[QueuedRecord]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(root(i), []).append(record)
+    return list(groups.values())
 
 
 def _retry_inline(exc: BaseException, max_wait: float) -> bool:

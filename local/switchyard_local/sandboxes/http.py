@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from waitress import wasyncore
+from waitress.server import create_server
 from werkzeug.wrappers import Request, Response
 
 WsgiApp = Callable[..., Any]
@@ -63,32 +64,43 @@ class RequestLog(Sequence[RequestRecord]):
         return f"RequestLog({list(self)!r})"
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that skips per-request access logging (test output stays readable)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
+# Requests served at once per server: a vendor's slow answers (latency, late answers, client timeouts)
+# each hold one while the rest go on; a batch's orders side by side make ~30 calls at once.
+SERVE_THREADS = 48
 
 
 def serve(wsgi_app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Callable[[], None]]:
     """Serve ``wsgi_app`` from a daemon thread; return ``(base_url, stop_fn)``.
 
-    ``port=0`` picks a free port. ``stop_fn`` is idempotent.
+    ``port=0`` picks a free port. ``stop_fn`` is idempotent. Waitress keeps a connection open between
+    requests (HTTP/1.1), as the vendors' servers do: werkzeug's development server answers every
+    request with ``Connection: close``, so each call of a client opened a new connection, which the
+    client's pool reuses in production.
     """
-    server = make_server(host, port, wsgi_app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_port}", daemon=True)
-    thread.start()
+    server = create_server(wsgi_app, host=host, port=port, threads=SERVE_THREADS, connection_limit=1000,
+                           ident="sandbox", expose_tracebacks=False)
     stopped = threading.Event()
+
+    def run() -> None:
+        # waitress's own loop runs while any socket is open; this one ends on stop, in its own thread (a
+        # socket closed by another thread while this one waits in select() fails the wait: EBADF)
+        while not stopped.is_set():
+            wasyncore.loop(timeout=1, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        wasyncore.close_all(server._map, ignore_all=True)  # the listener and every open connection
+
+    thread = threading.Thread(target=run, name=f"sandbox-{server.effective_port}", daemon=True)
+    thread.start()
 
     def stop() -> None:
         if stopped.is_set():
             return
         stopped.set()
-        server.shutdown()
-        server.server_close()
+        server.pull_trigger()  # wakes the loop
         thread.join(timeout=5)
+        # idle request threads end at once; one still inside a slow answer is a daemon, left to finish
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
 
-    return f"http://{host}:{server.server_port}", stop
+    return f"http://{host}:{server.effective_port}", stop
 
 
 ADMIN_PREFIX = "/_sandbox/"

@@ -10,6 +10,9 @@ shows a new box only after a while. So such a create leaves a "pending" mark, an
 created again for that order until a lookup made at least ``settle_seconds`` after it has found
 nothing. The create request carries the order key in the box's notes, so a box whose fields were
 never written is still recognised as the order's; two boxes for one order are flagged on the box.
+An order's marks live in its box link, one item: ``pending@<time>`` while its box create has no
+answer, then the box key, with ``|task@<time>`` once its task create started (two writes per new
+order, not three).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from hashlib import sha256
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from switchyard.concurrency import settle_all
 from switchyard.echoes import EchoLedger, recorded_echo
@@ -64,6 +67,25 @@ INCOMPLETE_NOTE = "Switchyard: delivery of event {event_id} stopped part-way ({r
 _DROPPED = frozenset({"stale", "superseded", "not_master", "echo"})
 # a create that failed with one of these was certainly not carried out
 _NOT_CARRIED_OUT = frozenset({"rate_limited"})
+_BOX_PENDING = "pending@"  # an order's box link while its box create has no answer
+_TASK_PENDING = "|task@"  # after the box key once the order's task create started
+
+
+class _OrderLink(NamedTuple):
+    """What an order's box link says: its box, and since when a box or task create may be unanswered."""
+
+    box_key: str | None = None
+    box_pending: float | None = None
+    task_pending: float | None = None
+
+    @classmethod
+    def parse(cls, value: str | None) -> _OrderLink:
+        if not value:
+            return cls()
+        if value.startswith(_BOX_PENDING):
+            return cls(box_pending=float(value[len(_BOX_PENDING):]))
+        box_key, _, task = value.partition(_TASK_PENDING)
+        return cls(box_key=box_key, task_pending=float(task) if task else None)
 
 
 class _NoEchoes:
@@ -182,16 +204,19 @@ class StreakDealTarget:
             lambda: self._ensure_organization(plan.organization) if plan.organization else None,
             lambda: self._find_boxes(plan.order_key, fallback_name=plan.box_name),
         )
-        contact, organization, (box, duplicates) = (outcome.get() for outcome in outcomes)
+        contact, organization, (box, duplicates, link) = (outcome.get() for outcome in outcomes)
         if self._pairs is not None and contact is not None and plan.contact and plan.contact.customer_key:
             self._pairs.seed_customer(event.data.get("customer") or {}, contact, event.timestamp)
         created = box is None
-        if box is None:
-            box = self._create_once("box", plan.order_key, looked_at, lambda: self._client.create_box(
-                self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
-                notes=notes_with_order_key(plan.notes, plan.order_key)))
-        box_key = box["key"]
         task = plan.task
+        if box is None:
+            box = self._create_box_once(plan, looked_at)
+            # later lookups need no search; the task's pending mark rides along (its create follows)
+            self._state.link(self._box_links, plan.order_key,
+                             f"{box['key']}{_TASK_PENDING}{self._clock()!r}" if task else box["key"])
+        elif link.box_key != box["key"]:  # found by search: linked for later lookups
+            self._state.link(self._box_links, plan.order_key, box["key"])
+        box_key = box["key"]
         try:
             # the fields and links, and the follow-up task: two requests on the box, side by side
             for outcome in settle_all(
@@ -199,7 +224,6 @@ class StreakDealTarget:
                 lambda: self._ensure_task(plan.order_key, box_key, task, box_is_new=created) if task else None,
             ):
                 outcome.get()
-            self._state.link(self._box_links, plan.order_key, box_key)  # later lookups need no search
             if plan.comment and not any(c.get("message") == plan.comment
                                         for c in self._client.list_comments(box_key)):
                 self._client.create_comment(box_key, plan.comment)
@@ -239,12 +263,64 @@ class StreakDealTarget:
         if changes:
             self._client.update_box(box["key"], changes)
 
+    def _create_box_once(self, plan: DealPlan, looked_at: float) -> dict[str, Any]:
+        """Create the order's box after a lookup found none, unless an earlier create of it has no known
+        outcome and that lookup may have been too early to see it (the mark is read again now: another
+        delivery of the order may have started one since)."""
+        pending = _OrderLink.parse(self._state.linked(self._box_links, plan.order_key)).box_pending
+        self._hold_back_create("box", plan.order_key, looked_at, pending)
+        self._hold_back_create("box", plan.order_key, looked_at, self._legacy_pending("box", plan.order_key))
+        self._state.link(self._box_links, plan.order_key, f"{_BOX_PENDING}{self._clock()!r}")
+        try:
+            return self._client.create_box(self._pipeline, name=plan.box_name, stage_key=plan.stage_key,
+                                           notes=notes_with_order_key(plan.notes, plan.order_key))
+        except RetryableError as exc:
+            if exc.reason in _NOT_CARRIED_OUT:
+                self._state.link(self._box_links, plan.order_key, "")
+            raise
+        except PermanentError:
+            self._state.link(self._box_links, plan.order_key, "")  # refused: nothing was created
+            raise
+
     def _ensure_task(self, order_key: str, box_key: str, task: TaskPlan, *, box_is_new: bool) -> None:
+        """The order's task on its box. A new box's task is created at once (its pending mark went with the
+        box link); otherwise after the box's tasks show none, unless an earlier create may be unanswered."""
         looked_at = self._clock()
-        if not box_is_new and any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
+        if not box_is_new:
+            if any(t.get("text") == task.text for t in self._client.list_tasks(box_key)):
+                return
+            link = _OrderLink.parse(self._state.linked(self._box_links, order_key))
+            self._hold_back_create("task", order_key, looked_at, link.task_pending if link.box_key == box_key else None)
+            self._hold_back_create("task", order_key, looked_at, self._legacy_pending("task", order_key))
+            self._state.link(self._box_links, order_key, f"{box_key}{_TASK_PENDING}{self._clock()!r}")
+        try:
+            self._client.create_task(box_key, text=task.text, due_date_ms=task.due_date_ms,
+                                     assignee_email=task.assignee_email)
+        except RetryableError as exc:
+            if exc.reason in _NOT_CARRIED_OUT:
+                self._state.link(self._box_links, order_key, box_key)
+            raise
+        except PermanentError:
+            self._state.link(self._box_links, order_key, box_key)  # refused: nothing was created
+            raise
+
+    def _hold_back_create(self, kind: str, key: str, looked_at: float, pending: float | None) -> None:
+        """Raise when a create of ``kind`` started at ``pending`` may still show up: the lookup at
+        ``looked_at`` came less than ``settle_seconds`` after it."""
+        if pending is None:
             return
-        self._create_once("task", order_key, looked_at, lambda: self._client.create_task(
-            box_key, text=task.text, due_date_ms=task.due_date_ms, assignee_email=task.assignee_email))
+        waited = looked_at - pending
+        if waited < self._settle_seconds:
+            raise RetryableError(
+                f"an earlier {kind} create for {key} got no answer and may still show up in Streak; "
+                f"looking again {self._settle_seconds - waited:.0f} s from now before creating",
+                reason="create_unsettled", retry_after=self._settle_seconds - waited)
+
+    def _legacy_pending(self, kind: str, order_key: str) -> float | None:
+        """A box's or task's pending mark in its own item, as written before the marks moved into the box
+        link: a create left unanswered just before an upgrade is still waited for."""
+        mark = self._state.linked(f"{self._mapping.doc.flow}:pending_create>streak:{kind}", order_key)
+        return float(mark) if mark else None
 
     def _create_once(self, kind: str, key: str, looked_at: float, create: Callable[[], T], *,
                      shared: bool = False) -> T:
@@ -252,13 +328,7 @@ class StreakDealTarget:
         known outcome and that lookup may have been too early to see it."""
         namespace = f"{self._mapping.doc.flow}:pending_create>streak:{kind}"
         pending = self._state.linked(namespace, key)
-        if pending:
-            waited = looked_at - float(pending)
-            if waited < self._settle_seconds:
-                raise RetryableError(
-                    f"an earlier {kind} create for {key} got no answer and may still show up in Streak; "
-                    f"looking again {self._settle_seconds - waited:.0f} s from now before creating",
-                    reason="create_unsettled", retry_after=self._settle_seconds - waited)
+        self._hold_back_create(kind, key, looked_at, float(pending) if pending else None)
         self._state.link(namespace, key, repr(self._clock()))
         try:
             created = create()
@@ -271,9 +341,6 @@ class StreakDealTarget:
             raise
         if shared:  # another order may need to create it again (deleted meanwhile): not held back
             self._state.link(namespace, key, "")
-        # An order's own box and task keep their mark once the create answered (a write fewer each): it
-        # only ever holds back a second create for the order after a lookup that found nothing, which
-        # within settle_seconds means the index still lags.
         return created
 
     def _flag_duplicate(self, duplicate: dict[str, Any], canonical_key: str, order_key: str) -> None:
@@ -314,9 +381,13 @@ class StreakDealTarget:
         if changes:
             with recorded_echo(self._echoes, "streak", "contact", contact["key"], {**contact, **changes}):
                 contact = self._client.update_contact(contact["key"], changes)
-        if plan.customer_key:  # so later changes on either side find their counterpart
-            self._state.link(f"{source}:customer>streak:contact", plan.customer_key, contact["key"])
+        forward = f"{source}:customer>streak:contact"
+        # so later changes on either side find their counterpart; a returning customer's links are read, not
+        # written again (two writes an order) unless they changed or are getting old
+        if plan.customer_key and not self._state.link_is_current(forward, plan.customer_key, contact["key"]):
+            # the reverse first: a current forward link then means both were written
             self._state.link(f"streak:contact>{source}:customer", contact["key"], plan.customer_key)
+            self._state.link(forward, plan.customer_key, contact["key"])
         return contact
 
     def _ensure_organization(self, plan: OrganizationPlan) -> dict[str, Any]:
@@ -359,18 +430,19 @@ class StreakDealTarget:
     def _find_box(self, order_key: str, *, fallback_name: str | None = None) -> dict[str, Any] | None:
         return self._find_boxes(order_key, fallback_name=fallback_name)[0]
 
-    def _find_boxes(self, order_key: str, *,
-                    fallback_name: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def _find_boxes(self, order_key: str, *, fallback_name: str | None = None
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], _OrderLink]:
         """The order's box and any duplicates, from every page of the search, matched exactly.
 
         A box is the order's when its order-key field holds the key, or, when that field was never
         written, when its notes carry the key (the create request sends them) or, for boxes created
         before notes did, its name is the one the plan gives. A failed page raises: an incomplete
-        lookup never leads to a create.
+        lookup never leads to a create. Also what the order's box link said.
         """
-        linked = self._linked_box(order_key)
+        link = _OrderLink.parse(self._state.linked(self._box_links, order_key))
+        linked = self._linked_box(order_key, link.box_key)
         if linked is not None:
-            return linked, []
+            return linked, [], link
         key_field = self._mapping.order_key_field
         matches: list[dict[str, Any]] = []
         for hit in self._client.search_boxes(order_key, self._pipeline):
@@ -386,15 +458,15 @@ class StreakDealTarget:
             if stored == order_key or recognised:
                 matches.append(box)
         if not matches:
-            return None, []
+            return None, [], link
         # the box that already holds the key, else the oldest, is the order's; the rest are duplicates
         matches.sort(key=lambda b: ((b.get("fields") or {}).get(key_field) != order_key,
                                     b.get("creationTimestamp", 0), b["key"]))
-        return matches[0], matches[1:]
+        return matches[0], matches[1:], link
 
-    def _linked_box(self, order_key: str) -> dict[str, Any] | None:
-        """The box this target stored the order in before, if it still holds the order's key."""
-        box_key = self._state.linked(self._box_links, order_key)
+    def _linked_box(self, order_key: str, box_key: str | None) -> dict[str, Any] | None:
+        """The box this target stored the order in before, if it still holds the order's key (in its field,
+        or, before the fields are written, in the notes its create carried)."""
         if not box_key:
             return None
         try:
@@ -403,7 +475,9 @@ class StreakDealTarget:
             if exc.reason == "target_not_found":  # deleted in Streak: search again
                 return None
             raise
-        return box if (box.get("fields") or {}).get(self._mapping.order_key_field) == order_key else None
+        stored = (box.get("fields") or {}).get(self._mapping.order_key_field)
+        mine = stored == order_key or (stored is None and order_key_in_notes(box.get("notes")) == order_key)
+        return box if mine else None
 
     # --- status changed ------------------------------------------------------------------------
 
