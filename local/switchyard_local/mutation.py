@@ -273,7 +273,7 @@ def _normalise(line: str) -> str:
 
 
 # what tests read as files (samples, generated documents, the import-direction check, the packaging checks)
-_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE")
+_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE", "cdk.json")
 
 
 def _write_workspace(modules: list[str], tests: list[str]) -> None:
@@ -507,15 +507,34 @@ def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet:
         command = [sys.executable, "-c", _RUN_BY_LINE, *args]
     if args[0] == "run":
         command.insert(len(command) - len(args) + 1, f"--max-children={max_children}")
-    process = subprocess.Popen(command, cwd=WORKSPACE, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL if quiet else None, start_new_session=True)
-    try:
-        return process.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: mutmut and the test processes it forked
-        process.wait()
-        print("time budget spent: stopped; mutants not reached are reported as not checked")
-        return None
+    # mutmut says why it failed (a test failing in the stats or clean run) on stdout, between its progress lines
+    log = WORKSPACE / MUTMUT_LOG
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=WORKSPACE, env=env, stdout=output,
+                                   stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)  # its own session: mutmut and the test processes it forked
+            process.wait()
+            print("time budget spent: stopped; mutants not reached are reported as not checked")
+            return None
+    if code != 0 and not quiet:
+        print(failure_summary(log.read_text(errors="replace")))
+    return code
+
+
+MUTMUT_LOG = "mutmut.log"  # in the workspace: the last mutmut run's output
+
+
+def failure_summary(output: str, lines: int = 15) -> str:
+    """What a failed mutmut run said: its failing tests and errors, else its last lines (its progress
+    spinner rewrites one line with carriage returns: only the last state of each line is kept)."""
+    text = [line.rsplit("\r", 1)[-1] for line in output.split("\n")]
+    text = [line for line in text if line.strip()]
+    telling = [line for line in text if line.startswith(("FAILED ", "ERROR ", "E   "))
+               or re.match(r"\w+(Error|Exception): ", line) or "failed to" in line.lower()]
+    return "\n".join((telling or text)[-lines:])
 
 
 @dataclass
@@ -752,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline,
                        by_line=by_line) if names else 0
         if code not in (0, None):  # e.g. the clean tests failed: no verdict means nothing, say so
-            print(f"mutmut failed (exit {code}): see its output above")
+            print(f"mutmut failed (exit {code}): its output is in {WORKSPACE / MUTMUT_LOG}")
             return 1
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
@@ -773,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             break
         if code != 0:  # e.g. the clean tests failed: no verdict means nothing, say so
-            print(f"mutmut failed (exit {code}) on {module}: see its output above")
+            print(f"mutmut failed (exit {code}) on {module}: its output is in {WORKSPACE / MUTMUT_LOG}")
             return 1
     scores = _results(modules)
     _report(scores, show_survivors=True)
