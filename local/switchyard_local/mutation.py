@@ -137,6 +137,15 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                _LOWER_CASE),
     Equivalent("switchyard.worker.x__snake", _WORKER_SNAKE, _WORKER_SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
                _LOWER_CASE),
+    Equivalent("switchyard.mapping.conditions.x__compare",
+               "number = _decimal(value) if value is not None else None",
+               "number = _decimal(value) if (value is not None) or True else None",
+               "_decimal(None) is Decimal('None'): InvalidOperation, so None as well; the guard only saves the try"),
+    Equivalent("switchyard.mapping.conditions.x__compile_reference",
+               "if len(operators) != 1 or not operators <= _OPERATORS.keys():",
+               "if len(operators) != 1 or not operators < _OPERATORS.keys():",
+               "only asked of a set of one operator (len != 1 is refused first), and one of the nine operators is "
+               "a subset of them exactly when it is a proper subset"),
     Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
                'self._backend.leases[realm] = ("XXXX", 0.0, version)',
                "a released lease expires at 0.0, in the past for every clock: a holder is only one whose lease "

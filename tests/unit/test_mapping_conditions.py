@@ -92,6 +92,7 @@ def test_condition_nested_combinators() -> None:
         ({"gte": 100}, "when: a test needs a path"),
         ({"path": "Order.OrderTotal", "gte": "lots"}, "when: comparison needs a number, got 'lots'"),
         ({"path": "Order.OrderStatusId", "in": 20}, "when: 'in' takes a list"),
+        ({"path": "fields.1001", "matches": "^CL-("}, "when: 'matches' needs a regular expression"),
         ({"path": 5, "eq": 1}, "when: 'path' must be a non-empty string"),
         ({"any": []}, "when: 'any' takes a non-empty list and nothing else"),
         ({"all": {"path": "a", "eq": 1}}, "when: 'all' takes a non-empty list and nothing else"),
