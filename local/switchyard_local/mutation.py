@@ -137,6 +137,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                _LOWER_CASE),
     Equivalent("switchyard.worker.x__snake", _WORKER_SNAKE, _WORKER_SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
                _LOWER_CASE),
+    Equivalent("switchyard.ingest.xǁIngestServiceǁaccept", 'body=request.body.decode("utf-8"))',
+               'body=request.body.decode("UTF-8"))', "Python's codec names are case-insensitive"),
+    Equivalent("switchyard.ingest.xǁIngestServiceǁaccept",
+               "types = tuple(e.event_type for e in events) if mixed else (event_type,)",
+               "types = tuple(e.event_type for e in events) if (mixed) or True else (event_type,)",
+               "a format without ignored changes (an envelope, an array of the URL's one event type) gives events "
+               "of one type: every event's type is the first's, so the flows and the answer are the same"),
     Equivalent("switchyard.mapping.conditions.x__compare",
                "number = _decimal(value) if value is not None else None",
                "number = _decimal(value) if (value is not None) or True else None",
