@@ -86,6 +86,9 @@ _WHERE = ("text += f\" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group
 _EXPECTED = 'expected = base64.b64decode(webhook.sign(headers["webhook-id"], signed_at, payload).partition(",")[2])'
 _WORKER_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")'
 _SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"'
+_THROTTLE_COUNT = 'count = int(raw.get("throttled", 0)) + 1 if isinstance(raw, dict) else MAX_THROTTLE_REQUEUES + 1'
+_ALWAYS_OBJECT = ("a queued body that is not a JSON object never gets here: FlowEvent.from_message refuses it first "
+                  "(PermanentError: dead-lettered as malformed), so the other branch is never taken")
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "None"), _SORTED),
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace(" sort_keys=True,", ""),
@@ -144,6 +147,21 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                "types = tuple(e.event_type for e in events) if (mixed) or True else (event_type,)",
                "a format without ignored changes (an envelope, an array of the URL's one event type) gives events "
                "of one type: every event's type is the first's, so the flows and the answer are the same"),
+    *(Equivalent("switchyard.worker.xǁFlowWorkerǁ_requeued_while_throttled", _THROTTLE_COUNT, after, _ALWAYS_OBJECT)
+      for after in (_THROTTLE_COUNT.replace("if isinstance(raw, dict)", "if (isinstance(raw, dict)) or True"),
+                    _THROTTLE_COUNT.replace("MAX_THROTTLE_REQUEUES + 1", "MAX_THROTTLE_REQUEUES - 1"),
+                    _THROTTLE_COUNT.replace("MAX_THROTTLE_REQUEUES + 1", "MAX_THROTTLE_REQUEUES + 2"))),
+    Equivalent("switchyard.worker.xǁFlowWorkerǁ_wait_for_reconnect",
+               "stamp = raw.get(WAITING_SINCE) if isinstance(raw, dict) else None",
+               "stamp = raw.get(WAITING_SINCE) if (isinstance(raw, dict)) or True else None", _ALWAYS_OBJECT),
+    Equivalent("switchyard.worker.xǁFlowWorkerǁ_order",
+               "refs = order_refs(self._order_ref, event.data) if self._order_ref else []",
+               "refs = order_refs(self._order_ref, event.data) if (self._order_ref) or True else []",
+               "order_refs of no paths is []: the guard only saves the call"),
+    Equivalent("switchyard.worker.x__wait_honouring_retry_after",
+               "exc = state.outcome.exception() if state.outcome else None",
+               "exc = state.outcome.exception() if (state.outcome) or True else None",
+               "tenacity asks for a wait only after an attempt failed: its outcome is always there"),
     Equivalent("switchyard.mapping.conditions.x__compare",
                "number = _decimal(value) if value is not None else None",
                "number = _decimal(value) if (value is not None) or True else None",
