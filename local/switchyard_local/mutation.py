@@ -769,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts (after changing tests)")
     parser.add_argument("--survivors", action="store_true",
-                        help="run again only the mutants that survived last time (after adding tests)")
+                        help="run again only the mutants that survived last time, or that no test reached "
+                             "(after adding tests)")
     parser.add_argument("--timeouts", action="store_true",
                         help="run again only the mutants that timed out last time (on a loaded machine)")
     parser.add_argument("--by-function", action="store_true",
@@ -819,8 +820,9 @@ def main(argv: list[str] | None = None) -> int:
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
         if args.survivors or args.timeouts:
+            # the mutants no test reached too: a test added since may reach them
             names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived
-                     if args.survivors]
+                     if args.survivors] + [name for s in _results([module]) for name in s.no_tests if args.survivors]
             names += [name for s in _results([module]) for name in s.timed_out if args.timeouts]
             if not names:
                 print(f"{module}: no survivors or timeouts to run again")
