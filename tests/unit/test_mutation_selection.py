@@ -13,6 +13,7 @@ from switchyard_local.mutation import (
     _changed_offsets,
     _test_files,
     failure_summary,
+    line_selected_tests,
     statement_lines,
 )
 
@@ -114,3 +115,11 @@ def test_failure_summary_of_a_mutmut_run_names_the_failing_test_and_its_error() 
                        "FAILED tests/unit/test_x.py::test_synth - FileNotFoundError",
                        "failed to collect stats. runner returned 1"]
     assert failure_summary("⠋ a\r⠙ last state\n") == "⠙ last state"
+
+
+def test_tests_of_a_mutant_are_those_executing_its_statement_callers_of_its_function_first() -> None:
+    callers = ["t/a.py::compiles", "t/a.py::compiles_other", "t/b.py::never_reaches_it"]
+    executing = {"t/a.py::compiles", "t/a.py::compiles_other", "t/c.py::uses_a_cached_closure"}
+
+    assert line_selected_tests(callers, executing) == ["t/a.py::compiles", "t/a.py::compiles_other",
+                                                   "t/c.py::uses_a_cached_closure"]
