@@ -184,11 +184,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
                'self._backend.leases[realm] = ("", 1.0, version)',
                "a released lease expiring one second after the epoch is in the past for every clock, like 0.0"),
-    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_put",
-               "self._backend.versions[realm] = self._backend.versions.get(realm, 0) + 1",
-               "self._backend.versions[realm] = self._backend.versions.get(None, 0) + 1",
-               "the in-memory store is always consistent: it reads ignoring the version hint, so what the "
-               "version says is never read (the Secrets Manager store's versions are pinned by its own tests)"),
 )
 
 
