@@ -39,6 +39,10 @@ def holds(spec: dict[str, Any], data: Any = None) -> bool:
         ({"path": "Order.Note", "present": True}, False),  # blank is not present
         ({"path": "Order.Note", "present": False}, True),
         ({"path": "Customer.Nope", "present": False}, True),
+        ({"path": "Customer.Company", "matches": "^Ac"}, True),
+        ({"path": "Customer.Company", "matches": "^Zz"}, False),  # present, but not matching
+        ({"path": "Customer.Nope", "matches": ".*"}, False),  # absent matches nothing, not even ".*"
+        ({"path": "Order.OrderStatusId", "matches": "^2"}, True),  # a number is searched as text
     ],
 )
 def test_condition_operator_evaluates(spec: dict[str, Any], expected: bool) -> None:
