@@ -86,6 +86,9 @@ _WHERE = ("text += f\" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group
 _EXPECTED = 'expected = base64.b64decode(webhook.sign(headers["webhook-id"], signed_at, payload).partition(",")[2])'
 _WORKER_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")'
 _SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"'
+_THROTTLE_COUNT = 'count = int(raw.get("throttled", 0)) + 1 if isinstance(raw, dict) else MAX_THROTTLE_REQUEUES + 1'
+_ALWAYS_OBJECT = ("a queued body that is not a JSON object never gets here: FlowEvent.from_message refuses it first "
+                  "(PermanentError: dead-lettered as malformed), so the other branch is never taken")
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "None"), _SORTED),
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace(" sort_keys=True,", ""),
@@ -137,15 +140,50 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                _LOWER_CASE),
     Equivalent("switchyard.worker.x__snake", _WORKER_SNAKE, _WORKER_SNAKE.replace('lstrip("_")', 'lstrip("XX_XX")'),
                _LOWER_CASE),
+    Equivalent("switchyard.ingest.xǁIngestServiceǁaccept", 'body=request.body.decode("utf-8"))',
+               'body=request.body.decode("UTF-8"))', "Python's codec names are case-insensitive"),
+    Equivalent("switchyard.ingest.xǁIngestServiceǁaccept",
+               "types = tuple(e.event_type for e in events) if mixed else (event_type,)",
+               "types = tuple(e.event_type for e in events) if (mixed) or True else (event_type,)",
+               "a format without ignored changes (an envelope, an array of the URL's one event type) gives events "
+               "of one type: every event's type is the first's, so the flows and the answer are the same"),
+    *(Equivalent("switchyard.worker.xǁFlowWorkerǁ_requeued_while_throttled", _THROTTLE_COUNT, after, _ALWAYS_OBJECT)
+      for after in (_THROTTLE_COUNT.replace("if isinstance(raw, dict)", "if (isinstance(raw, dict)) or True"),
+                    _THROTTLE_COUNT.replace("MAX_THROTTLE_REQUEUES + 1", "MAX_THROTTLE_REQUEUES - 1"),
+                    _THROTTLE_COUNT.replace("MAX_THROTTLE_REQUEUES + 1", "MAX_THROTTLE_REQUEUES + 2"))),
+    Equivalent("switchyard.worker.xǁFlowWorkerǁ_wait_for_reconnect",
+               "stamp = raw.get(WAITING_SINCE) if isinstance(raw, dict) else None",
+               "stamp = raw.get(WAITING_SINCE) if (isinstance(raw, dict)) or True else None", _ALWAYS_OBJECT),
+    Equivalent("switchyard.worker.xǁFlowWorkerǁ_order",
+               "refs = order_refs(self._order_ref, event.data) if self._order_ref else []",
+               "refs = order_refs(self._order_ref, event.data) if (self._order_ref) or True else []",
+               "order_refs of no paths is []: the guard only saves the call"),
+    Equivalent("switchyard.worker.x__wait_honouring_retry_after",
+               "exc = state.outcome.exception() if state.outcome else None",
+               "exc = state.outcome.exception() if (state.outcome) or True else None",
+               "tenacity asks for a wait only after an attempt failed: its outcome is always there"),
+    Equivalent("switchyard.mapping.conditions.x__compare",
+               "number = _decimal(value) if value is not None else None",
+               "number = _decimal(value) if (value is not None) or True else None",
+               "_decimal(None) is Decimal('None'): InvalidOperation, so None as well; the guard only saves the try"),
+    Equivalent("switchyard.mapping.conditions.x__compile_reference",
+               "if len(operators) != 1 or not operators <= _OPERATORS.keys():",
+               "if len(operators) != 1 or not operators < _OPERATORS.keys():",
+               "only asked of a set of one operator (len != 1 is refused first), and one of the nine operators is "
+               "a subset of them exactly when it is a proper subset"),
     Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
                'self._backend.leases[realm] = ("XXXX", 0.0, version)',
                "a released lease expires at 0.0, in the past for every clock: a holder is only one whose lease "
                "has not expired, so the owner text left behind is never read"),
-    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_put",
-               "self._backend.versions[realm] = self._backend.versions.get(realm, 0) + 1",
-               "self._backend.versions[realm] = self._backend.versions.get(None, 0) + 1",
-               "the in-memory store is always consistent: it reads ignoring the version hint, so what the "
-               "version says is never read (the Secrets Manager store's versions are pinned by its own tests)"),
+    Equivalent("switchyard.tokens.xǁLeasedTokenStoreǁrefresh", "keep_lease = False", "keep_lease = None",
+               "only read as `if not keep_lease`: None is as false as False"),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_try_acquire",
+               "if held is not None and held[0] and held[1] > now:",
+               "if held is not None and held[1] and held[1] > now:",
+               "a lease without an owner is a released one, which expires at 0.0: falsy too, and in the past"),
+    Equivalent("switchyard.tokens.xǁInMemoryTokenStoreǁ_release", 'self._backend.leases[realm] = ("", 0.0, version)',
+               'self._backend.leases[realm] = ("", 1.0, version)',
+               "a released lease expiring one second after the epoch is in the past for every clock, like 0.0"),
 )
 
 
@@ -273,7 +311,7 @@ def _normalise(line: str) -> str:
 
 
 # what tests read as files (samples, generated documents, the import-direction check, the packaging checks)
-_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE")
+_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE", "cdk.json")
 
 
 def _write_workspace(modules: list[str], tests: list[str]) -> None:
@@ -465,7 +503,15 @@ def tests_of_mutated_lines(mutant_name: str, tests: list[str], by_line: dict[str
     if lines is None:
         return tests
     executing = set().union(*(by_line[module].get(str(n), ()) for n in lines))
-    return [t for t in tests if t in executing]
+    return line_selected_tests(tests, executing)
+
+
+def line_selected_tests(callers: list[str], executing: set[str]) -> list[str]:
+    """The tests to run for a mutant: every test that executed its statement. Mostly a subset of those calling
+    its function; but a closure the function returns (``_matcher``'s lambda) runs in tests that never call the
+    function, e.g. with the mapping compiled by an earlier test: mutmut does not count them as callers, and a
+    mutant of the closure survived although 4 of the 173 tests running it fail."""
+    return [t for t in callers if t in executing] + sorted(executing.difference(callers))
 
 
 # mutmut's own command, with each mutant's tests narrowed to those executing its line (LINE_MAP)
@@ -507,15 +553,34 @@ def _mutmut(*args: str, max_children: int, deadline: float | None = None, quiet:
         command = [sys.executable, "-c", _RUN_BY_LINE, *args]
     if args[0] == "run":
         command.insert(len(command) - len(args) + 1, f"--max-children={max_children}")
-    process = subprocess.Popen(command, cwd=WORKSPACE, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL if quiet else None, start_new_session=True)
-    try:
-        return process.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: mutmut and the test processes it forked
-        process.wait()
-        print("time budget spent: stopped; mutants not reached are reported as not checked")
-        return None
+    # mutmut says why it failed (a test failing in the stats or clean run) on stdout, between its progress lines
+    log = WORKSPACE / MUTMUT_LOG
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=WORKSPACE, env=env, stdout=output,
+                                   stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)  # its own session: mutmut and the test processes it forked
+            process.wait()
+            print("time budget spent: stopped; mutants not reached are reported as not checked")
+            return None
+    if code != 0 and not quiet:
+        print(failure_summary(log.read_text(errors="replace")))
+    return code
+
+
+MUTMUT_LOG = "mutmut.log"  # in the workspace: the last mutmut run's output
+
+
+def failure_summary(output: str, lines: int = 15) -> str:
+    """What a failed mutmut run said: its failing tests and errors, else its last lines (its progress
+    spinner rewrites one line with carriage returns: only the last state of each line is kept)."""
+    text = [line.rsplit("\r", 1)[-1] for line in output.split("\n")]
+    text = [line for line in text if line.strip()]
+    telling = [line for line in text if line.startswith(("FAILED ", "ERROR ", "E   "))
+               or re.match(r"\w+(Error|Exception): ", line) or "failed to" in line.lower()]
+    return "\n".join((telling or text)[-lines:])
 
 
 @dataclass
@@ -707,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts (after changing tests)")
     parser.add_argument("--survivors", action="store_true",
-                        help="run again only the mutants that survived last time (after adding tests)")
+                        help="run again only the mutants that survived last time, or that no test reached "
+                             "(after adding tests)")
     parser.add_argument("--timeouts", action="store_true",
                         help="run again only the mutants that timed out last time (on a loaded machine)")
     parser.add_argument("--by-function", action="store_true",
@@ -752,13 +818,14 @@ def main(argv: list[str] | None = None) -> int:
         code = _mutmut("run", *names, max_children=args.max_children, deadline=deadline,
                        by_line=by_line) if names else 0
         if code not in (0, None):  # e.g. the clean tests failed: no verdict means nothing, say so
-            print(f"mutmut failed (exit {code}): see its output above")
+            print(f"mutmut failed (exit {code}): its output is in {WORKSPACE / MUTMUT_LOG}")
             return 1
     for module in ([] if args.sample else modules):  # one at a time: the machine is shared
         names = []
         if args.survivors or args.timeouts:
+            # the mutants no test reached too: a test added since may reach them
             names = [survivor.split("\n", 1)[0] for s in _results([module]) for survivor in s.survived
-                     if args.survivors]
+                     if args.survivors] + [name for s in _results([module]) for name in s.no_tests if args.survivors]
             names += [name for s in _results([module]) for name in s.timed_out if args.timeouts]
             if not names:
                 print(f"{module}: no survivors or timeouts to run again")
@@ -773,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             break
         if code != 0:  # e.g. the clean tests failed: no verdict means nothing, say so
-            print(f"mutmut failed (exit {code}) on {module}: see its output above")
+            print(f"mutmut failed (exit {code}) on {module}: its output is in {WORKSPACE / MUTMUT_LOG}")
             return 1
     scores = _results(modules)
     _report(scores, show_survivors=True)

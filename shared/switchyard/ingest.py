@@ -165,7 +165,7 @@ class IngestService:
             try:
                 self._publisher.publish_batch(queue_url, messages)
             except Exception as exc:  # any failure to queue durably: the sender must retry
-                ids = [m.attributes["event_id"] for m in messages]
+                ids = list(dict.fromkeys(m.attributes["event_id"] for m in messages))  # an event per flow
                 more = f" (and {len(ids) - 1} more)" if len(ids) > 1 else ""
                 raise EnqueueError(f"could not queue event {ids[0]}{more} "
                                    f"for flow {', '.join(sorted(queue_flows[queue_url]))}") from exc

@@ -39,6 +39,10 @@ def holds(spec: dict[str, Any], data: Any = None) -> bool:
         ({"path": "Order.Note", "present": True}, False),  # blank is not present
         ({"path": "Order.Note", "present": False}, True),
         ({"path": "Customer.Nope", "present": False}, True),
+        ({"path": "Customer.Company", "matches": "^Ac"}, True),
+        ({"path": "Customer.Company", "matches": "^Zz"}, False),  # present, but not matching
+        ({"path": "Customer.Nope", "matches": ".*"}, False),  # absent matches nothing, not even ".*"
+        ({"path": "Order.OrderStatusId", "matches": "^2"}, True),  # a number is searched as text
     ],
 )
 def test_condition_operator_evaluates(spec: dict[str, Any], expected: bool) -> None:
@@ -92,6 +96,7 @@ def test_condition_nested_combinators() -> None:
         ({"gte": 100}, "when: a test needs a path"),
         ({"path": "Order.OrderTotal", "gte": "lots"}, "when: comparison needs a number, got 'lots'"),
         ({"path": "Order.OrderStatusId", "in": 20}, "when: 'in' takes a list"),
+        ({"path": "fields.1001", "matches": "^CL-("}, "when: 'matches' needs a regular expression"),
         ({"path": 5, "eq": 1}, "when: 'path' must be a non-empty string"),
         ({"any": []}, "when: 'any' takes a non-empty list and nothing else"),
         ({"all": {"path": "a", "eq": 1}}, "when: 'all' takes a non-empty list and nothing else"),

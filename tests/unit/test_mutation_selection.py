@@ -7,7 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from switchyard_local.mutation import HAND_MUTANTS, _changed_offsets, _test_files, statement_lines
+from switchyard_local.mutation import (
+    _ALSO_COPY,
+    HAND_MUTANTS,
+    _changed_offsets,
+    _test_files,
+    failure_summary,
+    line_selected_tests,
+    statement_lines,
+)
+
+import infra.paths as paths
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,3 +96,30 @@ def test_every_hand_mutant_changes_one_place_of_today_s_code_and_names_existing_
     for test in mutant.tests:
         path, _, name = test.partition("::")
         assert f"def {name}(" in (ROOT / path).read_text(), test
+
+
+def test_workspace_holds_every_file_the_cdk_app_reads_from_the_repository_root() -> None:
+    # the synth tests build the app inside the workspace: a missing cdk.json failed mutmut's stats run
+    read = {value.relative_to(paths.REPO_ROOT).parts[0] for value in vars(paths).values()
+            if isinstance(value, Path) and value != paths.REPO_ROOT}
+    assert read <= set(_ALSO_COPY) | {"switchyard"}, read - set(_ALSO_COPY)
+
+
+def test_failure_summary_of_a_mutmut_run_names_the_failing_test_and_its_error() -> None:
+    output = ("⠋ Running stats\r⠙ Running stats\nsome progress\n"
+              "FileNotFoundError: [Errno 2] No such file or directory: 'cdk.json'\n"
+              "FAILED tests/unit/test_x.py::test_synth - FileNotFoundError\n"
+              "failed to collect stats. runner returned 1\n")
+    summary = failure_summary(output).splitlines()
+    assert summary == ["FileNotFoundError: [Errno 2] No such file or directory: 'cdk.json'",
+                       "FAILED tests/unit/test_x.py::test_synth - FileNotFoundError",
+                       "failed to collect stats. runner returned 1"]
+    assert failure_summary("⠋ a\r⠙ last state\n") == "⠙ last state"
+
+
+def test_tests_of_a_mutant_are_those_executing_its_statement_callers_of_its_function_first() -> None:
+    callers = ["t/a.py::compiles", "t/a.py::compiles_other", "t/b.py::never_reaches_it"]
+    executing = {"t/a.py::compiles", "t/a.py::compiles_other", "t/c.py::uses_a_cached_closure"}
+
+    assert line_selected_tests(callers, executing) == ["t/a.py::compiles", "t/a.py::compiles_other",
+                                                   "t/c.py::uses_a_cached_closure"]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Iterator
 
 import pytest
 from switchyard.errors import SignatureError, StaleTimestampError
@@ -186,3 +190,53 @@ def test_verify_correct_hmac_with_a_non_base64_character_rejected(signing_secret
 
     with pytest.raises(SignatureError, match="no signature matches"):
         verifier(signing_secret).verify(BODY, headers)
+
+
+def test_verify_names_every_missing_header_in_order(signing_secret: str) -> None:
+    with pytest.raises(SignatureError) as raised:
+        verifier(signing_secret).verify(BODY, {})
+
+    assert str(raised.value) == "missing header(s): webhook-id, webhook-timestamp, webhook-signature"
+
+
+@pytest.mark.parametrize(("tolerance", "minutes"), [(600, "10"), (300, "5"), (90, "1")])
+def test_verify_stale_timestamp_says_the_tolerance_in_whole_minutes(signing_secret: str, tolerance: int,
+                                                                   minutes: str) -> None:
+    headers = sign(signing_secret, "msg_1", NOW - tolerance - 1, BODY)
+    strict = StandardWebhookVerifier([signing_secret], tolerance_seconds=tolerance, clock=lambda: NOW)
+
+    with pytest.raises(StaleTimestampError) as raised:
+        strict.verify(BODY, headers)
+    assert str(raised.value) == f"webhook-timestamp is outside the {minutes}-minute tolerance"
+
+
+@pytest.fixture
+def machine_outside_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A developer's laptop five hours west of UTC (the CLI and the demo sign there; Lambda runs in UTC)."""
+    monkeypatch.setenv("TZ", "EST5")  # POSIX form: no time-zone database needed
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def reference_signature(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks signature written out from the spec: HMAC-SHA256 of ``id.timestamp.body``."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+@pytest.mark.usefixtures("machine_outside_utc")
+def test_sign_outside_utc_signs_the_unix_timestamp_it_sends(signing_secret: str) -> None:
+    headers = sign(signing_secret, "msg_tz", NOW, BODY)
+
+    assert headers["webhook-signature"] == reference_signature(signing_secret, "msg_tz", NOW, BODY)
+
+
+@pytest.mark.usefixtures("machine_outside_utc")
+def test_verify_outside_utc_accepts_a_genuine_delivery(signing_secret: str) -> None:
+    headers = {"webhook-id": "msg_tz", "webhook-timestamp": str(NOW),
+               "webhook-signature": reference_signature(signing_secret, "msg_tz", NOW, BODY)}
+
+    assert verifier(signing_secret).verify(BODY, headers) == "msg_tz"
