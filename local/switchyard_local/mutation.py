@@ -112,6 +112,31 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.entity_state.xǁInMemoryEntityStateǁclaim",
                "item.update(change_time=change_time, event_id=event_id)",
                "item.update(change_time=change_time, )", _UNREAD_EVENT_ID),
+    Equivalent("switchyard.entity_state.xǁInMemoryEntityStateǁclaim_ranked",
+               "item.update(change_time=change_time, event_id=event_id, rank=rank)",
+               "item.update(change_time=change_time, event_id=None, rank=rank)", _UNREAD_EVENT_ID),
+    Equivalent("switchyard.entity_state.xǁInMemoryEntityStateǁclaim_ranked",
+               "item.update(change_time=change_time, event_id=event_id, rank=rank)",
+               "item.update(change_time=change_time, rank=rank)", _UNREAD_EVENT_ID),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim",
+               'UpdateExpression="SET change_time = :t, event_id = :e, expiration = :x REMOVE #rank",',
+               'UpdateExpression="set change_time = :t, event_id = :e, expiration = :x remove #rank",', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim",
+               'ConditionExpression="attribute_not_exists(change_time) OR change_time <= :t",',
+               'ConditionExpression="attribute_not_exists(change_time) or change_time <= :t",', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim_ranked",
+               'UpdateExpression="SET change_time = :t, event_id = :e, #rank = :r, expiration = :x",',
+               'UpdateExpression="set change_time = :t, event_id = :e, #rank = :r, expiration = :x",', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim_ranked",
+               '"attribute_not_exists(change_time) OR change_time < :t "',
+               '"attribute_not_exists(change_time) or change_time < :t "', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim_ranked",
+               '"OR (change_time = :t AND (attribute_not_exists(#rank) OR #rank <= :r))"',
+               '"or (change_time = :t and (attribute_not_exists(#rank) or #rank <= :r))"', _KEYWORD_CASE),
+    Equivalent("switchyard.entity_state.xǁDynamoEntityStateǁclaim_ranked",
+               'current = (getattr(exc, "response", None) or {}).get("Item", {}).get("change_time", {}).get("S")',
+               'current = (getattr(exc, "response", ) or {}).get("Item", {}).get("change_time", {}).get("S")',
+               "the exception is botocore's ClientError, which always has a response: the default is never taken"),
     Equivalent("switchyard.signatures.xǁStandardWebhookVerifierǁverify", _EXPECTED,
                _EXPECTED.replace(".partition(", ".rpartition("), _ONE_COMMA),
     Equivalent("switchyard.signatures.x__v1_signatures", 'version, comma, encoded = entry.partition(",")',
@@ -273,7 +298,8 @@ def _normalise(line: str) -> str:
 
 
 # what tests read as files (samples, generated documents, the import-direction check, the packaging checks)
-_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE")
+_ALSO_COPY = ("local", "shared", "docs", "functions", "infra", "requirements", "README.md", "LICENSE",
+              "cdk.json")  # synth tests read the CDK context
 
 
 def _write_workspace(modules: list[str], tests: list[str]) -> None:
