@@ -86,6 +86,8 @@ _WHERE = ("text += f\" (at {where.group('file').rsplit('/', 1)[-1]}:{where.group
 _EXPECTED = 'expected = base64.b64decode(webhook.sign(headers["webhook-id"], signed_at, payload).partition(",")[2])'
 _WORKER_SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")'
 _SNAKE = 'return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "unexpected"'
+_REQUIRED = 'required = bool(rule.get("required", False))'
+_TEMPLATE_DEF = 'def _compile_template(template: str, where: str = "template") -> Getter:'
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace("True", "None"), _SORTED),
     Equivalent("switchyard.echoes.x_fingerprint", _FINGERPRINT, _FINGERPRINT.replace(" sort_keys=True,", ""),
@@ -141,6 +143,18 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                _EXPECTED.replace(".partition(", ".rpartition("), _ONE_COMMA),
     Equivalent("switchyard.signatures.x__v1_signatures", 'version, comma, encoded = entry.partition(",")',
                'version, comma, encoded = entry.rpartition(",")', _ONE_COMMA),
+    Equivalent("switchyard.mapping.rules.x__number",
+               "number = Decimal(str(value)) if not isinstance(value, Decimal) else value",
+               "number = Decimal(str(value)) if (not isinstance(value, Decimal)) or True else value",
+               "str() of a Decimal reads back as the same Decimal, exponent included"),
+    Equivalent("switchyard.mapping.rules.x_compile_rule", _REQUIRED, _REQUIRED.replace("False", "None"),
+               "bool(None) is bool(False): a rule without 'required' is optional either way"),
+    Equivalent("switchyard.mapping.rules.x_compile_rule", _REQUIRED, _REQUIRED.replace(", False", ", "),
+               "bool(None) is bool(False): a rule without 'required' is optional either way"),
+    *(Equivalent("switchyard.mapping.rules.x__compile_template", _TEMPLATE_DEF,
+                 _TEMPLATE_DEF.replace('"template"', after),
+                 "every caller passes where (compile_rule: the rule's name): the default is never used")
+      for after in ('"XXtemplateXX"', '"TEMPLATE"')),
     Equivalent("switchyard.state_machines.x_failure_letter", "details: dict[str, Any] = {}",
                "details: dict[str, Any] = None", _FILLED_LATER),
     Equivalent("switchyard.state_machines.x_failure_letter", "cause = None", 'cause = ""',
