@@ -11,7 +11,7 @@ import pytest
 from switchyard_local.sandboxes.clarity import DEMO_ORDERS
 from switchyard_local.stack import LocalStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-own")]
 _customers = itertools.count(900)
 
 

@@ -22,7 +22,7 @@ from switchyard_local.devmode import banner
 from switchyard_local.stack import REGION, LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-own")]
 FLOW = "nopcommerce-to-streak"
 ROOT = Path(__file__).resolve().parents[2]
 

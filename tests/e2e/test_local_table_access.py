@@ -12,7 +12,7 @@ from switchyard_local.demo import Demo
 from switchyard_local.stack import LocalStack
 from switchyard_local.table_access import acting_as
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-own")]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from switchyard_local.sandboxes.clarity import DEMO_ORDERS
 from switchyard_local.stack import LocalStack
 from switchyard_local.webhooks import post_webhook, sample, signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-own")]
 NOW_GRACE = 0  # the demo's and these tests' "recover now": the schedule's runs wait sweep_grace_minutes
 
 

@@ -27,7 +27,7 @@ from tests.conftest import FakeClock
 
 MakeEvent = Callable[..., FlowEvent]
 CLIENT_TIMEOUT = 1.0  # a loaded 2-core CI machine answered an ordinary lookup in more than 0.3 s
-LATE_BY = 2.5  # Streak carries the write out this long after the request arrived
+LATE_BY = 1.5  # Streak carries the write out this long after the request arrived
 
 
 @pytest.fixture
