@@ -30,7 +30,9 @@ dev: $(STAMP) ## keep the local stack running (prints the webhook URL and signin
 	$(VENV)/bin/switchyard local up
 
 test: $(STAMP) node_modules/.installed ## run all tests (unit, integration, infra, end-to-end)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	# four workers on two cores: the end-to-end groups spend most of their time waiting on backoffs; bytecode
+	# is written (the environment may forbid it) so a second run and each worker reuse the compiled tests
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n 4 --dist loadgroup
 
 test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -q tests/unit

@@ -10,22 +10,24 @@
 
 from __future__ import annotations
 
-import atexit
 import copy
 import dataclasses
+import fcntl
+import hashlib
 import io
 import json
 import logging
 import os
+import pickle
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -653,17 +655,56 @@ _SYNTH_LOCK = threading.Lock()
 
 
 def _synthesized(stage: str, synthesize: Callable[..., Any]) -> Any:
-    """The stage's synthesized app, synthesized once per process: the code it is built from does not change
-    while the process runs, and synthesis is the slowest part of a start (8 to 30 s here), paid again by
-    every stack a test session or the chaos run starts. Each caller gets its own copy of the template; the
-    assembly (the assets the deploy uploads) stays in a folder of its own until the process exits."""
+    """The stage's synthesized app, synthesized once per process and kept on disk for the next process: the
+    code it is built from does not change while the processes run, and synthesis is the slowest part of a
+    start (8 to 30 s here), paid again by every stack a test session, each test worker or the chaos run
+    starts. Each caller gets its own copy of the template."""
     with _SYNTH_LOCK:
         cached = _SYNTHESIZED.get(stage)
         if cached is None:
-            outdir = tempfile.mkdtemp(prefix=f"switchyard-local-{stage}-cdk-")
-            atexit.register(shutil.rmtree, outdir, ignore_errors=True)
-            cached = _SYNTHESIZED[stage] = synthesize(stage, bundle_dependencies=False, outdir=outdir)
+            cached = _SYNTHESIZED[stage] = _synthesized_on_disk(stage, synthesize)
     return dataclasses.replace(cached, template=copy.deepcopy(cached.template))
+
+
+SYNTH_CACHE = ROOT / ".local-stack" / "synth"
+# everything synthesis reads: the CDK app, the library and handlers it bundles, the flows and mappings, the
+# CDK context, the locks whose hash is part of the layer's asset
+_SYNTH_INPUTS = ("infra", "shared", "functions", "requirements", "cdk.json")
+
+
+def synth_inputs_digest(stage: str) -> str:
+    """A digest of every file synthesis reads (and the CDK library's version): the key of a kept synthesis."""
+    digest = hashlib.sha256(f"{stage}\0{version('aws-cdk-lib')}\0".encode())
+    for name in _SYNTH_INPUTS:
+        top = ROOT / name
+        files = [top] if top.is_file() else sorted(
+            path for path in top.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+        for path in files:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def _synthesized_on_disk(stage: str, synthesize: Callable[..., Any]) -> Any:
+    """The synthesis kept for these exact inputs, made once under a file lock: test workers starting their
+    stacks at the same moment wait for one synthesis instead of running one each."""
+    key = synth_inputs_digest(stage)
+    SYNTH_CACHE.mkdir(parents=True, exist_ok=True)
+    folder, kept = SYNTH_CACHE / f"{stage}-{key}", SYNTH_CACHE / f"{stage}-{key}.pickle"
+    with open(SYNTH_CACHE / f"{stage}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if kept.is_file():
+            return pickle.loads(kept.read_bytes())
+        for stale in SYNTH_CACHE.glob(f"{stage}-*"):  # kept for inputs that changed since
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        result = synthesize(stage, bundle_dependencies=False, outdir=str(folder))
+        partial = kept.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(result))
+        partial.replace(kept)  # whole or absent: a synthesis that failed half-way is never read
+        return result
 
 
 _UNSUPPORTED_PREFIXES = ("AWS::CloudWatch::", "AWS::ApiGatewayV2::", "AWS::SNS::TopicPolicy")

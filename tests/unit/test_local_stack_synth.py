@@ -13,12 +13,14 @@ from infra.synth import SynthResult
 
 
 def test_a_stage_is_synthesized_once_per_process_and_each_stack_gets_its_own_template(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(local_stack, "_SYNTHESIZED", {})
+    monkeypatch.setattr(local_stack, "SYNTH_CACHE", tmp_path)  # not the checkout's kept synthesis
     calls: list[tuple[str, dict[str, Any]]] = []
 
     def synthesize(stage: str, **options: Any) -> SynthResult:
         calls.append((stage, options))
+        Path(options["outdir"]).mkdir()
         return SynthResult(stack_name=f"Switchyard-{stage}", template={"Resources": {"Queue": {"Type": "q"}}},
                            assembly_dir=Path(options["outdir"]), assets_manifest=None)
 
