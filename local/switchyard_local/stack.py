@@ -693,7 +693,7 @@ def _synthesized_on_disk(stage: str, synthesize: Callable[..., Any]) -> Any:
     folder, kept = SYNTH_CACHE / f"{stage}-{key}", SYNTH_CACHE / f"{stage}-{key}.pickle"
     with open(SYNTH_CACHE / f"{stage}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if kept.is_file():
+        if kept.is_file() and folder.is_dir():  # the assembly the deploy uploads is still there
             return pickle.loads(kept.read_bytes())
         for stale in SYNTH_CACHE.glob(f"{stage}-*"):  # kept for inputs that changed since
             if stale.is_dir():

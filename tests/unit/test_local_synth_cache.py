@@ -76,3 +76,12 @@ def test_a_failed_synthesis_keeps_nothing(checkout: Path) -> None:
     calls: list[str] = []
     local_stack._synthesized_on_disk("dev", synthesizer(calls))
     assert calls == ["dev"]
+
+
+def test_a_kept_synthesis_whose_assembly_is_gone_is_made_again(checkout: Path) -> None:
+    calls: list[str] = []
+    first = local_stack._synthesized_on_disk("dev", synthesizer(calls))
+    import shutil
+    shutil.rmtree(first.assembly_dir)
+    again = local_stack._synthesized_on_disk("dev", synthesizer(calls))
+    assert calls == ["dev", "dev"] and again.assembly_dir.is_dir()
