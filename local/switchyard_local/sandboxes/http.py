@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -95,10 +96,9 @@ def serve(wsgi_app: WsgiApp, host: str = "127.0.0.1", port: int = 0) -> tuple[st
         if stopped.is_set():
             return
         stopped.set()
-        try:
-            server.pull_trigger()  # wakes the loop
-        except OSError:  # the loop saw ``stopped`` after its last wait and closed the trigger already
-            pass
+        # wakes the loop; OSError: the loop saw ``stopped`` after its last wait and closed the trigger already
+        with contextlib.suppress(OSError):
+            server.pull_trigger()
         thread.join(timeout=5)
         # idle request threads end at once; one still inside a slow answer is a daemon, left to finish
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
