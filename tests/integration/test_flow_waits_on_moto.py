@@ -33,12 +33,16 @@ REJECTED = 666  # an order the ERP refuses (bad customer data)
 EXECUTION_TIMEOUT_SECONDS = 30
 # no retry waits: a step error is permanent or retried at once
 FAST = {"interval_seconds": 1, "max_attempts": 1, "backoff_rate": 1.0, "max_delay_seconds": 1}
-DECLARATION = StateMachineConfig.model_validate({
+# what both declarations below share: the key, the retry policies and the two routes
+COMMON: dict[str, Any] = {
     "key": "Order.OrderGuid",
     "timeout_minutes": 60,
     "retry": FAST, "throttled": FAST, "rate_limited": FAST, "out_of_order": FAST, "waiting_for_connection": FAST,
     "routes": {"placed": {"event": "order.placed", "suffix": ""},
                "cancel": {"event": "order.status_changed", "where": {"Order.OrderStatusId": 40}}},
+}
+DECLARATION = StateMachineConfig.model_validate({
+    **COMMON,
     "states": {
         "Route": {"choose": [{"route": "placed", "next": "CreateOrder"}, {"route": "cancel", "next": "CancelOrder"}]},
         "CreateOrder": {"run": "erp.create_order", "next": "Shipment", "compensate": "UndoOrder"},
@@ -363,11 +367,7 @@ def test_a_wait_stays_while_heartbeats_come_and_dead_letters_when_they_stop(hear
 
 # the route picks the steps of ONE task (no Choice state); a choice after it reads an inner step's result
 IN_ONE_TASK = StateMachineConfig.model_validate({
-    "key": "Order.OrderGuid",
-    "timeout_minutes": 60,
-    "retry": FAST, "throttled": FAST, "rate_limited": FAST, "out_of_order": FAST, "waiting_for_connection": FAST,
-    "routes": {"placed": {"event": "order.placed", "suffix": ""},
-               "cancel": {"event": "order.status_changed", "where": {"Order.OrderStatusId": 40}}},
+    **COMMON,
     "states": {
         "Book": {"run": {"placed": ["erp.create_order", "erp.cancel_order"], "cancel": ["erp.cancel_order"]},
                  "next": "Decide", "compensate": "UndoOrder"},
