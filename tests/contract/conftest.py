@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from switchyard.entity_state import DynamoEntityState, EntityState, InMemoryEntityState
 from switchyard.table_keys import ConnectionKeys, TableKeys
 
 TABLE = "idempotency"
@@ -30,3 +31,11 @@ def dynamo_client(aws_env) -> Iterator[object]:
                             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                             BillingMode="PAY_PER_REQUEST")
         yield client
+
+
+@pytest.fixture(params=["in_memory", "dynamodb"])
+def entity_state(request: pytest.FixtureRequest) -> EntityState:
+    """Both entity-state stores, so every contract test holds for each."""
+    if request.param == "in_memory":
+        return InMemoryEntityState()
+    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: 1_795_000_000)

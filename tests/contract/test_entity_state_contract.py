@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState, InMemoryEntityState
+from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState
 
 from tests.contract.conftest import KEYS, TABLE
 
@@ -17,11 +17,9 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ENTITY = "nopcommerce-to-streak#1042"
 
 
-@pytest.fixture(params=["in_memory", "dynamodb"])
-def state(request: pytest.FixtureRequest) -> EntityState:
-    if request.param == "in_memory":
-        return InMemoryEntityState()
-    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
+@pytest.fixture
+def state(entity_state: EntityState) -> EntityState:
+    return entity_state
 
 
 def test_claim_first_event_accepted(state: EntityState) -> None:

@@ -4,18 +4,16 @@ back with every order is read, and written again only when it changed or is gett
 from __future__ import annotations
 
 import pytest
-from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState, InMemoryEntityState
+from switchyard.entity_state import RETENTION_SECONDS, DynamoEntityState, EntityState
 
 from tests.contract.conftest import KEYS, TABLE
 
 LINKS = "clarity:customer>streak:contact"
 
 
-@pytest.fixture(params=["in_memory", "dynamodb"])
-def state(request: pytest.FixtureRequest) -> EntityState:
-    if request.param == "in_memory":
-        return InMemoryEntityState()
-    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
+@pytest.fixture
+def state(entity_state: EntityState) -> EntityState:
+    return entity_state
 
 
 def test_a_link_naming_the_same_key_is_current(state: EntityState) -> None:

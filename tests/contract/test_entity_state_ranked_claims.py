@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from switchyard.entity_state import STALE, DynamoEntityState, EntityState, InMemoryEntityState
+from switchyard.entity_state import STALE, DynamoEntityState, EntityState
 
 from tests.contract.conftest import KEYS, TABLE
 
@@ -19,11 +19,9 @@ ENTITY = "nopcommerce-to-streak#2042"
 OTHER = "nopcommerce-to-streak#2043"
 
 
-@pytest.fixture(params=["in_memory", "dynamodb"])
-def state(request: pytest.FixtureRequest) -> EntityState:
-    if request.param == "in_memory":
-        return InMemoryEntityState()
-    return DynamoEntityState(request.getfixturevalue("dynamo_client"), TABLE, keys=KEYS, clock=lambda: 1_795_000_000)
+@pytest.fixture
+def state(entity_state: EntityState) -> EntityState:
+    return entity_state
 
 
 def test_claim_ranked_entities_independent(state: EntityState) -> None:
