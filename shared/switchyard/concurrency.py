@@ -14,26 +14,26 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-# A Lambda runs one invocation at a time. Its batch's entities run side by side (``run_groups``), each
-# with its own lookups side by side (``settle_all``): two pools, so a group waiting on its lookups never
-# holds the thread one of them needs. SQS hands a worker at most 10 records per batch here (FlowSizing).
-GROUP_THREADS = 10
+# A batch's entities run side by side (``run_groups``), each with its own lookups side by side
+# (``settle_all``). The groups get threads of their own per batch, so a group waiting on its lookups never
+# holds a thread one of them needs, and one invocation's groups never queue behind another's (the local
+# stack runs every function in one process, several invocations at once). SQS hands a worker at most 10
+# records per batch here (FlowSizing). The lookups share one pool: they wait on nothing but the network.
 IO_THREADS = 24
 
 
-def _pools() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-    return (ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="switchyard-io"),
-            ThreadPoolExecutor(max_workers=GROUP_THREADS, thread_name_prefix="switchyard-group"))
+def _io_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="switchyard-io")
 
 
-_POOL, _GROUP_POOL = _pools()
+_POOL = _io_pool()
 
 
 def _new_pool_after_fork() -> None:
-    # A forked child inherits the pools but not their threads: a pool would count the parent's idle
-    # workers as its own and never start one, so every submitted call would wait forever.
-    global _POOL, _GROUP_POOL
-    _POOL, _GROUP_POOL = _pools()
+    # A forked child inherits the pool but not its threads: it would count the parent's idle workers as
+    # its own and never start one, so every submitted call would wait forever.
+    global _POOL
+    _POOL = _io_pool()
 
 
 os.register_at_fork(after_in_child=_new_pool_after_fork)
@@ -65,14 +65,15 @@ def run_groups(*calls: Callable[[], Any]) -> list[Outcome[Any]]:
     """Like ``settle_all``, for the independent groups of one batch (each doing its own ``settle_all``)."""
     if len(calls) <= 1:
         return [_settled(call) for call in calls]
-    futures = [_submit(call, groups=True) for call in calls[1:]]
-    first = _settled(calls[0])
-    return [first, *(_outcome(future) for future in futures)]
+    with ThreadPoolExecutor(max_workers=len(calls) - 1, thread_name_prefix="switchyard-group") as groups:
+        futures = [groups.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        first = _settled(calls[0])
+        return [first, *(_outcome(future) for future in futures)]
 
 
-def _submit(call: Callable[[], Any], *, groups: bool = False) -> Future[Any]:
+def _submit(call: Callable[[], Any]) -> Future[Any]:
     # the caller's context goes along (Powertools' logger keys, whatever tracks who is calling)
-    return (_GROUP_POOL if groups else _POOL).submit(contextvars.copy_context().run, call)
+    return _POOL.submit(contextvars.copy_context().run, call)
 
 
 def _settled(call: Callable[[], T]) -> Outcome[T]:

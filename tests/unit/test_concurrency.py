@@ -82,3 +82,23 @@ def test_a_forked_process_runs_calls_side_by_side_too() -> None:
         os.waitpid(pid, 0)
         pytest.fail("the forked child never finished its calls")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_two_invocations_groups_never_queue_behind_each_other() -> None:
+    # The local stack runs several invocations in one process: each batch's groups get threads of their own,
+    # so 2 x 11 groups all run at once (a shared pool of 10 left some queued behind the other invocation's).
+    from switchyard.concurrency import run_groups
+
+    everyone = threading.Barrier(22, timeout=5)
+    results: list[list[int]] = []
+
+    def invocation() -> None:
+        outcomes = run_groups(*(lambda: everyone.wait() >= 0 for _ in range(11)))
+        results.append([int(o.get()) for o in outcomes])
+
+    threads = [threading.Thread(target=invocation) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == [[1] * 11, [1] * 11]
